@@ -1,0 +1,22 @@
+"""What a channel adapter is: deliver one outbound message, idempotently.
+
+The dispatcher may deliver a message again after a crash between sending and
+recording it, so every adapter passes the message's idempotency key along
+(the webhook as an ``Idempotency-Key`` header) for the platform to drop a
+repeat.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from trilha.core.execution import OutboundMessage
+
+
+class Channel(Protocol):
+    name: str
+
+    async def deliver(self, message: OutboundMessage) -> None:
+        """Deliver or raise :class:`~trilha.errors.ChannelError`."""
+
+    async def aclose(self) -> None: ...

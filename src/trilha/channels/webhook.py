@@ -1,0 +1,45 @@
+"""POSTs each message as JSON to the platform, with an ``Idempotency-Key`` header."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from trilha.core.execution import OutboundMessage, iso
+from trilha.errors import ChannelError
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(
+        self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 10.0
+    ) -> None:
+        self.url = url
+        self._client = httpx.AsyncClient(headers=headers or {}, timeout=timeout, trust_env=False)
+
+    async def deliver(self, message: OutboundMessage) -> None:
+        body: dict[str, Any] = {
+            "executionId": message.execution_id,
+            "institutionId": message.institution_id,
+            "conversationId": message.conversation_id,
+            "contactId": message.contact_id,
+            "text": message.text,
+            "payload": message.payload,
+            "createdAt": iso(message.created_at),
+            "idempotencyKey": message.idempotency_key,
+        }
+        try:
+            response = await self._client.post(
+                self.url, json=body, headers={"Idempotency-Key": message.idempotency_key}
+            )
+        except httpx.HTTPError as exc:
+            raise ChannelError(f"webhook {self.url}: {exc}") from exc
+        if response.status_code >= 300:
+            raise ChannelError(
+                f"webhook {self.url} answered {response.status_code}", status=response.status_code
+            )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

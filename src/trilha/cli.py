@@ -1,0 +1,447 @@
+"""The ``trilha`` command: thin, it parses, calls the library and prints.
+
+Errors print their cause chain and exit non-zero; ``-v`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from trilha.channels.memory import MemoryChannel
+from trilha.channels.terminal import TerminalChannel
+from trilha.config import load_config
+from trilha.core.execution import Execution, iso
+from trilha.core.flow import Flow, flow_json_schema
+from trilha.core.states import ExecutionStatus
+from trilha.errors import ConfigError, FlowError, TrilhaError
+from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
+from trilha.processors.registry import Processors
+from trilha.runtime import Runtime, load_folder, publish_all, runtime
+from trilha.store.base import Store
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="trilha",
+    help="A durable, self-healing execution engine for conversational flows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"verbose": False}
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store", envvar="TRILHA_STORE", help="Store URL (default sqlite:///./trilha.db)."
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Configuration file (default ./trilha.toml if present)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Show tracebacks on errors.")
+    ] = False,
+) -> None:
+    _state["verbose"] = verbose
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+# ----------------------------------------------------------------------------------- schema
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of flows (every registered node type)."""
+    types = Processors.from_entry_points().node_types
+    sys.stdout.write(json.dumps(flow_json_schema(types), indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------- validate
+
+
+@app.command()
+def validate(
+    flows: Annotated[list[Path], typer.Argument(help="Flow files (JSON or YAML) or folders.")],
+) -> None:
+    """Check flows; one line per problem, exit 1 if any flow is invalid."""
+    types = Processors.from_entry_points().node_types
+    failed = False
+    files: list[Path] = []
+    for path in flows:
+        files.extend(flow_files(path) if path.is_dir() else [path])
+    for path in files:
+        flow, problems = check_flow_file(path, types)
+        for problem in problems:
+            out.print(escape(f"{path}: {problem}"))
+        if flow is None:
+            failed = True
+        elif not any(p.severity == "error" for p in problems):
+            warnings = sum(1 for p in problems if p.severity == "warning")
+            note = f" ({warnings} warning{'s' * (warnings != 1)})" if warnings else ""
+            err.print(
+                f"[green]ok[/green] {escape(str(path))}: flow '{flow.id}' v{flow.version},"
+                f" {len(flow.nodes)} nodes{note}"
+            )
+    raise typer.Exit(1 if failed else 0)
+
+
+# -------------------------------------------------------------------------------------- run
+
+
+def _parse_vars(pairs: list[str]) -> dict[str, Any]:
+    from trilha.engine.engine import set_path
+
+    variables: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--var {pair!r}: expected KEY=VALUE")
+        try:
+            value: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = raw
+        set_path(variables, key.strip(), value)
+    return variables
+
+
+def _load_flow_arg(flow: str, processors: Processors) -> Flow | None:
+    """The flow file FLOW names, or ``None`` when FLOW is a flow id."""
+    path = Path(flow)
+    if path.suffix.lower() in (".json", ".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise FlowError(f"{path}: no such flow file")
+        return load_flow_file(path, processors.node_types)
+    return None
+
+
+async def _resolve_flow(rt: Runtime, flow: str, loaded: Flow | None) -> tuple[str, int]:
+    if loaded is not None:
+        return loaded.id, await rt.engine.publish(loaded)
+    stored = await rt.engine.flow(flow)
+    return stored.id, stored.version
+
+
+@app.command()
+def run(
+    flow: Annotated[
+        str, typer.Argument(help="A flow file, or the id of a flow in --flows or the store.")
+    ],
+    flows: Annotated[
+        Path | None, typer.Option("--flows", help="Folder of flows to publish first.")
+    ] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    var: Annotated[
+        list[str], typer.Option("--var", help="Start variable KEY=VALUE (JSON values parsed).")
+    ] = [],  # noqa: B006
+    institution: Annotated[str, typer.Option("--institution")] = "local",
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", help="Default: a new id.")
+    ] = None,
+    contact: Annotated[str, typer.Option("--contact")] = "terminal",
+    inputs: Annotated[
+        list[str], typer.Option("--input", help="The contact's next reply (repeatable).")
+    ] = [],  # noqa: B006
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Cancel the conversation's active execution.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a flow in the terminal: an interactive chat, or scripted with --input."""
+    from trilha.engine.engine import new_id
+
+    variables = _parse_vars(var)
+    processors = Processors.from_entry_points()
+    folder = load_folder(flows, processors) if flows is not None else []
+    loaded = _load_flow_arg(flow, processors)
+    interactive = not inputs and not as_json and sys.stdin.isatty()
+    channel: Any = MemoryChannel() if as_json else TerminalChannel(out)
+
+    async def main() -> Execution:
+        async with runtime(store, config, channel=channel, processors=processors) as rt:
+            await publish_all(rt.engine, folder)
+            flow_id, version = await _resolve_flow(rt, flow, loaded)
+            execution = await rt.engine.start(
+                flow_id,
+                version=version,
+                institution_id=institution,
+                conversation_id=conversation or f"cli-{new_id()[:10]}",
+                contact_id=contact,
+                variables=variables,
+                replace=replace,
+                actor="cli",
+            )
+            pending = list(inputs)
+            while True:
+                await rt.worker.run_until_idle(execution.id)
+                execution = await rt.store.get_execution(execution.id)
+                if execution.status is ExecutionStatus.WAITING_DELAY and execution.due_at:
+                    await rt.engine.clock.sleep(execution.due_at - rt.engine.clock.now())
+                    continue
+                if execution.status is not ExecutionStatus.WAITING_INPUT:
+                    break
+                if pending:
+                    text = pending.pop(0)
+                    if not as_json:
+                        out.print(f"[bold green]you>[/bold green] {escape(text)}")
+                elif interactive:
+                    try:
+                        text = out.input("[bold green]you>[/bold green] ")
+                    except (EOFError, KeyboardInterrupt):
+                        out.print()
+                        break
+                else:
+                    break
+                await rt.engine.send(execution.id, text)
+            if as_json:
+                transcript = await rt.store.transcript(execution.id)
+                sys.stdout.write(
+                    json.dumps(
+                        {
+                            "executionId": execution.id,
+                            "status": execution.status.value,
+                            "outcome": execution.outcome.value if execution.outcome else None,
+                            "variables": execution.variables,
+                            "transcript": [t.wire() for t in transcript],
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
+            return execution
+
+    execution = _run(main())
+    if not as_json:
+        _print_status_line(execution)
+
+
+def _print_status_line(ex: Execution) -> None:
+    extra = f" (outcome {ex.outcome.value})" if ex.outcome else ""
+    where = f" at node '{ex.current_node_id}'" if not ex.status.terminal else ""
+    err.print(f"[dim]execution {ex.id}: {ex.status.value}{extra}{escape(where)}[/dim]")
+
+
+# ----------------------------------------------------------------------------------- worker
+
+
+@app.command()
+def worker(
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    flows: Annotated[
+        Path | None, typer.Option("--flows", help="Folder of flows to publish first.")
+    ] = None,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Exit once nothing is due or running.")
+    ] = False,
+    lease_seconds: Annotated[
+        float | None,
+        typer.Option("--lease-seconds", help="Lease length (default from config, 30)."),
+    ] = None,
+) -> None:
+    """Run workers and the outbox dispatcher over the store."""
+
+    processors = Processors.from_entry_points()
+    folder = load_folder(flows, processors) if flows is not None else []
+
+    async def main() -> None:
+        cfg = load_config(config)
+        if lease_seconds is not None:
+            engine_cfg = cfg.engine.model_copy(update={"lease_seconds": lease_seconds})
+            cfg = cfg.model_copy(update={"engine": engine_cfg})
+        channel = None
+        if cfg.channel.kind == "terminal":
+            channel = TerminalChannel(out, show_conversation=True)
+        async with runtime(store, config, config=cfg, channel=channel, processors=processors) as rt:
+            await publish_all(rt.engine, folder)
+            err.print(f"[dim]{rt.engine.worker_id} on {rt.store!r}[/dim]")
+            if until_idle:
+                await rt.worker.run_until_idle()
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await rt.worker.run_forever(stop)
+
+    _run(main())
+
+
+# ------------------------------------------------------------------------------------- show
+
+
+async def _execution_json(st: Store, ex: Execution) -> dict[str, Any]:
+    transcript = await st.transcript(ex.id)
+    history = await st.transitions(ex.id)
+    return {
+        "executionId": ex.id,
+        "flowId": ex.flow_id,
+        "flowVersion": ex.flow_version,
+        "institutionId": ex.institution_id,
+        "conversationId": ex.conversation_id,
+        "contactId": ex.contact_id,
+        "status": ex.status.value,
+        "outcome": ex.outcome.value if ex.outcome else None,
+        "currentNodeId": ex.current_node_id,
+        "waitingFor": ex.waiting_for,
+        "dueAt": iso(ex.due_at),
+        "attempts": ex.attempts,
+        "steps": ex.step_seq,
+        "variables": ex.variables,
+        "error": ex.error,
+        "createdAt": iso(ex.created_at),
+        "updatedAt": iso(ex.updated_at),
+        "endedAt": iso(ex.ended_at),
+        "transcript": [t.wire() for t in transcript],
+        "history": [
+            {
+                "from": t.source.value if t.source else None,
+                "to": t.target.value,
+                "reason": t.reason,
+                "actor": t.actor,
+                "nodeId": t.node_id,
+                "at": iso(t.at),
+            }
+            for t in history
+        ],
+    }
+
+
+@app.command()
+def show(
+    execution_id: Annotated[str | None, typer.Argument(help="The execution's id.")] = None,
+    conversation: Annotated[
+        str | None,
+        typer.Option("--conversation", help="Show this conversation's latest execution."),
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show an execution: status, current node, variables, transcript and state history."""
+    if (execution_id is None) == (conversation is None):
+        raise ConfigError("give either EXECUTION_ID or --conversation ID")
+
+    async def main() -> dict[str, Any]:
+        async with runtime(store, None, channel=MemoryChannel()) as rt:
+            if execution_id is not None:
+                ex = await rt.store.get_execution(execution_id)
+            else:
+                assert conversation is not None
+                ex = await rt.store.latest_execution(None, conversation)
+            return await _execution_json(rt.store, ex)
+
+    data = _run(main())
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        return
+    _print_execution(data)
+
+
+def _print_execution(data: dict[str, Any]) -> None:
+    outcome = f" ({data['outcome']})" if data["outcome"] else ""
+    out.print(f"[bold]execution[/bold] {data['executionId']}")
+    out.print(f"  flow         {escape(data['flowId'])} v{data['flowVersion']}")
+    out.print(f"  status       [bold]{data['status']}[/bold]{outcome}")
+    out.print(f"  node         {escape(str(data['currentNodeId']))}")
+    if data["waitingFor"]:
+        out.print(f"  waiting for  {data['waitingFor']} until {data['dueAt']}")
+    out.print(
+        f"  conversation {escape(data['conversationId'])} · contact {escape(data['contactId'])}"
+        f" · institution {escape(data['institutionId'])}"
+    )
+    if data["error"]:
+        out.print(f"  error        [red]{escape(str(data['error'].get('message')))}[/red]")
+    out.print("[bold]variables[/bold]")
+    out.print(escape(json.dumps(data["variables"], ensure_ascii=False, indent=2)))
+    out.print("[bold]transcript[/bold]")
+    for line in data["transcript"]:
+        who = "[cyan]bot>[/cyan]" if line["from"] == "bot" else "[green]contact>[/green]"
+        out.print(f"  {who} {escape(line['text'])}")
+    table = Table("at", "from", "to", "reason", "by", title="state history", title_justify="left")
+    for h in data["history"]:
+        table.add_row(h["at"], h["from"] or "-", h["to"], escape(h["reason"]), h["actor"])
+    out.print(table)
+
+
+# ------------------------------------------------------------------------------------- send
+
+
+@app.command()
+def send(
+    execution_id: Annotated[str, typer.Argument(help="The execution waiting for the reply.")],
+    text: Annotated[str, typer.Argument(help="The contact's reply.")],
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    message_id: Annotated[
+        str | None, typer.Option("--message-id", help="Deduplication id (default: new).")
+    ] = None,
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Only store the message; a worker applies it.")
+    ] = False,
+) -> None:
+    """Deliver a contact's reply to a stored execution, then run it until it waits again."""
+
+    async def main() -> Execution:
+        async with runtime(store, config, channel=TerminalChannel(out)) as rt:
+            result = await rt.engine.send(execution_id, text, message_id=message_id)
+            if result.status == "duplicate":
+                err.print(
+                    "[yellow]duplicate message id"
+                    f" {escape(result.message.message_id)}: ignored[/yellow]"
+                )
+            if not no_run:
+                await rt.worker.run_until_idle(execution_id)
+            return await rt.store.get_execution(execution_id)
+
+    _print_status_line(_run(main()))
+
+
+# ------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    """Entry point: typer handles usage errors; trilha errors print their cause chain, exit 1."""
+    try:
+        app()
+    except TrilhaError as exc:
+        _print_error(exc)
+        sys.exit(1)
+    except OSError as exc:
+        _print_error(exc)
+        sys.exit(1)
+
+
+def _print_error(exc: BaseException) -> None:
+    code = getattr(exc, "code", None)
+    label = f"error[{code}]" if isinstance(code, str) else "error"
+    err.print(f"[red]{escape(label)}:[/red] {escape(str(exc))}")
+    cause = exc.__cause__
+    while cause is not None:
+        err.print(f"  [dim]caused by {type(cause).__name__}: {escape(str(cause))}[/dim]")
+        cause = cause.__cause__
+    if _state["verbose"]:
+        err.print_exception(show_locals=False)

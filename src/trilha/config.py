@@ -1,0 +1,112 @@
+"""Configuration: ``trilha.toml`` (or ``--config FILE``), validated by pydantic.
+
+Keys may be written snake_case (TOML's habit) or camelCase (the wire's).
+Header values may name environment variables as ``${NAME}`` so secrets stay
+out of the file; a missing variable is a :class:`ConfigError` naming it.
+
+::
+
+    [engine]
+    lease_seconds = 30
+
+    [http]
+    allow_private = ["127.0.0.1"]       # hosts the http node may reach though private
+
+    [dependencies.crm]
+    base_url = "http://127.0.0.1:9000"  # a declared dependency may be private
+    headers = { Authorization = "Bearer ${CRM_TOKEN}" }
+    timeout_seconds = 5
+
+    [channel]
+    kind = "webhook"                    # terminal | webhook | memory
+    url = "http://127.0.0.1:8080/messages"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+
+from trilha.core.flow import format_loc
+from trilha.core.wire import WireModel
+from trilha.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class EngineConfig(WireModel):
+    lease_seconds: float = Field(default=30.0, gt=0.1, le=3_600)
+    batch_size: int = Field(default=64, ge=1, le=1_000)
+    poll_interval_seconds: float = Field(default=0.2, gt=0, le=60)
+    max_steps_per_turn: int = Field(default=1_000, ge=1, le=100_000)
+
+
+class HttpConfig(WireModel):
+    #: hosts (names or IP addresses) the http node may reach even though they are private
+    allow_private: list[str] = Field(default_factory=list)
+    default_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    max_response_bytes: int = Field(default=1_048_576, ge=1)
+
+
+class DependencyConfig(WireModel):
+    base_url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+
+    def resolved_headers(self) -> dict[str, str]:
+        return {k: expand_env(v, f"dependencies.headers.{k}") for k, v in self.headers.items()}
+
+
+class ChannelConfig(WireModel):
+    kind: Literal["terminal", "webhook", "memory"] = "terminal"
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    max_attempts: int = Field(default=10, ge=1, le=1_000)
+
+
+class Config(WireModel):
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    dependencies: dict[str, DependencyConfig] = Field(default_factory=dict)
+    channel: ChannelConfig = Field(default_factory=ChannelConfig)
+
+
+def expand_env(value: str, where: str) -> str:
+    """Replace ``${NAME}`` with the environment variable, refusing a missing one."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read ``path``, or ``./trilha.toml`` when it exists, else the defaults."""
+    if path is None:
+        default = Path("trilha.toml")
+        if not default.exists():
+            return Config()
+        path = default
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{file}: no such configuration file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"{file}: {format_loc(tuple(err['loc']))}: {err['msg']}") from exc

@@ -1,0 +1,192 @@
+"""The records an execution is made of, as plain data.
+
+These are what the engine computes and the store persists. Times are epoch
+seconds in UTC (floats): they are compared and indexed far more often than
+shown, and :func:`iso` renders them for people and the wire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from trilha.core.states import ExecutionStatus, Outcome
+
+#: bumped whenever the shape of a checkpoint's ``state`` changes
+CHECKPOINT_SCHEMA_VERSION = 1
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> ISO-8601 UTC with milliseconds, ``None`` stays ``None``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dumps(value: Any) -> str:
+    """Canonical compact JSON (sorted keys) so equal states hash equally."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def checksum(payload: str) -> str:
+    """A short, stable digest of a serialized state (corruption detection, not security)."""
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class Execution:
+    """One run of a flow for one conversation; the row a worker claims."""
+
+    id: str
+    institution_id: str
+    conversation_id: str
+    contact_id: str
+    flow_id: str
+    flow_version: int
+    status: ExecutionStatus
+    current_node_id: str | None
+    variables: dict[str, Any]
+    created_at: float
+    updated_at: float
+    outcome: Outcome | None = None
+    #: per-node scratch kept while the execution sits on a node (re-ask count, timer due)
+    node_state: dict[str, Any] = field(default_factory=dict)
+    #: what a waiting execution waits on: "input", "timer", "operator", ...
+    waiting_for: str | None = None
+    #: when the current wait ends (timer due, input timeout)
+    due_at: float | None = None
+    #: when a worker should claim it; ``None`` while it waits on something else
+    wake_at: float | None = None
+    attempts: int = 0
+    step_seq: int = 0
+    channel: str = "default"
+    start_variables: dict[str, Any] = field(default_factory=dict)
+    #: the status an operator paused from, so resume can return to it
+    paused_from: ExecutionStatus | None = None
+    error: dict[str, Any] | None = None
+    ended_at: float | None = None
+    fencing_token: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+
+    def state_payload(self) -> str:
+        """The part of the row covered by the checksum: everything a step changes."""
+        return dumps(
+            {
+                "status": self.status.value,
+                "outcome": self.outcome.value if self.outcome else None,
+                "flow": [self.flow_id, self.flow_version],
+                "node": self.current_node_id,
+                "vars": self.variables,
+                "nodeState": self.node_state,
+                "seq": self.step_seq,
+                "attempts": self.attempts,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of state, with why and who."""
+
+    execution_id: str
+    source: ExecutionStatus | None
+    target: ExecutionStatus
+    reason: str
+    at: float
+    actor: str = "engine"
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The state after one step; the unit a crashed execution resumes from."""
+
+    execution_id: str
+    seq: int
+    node_id: str | None
+    node_type: str | None
+    status: ExecutionStatus
+    state: str
+    checksum: str
+    started_at: float
+    duration: float
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempt: int = 1
+    schema_version: int = CHECKPOINT_SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A message to the contact, written to the outbox in the step's transaction."""
+
+    idempotency_key: str
+    execution_id: str
+    institution_id: str
+    conversation_id: str
+    contact_id: str
+    channel: str
+    text: str
+    created_at: float
+    step_seq: int
+    payload: dict[str, Any] | None = None
+    id: int | None = None
+    status: str = "pending"
+    attempts: int = 0
+    sent_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A contact's message, stored (deduplicated by message id) before it is acknowledged."""
+
+    id: int
+    institution_id: str
+    conversation_id: str
+    message_id: str
+    contact_id: str
+    text: str
+    received_at: float
+    execution_id: str | None = None
+    payload: dict[str, Any] | None = None
+    applied_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    execution_id: str
+    institution_id: str
+    conversation_id: str
+    contact_id: str
+    queue: str
+    reason: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One line of an execution's trail, kept in the store for the debugger."""
+
+    execution_id: str
+    level: str
+    message: str
+    at: float
+    node_id: str | None = None
+    node_type: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEntry:
+    sender: str  # "bot" | "contact"
+    text: str
+    at: float
+
+    def wire(self) -> dict[str, Any]:
+        return {"from": self.sender, "text": self.text, "at": iso(self.at)}

@@ -1,0 +1,532 @@
+"""Flows and nodes: the pydantic models, their validation and the JSON Schema.
+
+A flow is parsed in two passes. Pydantic checks each node's shape (so an
+error names the field, as ``nodes[3].next``); :func:`check_flow` then checks
+the graph (duplicate ids, dangling targets, a missing start, unreachable
+nodes, expressions that do not parse). Both passes report
+:class:`Problem` values instead of raising on the first one, because an
+author fixing a flow wants every problem at once.
+
+Node types are open: a third-party processor brings its own node model and
+registers it in a :class:`NodeTypes` table, so this module never needs to
+know every type.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError, create_model, field_validator
+
+from trilha.core.expressions import compile_expression
+from trilha.core.paths import is_valid_path
+from trilha.core.wire import WireModel
+from trilha.errors import ExpressionError, FlowValidationError
+
+MAX_NODES = 5_000
+MAX_FLOW_BYTES = 1_048_576
+MAX_TEXT = 4_096
+
+NodeId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+VariableName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+# ----------------------------------------------------------------------------- problems
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a flow, located by a wire path such as ``nodes[3].next``."""
+
+    path: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.path}: {prefix}{self.message}" if self.path else f"{prefix}{self.message}"
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic location as a wire path: ``('nodes', 3, 'next')`` -> ``nodes[3].next``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+class RetryPolicy(WireModel):
+    """How a failing node is retried (used by the recovery layer)."""
+
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    initial_interval_seconds: float = Field(default=1.0, ge=0, le=86_400)
+    backoff_coefficient: float = Field(default=2.0, ge=1, le=100)
+    max_interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    jitter: bool = True
+    non_retryable: list[str] = Field(default_factory=list)
+
+
+class FallbackSettings(WireModel):
+    """The flow's global recovery settings (DESIGN §2, §4)."""
+
+    enabled: bool = True
+    max_retries: int = Field(default=3, ge=0, le=100)
+    timeout_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    fallback_flow_id: str | None = None
+    escalate_to_human: bool = False
+
+
+class FlowSettings(WireModel):
+    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
+    input_timeout_seconds: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
+    timeout_message: str = Field(
+        default="Sorry, this is taking too long. We will get back to you.", max_length=MAX_TEXT
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class NodeFallback(WireModel):
+    next: NodeId
+
+
+# ----------------------------------------------------------------------------- nodes
+
+
+class NodeBase(WireModel):
+    """Fields every node has. Subclasses set ``type`` to a Literal and list their targets."""
+
+    #: names of fields holding a single node id to jump to (checked for dangling targets)
+    target_fields: ClassVar[tuple[str, ...]] = ("next",)
+    #: whether the node may end a path without a ``next`` (end, handoff, jump)
+    terminal: ClassVar[bool] = False
+
+    id: NodeId
+    type: str
+    label: str | None = Field(default=None, max_length=200)
+    next: NodeId | None = None
+    fallback: NodeFallback | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3_600)
+    retry: RetryPolicy | None = None
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(wire path relative to the node, target node id)`` for every edge."""
+        for name in self.target_fields:
+            value = getattr(self, name)
+            if value is not None:
+                yield to_wire(name), value
+        if self.fallback is not None:
+            yield "fallback.next", self.fallback.next
+
+    def expressions(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(wire path, source)`` for every expression the node evaluates."""
+        return iter(())
+
+
+def to_wire(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+class MessageNode(NodeBase):
+    type: Literal["message"]
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+
+class ChoiceOption(WireModel):
+    value: str = Field(min_length=1, max_length=200)
+    label: str | None = Field(default=None, max_length=200)
+    #: extra words the contact may type to pick this option
+    synonyms: list[str] = Field(default_factory=list)
+
+
+class AnswerRule(WireModel):
+    """How a question's answer is validated (see :mod:`trilha.core.answers`)."""
+
+    kind: Literal["text", "number", "email", "phone", "regex", "choice"] = "text"
+    pattern: str | None = Field(default=None, max_length=1_000)
+    options: list[ChoiceOption | str] = Field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=1, le=MAX_TEXT)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern does not compile: {exc}") from exc
+        return value
+
+    def choice_options(self) -> list[ChoiceOption]:
+        return [ChoiceOption(value=o) if isinstance(o, str) else o for o in self.options]
+
+
+class QuestionNode(NodeBase):
+    target_fields = ("next", "on_invalid", "on_timeout")
+
+    type: Literal["question"]
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    variable: VariableName
+    validate_: AnswerRule = Field(default_factory=AnswerRule, alias="validate")
+    invalid_text: str | None = Field(default=None, max_length=MAX_TEXT)
+    max_invalid: int = Field(default=2, ge=0, le=100)
+    on_invalid: NodeId | None = None
+    on_timeout: NodeId | None = None
+
+
+class Branch(WireModel):
+    when: str = Field(min_length=1, max_length=2_000)
+    next: NodeId
+
+
+class ConditionNode(NodeBase):
+    target_fields = ("default",)
+
+    type: Literal["condition"]
+    branches: list[Branch] = Field(min_length=1, max_length=200)
+    default: NodeId | None = None
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        yield from super().targets()
+        for i, branch in enumerate(self.branches):
+            yield f"branches[{i}].next", branch.next
+
+    def expressions(self) -> Iterator[tuple[str, str]]:
+        for i, branch in enumerate(self.branches):
+            yield f"branches[{i}].when", branch.when
+
+
+class SetNode(NodeBase):
+    """Assign variables: ``variables`` are literals (strings rendered as templates),
+    ``expressions`` are evaluated by the safe evaluator."""
+
+    type: Literal["set"]
+    variables: dict[VariableName, Any] = Field(default_factory=dict)
+    expressions_: dict[VariableName, str] = Field(default_factory=dict, alias="expressions")
+
+    def expressions(self) -> Iterator[tuple[str, str]]:
+        for name, source in self.expressions_.items():
+            yield f"expressions.{name}", source
+
+
+class DelayNode(NodeBase):
+    type: Literal["delay"]
+    seconds: float = Field(ge=0, le=30 * 86_400)
+
+
+class JumpNode(NodeBase):
+    terminal = True
+
+    type: Literal["jump"]
+    flow_id: str = Field(min_length=1, max_length=200)
+    version: int | None = Field(default=None, ge=1)
+    node_id: NodeId | None = None
+
+
+class HandoffNode(NodeBase):
+    terminal = True
+
+    type: Literal["handoff"]
+    queue: str = Field(min_length=1, max_length=200)
+    text: str | None = Field(default=None, max_length=MAX_TEXT)
+    reason: str | None = Field(default=None, max_length=1_000)
+
+
+class EndNode(NodeBase):
+    terminal = True
+
+    type: Literal["end"]
+    text: str | None = Field(default=None, max_length=MAX_TEXT)
+
+
+class HttpNode(NodeBase):
+    type: Literal["http"]
+    dependency: str | None = Field(default=None, max_length=200)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str = Field(min_length=1, max_length=2_000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    save_as: VariableName | None = None
+
+
+BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
+    "message": MessageNode,
+    "question": QuestionNode,
+    "condition": ConditionNode,
+    "set": SetNode,
+    "delay": DelayNode,
+    "jump": JumpNode,
+    "handoff": HandoffNode,
+    "end": EndNode,
+    "http": HttpNode,
+}
+
+
+# ----------------------------------------------------------------------------- flow
+
+
+class Flow(WireModel):
+    """A validated flow. Nodes are typed per their ``type`` (see :func:`parse_flow`)."""
+
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+    version: int = Field(default=1, ge=1)
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=4_000)
+    start: NodeId
+    settings: FlowSettings = Field(default_factory=FlowSettings)
+    on_missing_node: NodeId | None = None
+    nodes: list[Any] = Field(min_length=1, max_length=MAX_NODES)
+
+    def node(self, node_id: str) -> NodeBase | None:
+        return self._index().get(node_id)
+
+    def _index(self) -> dict[str, NodeBase]:
+        index: dict[str, NodeBase] | None = self.__dict__.get("_node_index")
+        if index is None:
+            index = {n.id: n for n in self.nodes}
+            self.__dict__["_node_index"] = index
+        return index
+
+    def wire(self) -> dict[str, Any]:
+        """The flow as wire JSON (camelCase, defaults omitted)."""
+        data = self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+        data["version"] = self.version
+        data["nodes"] = [
+            n.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True) | {"type": n.type}
+            for n in self.nodes
+        ]
+        return data
+
+
+@dataclass(slots=True)
+class NodeTypes:
+    """The table of node models, built-ins plus those of registered plugins."""
+
+    models: dict[str, type[NodeBase]] = field(default_factory=lambda: dict(BUILTIN_NODE_TYPES))
+
+    def register(self, type_name: str, model: type[NodeBase]) -> None:
+        self.models[type_name] = model
+
+
+def parse_flow(
+    data: Any, node_types: NodeTypes | None = None, *, source_bytes: int | None = None
+) -> tuple[Flow | None, list[Problem]]:
+    """Parse and check a flow, returning it (``None`` on errors) and every problem found."""
+    types = node_types or NodeTypes()
+    if source_bytes is not None and source_bytes > MAX_FLOW_BYTES:
+        return None, [
+            Problem("", f"flow is {source_bytes} bytes; the limit is {MAX_FLOW_BYTES} (1 MiB)")
+        ]
+    if not isinstance(data, Mapping):
+        return None, [Problem("", "a flow must be a JSON object")]
+    problems: list[Problem] = []
+    raw_nodes = data.get("nodes")
+    if isinstance(raw_nodes, list) and len(raw_nodes) > MAX_NODES:
+        return None, [
+            Problem("nodes", f"flow has {len(raw_nodes)} nodes; the limit is {MAX_NODES}")
+        ]
+    if "start" not in data:
+        problems.append(Problem("start", "missing: a flow must name its start node"))
+    try:
+        flow = Flow.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, skip_nodes=True))
+        flow = None
+    nodes: list[NodeBase] = []
+    if isinstance(raw_nodes, list):
+        for i, raw in enumerate(raw_nodes):
+            node = _parse_node(i, raw, types, problems)
+            if node is not None:
+                nodes.append(node)
+    if problems and any(p.severity == "error" for p in problems):
+        if flow is not None or nodes:
+            problems.extend(_graph_problems(data.get("start"), data, nodes, raw_nodes))
+        return None, _dedupe(problems)
+    assert flow is not None
+    flow = flow.model_copy(update={"nodes": nodes})
+    problems.extend(_graph_problems(flow.start, data, nodes, raw_nodes))
+    if any(p.severity == "error" for p in problems):
+        return None, _dedupe(problems)
+    return flow, _dedupe(problems)
+
+
+def load_flow(data: Any, node_types: NodeTypes | None = None) -> Flow:
+    """Parse a flow or raise :class:`FlowValidationError` with every problem."""
+    flow, problems = parse_flow(data, node_types)
+    if flow is None:
+        raise FlowValidationError([p for p in problems if p.severity == "error"])
+    return flow
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[Problem] = set()
+    out = []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def _parse_node(index: int, raw: Any, types: NodeTypes, problems: list[Problem]) -> NodeBase | None:
+    where = f"nodes[{index}]"
+    if not isinstance(raw, Mapping):
+        problems.append(Problem(where, "a node must be a JSON object"))
+        return None
+    type_name = raw.get("type")
+    if not isinstance(type_name, str):
+        problems.append(Problem(f"{where}.type", "missing: every node needs a type"))
+        return None
+    model = types.models.get(type_name)
+    if model is None:
+        known = ", ".join(sorted(types.models))
+        problems.append(
+            Problem(f"{where}.type", f"unknown node type '{type_name}' (known: {known})")
+        )
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = format_loc(tuple(err["loc"]))
+            problems.append(Problem(f"{where}.{loc}" if loc else where, _message(err)))
+        return None
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"])
+    if err["type"] == "missing":
+        return "missing: this field is required"
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    return msg.removeprefix("Value error, ")
+
+
+def _pydantic_problems(exc: ValidationError, *, skip_nodes: bool) -> Iterator[Problem]:
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if skip_nodes and loc and loc[0] == "nodes" and len(loc) > 1:
+            continue
+        if loc == ("start",) and err["type"] == "missing":
+            continue  # reported once, with a clearer message, by parse_flow
+        yield Problem(format_loc(loc), _message(err))
+
+
+def _graph_problems(
+    start: Any, data: Mapping[str, Any], nodes: list[NodeBase], raw_nodes: Any
+) -> Iterator[Problem]:
+    flow_id = data.get("id", "?")
+    positions: dict[str, int] = {}
+    raw_ids: list[Any] = (
+        [n.get("id") if isinstance(n, Mapping) else None for n in raw_nodes]
+        if isinstance(raw_nodes, list)
+        else []
+    )
+    for i, node_id in enumerate(raw_ids):
+        if not isinstance(node_id, str):
+            continue
+        if node_id in positions:
+            yield Problem(
+                f"nodes[{i}].id",
+                f"duplicate node id '{node_id}' (first at nodes[{positions[node_id]}])",
+            )
+        else:
+            positions[node_id] = i
+    known = set(positions)
+    if isinstance(start, str) and start not in known:
+        yield Problem("start", f"no node '{start}' in flow '{flow_id}'")
+    on_missing = data.get("onMissingNode")
+    if isinstance(on_missing, str) and on_missing not in known:
+        yield Problem("onMissingNode", f"no node '{on_missing}' in flow '{flow_id}'")
+    edges: dict[str, list[str]] = {}
+    for node in nodes:
+        i = positions.get(node.id, 0)
+        out = edges.setdefault(node.id, [])
+        for rel, target in node.targets():
+            out.append(target)
+            if target not in known:
+                yield Problem(f"nodes[{i}].{rel}", f"no node '{target}' in flow '{flow_id}'")
+        for rel, source in node.expressions():
+            try:
+                compile_expression(source)
+            except ExpressionError as exc:
+                yield Problem(f"nodes[{i}].{rel}", f"bad expression: {exc}")
+        if isinstance(node, QuestionNode):
+            yield from _question_problems(i, node)
+        if isinstance(node, SetNode):
+            for name in [*node.variables, *node.expressions_]:
+                if not is_valid_path(name):
+                    yield Problem(f"nodes[{i}].variables.{name}", "not a valid variable path")
+        if not node.terminal and node.next is None and not isinstance(node, ConditionNode):
+            yield Problem(
+                f"nodes[{i}].next",
+                "no next node; the execution completes after this node",
+                "warning",
+            )
+    if isinstance(start, str) and start in known and len(nodes) == len(known):
+        reachable = _reachable(start, edges, on_missing if isinstance(on_missing, str) else None)
+        for node in nodes:
+            if node.id not in reachable:
+                yield Problem(
+                    f"nodes[{positions[node.id]}]",
+                    f"node '{node.id}' is unreachable from start '{start}'",
+                    "warning",
+                )
+
+
+def _question_problems(i: int, node: QuestionNode) -> Iterator[Problem]:
+    rule = node.validate_
+    if not is_valid_path(node.variable):
+        yield Problem(f"nodes[{i}].variable", f"'{node.variable}' is not a valid variable path")
+    if rule.kind == "regex" and not rule.pattern:
+        yield Problem(f"nodes[{i}].validate.pattern", "missing: kind 'regex' needs a pattern")
+    if rule.kind == "choice" and not rule.options:
+        yield Problem(f"nodes[{i}].validate.options", "missing: kind 'choice' needs options")
+
+
+def _reachable(start: str, edges: dict[str, list[str]], extra: str | None) -> set[str]:
+    seen: set[str] = set()
+    stack = [start] + ([extra] if extra else [])
+    while stack:
+        node_id = stack.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        stack.extend(edges.get(node_id, ()))
+    return seen
+
+
+def flow_json_schema(node_types: NodeTypes | None = None) -> dict[str, Any]:
+    """The JSON Schema of a flow with every registered node type, for editors and CI."""
+    types = node_types or NodeTypes()
+    models = tuple(types.models.values())
+    node_union: Any = Annotated[
+        models[0] if len(models) == 1 else _union(models), Field(discriminator="type")
+    ]
+    schema_model = create_model(
+        "Flow",
+        __base__=Flow,
+        nodes=(list[node_union], Field(min_length=1, max_length=MAX_NODES)),
+    )
+    schema: dict[str, Any] = TypeAdapter(schema_model).json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "trilha flow"
+    return schema
+
+
+def _union(models: tuple[type[NodeBase], ...]) -> Any:
+    from typing import Union
+
+    return Union[models]  # noqa: UP007 - a runtime tuple of classes needs Union[]

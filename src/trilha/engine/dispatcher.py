@@ -1,0 +1,70 @@
+"""Delivers the outbox through a channel: at least once, in order per conversation.
+
+A message is in the outbox only if its step committed, so nothing is sent for
+a step that did not happen; it is marked sent after the channel accepted it,
+so a crash in between re-sends it with the same idempotency key. A failed
+delivery is retried with exponential backoff; after ``max_attempts`` it is
+marked dead (kept, visible, never silently dropped).
+"""
+
+from __future__ import annotations
+
+import random
+
+from trilha.channels.base import Channel
+from trilha.engine.clock import Clock, SystemClock
+from trilha.errors import ChannelError
+from trilha.store.base import Store
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        channel: Channel,
+        *,
+        clock: Clock | None = None,
+        dispatcher_id: str = "dispatcher",
+        max_attempts: int = 10,
+        lease_seconds: float = 30.0,
+        batch_size: int = 256,
+    ) -> None:
+        self.store = store
+        self.channel = channel
+        self.clock = clock or SystemClock()
+        self.dispatcher_id = dispatcher_id
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+        self.batch_size = batch_size
+
+    async def run_once(self) -> int:
+        """Deliver what is due now; returns how many messages were handled."""
+        messages = await self.store.claim_outbox(
+            self.dispatcher_id,
+            now=self.clock.now(),
+            lease_seconds=self.lease_seconds,
+            limit=self.batch_size,
+        )
+        sent: list[int] = []
+        blocked: set[str] = set()
+        for message in messages:
+            assert message.id is not None
+            if message.conversation_id in blocked:
+                continue  # keep the conversation's order: retry after the earlier one
+            try:
+                await self.channel.deliver(message)
+            except ChannelError as exc:
+                blocked.add(message.conversation_id)
+                attempts = message.attempts + 1
+                retry_at = None
+                if attempts < self.max_attempts:
+                    backoff = min(300.0, 0.5 * 2 ** (attempts - 1))
+                    retry_at = self.clock.now() + backoff * (0.5 + random.random() / 2)
+                await self.store.mark_failed(
+                    message.id, error=str(exc), retry_at=retry_at, now=self.clock.now()
+                )
+                continue
+            sent.append(message.id)
+        if sent:
+            await self.store.mark_sent(sent, now=self.clock.now())
+        return len(messages)

@@ -1,0 +1,141 @@
+"""The one exception tree of trilha.
+
+Every error a user can see derives from :class:`TrilhaError` and carries a
+stable ``code`` that the CLI prints and, later, the API returns::
+
+    TrilhaError
+    ├── ConfigError                 bad configuration or command-line value
+    ├── FlowError                   a flow could not be loaded
+    │   ├── FlowValidationError     the flow breaks a rule (carries problems)
+    │   └── FlowNotFound            no such flow or version in the store
+    ├── ExpressionError             a condition or template could not be parsed/evaluated
+    ├── IllegalTransition           a state change the transition table refuses
+    ├── StoreError                  the store failed
+    │   ├── StoreUnavailable        cannot reach/open the store (retryable)
+    │   ├── StaleLease              commit under a fencing token that is no longer current
+    │   ├── ExecutionNotFound       no execution with that id
+    │   ├── ConversationBusy        the conversation already has an active execution
+    │   └── CorruptedRecord         a stored row fails its checksum or schema
+    ├── NodeError                   a processor failed while running a node
+    │   ├── NodeTimeout             the per-node timeout passed
+    │   └── BlockedAddress          the http node refused a private/loopback target
+    └── ChannelError                an outbound message could not be delivered
+
+Driver exceptions (``sqlite3``, ``httpx``) are mapped at the boundary and
+chained with ``from exc`` so no driver type leaks to a caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class TrilhaError(Exception):
+    """Something went wrong in trilha."""
+
+    code: ClassVar[str] = "trilha_error"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.details = details
+        super().__init__(message or (self.__doc__ or self.code).strip().splitlines()[0])
+
+
+class ConfigError(TrilhaError):
+    """The configuration is invalid."""
+
+    code = "config_error"
+
+
+class FlowError(TrilhaError):
+    """The flow could not be loaded."""
+
+    code = "flow_error"
+
+
+class FlowValidationError(FlowError):
+    """The flow is invalid."""
+
+    code = "flow_invalid"
+
+    def __init__(self, problems: list[Any], message: str | None = None) -> None:
+        self.problems = problems
+        first = "; ".join(str(p) for p in problems[:3])
+        super().__init__(message or f"flow is invalid: {first}")
+
+
+class FlowNotFound(FlowError):
+    """No such flow in the store."""
+
+    code = "flow_not_found"
+
+
+class ExpressionError(TrilhaError):
+    """The expression could not be evaluated."""
+
+    code = "expression_error"
+
+
+class IllegalTransition(TrilhaError):
+    """The state transition is not allowed."""
+
+    code = "illegal_transition"
+
+
+class StoreError(TrilhaError):
+    """The store failed."""
+
+    code = "store_error"
+
+
+class StoreUnavailable(StoreError):
+    """The store is unreachable."""
+
+    code = "store_unavailable"
+
+
+class StaleLease(StoreError):
+    """The lease on the execution is no longer held by this worker."""
+
+    code = "stale_lease"
+
+
+class ExecutionNotFound(StoreError):
+    """No such execution."""
+
+    code = "execution_not_found"
+
+
+class ConversationBusy(StoreError):
+    """The conversation already has an active execution."""
+
+    code = "conversation_busy"
+
+
+class CorruptedRecord(StoreError):
+    """A stored record failed its checksum or schema check."""
+
+    code = "corrupted_record"
+
+
+class NodeError(TrilhaError):
+    """A node failed."""
+
+    code = "node_error"
+
+
+class NodeTimeout(NodeError):
+    """The node took longer than its timeout."""
+
+    code = "node_timeout"
+
+
+class BlockedAddress(NodeError):
+    """The target address is private, loopback or link-local and not declared."""
+
+    code = "blocked_address"
+
+
+class ChannelError(TrilhaError):
+    """The message could not be delivered."""
+
+    code = "channel_error"

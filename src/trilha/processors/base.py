@@ -1,0 +1,107 @@
+"""What a node processor is: a function of the node and a context to a result.
+
+Processors decide; the engine applies. A processor never writes to the store
+or sends a message itself: it returns a :class:`StepResult` naming the
+messages, variables, wait or end, and the engine commits them atomically with
+the checkpoint. That keeps every node type crash-safe without each author
+having to think about it.
+
+Third-party node types register a processor class in the
+``trilha.processors`` entry-point group; its ``node_model`` (a subclass of
+:class:`~trilha.core.flow.NodeBase`) joins the flow schema and validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from trilha.config import Config
+from trilha.core.execution import InboundMessage
+from trilha.core.flow import Flow, NodeBase
+from trilha.core.states import ExecutionStatus, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class WaitInput:
+    """Wait for the contact's reply (bounded by the flow's input timeout)."""
+
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitTimer:
+    """Wait on a durable timer until ``due_at`` (epoch seconds)."""
+
+    due_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    status: ExecutionStatus = ExecutionStatus.COMPLETED
+    outcome: Outcome = Outcome.COMPLETED
+    reason: str = "reached end"
+
+
+@dataclass(frozen=True, slots=True)
+class Jump:
+    flow_id: str
+    version: int | None = None
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRequest:
+    queue: str
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What running one node decided. Exactly one of next/wait/end/jump should be set;
+    with none, the node's ``next`` is followed (or the execution completes)."""
+
+    next_node: str | None = None
+    wait: WaitInput | WaitTimer | None = None
+    end: End | None = None
+    jump: Jump | None = None
+    messages: list[str] = field(default_factory=list)
+    variables: dict[str, Any] = field(default_factory=dict)
+    #: scratch kept while the execution stays on this node; cleared when it moves on
+    node_state: dict[str, Any] | None = None
+    handoff: HandoffRequest | None = None
+    #: the inbound message this step consumed (marked applied in the same commit)
+    consumed_input: bool = False
+    #: shown in the step timeline
+    output: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Everything a processor may read. Variables are a snapshot: change them via the result."""
+
+    execution_id: str
+    institution_id: str
+    conversation_id: str
+    contact_id: str
+    flow: Flow
+    variables: dict[str, Any]
+    node_state: dict[str, Any]
+    now: float
+    config: Config
+    #: the contact's message that woke the execution, if any
+    inbound: InboundMessage | None = None
+    #: why the execution was woken while sitting on this node: "input", "timer" or None (entered)
+    resumed_by: str | None = None
+
+
+class Processor(Protocol):
+    """Runs one node type."""
+
+    node_type: ClassVar[str]
+    node_model: ClassVar[type[NodeBase]]
+    #: True when the node acts on the outside world (an HTTP call): the engine commits
+    #: the steps before it first, and holds the lease with heartbeats while it runs
+    effectful: ClassVar[bool]
+
+    async def run(self, node: Any, ctx: StepContext) -> StepResult: ...

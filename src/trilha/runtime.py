@@ -1,0 +1,91 @@
+"""Assembling a running trilha from options: store, config, processors, engine, channel.
+
+The CLI (and later the API server) build their parts here so that every
+entry point wires them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from trilha.channels.base import Channel
+from trilha.channels.memory import MemoryChannel
+from trilha.channels.terminal import TerminalChannel
+from trilha.channels.webhook import WebhookChannel
+from trilha.config import Config, expand_env, load_config
+from trilha.core.flow import Flow
+from trilha.engine.clock import Clock, SystemClock
+from trilha.engine.dispatcher import Dispatcher
+from trilha.engine.engine import Engine
+from trilha.engine.worker import Worker
+from trilha.errors import ConfigError
+from trilha.flowfiles import flow_files, load_flow_file
+from trilha.processors.registry import Processors
+from trilha.store import open_store
+from trilha.store.base import Store
+
+
+@dataclass(slots=True)
+class Runtime:
+    store: Store
+    config: Config
+    engine: Engine
+    worker: Worker
+    channel: Channel
+
+
+def make_channel(config: Config) -> Channel:
+    ch = config.channel
+    if ch.kind == "webhook":
+        if not ch.url:
+            raise ConfigError("channel.url: required when channel.kind is 'webhook'")
+        headers = {k: expand_env(v, f"channel.headers.{k}") for k, v in ch.headers.items()}
+        return WebhookChannel(ch.url, headers=headers, timeout=ch.timeout_seconds)
+    if ch.kind == "memory":
+        return MemoryChannel()
+    return TerminalChannel()
+
+
+@asynccontextmanager
+async def runtime(
+    store_url: str | None,
+    config_path: str | Path | None = None,
+    *,
+    channel: Channel | None = None,
+    clock: Clock | None = None,
+    config: Config | None = None,
+    processors: Processors | None = None,
+) -> AsyncIterator[Runtime]:
+    cfg = config or load_config(config_path)
+    store = open_store(store_url)
+    await store.open()
+    processors = processors or Processors.from_entry_points()
+    chan = channel or make_channel(cfg)
+    clk = clock or SystemClock()
+    engine = Engine(store, processors=processors, config=cfg, clock=clk)
+    dispatcher = Dispatcher(
+        store,
+        chan,
+        clock=clk,
+        max_attempts=cfg.channel.max_attempts,
+        dispatcher_id=f"dispatch-{engine.worker_id}",
+    )
+    try:
+        yield Runtime(store, cfg, engine, Worker(engine, dispatcher), chan)
+    finally:
+        await processors.aclose()
+        await chan.aclose()
+        await store.close()
+
+
+def load_folder(folder: Path, processors: Processors) -> list[Flow]:
+    """Validate every flow file in ``folder``; one invalid file fails the whole folder."""
+    return [load_flow_file(p, processors.node_types) for p in flow_files(folder)]
+
+
+async def publish_all(engine: Engine, flows: list[Flow]) -> None:
+    for flow in flows:
+        await engine.publish(flow)

@@ -1,0 +1,48 @@
+"""Stores: one protocol (:mod:`trilha.store.base`), one module per backend."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs, urlparse
+
+from trilha.errors import ConfigError
+from trilha.store.base import Store
+
+DEFAULT_STORE_URL = "sqlite:///./trilha.db"
+
+
+def resolve_store_url(url: str | None) -> str:
+    """``--store`` beats ``TRILHA_STORE`` beats the default ``./trilha.db``."""
+    return url or os.environ.get("TRILHA_STORE") or DEFAULT_STORE_URL
+
+
+def open_store(url: str | None = None) -> Store:
+    """Build the store a URL names (not yet opened).
+
+    ``sqlite:///relative.db``, ``sqlite:////absolute.db``; query parameter
+    ``synchronous`` (OFF, NORMAL, FULL, EXTRA; default FULL).
+    """
+    resolved = resolve_store_url(url)
+    parsed = urlparse(resolved)
+    if parsed.scheme == "sqlite":
+        from trilha.store.sqlite import SQLiteStore
+
+        path = parsed.path
+        # sqlite:///rel.db -> "rel.db", sqlite:////abs.db -> "/abs.db";
+        # sqlite://rel.db is a common slip, read as relative
+        path = parsed.netloc + path if parsed.netloc else path[1:]
+        if not path:
+            raise ConfigError(f"--store {resolved!r}: no database path after sqlite:///")
+        query = parse_qs(parsed.query)
+        sync = query.get("synchronous", ["FULL"])[0]
+        if sync.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ConfigError(
+                f"--store: synchronous must be OFF, NORMAL, FULL or EXTRA, not {sync!r}"
+            )
+        return SQLiteStore(path, synchronous=sync)
+    raise ConfigError(
+        f"--store {resolved!r}: unsupported scheme {parsed.scheme!r} (expected sqlite:///PATH)"
+    )
+
+
+__all__ = ["DEFAULT_STORE_URL", "Store", "open_store", "resolve_store_url"]

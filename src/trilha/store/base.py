@@ -1,0 +1,186 @@
+"""The store protocol, in the engine's words rather than SQL.
+
+Every backend (SQLite today, PostgreSQL next) implements :class:`Store` and
+passes the same contract suite (``tests/contract``). The engine never sees a
+cursor or a dialect: it claims executions, commits steps under a fencing
+token, and reads what it needs back.
+
+The guarantees each backend must keep:
+
+* :meth:`Store.commit_step` is atomic: the execution row, its checkpoints,
+  transitions, outbox messages, applied inbox rows, handoffs and logs land
+  together or not at all, and only while the caller's fencing token is the
+  current one (else :class:`~trilha.errors.StaleLease`).
+* :meth:`Store.claim_due` never hands the same execution to two live leases.
+* :meth:`Store.deliver_inbound` stores a message durably before returning, and
+  a repeated ``message_id`` for the conversation is acknowledged, not stored twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from trilha.core.execution import (
+    Checkpoint,
+    Execution,
+    Handoff,
+    InboundMessage,
+    LogRecord,
+    OutboundMessage,
+    TranscriptEntry,
+    Transition,
+)
+
+
+@dataclass(slots=True)
+class StepCommit:
+    """Everything one run of steps produced, committed in one transaction."""
+
+    execution: Execution
+    lease_owner: str
+    fencing_token: int
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    outbox: list[OutboundMessage] = field(default_factory=list)
+    #: (inbox id, the step seq that consumed it): orders the transcript
+    applied_inbox: list[tuple[int, int]] = field(default_factory=list)
+    handoffs: list[Handoff] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
+    #: give the lease up after the commit (the execution waits or ended)
+    release: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An execution leased to a worker, with the input that woke it, if any."""
+
+    execution: Execution
+    inbound: InboundMessage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    status: Literal["accepted", "duplicate"]
+    message: InboundMessage
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFlow:
+    flow_id: str
+    version: int
+    definition: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What is due now and what waits, for ``--until-idle`` and the metrics."""
+
+    due: int
+    leased: int
+    waiting: int
+    pending_outbox: int
+    next_wake_at: float | None
+
+
+class Store(Protocol):
+    """Durable state of flows, executions and their trail."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None: ...
+
+    # flows ------------------------------------------------------------------
+    async def publish_flow(self, flow_id: str, definition: dict[str, Any], at: float) -> int:
+        """Store a flow version; an unchanged definition returns the latest version."""
+
+    async def get_flow(self, flow_id: str, version: int | None = None) -> StoredFlow | None:
+        """A version of a flow, the latest when ``version`` is ``None``."""
+
+    async def list_flows(self) -> list[StoredFlow]:
+        """The latest version of every flow."""
+
+    # executions ---------------------------------------------------------------
+    async def create_execution(
+        self,
+        execution: Execution,
+        transition: Transition,
+        logs: list[LogRecord],
+        *,
+        replace: bool = False,
+    ) -> Execution:
+        """Insert a new execution; :class:`ConversationBusy` if the conversation has
+        an active one, unless ``replace`` (which cancels it in the same transaction)."""
+
+    async def get_execution(self, execution_id: str) -> Execution:
+        """The stored execution (:class:`ExecutionNotFound` if absent)."""
+
+    async def latest_execution(self, institution_id: str | None, conversation_id: str) -> Execution:
+        """The conversation's newest execution."""
+
+    async def claim_due(
+        self,
+        worker_id: str,
+        *,
+        now: float,
+        lease_seconds: float,
+        limit: int,
+        execution_id: str | None = None,
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` executions whose wake time has come, bumping their
+        fencing tokens; ``execution_id`` restricts the claim to one execution."""
+
+    async def renew_lease(
+        self, execution_id: str, worker_id: str, fencing_token: int, until: float
+    ) -> None:
+        """Extend a held lease (:class:`StaleLease` if it is no longer held)."""
+
+    async def commit_step(self, commit: StepCommit, *, now: float) -> None:
+        """Apply a step atomically under the fencing token (see module docstring)."""
+
+    async def deliver_inbound(
+        self,
+        *,
+        institution_id: str | None,
+        conversation_id: str,
+        message_id: str,
+        contact_id: str,
+        text: str,
+        payload: dict[str, Any] | None,
+        now: float,
+        execution_id: str | None = None,
+    ) -> InboundResult:
+        """Durably store a contact's message and wake the execution waiting for it."""
+
+    async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats: ...
+
+    # outbox -------------------------------------------------------------------
+    async def claim_outbox(
+        self, dispatcher_id: str, *, now: float, lease_seconds: float, limit: int
+    ) -> list[OutboundMessage]:
+        """Lease pending outbound messages, oldest first."""
+
+    async def mark_sent(self, message_ids: list[int], *, now: float) -> None: ...
+
+    async def mark_failed(
+        self, message_id: int, *, error: str, retry_at: float | None, now: float
+    ) -> None:
+        """Record a failed delivery; ``retry_at=None`` gives the message up (dead)."""
+
+    # trail --------------------------------------------------------------------
+    async def transitions(self, execution_id: str) -> list[Transition]: ...
+
+    async def checkpoints(self, execution_id: str) -> list[Checkpoint]: ...
+
+    async def transcript(self, execution_id: str) -> list[TranscriptEntry]: ...
+
+    async def outbox_for(self, execution_id: str) -> list[OutboundMessage]: ...
+
+    async def logs(self, execution_id: str) -> list[LogRecord]: ...
+
+    async def handoffs(self, execution_id: str) -> list[Handoff]: ...
+
+    async def list_executions(self, *, limit: int = 100) -> list[Execution]:
+        """Newest first."""

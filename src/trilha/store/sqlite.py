@@ -1,0 +1,1071 @@
+"""The SQLite backend: the embedded default, one file, no server.
+
+One dedicated thread owns the connection. Every call is a job on its queue;
+consecutive step commits are taken off the queue together and written in one
+transaction, each inside its own SAVEPOINT (group commit): the fsync is paid
+once for many executions, yet a stale fencing token rolls back only its own
+step. Each caller is answered only after the transaction is durable.
+
+Several processes may share the file: writes use ``BEGIN IMMEDIATE`` and a
+busy timeout, so claims and commits serialise through SQLite's own lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from trilha.core.execution import (
+    Checkpoint,
+    Execution,
+    Handoff,
+    InboundMessage,
+    LogRecord,
+    OutboundMessage,
+    TranscriptEntry,
+    Transition,
+    checksum,
+    dumps,
+)
+from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
+from trilha.errors import (
+    ConversationBusy,
+    CorruptedRecord,
+    ExecutionNotFound,
+    StaleLease,
+    StoreError,
+    StoreUnavailable,
+)
+from trilha.store import migrations
+from trilha.store.base import (
+    Claimed,
+    InboundResult,
+    QueueStats,
+    StepCommit,
+    StoredFlow,
+)
+
+T = TypeVar("T")
+
+_SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
+_MAX_GROUP = 256
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+@contextmanager
+def _mapped_errors() -> Iterator[None]:
+    """Translate driver errors into the trilha tree at the boundary."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "executions_one_active" in str(exc) or "executions.institution_id" in str(exc):
+            raise ConversationBusy("the conversation already has an active execution") from exc
+        raise StoreError(f"integrity error: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "locked" in text or "busy" in text or "unable to open" in text or "disk" in text:
+            raise StoreUnavailable(f"sqlite: {text}") from exc
+        raise StoreError(f"sqlite: {text}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+
+class SQLiteStore:
+    """:class:`~trilha.store.base.Store` over one SQLite file in WAL mode."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 10_000,
+    ) -> None:
+        mode = synchronous.upper()
+        if mode not in _SYNC_MODES:
+            raise StoreError(
+                f"synchronous must be one of {sorted(_SYNC_MODES)}, not {synchronous!r}"
+            )
+        self.path = Path(path)
+        self.synchronous = mode
+        self.busy_timeout_ms = busy_timeout_ms
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._serve, name="trilha-sqlite", daemon=True)
+        self._thread.start()
+        await self._call(self._connect)
+
+    async def close(self) -> None:
+        if self._thread is None:
+            return
+        await self._call(self._disconnect)
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _connect(self, _: sqlite3.Connection | None) -> None:
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout_ms / 1000,
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        with _mapped_errors():
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA cache_size = -16000")
+            self._migrate(conn)
+        self._conn = conn
+
+    def _disconnect(self, conn: sqlite3.Connection | None) -> None:
+        if conn is not None:
+            conn.close()
+        self._conn = None
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for migration in migrations.load("sqlite"):
+                if migration.version in done:
+                    continue
+                for statement in _split_sql(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, strftime('%s','now'))",
+                    (migration.version, migration.name),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # the writer thread -------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        pending: _Job | None = None
+        while True:
+            job = pending or self._jobs.get()
+            pending = None
+            if job is None:
+                return
+            if job.group is None:
+                job.run(self._conn)
+                continue
+            batch = [job]
+            while len(batch) < _MAX_GROUP:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None or nxt.group != job.group:
+                    pending = nxt
+                    if nxt is None:
+                        self._jobs.put(None)
+                        pending = None
+                    break
+                batch.append(nxt)
+            self._run_group(batch)
+
+    def _run_group(self, batch: list[_Job]) -> None:
+        conn = self._conn
+        if conn is None:
+            for job in batch:
+                job.future.set_exception(StoreUnavailable("store is closed"))
+            return
+        results: list[tuple[_Job, BaseException | None]] = []
+        try:
+            with _mapped_errors():
+                conn.execute("BEGIN IMMEDIATE")
+                for i, job in enumerate(batch):
+                    conn.execute(f"SAVEPOINT s{i}")
+                    try:
+                        job.fn(conn)
+                        conn.execute(f"RELEASE s{i}")
+                        results.append((job, None))
+                    except (StaleLease, ConversationBusy, CorruptedRecord) as exc:
+                        conn.execute(f"ROLLBACK TO s{i}")
+                        conn.execute(f"RELEASE s{i}")
+                        results.append((job, exc))
+                conn.execute("COMMIT")
+        except BaseException as exc:  # the whole group failed: every caller learns why
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(_map(exc))
+            return
+        for job, error in results:
+            if error is None:
+                job.future.set_result(None)
+            else:
+                job.future.set_exception(error)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T], *, group: str | None = None) -> T:
+        if self._thread is None:
+            raise StoreUnavailable("store is not open")
+        job = _Job(fn, group)
+        self._jobs.put(job)
+        return await asyncio.wrap_future(job.future)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run(conn: sqlite3.Connection) -> T:
+            with _mapped_errors():
+                return fn(conn)
+
+        return await self._call(run)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run(conn: sqlite3.Connection) -> T:
+            with _mapped_errors():
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+
+        return await self._call(run)
+
+    # flows -------------------------------------------------------------------------------
+
+    async def publish_flow(self, flow_id: str, definition: dict[str, Any], at: float) -> int:
+        body = {k: v for k, v in definition.items() if k != "version"}
+        digest = checksum(dumps(body))
+
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT version, digest FROM flows WHERE flow_id = ? ORDER BY version DESC LIMIT 1",
+                (flow_id,),
+            ).fetchone()
+            if row is not None and row[1] == digest:
+                return int(row[0])
+            wanted = int(definition.get("version") or 1)
+            version = max(wanted, int(row[0]) + 1) if row is not None else wanted
+            conn.execute(
+                "INSERT INTO flows VALUES (?, ?, ?, ?, ?)",
+                (flow_id, version, dumps(body | {"version": version}), digest, at),
+            )
+            return version
+
+        return await self._write(run)
+
+    async def get_flow(self, flow_id: str, version: int | None = None) -> StoredFlow | None:
+        def run(conn: sqlite3.Connection) -> StoredFlow | None:
+            if version is None:
+                row = conn.execute(
+                    "SELECT flow_id, version, definition, created_at FROM flows"
+                    " WHERE flow_id = ? ORDER BY version DESC LIMIT 1",
+                    (flow_id,),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT flow_id, version, definition, created_at FROM flows"
+                    " WHERE flow_id = ? AND version = ?",
+                    (flow_id, version),
+                ).fetchone()
+            return None if row is None else StoredFlow(row[0], row[1], orjson.loads(row[2]), row[3])
+
+        return await self._read(run)
+
+    async def list_flows(self) -> list[StoredFlow]:
+        def run(conn: sqlite3.Connection) -> list[StoredFlow]:
+            rows = conn.execute(
+                "SELECT f.flow_id, f.version, f.definition, f.created_at FROM flows f"
+                " JOIN (SELECT flow_id, MAX(version) v FROM flows GROUP BY flow_id) m"
+                " ON m.flow_id = f.flow_id AND m.v = f.version ORDER BY f.flow_id"
+            ).fetchall()
+            return [StoredFlow(r[0], r[1], orjson.loads(r[2]), r[3]) for r in rows]
+
+        return await self._read(run)
+
+    # executions --------------------------------------------------------------------------
+
+    async def create_execution(
+        self,
+        execution: Execution,
+        transition: Transition,
+        logs: list[LogRecord],
+        *,
+        replace: bool = False,
+    ) -> Execution:
+        def run(conn: sqlite3.Connection) -> Execution:
+            if replace:
+                old = conn.execute(
+                    "SELECT id, status FROM executions"
+                    " WHERE institution_id = ? AND conversation_id = ?"
+                    f" AND status NOT IN ({_TERMINAL_SQL})",
+                    (execution.institution_id, execution.conversation_id),
+                ).fetchone()
+                if old is not None:
+                    _cancel_row(
+                        conn,
+                        old[0],
+                        ExecutionStatus(old[1]),
+                        execution.created_at,
+                        f"replaced by execution {execution.id}",
+                    )
+            conn.execute(_INSERT_EXECUTION, _execution_params(execution))
+            _insert_transitions(conn, [transition])
+            _insert_logs(conn, logs)
+            return execution
+
+        return await self._write(run)
+
+    async def get_execution(self, execution_id: str) -> Execution:
+        def run(conn: sqlite3.Connection) -> Execution:
+            row = conn.execute(
+                f"SELECT {_EXEC_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+            ).fetchone()
+            if row is None:
+                raise ExecutionNotFound(f"no execution '{execution_id}'")
+            return _row_to_execution(row)
+
+        return await self._read(run)
+
+    async def latest_execution(self, institution_id: str | None, conversation_id: str) -> Execution:
+        def run(conn: sqlite3.Connection) -> Execution:
+            sql = f"SELECT {_EXEC_COLUMNS} FROM executions WHERE conversation_id = ?"
+            params: tuple[Any, ...] = (conversation_id,)
+            if institution_id is not None:
+                sql += " AND institution_id = ?"
+                params += (institution_id,)
+            row = conn.execute(
+                sql + " ORDER BY created_at DESC, rowid DESC LIMIT 1", params
+            ).fetchone()
+            if row is None:
+                raise ExecutionNotFound(f"no execution for conversation '{conversation_id}'")
+            return _row_to_execution(row)
+
+        return await self._read(run)
+
+    async def list_executions(self, *, limit: int = 100) -> list[Execution]:
+        def run(conn: sqlite3.Connection) -> list[Execution]:
+            rows = conn.execute(
+                f"SELECT {_EXEC_COLUMNS} FROM executions ORDER BY created_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [_row_to_execution(r) for r in rows]
+
+        return await self._read(run)
+
+    async def claim_due(
+        self,
+        worker_id: str,
+        *,
+        now: float,
+        lease_seconds: float,
+        limit: int,
+        execution_id: str | None = None,
+    ) -> list[Claimed]:
+        def run(conn: sqlite3.Connection) -> list[Claimed]:
+            sql = (
+                "SELECT id FROM executions WHERE wake_at <= ?"
+                " AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
+            )
+            params: tuple[Any, ...] = (now, now)
+            if execution_id is not None:
+                sql += " AND id = ?"
+                params += (execution_id,)
+            ids = [r[0] for r in conn.execute(sql + " ORDER BY wake_at LIMIT ?", (*params, limit))]
+            claimed: list[Claimed] = []
+            for eid in ids:
+                row = conn.execute(
+                    "UPDATE executions SET lease_owner = ?, lease_expires_at = ?,"
+                    " fencing_token = fencing_token + 1 WHERE id = ?"
+                    f" RETURNING {_EXEC_COLUMNS}",
+                    (worker_id, now + lease_seconds, eid),
+                ).fetchone()
+                try:
+                    execution = _row_to_execution(row)
+                except CorruptedRecord as exc:
+                    _quarantine(conn, eid, "execution", str(exc), row, now)
+                    continue
+                inbound = None
+                if execution.status is ExecutionStatus.WAITING_INPUT:
+                    msg = conn.execute(
+                        f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE execution_id = ?"
+                        " AND applied_at IS NULL ORDER BY id LIMIT 1",
+                        (eid,),
+                    ).fetchone()
+                    inbound = None if msg is None else _row_to_inbound(msg)
+                claimed.append(Claimed(execution, inbound))
+            return claimed
+
+        return await self._write(run)
+
+    async def renew_lease(
+        self, execution_id: str, worker_id: str, fencing_token: int, until: float
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE executions SET lease_expires_at = ?"
+                " WHERE id = ? AND lease_owner = ? AND fencing_token = ?",
+                (until, execution_id, worker_id, fencing_token),
+            )
+            if cur.rowcount != 1:
+                raise StaleLease(f"lease on {execution_id} lost (token {fencing_token})")
+
+        await self._write(run)
+
+    async def commit_step(self, commit: StepCommit, *, now: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            ex = commit.execution
+            ex.updated_at = now
+            wake = ex.wake_at
+            if commit.applied_inbox:
+                conn.executemany(
+                    "UPDATE inbox SET applied_at = ?, applied_step = ? WHERE id = ?",
+                    [(now, seq, i) for i, seq in commit.applied_inbox],
+                )
+            if ex.status is ExecutionStatus.WAITING_INPUT:
+                waiting = conn.execute(
+                    "SELECT 1 FROM inbox WHERE execution_id = ? AND applied_at IS NULL LIMIT 1",
+                    (ex.id,),
+                ).fetchone()
+                if waiting is not None:
+                    wake = now  # a reply arrived while we ran: apply it next, in order
+            ex.wake_at = wake
+            params = _execution_params(ex)
+            lease_owner = None if commit.release else commit.lease_owner
+            lease_expires = None if commit.release else ex.lease_expires_at
+            cur = conn.execute(
+                _UPDATE_EXECUTION,
+                (
+                    *params[1:],
+                    lease_owner,
+                    lease_expires,
+                    ex.id,
+                    commit.fencing_token,
+                    commit.lease_owner,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise StaleLease(
+                    f"commit on {ex.id} refused: fencing token {commit.fencing_token} is stale"
+                )
+            if commit.checkpoints:
+                conn.executemany(
+                    "INSERT INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            c.execution_id,
+                            c.seq,
+                            c.node_id,
+                            c.node_type,
+                            c.status.value,
+                            c.state,
+                            c.checksum,
+                            c.schema_version,
+                            c.started_at,
+                            c.duration,
+                            _json(c.input),
+                            _json(c.output),
+                            _json(c.error),
+                            c.attempt,
+                        )
+                        for c in commit.checkpoints
+                    ],
+                )
+            _insert_transitions(conn, commit.transitions)
+            if commit.outbox:
+                conn.executemany(
+                    "INSERT INTO outbox (idempotency_key, execution_id, institution_id,"
+                    " conversation_id, contact_id, channel, text, payload, step_seq, created_at,"
+                    " next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            m.idempotency_key,
+                            m.execution_id,
+                            m.institution_id,
+                            m.conversation_id,
+                            m.contact_id,
+                            m.channel,
+                            m.text,
+                            _json(m.payload),
+                            m.step_seq,
+                            m.created_at,
+                            m.created_at,
+                        )
+                        for m in commit.outbox
+                    ],
+                )
+            if commit.handoffs:
+                conn.executemany(
+                    "INSERT INTO handoffs (execution_id, institution_id, conversation_id,"
+                    " contact_id, queue, reason, at) VALUES (?,?,?,?,?,?,?)",
+                    [
+                        (
+                            h.execution_id,
+                            h.institution_id,
+                            h.conversation_id,
+                            h.contact_id,
+                            h.queue,
+                            h.reason,
+                            h.at,
+                        )
+                        for h in commit.handoffs
+                    ],
+                )
+            _insert_logs(conn, commit.logs)
+
+        await self._call(run, group="commit")
+
+    async def deliver_inbound(
+        self,
+        *,
+        institution_id: str | None,
+        conversation_id: str,
+        message_id: str,
+        contact_id: str,
+        text: str,
+        payload: dict[str, Any] | None,
+        now: float,
+        execution_id: str | None = None,
+    ) -> InboundResult:
+        def run(conn: sqlite3.Connection) -> InboundResult:
+            if execution_id is not None:
+                row = conn.execute(
+                    "SELECT id, institution_id, status FROM executions WHERE id = ?",
+                    (execution_id,),
+                ).fetchone()
+                if row is None:
+                    raise ExecutionNotFound(f"no execution '{execution_id}'")
+            else:
+                row = conn.execute(
+                    "SELECT id, institution_id, status FROM executions WHERE conversation_id = ?"
+                    " AND institution_id = ? AND status NOT IN (" + _TERMINAL_SQL + ")",
+                    (conversation_id, institution_id),
+                ).fetchone()
+            institution = row[1] if row is not None else institution_id
+            if institution is None:
+                raise ExecutionNotFound(f"no active execution for conversation '{conversation_id}'")
+            existing = conn.execute(
+                f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE institution_id = ?"
+                " AND conversation_id = ? AND message_id = ?",
+                (institution, conversation_id, message_id),
+            ).fetchone()
+            if existing is not None:
+                return InboundResult("duplicate", _row_to_inbound(existing))
+            target = row[0] if row is not None and ExecutionStatus(row[2]) not in TERMINAL else None
+            inserted = conn.execute(
+                "INSERT INTO inbox (institution_id, conversation_id, message_id, contact_id, text,"
+                " payload, received_at, execution_id) VALUES (?,?,?,?,?,?,?,?)"
+                f" RETURNING {_INBOX_COLUMNS}",
+                (
+                    institution,
+                    conversation_id,
+                    message_id,
+                    contact_id,
+                    text,
+                    _json(payload),
+                    now,
+                    target,
+                ),
+            ).fetchone()
+            if target is not None:
+                conn.execute(
+                    "UPDATE executions SET wake_at = ? WHERE id = ? AND status = 'waiting_input'"
+                    " AND (wake_at IS NULL OR wake_at > ?)",
+                    (now, target, now),
+                )
+            return InboundResult("accepted", _row_to_inbound(inserted))
+
+        return await self._write(run)
+
+    async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats:
+        def run(conn: sqlite3.Connection) -> QueueStats:
+            where, params = ("", ()) if execution_id is None else (" AND id = ?", (execution_id,))
+            due = conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE wake_at <= ?" + where, (now, *params)
+            ).fetchone()[0]
+            leased = conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE lease_expires_at >= ?" + where,
+                (now, *params),
+            ).fetchone()[0]
+            waiting = conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE status IN ('waiting_input', 'waiting_delay')"
+                + where,
+                params,
+            ).fetchone()[0]
+            next_wake = conn.execute(
+                "SELECT MIN(wake_at) FROM executions WHERE wake_at IS NOT NULL" + where, params
+            ).fetchone()[0]
+            owhere, oparams = (
+                ("", ()) if execution_id is None else (" AND execution_id = ?", (execution_id,))
+            )
+            pending = conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE status = 'pending'" + owhere, oparams
+            ).fetchone()[0]
+            return QueueStats(due, leased, waiting, pending, next_wake)
+
+        return await self._read(run)
+
+    # outbox -------------------------------------------------------------------------------
+
+    async def claim_outbox(
+        self, dispatcher_id: str, *, now: float, lease_seconds: float, limit: int
+    ) -> list[OutboundMessage]:
+        def run(conn: sqlite3.Connection) -> list[OutboundMessage]:
+            rows = conn.execute(
+                "UPDATE outbox SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+                " AND (lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id LIMIT ?)"
+                f" RETURNING {_OUTBOX_COLUMNS}",
+                (dispatcher_id, now + lease_seconds, now, now, limit),
+            ).fetchall()
+            return sorted((_row_to_outbound(r) for r in rows), key=lambda m: m.id or 0)
+
+        return await self._write(run)
+
+    async def mark_sent(self, message_ids: list[int], *, now: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+                " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                [(now, i) for i in message_ids],
+            )
+
+        await self._write(run)
+
+    async def mark_failed(
+        self, message_id: int, *, error: str, retry_at: float | None, now: float
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
+                " status = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                (error[:2000], retry_at, "pending" if retry_at is not None else "dead", message_id),
+            )
+
+        await self._write(run)
+
+    # trail --------------------------------------------------------------------------------
+
+    async def transitions(self, execution_id: str) -> list[Transition]:
+        def run(conn: sqlite3.Connection) -> list[Transition]:
+            rows = conn.execute(
+                "SELECT execution_id, source, target, reason, at, actor, node_id FROM transitions"
+                " WHERE execution_id = ? ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+            return [
+                Transition(
+                    r[0],
+                    ExecutionStatus(r[1]) if r[1] else None,
+                    ExecutionStatus(r[2]),
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                )
+                for r in rows
+            ]
+
+        return await self._read(run)
+
+    async def checkpoints(self, execution_id: str) -> list[Checkpoint]:
+        def run(conn: sqlite3.Connection) -> list[Checkpoint]:
+            rows = conn.execute(
+                "SELECT execution_id, seq, node_id, node_type, status, state, checksum, started_at,"
+                " duration, input, output, error, attempt, schema_version FROM checkpoints"
+                " WHERE execution_id = ? ORDER BY seq",
+                (execution_id,),
+            ).fetchall()
+            return [
+                Checkpoint(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    ExecutionStatus(r[4]),
+                    r[5],
+                    r[6],
+                    r[7],
+                    r[8],
+                    _loads(r[9]),
+                    _loads(r[10]),
+                    _loads(r[11]),
+                    r[12],
+                    r[13],
+                )
+                for r in rows
+            ]
+
+        return await self._read(run)
+
+    async def transcript(self, execution_id: str) -> list[TranscriptEntry]:
+        def run(conn: sqlite3.Connection) -> list[TranscriptEntry]:
+            rows = conn.execute(
+                # a reply comes before the messages of the step that consumed it;
+                # replies not yet applied come last
+                "SELECT 'bot', text, created_at, step_seq, 1, id FROM outbox"
+                " WHERE execution_id = ?"
+                " UNION ALL SELECT 'contact', text, received_at,"
+                " COALESCE(applied_step, 9223372036854775807), 0, id"
+                " FROM inbox WHERE execution_id = ? ORDER BY 4, 5, 6",
+                (execution_id, execution_id),
+            ).fetchall()
+            return [TranscriptEntry(r[0], r[1], r[2]) for r in rows]
+
+        return await self._read(run)
+
+    async def outbox_for(self, execution_id: str) -> list[OutboundMessage]:
+        def run(conn: sqlite3.Connection) -> list[OutboundMessage]:
+            rows = conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE execution_id = ? ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+            return [_row_to_outbound(r) for r in rows]
+
+        return await self._read(run)
+
+    async def logs(self, execution_id: str) -> list[LogRecord]:
+        def run(conn: sqlite3.Connection) -> list[LogRecord]:
+            rows = conn.execute(
+                "SELECT execution_id, level, message, at, node_id, node_type, context"
+                " FROM execution_logs WHERE execution_id = ? ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+            return [LogRecord(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6])) for r in rows]
+
+        return await self._read(run)
+
+    async def handoffs(self, execution_id: str) -> list[Handoff]:
+        def run(conn: sqlite3.Connection) -> list[Handoff]:
+            rows = conn.execute(
+                "SELECT execution_id, institution_id, conversation_id, contact_id, queue,"
+                " reason, at"
+                " FROM handoffs WHERE execution_id = ? ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+            return [Handoff(*r) for r in rows]
+
+        return await self._read(run)
+
+
+class _Job:
+    __slots__ = ("fn", "future", "group")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], group: str | None) -> None:
+        self.fn = fn
+        self.group = group
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def run(self, conn: sqlite3.Connection | None) -> None:
+        try:
+            if conn is None and self.fn.__name__ != "_connect":
+                raise StoreUnavailable("store is closed")
+            self.future.set_result(self.fn(conn))  # type: ignore[arg-type]
+        except BaseException as exc:  # handed to the awaiting caller, never lost
+            self.future.set_exception(_map(exc))
+
+
+def _map(exc: BaseException) -> BaseException:
+    if isinstance(exc, sqlite3.Error):
+        try:
+            with _mapped_errors():
+                raise exc
+        except StoreError as mapped:
+            return mapped
+    return exc
+
+
+def _split_sql(script: str) -> list[str]:
+    lines = [ln for ln in script.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+_TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
+
+_EXEC_FIELDS = (
+    "id",
+    "institution_id",
+    "conversation_id",
+    "contact_id",
+    "flow_id",
+    "flow_version",
+    "status",
+    "outcome",
+    "current_node_id",
+    "variables",
+    "node_state",
+    "waiting_for",
+    "due_at",
+    "wake_at",
+    "attempts",
+    "step_seq",
+    "channel",
+    "start_variables",
+    "paused_from",
+    "error",
+    "created_at",
+    "updated_at",
+    "ended_at",
+    "fencing_token",
+    "checksum",
+)
+_EXEC_COLUMNS = ", ".join(_EXEC_FIELDS) + ", lease_owner, lease_expires_at"
+_INSERT_EXECUTION = (
+    f"INSERT INTO executions ({', '.join(_EXEC_FIELDS)})"
+    f" VALUES ({', '.join('?' * len(_EXEC_FIELDS))})"
+)
+_UPDATE_EXECUTION = (
+    "UPDATE executions SET "
+    + ", ".join(f"{f} = ?" for f in _EXEC_FIELDS[1:])
+    + ", lease_owner = ?, lease_expires_at = ?"
+    + " WHERE id = ? AND fencing_token = ? AND lease_owner = ?"
+)
+_UPDATE_EXECUTION_BY_ID = (
+    "UPDATE executions SET "
+    + ", ".join(f"{f} = ?" for f in _EXEC_FIELDS[1:])
+    + ", lease_owner = ?, lease_expires_at = ? WHERE id = ?"
+)
+_INBOX_COLUMNS = (
+    "id, institution_id, conversation_id, message_id, contact_id, text, received_at,"
+    " execution_id, payload, applied_at"
+)
+_OUTBOX_COLUMNS = (
+    "idempotency_key, execution_id, institution_id, conversation_id, contact_id, channel, text,"
+    " created_at, step_seq, payload, id, status, attempts, sent_at"
+)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def _execution_params(ex: Execution) -> tuple[Any, ...]:
+    return (
+        ex.id,
+        ex.institution_id,
+        ex.conversation_id,
+        ex.contact_id,
+        ex.flow_id,
+        ex.flow_version,
+        ex.status.value,
+        ex.outcome.value if ex.outcome else None,
+        ex.current_node_id,
+        dumps(ex.variables),
+        dumps(ex.node_state),
+        ex.waiting_for,
+        ex.due_at,
+        ex.wake_at,
+        ex.attempts,
+        ex.step_seq,
+        ex.channel,
+        dumps(ex.start_variables),
+        ex.paused_from.value if ex.paused_from else None,
+        _json(ex.error),
+        ex.created_at,
+        ex.updated_at,
+        ex.ended_at,
+        ex.fencing_token,
+        checksum(ex.state_payload()),
+    )
+
+
+def _row_to_execution(row: Any) -> Execution:
+    try:
+        ex = Execution(
+            id=row[0],
+            institution_id=row[1],
+            conversation_id=row[2],
+            contact_id=row[3],
+            flow_id=row[4],
+            flow_version=row[5],
+            status=ExecutionStatus(row[6]),
+            outcome=Outcome(row[7]) if row[7] else None,
+            current_node_id=row[8],
+            variables=orjson.loads(row[9]),
+            node_state=orjson.loads(row[10]),
+            waiting_for=row[11],
+            due_at=row[12],
+            wake_at=row[13],
+            attempts=row[14],
+            step_seq=row[15],
+            channel=row[16],
+            start_variables=orjson.loads(row[17]),
+            paused_from=ExecutionStatus(row[18]) if row[18] else None,
+            error=_loads(row[19]),
+            created_at=row[20],
+            updated_at=row[21],
+            ended_at=row[22],
+            fencing_token=row[23],
+            lease_owner=row[25],
+            lease_expires_at=row[26],
+        )
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise CorruptedRecord(f"execution {row[0]} cannot be read: {exc}") from exc
+    if not isinstance(ex.variables, dict) or not isinstance(ex.node_state, dict):
+        raise CorruptedRecord(f"execution {row[0]}: variables are not an object")
+    if checksum(ex.state_payload()) != row[24]:
+        raise CorruptedRecord(f"execution {row[0]}: checksum mismatch")
+    return ex
+
+
+def _row_to_inbound(row: Any) -> InboundMessage:
+    return InboundMessage(
+        id=row[0],
+        institution_id=row[1],
+        conversation_id=row[2],
+        message_id=row[3],
+        contact_id=row[4],
+        text=row[5],
+        received_at=row[6],
+        execution_id=row[7],
+        payload=_loads(row[8]),
+        applied_at=row[9],
+    )
+
+
+def _row_to_outbound(row: Any) -> OutboundMessage:
+    return OutboundMessage(
+        idempotency_key=row[0],
+        execution_id=row[1],
+        institution_id=row[2],
+        conversation_id=row[3],
+        contact_id=row[4],
+        channel=row[5],
+        text=row[6],
+        created_at=row[7],
+        step_seq=row[8],
+        payload=_loads(row[9]),
+        id=row[10],
+        status=row[11],
+        attempts=row[12],
+        sent_at=row[13],
+    )
+
+
+def _insert_transitions(conn: sqlite3.Connection, transitions: list[Transition]) -> None:
+    if transitions:
+        conn.executemany(
+            "INSERT INTO transitions (execution_id, source, target, reason, actor, node_id, at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [
+                (
+                    t.execution_id,
+                    t.source.value if t.source else None,
+                    t.target.value,
+                    t.reason,
+                    t.actor,
+                    t.node_id,
+                    t.at,
+                )
+                for t in transitions
+            ],
+        )
+
+
+def _insert_logs(conn: sqlite3.Connection, logs: list[LogRecord]) -> None:
+    if logs:
+        conn.executemany(
+            "INSERT INTO execution_logs"
+            " (execution_id, at, level, message, node_id, node_type, context)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [
+                (r.execution_id, r.at, r.level, r.message, r.node_id, r.node_type, dumps(r.context))
+                for r in logs
+            ],
+        )
+
+
+def _cancel_row(
+    conn: sqlite3.Connection, execution_id: str, source: ExecutionStatus, now: float, reason: str
+) -> None:
+    """Cancel an execution, bumping the fencing token so a worker that holds it cannot
+    commit afterwards. A row that cannot be read is cancelled by SQL alone."""
+    row = conn.execute(
+        f"SELECT {_EXEC_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+    ).fetchone()
+    try:
+        ex: Execution | None = _row_to_execution(row)
+    except CorruptedRecord:
+        ex = None
+    if ex is not None:
+        ex.status, ex.outcome = ExecutionStatus.CANCELLED, Outcome.CANCELLED
+        ex.wake_at = ex.due_at = ex.waiting_for = None
+        ex.ended_at = ex.updated_at = now
+        ex.fencing_token += 1
+        conn.execute(
+            _UPDATE_EXECUTION_BY_ID, (*_execution_params(ex)[1:], None, None, execution_id)
+        )
+    else:
+        conn.execute(
+            "UPDATE executions SET status = 'cancelled', outcome = 'cancelled', wake_at = NULL,"
+            " waiting_for = NULL, due_at = NULL, ended_at = ?, updated_at = ?,"
+            " fencing_token = fencing_token + 1, lease_owner = NULL, lease_expires_at = NULL"
+            " WHERE id = ?",
+            (now, now, execution_id),
+        )
+    _insert_transitions(
+        conn, [Transition(execution_id, source, ExecutionStatus.CANCELLED, reason, now, "engine")]
+    )
+
+
+def _quarantine(
+    conn: sqlite3.Connection, execution_id: str, kind: str, reason: str, row: Any, now: float
+) -> None:
+    """Set a row that cannot be read aside, kept for diagnosis, out of the queue."""
+    conn.execute(
+        "INSERT INTO quarantine (execution_id, kind, reason, payload, at) VALUES (?,?,?,?,?)",
+        (
+            execution_id,
+            kind,
+            reason,
+            dumps([str(v) for v in row]) if row is not None else None,
+            now,
+        ),
+    )
+    conn.execute(
+        "UPDATE executions SET wake_at = NULL, waiting_for = 'operator', lease_owner = NULL,"
+        " lease_expires_at = NULL WHERE id = ?",
+        (execution_id,),
+    )
+    conn.execute(
+        "INSERT INTO execution_logs (execution_id, at, level, message, context) VALUES (?,?,?,?,?)",
+        (execution_id, now, "ERROR", "execution.corrupted", dumps({"error": {"message": reason}})),
+    )

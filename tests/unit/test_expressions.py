@@ -1,0 +1,537 @@
+"""The safe condition language: parsing, semantics, limits and refusal of escapes."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import string
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trilha.core.expressions import (
+    MAX_DEPTH,
+    MAX_SOURCE_LENGTH,
+    MAX_STRING_LENGTH,
+    Expression,
+    compile_expression,
+    evaluate,
+    truthy,
+)
+from trilha.errors import ExpressionError
+
+VARIABLES: dict[str, Any] = {
+    "customer": {"name": " Ana ", "vip": True, "age": 30, "tags": ["new", "sp"]},
+    "items": [{"name": "pizza", "price": 42.5}, {"name": "soda", "price": 7}],
+    "answer": "Sim",
+    "amount": "12.50",
+    "zero": 0,
+    "nothing": None,
+    "empty": "",
+}
+
+
+class _Booby:
+    """A Python object whose methods fail loudly if the evaluator ever calls them."""
+
+    secret = "leaked"
+
+    def __bool__(self) -> bool:
+        raise AssertionError("__bool__ was called")
+
+    def __len__(self) -> int:
+        raise AssertionError("__len__ was called")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"attribute {name} was read")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        # literals
+        ("1", 1),
+        ("2.5", 2.5),
+        ("'it\\'s'", "it's"),
+        ('"say \\"hi\\""', 'say "hi"'),
+        ("'a\\nb\\tc\\\\'", "a\nb\tc\\"),
+        ("true", True),
+        ("True", True),
+        ("false", False),
+        ("False", False),
+        ("null", None),
+        ("None", None),
+        ("[1, 'a', [true]]", [1, "a", [True]]),
+        ("[]", []),
+        ("[1, 2,]", [1, 2]),
+        # paths
+        ("customer.age", 30),
+        ("customer.tags.1", "sp"),
+        ("items.0.name", "pizza"),
+        ("missing", None),
+        ("missing.deeper.0", None),
+        ("items.5.name", None),
+        # arithmetic
+        ("1 + 2 * 3", 7),
+        ("(1 + 2) * 3", 9),
+        ("10 - 4 - 3", 3),
+        ("7 / 2", 3.5),
+        ("6 / 3", 2.0),
+        ("7 % 3", 1),
+        ("-customer.age + 1", -29),
+        ("- -2", 2),
+        ("2 * -3", -6),
+        ("items.0.price + items.1.price", 49.5),
+        ("'a' + 'b'", "ab"),
+        # comparisons
+        ("1 == 1.0", True),
+        ("true == 1", False),
+        ("false == 0", False),
+        ("null == missing", True),
+        ("missing == 0", False),
+        ("1 != 2", True),
+        ("'1' == 1", False),
+        ("[1, true] == [1.0, true]", True),
+        ("[1, true] == [1, 1]", False),
+        ("customer.age >= 18", True),
+        ("customer.age < 18", False),
+        ("'abc' < 'abd'", True),
+        ("missing > 3", False),
+        ("missing < 3", False),
+        ("'10' > 9", False),
+        ("true > false", False),
+        ("[2] > [1]", False),
+        # membership
+        ("'sp' in customer.tags", True),
+        ("'rj' not in customer.tags", True),
+        ("'An' in customer.name", True),
+        ("'age' in customer", True),
+        ("1 in [1.0, 2]", True),
+        ("true in [1]", False),
+        ("1 in 'a1'", False),
+        ("'x' in missing", False),
+        ("'x' not in missing", True),
+        ("'x' in 5", False),
+        # logic
+        ("true and false", False),
+        ("true && true", True),
+        ("false or 1", True),
+        ("false || ''", False),
+        ("not missing", True),
+        ("!customer.vip", False),
+        ("not customer.age == 30", False),
+        ("1 and 'a'", True),
+        ("customer.vip and customer.age >= 18 or answer == 'Não'", True),
+        ("not not customer.vip", True),
+        # functions
+        ("len(customer.tags)", 2),
+        ("len('olá')", 3),
+        ("len(customer)", 4),
+        ("len(missing)", 0),
+        ("lower(answer) == 'sim'", True),
+        ("upper(answer)", "SIM"),
+        ("trim(customer.name)", "Ana"),
+        ("lower(missing)", None),
+        ("number(amount) + 1", 13.5),
+        ("number(' 42 ')", 42),
+        ("number('-3')", -3),
+        ("number('1e3')", 1000.0),
+        ("number(7)", 7),
+        ("number(missing)", None),
+        ("text(3.0)", "3"),
+        ("text(true)", "true"),
+        ("text(missing)", ""),
+        ("text(customer.tags)", '["new","sp"]'),
+        ("text(12) + 'x'", "12x"),
+        ("contains(customer.tags, 'new')", True),
+        ("contains(answer, 'i')", True),
+        ("contains(missing, 'x')", False),
+        ("startswith(answer, 'Si')", True),
+        ("startswith(missing, 'Si')", False),
+        ("startswith(zero, '0')", False),
+    ],
+)
+def test_evaluates(source: str, expected: Any) -> None:
+    """Each construct of the language yields the documented value."""
+    result = evaluate(source, VARIABLES)
+    assert result == expected
+    assert type(result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("(a == 1)) and b", "unexpected ')' at column 9"),
+        ("1 +", "unexpected end of expression at column 4"),
+        ("", "empty expression"),
+        ("   ", "empty expression"),
+        ("a = 1", "unexpected '=' at column 3; use '==' to compare"),
+        ("a & b", "unexpected '&' at column 3"),
+        ("'abc", "unterminated string starting at column 1"),
+        ("'a\\qb'", "unknown escape '\\q' at column 3"),
+        ("a.", "expected a name or index after '.' at column 2"),
+        ("a..b", "expected a name or index after '.' at column 2"),
+        ("1abc", "invalid number at column 1"),
+        ("1.5.2", "invalid number at column 1"),
+        ("x > 1" + "0" * 400 + ".5", "number is too large at column 5"),
+        ("1 < x < 3", "comparisons cannot be chained; combine them with 'and' at column 7"),
+        ("items[0]", "subscripts are not supported; use a dotted path such as items.0 at column 6"),
+        ("len(a, b)", "len() takes 1 argument, got 2 at column 1"),
+        ("contains(a)", "contains() takes 2 arguments, got 1 at column 1"),
+        ("system('ls')", "unknown function 'system' at column 1"),
+        ("true.x", "'true' is a keyword and cannot start a path at column 1"),
+        ("[1, 2", "unexpected end of expression at column 6"),
+        ("(1 2)", "unexpected '2' at column 4"),
+        ("x == not y", "unexpected 'not' at column 6"),
+    ],
+)
+def test_syntax_errors_name_position_and_reason(source: str, message: str) -> None:
+    """Parse errors say what went wrong and at which column, before any evaluation."""
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(source)
+    assert str(info.value) == message
+
+
+def test_syntax_error_carries_column_detail() -> None:
+    """The column is also in the error details, for the API and the flow validator."""
+    with pytest.raises(ExpressionError) as info:
+        compile_expression("a == )")
+    assert info.value.details == {"column": 6}
+    assert info.value.code == "expression_error"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("1 / 0", "division by zero at column 3"),
+        ("1 % 0.0", "division by zero at column 3"),
+        ("'a' + 1", "cannot apply '+' to string and number at column 5"),
+        ("'a' * 3", "cannot apply '*' to string and number at column 5"),
+        ("missing + 1", "cannot apply '+' to null and number at column 9"),
+        ("true + 1", "cannot apply '+' to boolean and number at column 6"),
+        ("[1] + [2]", "cannot apply '+' to list and list at column 5"),
+        ("'%s' % 'x'", "cannot apply '%' to string and string at column 6"),
+        ("-answer", "cannot negate string at column 1"),
+        ("number('abc')", "number() cannot convert 'abc' at column 1"),
+        ("number('nan')", "number() cannot convert 'nan' at column 1"),
+        ("number('inf')", "number() cannot convert 'inf' at column 1"),
+        ("number('1_000')", "number() cannot convert '1_000' at column 1"),
+        ("number('٣')", "number() cannot convert '٣' at column 1"),
+        ("number('1e999')", "number() cannot convert '1e999' at column 1"),
+        ("number(true)", "number() expects a string or number, got boolean at column 1"),
+        ("lower(1)", "lower() expects a string, got number at column 1"),
+        ("len(5)", "len() expects a string, list or object, got number at column 1"),
+    ],
+)
+def test_evaluation_errors(source: str, message: str) -> None:
+    """Real mistakes (wrong types, division by zero, bad numbers) raise ExpressionError."""
+    with pytest.raises(ExpressionError) as info:
+        evaluate(source, VARIABLES)
+    assert str(info.value) == message
+
+
+def test_and_or_short_circuit() -> None:
+    """The right side of and/or is not evaluated once the result is known."""
+    assert evaluate("false and 1 / 0", {}) is False
+    assert evaluate("true or number('x')", {}) is True
+    assert evaluate("missing and missing.x + 1", {}) is False
+
+
+def test_float_overflow_is_an_error() -> None:
+    """Arithmetic that would produce infinity raises instead of leaking inf into a flow."""
+    with pytest.raises(ExpressionError, match="number is too large"):
+        evaluate("big * big", {"big": 1e200})
+    with pytest.raises(ExpressionError, match="number is too large"):
+        evaluate("huge / 1", {"huge": 10**400})
+
+
+def test_paths_lists_variables_read() -> None:
+    """paths() names every variable path, and no function names or literals."""
+    expression = compile_expression("a.b + c.0 > len(d) and 'e' in [f, 1] or not g.h.2")
+    assert expression.paths() == frozenset({"a.b", "c.0", "d", "f", "g.h.2"})
+    assert compile_expression("1 + 2").paths() == frozenset()
+
+
+def test_compile_is_cached() -> None:
+    """The same source compiles once; the cached tree is shared and immutable."""
+    first = compile_expression("customer.age > 18")
+    assert compile_expression("customer.age > 18") is first
+    assert isinstance(first, Expression)
+    assert compile_expression.cache_info().maxsize == 1024
+
+
+def test_list_literals_are_fresh_each_time() -> None:
+    """Mutating an evaluated list cannot change the shared compiled expression."""
+    result = evaluate("[1, 2]", {})
+    result.append(3)
+    assert evaluate("[1, 2]", {}) == [1, 2]
+
+
+def test_non_string_source_is_refused() -> None:
+    """Compiling something that is not text is an ExpressionError, not a crash."""
+    with pytest.raises(ExpressionError, match="must be a string"):
+        compile_expression(123)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, False),
+        (False, False),
+        (True, True),
+        (0, False),
+        (0.0, False),
+        (-1, True),
+        ("", False),
+        ("0", True),
+        ([], False),
+        ([0], True),
+        ({}, False),
+        ({"a": 1}, True),
+        ((), False),
+    ],
+)
+def test_truthy(value: Any, expected: bool) -> None:
+    """Truthiness follows JSON intuition: empty, zero and null are false."""
+    assert truthy(value) is expected
+
+
+def test_truthy_does_not_call_python_objects() -> None:
+    """Foreign objects count as present without running their __bool__ or __len__."""
+    assert truthy(_Booby()) is True
+
+
+# ---------------------------------------------------------------------------- limits
+
+
+def test_source_length_limit() -> None:
+    """Sources up to the limit compile; one character more is refused."""
+    at_limit = "1" + " " * (MAX_SOURCE_LENGTH - 1)
+    assert compile_expression(at_limit).evaluate({}) == 1
+    with pytest.raises(ExpressionError, match="longer than 2000 characters"):
+        compile_expression(at_limit + " ")
+
+
+@pytest.mark.parametrize(
+    ("opening", "closing"),
+    [("(", ")"), ("[", "]"), ("len([", "])"), ("-", ""), ("not ", ""), ("!", "")],
+)
+def test_nesting_limit(opening: str, closing: str) -> None:
+    """Nesting up to the limit compiles; one level deeper is refused."""
+    per_level = 2 if opening == "len([" else 1
+    levels = MAX_DEPTH // per_level
+    compile_expression(opening * levels + "1" + closing * levels)
+    deeper = levels + 1
+    with pytest.raises(ExpressionError, match="nests deeper than 50 levels"):
+        compile_expression(opening * deeper + "1" + closing * deeper)
+
+
+def test_deepest_expression_evaluates_within_the_stack() -> None:
+    """The most layered expression the limits allow parses and evaluates without RecursionError."""
+    source = "v"
+    for _ in range(MAX_DEPTH // 2):
+        source = f"len([{source} * 1 + 1 < 1 and 1 or 1])"
+    assert len(source) <= MAX_SOURCE_LENGTH
+    assert compile_expression(source).evaluate({"v": 2}) == 1
+
+
+def test_long_flat_chains_do_not_deepen_the_tree() -> None:
+    """A long but flat chain is not nesting, so it compiles and evaluates."""
+    assert evaluate("+".join(["1"] * 900), {}) == 900
+    assert evaluate("||".join(["false"] * 250), {}) is False
+
+
+def test_string_result_limit() -> None:
+    """No operation may build a string longer than the limit."""
+    half = "x" * (MAX_STRING_LENGTH // 2)
+    assert len(evaluate("s + s", {"s": half})) == MAX_STRING_LENGTH
+    with pytest.raises(ExpressionError, match="longer than 100000 characters"):
+        evaluate("s + s + 'y'", {"s": half})
+    with pytest.raises(ExpressionError, match="longer than 100000 characters"):
+        evaluate("upper(s)", {"s": "ß" * (MAX_STRING_LENGTH // 2 + 1)})
+    with pytest.raises(ExpressionError, match="longer than 100000 characters"):
+        evaluate("text(items)", {"items": [half, half]})
+
+
+def test_oversized_integers_are_expression_errors() -> None:
+    """Numbers beyond Python's conversion limits surface as ExpressionError."""
+    with pytest.raises(ExpressionError, match="too many digits"):
+        evaluate("number(s)", {"s": "9" * 5000})
+    with pytest.raises(ExpressionError, match="too many digits"):
+        evaluate("text(n)", {"n": 10**5000})
+
+
+# ----------------------------------------------------------------------- no escapes
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "__import__('os')",
+        "__import__('os').system('ls')",
+        "().__class__",
+        "().__class__.__bases__[0].__subclasses__()",
+        "x.__class__",
+        "x.__dict__",
+        "customer.__class__.__mro__",
+        "__builtins__",
+        "open('f')",
+        "eval('1')",
+        "exec('1')",
+        "getattr(x, 'y')",
+        "compile('1', 'f', 'eval')",
+        "os.system('ls')",
+        "customer.keys()",
+        "'abc'.upper()",
+        "[].__class__",
+        "x['__class__']",
+        "lambda: 1",
+        "import os",
+        "f'{x}'",
+        "x; y",
+        "x if y else z",
+        "{1: 2}",
+        "a ** 2",
+        "x := 1",
+    ],
+)
+def test_escape_attempts_are_refused(source: str) -> None:
+    """Python escape hatches (dunders, builtins, calls, subscripts) fail to compile."""
+    with pytest.raises(ExpressionError):
+        compile_expression(source)
+
+
+def test_paths_into_python_objects_are_inert() -> None:
+    """A path into a Python object reads nothing and runs none of its code."""
+    variables = {"obj": _Booby(), "customer": VARIABLES["customer"]}
+    assert evaluate("obj.secret", variables) is None
+    assert evaluate("obj.name == 'x'", variables) is False
+    assert evaluate("len(customer.name.0)", variables) == 0
+
+
+def test_does_not_use_python_eval() -> None:
+    """The module never calls eval, exec, compile or literal_eval, not even indirectly."""
+    import trilha.core.expressions as module
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert not names & {"eval", "exec", "compile", "__import__", "getattr", "ast"}
+    assert "literal_eval" not in attributes
+
+
+# ----------------------------------------------------------------------- properties
+
+_TOKENS = [
+    *string.ascii_letters[:6],
+    *string.digits[:4],
+    " ",
+    ".",
+    "'",
+    '"',
+    "\\",
+    *"()[],+-*/%<>=!&|",
+    " and ",
+    " or ",
+    " not ",
+    " in ",
+    "true",
+    "null",
+    "len(",
+    "number(",
+    "text(",
+    "__",
+]
+
+leaf = st.sampled_from(
+    ["1", "2.5", "0", "'a'", "''", '"b\\n"', "true", "null", "x", "y.z", "items.0", "s"]
+)
+
+
+def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    binary = st.sampled_from(
+        ["+", "-", "*", "/", "%", "==", "!=", "<", ">=", "in", "not in", "and", "or", "&&"]
+    )
+    return (
+        st.tuples(children, binary, children).map(lambda t: f"({t[0]} {t[1]} {t[2]})")
+        | children.map(lambda c: f"(not {c})")
+        | children.map(lambda c: f"-({c})")
+        | st.lists(children, max_size=3).map(lambda cs: "[" + ", ".join(cs) + "]")
+        | st.tuples(
+            st.sampled_from(["len", "lower", "upper", "trim", "number", "text"]), children
+        ).map(lambda t: f"{t[0]}({t[1]})")
+        | st.tuples(st.sampled_from(["contains", "startswith"]), children, children).map(
+            lambda t: f"{t[0]}({t[1]}, {t[2]})"
+        )
+    )
+
+
+well_formed = st.recursive(leaf, _combine, max_leaves=25)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["z", "0", "a"]), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+variables_strategy = st.fixed_dictionaries(
+    {}, optional={"x": json_values, "y": json_values, "items": json_values, "s": json_values}
+)
+
+
+@given(st.text(max_size=300))
+def test_random_text_only_raises_expression_error(source: str) -> None:
+    """Arbitrary text either compiles or raises ExpressionError, never anything else."""
+    with contextlib.suppress(ExpressionError):
+        compile_expression(source)
+
+
+@given(st.lists(st.sampled_from(_TOKENS), max_size=40).map("".join))
+def test_random_token_soup_only_raises_expression_error(source: str) -> None:
+    """Near-miss expressions built from real tokens fail only with ExpressionError."""
+    with contextlib.suppress(ExpressionError):
+        compile_expression(source)
+
+
+@settings(max_examples=300)
+@given(source=well_formed, variables=variables_strategy)
+def test_well_formed_expressions_compile_and_fail_only_cleanly(
+    source: str, variables: dict[str, Any]
+) -> None:
+    """Generated expressions compile, and evaluating them raises only ExpressionError."""
+    try:
+        expression = compile_expression(source)
+    except ExpressionError as exc:
+        refusal = str(exc)
+    else:
+        with contextlib.suppress(ExpressionError):
+            expression.evaluate(variables)
+        return
+    # Unary chains can stack past the limit; that is the only acceptable refusal.
+    assert "nests deeper" in refusal
+
+
+@given(st.integers(), st.integers(), st.integers())
+def test_integer_arithmetic_matches_python(a: int, b: int, c: int) -> None:
+    """Precedence and associativity of + - * agree with ordinary arithmetic."""
+    assert evaluate(f"{a} + {b} * {c} - {a}", {}) == a + b * c - a
+    assert evaluate("a - b - c", {"a": a, "b": b, "c": c}) == a - b - c
+
+
+@given(st.text(max_size=200))
+def test_string_literals_round_trip(text: str) -> None:
+    """Any text, escaped and quoted, evaluates back to itself."""
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    assert evaluate(f"'{escaped}'", {}) == text
+
+
+@given(variables=variables_strategy)
+def test_comparisons_always_return_booleans(variables: dict[str, Any]) -> None:
+    """Comparisons and logic on any data yield True or False, never raise."""
+    for source in ("x == y", "x != y", "x < y", "x >= s", "x in y", "s not in items", "x or y"):
+        assert evaluate(source, variables) in (True, False)
