@@ -1,0 +1,173 @@
+"""Shared fixtures: a real SQLite store in a temporary folder, a fake clock, an
+engine wired to an in-memory channel, and a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trilha.channels.memory import MemoryChannel
+from trilha.config import Config
+from trilha.core.execution import Execution
+from trilha.core.flow import Flow, load_flow
+from trilha.engine.clock import FakeClock
+from trilha.engine.dispatcher import Dispatcher
+from trilha.engine.engine import Engine
+from trilha.engine.worker import Worker
+from trilha.processors.registry import Processors
+from trilha.store.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(tmp_path / "trilha.db")
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@dataclass
+class Harness:
+    """An engine over a real store, a fake clock and a memory channel, driven by hand."""
+
+    store: SQLiteStore
+    engine: Engine
+    worker: Worker
+    channel: MemoryChannel
+    clock: FakeClock
+
+    async def publish(self, flow: dict[str, Any] | Flow) -> Flow:
+        model = (
+            flow if isinstance(flow, Flow) else load_flow(flow, self.engine.processors.node_types)
+        )
+        await self.engine.publish(model)
+        return model
+
+    async def start(self, flow_id: str, conversation: str = "conv-1", **kwargs: Any) -> Execution:
+        kwargs.setdefault("institution_id", "inst-1")
+        kwargs.setdefault("contact_id", "contact-1")
+        return await self.engine.start(flow_id, conversation_id=conversation, **kwargs)
+
+    async def settle(self, execution_id: str | None = None) -> None:
+        await self.worker.run_until_idle(execution_id)
+
+    async def reply(self, execution_id: str, text: str) -> Execution:
+        await self.engine.send(execution_id, text)
+        await self.settle(execution_id)
+        return await self.store.get_execution(execution_id)
+
+    async def get(self, execution_id: str) -> Execution:
+        return await self.store.get_execution(execution_id)
+
+
+@pytest.fixture
+def make_harness(sqlite_store: SQLiteStore, clock: FakeClock) -> Callable[..., Harness]:
+    def make(config: Config | None = None, worker_id: str = "w1") -> Harness:
+        channel = MemoryChannel()
+        engine = Engine(
+            sqlite_store,
+            processors=Processors.from_entry_points(),
+            config=config or Config(),
+            clock=clock,
+            worker_id=worker_id,
+        )
+        dispatcher = Dispatcher(sqlite_store, channel, clock=clock)
+        return Harness(sqlite_store, engine, Worker(engine, dispatcher), channel, clock)
+
+    return make
+
+
+@pytest.fixture
+def harness(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
+
+
+# --------------------------------------------------------------------------- HTTP server
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: Any = None
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LocalServer:
+    """A real HTTP server on 127.0.0.1; tests set routes and read the requests made."""
+
+    url: str
+    routes: dict[tuple[str, str], Route] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def route(self, method: str, path: str, **kwargs: Any) -> None:
+        self.routes[(method.upper(), path)] = Route(**kwargs)
+
+
+@pytest.fixture
+def http_server() -> Iterator[LocalServer]:
+    server_state = LocalServer(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            server_state.requests.append(
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "body": json.loads(raw) if raw else None,
+                }
+            )
+            route = server_state.routes.get((self.command, self.path.split("?")[0]))
+            if route is None:
+                route = Route(status=404, body={"error": "no route"})
+            if route.delay:
+                time.sleep(route.delay)
+            payload = json.dumps(route.body).encode() if route.body is not None else b""
+            try:
+                self.send_response(route.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                for k, v in route.headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    server_state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server_state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
