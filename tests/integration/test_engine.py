@@ -383,8 +383,8 @@ async def test_stale_worker_cannot_commit(make_harness: Callable[..., Any]) -> N
     from trilha.store.base import StepCommit
 
     turn = _Turn(StepCommit(zombie.execution, "w1", zombie.execution.fencing_token), None, None)
+    await h1.engine._run_nodes(zombie.execution, await h1.engine.flow("s"), turn)
     with pytest.raises(StaleLease):
-        await h1.engine._run_nodes(zombie.execution, await h1.engine.flow("s"), turn)
         await h1.store.commit_step(turn.commit, now=h1.clock.now())
     assert await bot_texts(h2, ex.id) == ["once"]
 
