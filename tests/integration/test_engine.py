@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ async def bot_texts(h: Any, execution_id: str) -> list[str]:
 async def assert_history_consistent(h: Any, execution_id: str) -> None:
     history = await h.store.transitions(execution_id)
     assert history[0].source is None and history[0].target is S.RUNNING
-    for prev, cur in zip(history, history[1:], strict=False):
+    for prev, cur in itertools.pairwise(history):
         assert cur.source is prev.target
         assert is_allowed(cur.source, cur.target)
     assert history[-1].target is (await h.get(execution_id)).status
