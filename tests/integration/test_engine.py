@@ -427,3 +427,46 @@ async def test_flow_version_is_pinned(harness: Any) -> None:
     ex = await harness.reply(ex.id, "x")
     assert await bot_texts(harness, ex.id) == ["?", "v1"]
     assert ex.flow_version == 1 and newer.flow_version == 2
+
+
+async def test_internal_error_fails_the_execution_with_a_trail(
+    sqlite_store: Any, clock: Any
+) -> None:
+    """A processor that breaks the contract (returns None) fails the execution with an
+    ERROR log instead of killing the worker or retrying for ever."""
+    from typing import ClassVar, Literal
+
+    from trilha.channels.memory import MemoryChannel
+    from trilha.core.flow import NodeBase, load_flow
+    from trilha.engine.dispatcher import Dispatcher
+    from trilha.engine.engine import Engine
+    from trilha.engine.worker import Worker
+    from trilha.processors.registry import Processors
+
+    class BrokenNode(NodeBase):
+        type: Literal["broken"]
+
+    class BrokenProcessor:
+        node_type: ClassVar[str] = "broken"
+        node_model: ClassVar[type[BrokenNode]] = BrokenNode
+        effectful: ClassVar[bool] = False
+
+        async def run(self, node: Any, ctx: Any) -> Any:
+            return None
+
+    processors = Processors.from_entry_points({"broken": BrokenProcessor()})
+    engine = Engine(sqlite_store, processors=processors, clock=clock)
+    worker = Worker(engine, Dispatcher(sqlite_store, MemoryChannel(), clock=clock))
+    await engine.publish(
+        load_flow(
+            flow("b", {"id": "x", "type": "broken", "next": "y"}, {"id": "y", "type": "end"}),
+            processors.node_types,
+        )
+    )
+    ex = await engine.start("b", institution_id="i", conversation_id="c", contact_id="k")
+    await worker.run_until_idle()
+    ex = await sqlite_store.get_execution(ex.id)
+    assert ex.status is S.FAILED
+    assert ex.error is not None and ex.error["type"] == "AttributeError"
+    logs = await sqlite_store.logs(ex.id)
+    assert any(r.level == "ERROR" and r.message == "execution.internal_error" for r in logs)

@@ -33,7 +33,7 @@ from trilha.core.execution import (
 from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.clock import Clock, SystemClock
-from trilha.errors import FlowNotFound, StaleLease, TrilhaError
+from trilha.errors import FlowNotFound, StaleLease, StoreError, TrilhaError
 from trilha.processors.base import End, StepContext, StepResult, WaitInput, WaitTimer
 from trilha.processors.registry import Processors
 from trilha.store.base import Claimed, StepCommit, Store
@@ -210,6 +210,29 @@ class Engine:
             await self._advance(ex, turn)
         except StaleLease:
             return  # another worker owns it now; it resumes from the last checkpoint
+        except StoreError:
+            raise  # the worker loop backs off and retries; the lease protects the row
+        except Exception as exc:  # a bug must not wedge the execution or kill the worker
+            await self._fail_internal(ex.id, ex.fencing_token, exc)
+
+    async def _fail_internal(self, execution_id: str, token: int, exc: Exception) -> None:
+        """End an execution whose step raised unexpectedly, from its last committed state,
+        so it is neither retried for ever nor left without a trail."""
+        try:
+            ex = await self.store.get_execution(execution_id)
+        except StoreError:
+            return
+        if ex.fencing_token != token or ex.status.terminal:
+            return
+        turn = _Turn(StepCommit(ex, self.worker_id, token), None, None)
+        error = describe_error(exc)
+        ex.error = {k: error[k] for k in ("type", "message", "code")}
+        self._log(turn, "ERROR", "execution.internal_error", None, {"error": error})
+        if ex.status is S.PAUSED:
+            return
+        self._end(turn, End(S.FAILED, Outcome.FAILED, f"internal error: {exc}"), FAILURE_MESSAGE)
+        with contextlib.suppress(StaleLease):
+            await self._commit(turn)
 
     async def _advance(self, ex: Execution, turn: _Turn) -> None:
         now = self.clock.now()
