@@ -144,6 +144,9 @@ class SQLiteStore:
             )
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        # a row with bytes that are not UTF-8 must read back (and fail its checksum),
+        # not stop every query that touches it
+        conn.text_factory = lambda b: b.decode("utf-8", "replace")
         with _mapped_errors():
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -228,6 +231,11 @@ class SQLiteStore:
                         conn.execute(f"ROLLBACK TO s{i}")
                         conn.execute(f"RELEASE s{i}")
                         results.append((job, exc))
+                    except (sqlite3.IntegrityError, ValueError, TypeError) as exc:
+                        # one bad step (a replayed seq, a reused key) must not sink the group
+                        conn.execute(f"ROLLBACK TO s{i}")
+                        conn.execute(f"RELEASE s{i}")
+                        results.append((job, _map(exc)))
                 conn.execute("COMMIT")
         except BaseException as exc:  # the whole group failed: every caller learns why
             if conn.in_transaction:
@@ -344,7 +352,7 @@ class SQLiteStore:
                     _cancel_row(
                         conn,
                         old[0],
-                        ExecutionStatus(old[1]),
+                        _status(old[1]),
                         execution.created_at,
                         f"replaced by execution {execution.id}",
                     )
@@ -387,7 +395,8 @@ class SQLiteStore:
             rows = conn.execute(
                 f"SELECT {_EXEC_COLUMNS} FROM executions ORDER BY created_at DESC LIMIT ?", (limit,)
             ).fetchall()
-            return [_row_to_execution(r) for r in rows]
+            # a corrupted row must not hide every other execution from a listing
+            return [ex for r in rows if (ex := _readable(r)) is not None]
 
         return await self._read(run)
 
@@ -468,13 +477,17 @@ class SQLiteStore:
                 if waiting is not None:
                     wake = now  # a reply arrived while we ran: apply it next, in order
             ex.wake_at = wake
-            params = _execution_params(ex)
+            params = [
+                v
+                for f, v in zip(_EXEC_FIELDS, _execution_params(ex), strict=True)
+                if f not in ("id", "fencing_token")
+            ]
             lease_owner = None if commit.release else commit.lease_owner
             lease_expires = None if commit.release else ex.lease_expires_at
             cur = conn.execute(
                 _UPDATE_EXECUTION,
                 (
-                    *params[1:],
+                    *params,
                     lease_owner,
                     lease_expires,
                     ex.id,
@@ -589,7 +602,8 @@ class SQLiteStore:
             ).fetchone()
             if existing is not None:
                 return InboundResult("duplicate", _row_to_inbound(existing))
-            target = row[0] if row is not None and ExecutionStatus(row[2]) not in TERMINAL else None
+            status = _status(row[2]) if row is not None else None
+            target = row[0] if row is not None and status not in TERMINAL else None
             inserted = conn.execute(
                 "INSERT INTO inbox (institution_id, conversation_id, message_id, contact_id, text,"
                 " payload, received_at, execution_id) VALUES (?,?,?,?,?,?,?,?)"
@@ -608,6 +622,7 @@ class SQLiteStore:
             if target is not None:
                 conn.execute(
                     "UPDATE executions SET wake_at = ? WHERE id = ? AND status = 'waiting_input'"
+                    " AND waiting_for = 'input'"
                     " AND (wake_at IS NULL OR wake_at > ?)",
                     (now, target, now),
                 )
@@ -619,7 +634,9 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> QueueStats:
             where, params = ("", ()) if execution_id is None else (" AND id = ?", (execution_id,))
             due = conn.execute(
-                "SELECT COUNT(*) FROM executions WHERE wake_at <= ?" + where, (now, *params)
+                "SELECT COUNT(*) FROM executions WHERE wake_at <= ?"
+                " AND (lease_expires_at IS NULL OR lease_expires_at < ?)" + where,
+                (now, now, *params),
             ).fetchone()[0]
             leased = conn.execute(
                 "SELECT COUNT(*) FROM executions WHERE lease_expires_at >= ?" + where,
@@ -651,10 +668,17 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> list[OutboundMessage]:
             rows = conn.execute(
                 "UPDATE outbox SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
-                " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-                " AND (lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id LIMIT ?)"
+                " SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ?"
+                " AND (o.lease_expires_at IS NULL OR o.lease_expires_at < ?)"
+                # keep each conversation in order: nothing overtakes an earlier message
+                # that waits for its retry or is out with another dispatcher
+                " AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending'"
+                " AND e.institution_id = o.institution_id"
+                " AND e.conversation_id = o.conversation_id AND e.id < o.id"
+                " AND (e.next_attempt_at > ? OR e.lease_expires_at >= ?))"
+                " ORDER BY o.id LIMIT ?)"
                 f" RETURNING {_OUTBOX_COLUMNS}",
-                (dispatcher_id, now + lease_seconds, now, now, limit),
+                (dispatcher_id, now + lease_seconds, now, now, now, now, limit),
             ).fetchall()
             return sorted((_row_to_outbound(r) for r in rows), key=lambda m: m.id or 0)
 
@@ -852,9 +876,11 @@ _INSERT_EXECUTION = (
     f"INSERT INTO executions ({', '.join(_EXEC_FIELDS)})"
     f" VALUES ({', '.join('?' * len(_EXEC_FIELDS))})"
 )
+#: what a step commit writes: everything but the id and the fencing token (only claims move it)
+_COMMIT_FIELDS = tuple(f for f in _EXEC_FIELDS[1:] if f != "fencing_token")
 _UPDATE_EXECUTION = (
     "UPDATE executions SET "
-    + ", ".join(f"{f} = ?" for f in _EXEC_FIELDS[1:])
+    + ", ".join(f"{f} = ?" for f in _COMMIT_FIELDS)
     + ", lease_owner = ?, lease_expires_at = ?"
     + " WHERE id = ? AND fencing_token = ? AND lease_owner = ?"
 )
@@ -946,6 +972,13 @@ def _row_to_execution(row: Any) -> Execution:
     return ex
 
 
+def _readable(row: Any) -> Execution | None:
+    try:
+        return _row_to_execution(row)
+    except CorruptedRecord:
+        return None
+
+
 def _row_to_inbound(row: Any) -> InboundMessage:
     return InboundMessage(
         id=row[0],
@@ -1013,8 +1046,20 @@ def _insert_logs(conn: sqlite3.Connection, logs: list[LogRecord]) -> None:
         )
 
 
+def _status(raw: Any) -> ExecutionStatus | None:
+    """A stored status, or ``None`` when the row holds something unknown (corruption)."""
+    try:
+        return ExecutionStatus(raw)
+    except ValueError:
+        return None
+
+
 def _cancel_row(
-    conn: sqlite3.Connection, execution_id: str, source: ExecutionStatus, now: float, reason: str
+    conn: sqlite3.Connection,
+    execution_id: str,
+    source: ExecutionStatus | None,
+    now: float,
+    reason: str,
 ) -> None:
     """Cancel an execution, bumping the fencing token so a worker that holds it cannot
     commit afterwards. A row that cannot be read is cancelled by SQL alone."""

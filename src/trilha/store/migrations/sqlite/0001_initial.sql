@@ -97,6 +97,8 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX outbox_execution ON outbox (execution_id, id);
+CREATE INDEX outbox_conversation_pending ON outbox (institution_id, conversation_id, id)
+    WHERE status = 'pending';
 
 CREATE TABLE inbox (
     id               INTEGER PRIMARY KEY,

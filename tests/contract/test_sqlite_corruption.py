@@ -1,0 +1,193 @@
+"""SQLite only: rows corrupted behind the store's back, and the migration bookkeeping.
+
+Unlike the rest of this folder, these tests reach into the database file with the
+``sqlite3`` module, always while the store is closed (a disk error, a bad manual
+edit, a buggy older release), then reopen the store and check that it sets the
+broken row aside instead of crashing or losing it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trilha.core.states import ExecutionStatus
+from trilha.errors import StoreError
+from trilha.store import migrations
+from trilha.store.base import Store
+
+from .conftest import LEASE, T0, Make, SQLiteBackend
+
+S = ExecutionStatus
+
+
+def _execute(path: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(sql, params)
+
+
+def _rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+#: (column, SQL expression) pairs written over one execution row; never user input
+CORRUPTIONS = {
+    "variables not json": ("variables", "'}{ garbage'"),
+    "variables truncated json": ("variables", '\'{"name": "An\''),
+    "variables not an object": ("variables", "'[1, 2]'"),
+    "variables binary": ("variables", "X'00FF10'"),
+    "variables invalid utf-8": ("variables", "CAST(X'FFFE7B7D' AS TEXT)"),
+    "node_state not json": ("node_state", "'nope'"),
+    "current_node_id changed": ("current_node_id", "'ghost-node'"),
+    "step_seq not a number": ("step_seq", "'seven'"),
+    "checksum wrong": ("checksum", "'00000000000000000000000000000000'"),
+    "status unknown": ("status", "'exploded'"),
+}
+
+
+async def _corrupt(
+    backend: SQLiteBackend, make: Make, column: str, expression: str, **victim: Any
+) -> tuple[Store, str, list[str]]:
+    """Store a victim (due first) and two healthy executions, corrupt the victim while
+    the store is closed, and reopen it."""
+    store = await backend.open()
+    bad = await make.create(store, wake_at=T0 - 10, **victim)
+    healthy = [(await make.create(store, wake_at=T0)).id for _ in range(2)]
+    await backend.close(store)
+    _execute(
+        backend.path,
+        f"UPDATE executions SET {column} = {expression} WHERE id = ?",  # noqa: S608 - constants
+        (bad.id,),
+    )
+    return await backend.open(), bad.id, healthy
+
+
+@pytest.mark.parametrize(("column", "expression"), CORRUPTIONS.values(), ids=CORRUPTIONS)
+async def test_corrupted_execution_is_quarantined(
+    sqlite_backend: SQLiteBackend, make: Make, column: str, expression: str
+) -> None:
+    """claim_due skips a corrupted row without crashing, quarantines it (kept, with an ERROR
+    log line) and still hands out the healthy executions."""
+    store, bad, healthy = await _corrupt(sqlite_backend, make, column, expression)
+
+    claims = await store.claim_due("w1", now=T0, lease_seconds=LEASE, limit=10)
+    assert sorted(c.execution.id for c in claims) == sorted(healthy)
+
+    quarantined = _rows(sqlite_backend.path, "SELECT execution_id, kind, reason FROM quarantine")
+    assert [q[0] for q in quarantined] == [bad]
+    assert quarantined[0][1]
+    assert quarantined[0][2]
+    assert _rows(sqlite_backend.path, "SELECT COUNT(*) FROM executions WHERE id = ?", (bad,)) == [
+        (1,)
+    ]
+    errors = [r for r in await store.logs(bad) if r.level == "ERROR"]
+    assert len(errors) == 1
+
+    # set aside for good: never claimed again, not counted as due or leased, not re-quarantined
+    for when in (T0 + 1, T0 + LEASE + 1, T0 + 10**6):
+        again = await store.claim_due("w2", now=when, lease_seconds=LEASE, limit=10)
+        assert bad not in [c.execution.id for c in again]
+    stats = await store.queue_stats(T0 + 10**6, bad)
+    assert (stats.due, stats.leased) == (0, 0)
+    assert len(_rows(sqlite_backend.path, "SELECT id FROM quarantine")) == 1
+    with pytest.raises(StoreError):
+        await store.get_execution(bad)
+
+    # the quarantine survives a restart
+    await sqlite_backend.reopen(store)
+    assert [q[0] for q in _rows(sqlite_backend.path, "SELECT execution_id FROM quarantine")] == [
+        bad
+    ]
+
+
+async def test_corrupted_row_does_not_starve_the_queue(
+    sqlite_backend: SQLiteBackend, make: Make
+) -> None:
+    """Claiming one at a time, the healthy executions behind a corrupted one are all handed out."""
+    store, bad, healthy = await _corrupt(sqlite_backend, make, "variables", "'garbage'")
+    got: list[str] = []
+    for _ in range(5):
+        got += [
+            c.execution.id
+            for c in await store.claim_due("w1", now=T0, lease_seconds=LEASE, limit=1)
+        ]
+    assert sorted(got) == sorted(healthy)
+    assert bad not in got
+
+
+async def test_replace_cancels_an_unreadable_execution(
+    sqlite_backend: SQLiteBackend, make: Make
+) -> None:
+    """replace=True still frees a conversation whose active execution cannot be read."""
+    store, bad, _ = await _corrupt(
+        sqlite_backend, make, "variables", "'garbage'", conversation="c1"
+    )
+    new = await make.create(store, conversation="c1", created_at=T0 + 1, replace=True)
+    assert (await store.latest_execution("inst-1", "c1")).id == new.id
+    assert _rows(sqlite_backend.path, "SELECT status FROM executions WHERE id = ?", (bad,)) == [
+        ("cancelled",)
+    ]
+
+
+async def test_replace_cancels_an_execution_with_an_unknown_status(
+    sqlite_backend: SQLiteBackend, make: Make
+) -> None:
+    """replace=True frees a conversation whose active execution has a garbage status."""
+    store, bad, _ = await _corrupt(sqlite_backend, make, "status", "'exploded'", conversation="c1")
+    new = await make.create(store, conversation="c1", created_at=T0 + 1, replace=True)
+    assert (await store.latest_execution("inst-1", "c1")).id == new.id
+    assert _rows(sqlite_backend.path, "SELECT status FROM executions WHERE id = ?", (bad,)) == [
+        ("cancelled",)
+    ]
+
+
+async def test_reply_to_an_execution_with_an_unknown_status_is_stored(
+    sqlite_backend: SQLiteBackend, make: Make
+) -> None:
+    """A contact's message is stored and acknowledged even if the execution row is corrupted."""
+    store, _, _ = await _corrupt(sqlite_backend, make, "status", "'exploded'", conversation="c1")
+    kwargs: dict[str, Any] = {
+        "institution_id": "inst-1",
+        "conversation_id": "c1",
+        "message_id": "m1",
+        "contact_id": "contact-x",
+        "text": "hello?",
+        "payload": None,
+        "now": T0,
+    }
+    first = await store.deliver_inbound(**kwargs)
+    assert first.status == "accepted"
+    assert (await store.deliver_inbound(**kwargs)).status == "duplicate"
+    assert _rows(sqlite_backend.path, "SELECT text FROM inbox") == [("hello?",)]
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+async def test_reopening_does_not_reapply_migrations(
+    sqlite_backend: SQLiteBackend, make: Make
+) -> None:
+    """schema_migrations holds exactly one row per migration, however often the file is opened."""
+    store = await sqlite_backend.open()
+    await make.create(store)
+    for _ in range(3):
+        store = await sqlite_backend.reopen(store)
+    await sqlite_backend.close(store)
+    expected = [(m.version, m.name) for m in migrations.load("sqlite")]
+    assert expected
+    assert _rows(sqlite_backend.path, "SELECT version, name FROM schema_migrations ORDER BY 1") == (
+        expected
+    )
+    assert _rows(sqlite_backend.path, "SELECT COUNT(*) FROM executions") == [(1,)]
+
+
+async def test_the_file_is_in_wal_mode(sqlite_backend: SQLiteBackend) -> None:
+    """The store opens its file in WAL mode (readers never block the writer)."""
+    store = await sqlite_backend.open()
+    await sqlite_backend.close(store)
+    assert _rows(sqlite_backend.path, "PRAGMA journal_mode") == [("wal",)]
