@@ -15,13 +15,14 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from trilha.channels.memory import MemoryChannel
 from trilha.channels.terminal import TerminalChannel
-from trilha.config import load_config
+from trilha.config import EngineConfig, load_config
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import Flow, flow_json_schema
 from trilha.core.states import ExecutionStatus
@@ -271,7 +272,14 @@ def worker(
     async def main() -> None:
         cfg = load_config(config)
         if lease_seconds is not None:
-            engine_cfg = cfg.engine.model_copy(update={"lease_seconds": lease_seconds})
+            try:
+                engine_cfg = EngineConfig.model_validate(
+                    {**cfg.engine.model_dump(), "lease_seconds": lease_seconds}
+                )
+            except ValidationError as exc:
+                raise ConfigError(
+                    f"--lease-seconds {lease_seconds:g}: {exc.errors()[0]['msg']}"
+                ) from None
             cfg = cfg.model_copy(update={"engine": engine_cfg})
         channel = None
         if cfg.channel.kind == "terminal":
@@ -346,7 +354,7 @@ def show(
         raise ConfigError("give either EXECUTION_ID or --conversation ID")
 
     async def main() -> dict[str, Any]:
-        async with runtime(store, None, channel=MemoryChannel()) as rt:
+        async with runtime(store, None, channel=MemoryChannel(), must_exist=True) as rt:
             if execution_id is not None:
                 ex = await rt.store.get_execution(execution_id)
             else:
@@ -406,7 +414,7 @@ def send(
     """Deliver a contact's reply to a stored execution, then run it until it waits again."""
 
     async def main() -> Execution:
-        async with runtime(store, config, channel=TerminalChannel(out)) as rt:
+        async with runtime(store, config, channel=TerminalChannel(out), must_exist=True) as rt:
             result = await rt.engine.send(execution_id, text, message_id=message_id)
             if result.status == "duplicate":
                 err.print(

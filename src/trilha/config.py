@@ -40,7 +40,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class EngineConfig(WireModel):
-    lease_seconds: float = Field(default=30.0, gt=0.1, le=3_600)
+    lease_seconds: float = Field(default=30.0, gt=0.1, le=3_600, allow_inf_nan=False)
     batch_size: int = Field(default=64, ge=1, le=1_000)
     poll_interval_seconds: float = Field(default=0.2, gt=0, le=60)
     max_steps_per_turn: int = Field(default=1_000, ge=1, le=100_000)

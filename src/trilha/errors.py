@@ -14,6 +14,7 @@ stable ``code`` that the CLI prints and, later, the API returns::
     │   ├── StoreUnavailable        cannot reach/open the store (retryable)
     │   ├── StaleLease              commit under a fencing token that is no longer current
     │   ├── ExecutionNotFound       no execution with that id
+    │   ├── ExecutionEnded          the execution has ended and takes no more replies
     │   ├── ConversationBusy        the conversation already has an active execution
     │   └── CorruptedRecord         a stored row fails its checksum or schema
     ├── NodeError                   a processor failed while running a node
@@ -103,6 +104,12 @@ class ExecutionNotFound(StoreError):
     """No such execution."""
 
     code = "execution_not_found"
+
+
+class ExecutionEnded(StoreError):
+    """The execution has ended; it takes no more replies."""
+
+    code = "execution_ended"
 
 
 class ConversationBusy(StoreError):

@@ -58,9 +58,10 @@ async def runtime(
     clock: Clock | None = None,
     config: Config | None = None,
     processors: Processors | None = None,
+    must_exist: bool = False,
 ) -> AsyncIterator[Runtime]:
     cfg = config or load_config(config_path)
-    store = open_store(store_url)
+    store = open_store(store_url, must_exist=must_exist)
     await store.open()
     processors = processors or Processors.from_entry_points()
     chan = channel or make_channel(cfg)
@@ -70,6 +71,7 @@ async def runtime(
         store,
         chan,
         clock=clk,
+        lease_seconds=cfg.engine.lease_seconds,
         max_attempts=cfg.channel.max_attempts,
         dispatcher_id=f"dispatch-{engine.worker_id}",
     )

@@ -77,4 +77,3 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)
-

@@ -38,12 +38,19 @@ def write_flow(path: Path, flow: dict[str, Any] | str) -> Path:
     return path
 
 
-def assert_clean_error(result: subprocess.CompletedProcess[str], *expected: str) -> str:
-    """Exit 1 and one line on stderr naming the problem, no traceback; returns the line."""
+def assert_clean_error(
+    result: subprocess.CompletedProcess[str], *expected: str, causes: bool = False
+) -> str:
+    """Exit 1 and one line on stderr naming the problem (then, if ``causes``, only its
+    `caused by` chain), no traceback; returns the line."""
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr + result.stdout
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    assert lines, result.stderr
+    extra = lines[1:]
+    assert len(extra) == 0 or (causes and all(x.startswith("  caused by ") for x in extra)), (
+        result.stderr
+    )
     for text in expected:
         assert text in lines[0], lines[0]
     return lines[0]
@@ -134,7 +141,9 @@ def test_validate_reports_an_unknown_node_type(cli: Any, tmp_path: Path) -> None
     result = cli("validate", "sms.json")
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert any(line.startswith("sms.json: nodes[1].type: unknown node type 'sms'") for line in lines)
+    assert any(
+        line.startswith("sms.json: nodes[1].type: unknown node type 'sms'") for line in lines
+    )
     assert all(t in result.stdout for t in NODE_TYPES)
 
 
@@ -226,9 +235,7 @@ def test_schema_is_json_listing_every_node_type(cli: Any) -> None:
 
 def test_run_json_completes_the_onboarding(cli: Any, tmp_path: Path) -> None:
     """A scripted run prints the documented JSON: id, status, outcome, variables, transcript."""
-    data = run_json(
-        cli, ONBOARDING, "--store", store_url(tmp_path / "t.db"), *inputs(*ANSWERS)
-    )
+    data = run_json(cli, ONBOARDING, "--store", store_url(tmp_path / "t.db"), *inputs(*ANSWERS))
     assert set(data) == {"executionId", "status", "outcome", "variables", "transcript"}
     assert len(data["executionId"]) >= 8
     assert data["status"] == "completed"
@@ -284,7 +291,8 @@ def test_run_waits_for_input_then_send_and_show_carry_on(cli: Any, tmp_path: Pat
     )
     assert data["status"] == "waiting_input"
     assert data["outcome"] is None
-    assert data["transcript"][-1] == {**data["transcript"][-1], "from": "bot", "text": ASK_CPF}
+    last = data["transcript"][-1]
+    assert (last["from"], last["text"]) == ("bot", ASK_CPF)
     execution_id = data["executionId"]
 
     sent = cli("send", execution_id, "12345678909", "--store", store)
@@ -398,11 +406,20 @@ def test_worker_until_idle_exits_once_nothing_is_due(cli: Any, tmp_path: Path) -
 def test_unknown_execution_id_is_a_one_line_error(cli: Any, tmp_path: Path) -> None:
     """show and send on an id the store does not hold: exit 1, one line, no traceback."""
     store = store_url(tmp_path / "t.db")
+    assert cli("worker", "--until-idle", "--store", store).returncode == 0  # creates the store
     assert_clean_error(cli("show", "nope", "--store", store), "no execution 'nope'")
     assert_clean_error(cli("send", "nope", "hi", "--store", store), "no execution 'nope'")
     assert_clean_error(
         cli("show", "--conversation", "ghost", "--store", store), "conversation 'ghost'"
     )
+
+
+def test_show_and_send_do_not_create_a_store_from_a_typo(cli: Any, tmp_path: Path) -> None:
+    """show and send on a store file that does not exist say so and create nothing."""
+    store = store_url(tmp_path / "typo.db")
+    assert_clean_error(cli("show", "x", "--store", store), "no store at")
+    assert_clean_error(cli("send", "x", "hi", "--store", store), "no store at")
+    assert not (tmp_path / "typo.db").exists()
 
 
 def test_bad_store_scheme_is_a_one_line_error(cli: Any) -> None:
@@ -428,12 +445,35 @@ def test_bad_var_is_a_one_line_error(cli: Any, tmp_path: Path, var: str) -> None
     assert not (tmp_path / "t.db").exists()
 
 
+def test_send_to_a_finished_execution_is_refused(cli: Any, tmp_path: Path) -> None:
+    """A reply to a completed execution cannot be applied: exit 1 instead of a silent ok."""
+    store = store_url(tmp_path / "t.db")
+    data = run_json(cli, ONBOARDING, "--store", store, *inputs(*ANSWERS))
+    assert data["status"] == "completed"
+    assert_clean_error(
+        cli("send", data["executionId"], "hello again", "--store", store),
+        data["executionId"],
+        "completed",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lease", ["0", "-5", "nan", "7200"])
+def test_worker_refuses_a_lease_outside_its_bounds(cli: Any, tmp_path: Path, lease: str) -> None:
+    """--lease-seconds is held to the same bounds as `[engine] lease_seconds` (0.1 < s <= 3600)."""
+    result = cli(
+        "worker", "--store", store_url(tmp_path / "t.db"), "--until-idle", "--lease-seconds", lease
+    )
+    assert_clean_error(result, "lease", causes=True)
+
+
 def test_missing_flow_file_and_config_are_one_line_errors(cli: Any, tmp_path: Path) -> None:
     """A flow file or --config that does not exist: exit 1, one line, no traceback."""
     store = store_url(tmp_path / "t.db")
     assert_clean_error(cli("run", "absent.json", "--store", store), "absent.json")
     assert_clean_error(
         cli("run", ONBOARDING, "--store", store, "--config", "absent.toml", "--json"),
-        "absent.toml",
+        "absent.toml: no such configuration file",
+        causes=True,
     )
     assert_clean_error(cli("run", "no-such-flow-id", "--store", store), "no-such-flow-id")

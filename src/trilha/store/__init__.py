@@ -16,7 +16,7 @@ def resolve_store_url(url: str | None) -> str:
     return url or os.environ.get("TRILHA_STORE") or DEFAULT_STORE_URL
 
 
-def open_store(url: str | None = None) -> Store:
+def open_store(url: str | None = None, *, must_exist: bool = False) -> Store:
     """Build the store a URL names (not yet opened).
 
     ``sqlite:///relative.db``, ``sqlite:////absolute.db``; query parameter
@@ -39,7 +39,7 @@ def open_store(url: str | None = None) -> Store:
             raise ConfigError(
                 f"--store: synchronous must be OFF, NORMAL, FULL or EXTRA, not {sync!r}"
             )
-        return SQLiteStore(path, synchronous=sync)
+        return SQLiteStore(path, synchronous=sync, must_exist=must_exist)
     raise ConfigError(
         f"--store {resolved!r}: unsupported scheme {parsed.scheme!r} (expected sqlite:///PATH)"
     )

@@ -41,6 +41,7 @@ from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
 from trilha.errors import (
     ConversationBusy,
     CorruptedRecord,
+    ExecutionEnded,
     ExecutionNotFound,
     StaleLease,
     StoreError,
@@ -92,6 +93,7 @@ class SQLiteStore:
         *,
         synchronous: str = "FULL",
         busy_timeout_ms: int = 10_000,
+        must_exist: bool = False,
     ) -> None:
         mode = synchronous.upper()
         if mode not in _SYNC_MODES:
@@ -101,6 +103,8 @@ class SQLiteStore:
         self.path = Path(path)
         self.synchronous = mode
         self.busy_timeout_ms = busy_timeout_ms
+        #: read-only commands refuse to create an empty store from a mistyped path
+        self.must_exist = must_exist
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -133,6 +137,8 @@ class SQLiteStore:
         await self.close()
 
     def _connect(self, _: sqlite3.Connection | None) -> None:
+        if self.must_exist and not self.path.exists():
+            raise StoreUnavailable(f"no store at {self.path} (check --store)")
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -602,6 +608,10 @@ class SQLiteStore:
             ).fetchone()
             if existing is not None:
                 return InboundResult("duplicate", _row_to_inbound(existing))
+            if execution_id is not None and _status(row[2]) in TERMINAL:
+                raise ExecutionEnded(
+                    f"execution '{execution_id}' is {row[2]}; it takes no more replies"
+                )
             status = _status(row[2]) if row is not None else None
             target = row[0] if row is not None and status not in TERMINAL else None
             inserted = conn.execute(
