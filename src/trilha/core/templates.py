@@ -16,10 +16,11 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
 from trilha.core.paths import MISSING, resolve_path
 
-__all__ = ["render", "render_value", "template_paths", "to_text"]
+__all__ = ["render", "render_url", "render_value", "template_paths", "to_text"]
 
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _PLACEHOLDER_RE: Final = re.compile(
@@ -96,3 +97,20 @@ def template_paths(template: str) -> list[str]:
     messages stable and short.
     """
     return list(dict.fromkeys(match.group(1) for match in _PLACEHOLDER_RE.finditer(template)))
+
+
+def render_url(template: str, variables: Mapping[str, Any]) -> str:
+    """Render a URL template, percent-encoding each value as one URL component.
+
+    Text a contact typed must not add query parameters or path segments
+    (``&``, ``=``, ``?``, ``#``, ``/``, ``..``) to a call into the institution's
+    systems. A template that is exactly one placeholder is the author's whole
+    URL and is left as is.
+    """
+    if "{{" not in template:
+        return template
+    if _PLACEHOLDER_RE.fullmatch(template.strip()):
+        return render(template, variables)
+    return _PLACEHOLDER_RE.sub(
+        lambda match: quote(to_text(resolve_path(variables, match.group(1))), safe=""), template
+    )

@@ -116,6 +116,9 @@ class Engine:
         if stored is None:
             what = f"version {version} of flow" if version else "flow"
             raise FlowNotFound(f"no {what} '{flow_id}' in the store")
+        cached = self._flows.get((flow_id, stored.version))
+        if cached is not None:
+            return cached
         flow = load_flow(stored.definition, self.processors.node_types)
         self._flows[(flow_id, stored.version)] = flow
         return flow

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from trilha.core.flow import HttpNode
-from trilha.core.templates import render, render_value
+from trilha.core.templates import render, render_url, render_value
 from trilha.errors import NodeError, NodeTimeout
 from trilha.netguard import check_url
 from trilha.processors.base import StepContext, StepResult
@@ -42,7 +42,7 @@ class HttpProcessor:
 
     async def run(self, node: HttpNode, ctx: StepContext) -> StepResult:
         config = ctx.config
-        path = render(node.url, ctx.variables)
+        path = render_url(node.url, ctx.variables)
         headers: dict[str, str] = {}
         allowed = list(config.http.allow_private)
         timeout = node.timeout_seconds or config.http.default_timeout_seconds

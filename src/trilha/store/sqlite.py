@@ -223,25 +223,25 @@ class SQLiteStore:
             for job in batch:
                 job.future.set_exception(StoreUnavailable("store is closed"))
             return
-        results: list[tuple[_Job, BaseException | None]] = []
+        results: list[tuple[_Job, Any, BaseException | None]] = []
         try:
             with _mapped_errors():
                 conn.execute("BEGIN IMMEDIATE")
                 for i, job in enumerate(batch):
                     conn.execute(f"SAVEPOINT s{i}")
                     try:
-                        job.fn(conn)
+                        value = job.fn(conn)
                         conn.execute(f"RELEASE s{i}")
-                        results.append((job, None))
+                        results.append((job, value, None))
                     except (StaleLease, ConversationBusy, CorruptedRecord) as exc:
                         conn.execute(f"ROLLBACK TO s{i}")
                         conn.execute(f"RELEASE s{i}")
-                        results.append((job, exc))
+                        results.append((job, None, exc))
                     except (sqlite3.IntegrityError, ValueError, TypeError) as exc:
                         # one bad step (a replayed seq, a reused key) must not sink the group
                         conn.execute(f"ROLLBACK TO s{i}")
                         conn.execute(f"RELEASE s{i}")
-                        results.append((job, _map(exc)))
+                        results.append((job, None, _map(exc)))
                 conn.execute("COMMIT")
         except BaseException as exc:  # the whole group failed: every caller learns why
             if conn.in_transaction:
@@ -250,9 +250,9 @@ class SQLiteStore:
                 if not job.future.done():
                     job.future.set_exception(_map(exc))
             return
-        for job, error in results:
+        for job, value, error in results:
             if error is None:
-                job.future.set_result(None)
+                job.future.set_result(value)
             else:
                 job.future.set_exception(error)
 
@@ -367,7 +367,8 @@ class SQLiteStore:
             _insert_logs(conn, logs)
             return execution
 
-        return await self._write(run)
+        # grouped with step commits: many starts share one fsync
+        return await self._call(run, group="commit")
 
     async def get_execution(self, execution_id: str) -> Execution:
         def run(conn: sqlite3.Connection) -> Execution:

@@ -1,0 +1,67 @@
+"""Helpers shared by the benchmark scripts: memory readings, percentiles, tables.
+
+Not a benchmark itself (the leading underscore keeps it out of ``bench/*.py`` runs).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+
+_PROCESS = psutil.Process(os.getpid())
+
+
+def rss_mb() -> float:
+    """The resident set size of this process now, in MiB."""
+    return float(_PROCESS.memory_info().rss) / 2**20
+
+
+def peak_rss_mb() -> float:
+    """The peak resident set size of this process so far, in MiB (``ru_maxrss``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes
+    return float(peak) / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (``fraction`` in [0, 1])."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def filesystem_of(path: Path) -> str:
+    """The mount point and type holding ``path``, e.g. ``/ (ext4)``."""
+    path = path.resolve()
+    best = None
+    for part in psutil.disk_partitions(all=True):
+        mount = Path(part.mountpoint)
+        if (path == mount or mount in path.parents) and (
+            best is None or len(part.mountpoint) > len(best.mountpoint)
+        ):
+            best = part
+    return f"{best.mountpoint} ({best.fstype}, {best.device})" if best else "unknown"
+
+
+def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    """Print ``(label, value)`` rows under ``title``, values right-aligned."""
+    width = max(len(label) for label, _ in rows)
+    vwidth = max(len(value) for _, value in rows)
+    print(f"\n{title}")
+    print("-" * (width + vwidth + 3))
+    for label, value in rows:
+        print(f"{label:<{width}}   {value:>{vwidth}}")
+    print("-" * (width + vwidth + 3))
+
+
+def fmt(value: float, unit: str = "", digits: int = 0) -> str:
+    """A number with thousands separators and an optional unit."""
+    text = f"{value:,.{digits}f}"
+    return f"{text} {unit}".rstrip()
