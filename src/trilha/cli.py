@@ -183,6 +183,8 @@ def run(
     channel: Any = MemoryChannel() if as_json else TerminalChannel(out)
 
     async def main() -> Execution:
+        if interactive:  # Ctrl-C at the prompt ends the chat at once, like Ctrl-D
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         async with runtime(store, config, channel=channel, processors=processors) as rt:
             await publish_all(rt.engine, folder)
             flow_id, version = await _resolve_flow(rt, flow, loaded)
@@ -244,6 +246,10 @@ def _print_status_line(ex: Execution) -> None:
     extra = f" (outcome {ex.outcome.value})" if ex.outcome else ""
     where = f" at node '{ex.current_node_id}'" if not ex.status.terminal else ""
     err.print(f"[dim]execution {ex.id}: {ex.status.value}{extra}{escape(where)}[/dim]")
+    if ex.error and ex.status.terminal:
+        err.print(f"[dim]  error: {escape(str(ex.error.get('message')))}[/dim]")
+    if ex.status is ExecutionStatus.WAITING_INPUT:
+        err.print(f"[dim]  continue with: trilha send {ex.id} TEXT[/dim]")
 
 
 # ----------------------------------------------------------------------------------- worker

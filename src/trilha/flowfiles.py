@@ -28,8 +28,9 @@ def read_flow_data(path: Path) -> tuple[Any, int]:
             return yaml.safe_load(raw), size
         return orjson.loads(raw), size
     except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())  # the YAML parser's report spans lines
         raise FlowError(
-            f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}"
+            f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {reason}"
         ) from exc
 
 

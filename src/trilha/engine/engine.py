@@ -558,6 +558,8 @@ class Engine:
             )
         self._move(turn, end.status, end.reason)
         ex.outcome = end.outcome
+        if end.status is not S.COMPLETED and ex.error is None:
+            ex.error = {"type": end.status.value, "message": end.reason, "code": None}
         ex.waiting_for = ex.due_at = ex.wake_at = None
         ex.ended_at = now
         level = "ERROR" if end.status is S.FAILED else "INFO"

@@ -77,7 +77,7 @@ def _mapped_errors() -> Iterator[None]:
         raise StoreError(f"integrity error: {exc}") from exc
     except sqlite3.OperationalError as exc:
         text = str(exc)
-        if "locked" in text or "busy" in text or "unable to open" in text or "disk" in text:
+        if any(w in text for w in ("locked", "busy", "unable to open", "disk", "readonly", "full")):
             raise StoreUnavailable(f"sqlite: {text}") from exc
         raise StoreError(f"sqlite: {text}") from exc
     except sqlite3.DatabaseError as exc:
@@ -361,6 +361,18 @@ class SQLiteStore:
                         _status(old[1]),
                         execution.created_at,
                         f"replaced by execution {execution.id}",
+                    )
+            if not replace:
+                active = conn.execute(
+                    "SELECT id FROM executions WHERE institution_id = ? AND conversation_id = ?"
+                    f" AND status NOT IN ({_TERMINAL_SQL})",
+                    (execution.institution_id, execution.conversation_id),
+                ).fetchone()
+                if active is not None:
+                    raise ConversationBusy(
+                        f"conversation '{execution.conversation_id}' already has an active"
+                        f" execution ({active[0]}); replace it with --replace (API: replace: true)",
+                        execution_id=active[0],
                     )
             conn.execute(_INSERT_EXECUTION, _execution_params(execution))
             _insert_transitions(conn, [transition])
