@@ -69,24 +69,43 @@ class Execution:
     paused_from: ExecutionStatus | None = None
     error: dict[str, Any] | None = None
     ended_at: float | None = None
+    #: when the current turn began (the execution became active); bounds it by
+    #: ``settings.fallback.timeoutSeconds``
+    turn_started_at: float | None = None
+    #: recovery bookkeeping that outlives a node (in the global fallback flow, ...)
+    meta: dict[str, Any] = field(default_factory=dict)
     fencing_token: int = 0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
 
     def state_payload(self) -> str:
         """The part of the row covered by the checksum: everything a step changes."""
-        return dumps(
-            {
-                "status": self.status.value,
-                "outcome": self.outcome.value if self.outcome else None,
-                "flow": [self.flow_id, self.flow_version],
-                "node": self.current_node_id,
-                "vars": self.variables,
-                "nodeState": self.node_state,
-                "seq": self.step_seq,
-                "attempts": self.attempts,
-            }
-        )
+        payload = {
+            "status": self.status.value,
+            "outcome": self.outcome.value if self.outcome else None,
+            "flow": [self.flow_id, self.flow_version],
+            "node": self.current_node_id,
+            "vars": self.variables,
+            "nodeState": self.node_state,
+            "seq": self.step_seq,
+            "attempts": self.attempts,
+        }
+        if self.meta:  # only when set, so rows written before it existed still verify
+            payload["meta"] = self.meta
+        return dumps(payload)
+
+
+def restore_state(ex: Execution, state: dict[str, Any]) -> None:
+    """Put the state a checkpoint recorded back into ``ex`` (the inverse of
+    :meth:`Execution.state_payload` for the parts a step changes)."""
+    ex.status = ExecutionStatus(state["status"])
+    ex.outcome = Outcome(state["outcome"]) if state.get("outcome") else None
+    ex.flow_id, ex.flow_version = state["flow"][0], int(state["flow"][1])
+    ex.current_node_id = state["node"]
+    ex.variables = dict(state["vars"])
+    ex.node_state = dict(state.get("nodeState") or {})
+    ex.attempts = int(state.get("attempts", 0))
+    ex.meta = dict(state.get("meta") or {})
 
 
 @dataclass(frozen=True, slots=True)

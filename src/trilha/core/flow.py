@@ -92,6 +92,9 @@ class FlowSettings(WireModel):
         default="Sorry, this is taking too long. We will get back to you.", max_length=MAX_TEXT
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    #: a corrupted execution with no valid checkpoint: start the flow again with its
+    #: start variables, or end it with a message to the contact
+    on_corruption: Literal["restart", "end"] = "restart"
 
 
 class NodeFallback(WireModel):

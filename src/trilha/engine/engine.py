@@ -19,8 +19,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
+
 from trilha.config import Config
 from trilha.core.execution import (
+    CHECKPOINT_SCHEMA_VERSION,
     Checkpoint,
     Execution,
     Handoff,
@@ -29,6 +32,7 @@ from trilha.core.execution import (
     OutboundMessage,
     Transition,
     checksum,
+    restore_state,
 )
 from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
@@ -42,6 +46,31 @@ S = ExecutionStatus
 T = TypeVar("T")
 
 FAILURE_MESSAGE = "Sorry, something went wrong on our side. Please try again later."
+
+
+def _verified_state(cp: Checkpoint) -> dict[str, Any] | None:
+    """A checkpoint's state if its checksum, schema version and shape hold, else None."""
+    if cp.schema_version != CHECKPOINT_SCHEMA_VERSION or checksum(cp.state) != cp.checksum:
+        return None
+    try:
+        state = orjson.loads(cp.state)
+        probe = Execution(
+            id="probe",
+            institution_id="",
+            conversation_id="",
+            contact_id="",
+            flow_id="",
+            flow_version=1,
+            status=S.RUNNING,
+            current_node_id=None,
+            variables={},
+            created_at=0.0,
+            updated_at=0.0,
+        )
+        restore_state(probe, state)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        return None
+    return state if isinstance(state, dict) else None
 
 
 def new_id() -> str:
@@ -210,13 +239,81 @@ class Engine:
         ex = claimed.execution
         turn = _Turn(StepCommit(ex, self.worker_id, ex.fencing_token), claimed.inbound, None)
         try:
-            await self._advance(ex, turn)
+            if claimed.corruption is not None:
+                await self._restore(ex, turn, claimed.corruption)
+            else:
+                await self._advance(ex, turn)
         except StaleLease:
             return  # another worker owns it now; it resumes from the last checkpoint
         except StoreError:
             raise  # the worker loop backs off and retries; the lease protects the row
         except Exception as exc:  # a bug must not wedge the execution or kill the worker
             await self._fail_internal(ex.id, ex.fencing_token, exc)
+
+    async def _restore(self, ex: Execution, turn: _Turn, reason: str) -> None:
+        """Bring back an execution whose row failed its checks (DESIGN §4): from the
+        last valid checkpoint, else from the flow's start (or to a graceful end, as
+        ``settings.onCorruption`` says). The bad row was quarantined by the store."""
+        now = self.clock.now()
+        checkpoints = await self.store.checkpoints(ex.id)
+        history = await self.store.transitions(ex.id)
+        if history:
+            ex.status = history[-1].target  # the state the row last held, for the trail
+        ex.step_seq = max([ex.step_seq, *(c.seq for c in checkpoints)])
+        restored_from: int | None = None
+        for cp in reversed(checkpoints):
+            state = _verified_state(cp)
+            if state is None:
+                await self.store.quarantine(
+                    ex.id,
+                    kind="checkpoint",
+                    reason=f"checkpoint {cp.seq} fails its checks",
+                    payload={"seq": cp.seq, "state": cp.state, "checksum": cp.checksum},
+                    now=now,
+                )
+                continue
+            status_before = ex.status
+            restore_state(ex, state)
+            ex.status = status_before
+            restored_from = cp.seq
+            break
+        self._log(
+            turn,
+            "ERROR",
+            "execution.corrupted",
+            None,
+            {
+                "error": {"type": "CorruptedRecord", "message": reason},
+                "restoredFromCheckpoint": restored_from,
+            },
+        )
+        if ex.status is not S.RECOVERING:
+            self._move(turn, S.RECOVERING, f"corrupted state ({reason}); restoring")
+        try:
+            flow = await self.flow(ex.flow_id, ex.flow_version)
+        except FlowNotFound as exc:
+            self._end(
+                turn, End(S.FAILED, Outcome.FAILED, f"cannot restore: {exc}"), FAILURE_MESSAGE
+            )
+            await self._commit(turn)
+            return
+        if restored_from is None:
+            if flow.settings.on_corruption == "end":
+                self._end(
+                    turn,
+                    End(S.FAILED, Outcome.FAILED, "corrupted state and no valid checkpoint"),
+                    FAILURE_MESSAGE,
+                )
+                await self._commit(turn)
+                return
+            ex.current_node_id, ex.variables = flow.start, dict(ex.start_variables)
+            ex.node_state, ex.meta, ex.attempts = {}, {}, 0
+            self._move(turn, S.RUNNING, "no valid checkpoint: restarted from the flow's start")
+        else:
+            self._move(turn, S.RUNNING, f"restored from checkpoint {restored_from}")
+        ex.turn_started_at = now
+        await self._run_nodes(ex, flow, turn)
+        await self._commit(turn)
 
     async def _fail_internal(self, execution_id: str, token: int, exc: Exception) -> None:
         """End an execution whose step raised unexpectedly, from its last committed state,

@@ -74,6 +74,9 @@ class StepResult:
     consumed_input: bool = False
     #: shown in the step timeline
     output: Any = None
+    #: the node ran on reduced function (a dependency was down): the execution
+    #: shows ``degraded`` until it waits or ends
+    degraded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,9 @@ class Claimed:
 
     execution: Execution
     inbound: InboundMessage | None = None
+    #: why the stored row could not be read; ``execution`` then holds what could be
+    #: salvaged (identity, lease) and the engine restores it from a checkpoint
+    corruption: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,15 @@ class StoredFlow:
     version: int
     definition: dict[str, Any]
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stuck:
+    """An active execution that nothing will move on by itself."""
+
+    execution_id: str
+    status: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,35 @@ class Store(Protocol):
         """Durably store a contact's message and wake the execution waiting for it."""
 
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats: ...
+
+    async def operator_write(
+        self,
+        execution: Execution,
+        *,
+        expected_token: int,
+        transitions: list[Transition],
+        logs: list[LogRecord],
+        now: float,
+    ) -> Execution:
+        """Overwrite an execution on an operator's (or the recovery's) behalf: only if
+        its fencing token is still ``expected_token`` (else :class:`StaleLease`), and
+        bumping the token so a worker holding it cannot commit afterwards."""
+
+    async def quarantine(
+        self, execution_id: str, *, kind: str, reason: str, payload: Any, now: float
+    ) -> None:
+        """Keep a record that failed its checks aside, for diagnosis; never deleted."""
+
+    async def quarantined(self, execution_id: str) -> list[dict[str, Any]]: ...
+
+    async def find_stuck(self, now: float, *, grace_seconds: float) -> list[Stuck]:
+        """Active executions that nothing will move on: no wake time, or a wake time
+        long past with no live lease, or a wait whose due time has passed."""
+
+    async def reschedule(
+        self, execution_id: str, *, wake_at: float, reason: str, now: float
+    ) -> None:
+        """Set an execution's wake time (the sweeper), logging why."""
 
     # outbox -------------------------------------------------------------------
     async def claim_outbox(

@@ -54,6 +54,7 @@ from trilha.store.base import (
     QueueStats,
     StepCommit,
     StoredFlow,
+    Stuck,
 )
 
 T = TypeVar("T")
@@ -64,6 +65,14 @@ _MAX_GROUP = 256
 
 def _loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
+
+
+def _lenient(text: str | None) -> Any:
+    """JSON for display (a step's input/output): unreadable text is shown as is."""
+    try:
+        return _loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 @contextmanager
@@ -450,6 +459,7 @@ class SQLiteStore:
                     execution = _row_to_execution(row)
                 except CorruptedRecord as exc:
                     _quarantine(conn, eid, "execution", str(exc), row, now)
+                    claimed.append(Claimed(_salvage(row), corruption=str(exc)))
                     continue
                 inbound = None
                 if execution.status is ExecutionStatus.WAITING_INPUT:
@@ -683,6 +693,94 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def operator_write(
+        self,
+        execution: Execution,
+        *,
+        expected_token: int,
+        transitions: list[Transition],
+        logs: list[LogRecord],
+        now: float,
+    ) -> Execution:
+        def run(conn: sqlite3.Connection) -> Execution:
+            execution.updated_at = now
+            if execution.status is ExecutionStatus.WAITING_INPUT:
+                pending = conn.execute(
+                    "SELECT 1 FROM inbox WHERE execution_id = ? AND applied_at IS NULL LIMIT 1",
+                    (execution.id,),
+                ).fetchone()
+                if pending is not None:
+                    execution.wake_at = now
+            execution.fencing_token = expected_token + 1
+            execution.lease_owner = execution.lease_expires_at = None
+            cur = conn.execute(
+                _UPDATE_EXECUTION_BY_ID[: -len(" WHERE id = ?")]
+                + " WHERE id = ? AND fencing_token = ?",
+                (*_execution_params(execution)[1:], None, None, execution.id, expected_token),
+            )
+            if cur.rowcount != 1:
+                raise StaleLease(f"execution {execution.id} changed meanwhile; try again")
+            _insert_transitions(conn, transitions)
+            _insert_logs(conn, logs)
+            return execution
+
+        return await self._write(run)
+
+    async def quarantine(
+        self, execution_id: str, *, kind: str, reason: str, payload: Any, now: float
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO quarantine (execution_id, kind, reason, payload, at)"
+                " VALUES (?,?,?,?,?)",
+                (execution_id, kind, reason, _json(payload), now),
+            )
+
+        await self._write(run)
+
+    async def quarantined(self, execution_id: str) -> list[dict[str, Any]]:
+        def run(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT kind, reason, payload, at FROM quarantine WHERE execution_id = ?"
+                " ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+            return [{"kind": r[0], "reason": r[1], "payload": r[2], "at": r[3]} for r in rows]
+
+        return await self._read(run)
+
+    async def find_stuck(self, now: float, *, grace_seconds: float) -> list[Stuck]:
+        def run(conn: sqlite3.Connection) -> list[Stuck]:
+            rows = conn.execute(
+                "SELECT id, status, wake_at, due_at FROM executions"
+                f" WHERE status NOT IN ({_TERMINAL_SQL}, 'paused')"
+                " AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
+                " AND (wake_at IS NULL"
+                " OR (due_at IS NOT NULL AND due_at < ? AND wake_at > due_at))",
+                (now, now - grace_seconds),
+            ).fetchall()
+            return [
+                Stuck(
+                    r[0], r[1], "no wake time" if r[2] is None else "wake time after its due time"
+                )
+                for r in rows
+            ]
+
+        return await self._read(run)
+
+    async def reschedule(
+        self, execution_id: str, *, wake_at: float, reason: str, now: float
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE executions SET wake_at = ? WHERE id = ?", (wake_at, execution_id))
+            conn.execute(
+                "INSERT INTO execution_logs (execution_id, at, level, message, context)"
+                " VALUES (?,?,?,?,?)",
+                (execution_id, now, "WARN", "sweeper.rescheduled", dumps({"reason": reason})),
+            )
+
+        await self._write(run)
+
     # outbox -------------------------------------------------------------------------------
 
     async def claim_outbox(
@@ -772,9 +870,9 @@ class SQLiteStore:
                     r[6],
                     r[7],
                     r[8],
-                    _loads(r[9]),
-                    _loads(r[10]),
-                    _loads(r[11]),
+                    _lenient(r[9]),
+                    _lenient(r[10]),
+                    _lenient(r[11]),
                     r[12],
                     r[13],
                 )
@@ -891,10 +989,15 @@ _EXEC_FIELDS = (
     "created_at",
     "updated_at",
     "ended_at",
+    "turn_started_at",
+    "meta",
     "fencing_token",
     "checksum",
 )
 _EXEC_COLUMNS = ", ".join(_EXEC_FIELDS) + ", lease_owner, lease_expires_at"
+_COLUMN_INDEX = {
+    name: i for i, name in enumerate((*_EXEC_FIELDS, "lease_owner", "lease_expires_at"))
+}
 _INSERT_EXECUTION = (
     f"INSERT INTO executions ({', '.join(_EXEC_FIELDS)})"
     f" VALUES ({', '.join('?' * len(_EXEC_FIELDS))})"
@@ -951,48 +1054,105 @@ def _execution_params(ex: Execution) -> tuple[Any, ...]:
         ex.created_at,
         ex.updated_at,
         ex.ended_at,
+        ex.turn_started_at,
+        dumps(ex.meta),
         ex.fencing_token,
         checksum(ex.state_payload()),
     )
 
 
 def _row_to_execution(row: Any) -> Execution:
+    c = _Row(row)
     try:
         ex = Execution(
-            id=row[0],
-            institution_id=row[1],
-            conversation_id=row[2],
-            contact_id=row[3],
-            flow_id=row[4],
-            flow_version=row[5],
-            status=ExecutionStatus(row[6]),
-            outcome=Outcome(row[7]) if row[7] else None,
-            current_node_id=row[8],
-            variables=orjson.loads(row[9]),
-            node_state=orjson.loads(row[10]),
-            waiting_for=row[11],
-            due_at=row[12],
-            wake_at=row[13],
-            attempts=row[14],
-            step_seq=row[15],
-            channel=row[16],
-            start_variables=orjson.loads(row[17]),
-            paused_from=ExecutionStatus(row[18]) if row[18] else None,
-            error=_loads(row[19]),
-            created_at=row[20],
-            updated_at=row[21],
-            ended_at=row[22],
-            fencing_token=row[23],
-            lease_owner=row[25],
-            lease_expires_at=row[26],
+            id=c["id"],
+            institution_id=c["institution_id"],
+            conversation_id=c["conversation_id"],
+            contact_id=c["contact_id"],
+            flow_id=c["flow_id"],
+            flow_version=c["flow_version"],
+            status=ExecutionStatus(c["status"]),
+            outcome=Outcome(c["outcome"]) if c["outcome"] else None,
+            current_node_id=c["current_node_id"],
+            variables=orjson.loads(c["variables"]),
+            node_state=orjson.loads(c["node_state"]),
+            waiting_for=c["waiting_for"],
+            due_at=c["due_at"],
+            wake_at=c["wake_at"],
+            attempts=c["attempts"],
+            step_seq=c["step_seq"],
+            channel=c["channel"],
+            start_variables=orjson.loads(c["start_variables"]),
+            paused_from=ExecutionStatus(c["paused_from"]) if c["paused_from"] else None,
+            error=_loads(c["error"]),
+            created_at=c["created_at"],
+            updated_at=c["updated_at"],
+            ended_at=c["ended_at"],
+            turn_started_at=c["turn_started_at"],
+            meta=orjson.loads(c["meta"]),
+            fencing_token=c["fencing_token"],
+            lease_owner=c["lease_owner"],
+            lease_expires_at=c["lease_expires_at"],
         )
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise CorruptedRecord(f"execution {row[0]} cannot be read: {exc}") from exc
-    if not isinstance(ex.variables, dict) or not isinstance(ex.node_state, dict):
-        raise CorruptedRecord(f"execution {row[0]}: variables are not an object")
-    if checksum(ex.state_payload()) != row[24]:
-        raise CorruptedRecord(f"execution {row[0]}: checksum mismatch")
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
+        raise CorruptedRecord(f"execution {c['id']} cannot be read: {exc}") from exc
+    for name in ("variables", "node_state", "meta", "start_variables"):
+        if not isinstance(getattr(ex, name), dict):
+            raise CorruptedRecord(f"execution {c['id']}: {name} is not an object")
+    if checksum(ex.state_payload()) != c["checksum"]:
+        raise CorruptedRecord(f"execution {c['id']}: checksum mismatch")
     return ex
+
+
+class _Row:
+    """Column access by name for an execution row (``_EXEC_COLUMNS`` order)."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    def __getitem__(self, name: str) -> Any:
+        return self.row[_COLUMN_INDEX[name]]
+
+
+def _salvage(row: Any) -> Execution:
+    """What can be read of a corrupted row: identity, lease and start variables; the
+    engine restores the rest from the last valid checkpoint."""
+    c = _Row(row)
+
+    def text(name: str, default: str = "?") -> str:
+        value = c[name]
+        return value if isinstance(value, str) else default
+
+    def number(name: str, default: float | None) -> Any:
+        value = c[name]
+        return value if isinstance(value, int | float) else default
+
+    try:
+        start = orjson.loads(c["start_variables"])
+    except (orjson.JSONDecodeError, TypeError):
+        start = {}
+    flow_version = number("flow_version", 1)
+    return Execution(
+        id=text("id"),
+        institution_id=text("institution_id"),
+        conversation_id=text("conversation_id"),
+        contact_id=text("contact_id"),
+        flow_id=text("flow_id"),
+        flow_version=int(flow_version),
+        status=_status(c["status"]) or ExecutionStatus.RUNNING,
+        current_node_id=None,
+        variables={},
+        created_at=number("created_at", 0.0),
+        updated_at=number("updated_at", 0.0),
+        step_seq=int(number("step_seq", 0)),
+        channel=text("channel", "default"),
+        start_variables=start if isinstance(start, dict) else {},
+        fencing_token=int(number("fencing_token", 0)),
+        lease_owner=c["lease_owner"],
+        lease_expires_at=number("lease_expires_at", None),
+    )
 
 
 def _readable(row: Any) -> Execution | None:
@@ -1117,7 +1277,7 @@ def _cancel_row(
 def _quarantine(
     conn: sqlite3.Connection, execution_id: str, kind: str, reason: str, row: Any, now: float
 ) -> None:
-    """Set a row that cannot be read aside, kept for diagnosis, out of the queue."""
+    """Keep a copy of a record that cannot be read, for diagnosis; never deleted."""
     conn.execute(
         "INSERT INTO quarantine (execution_id, kind, reason, payload, at) VALUES (?,?,?,?,?)",
         (
@@ -1129,11 +1289,6 @@ def _quarantine(
         ),
     )
     conn.execute(
-        "UPDATE executions SET wake_at = NULL, waiting_for = 'operator', lease_owner = NULL,"
-        " lease_expires_at = NULL WHERE id = ?",
-        (execution_id,),
-    )
-    conn.execute(
         "INSERT INTO execution_logs (execution_id, at, level, message, context) VALUES (?,?,?,?,?)",
-        (execution_id, now, "ERROR", "execution.corrupted", dumps({"error": {"message": reason}})),
+        (execution_id, now, "ERROR", f"{kind}.corrupted", dumps({"error": {"message": reason}})),
     )
