@@ -19,7 +19,8 @@ stable ``code`` that the CLI prints and, later, the API returns::
     │   └── CorruptedRecord         a stored row fails its checksum or schema
     ├── NodeError                   a processor failed while running a node
     │   ├── NodeTimeout             the per-node timeout passed
-    │   └── BlockedAddress          the http node refused a private/loopback target
+    │   ├── BlockedAddress          the http node refused a private/loopback target
+    │   └── DependencyUnavailable   the dependency's circuit breaker is open
     └── ChannelError                an outbound message could not be delivered
 
 Driver exceptions (``sqlite3``, ``httpx``) are mapped at the boundary and
@@ -140,6 +141,12 @@ class BlockedAddress(NodeError):
     """The target address is private, loopback or link-local and not declared."""
 
     code = "blocked_address"
+
+
+class DependencyUnavailable(NodeError):
+    """The dependency is unavailable (its circuit breaker is open)."""
+
+    code = "dependency_unavailable"
 
 
 class ChannelError(TrilhaError):

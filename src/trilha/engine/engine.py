@@ -40,6 +40,7 @@ from trilha.engine.clock import Clock, SystemClock
 from trilha.errors import FlowNotFound, StaleLease, StoreError, TrilhaError
 from trilha.processors.base import End, StepContext, StepResult, WaitInput, WaitTimer
 from trilha.processors.registry import Processors
+from trilha.resilience.breaker import BreakerRegistry
 from trilha.store.base import Claimed, StepCommit, Store
 
 S = ExecutionStatus
@@ -131,6 +132,7 @@ class Engine:
         self.clock = clock or SystemClock()
         self.worker_id = worker_id or f"worker-{new_id()[:12]}"
         self._flows: dict[tuple[str, int], Flow] = {}
+        self.breakers = BreakerRegistry(self.clock)
 
     # flows --------------------------------------------------------------------------------
 
@@ -395,6 +397,7 @@ class Engine:
                 config=self.config,
                 inbound=turn.inbound,
                 resumed_by=turn.resumed_by,
+                breakers=self.breakers,
             )
             turn.resumed_by = None
             started = self.clock.now()

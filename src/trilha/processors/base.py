@@ -20,6 +20,7 @@ from trilha.config import Config
 from trilha.core.execution import InboundMessage
 from trilha.core.flow import Flow, NodeBase
 from trilha.core.states import ExecutionStatus, Outcome
+from trilha.resilience.breaker import BreakerRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,8 @@ class StepContext:
     inbound: InboundMessage | None = None
     #: why the execution was woken while sitting on this node: "input", "timer" or None (entered)
     resumed_by: str | None = None
+    #: the process's circuit breakers, one per dependency, shared by every execution
+    breakers: BreakerRegistry | None = None
 
 
 class Processor(Protocol):

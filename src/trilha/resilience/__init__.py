@@ -1,0 +1,1 @@
+"""Resilience against failing dependencies: circuit breakers and declared services."""
