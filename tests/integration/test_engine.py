@@ -342,10 +342,11 @@ async def test_http_refuses_loopback_without_declaration(
     assert S.FALLBACK in statuses
 
 
-async def test_http_failure_without_fallback_fails(
+async def test_http_failure_is_retried_then_fails(
     make_harness: Callable[..., Any], http_server: Any
 ) -> None:
-    """A 500 with no fallback fails the execution, with the error recorded on the step."""
+    """A 500 is retried with backoff (recovering, durable attempts); with no fallback and
+    no fallback chain the execution then fails, each attempt on the step timeline."""
     http_server.route("GET", "/boom", status=500, body={"e": 1})
     h = make_harness(Config(dependencies={"svc": DependencyConfig(base_url=http_server.url)}))
     await h.publish(
@@ -356,11 +357,19 @@ async def test_http_failure_without_fallback_fails(
         )
     )
     ex = await h.start("boom")
+    for _ in range(10):
+        await h.settle()
+        h.clock.advance(120)
     await h.settle()
     ex = await h.get(ex.id)
     assert ex.status is S.FAILED and ex.outcome is Outcome.FAILED
-    (step,) = await h.store.checkpoints(ex.id)
-    assert step.error is not None and "answered 500" in step.error["message"]
+    assert len(http_server.requests) == 3
+    steps = await h.store.checkpoints(ex.id)
+    assert [c.attempt for c in steps] == [1, 2, 3]
+    assert all("answered 500" in c.error["message"] for c in steps)
+    targets = [t.target for t in await h.store.transitions(ex.id)]
+    assert targets == [S.RUNNING, S.RECOVERING, S.RUNNING, S.RECOVERING, S.RUNNING, S.FAILED]
+    await assert_history_consistent(h, ex.id)
 
 
 async def test_stale_worker_cannot_commit(make_harness: Callable[..., Any]) -> None:

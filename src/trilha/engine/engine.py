@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import traceback
 import uuid
 from collections.abc import Awaitable
@@ -35,10 +36,28 @@ from trilha.core.execution import (
     restore_state,
 )
 from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
+from trilha.core.policies import (
+    ErrorKind,
+    Retry,
+    after_exhaustion,
+    classify,
+    effective_retry,
+    parse_retry_after,
+    retry_decision,
+)
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.clock import Clock, SystemClock
-from trilha.errors import FlowNotFound, StaleLease, StoreError, TrilhaError
-from trilha.processors.base import End, StepContext, StepResult, WaitInput, WaitTimer
+from trilha.errors import FlowNotFound, NodeTimeout, StaleLease, StoreError, TrilhaError
+from trilha.processors.base import (
+    End,
+    HandoffRequest,
+    Jump,
+    StepContext,
+    StepResult,
+    WaitInput,
+    WaitRecovery,
+    WaitTimer,
+)
 from trilha.processors.registry import Processors
 from trilha.resilience.breaker import BreakerRegistry
 from trilha.store.base import Claimed, StepCommit, Store
@@ -47,6 +66,7 @@ S = ExecutionStatus
 T = TypeVar("T")
 
 FAILURE_MESSAGE = "Sorry, something went wrong on our side. Please try again later."
+ESCALATION_MESSAGE = "Sorry, I could not finish this here. A person will continue with you shortly."
 
 
 def _verified_state(cp: Checkpoint) -> dict[str, Any] | None:
@@ -125,12 +145,15 @@ class Engine:
         config: Config | None = None,
         clock: Clock | None = None,
         worker_id: str | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.processors = processors or Processors.from_entry_points()
         self.config = config or Config()
         self.clock = clock or SystemClock()
         self.worker_id = worker_id or f"worker-{new_id()[:12]}"
+        #: jitter for retry backoff; injected so a test can replay a schedule
+        self.rng = rng or random.Random()
         self._flows: dict[tuple[str, int], Flow] = {}
         self.breakers = BreakerRegistry(self.clock)
 
@@ -188,6 +211,7 @@ class Engine:
             wake_at=now,
             channel=channel,
             start_variables=start_vars,
+            turn_started_at=now,
         )
         transition = Transition(execution.id, None, S.RUNNING, "started", now, actor, flow.start)
         log = LogRecord(
@@ -342,6 +366,7 @@ class Engine:
             if turn.inbound is not None:
                 turn.resumed_by = "input"
                 self._move(turn, S.RUNNING, "input received")
+                ex.turn_started_at = now
             elif ex.due_at is not None and now >= ex.due_at:
                 await self._input_timeout(ex, turn)
                 await self._commit(turn)
@@ -353,10 +378,20 @@ class Engine:
         elif ex.status is S.WAITING_DELAY:
             turn.resumed_by = "timer"
             self._move(turn, S.RUNNING, "timer fired")
+            ex.turn_started_at = now
+        elif ex.status is S.RECOVERING:
+            turn.resumed_by = ex.waiting_for
+            what = "probing the dependency" if ex.waiting_for == "dependency" else "retrying"
+            self._move(
+                turn, S.RUNNING, f"{what}: node '{ex.current_node_id}' attempt {ex.attempts + 1}"
+            )
+            ex.waiting_for = ex.due_at = None
         elif ex.status.terminal or ex.status is S.PAUSED:
             ex.wake_at = None
             await self._commit(turn)
             return
+        if ex.turn_started_at is None:
+            ex.turn_started_at = now
         try:
             flow = await self.flow(ex.flow_id, ex.flow_version)
         except FlowNotFound as exc:
@@ -366,14 +401,48 @@ class Engine:
         await self._run_nodes(ex, flow, turn)
         await self._commit(turn)
 
+    def _deadline(self, ex: Execution, flow: Flow) -> float | None:
+        """When the current turn must end (``settings.fallback.timeoutSeconds``)."""
+        if ex.turn_started_at is None:
+            return None
+        return ex.turn_started_at + flow.settings.fallback.timeout_seconds
+
+    def _turn_timeout(self, ex: Execution, flow: Flow, turn: _Turn, node_id: str | None) -> None:
+        limit = flow.settings.fallback.timeout_seconds
+        self._log(
+            turn,
+            "WARN",
+            "execution.turn_timeout",
+            None,
+            {"nodeId": node_id, "timeoutSeconds": limit},
+        )
+        ex.error = {
+            "type": "TurnTimeout",
+            "code": "turn_timeout",
+            "nodeId": node_id,
+            "message": f"the turn took longer than {limit:g}s",
+        }
+        self._end(
+            turn,
+            End(S.TIMEOUT, Outcome.TIMEOUT, f"the turn took longer than {limit:g}s"),
+            flow.settings.timeout_message,
+        )
+
     async def _run_nodes(self, ex: Execution, flow: Flow, turn: _Turn) -> None:
         limit = self.config.engine.max_steps_per_turn
+        prev: NodeBase | None = None
         while True:
+            deadline = self._deadline(ex, flow)
+            if deadline is not None and self.clock.now() >= deadline:
+                self._turn_timeout(ex, flow, turn, ex.current_node_id)
+                return
             node = flow.node(ex.current_node_id) if ex.current_node_id else None
             if node is None:
-                flow, node = await self._missing_node(ex, flow, turn)
-                if node is None:
+                result = self._missing_node(ex, flow, prev, turn)
+                flow, done = await self._step_done(ex, flow, None, turn, result, None)
+                if done:
                     return
+                continue
             processor = self.processors.get(node.type)
             if processor is None:
                 self._log(turn, "ERROR", "node.unknown_type", node, {"nodeType": node.type})
@@ -401,33 +470,51 @@ class Engine:
             )
             turn.resumed_by = None
             started = self.clock.now()
-            self._log(turn, "DEBUG", "node.entered", node)
+            attempt = ex.attempts + 1
+            self._log(turn, "DEBUG", "node.entered", node, {"attempt": attempt})
             error: dict[str, Any] | None = None
+            bounds = [
+                b
+                for b in (node.timeout_seconds, None if deadline is None else deadline - started)
+                if b
+            ]
+            bound = min(bounds) if bounds else None
             try:
+                work = processor.run(node, ctx)
+                if bound is not None:
+                    work = asyncio.wait_for(work, max(bound, 0.001))
                 if processor.effectful:
-                    result = await self._holding_lease(ex, processor.run(node, ctx))
+                    result = await self._holding_lease(ex, work)
                 else:
-                    result = await processor.run(node, ctx)
+                    result = await work
             except StaleLease:
                 raise
             except Exception as exc:  # a failing node must not take the worker down
+                if isinstance(exc, TimeoutError):
+                    if deadline is not None and self.clock.now() >= deadline - 0.001:
+                        self._turn_timeout(ex, flow, turn, node.id)
+                        return
+                    exc = NodeTimeout(
+                        f"node '{node.id}' took longer than {node.timeout_seconds:g}s",
+                        kind="timeout",
+                    )
                 error = describe_error(exc)
-                result = self._node_failed(turn, node, exc, error)
+                result = self._node_failed(ex, flow, node, turn, exc, error)
             duration = self.clock.now() - started
-            done = self._apply(ex, flow, node, turn, result, started, duration, error)
-            turn.steps += 1
+            flow, done = await self._step_done(
+                ex,
+                flow,
+                node,
+                turn,
+                result,
+                error,
+                started=started,
+                duration=duration,
+                attempt=attempt,
+            )
             if done:
                 return
-            if result.jump is not None:
-                try:
-                    flow = await self.flow(result.jump.flow_id, result.jump.version)
-                except FlowNotFound as exc:
-                    self._log(turn, "WARN", "flow.jump_target_missing", node, {"error": str(exc)})
-                    self._end(turn, End(S.FAILED, Outcome.FAILED, str(exc)), FAILURE_MESSAGE)
-                    return
-                ex.flow_id, ex.flow_version = flow.id, flow.version
-                ex.current_node_id = result.jump.node_id or flow.start
-                ex.node_state = {}
+            prev = node
             if turn.steps >= limit:
                 self._end(
                     turn,
@@ -436,41 +523,237 @@ class Engine:
                 )
                 return
 
-    def _node_failed(
-        self, turn: _Turn, node: NodeBase, exc: Exception, error: dict[str, Any]
-    ) -> StepResult:
-        self._log(turn, "ERROR", "node.failed", node, {"error": error})
-        ex = turn.commit.execution
-        ex.error = {k: error[k] for k in ("type", "message", "code")} | {"nodeId": node.id}
-        if node.fallback is not None:
-            self._move(turn, S.FALLBACK, f"node '{node.id}' failed: {exc}; following its fallback")
-            return StepResult(next_node=node.fallback.next, output={"fallback": node.fallback.next})
-        return StepResult(
-            end=End(S.FAILED, Outcome.FAILED, f"node '{node.id}' failed: {exc}"),
-            messages=[FAILURE_MESSAGE],
-        )
-
-    async def _missing_node(
-        self, ex: Execution, flow: Flow, turn: _Turn
-    ) -> tuple[Flow, NodeBase | None]:
-        missing = ex.current_node_id
-        self._log(turn, "WARN", "node.missing", None, {"missingNodeId": missing, "flowId": flow.id})
-        if flow.on_missing_node and flow.on_missing_node != missing:
-            target = flow.node(flow.on_missing_node)
-            if target is not None:
-                self._move(turn, S.FALLBACK, f"node '{missing}' not found; following onMissingNode")
-                ex.current_node_id, ex.node_state = target.id, {}
-                return flow, target
-        self._end(
+    async def _step_done(
+        self,
+        ex: Execution,
+        flow: Flow,
+        node: NodeBase | None,
+        turn: _Turn,
+        result: StepResult,
+        error: dict[str, Any] | None,
+        *,
+        started: float | None = None,
+        duration: float = 0.0,
+        attempt: int = 1,
+    ) -> tuple[Flow, bool]:
+        """Resolve a jump's target, apply the result; returns the flow now current and
+        whether the turn is over."""
+        target_flow: Flow | None = None
+        while result.jump is not None:
+            try:
+                target_flow = await self.flow(result.jump.flow_id, result.jump.version)
+                break
+            except FlowNotFound as exc:
+                self._log(
+                    turn,
+                    "WARN",
+                    "flow.jump_target_missing",
+                    node,
+                    {"flowId": result.jump.flow_id, "error": str(exc)},
+                )
+                error = describe_error(exc)
+                if node is None:
+                    result = self._exhausted(ex, flow, None, turn, str(exc))
+                else:
+                    result = self._node_failed(ex, flow, node, turn, exc, error)
+        done = self._apply(
+            ex,
+            flow,
+            node,
             turn,
-            End(
-                S.FAILED,
-                Outcome.FAILED,
-                f"node '{missing}' not found in flow '{flow.id}' v{flow.version}",
-            ),
-            FAILURE_MESSAGE,
+            result,
+            self.clock.now() if started is None else started,
+            duration,
+            error,
+            attempt,
         )
-        return flow, None
+        turn.steps += 1
+        if not done and result.jump is not None and target_flow is not None:
+            flow = target_flow
+            ex.flow_id, ex.flow_version = flow.id, flow.version
+            ex.current_node_id = result.jump.node_id or flow.start
+            ex.node_state, ex.attempts = {}, 0
+        return flow, done
+
+    def _node_failed(
+        self,
+        ex: Execution,
+        flow: Flow,
+        node: NodeBase,
+        turn: _Turn,
+        exc: Exception,
+        error: dict[str, Any],
+    ) -> StepResult:
+        """Decide what follows a node's failure (DESIGN §4): retry after a backoff, wait
+        for a dependency, the node's fallback, or the flow-level chain."""
+        now = self.clock.now()
+        details = exc.details if isinstance(exc, TrilhaError) else {}
+        kind = classify(type(exc).__name__, status=details.get("status"), kind=details.get("kind"))
+        attempt = ex.attempts + 1
+        error["kind"] = kind.value
+        ex.error = {
+            "type": error["type"],
+            "message": error["message"],
+            "code": error["code"],
+            "kind": kind.value,
+            "nodeId": node.id,
+            "attempt": attempt,
+        }
+        dependency = getattr(node, "dependency", None)
+        if kind is ErrorKind.DEPENDENCY_UNAVAILABLE:
+            return self._dependency_down(ex, flow, node, turn, details, dependency)
+        dep_config = self.config.dependencies.get(dependency) if dependency else None
+        policy = effective_retry(node, flow.settings, getattr(dep_config, "retry", None))
+        decision = retry_decision(
+            policy,
+            kind=kind,
+            attempt=attempt,
+            rng=self.rng,
+            retry_after=parse_retry_after(details.get("retry_after"), now),
+        )
+        if isinstance(decision, Retry):
+            ex.attempts = attempt
+            due = now + decision.delay
+            deadline = self._deadline(ex, flow)
+            if deadline is not None:
+                due = min(due, deadline)
+            self._log(
+                turn,
+                "WARN",
+                "node.retry_scheduled",
+                node,
+                {
+                    "attempt": attempt,
+                    "maxAttempts": policy.max_attempts,
+                    "delaySeconds": round(decision.delay, 3),
+                    "error": error,
+                },
+            )
+            return StepResult(
+                wait=WaitRecovery(
+                    due,
+                    "retry",
+                    f"node '{node.id}' attempt {attempt}/{policy.max_attempts} failed"
+                    f" ({kind.value}: {exc}); retrying in {decision.delay:.2f}s",
+                ),
+                node_state=ex.node_state,
+                output={"error": kind.value, "attempt": attempt},
+            )
+        reason = f"node '{node.id}' failed: {exc} ({decision.reason})"
+        self._log(turn, "ERROR", "node.failed", node, {"error": error, "reason": decision.reason})
+        if node.fallback is not None:
+            self._move(turn, S.FALLBACK, f"{reason}; following its fallback")
+            return StepResult(next_node=node.fallback.next, output={"fallback": node.fallback.next})
+        return self._exhausted(ex, flow, node, turn, reason)
+
+    def _dependency_down(
+        self,
+        ex: Execution,
+        flow: Flow,
+        node: NodeBase,
+        turn: _Turn,
+        details: dict[str, Any],
+        dependency: str | None,
+    ) -> StepResult:
+        """A dependency's breaker is open: wait for it (bounded) or run degraded."""
+        now = self.clock.now()
+        wait = getattr(node, "wait_for_dependency", None)
+        started = float(ex.node_state.get("dependencyWaitStartedAt", now))
+        limit = getattr(wait, "max_wait_seconds", None)
+        if limit is not None and now - started < limit:
+            retry_at = details.get("retry_at")
+            due = float(retry_at) if isinstance(retry_at, int | float) else now + 5.0
+            due = min(max(due, now + 0.05), started + limit)
+            self._log(
+                turn,
+                "WARN",
+                "dependency.waiting",
+                node,
+                {"dependency": dependency, "until": due, "waitedSeconds": now - started},
+            )
+            return StepResult(
+                wait=WaitRecovery(
+                    due, "dependency", f"dependency '{dependency}' unavailable; waiting for it"
+                ),
+                node_state={**ex.node_state, "dependencyWaitStartedAt": started},
+                output={"waitingFor": dependency},
+            )
+        reason = f"dependency '{dependency}' unavailable"
+        if limit is not None:
+            reason += f" for {limit:g}s"
+        if node.fallback is not None:
+            self._log(turn, "WARN", "node.degraded", node, {"dependency": dependency})
+            self._move(turn, S.DEGRADED, f"{reason}; running degraded via the node's fallback")
+            return StepResult(next_node=node.fallback.next, output={"degraded": dependency})
+        self._log(turn, "ERROR", "node.failed", node, {"dependency": dependency, "reason": reason})
+        return self._exhausted(ex, flow, node, turn, reason)
+
+    def _exhausted(
+        self, ex: Execution, flow: Flow, node: NodeBase | None, turn: _Turn, reason: str
+    ) -> StepResult:
+        """Retries and the node's own fallback are spent: the global fallback flow, then
+        escalation to a person, then failure (DESIGN §4)."""
+        settings = flow.settings
+        decision = after_exhaustion(settings, in_fallback_flow=bool(ex.meta.get("inFallbackFlow")))
+        if decision.action == "fallback_flow" and decision.flow_id:
+            self._move(turn, S.FALLBACK, f"{reason}; running fallback flow '{decision.flow_id}'")
+            ex.meta = {
+                **ex.meta,
+                "inFallbackFlow": True,
+                "fallbackFrom": {"flowId": ex.flow_id, "nodeId": ex.current_node_id},
+            }
+            error = {
+                "flowId": ex.flow_id,
+                "nodeId": ex.current_node_id,
+                "reason": reason,
+                **{k: v for k, v in (ex.error or {}).items() if k in ("type", "message", "kind")},
+            }
+            return StepResult(
+                jump=Jump(decision.flow_id),
+                variables={"error": error},
+                output={"fallbackFlow": decision.flow_id},
+            )
+        if decision.action == "escalate":
+            self._log(turn, "WARN", "execution.escalated", node, {"reason": reason})
+            return StepResult(
+                messages=[ESCALATION_MESSAGE],
+                handoff=HandoffRequest("escalation", reason),
+                end=End(S.COMPLETED, Outcome.ESCALATED, f"{reason}; escalated to a person"),
+                output={"escalated": True},
+            )
+        return StepResult(end=End(S.FAILED, Outcome.FAILED, reason), messages=[FAILURE_MESSAGE])
+
+    def _missing_node(
+        self, ex: Execution, flow: Flow, prev: NodeBase | None, turn: _Turn
+    ) -> StepResult:
+        """The current node does not exist: the previous node's fallback, the flow's
+        onMissingNode, then the flow-level chain, never a crash (WARN with the id)."""
+        missing = ex.current_node_id
+        self._log(
+            turn,
+            "WARN",
+            "node.missing",
+            None,
+            {"missingNodeId": missing, "flowId": flow.id, "flowVersion": flow.version},
+        )
+        why = f"node '{missing}' not found in flow '{flow.id}' v{flow.version}"
+        ex.error = {
+            "type": "NodeNotFound",
+            "code": "node_not_found",
+            "message": why,
+            "nodeId": missing,
+        }
+        for target, via in (
+            (
+                prev.fallback.next if prev and prev.fallback else None,
+                "the previous node's fallback",
+            ),
+            (flow.on_missing_node, "onMissingNode"),
+        ):
+            if target and target != missing and flow.node(target) is not None:
+                self._move(turn, S.FALLBACK, f"{why}; following {via}")
+                return StepResult(next_node=target, output={"missing": missing, "via": target})
+        return self._exhausted(ex, flow, None, turn, why)
 
     async def _input_timeout(self, ex: Execution, turn: _Turn) -> None:
         flow = await self.flow(ex.flow_id, ex.flow_version)
@@ -511,12 +794,13 @@ class Engine:
         self,
         ex: Execution,
         flow: Flow,
-        node: NodeBase,
+        node: NodeBase | None,
         turn: _Turn,
         result: StepResult,
         started: float,
         duration: float,
         error: dict[str, Any] | None,
+        attempt: int = 1,
     ) -> bool:
         """Fold a node's result into the execution and the pending commit; True when the
         turn is over (the execution waits or ended)."""
@@ -556,6 +840,11 @@ class Engine:
                     now,
                 )
             )
+        node_id = node.id if node is not None else ex.current_node_id
+        if error is None and not isinstance(result.wait, WaitRecovery):
+            ex.attempts = 0
+        if result.degraded:
+            self._move(turn, S.DEGRADED, f"node '{node_id}' ran on reduced function")
         done = True
         if result.end is not None:
             self._end(turn, result.end, None)
@@ -563,17 +852,24 @@ class Engine:
             ex.node_state = result.node_state or {}
             timeout = result.wait.timeout_seconds or flow.settings.input_timeout_seconds
             self._wait(
-                turn, S.WAITING_INPUT, "input", now + timeout, f"waiting for a reply to '{node.id}'"
+                turn, S.WAITING_INPUT, "input", now + timeout, f"waiting for a reply to '{node_id}'"
             )
+            ex.turn_started_at = None
         elif isinstance(result.wait, WaitTimer):
             ex.node_state = result.node_state or {}
-            self._wait(turn, S.WAITING_DELAY, "timer", result.wait.due_at, f"delay at '{node.id}'")
+            self._wait(turn, S.WAITING_DELAY, "timer", result.wait.due_at, f"delay at '{node_id}'")
+            ex.turn_started_at = None
+        elif isinstance(result.wait, WaitRecovery):
+            ex.node_state = result.node_state or {}
+            self._wait(
+                turn, S.RECOVERING, result.wait.waiting_for, result.wait.due_at, result.wait.reason
+            )
         elif result.jump is not None:
             done = False
         else:
-            target = result.next_node or node.next
+            target = result.next_node or (node.next if node is not None else None)
             if target is None:
-                self._end(turn, End(reason=f"node '{node.id}' has no next node"), None)
+                self._end(turn, End(reason=f"node '{node_id}' has no next node"), None)
             else:
                 ex.current_node_id, ex.node_state = target, {}
                 done = False
@@ -583,8 +879,8 @@ class Engine:
             Checkpoint(
                 execution_id=ex.id,
                 seq=seq,
-                node_id=node.id,
-                node_type=node.type,
+                node_id=node_id,
+                node_type=node.type if node is not None else None,
                 status=ex.status,
                 state=state,
                 checksum=checksum(state),
@@ -593,6 +889,7 @@ class Engine:
                 input=consumed,
                 output=result.output,
                 error=error,
+                attempt=attempt,
             )
         )
         self._log(
@@ -660,7 +957,7 @@ class Engine:
         ex.outcome = end.outcome
         if end.status is not S.COMPLETED and ex.error is None:
             ex.error = {"type": end.status.value, "message": end.reason, "code": None}
-        ex.waiting_for = ex.due_at = ex.wake_at = None
+        ex.waiting_for = ex.due_at = ex.wake_at = ex.turn_started_at = None
         ex.ended_at = now
         level = "ERROR" if end.status is S.FAILED else "INFO"
         turn.commit.logs.append(

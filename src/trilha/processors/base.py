@@ -38,6 +38,15 @@ class WaitTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitRecovery:
+    """The engine's own wait: a retry backoff or a dependency to come back (``recovering``)."""
+
+    due_at: float
+    waiting_for: str  # "retry" | "dependency"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class End:
     status: ExecutionStatus = ExecutionStatus.COMPLETED
     outcome: Outcome = Outcome.COMPLETED
@@ -63,7 +72,7 @@ class StepResult:
     with none, the node's ``next`` is followed (or the execution completes)."""
 
     next_node: str | None = None
-    wait: WaitInput | WaitTimer | None = None
+    wait: WaitInput | WaitTimer | WaitRecovery | None = None
     end: End | None = None
     jump: Jump | None = None
     messages: list[str] = field(default_factory=list)
