@@ -119,8 +119,21 @@ class LocalServer:
     routes: dict[tuple[str, str], Route] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
 
+    #: answers given before the route's own, in order (e.g. fail twice, then succeed)
+    scripts: dict[tuple[str, str], list[Route]] = field(default_factory=dict)
+
     def route(self, method: str, path: str, **kwargs: Any) -> None:
         self.routes[(method.upper(), path)] = Route(**kwargs)
+
+    def fail_first(self, method: str, path: str, times: int, **kwargs: Any) -> None:
+        """The next ``times`` requests get this answer (default 503), then the route's own."""
+        kwargs.setdefault("status", 503)
+        self.scripts.setdefault((method.upper(), path), []).extend(
+            Route(**kwargs) for _ in range(times)
+        )
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for r in self.requests if r["method"] == method and r["path"] == path)
 
 
 @pytest.fixture
@@ -139,7 +152,9 @@ def http_server() -> Iterator[LocalServer]:
                     "body": json.loads(raw) if raw else None,
                 }
             )
-            route = server_state.routes.get((self.command, self.path.split("?")[0]))
+            key = (self.command, self.path.split("?")[0])
+            script = server_state.scripts.get(key)
+            route = script.pop(0) if script else server_state.routes.get(key)
             if route is None:
                 route = Route(status=404, body={"error": "no route"})
             if route.delay:

@@ -47,7 +47,14 @@ from trilha.core.policies import (
 )
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.clock import Clock, SystemClock
-from trilha.errors import FlowNotFound, NodeTimeout, StaleLease, StoreError, TrilhaError
+from trilha.errors import (
+    CorruptedRecord,
+    FlowNotFound,
+    NodeTimeout,
+    StaleLease,
+    StoreError,
+    TrilhaError,
+)
 from trilha.processors.base import (
     End,
     HandoffRequest,
@@ -232,13 +239,20 @@ class Engine:
         return await self.store.create_execution(execution, transition, [log], replace=replace)
 
     async def send(self, execution_id: str, text: str, *, message_id: str | None = None) -> Any:
-        """Deliver a contact's reply to a stored execution (durably, then wake it)."""
-        execution = await self.store.get_execution(execution_id)
+        """Deliver a contact's reply to a stored execution (durably, then wake it).
+
+        The reply is kept even when the execution's row is corrupted: the store takes
+        the conversation from the row's identity columns, and the engine restores the
+        execution when it next claims it."""
+        try:
+            execution: Execution | None = await self.store.get_execution(execution_id)
+        except CorruptedRecord:
+            execution = None
         return await self.store.deliver_inbound(
-            institution_id=execution.institution_id,
-            conversation_id=execution.conversation_id,
+            institution_id=execution.institution_id if execution else None,
+            conversation_id=execution.conversation_id if execution else "",
             message_id=message_id or new_id(),
-            contact_id=execution.contact_id,
+            contact_id=execution.contact_id if execution else "",
             text=text,
             payload=None,
             now=self.clock.now(),
@@ -338,6 +352,7 @@ class Engine:
         else:
             self._move(turn, S.RUNNING, f"restored from checkpoint {restored_from}")
         ex.turn_started_at = now
+        turn.resumed_by = "input" if turn.inbound is not None else None
         await self._run_nodes(ex, flow, turn)
         await self._commit(turn)
 
@@ -473,11 +488,8 @@ class Engine:
             attempt = ex.attempts + 1
             self._log(turn, "DEBUG", "node.entered", node, {"attempt": attempt})
             error: dict[str, Any] | None = None
-            bounds = [
-                b
-                for b in (node.timeout_seconds, None if deadline is None else deadline - started)
-                if b
-            ]
+            turn_left = None if deadline is None else deadline - started
+            bounds = [b for b in (node.timeout_seconds, turn_left) if b is not None]
             bound = min(bounds) if bounds else None
             try:
                 work = processor.run(node, ctx)
@@ -491,7 +503,7 @@ class Engine:
                 raise
             except Exception as exc:  # a failing node must not take the worker down
                 if isinstance(exc, TimeoutError):
-                    if deadline is not None and self.clock.now() >= deadline - 0.001:
+                    if turn_left is not None and bound == turn_left:
                         self._turn_timeout(ex, flow, turn, node.id)
                         return
                     exc = NodeTimeout(
@@ -694,13 +706,21 @@ class Engine:
         """Retries and the node's own fallback are spent: the global fallback flow, then
         escalation to a person, then failure (DESIGN §4)."""
         settings = flow.settings
+        origin = ex.meta.get("fallbackFrom")
+        if isinstance(origin, dict):  # in the fallback flow: the original flow's settings rule
+            original = self._flows.get((str(origin.get("flowId")), int(origin.get("version", 0))))
+            settings = original.settings if original is not None else settings
         decision = after_exhaustion(settings, in_fallback_flow=bool(ex.meta.get("inFallbackFlow")))
         if decision.action == "fallback_flow" and decision.flow_id:
             self._move(turn, S.FALLBACK, f"{reason}; running fallback flow '{decision.flow_id}'")
             ex.meta = {
                 **ex.meta,
                 "inFallbackFlow": True,
-                "fallbackFrom": {"flowId": ex.flow_id, "nodeId": ex.current_node_id},
+                "fallbackFrom": {
+                    "flowId": ex.flow_id,
+                    "version": ex.flow_version,
+                    "nodeId": ex.current_node_id,
+                },
             }
             error = {
                 "flowId": ex.flow_id,

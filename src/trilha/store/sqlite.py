@@ -459,16 +459,13 @@ class SQLiteStore:
                     execution = _row_to_execution(row)
                 except CorruptedRecord as exc:
                     _quarantine(conn, eid, "execution", str(exc), row, now)
-                    claimed.append(Claimed(_salvage(row), corruption=str(exc)))
+                    claimed.append(
+                        Claimed(_salvage(row), _pending_inbound(conn, eid), corruption=str(exc))
+                    )
                     continue
                 inbound = None
                 if execution.status is ExecutionStatus.WAITING_INPUT:
-                    msg = conn.execute(
-                        f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE execution_id = ?"
-                        " AND applied_at IS NULL ORDER BY id LIMIT 1",
-                        (eid,),
-                    ).fetchone()
-                    inbound = None if msg is None else _row_to_inbound(msg)
+                    inbound = _pending_inbound(conn, eid)
                 claimed.append(Claimed(execution, inbound))
             return claimed
 
@@ -608,13 +605,17 @@ class SQLiteStore:
         execution_id: str | None = None,
     ) -> InboundResult:
         def run(conn: sqlite3.Connection) -> InboundResult:
+            conversation, contact = conversation_id, contact_id
             if execution_id is not None:
                 row = conn.execute(
-                    "SELECT id, institution_id, status FROM executions WHERE id = ?",
+                    "SELECT id, institution_id, status, conversation_id, contact_id"
+                    " FROM executions WHERE id = ?",
                     (execution_id,),
                 ).fetchone()
                 if row is None:
                     raise ExecutionNotFound(f"no execution '{execution_id}'")
+                # the row's identity columns serve even when its state cannot be read
+                conversation, contact = conversation or row[3], contact or row[4]
             else:
                 row = conn.execute(
                     "SELECT id, institution_id, status FROM executions WHERE conversation_id = ?"
@@ -627,7 +628,7 @@ class SQLiteStore:
             existing = conn.execute(
                 f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE institution_id = ?"
                 " AND conversation_id = ? AND message_id = ?",
-                (institution, conversation_id, message_id),
+                (institution, conversation, message_id),
             ).fetchone()
             if existing is not None:
                 return InboundResult("duplicate", _row_to_inbound(existing))
@@ -643,9 +644,9 @@ class SQLiteStore:
                 f" RETURNING {_INBOX_COLUMNS}",
                 (
                     institution,
-                    conversation_id,
+                    conversation,
                     message_id,
-                    contact_id,
+                    contact,
                     text,
                     _json(payload),
                     now,
@@ -1153,6 +1154,16 @@ def _salvage(row: Any) -> Execution:
         lease_owner=c["lease_owner"],
         lease_expires_at=number("lease_expires_at", None),
     )
+
+
+def _pending_inbound(conn: sqlite3.Connection, execution_id: str) -> InboundMessage | None:
+    """The oldest reply not yet applied: replies are applied one at a time, in order."""
+    msg = conn.execute(
+        f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE execution_id = ?"
+        " AND applied_at IS NULL ORDER BY id LIMIT 1",
+        (execution_id,),
+    ).fetchone()
+    return None if msg is None else _row_to_inbound(msg)
 
 
 def _readable(row: Any) -> Execution | None:
