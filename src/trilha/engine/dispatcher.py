@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 
 from trilha.channels.base import Channel
+from trilha.channels.desk import HandoffDesk
 from trilha.engine.clock import Clock, SystemClock
 from trilha.errors import ChannelError
 from trilha.store.base import Store
@@ -28,6 +29,7 @@ class Dispatcher:
         max_attempts: int = 10,
         lease_seconds: float = 30.0,
         batch_size: int = 256,
+        desk: HandoffDesk | None = None,
     ) -> None:
         self.store = store
         self.channel = channel
@@ -36,6 +38,8 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
         self.batch_size = batch_size
+        #: where handoffs are announced (the ``handoff`` dependency), if declared
+        self.desk = desk
 
     async def run_once(self) -> int:
         """Deliver what is due now; returns how many messages were handled."""
@@ -67,4 +71,26 @@ class Dispatcher:
             sent.append(message.id)
         if sent:
             await self.store.mark_sent(sent, now=self.clock.now())
-        return len(messages)
+        return len(messages) + await self._notify_handoffs()
+
+    async def _notify_handoffs(self) -> int:
+        if self.desk is None:
+            return 0
+        notices = await self.store.claim_handoff_notices(
+            now=self.clock.now(), lease_seconds=self.lease_seconds, limit=self.batch_size
+        )
+        for handoff_id, handoff in notices:
+            try:
+                await self.desk.notify(handoff_id, handoff)
+            except ChannelError as exc:
+                await self.store.mark_handoff_notice(
+                    handoff_id,
+                    now=self.clock.now(),
+                    error=str(exc),
+                    retry_at=self.clock.now() + 5.0 * (0.5 + random.random()),
+                )
+                continue
+            await self.store.mark_handoff_notice(
+                handoff_id, now=self.clock.now(), error=None, retry_at=None
+            )
+        return len(notices)

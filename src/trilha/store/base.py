@@ -223,5 +223,15 @@ class Store(Protocol):
 
     async def handoffs(self, execution_id: str) -> list[Handoff]: ...
 
+    async def claim_handoff_notices(
+        self, *, now: float, lease_seconds: float, limit: int
+    ) -> list[tuple[int, Handoff]]:
+        """Lease handoffs whose desk has not been told yet (oldest first)."""
+
+    async def mark_handoff_notice(
+        self, handoff_id: int, *, now: float, error: str | None, retry_at: float | None
+    ) -> None:
+        """Record a notice: sent (``error`` None), to retry at ``retry_at``, or given up."""
+
     async def list_executions(self, *, limit: int = 100) -> list[Execution]:
         """Newest first."""

@@ -574,7 +574,7 @@ class SQLiteStore:
             if commit.handoffs:
                 conn.executemany(
                     "INSERT INTO handoffs (execution_id, institution_id, conversation_id,"
-                    " contact_id, queue, reason, at) VALUES (?,?,?,?,?,?,?)",
+                    " contact_id, queue, reason, at, next_notify_at) VALUES (?,?,?,?,?,?,?,?)",
                     [
                         (
                             h.execution_id,
@@ -583,6 +583,7 @@ class SQLiteStore:
                             h.contact_id,
                             h.queue,
                             h.reason,
+                            h.at,
                             h.at,
                         )
                         for h in commit.handoffs
@@ -779,6 +780,41 @@ class SQLiteStore:
                 " VALUES (?,?,?,?,?)",
                 (execution_id, now, "WARN", "sweeper.rescheduled", dumps({"reason": reason})),
             )
+
+        await self._write(run)
+
+    async def claim_handoff_notices(
+        self, *, now: float, lease_seconds: float, limit: int
+    ) -> list[tuple[int, Handoff]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[int, Handoff]]:
+            rows = conn.execute(
+                "UPDATE handoffs SET lease_expires_at = ? WHERE id IN ("
+                " SELECT id FROM handoffs WHERE notified_at IS NULL AND next_notify_at <= ?"
+                " AND (lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id LIMIT ?)"
+                " RETURNING id, execution_id, institution_id, conversation_id, contact_id,"
+                " queue, reason, at",
+                (now + lease_seconds, now, now, limit),
+            ).fetchall()
+            return sorted((r[0], Handoff(*r[1:])) for r in rows)
+
+        return await self._write(run)
+
+    async def mark_handoff_notice(
+        self, handoff_id: int, *, now: float, error: str | None, retry_at: float | None
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            if error is None:
+                conn.execute(
+                    "UPDATE handoffs SET notified_at = ?, notify_attempts = notify_attempts + 1,"
+                    " lease_expires_at = NULL WHERE id = ?",
+                    (now, handoff_id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE handoffs SET notify_attempts = notify_attempts + 1, last_error = ?,"
+                    " next_notify_at = ?, lease_expires_at = NULL WHERE id = ?",
+                    (error[:2000], retry_at, handoff_id),
+                )
 
         await self._write(run)
 

@@ -1,0 +1,42 @@
+"""Tells the human desk about a handoff: a JSON POST to the declared ``handoff``
+dependency, with an ``Idempotency-Key`` so a repeat after a crash is dropped."""
+
+from __future__ import annotations
+
+import httpx
+
+from trilha.core.execution import Handoff, iso
+from trilha.errors import ChannelError
+
+
+class HandoffDesk:
+    """POSTs ``{handoffId, executionId, institutionId, conversationId, contactId, queue,
+    reason, at}`` to ``url``; any 2xx is success."""
+
+    def __init__(self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 10.0):
+        self.url = url
+        self._client = httpx.AsyncClient(headers=headers or {}, timeout=timeout, trust_env=False)
+
+    async def notify(self, handoff_id: int, handoff: Handoff) -> None:
+        key = f"handoff:{handoff.execution_id}:{handoff_id}"
+        body = {
+            "handoffId": handoff_id,
+            "executionId": handoff.execution_id,
+            "institutionId": handoff.institution_id,
+            "conversationId": handoff.conversation_id,
+            "contactId": handoff.contact_id,
+            "queue": handoff.queue,
+            "reason": handoff.reason,
+            "at": iso(handoff.at),
+        }
+        try:
+            response = await self._client.post(
+                self.url, json=body, headers={"Idempotency-Key": key}
+            )
+        except httpx.HTTPError as exc:
+            raise ChannelError(f"handoff desk {self.url}: {exc}") from exc
+        if response.status_code >= 300:
+            raise ChannelError(f"handoff desk {self.url} answered {response.status_code}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
