@@ -16,6 +16,9 @@ out of the file; a missing variable is a :class:`ConfigError` naming it.
     base_url = "http://127.0.0.1:9000"  # a declared dependency may be private
     headers = { Authorization = "Bearer ${CRM_TOKEN}" }
     timeout_seconds = 5
+    health_url = "/health"              # optional: GET, 2xx is healthy
+    retry = { max_attempts = 3, initial_interval_seconds = 1 }
+    breaker = { failure_threshold = 5, open_seconds = 30, half_open_probes = 1 }
 
     [channel]
     kind = "webhook"                    # terminal | webhook | memory
@@ -28,13 +31,15 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from trilha.core.flow import format_loc
+from trilha.core.flow import RetryPolicy, format_loc
 from trilha.core.wire import WireModel
 from trilha.errors import ConfigError
+from trilha.resilience.breaker import BreakerSettings
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -53,13 +58,55 @@ class HttpConfig(WireModel):
     max_response_bytes: int = Field(default=1_048_576, ge=1)
 
 
+class BreakerConfig(WireModel):
+    """A dependency's circuit breaker (see :mod:`trilha.resilience.breaker`)."""
+
+    #: consecutive transient failures (timeouts, connection errors, 5xx, 429) that open it
+    failure_threshold: int = Field(default=5, ge=1, le=10_000)
+    #: how long an open breaker fails calls fast before it lets probes through
+    open_seconds: float = Field(default=30.0, gt=0, le=86_400, allow_inf_nan=False)
+    #: calls let through at once while half-open; a success closes it, a failure reopens it
+    half_open_probes: int = Field(default=1, ge=1, le=1_000)
+
+    def settings(self) -> BreakerSettings:
+        return BreakerSettings(self.failure_threshold, self.open_seconds, self.half_open_probes)
+
+
 class DependencyConfig(WireModel):
+    """A service flows may call by name (``http`` and ``ai`` nodes): the CRM, the NLP..."""
+
     base_url: str
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    #: GET it to tell whether the dependency is back (2xx); a path relative to
+    #: ``base_url`` or an absolute URL on the same host
+    health_url: str | None = Field(default=None, min_length=1, max_length=2_000)
+    #: the retry policy of nodes calling this dependency that do not set their own
+    retry: RetryPolicy | None = None
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    #: the shortest pause between two probes while an execution waits for the dependency
+    wait_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3_600, allow_inf_nan=False)
 
-    def resolved_headers(self) -> dict[str, str]:
-        return {k: expand_env(v, f"dependencies.headers.{k}") for k, v in self.headers.items()}
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL with a host, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _health_on_same_host(self) -> Self:
+        health = urlsplit(self.health_url or "")
+        if health.scheme and health.netloc != urlsplit(self.base_url).netloc:
+            raise ValueError(f"health_url {self.health_url!r} is not on base_url's host")
+        return self
+
+    def resolved_headers(self, name: str = "?") -> dict[str, str]:
+        """The headers with ``${NAME}`` expanded (a missing variable is a ConfigError)."""
+        return {
+            k: expand_env(v, f"dependencies.{name}.headers.{k}") for k, v in self.headers.items()
+        }
 
 
 class ChannelConfig(WireModel):

@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ONBOARDING = ROOT / "examples" / "onboarding.json"
 NODE_TYPES = {
+    "ai",
     "message",
     "question",
     "condition",

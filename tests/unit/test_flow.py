@@ -108,7 +108,7 @@ def test_unknown_node_type() -> None:
     data = checkout()
     data["nodes"][0]["type"] = "telegram"
     (msg,) = errors(data)
-    assert msg.startswith("nodes[0].type: unknown node type 'telegram' (known: condition")
+    assert msg.startswith("nodes[0].type: unknown node type 'telegram' (known: ai, condition")
 
 
 def test_duplicate_ids() -> None:

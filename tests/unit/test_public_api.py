@@ -17,6 +17,7 @@ def test_no_accidental_exports() -> None:
     public = {n for n in vars(trilha) if not n.startswith("_")}
     submodules = {
         "config",
+        "observability",
         "resilience",
         "core",
         "engine",

@@ -74,7 +74,7 @@ def _number(rule: AnswerRule, answer: str) -> Accepted | Refused:
     return Accepted(value)
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
     """Case- and accent-insensitive form, so 'Não' matches 'nao'."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c)).strip(" .!")
@@ -82,11 +82,11 @@ def _fold(text: str) -> str:
 
 def _choice(rule: AnswerRule, answer: str) -> Accepted | Refused:
     options = rule.choice_options()
-    folded = _fold(answer)
+    folded = fold(answer)
     if folded.isdigit() and 1 <= int(folded) <= len(options):
         return Accepted(options[int(folded) - 1].value)
     for option in options:
         names = [option.value, *([option.label] if option.label else []), *option.synonyms]
-        if folded in (_fold(n) for n in names):
+        if folded in (fold(n) for n in names):
             return Accepted(option.value)
     return Refused("not one of the options")

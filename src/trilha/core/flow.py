@@ -19,7 +19,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, create_model, field_validator
+from pydantic import (
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
 from trilha.core.expressions import compile_expression
 from trilha.core.paths import is_valid_path
@@ -254,6 +261,22 @@ class EndNode(NodeBase):
     text: str | None = Field(default=None, max_length=MAX_TEXT)
 
 
+class WaitForDependency(WireModel):
+    """While the node's dependency is unavailable (its breaker open), the execution
+    waits for it durably (``recovering``, probing) instead of falling back at once;
+    after ``maxWaitSeconds`` the node falls back."""
+
+    max_wait_seconds: float = Field(default=300.0, gt=0, le=86_400, allow_inf_nan=False)
+
+
+def _wait_needs_dependency(
+    cls: type[NodeBase], value: WaitForDependency | None, info: ValidationInfo
+) -> WaitForDependency | None:
+    if value is not None and info.data.get("dependency") is None:
+        raise ValueError("waitForDependency needs a declared dependency")
+    return value
+
+
 class HttpNode(NodeBase):
     type: Literal["http"]
     dependency: str | None = Field(default=None, max_length=200)
@@ -262,6 +285,76 @@ class HttpNode(NodeBase):
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
     save_as: VariableName | None = None
+    wait_for_dependency: WaitForDependency | None = None
+
+    _check_wait = field_validator("wait_for_dependency")(_wait_needs_dependency)
+
+
+class Intent(WireModel):
+    """One intent an ``ai`` node tells apart, with the keywords that mean it when the
+    NLP service cannot answer (a trailing ``*`` matches any word ending)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    keywords: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=500
+    )
+    next: NodeId | None = None
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords_have_words(cls, value: list[str]) -> list[str]:
+        for keyword in value:
+            if not any(c.isalnum() for c in keyword):
+                raise ValueError(f"keyword {keyword!r} has no letters or digits")
+        return value
+
+
+class AiNode(NodeBase):
+    """Classify the contact's text into one of ``intents`` through the NLP
+    ``dependency``, with the intents' keywords as the fallback (see
+    :mod:`trilha.processors.ai`)."""
+
+    target_fields = ("next", "default")
+
+    type: Literal["ai"]
+    #: the NLP service; without one only the keywords are used
+    dependency: str | None = Field(default=None, max_length=200)
+    #: path on the dependency (a template) receiving ``POST {text, intents}``
+    url: str = Field(default="/classify", min_length=1, max_length=2_000)
+    #: what to classify, a template such as ``"{{problem}}"``
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    intents: list[Intent] = Field(min_length=1, max_length=100)
+    #: receives ``{intent, source: "nlp"|"keywords", confidence}``
+    save_as: VariableName = "intent"
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    #: where to go when no intent matched (else ``next``)
+    default: NodeId | None = None
+    wait_for_dependency: WaitForDependency | None = None
+
+    _check_wait = field_validator("wait_for_dependency")(_wait_needs_dependency)
+
+    @field_validator("intents")
+    @classmethod
+    def _unique_names(cls, value: list[Intent]) -> list[Intent]:
+        seen: set[str] = set()
+        for intent in value:
+            if intent.name in seen:
+                raise ValueError(f"intent '{intent.name}' is declared twice")
+            seen.add(intent.name)
+        return value
+
+    @field_validator("save_as")
+    @classmethod
+    def _save_as_is_a_path(cls, value: str) -> str:
+        if not is_valid_path(value):
+            raise ValueError(f"'{value}' is not a valid variable path")
+        return value
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        yield from super().targets()
+        for i, intent in enumerate(self.intents):
+            if intent.next is not None:
+                yield f"intents[{i}].next", intent.next
 
 
 BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
@@ -274,6 +367,7 @@ BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
     "handoff": HandoffNode,
     "end": EndNode,
     "http": HttpNode,
+    "ai": AiNode,
 }
 
 
@@ -472,7 +566,7 @@ def _graph_problems(
             for name in [*node.variables, *node.expressions_]:
                 if not is_valid_path(name):
                     yield Problem(f"nodes[{i}].variables.{name}", "not a valid variable path")
-        if not node.terminal and node.next is None and not isinstance(node, ConditionNode):
+        if not node.terminal and node.next is None and getattr(node, "default", None) is None:
             yield Problem(
                 f"nodes[{i}].next",
                 "no next node; the execution completes after this node",

@@ -67,6 +67,7 @@ from trilha.processors.base import (
 )
 from trilha.processors.registry import Processors
 from trilha.resilience.breaker import BreakerRegistry
+from trilha.resilience.dependencies import WAIT_STARTED_KEY
 from trilha.store.base import Claimed, StepCommit, Store
 
 S = ExecutionStatus
@@ -670,12 +671,14 @@ class Engine:
         """A dependency's breaker is open: wait for it (bounded) or run degraded."""
         now = self.clock.now()
         wait = getattr(node, "wait_for_dependency", None)
-        started = float(ex.node_state.get("dependencyWaitStartedAt", now))
+        started = float(ex.node_state.get(WAIT_STARTED_KEY, now))
         limit = getattr(wait, "max_wait_seconds", None)
         if limit is not None and now - started < limit:
+            dep_config = self.config.dependencies.get(dependency) if dependency else None
+            interval = float(getattr(dep_config, "wait_probe_interval_seconds", 5.0))
             retry_at = details.get("retry_at")
-            due = float(retry_at) if isinstance(retry_at, int | float) else now + 5.0
-            due = min(max(due, now + 0.05), started + limit)
+            due = float(retry_at) if isinstance(retry_at, int | float) else now + interval
+            due = min(max(due, now + interval), started + limit)
             self._log(
                 turn,
                 "WARN",
@@ -687,7 +690,7 @@ class Engine:
                 wait=WaitRecovery(
                     due, "dependency", f"dependency '{dependency}' unavailable; waiting for it"
                 ),
-                node_state={**ex.node_state, "dependencyWaitStartedAt": started},
+                node_state={**ex.node_state, WAIT_STARTED_KEY: started},
                 output={"waitingFor": dependency},
             )
         reason = f"dependency '{dependency}' unavailable"

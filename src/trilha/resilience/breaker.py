@@ -54,7 +54,7 @@ class CircuitBreaker:
         return True
 
     def retry_at(self) -> float | None:
-        """When an open breaker lets a probe through."""
+        """When an open breaker lets a probe through (``None`` unless open)."""
         if self.state is BreakerState.OPEN and self.opened_at is not None:
             return self.opened_at + self.settings.open_seconds
         return None
@@ -64,6 +64,12 @@ class CircuitBreaker:
         self.probes_in_flight = max(0, self.probes_in_flight - 1)
         if self.state is not BreakerState.CLOSED:
             self._move(BreakerState.CLOSED)
+
+    def release(self) -> None:
+        """A call that :meth:`allow` admitted ended without a verdict (cancelled, or
+        refused before it went out): give its half-open probe slot back."""
+        if self.state is BreakerState.HALF_OPEN:
+            self.probes_in_flight = max(0, self.probes_in_flight - 1)
 
     def record_failure(self) -> None:
         """A transient failure (timeout, connection, 5xx, 429); permanent ones do not count."""
@@ -91,10 +97,14 @@ class BreakerRegistry:
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def get(self, name: str, settings: BreakerSettings | None = None) -> CircuitBreaker:
+        """The breaker of dependency ``name``, created on first use; ``settings``, when
+        given, replace the breaker's (its state is kept)."""
         breaker = self._breakers.get(name)
         if breaker is None:
             breaker = CircuitBreaker(name, settings or BreakerSettings(), self.clock)
             self._breakers[name] = breaker
+        elif settings is not None and settings != breaker.settings:
+            breaker.settings = settings
         return breaker
 
     def all(self) -> dict[str, CircuitBreaker]:
