@@ -36,6 +36,7 @@ TRANSIENT: frozenset[ErrorKind] = frozenset(
         ErrorKind.CONNECTION,
         ErrorKind.RATE_LIMITED,
         ErrorKind.SERVER,
+        ErrorKind.DEPENDENCY_UNAVAILABLE,
     }
 )
 

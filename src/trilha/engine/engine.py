@@ -490,7 +490,12 @@ class Engine:
             self._log(turn, "DEBUG", "node.entered", node, {"attempt": attempt})
             error: dict[str, Any] | None = None
             turn_left = None if deadline is None else deadline - started
-            bounds = [b for b in (node.timeout_seconds, turn_left) if b is not None]
+            node_bound = node.timeout_seconds
+            if node_bound is not None and processor.effectful:
+                # an effectful node times its own call out, so a breaker hears the verdict;
+                # the engine's bound is only a safety net behind it
+                node_bound += 1.0
+            bounds = [b for b in (node_bound, turn_left) if b is not None]
             bound = min(bounds) if bounds else None
             try:
                 work = processor.run(node, ctx)
@@ -613,16 +618,20 @@ class Engine:
             "attempt": attempt,
         }
         dependency = getattr(node, "dependency", None)
+        retry_after = parse_retry_after(details.get("retry_after"), now)
         if kind is ErrorKind.DEPENDENCY_UNAVAILABLE:
-            return self._dependency_down(ex, flow, node, turn, details, dependency)
+            waited = self._dependency_down(ex, node, turn, details, dependency)
+            if waited is not None:
+                return waited
+            # no wait and no fallback: retried like any transient failure, not before
+            # the breaker lets a probe through
+            retry_at = details.get("retry_at")
+            if isinstance(retry_at, int | float):
+                retry_after = max(0.0, float(retry_at) - now)
         dep_config = self.config.dependencies.get(dependency) if dependency else None
         policy = effective_retry(node, flow.settings, getattr(dep_config, "retry", None))
         decision = retry_decision(
-            policy,
-            kind=kind,
-            attempt=attempt,
-            rng=self.rng,
-            retry_after=parse_retry_after(details.get("retry_after"), now),
+            policy, kind=kind, attempt=attempt, rng=self.rng, retry_after=retry_after
         )
         if isinstance(decision, Retry):
             ex.attempts = attempt
@@ -662,13 +671,13 @@ class Engine:
     def _dependency_down(
         self,
         ex: Execution,
-        flow: Flow,
         node: NodeBase,
         turn: _Turn,
         details: dict[str, Any],
         dependency: str | None,
-    ) -> StepResult:
-        """A dependency's breaker is open: wait for it (bounded) or run degraded."""
+    ) -> StepResult | None:
+        """A dependency's breaker is open: wait for it (bounded) or run degraded via the
+        node's fallback; ``None`` leaves it to the retry policy."""
         now = self.clock.now()
         wait = getattr(node, "wait_for_dependency", None)
         started = float(ex.node_state.get(WAIT_STARTED_KEY, now))
@@ -700,8 +709,7 @@ class Engine:
             self._log(turn, "WARN", "node.degraded", node, {"dependency": dependency})
             self._move(turn, S.DEGRADED, f"{reason}; running degraded via the node's fallback")
             return StepResult(next_node=node.fallback.next, output={"degraded": dependency})
-        self._log(turn, "ERROR", "node.failed", node, {"dependency": dependency, "reason": reason})
-        return self._exhausted(ex, flow, node, turn, reason)
+        return None
 
     def _exhausted(
         self, ex: Execution, flow: Flow, node: NodeBase | None, turn: _Turn, reason: str

@@ -705,6 +705,10 @@ class SQLiteStore:
         now: float,
     ) -> Execution:
         def run(conn: sqlite3.Connection) -> Execution:
+            # a step commit does not move the token, so the step count and the update
+            # time read by the operator must still hold too: a commit landing between
+            # the operator's read and this write is never rolled back
+            read_seq, read_updated = execution.step_seq, execution.updated_at
             execution.updated_at = now
             if execution.status is ExecutionStatus.WAITING_INPUT:
                 pending = conn.execute(
@@ -717,8 +721,16 @@ class SQLiteStore:
             execution.lease_owner = execution.lease_expires_at = None
             cur = conn.execute(
                 _UPDATE_EXECUTION_BY_ID[: -len(" WHERE id = ?")]
-                + " WHERE id = ? AND fencing_token = ?",
-                (*_execution_params(execution)[1:], None, None, execution.id, expected_token),
+                + " WHERE id = ? AND fencing_token = ? AND step_seq = ? AND updated_at = ?",
+                (
+                    *_execution_params(execution)[1:],
+                    None,
+                    None,
+                    execution.id,
+                    expected_token,
+                    read_seq,
+                    read_updated,
+                ),
             )
             if cur.rowcount != 1:
                 raise StaleLease(f"execution {execution.id} changed meanwhile; try again")
