@@ -6,10 +6,11 @@ Errors print their cause chain and exit non-zero; ``-v`` adds the traceback.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -26,8 +27,11 @@ from trilha.config import EngineConfig, load_config
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import Flow, flow_json_schema
 from trilha.core.states import ExecutionStatus
+from trilha.engine.operator import Operator
+from trilha.engine.sweeper import Sweeper
 from trilha.errors import ConfigError, FlowError, TrilhaError
 from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
+from trilha.observability.logging import configure as configure_logging
 from trilha.processors.registry import Processors
 from trilha.runtime import Runtime, load_folder, publish_all, runtime
 from trilha.store.base import Store
@@ -242,14 +246,18 @@ def run(
         _print_status_line(execution)
 
 
-def _print_status_line(ex: Execution) -> None:
+def _print_status_line(ex: Execution, console: Console = err) -> None:
     extra = f" (outcome {ex.outcome.value})" if ex.outcome else ""
     where = f" at node '{ex.current_node_id}'" if not ex.status.terminal else ""
-    err.print(f"[dim]execution {ex.id}: {ex.status.value}{extra}{escape(where)}[/dim]")
+    console.print(f"[dim]execution {ex.id}: {ex.status.value}{extra}{escape(where)}[/dim]")
     if ex.error and ex.status.terminal:
-        err.print(f"[dim]  error: {escape(str(ex.error.get('message')))}[/dim]")
+        console.print(f"[dim]  error: {escape(str(ex.error.get('message')))}[/dim]")
     if ex.status is ExecutionStatus.WAITING_INPUT:
-        err.print(f"[dim]  continue with: trilha send {ex.id} TEXT[/dim]")
+        console.print(f"[dim]  continue with: trilha send {ex.id} TEXT[/dim]")
+    if ex.status is ExecutionStatus.PAUSED and ex.paused_from is not None:
+        console.print(
+            f"[dim]  paused from {ex.paused_from.value}; continue with: trilha resume {ex.id}[/dim]"
+        )
 
 
 # ----------------------------------------------------------------------------------- worker
@@ -323,6 +331,7 @@ async def _execution_json(st: Store, ex: Execution) -> dict[str, Any]:
         "currentNodeId": ex.current_node_id,
         "waitingFor": ex.waiting_for,
         "dueAt": iso(ex.due_at),
+        "pausedFrom": ex.paused_from.value if ex.paused_from else None,
         "attempts": ex.attempts,
         "steps": ex.step_seq,
         "variables": ex.variables,
@@ -381,7 +390,10 @@ def _print_execution(data: dict[str, Any]) -> None:
     out.print(f"  flow         {escape(data['flowId'])} v{data['flowVersion']}")
     out.print(f"  status       [bold]{data['status']}[/bold]{outcome}")
     out.print(f"  node         {escape(str(data['currentNodeId']))}")
-    if data["waitingFor"]:
+    if data["pausedFrom"]:
+        due = f"; its wait is due at {data['dueAt']}" if data["dueAt"] else ""
+        out.print(f"  paused from  {data['pausedFrom']}{due}")
+    elif data["waitingFor"]:
         out.print(f"  waiting for  {data['waitingFor']} until {data['dueAt']}")
     out.print(
         f"  conversation {escape(data['conversationId'])} · contact {escape(data['contactId'])}"
@@ -434,11 +446,102 @@ def send(
     _print_status_line(_run(main()))
 
 
+# ---------------------------------------------------------------------------------- operate
+
+IdArg = Annotated[str, typer.Argument(help="The execution's id.")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why; kept in the state history.")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who does it (default: cli:$USER).")]
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in this environment
+        return "cli"
+
+
+def _operate(store: str | None, call: Callable[[Operator], Awaitable[Execution]]) -> None:
+    """Run one operator operation and print the execution's resulting status line."""
+
+    async def main() -> Execution:
+        async with runtime(store, None, channel=MemoryChannel(), must_exist=True) as rt:
+            return await call(rt.operator)
+
+    _print_status_line(_run(main()), out)
+
+
+def _simple_operation(name: str, method: Callable[..., Awaitable[Execution]], summary: str) -> None:
+    """Register ``trilha NAME EXECUTION_ID [--reason] [--actor] [--store]``."""
+
+    def command(
+        execution_id: IdArg,
+        reason: ReasonOpt = None,
+        actor: ActorOpt = None,
+        store: StoreOpt = None,
+    ) -> None:
+        _operate(store, lambda op: method(op, execution_id, actor=_actor(actor), reason=reason))
+
+    command.__doc__ = summary
+    app.command(name)(command)
+
+
+_simple_operation(
+    "pause",
+    Operator.pause,
+    "Pause an active execution: no progress; its timers and the replies are kept.",
+)
+_simple_operation(
+    "resume",
+    Operator.resume,
+    "Resume a paused execution where it was: replies that arrived are applied.",
+)
+_simple_operation("cancel", Operator.cancel, "Cancel an active execution (outcome cancelled).")
+
+
+@app.command()
+def advance(
+    execution_id: IdArg,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="The node to move to (default: the current node's next)."),
+    ] = None,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Move an active execution to a node (or its current node's next); a worker runs it."""
+    _operate(store, lambda op: op.advance(execution_id, to, actor=_actor(actor), reason=reason))
+
+
+@app.command()
+def sweep(
+    store: StoreOpt = None,
+    grace_seconds: Annotated[
+        float,
+        typer.Option("--grace-seconds", min=0, help="How long past its due time a wait may sit."),
+    ] = 30.0,
+) -> None:
+    """Reschedule executions nothing would move on (lost wake times, waits past due)."""
+
+    async def main() -> list[tuple[str, str, str]]:
+        async with runtime(store, None, channel=MemoryChannel(), must_exist=True) as rt:
+            sweeper = Sweeper(rt.store, rt.engine.clock, grace_seconds=grace_seconds)
+            return [(s.execution_id, s.status, s.reason) for s in await sweeper.sweep()]
+
+    moved = _run(main())
+    for execution_id, status, reason in moved:
+        out.print(f"{execution_id}  {status}  {escape(reason)}: rescheduled")
+    err.print(f"[dim]{len(moved)} stuck execution{'s' * (len(moved) != 1)} moved on[/dim]")
+
+
 # ------------------------------------------------------------------------------------- main
 
 
 def main() -> None:
     """Entry point: typer handles usage errors; trilha errors print their cause chain, exit 1."""
+    configure_logging()
     try:
         app()
     except TrilhaError as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trilha.channels.base import Channel
+from trilha.channels.desk import HandoffDesk
 from trilha.channels.memory import MemoryChannel
 from trilha.channels.terminal import TerminalChannel
 from trilha.channels.webhook import WebhookChannel
@@ -20,6 +21,7 @@ from trilha.core.flow import Flow
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.engine import Engine
+from trilha.engine.operator import Operator
 from trilha.engine.worker import Worker
 from trilha.errors import ConfigError
 from trilha.flowfiles import flow_files, load_flow_file
@@ -35,6 +37,7 @@ class Runtime:
     engine: Engine
     worker: Worker
     channel: Channel
+    operator: Operator
 
 
 def make_channel(config: Config) -> Channel:
@@ -74,13 +77,26 @@ async def runtime(
         lease_seconds=cfg.engine.lease_seconds,
         max_attempts=cfg.channel.max_attempts,
         dispatcher_id=f"dispatch-{engine.worker_id}",
+        desk=make_desk(cfg),
     )
     try:
-        yield Runtime(store, cfg, engine, Worker(engine, dispatcher), chan)
+        yield Runtime(store, cfg, engine, Worker(engine, dispatcher), chan, Operator(store, engine))
     finally:
         await processors.aclose()
         await chan.aclose()
+        if dispatcher.desk is not None:
+            await dispatcher.desk.aclose()
         await store.close()
+
+
+def make_desk(config: Config) -> HandoffDesk | None:
+    """The human desk handoffs are announced to: the dependency named ``handoff``."""
+    dep = config.dependencies.get("handoff")
+    if dep is None:
+        return None
+    return HandoffDesk(
+        dep.base_url, headers=dep.resolved_headers("handoff"), timeout=dep.timeout_seconds
+    )
 
 
 def load_folder(folder: Path, processors: Processors) -> list[Flow]:

@@ -41,3 +41,14 @@ async def test_handoff_is_posted_to_the_desk_and_retried(harness: Any, http_serv
     assert body["executionId"] == ex.id and body["queue"] == "vip"
     assert body["reason"] == "asked for a person"
     assert posts[0]["headers"]["Idempotency-Key"] == posts[1]["headers"]["Idempotency-Key"]
+
+
+def test_the_desk_is_the_handoff_dependency() -> None:
+    """A dependency named `handoff` in the configuration becomes the desk; none, no desk."""
+    from trilha.config import Config, DependencyConfig
+    from trilha.runtime import make_desk
+
+    assert make_desk(Config()) is None
+    config = Config(dependencies={"handoff": DependencyConfig(base_url="http://127.0.0.1:9/h")})
+    desk = make_desk(config)
+    assert desk is not None and desk.url == "http://127.0.0.1:9/h"

@@ -1,24 +1,51 @@
-"""The loops that keep a process busy: claim and advance, then deliver the outbox.
+"""The loops that keep a process busy: claim and advance, deliver the outbox, sweep.
 
 ``run_until_idle`` is for ``trilha worker --until-idle`` and tests: it stops
 once nothing is due, leased or waiting to be delivered (future timers do not
 keep it alive). ``run_forever`` polls, sleeping until the next wake time or
-the poll interval, whichever is sooner.
+the poll interval, whichever is sooner, and runs the sweeper every
+``sweep_interval_seconds``.
+
+When the store fails (unreachable, read-only, disk full) ``run_forever`` does
+not crash: it logs one CRITICAL line when the outage starts, backs off
+(exponentially, with jitter) and retries, and logs a WARN line when the store
+answers again. What a failed commit held is not lost: the step was not
+acknowledged, its lease expires and the step is re-run from the last
+checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 
 from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.engine import Engine
-from trilha.errors import StoreUnavailable
+from trilha.engine.sweeper import Sweeper
+from trilha.errors import StoreError, StoreUnavailable
+from trilha.observability.logging import fields
+
+log = logging.getLogger("trilha.worker")
 
 
 class Worker:
-    def __init__(self, engine: Engine, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        dispatcher: Dispatcher | None = None,
+        *,
+        sweeper: Sweeper | None = None,
+        sweep_interval_seconds: float = 30.0,
+        max_backoff_seconds: float = 10.0,
+    ) -> None:
         self.engine = engine
         self.dispatcher = dispatcher
+        self.sweeper = sweeper or Sweeper(engine.store, engine.clock)
+        self.sweep_interval_seconds = sweep_interval_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        #: when the current store outage began (clock time), ``None`` while the store answers
+        self.outage_since: float | None = None
 
     async def tick(self, execution_id: str | None = None) -> int:
         """One round: advance what is due, then deliver; returns the work done."""
@@ -28,8 +55,11 @@ class Worker:
         return done
 
     async def run_until_idle(self, execution_id: str | None = None) -> None:
-        """Work until nothing (of ``execution_id``, if given) is due, leased or undelivered."""
+        """Work until nothing (of ``execution_id``, if given) is due, leased or undelivered.
+        A run over the whole store sweeps it first."""
         clock = self.engine.clock
+        if execution_id is None:
+            await self.sweeper.sweep()
         while True:
             if await self.tick(execution_id):
                 continue
@@ -46,20 +76,48 @@ class Worker:
         clock = self.engine.clock
         interval = self.engine.config.engine.poll_interval_seconds
         backoff = interval
+        next_sweep = clock.now()
         while not stop.is_set():
             try:
-                if await self.tick():
-                    backoff = interval
-                    continue
-                stats = await self.engine.store.queue_stats(clock.now())
-            except StoreUnavailable:
-                backoff = min(backoff * 2, 30.0)
-                await _wait(stop, backoff)
+                if clock.now() >= next_sweep:
+                    await self.sweeper.sweep()
+                    next_sweep = clock.now() + self.sweep_interval_seconds
+                worked = await self.tick()
+                stats = None if worked else await self.engine.store.queue_stats(clock.now())
+            except StoreError as exc:
+                self._store_failed(exc)
+                backoff = min(backoff * 2, self.max_backoff_seconds)
+                await _wait(stop, backoff * (0.5 + random.random() / 2))
+                continue
+            self._store_answered()
+            backoff = interval
+            if stats is None:
                 continue
             nap = interval
             if stats.next_wake_at is not None:
                 nap = min(interval, max(0.0, stats.next_wake_at - clock.now()))
             await _wait(stop, nap)
+
+    def _store_failed(self, exc: StoreError) -> None:
+        """One CRITICAL line per outage, not per retry; other store errors are ERROR lines."""
+        context = fields(workerId=self.engine.worker_id, error=str(exc), code=exc.code)
+        if self.outage_since is not None:
+            return
+        if isinstance(exc, StoreUnavailable):
+            self.outage_since = self.engine.clock.now()
+            log.critical("store.unavailable", extra=context)
+        else:
+            log.error("worker.store_error", extra=context)
+
+    def _store_answered(self) -> None:
+        if self.outage_since is None:
+            return
+        down = self.engine.clock.now() - self.outage_since
+        self.outage_since = None
+        log.warning(
+            "store.available",
+            extra=fields(workerId=self.engine.worker_id, downSeconds=round(down, 3)),
+        )
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -177,9 +177,11 @@ class Store(Protocol):
         logs: list[LogRecord],
         now: float,
     ) -> Execution:
-        """Overwrite an execution on an operator's (or the recovery's) behalf: only if
-        its fencing token is still ``expected_token`` (else :class:`StaleLease`), and
-        bumping the token so a worker holding it cannot commit afterwards."""
+        """Overwrite an execution on an operator's behalf: only if its fencing token is
+        still ``expected_token`` and its ``step_seq`` and ``updated_at`` are still those
+        the caller read (a step commit moves those, not the token), else
+        :class:`StaleLease`; bumping the token so a worker holding it cannot commit
+        afterwards. Callers must not change those two fields."""
 
     async def quarantine(
         self, execution_id: str, *, kind: str, reason: str, payload: Any, now: float

@@ -1,0 +1,1 @@
+"""Observability: process log lines now; metrics and alerts build on it."""
