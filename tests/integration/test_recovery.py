@@ -413,3 +413,39 @@ async def test_no_valid_checkpoint_can_end_instead(harness: Any) -> None:
     ex = await harness.reply(ex.id, "x")
     assert ex.status is S.FAILED
     assert (await bot(harness, ex.id))[-1] == FAILURE_MESSAGE
+
+
+async def test_open_breaker_without_fallback_waits_then_escalates(
+    make_harness: Callable[..., Any], http_server: Any
+) -> None:
+    """A node with no fallback facing an open breaker waits for the dependency (recovering,
+    waitingFor dependency) instead of burning attempts; one that comes back is resumed,
+    one that stays down past the bound escalates."""
+    from trilha.config import BreakerConfig
+
+    http_server.route("GET", "/data", status=503)
+    dep = DependencyConfig(
+        base_url=http_server.url, breaker=BreakerConfig(failure_threshold=1, open_seconds=20)
+    )
+    h = make_harness(Config(dependencies={"svc": dep}))
+    settings = {"fallback": {"timeoutSeconds": 120, "escalateToHuman": True}}
+    await h.publish(flow("br", call(retry={"maxAttempts": 1}), OK, settings=settings))
+    first = await h.start("br", conversation="c1")
+    await h.settle()  # fails once: 1 attempt, no fallback -> escalated; breaker now open
+    assert (await h.get(first.id)).outcome is Outcome.ESCALATED
+    second = await h.start("br", conversation="c2")
+    await h.settle()
+    waiting = await h.get(second.id)
+    assert waiting.status is S.RECOVERING and waiting.waiting_for == "dependency"
+    assert http_server.count("GET", "/data") == 1  # refused by the breaker, no request
+    http_server.route("GET", "/data", body={"value": 5})  # the service comes back
+    ex = await run_out(h, second.id, step=10)
+    assert ex.status is S.COMPLETED and ex.outcome is Outcome.COMPLETED
+    assert await bot(h, second.id) == ["got 5"]
+    assert ("WARN", "dependency.waiting") in await log_messages(h, second.id)
+
+    http_server.route("GET", "/data", status=503)  # down again, for good
+    third = await h.start("br", conversation="c3")
+    h.clock.advance(1)
+    ex = await run_out(h, third.id, step=15, rounds=30)
+    assert ex.outcome is Outcome.ESCALATED

@@ -36,7 +36,6 @@ TRANSIENT: frozenset[ErrorKind] = frozenset(
         ErrorKind.CONNECTION,
         ErrorKind.RATE_LIMITED,
         ErrorKind.SERVER,
-        ErrorKind.DEPENDENCY_UNAVAILABLE,
     }
 )
 

@@ -620,14 +620,7 @@ class Engine:
         dependency = getattr(node, "dependency", None)
         retry_after = parse_retry_after(details.get("retry_after"), now)
         if kind is ErrorKind.DEPENDENCY_UNAVAILABLE:
-            waited = self._dependency_down(ex, node, turn, details, dependency)
-            if waited is not None:
-                return waited
-            # no wait and no fallback: retried like any transient failure, not before
-            # the breaker lets a probe through
-            retry_at = details.get("retry_at")
-            if isinstance(retry_at, int | float):
-                retry_after = max(0.0, float(retry_at) - now)
+            return self._dependency_down(ex, flow, node, turn, details, dependency)
         dep_config = self.config.dependencies.get(dependency) if dependency else None
         policy = effective_retry(node, flow.settings, getattr(dep_config, "retry", None))
         decision = retry_decision(
@@ -671,17 +664,25 @@ class Engine:
     def _dependency_down(
         self,
         ex: Execution,
+        flow: Flow,
         node: NodeBase,
         turn: _Turn,
         details: dict[str, Any],
         dependency: str | None,
-    ) -> StepResult | None:
-        """A dependency's breaker is open: wait for it (bounded) or run degraded via the
-        node's fallback; ``None`` leaves it to the retry policy."""
+    ) -> StepResult:
+        """A dependency's breaker is open (DESIGN §4): wait for it when the node says so,
+        else run degraded through the node's fallback; a node with neither waits for the
+        reconnection too, bounded by the turn, then the flow-level chain escalates.
+        Refused calls do not spend retry attempts: no request went out."""
         now = self.clock.now()
         wait = getattr(node, "wait_for_dependency", None)
         started = float(ex.node_state.get(WAIT_STARTED_KEY, now))
-        limit = getattr(wait, "max_wait_seconds", None)
+        limit: float | None = getattr(wait, "max_wait_seconds", None)
+        if limit is None and node.fallback is None:
+            limit = flow.settings.fallback.timeout_seconds
+            deadline = self._deadline(ex, flow)
+            if deadline is not None:  # escalate before the turn would time out
+                limit = min(limit, max(0.0, deadline - started - 1.0))
         if limit is not None and now - started < limit:
             dep_config = self.config.dependencies.get(dependency) if dependency else None
             interval = float(getattr(dep_config, "wait_probe_interval_seconds", 5.0))
@@ -709,7 +710,8 @@ class Engine:
             self._log(turn, "WARN", "node.degraded", node, {"dependency": dependency})
             self._move(turn, S.DEGRADED, f"{reason}; running degraded via the node's fallback")
             return StepResult(next_node=node.fallback.next, output={"degraded": dependency})
-        return None
+        self._log(turn, "ERROR", "node.failed", node, {"dependency": dependency, "reason": reason})
+        return self._exhausted(ex, flow, node, turn, reason)
 
     def _exhausted(
         self, ex: Execution, flow: Flow, node: NodeBase | None, turn: _Turn, reason: str
