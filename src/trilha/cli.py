@@ -462,14 +462,31 @@ def _actor(actor: str | None) -> str:
         return "cli"
 
 
-def _operate(store: str | None, call: Callable[[Operator], Awaitable[Execution]]) -> None:
-    """Run one operator operation and print the execution's resulting status line."""
+def _operate(
+    store: str | None,
+    call: Callable[[Operator], Awaitable[Execution]],
+    *,
+    run: bool = False,
+    config: Path | None = None,
+) -> None:
+    """Run one operator operation and print the execution's resulting status line; with
+    ``run``, then run the execution until it waits again (as ``send`` does)."""
 
     async def main() -> Execution:
-        async with runtime(store, None, channel=MemoryChannel(), must_exist=True) as rt:
-            return await call(rt.operator)
+        channel = TerminalChannel(out) if run else MemoryChannel()
+        async with runtime(store, config, channel=channel, must_exist=True) as rt:
+            execution = await call(rt.operator)
+            if run and not execution.status.terminal:
+                await rt.worker.run_until_idle(execution.id)
+                execution = await rt.store.get_execution(execution.id)
+            return execution
 
     _print_status_line(_run(main()), out)
+
+
+NoRunOpt = Annotated[
+    bool, typer.Option("--no-run", help="Only change the state; a worker runs it later.")
+]
 
 
 def _simple_operation(name: str, method: Callable[..., Awaitable[Execution]], summary: str) -> None:
@@ -492,11 +509,27 @@ _simple_operation(
     Operator.pause,
     "Pause an active execution: no progress; its timers and the replies are kept.",
 )
-_simple_operation(
-    "resume",
-    Operator.resume,
-    "Resume a paused execution where it was: replies that arrived are applied.",
-)
+
+
+@app.command()
+def resume(
+    execution_id: IdArg,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    no_run: NoRunOpt = False,
+) -> None:
+    """Resume a paused execution where it was, then run it until it waits again: replies
+    that arrived are applied."""
+    _operate(
+        store,
+        lambda op: op.resume(execution_id, actor=_actor(actor), reason=reason),
+        run=not no_run,
+        config=config,
+    )
+
+
 _simple_operation("cancel", Operator.cancel, "Cancel an active execution (outcome cancelled).")
 
 
@@ -510,9 +543,17 @@ def advance(
     reason: ReasonOpt = None,
     actor: ActorOpt = None,
     store: StoreOpt = None,
+    config: ConfigOpt = None,
+    no_run: NoRunOpt = False,
 ) -> None:
-    """Move an active execution to a node (or its current node's next); a worker runs it."""
-    _operate(store, lambda op: op.advance(execution_id, to, actor=_actor(actor), reason=reason))
+    """Move an active execution to a node (or its current node's next), then run it until
+    it waits again."""
+    _operate(
+        store,
+        lambda op: op.advance(execution_id, to, actor=_actor(actor), reason=reason),
+        run=not no_run,
+        config=config,
+    )
 
 
 @app.command()

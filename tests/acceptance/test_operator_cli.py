@@ -58,8 +58,8 @@ def show(cli: Any, execution_id: str, store: str) -> dict[str, Any]:
 
 
 def test_pause_keeps_a_reply_that_resume_applies(cli: Any, tmp_path: Path, store: str) -> None:
-    """pause, a reply while paused (stored, not applied), resume, a worker completes it;
-    the history names who did what and why."""
+    """pause, a reply while paused (stored, not applied), resume applies it and runs the
+    execution on; the history names who did what and why."""
     eid = waiting_execution(cli, tmp_path, store)
     out = ok(cli("pause", eid, "--store", store, "--actor", "ana", "--reason", "on the phone"))
     assert f"execution {eid}: paused at node 'name'" in out
@@ -72,8 +72,8 @@ def test_pause_keeps_a_reply_that_resume_applies(cli: Any, tmp_path: Path, store
     text = ok(cli("show", eid, "--store", store))
     assert f"paused from  waiting_input; its wait is due at {data['dueAt']}" in text
     out = ok(cli("resume", eid, "--store", store, "--actor", "ana"))
-    assert f"execution {eid}: waiting_input at node 'name'" in out
-    ok(cli("worker", "--until-idle", "--store", store))
+    assert "bot> thanks Bia" in out
+    assert f"execution {eid}: completed (outcome completed)" in out
     data = show(cli, eid, store)
     assert data["status"] == "completed" and data["variables"] == {"name": "Bia"}
     assert [t["text"] for t in data["transcript"]] == ["hi", "your name?", "Bia", "thanks Bia"]
@@ -95,17 +95,17 @@ def test_cancel_with_the_default_actor(cli: Any, tmp_path: Path, store: str) -> 
 
 
 def test_advance_to_a_node_and_to_next(cli: Any, tmp_path: Path, store: str) -> None:
-    """advance --to moves to the named node; advance alone follows the node's next."""
+    """advance --to moves to the named node (--no-run: a worker runs it); advance alone
+    follows the node's next and runs it at once."""
     eid = waiting_execution(cli, tmp_path, store)
-    out = ok(cli("advance", eid, "--to", "done", "--store", store))
+    out = ok(cli("advance", eid, "--to", "done", "--store", store, "--no-run"))
     assert f"execution {eid}: running at node 'done'" in out
     ok(cli("worker", "--until-idle", "--store", store))
     assert show(cli, eid, store)["status"] == "completed"
 
     other = waiting_execution(cli, tmp_path, store, "c2")
     out = ok(cli("advance", other, "--store", store, "--reason", "skip the question"))
-    assert f"execution {other}: running at node 'bye'" in out
-    ok(cli("worker", "--until-idle", "--store", store))
+    assert f"execution {other}: completed (outcome completed)" in out
     data = show(cli, other, store)
     assert data["status"] == "completed"
     assert [t["text"] for t in data["transcript"]] == ["hi", "your name?", "thanks "]
