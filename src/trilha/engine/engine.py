@@ -262,15 +262,21 @@ class Engine:
 
     # the step loop --------------------------------------------------------------------------
 
-    async def run_once(self, *, limit: int | None = None, execution_id: str | None = None) -> int:
-        """Claim what is due and advance it; returns how many executions were claimed."""
-        claims = await self.store.claim_due(
+    async def claim(
+        self, *, limit: int | None = None, execution_id: str | None = None
+    ) -> list[Claimed]:
+        """Lease what is due now (at most ``limit``, default the batch size)."""
+        return await self.store.claim_due(
             self.worker_id,
             now=self.clock.now(),
             lease_seconds=self.config.engine.lease_seconds,
             limit=limit or self.config.engine.batch_size,
             execution_id=execution_id,
         )
+
+    async def run_once(self, *, limit: int | None = None, execution_id: str | None = None) -> int:
+        """Claim what is due and advance it; returns how many executions were claimed."""
+        claims = await self.claim(limit=limit, execution_id=execution_id)
         if claims:
             await asyncio.gather(*(self.advance(c) for c in claims))
         return len(claims)

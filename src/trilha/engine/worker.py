@@ -17,6 +17,7 @@ checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 
@@ -73,30 +74,55 @@ class Worker:
             return
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        """Keep up to ``batch_size`` executions in flight: a slow call holds only its own
+        execution, and a finished one makes room for the next claim at once. On ``stop``
+        the steps in flight are let finish (nothing is cut mid-commit)."""
         clock = self.engine.clock
         interval = self.engine.config.engine.poll_interval_seconds
+        batch = self.engine.config.engine.batch_size
         backoff = interval
         next_sweep = clock.now()
-        while not stop.is_set():
-            try:
-                if clock.now() >= next_sweep:
-                    await self.sweeper.sweep()
-                    next_sweep = clock.now() + self.sweep_interval_seconds
-                worked = await self.tick()
-                stats = None if worked else await self.engine.store.queue_stats(clock.now())
-            except StoreError as exc:
-                self._store_failed(exc)
-                backoff = min(backoff * 2, self.max_backoff_seconds)
-                await _wait(stop, backoff * (0.5 + random.random() / 2))
-                continue
-            self._store_answered()
-            backoff = interval
-            if stats is None:
-                continue
-            nap = interval
-            if stats.next_wake_at is not None:
-                nap = min(interval, max(0.0, stats.next_wake_at - clock.now()))
-            await _wait(stop, nap)
+        inflight: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set():
+                try:
+                    if clock.now() >= next_sweep:
+                        await self.sweeper.sweep()
+                        next_sweep = clock.now() + self.sweep_interval_seconds
+                    claims = (
+                        await self.engine.claim(limit=batch - len(inflight))
+                        if (len(inflight) < batch)
+                        else []
+                    )
+                    for claimed in claims:
+                        inflight.add(asyncio.create_task(self.engine.advance(claimed)))
+                    delivered = await self.dispatcher.run_once() if self.dispatcher else 0
+                    finished = {t for t in inflight if t.done()}
+                    inflight -= finished
+                    for task in finished:
+                        task.result()  # a store failure inside a step surfaces here
+                    worked = bool(claims or delivered or finished)
+                    stats = None if worked else await self.engine.store.queue_stats(clock.now())
+                except StoreError as exc:
+                    self._store_failed(exc)
+                    backoff = min(backoff * 2, self.max_backoff_seconds)
+                    await _wait(stop, backoff * (0.5 + random.random() / 2))
+                    continue
+                self._store_answered()
+                backoff = interval
+                if stats is None:
+                    await asyncio.sleep(0)  # let the steps just started run
+                    continue
+                nap = interval
+                if stats.next_wake_at is not None:
+                    nap = min(interval, max(0.0, stats.next_wake_at - clock.now()))
+                await _wait(stop, nap, inflight)
+        finally:
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
+                if self.dispatcher is not None:  # deliver what those last steps said
+                    with contextlib.suppress(StoreError):
+                        await self.dispatcher.run_once()
 
     def _store_failed(self, exc: StoreError) -> None:
         """One CRITICAL line per outage, not per retry; other store errors are ERROR lines."""
@@ -120,8 +146,14 @@ class Worker:
         )
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
+async def _wait(
+    stop: asyncio.Event, seconds: float, inflight: set[asyncio.Task[None]] | None = None
+) -> None:
+    """Sleep up to ``seconds``; wake early on ``stop`` or when a step in flight ends."""
+    stopper = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return
+        await asyncio.wait(
+            {stopper, *(inflight or ())}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopper.cancel()
