@@ -5,9 +5,12 @@ Not a benchmark itself (the leading underscore keeps it out of ``bench/*.py`` ru
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,3 +68,21 @@ def fmt(value: float, unit: str = "", digits: int = 0) -> str:
     """A number with thousands separators and an optional unit."""
     text = f"{value:,.{digits}f}"
     return f"{text} {unit}".rstrip()
+
+
+def add_store_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store-dir", type=Path, default=None, help="folder for the database (default: a temp)"
+    )
+
+
+def store_folder(store_dir: Path | None) -> Path:
+    """The given folder, or a new temporary one (removed by :func:`drop_store_folder`)."""
+    folder = store_dir or Path(tempfile.mkdtemp(prefix="trilha-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def drop_store_folder(folder: Path, store_dir: Path | None) -> None:
+    if store_dir is None:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -42,10 +42,8 @@ import asyncio
 import itertools
 import multiprocessing
 import random
-import shutil
 import socket
 import struct
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -57,7 +55,15 @@ from typing import Any, ClassVar
 
 import orjson
 
-from _report import fmt, peak_rss_mb, percentile, print_table
+from _report import (
+    add_store_dir,
+    drop_store_folder,
+    fmt,
+    peak_rss_mb,
+    percentile,
+    print_table,
+    store_folder,
+)
 from trilha.channels.memory import MemoryChannel
 from trilha.config import BreakerConfig, Config, DependencyConfig, EngineConfig
 from trilha.core.execution import Checkpoint, Execution, Handoff, LogRecord, Transition
@@ -726,13 +732,10 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="give up on the run after this long"
     )
-    parser.add_argument(
-        "--store-dir", type=Path, default=None, help="folder for the database (default: a temp)"
-    )
+    add_store_dir(parser)
     args = parser.parse_args()
 
-    folder = args.store_dir or Path(tempfile.mkdtemp(prefix="trilha-bench-"))
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = store_folder(args.store_dir)
     wall = time.perf_counter()
     print(
         f"{args.executions:,} executions: message -> http (svc) -> message -> end;"
@@ -753,8 +756,7 @@ def main() -> None:
         result = asyncio.run(run(args, folder, dependency.url))
     finally:
         served = dependency.stop()
-        if args.store_dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        drop_store_folder(folder, args.store_dir)
     figures = analyse(result.trails, args.max_attempts)
     report(args, result, served, figures)
     print(

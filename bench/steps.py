@@ -20,14 +20,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _report import filesystem_of, fmt, peak_rss_mb, percentile, print_table, rss_mb
+from _report import (
+    add_store_dir,
+    drop_store_folder,
+    filesystem_of,
+    fmt,
+    peak_rss_mb,
+    percentile,
+    print_table,
+    rss_mb,
+    store_folder,
+)
 from trilha.channels.memory import MemoryChannel
 from trilha.config import Config, EngineConfig
 from trilha.core.flow import load_flow
@@ -200,13 +208,10 @@ def main() -> None:
     parser.add_argument(
         "--raw-seconds", type=float, default=2.0, help="duration of each plain-sqlite3 run"
     )
-    parser.add_argument(
-        "--store-dir", type=Path, default=None, help="folder for the database (default: a temp)"
-    )
+    add_store_dir(parser)
     args = parser.parse_args()
 
-    folder = args.store_dir or Path(tempfile.mkdtemp(prefix="trilha-bench-"))
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = store_folder(args.store_dir)
     wall = time.perf_counter()
     try:
         print(
@@ -218,8 +223,7 @@ def main() -> None:
         single = raw_sqlite(folder / "raw-1.db", 1, args.raw_seconds)
         grouped = raw_sqlite(folder / "raw-10.db", 10, args.raw_seconds)
     finally:
-        if args.store_dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        drop_store_folder(folder, args.store_dir)
 
     steps, run_s = result["steps"], result["run_seconds"]
     turns_ms = [t * 1000 for t in result["turns"]]

@@ -17,14 +17,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import shutil
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _report import filesystem_of, fmt, peak_rss_mb, print_table, rss_mb
+from _report import (
+    add_store_dir,
+    drop_store_folder,
+    filesystem_of,
+    fmt,
+    peak_rss_mb,
+    print_table,
+    rss_mb,
+    store_folder,
+)
 from trilha.config import Config, EngineConfig
 from trilha.core.execution import Execution, OutboundMessage
 from trilha.core.flow import load_flow
@@ -189,13 +196,10 @@ def main() -> None:
     parser.add_argument(
         "--start-concurrency", type=int, default=500, help="engine.start calls in flight at once"
     )
-    parser.add_argument(
-        "--store-dir", type=Path, default=None, help="folder for the database (default: a temp)"
-    )
+    add_store_dir(parser)
     args = parser.parse_args()
 
-    folder = args.store_dir or Path(tempfile.mkdtemp(prefix="trilha-bench-"))
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = store_folder(args.store_dir)
     wall = time.perf_counter()
     try:
         print(f"{args.executions:,} executions waiting on a question, {args.rounds} rounds")
@@ -209,8 +213,7 @@ def main() -> None:
             ).fetchone()[0]
         conn.close()
     finally:
-        if args.store_dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
+        drop_store_folder(folder, args.store_dir)
     rows.append(("waiting_input rows in the store", f"{waiting:8,}"))
     rows.append(("database size (with WAL)", f"{size / 2**20:8.1f} MiB"))
     print_table("RSS of this process while executions wait for input", rows)
