@@ -26,7 +26,7 @@ from trilha.channels.terminal import TerminalChannel
 from trilha.config import EngineConfig, load_config
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import Flow, flow_json_schema
-from trilha.core.states import ExecutionStatus
+from trilha.core.states import ExecutionStatus, Outcome
 from trilha.engine.operator import Operator
 from trilha.engine.sweeper import Sweeper
 from trilha.errors import ConfigError, FlowError, TrilhaError
@@ -206,7 +206,10 @@ def run(
             while True:
                 await rt.worker.run_until_idle(execution.id)
                 execution = await rt.store.get_execution(execution.id)
-                if execution.status is ExecutionStatus.WAITING_DELAY and execution.due_at:
+                if (
+                    execution.status in (ExecutionStatus.WAITING_DELAY, ExecutionStatus.RECOVERING)
+                    and execution.due_at
+                ):  # a delay, a retry backoff or a dependency wait: run waits for it
                     await rt.engine.clock.sleep(execution.due_at - rt.engine.clock.now())
                     continue
                 if execution.status is not ExecutionStatus.WAITING_INPUT:
@@ -250,7 +253,7 @@ def _print_status_line(ex: Execution, console: Console = err) -> None:
     extra = f" (outcome {ex.outcome.value})" if ex.outcome else ""
     where = f" at node '{ex.current_node_id}'" if not ex.status.terminal else ""
     console.print(f"[dim]execution {ex.id}: {ex.status.value}{extra}{escape(where)}[/dim]")
-    if ex.error and ex.status.terminal:
+    if ex.error and ex.status.terminal and ex.outcome is not Outcome.COMPLETED:
         console.print(f"[dim]  error: {escape(str(ex.error.get('message')))}[/dim]")
     if ex.status is ExecutionStatus.WAITING_INPUT:
         console.print(f"[dim]  continue with: trilha send {ex.id} TEXT[/dim]")

@@ -203,7 +203,8 @@ async def test_turn_timeout_ends_in_timeout_with_the_message(
 async def test_retries_stop_at_the_turn_deadline(
     make_harness: Callable[..., Any], http_server: Any
 ) -> None:
-    """A backoff that would outlast the turn wakes at the deadline and ends in timeout."""
+    """A retry that would outlast the turn is not waited for: the node gives up at once and
+    the fallback path runs (here: none, so the execution fails with a message)."""
     http_server.route("GET", "/data", status=503)
     h = dep_harness(make_harness, http_server.url)
     settings = {"fallback": {"timeoutSeconds": 10}}
@@ -217,8 +218,11 @@ async def test_retries_stop_at_the_turn_deadline(
     )
     ex = await h.start("td")
     ex = await run_out(h, ex.id, step=4)
-    assert ex.status is S.TIMEOUT
+    assert ex.status is S.FAILED
     assert http_server.count("GET", "/data") == 2
+    assert ex.error is not None and "would outlast the turn" in str(
+        [t.reason for t in await h.store.transitions(ex.id)]
+    )
 
 
 async def test_missing_node_follows_on_missing_node(harness: Any) -> None:

@@ -38,6 +38,7 @@ from trilha.core.execution import (
 from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
 from trilha.core.policies import (
     ErrorKind,
+    GiveUp,
     Retry,
     after_exhaustion,
     classify,
@@ -126,7 +127,11 @@ def describe_error(exc: BaseException) -> dict[str, Any]:
         "message": str(exc),
         "code": getattr(exc, "code", None),
         "details": {k: v for k, v in details.items() if isinstance(v, str | int | float | None)},
-        "stack": "".join(traceback.format_exception(exc, limit=8))[-4000:],
+        # an expected failure (a 503, a timeout) is explained by its message; a stack is
+        # kept for the unexpected ones, where it is the clue
+        "stack": None
+        if isinstance(exc, TrilhaError)
+        else "".join(traceback.format_exception(exc, limit=8))[-4000:],
     }
 
 
@@ -634,12 +639,13 @@ class Engine:
         decision = retry_decision(
             policy, kind=kind, attempt=attempt, rng=self.rng, retry_after=retry_after
         )
+        deadline = self._deadline(ex, flow)
+        if isinstance(decision, Retry) and deadline is not None and now + decision.delay > deadline:
+            # waiting would only end in a timeout: take the fallback path now instead
+            decision = GiveUp(f"a retry in {decision.delay:.2f}s would outlast the turn")
         if isinstance(decision, Retry):
             ex.attempts = attempt
             due = now + decision.delay
-            deadline = self._deadline(ex, flow)
-            if deadline is not None:
-                due = min(due, deadline)
             self._log(
                 turn,
                 "WARN",
@@ -884,6 +890,8 @@ class Engine:
         node_id = node.id if node is not None else ex.current_node_id
         if error is None and not isinstance(result.wait, WaitRecovery):
             ex.attempts = 0
+            if node is not None and ex.error is not None and ex.error.get("nodeId") == node_id:
+                ex.error = None  # the node recovered: its error is history (in the trail)
         if result.degraded:
             self._move(turn, S.DEGRADED, f"node '{node_id}' ran on reduced function")
         done = True
