@@ -7,6 +7,10 @@ commit, so a run of them shares one transaction, each still with its own
 checkpoint row; before an effectful node (``http``) the pending steps are
 committed so a crash re-runs only the effect. Nothing is held in memory while
 an execution waits: the wait is a ``wake_at`` in its row.
+
+The failure paths (retries, fallbacks, escalation, restoring a corrupted row)
+are in :mod:`trilha.engine.recovery`, mixed into :class:`Engine`; the turn being
+accumulated is :class:`trilha.engine.turn._Turn`.
 """
 
 from __future__ import annotations
@@ -14,52 +18,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import traceback
-import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-import orjson
 
 from trilha.config import Config
 from trilha.core.execution import (
-    CHECKPOINT_SCHEMA_VERSION,
     Checkpoint,
     Execution,
     Handoff,
-    InboundMessage,
     LogRecord,
     OutboundMessage,
     Transition,
     checksum,
-    restore_state,
 )
 from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
-from trilha.core.policies import (
-    ErrorKind,
-    GiveUp,
-    Retry,
-    after_exhaustion,
-    classify,
-    effective_retry,
-    parse_retry_after,
-    retry_decision,
-)
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.clock import Clock, SystemClock
+from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery
+from trilha.engine.turn import _Turn, describe_error, new_id, set_path
 from trilha.errors import (
     CorruptedRecord,
     FlowNotFound,
     NodeTimeout,
     StaleLease,
     StoreError,
-    TrilhaError,
 )
 from trilha.processors.base import (
     End,
-    HandoffRequest,
-    Jump,
     StepContext,
     StepResult,
     WaitInput,
@@ -68,86 +53,24 @@ from trilha.processors.base import (
 )
 from trilha.processors.registry import Processors
 from trilha.resilience.breaker import BreakerRegistry
-from trilha.resilience.dependencies import WAIT_STARTED_KEY
 from trilha.store.base import Claimed, StepCommit, Store
+
+# re-exported: callers and tests import these from here
+__all__ = [
+    "ESCALATION_MESSAGE",
+    "FAILURE_MESSAGE",
+    "Engine",
+    "_Turn",
+    "describe_error",
+    "new_id",
+    "set_path",
+]
 
 S = ExecutionStatus
 T = TypeVar("T")
 
-FAILURE_MESSAGE = "Sorry, something went wrong on our side. Please try again later."
-ESCALATION_MESSAGE = "Sorry, I could not finish this here. A person will continue with you shortly."
 
-
-def _verified_state(cp: Checkpoint) -> dict[str, Any] | None:
-    """A checkpoint's state if its checksum, schema version and shape hold, else None."""
-    if cp.schema_version != CHECKPOINT_SCHEMA_VERSION or checksum(cp.state) != cp.checksum:
-        return None
-    try:
-        state = orjson.loads(cp.state)
-        probe = Execution(
-            id="probe",
-            institution_id="",
-            conversation_id="",
-            contact_id="",
-            flow_id="",
-            flow_version=1,
-            status=S.RUNNING,
-            current_node_id=None,
-            variables={},
-            created_at=0.0,
-            updated_at=0.0,
-        )
-        restore_state(probe, state)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
-        return None
-    return state if isinstance(state, dict) else None
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def set_path(variables: dict[str, Any], path: str, value: Any) -> None:
-    """Assign ``a.b.c`` inside nested objects, replacing non-objects on the way."""
-    head, *rest = path.split(".")
-    if not rest:
-        variables[head] = value
-        return
-    child = variables.get(head)
-    if not isinstance(child, dict):
-        child = {}
-        variables[head] = child
-    set_path(child, ".".join(rest), value)
-
-
-def describe_error(exc: BaseException) -> dict[str, Any]:
-    details = exc.details if isinstance(exc, TrilhaError) else {}
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "code": getattr(exc, "code", None),
-        "details": {k: v for k, v in details.items() if isinstance(v, str | int | float | None)},
-        # an expected failure (a 503, a timeout) is explained by its message; a stack is
-        # kept for the unexpected ones, where it is the clue
-        "stack": None
-        if isinstance(exc, TrilhaError)
-        else "".join(traceback.format_exception(exc, limit=8))[-4000:],
-    }
-
-
-@dataclass(slots=True)
-class _Turn:
-    """The parts of one commit being accumulated while nodes run."""
-
-    commit: StepCommit
-    inbound: InboundMessage | None
-    resumed_by: str | None
-    steps: int = 0
-    pending: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class Engine:
+class Engine(Recovery):
     """Starts executions, feeds them input, and advances claimed ones."""
 
     def __init__(
@@ -302,91 +225,6 @@ class Engine:
         except Exception as exc:  # a bug must not wedge the execution or kill the worker
             await self._fail_internal(ex.id, ex.fencing_token, exc)
 
-    async def _restore(self, ex: Execution, turn: _Turn, reason: str) -> None:
-        """Bring back an execution whose row failed its checks (DESIGN §4): from the
-        last valid checkpoint, else from the flow's start (or to a graceful end, as
-        ``settings.onCorruption`` says). The bad row was quarantined by the store."""
-        now = self.clock.now()
-        checkpoints = await self.store.checkpoints(ex.id)
-        history = await self.store.transitions(ex.id)
-        if history:
-            ex.status = history[-1].target  # the state the row last held, for the trail
-        ex.step_seq = max([ex.step_seq, *(c.seq for c in checkpoints)])
-        restored_from: int | None = None
-        for cp in reversed(checkpoints):
-            state = _verified_state(cp)
-            if state is None:
-                await self.store.quarantine(
-                    ex.id,
-                    kind="checkpoint",
-                    reason=f"checkpoint {cp.seq} fails its checks",
-                    payload={"seq": cp.seq, "state": cp.state, "checksum": cp.checksum},
-                    now=now,
-                )
-                continue
-            status_before = ex.status
-            restore_state(ex, state)
-            ex.status = status_before
-            restored_from = cp.seq
-            break
-        self._log(
-            turn,
-            "ERROR",
-            "execution.corrupted",
-            None,
-            {
-                "error": {"type": "CorruptedRecord", "message": reason},
-                "restoredFromCheckpoint": restored_from,
-            },
-        )
-        if ex.status is not S.RECOVERING:
-            self._move(turn, S.RECOVERING, f"corrupted state ({reason}); restoring")
-        try:
-            flow = await self.flow(ex.flow_id, ex.flow_version)
-        except FlowNotFound as exc:
-            self._end(
-                turn, End(S.FAILED, Outcome.FAILED, f"cannot restore: {exc}"), FAILURE_MESSAGE
-            )
-            await self._commit(turn)
-            return
-        if restored_from is None:
-            if flow.settings.on_corruption == "end":
-                self._end(
-                    turn,
-                    End(S.FAILED, Outcome.FAILED, "corrupted state and no valid checkpoint"),
-                    FAILURE_MESSAGE,
-                )
-                await self._commit(turn)
-                return
-            ex.current_node_id, ex.variables = flow.start, dict(ex.start_variables)
-            ex.node_state, ex.meta, ex.attempts = {}, {}, 0
-            self._move(turn, S.RUNNING, "no valid checkpoint: restarted from the flow's start")
-        else:
-            self._move(turn, S.RUNNING, f"restored from checkpoint {restored_from}")
-        ex.turn_started_at = now
-        turn.resumed_by = "input" if turn.inbound is not None else None
-        await self._run_nodes(ex, flow, turn)
-        await self._commit(turn)
-
-    async def _fail_internal(self, execution_id: str, token: int, exc: Exception) -> None:
-        """End an execution whose step raised unexpectedly, from its last committed state,
-        so it is neither retried for ever nor left without a trail."""
-        try:
-            ex = await self.store.get_execution(execution_id)
-        except StoreError:
-            return
-        if ex.fencing_token != token or ex.status.terminal:
-            return
-        turn = _Turn(StepCommit(ex, self.worker_id, token), None, None)
-        error = describe_error(exc)
-        ex.error = {k: error[k] for k in ("type", "message", "code")}
-        self._log(turn, "ERROR", "execution.internal_error", None, {"error": error})
-        if ex.status is S.PAUSED:
-            return
-        self._end(turn, End(S.FAILED, Outcome.FAILED, f"internal error: {exc}"), FAILURE_MESSAGE)
-        with contextlib.suppress(StaleLease):
-            await self._commit(turn)
-
     async def _advance(self, ex: Execution, turn: _Turn) -> None:
         now = self.clock.now()
         if ex.status is S.WAITING_INPUT:
@@ -427,33 +265,6 @@ class Engine:
             return
         await self._run_nodes(ex, flow, turn)
         await self._commit(turn)
-
-    def _deadline(self, ex: Execution, flow: Flow) -> float | None:
-        """When the current turn must end (``settings.fallback.timeoutSeconds``)."""
-        if ex.turn_started_at is None:
-            return None
-        return ex.turn_started_at + flow.settings.fallback.timeout_seconds
-
-    def _turn_timeout(self, ex: Execution, flow: Flow, turn: _Turn, node_id: str | None) -> None:
-        limit = flow.settings.fallback.timeout_seconds
-        self._log(
-            turn,
-            "WARN",
-            "execution.turn_timeout",
-            None,
-            {"nodeId": node_id, "timeoutSeconds": limit},
-        )
-        ex.error = {
-            "type": "TurnTimeout",
-            "code": "turn_timeout",
-            "nodeId": node_id,
-            "message": f"the turn took longer than {limit:g}s",
-        }
-        self._end(
-            turn,
-            End(S.TIMEOUT, Outcome.TIMEOUT, f"the turn took longer than {limit:g}s"),
-            flow.settings.timeout_message,
-        )
 
     async def _run_nodes(self, ex: Execution, flow: Flow, turn: _Turn) -> None:
         limit = self.config.engine.max_steps_per_turn
@@ -605,202 +416,6 @@ class Engine:
             ex.current_node_id = result.jump.node_id or flow.start
             ex.node_state, ex.attempts = {}, 0
         return flow, done
-
-    def _node_failed(
-        self,
-        ex: Execution,
-        flow: Flow,
-        node: NodeBase,
-        turn: _Turn,
-        exc: Exception,
-        error: dict[str, Any],
-    ) -> StepResult:
-        """Decide what follows a node's failure (DESIGN §4): retry after a backoff, wait
-        for a dependency, the node's fallback, or the flow-level chain."""
-        now = self.clock.now()
-        details = exc.details if isinstance(exc, TrilhaError) else {}
-        kind = classify(type(exc).__name__, status=details.get("status"), kind=details.get("kind"))
-        attempt = ex.attempts + 1
-        error["kind"] = kind.value
-        ex.error = {
-            "type": error["type"],
-            "message": error["message"],
-            "code": error["code"],
-            "kind": kind.value,
-            "nodeId": node.id,
-            "attempt": attempt,
-        }
-        dependency = getattr(node, "dependency", None)
-        retry_after = parse_retry_after(details.get("retry_after"), now)
-        if kind is ErrorKind.DEPENDENCY_UNAVAILABLE:
-            return self._dependency_down(ex, flow, node, turn, details, dependency)
-        dep_config = self.config.dependencies.get(dependency) if dependency else None
-        policy = effective_retry(node, flow.settings, getattr(dep_config, "retry", None))
-        decision = retry_decision(
-            policy, kind=kind, attempt=attempt, rng=self.rng, retry_after=retry_after
-        )
-        deadline = self._deadline(ex, flow)
-        if isinstance(decision, Retry) and deadline is not None and now + decision.delay > deadline:
-            # waiting would only end in a timeout: take the fallback path now instead
-            decision = GiveUp(f"a retry in {decision.delay:.2f}s would outlast the turn")
-        if isinstance(decision, Retry):
-            ex.attempts = attempt
-            due = now + decision.delay
-            self._log(
-                turn,
-                "WARN",
-                "node.retry_scheduled",
-                node,
-                {
-                    "attempt": attempt,
-                    "maxAttempts": policy.max_attempts,
-                    "delaySeconds": round(decision.delay, 3),
-                    "error": error,
-                },
-            )
-            return StepResult(
-                wait=WaitRecovery(
-                    due,
-                    "retry",
-                    f"node '{node.id}' attempt {attempt}/{policy.max_attempts} failed"
-                    f" ({kind.value}: {exc}); retrying in {decision.delay:.2f}s",
-                ),
-                node_state=ex.node_state,
-                output={"error": kind.value, "attempt": attempt},
-            )
-        reason = f"node '{node.id}' failed: {exc} ({decision.reason})"
-        self._log(turn, "ERROR", "node.failed", node, {"error": error, "reason": decision.reason})
-        if node.fallback is not None:
-            self._move(turn, S.FALLBACK, f"{reason}; following its fallback")
-            return StepResult(next_node=node.fallback.next, output={"fallback": node.fallback.next})
-        return self._exhausted(ex, flow, node, turn, reason)
-
-    def _dependency_down(
-        self,
-        ex: Execution,
-        flow: Flow,
-        node: NodeBase,
-        turn: _Turn,
-        details: dict[str, Any],
-        dependency: str | None,
-    ) -> StepResult:
-        """A dependency's breaker is open (DESIGN §4): wait for it when the node says so,
-        else run degraded through the node's fallback; a node with neither waits for the
-        reconnection too, bounded by the turn, then the flow-level chain escalates.
-        Refused calls do not spend retry attempts: no request went out."""
-        now = self.clock.now()
-        wait = getattr(node, "wait_for_dependency", None)
-        started = float(ex.node_state.get(WAIT_STARTED_KEY, now))
-        limit: float | None = getattr(wait, "max_wait_seconds", None)
-        if limit is None and node.fallback is None:
-            limit = flow.settings.fallback.timeout_seconds
-            deadline = self._deadline(ex, flow)
-            if deadline is not None:  # escalate before the turn would time out
-                limit = min(limit, max(0.0, deadline - started - 1.0))
-        if limit is not None and now - started < limit:
-            dep_config = self.config.dependencies.get(dependency) if dependency else None
-            interval = float(getattr(dep_config, "wait_probe_interval_seconds", 5.0))
-            retry_at = details.get("retry_at")
-            due = float(retry_at) if isinstance(retry_at, int | float) else now + interval
-            due = min(max(due, now + interval), started + limit)
-            self._log(
-                turn,
-                "WARN",
-                "dependency.waiting",
-                node,
-                {"dependency": dependency, "until": due, "waitedSeconds": now - started},
-            )
-            return StepResult(
-                wait=WaitRecovery(
-                    due, "dependency", f"dependency '{dependency}' unavailable; waiting for it"
-                ),
-                node_state={**ex.node_state, WAIT_STARTED_KEY: started},
-                output={"waitingFor": dependency},
-            )
-        reason = f"dependency '{dependency}' unavailable"
-        if limit is not None:
-            reason += f" for {limit:g}s"
-        if node.fallback is not None:
-            self._log(turn, "WARN", "node.degraded", node, {"dependency": dependency})
-            self._move(turn, S.DEGRADED, f"{reason}; running degraded via the node's fallback")
-            return StepResult(next_node=node.fallback.next, output={"degraded": dependency})
-        self._log(turn, "ERROR", "node.failed", node, {"dependency": dependency, "reason": reason})
-        return self._exhausted(ex, flow, node, turn, reason)
-
-    def _exhausted(
-        self, ex: Execution, flow: Flow, node: NodeBase | None, turn: _Turn, reason: str
-    ) -> StepResult:
-        """Retries and the node's own fallback are spent: the global fallback flow, then
-        escalation to a person, then failure (DESIGN §4)."""
-        settings = flow.settings
-        origin = ex.meta.get("fallbackFrom")
-        if isinstance(origin, dict):  # in the fallback flow: the original flow's settings rule
-            original = self._flows.get((str(origin.get("flowId")), int(origin.get("version", 0))))
-            settings = original.settings if original is not None else settings
-        decision = after_exhaustion(settings, in_fallback_flow=bool(ex.meta.get("inFallbackFlow")))
-        if decision.action == "fallback_flow" and decision.flow_id:
-            self._move(turn, S.FALLBACK, f"{reason}; running fallback flow '{decision.flow_id}'")
-            ex.meta = {
-                **ex.meta,
-                "inFallbackFlow": True,
-                "fallbackFrom": {
-                    "flowId": ex.flow_id,
-                    "version": ex.flow_version,
-                    "nodeId": ex.current_node_id,
-                },
-            }
-            error = {
-                "flowId": ex.flow_id,
-                "nodeId": ex.current_node_id,
-                "reason": reason,
-                **{k: v for k, v in (ex.error or {}).items() if k in ("type", "message", "kind")},
-            }
-            return StepResult(
-                jump=Jump(decision.flow_id),
-                variables={"error": error},
-                output={"fallbackFlow": decision.flow_id},
-            )
-        if decision.action == "escalate":
-            self._log(turn, "WARN", "execution.escalated", node, {"reason": reason})
-            return StepResult(
-                messages=[ESCALATION_MESSAGE],
-                handoff=HandoffRequest("escalation", reason),
-                end=End(S.COMPLETED, Outcome.ESCALATED, f"{reason}; escalated to a person"),
-                output={"escalated": True},
-            )
-        return StepResult(end=End(S.FAILED, Outcome.FAILED, reason), messages=[FAILURE_MESSAGE])
-
-    def _missing_node(
-        self, ex: Execution, flow: Flow, prev: NodeBase | None, turn: _Turn
-    ) -> StepResult:
-        """The current node does not exist: the previous node's fallback, the flow's
-        onMissingNode, then the flow-level chain, never a crash (WARN with the id)."""
-        missing = ex.current_node_id
-        self._log(
-            turn,
-            "WARN",
-            "node.missing",
-            None,
-            {"missingNodeId": missing, "flowId": flow.id, "flowVersion": flow.version},
-        )
-        why = f"node '{missing}' not found in flow '{flow.id}' v{flow.version}"
-        ex.error = {
-            "type": "NodeNotFound",
-            "code": "node_not_found",
-            "message": why,
-            "nodeId": missing,
-        }
-        for target, via in (
-            (
-                prev.fallback.next if prev and prev.fallback else None,
-                "the previous node's fallback",
-            ),
-            (flow.on_missing_node, "onMissingNode"),
-        ):
-            if target and target != missing and flow.node(target) is not None:
-                self._move(turn, S.FALLBACK, f"{why}; following {via}")
-                return StepResult(next_node=target, output={"missing": missing, "via": target})
-        return self._exhausted(ex, flow, None, turn, why)
 
     async def _input_timeout(self, ex: Execution, turn: _Turn) -> None:
         flow = await self.flow(ex.flow_id, ex.flow_version)

@@ -1,0 +1,61 @@
+"""One turn's pending commit, and the small helpers the step loop and recovery share.
+
+A turn is what a worker does with one claimed execution before it waits, ends or
+commits: ``_Turn`` accumulates the checkpoints, transitions, logs and messages of
+that turn so they reach the store in one ``commit_step``. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from trilha.core.execution import InboundMessage
+from trilha.errors import TrilhaError
+from trilha.store.base import StepCommit
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def set_path(variables: dict[str, Any], path: str, value: Any) -> None:
+    """Assign ``a.b.c`` inside nested objects, replacing non-objects on the way."""
+    head, *rest = path.split(".")
+    if not rest:
+        variables[head] = value
+        return
+    child = variables.get(head)
+    if not isinstance(child, dict):
+        child = {}
+        variables[head] = child
+    set_path(child, ".".join(rest), value)
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    details = exc.details if isinstance(exc, TrilhaError) else {}
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "code": getattr(exc, "code", None),
+        "details": {k: v for k, v in details.items() if isinstance(v, str | int | float | None)},
+        # an expected failure (a 503, a timeout) is explained by its message; a stack is
+        # kept for the unexpected ones, where it is the clue
+        "stack": None
+        if isinstance(exc, TrilhaError)
+        else "".join(traceback.format_exception(exc, limit=8))[-4000:],
+    }
+
+
+@dataclass(slots=True)
+class _Turn:
+    """The parts of one commit being accumulated while nodes run."""
+
+    commit: StepCommit
+    inbound: InboundMessage | None
+    resumed_by: str | None
+    steps: int = 0
+    pending: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
