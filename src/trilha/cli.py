@@ -416,6 +416,79 @@ def _print_execution(data: dict[str, Any]) -> None:
     out.print(table)
 
 
+# ------------------------------------------------------------------------------------- logs
+
+#: how often ``logs --follow`` re-reads the store
+_FOLLOW_POLL_SECONDS = 0.5
+
+
+@app.command()
+def logs(
+    execution_id: Annotated[str, typer.Argument(help="The execution's id.")],
+    store: StoreOpt = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Keep printing new lines until the execution has ended."
+        ),
+    ] = False,
+    level: Annotated[
+        str,
+        typer.Option("--level", help="Minimum level: DEBUG, INFO, WARN, ERROR or CRITICAL."),
+    ] = "DEBUG",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON lines (the DESIGN §5 wire objects).")
+    ] = False,
+) -> None:
+    """Print an execution's stored log trail, oldest first; --follow waits for new lines."""
+    from trilha.errors import CorruptedRecord
+    from trilha.observability import trail
+
+    minimum = trail.parse_level(level)
+
+    def emit(line: dict[str, Any]) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            out.print(trail.render(line))
+
+    async def main() -> None:
+        async with runtime(store, None, channel=MemoryChannel(), must_exist=True) as rt:
+            printed = 0  # records already handled (printed or filtered out)
+            ended = False
+            while True:
+                # the row first, then the trail: once the row reads terminal, the trail
+                # read after it holds every line of the execution (steps commit atomically)
+                try:
+                    ex: Execution | None = await rt.store.get_execution(execution_id)
+                except CorruptedRecord:  # the trail still tells whose it is
+                    ex = None
+                records = await rt.store.logs(execution_id)
+                if ex is None and not records and printed == 0:
+                    raise CorruptedRecord(f"execution {execution_id} cannot be read")
+                identity = (
+                    trail.Identity.of(ex)
+                    if ex is not None
+                    else trail.Identity.from_records(records)
+                )
+                # the trail is append-only and ordered by id: the records not yet
+                # handled are those past the count already handled (no store method needed)
+                fresh = records[printed:]
+                printed = len(records)
+                for line in trail.lines(fresh, identity, minimum=minimum):
+                    emit(line)
+                if not follow or (ended and not fresh):
+                    return
+                ended = ex is not None and ex.status.terminal
+                await asyncio.sleep(_FOLLOW_POLL_SECONDS)
+
+    try:
+        _run(main())
+    except KeyboardInterrupt:  # Ctrl-C ends --follow; what was printed stands
+        raise typer.Exit(0) from None
+
+
 # ------------------------------------------------------------------------------------- send
 
 
