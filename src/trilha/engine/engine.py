@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ from trilha.errors import (
     StaleLease,
     StoreError,
 )
+from trilha.observability.masking import mask_text, masked_record
 from trilha.processors.base import (
     End,
     StepContext,
@@ -165,7 +167,9 @@ class Engine(Recovery):
                 "contactId": contact_id,
             },
         )
-        return await self.store.create_execution(execution, transition, [log], replace=replace)
+        return await self.store.create_execution(
+            execution, transition, [masked_record(log)], replace=replace
+        )
 
     async def send(self, execution_id: str, text: str, *, message_id: str | None = None) -> Any:
         """Deliver a contact's reply to a stored execution (durably, then wake it).
@@ -668,6 +672,12 @@ class Engine(Recovery):
         ex = commit.execution
         if not release:
             ex.lease_expires_at = self.clock.now() + self.config.engine.lease_seconds
+        # the trail is a log sink: personal data and secrets in contexts and reasons
+        # (an error quoting a URL with a CPF, a contact's phone) are masked before it
+        commit.logs = [masked_record(r) for r in commit.logs]
+        commit.transitions = [
+            dataclasses.replace(t, reason=mask_text(t.reason)) for t in commit.transitions
+        ]
         await self.store.commit_step(commit, now=self.clock.now())
         turn.commit = StepCommit(ex, self.worker_id, commit.fencing_token)
         turn.pending = False

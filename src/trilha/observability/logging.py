@@ -19,6 +19,7 @@ import sys
 from typing import Any, TextIO
 
 from trilha.core.execution import iso
+from trilha.observability.masking import mask_value
 
 #: the wire spells WARNING as WARN (DESIGN §5)
 _LEVEL_NAMES = {"WARNING": "WARN"}
@@ -46,7 +47,7 @@ class JsonFormatter(logging.Formatter):
             context["error"] = self.formatException(record.exc_info)
         if context:
             line["context"] = context
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return json.dumps(mask_value(line), ensure_ascii=False, default=str)
 
 
 def configure(stream: TextIO | None = None, level: int = logging.INFO) -> None:

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from trilha.core.execution import Execution, LogRecord, iso
 from trilha.errors import ConfigError
+from trilha.observability.masking import mask_value
 
 #: the wire's levels, least severe first
 LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARN", "ERROR", "CRITICAL")
@@ -166,7 +167,10 @@ def wire(record: LogRecord, identity: Identity | None = None) -> dict[str, Any]:
         line["nodeType"] = record.node_type
     line["message"] = record.message
     line["context"] = context
-    return line
+    # masked again on the way out: rows written before masking existed, or by other
+    # writers, never show personal data on a terminal or in a log shipper
+    masked: dict[str, Any] = mask_value(line)
+    return masked
 
 
 def lines(
