@@ -264,7 +264,15 @@ def _replace(match: re.Match[str]) -> str:
     return text  # "keep": a UUID or a date, consumed so no rule looks inside
 
 
+#: every pattern needs one of these (a digit, ``@``, ``=``/``:`` of a key-value pair,
+#: ``Bearer``, a JWT's ``eyJ``); most log text has none and is returned untouched, which
+#: keeps masking off the step loop's profile
+_MAYBE_SENSITIVE = re.compile(r"[0-9@=:]|bearer|eyj", re.IGNORECASE)
+
+
 def _mask(text: str, pattern: re.Pattern[str]) -> str:
+    if not _MAYBE_SENSITIVE.search(text):
+        return text
     return pattern.sub(_replace, text)
 
 
@@ -277,8 +285,21 @@ def mask_text(text: str) -> str:
 # structured values
 
 
+@functools.lru_cache(maxsize=4096)
 def _normal(key: str) -> str:
+    """Keys repeat endlessly in logs (``duration``, ``outcome``): normalise each once."""
     return key.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_personal(key: str) -> bool:
+    normal = _normal(key)
+    return any(f in normal for f in _PERSONAL_FRAGMENTS)
+
+
+@functools.lru_cache(maxsize=64)
+def _secret_sets(secret_keys: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    return frozenset(k.lower() for k in secret_keys), frozenset(_normal(k) for k in secret_keys)
 
 
 def _mask_number_string(text: str) -> str:
@@ -315,8 +336,7 @@ class _Walker:
     """One recursive walk; remembers the containers on the current path (cycles)."""
 
     def __init__(self, secret_keys: Collection[str], pattern: re.Pattern[str]) -> None:
-        self.exact = frozenset(k.lower() for k in secret_keys)
-        self.normal = frozenset(_normal(k) for k in secret_keys)
+        self.exact, self.normal = _secret_sets(frozenset(secret_keys))
         self.pattern = pattern
         self.path: set[int] = set()
 
@@ -353,8 +373,7 @@ class _Walker:
                     if self.is_secret(key):
                         masked = item if item is None else MASK
                     else:
-                        personal = any(f in _normal(key) for f in _PERSONAL_FRAGMENTS)
-                        masked = self.walk(item, sensitive=personal)
+                        masked = self.walk(item, sensitive=_is_personal(key))
                     out[_mask(key, self.pattern)] = masked
                 else:
                     out[key] = self.walk(item, sensitive=False)
