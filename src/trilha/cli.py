@@ -6,6 +6,7 @@ Errors print their cause chain and exit non-zero; ``-v`` adds the traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import signal
@@ -16,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -282,7 +284,38 @@ def worker(
     ] = None,
 ) -> None:
     """Run workers and the outbox dispatcher over the store."""
+    _work(store, config, flows, until_idle=until_idle, lease_seconds=lease_seconds)
 
+
+@app.command("metrics-server")
+def metrics_server(
+    host: Annotated[str, typer.Option("--host", help="Address to serve /metrics on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 9464,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    flows: Annotated[
+        Path | None, typer.Option("--flows", help="Folder of flows to publish first.")
+    ] = None,
+) -> None:
+    """Run workers like `trilha worker` and serve Prometheus metrics at /metrics."""
+    _work(store, config, flows, until_idle=False, lease_seconds=None, serve=(host, port))
+
+
+#: how often the metrics server reads the store's queue and per-state gauges
+_STORE_GAUGES_SECONDS = 2.0
+
+
+def _work(
+    store: str | None,
+    config: Path | None,
+    flows: Path | None,
+    *,
+    until_idle: bool,
+    lease_seconds: float | None,
+    serve: tuple[str, int] | None = None,
+) -> None:
     processors = Processors.from_entry_points()
     folder = load_folder(flows, processors) if flows is not None else []
 
@@ -301,7 +334,9 @@ def worker(
         channel = None
         if cfg.channel.kind == "terminal":
             channel = TerminalChannel(out, show_conversation=True)
-        async with runtime(store, config, config=cfg, channel=channel, processors=processors) as rt:
+        async with runtime(
+            store, config, config=cfg, channel=channel, processors=processors, with_metrics=True
+        ) as rt:
             await publish_all(rt.engine, folder)
             err.print(f"[dim]{rt.engine.worker_id} on {rt.store!r}[/dim]")
             if until_idle:
@@ -311,7 +346,30 @@ def worker(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await rt.worker.run_forever(stop)
+            if serve is None or rt.metrics is None:
+                await rt.worker.run_forever(stop)
+                return
+            metrics = rt.metrics
+            await metrics.refresh_store(rt.store, rt.engine.clock.now())
+            server, thread = start_http_server(serve[1], serve[0], registry=metrics.registry)
+            err.print(f"[dim]metrics at http://{serve[0]}:{server.server_port}/metrics[/dim]")
+
+            async def gauges() -> None:
+                while not stop.is_set():
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), _STORE_GAUGES_SECONDS)
+                    with contextlib.suppress(TrilhaError):
+                        await metrics.refresh_store(rt.store, rt.engine.clock.now())
+
+            refresher = asyncio.create_task(gauges())
+            try:
+                await rt.worker.run_forever(stop)
+            finally:
+                stop.set()
+                await refresher
+                server.shutdown()
+                server.server_close()
+                thread.join(timeout=5)
 
     _run(main())
 

@@ -117,11 +117,17 @@ class ChannelConfig(WireModel):
     max_attempts: int = Field(default=10, ge=1, le=1_000)
 
 
+class MetricsConfig(WireModel):
+    #: institutions beyond the first N seen share the ``other`` label (bounded cardinality)
+    top_institutions: int = Field(default=50, ge=1, le=10_000)
+
+
 class Config(WireModel):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     dependencies: dict[str, DependencyConfig] = Field(default_factory=dict)
     channel: ChannelConfig = Field(default_factory=ChannelConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def expand_env(value: str, where: str) -> str:

@@ -25,6 +25,7 @@ from trilha.engine.operator import Operator
 from trilha.engine.worker import Worker
 from trilha.errors import ConfigError
 from trilha.flowfiles import flow_files, load_flow_file
+from trilha.observability.metrics import Metrics
 from trilha.processors.registry import Processors
 from trilha.store import open_store
 from trilha.store.base import Store
@@ -38,6 +39,7 @@ class Runtime:
     worker: Worker
     channel: Channel
     operator: Operator
+    metrics: Metrics | None = None
 
 
 def make_channel(config: Config) -> Channel:
@@ -62,6 +64,7 @@ async def runtime(
     config: Config | None = None,
     processors: Processors | None = None,
     must_exist: bool = False,
+    with_metrics: bool = False,
 ) -> AsyncIterator[Runtime]:
     cfg = config or load_config(config_path)
     store = open_store(store_url, must_exist=must_exist)
@@ -69,7 +72,8 @@ async def runtime(
     processors = processors or Processors.from_entry_points()
     chan = channel or make_channel(cfg)
     clk = clock or SystemClock()
-    engine = Engine(store, processors=processors, config=cfg, clock=clk)
+    metrics = Metrics(top_institutions=cfg.metrics.top_institutions) if with_metrics else None
+    engine = Engine(store, processors=processors, config=cfg, clock=clk, metrics=metrics)
     dispatcher = Dispatcher(
         store,
         chan,
@@ -80,7 +84,9 @@ async def runtime(
         desk=make_desk(cfg),
     )
     try:
-        yield Runtime(store, cfg, engine, Worker(engine, dispatcher), chan, Operator(store, engine))
+        yield Runtime(
+            store, cfg, engine, Worker(engine, dispatcher), chan, Operator(store, engine), metrics
+        )
     finally:
         await processors.aclose()
         await chan.aclose()

@@ -410,6 +410,15 @@ async def test_queue_stats_counts(store: Store, make: Make) -> None:
     assert mine.next_wake_at == T0 + 30
 
 
+async def test_count_by_status(store: Store, make: Make) -> None:
+    """count_by_status counts executions per status and leaves out statuses with none."""
+    assert await store.count_by_status() == {}
+    await make.create(store, wake_at=T0)
+    await make.create(store, wake_at=T0)
+    await make.create(store, status=S.WAITING_INPUT, wake_at=None)
+    assert await store.count_by_status() == {"running": 2, "waiting_input": 1}
+
+
 async def test_queue_stats_due_counts_only_claimable_work(store: Store, make: Make) -> None:
     """An execution under a live lease is counted as leased, not as due (claim_due skips it)."""
     ex = await make.create(store, wake_at=T0)

@@ -45,6 +45,7 @@ from trilha.errors import (
     StoreError,
 )
 from trilha.observability.masking import mask_text, masked_record
+from trilha.observability.metrics import Metrics, error_kind
 from trilha.processors.base import (
     End,
     StepContext,
@@ -90,6 +91,7 @@ class Engine(Recovery):
         clock: Clock | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.processors = processors or Processors.from_entry_points()
@@ -100,6 +102,10 @@ class Engine(Recovery):
         self.rng = rng or random.Random()
         self._flows: dict[tuple[str, int], Flow] = {}
         self.breakers = BreakerRegistry(self.clock)
+        #: Prometheus metrics; None records nothing
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.watch_breakers(self.breakers.all)
 
     # flows --------------------------------------------------------------------------------
 
@@ -222,6 +228,8 @@ class Engine(Recovery):
     async def advance(self, claimed: Claimed) -> None:
         """Run one claimed execution until it waits, ends, or loses its lease."""
         ex = claimed.execution
+        if self.metrics is not None and ex.wake_at is not None:
+            self.metrics.waited(self.clock.now() - ex.wake_at)
         turn = _Turn(StepCommit(ex, self.worker_id, ex.fencing_token), claimed.inbound, None)
         try:
             if claimed.corruption is not None:
@@ -480,6 +488,11 @@ class Engine(Recovery):
         now = self.clock.now()
         seq = ex.step_seq + 1
         consumed = None
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.node(node.type if node is not None else "missing", error is None)
+            if error is not None:
+                metrics.error(ex.institution_id, error_kind(error))
         if result.consumed_input and turn.inbound is not None:
             consumed = {"messageId": turn.inbound.message_id, "text": turn.inbound.text}
             commit.applied_inbox.append((turn.inbound.id, seq))
@@ -528,11 +541,11 @@ class Engine(Recovery):
             self._wait(
                 turn, S.WAITING_INPUT, "input", now + timeout, f"waiting for a reply to '{node_id}'"
             )
-            ex.turn_started_at = None
+            self._turn_over(ex, now)
         elif isinstance(result.wait, WaitTimer):
             ex.node_state = result.node_state or {}
             self._wait(turn, S.WAITING_DELAY, "timer", result.wait.due_at, f"delay at '{node_id}'")
-            ex.turn_started_at = None
+            self._turn_over(ex, now)
         elif isinstance(result.wait, WaitRecovery):
             ex.node_state = result.node_state or {}
             self._wait(
@@ -629,6 +642,7 @@ class Engine(Recovery):
             )
         self._move(turn, end.status, end.reason)
         ex.outcome = end.outcome
+        self._turn_over(ex, now)
         if end.status is not S.COMPLETED and ex.error is None:
             ex.error = {"type": end.status.value, "message": end.reason, "code": None}
         ex.waiting_for = ex.due_at = ex.wake_at = ex.turn_started_at = None
@@ -650,6 +664,12 @@ class Engine(Recovery):
                 },
             )
         )
+
+    def _turn_over(self, ex: Execution, now: float) -> None:
+        """The turn ends (the execution waits or ended): record its duration."""
+        if self.metrics is not None and ex.turn_started_at is not None:
+            self.metrics.turn(ex.flow_id, now - ex.turn_started_at)
+        ex.turn_started_at = None
 
     def _log(
         self,

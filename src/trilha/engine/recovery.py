@@ -40,6 +40,7 @@ from trilha.core.states import ExecutionStatus, Outcome
 from trilha.engine.clock import Clock
 from trilha.engine.turn import _Turn, describe_error
 from trilha.errors import FlowNotFound, StaleLease, StoreError, TrilhaError
+from trilha.observability.metrics import Metrics
 from trilha.processors.base import End, HandoffRequest, Jump, StepResult, WaitRecovery
 from trilha.resilience.dependencies import WAIT_STARTED_KEY
 from trilha.store.base import StepCommit, Store
@@ -90,6 +91,7 @@ class Recovery(ABC):
     clock: Clock
     rng: random.Random
     worker_id: str
+    metrics: Metrics | None
     _flows: dict[tuple[str, int], Flow]
 
     @abstractmethod
@@ -276,6 +278,8 @@ class Recovery(ABC):
             decision = GiveUp(f"a retry in {decision.delay:.2f}s would outlast the turn")
         if isinstance(decision, Retry):
             ex.attempts = attempt
+            if self.metrics is not None:
+                self.metrics.retry(node.type)
             due = now + decision.delay
             self._log(
                 turn,
@@ -302,6 +306,8 @@ class Recovery(ABC):
         reason = f"node '{node.id}' failed: {exc} ({decision.reason})"
         self._log(turn, "ERROR", "node.failed", node, {"error": error, "reason": decision.reason})
         if node.fallback is not None:
+            if self.metrics is not None:
+                self.metrics.fallback("node")
             self._move(turn, S.FALLBACK, f"{reason}; following its fallback")
             return StepResult(next_node=node.fallback.next, output={"fallback": node.fallback.next})
         return self._exhausted(ex, flow, node, turn, reason)
@@ -353,6 +359,8 @@ class Recovery(ABC):
             reason += f" for {limit:g}s"
         if node.fallback is not None:
             self._log(turn, "WARN", "node.degraded", node, {"dependency": dependency})
+            if self.metrics is not None:
+                self.metrics.fallback("degraded")
             self._move(turn, S.DEGRADED, f"{reason}; running degraded via the node's fallback")
             return StepResult(next_node=node.fallback.next, output={"degraded": dependency})
         self._log(turn, "ERROR", "node.failed", node, {"dependency": dependency, "reason": reason})
@@ -370,6 +378,8 @@ class Recovery(ABC):
             settings = original.settings if original is not None else settings
         decision = after_exhaustion(settings, in_fallback_flow=bool(ex.meta.get("inFallbackFlow")))
         if decision.action == "fallback_flow" and decision.flow_id:
+            if self.metrics is not None:
+                self.metrics.fallback("flow")
             self._move(turn, S.FALLBACK, f"{reason}; running fallback flow '{decision.flow_id}'")
             ex.meta = {
                 **ex.meta,
@@ -393,6 +403,8 @@ class Recovery(ABC):
             )
         if decision.action == "escalate":
             self._log(turn, "WARN", "execution.escalated", node, {"reason": reason})
+            if self.metrics is not None:
+                self.metrics.escalation()
             return StepResult(
                 messages=[ESCALATION_MESSAGE],
                 handoff=HandoffRequest("escalation", reason),
@@ -429,6 +441,8 @@ class Recovery(ABC):
             (flow.on_missing_node, "onMissingNode"),
         ):
             if target and target != missing and flow.node(target) is not None:
+                if self.metrics is not None:
+                    self.metrics.fallback("node")
                 self._move(turn, S.FALLBACK, f"{why}; following {via}")
                 return StepResult(next_node=target, output={"missing": missing, "via": target})
         return self._exhausted(ex, flow, None, turn, why)

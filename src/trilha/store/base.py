@@ -237,3 +237,6 @@ class Store(Protocol):
 
     async def list_executions(self, *, limit: int = 100) -> list[Execution]:
         """Newest first."""
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many executions are in each status (statuses with none are left out)."""

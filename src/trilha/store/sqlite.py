@@ -428,6 +428,13 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def count_by_status(self) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT status, COUNT(*) FROM executions GROUP BY status")
+            return {str(status): int(n) for status, n in rows}
+
+        return await self._read(run)
+
     async def claim_due(
         self,
         worker_id: str,

@@ -1,0 +1,197 @@
+"""Prometheus metrics (DESIGN §5), kept in a registry of their own.
+
+Each :class:`Metrics` owns a ``CollectorRegistry``, so several engines (and the
+tests) in one process never collide on the global one. The engine calls the
+cheap ``record`` methods as it works; breaker states and process CPU/memory are
+read when the registry is collected, and the store's queue and per-state gauges
+are set by :meth:`Metrics.refresh_store`, which a server calls periodically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import psutil  # type: ignore[import-untyped]  # no stubs in the test extras
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from trilha.core.states import ExecutionStatus
+from trilha.resilience.breaker import BreakerState
+
+if TYPE_CHECKING:
+    from trilha.resilience.breaker import CircuitBreaker
+    from trilha.store.base import Store
+
+#: an institution beyond the first ``top_institutions`` seen is counted under this label
+OTHER = "other"
+
+BREAKER_VALUES = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
+
+_TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class _Live(Collector):
+    """Gauges read at collection time: breaker states and process CPU/memory."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # the first reading primes the counter
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        breakers = GaugeMetricFamily(
+            "trilha_breaker_state",
+            "Circuit breaker state per dependency (0 closed, 1 half-open, 2 open).",
+            labels=["dependency"],
+        )
+        for name, breaker in sorted(self._metrics.breakers().items()):
+            breakers.add_metric([name], BREAKER_VALUES[breaker.state])
+        yield breakers
+        yield GaugeMetricFamily(
+            "trilha_process_cpu_percent",
+            "CPU used by this process since the previous reading, in percent.",
+            value=self._process.cpu_percent(None),
+        )
+        yield GaugeMetricFamily(
+            "trilha_process_resident_memory_bytes",
+            "Resident memory of this process.",
+            value=float(self._process.memory_info().rss),
+        )
+        yield GaugeMetricFamily(
+            "trilha_system_memory_percent",
+            "Memory in use on the host, in percent.",
+            value=psutil.virtual_memory().percent,
+        )
+
+
+class Metrics:
+    """The engine's Prometheus metrics; ``render()`` gives the text exposition format."""
+
+    def __init__(self, *, top_institutions: int = 50) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.top_institutions = top_institutions
+        self._institutions: set[str] = set()
+        self._breakers: Callable[[], Mapping[str, CircuitBreaker]] = dict
+        self._nodes: dict[tuple[str, bool], Any] = {}
+        r = self.registry
+        self.node_executions = Counter(
+            "trilha_node_executions",
+            "Node executions by node type and outcome (ok or error).",
+            ["node_type", "outcome"],
+            registry=r,
+        )
+        self.turn_duration = Histogram(
+            "trilha_turn_duration_seconds",
+            "Time from a turn's start until the execution waits or ends, by flow.",
+            ["flow_id"],
+            buckets=_TURN_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "trilha_errors",
+            "Node errors by institution (top N, the rest as 'other') and kind.",
+            ["institution", "kind"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "trilha_retries", "Retries scheduled, by node type.", ["node_type"], registry=r
+        )
+        self.fallbacks = Counter(
+            "trilha_fallbacks",
+            "Fallbacks taken: node, flow or degraded.",
+            ["kind"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "trilha_escalations", "Executions escalated to a person.", registry=r
+        )
+        self.queue_due = Gauge("trilha_queue_due", "Executions due now, not leased.", registry=r)
+        self.queue_waiting = Gauge(
+            "trilha_queue_waiting", "Executions waiting for input or a timer.", registry=r
+        )
+        self.outbox_pending = Gauge(
+            "trilha_outbox_pending", "Outbound messages not yet delivered.", registry=r
+        )
+        self.queue_wait = Histogram(
+            "trilha_queue_wait_seconds",
+            "Time from an execution's wake time until a worker claimed it.",
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.executions = Gauge(
+            "trilha_executions", "Active executions by status.", ["status"], registry=r
+        )
+        r.register(_Live(self))
+
+    # wiring -------------------------------------------------------------------------------
+
+    def watch_breakers(self, source: Callable[[], Mapping[str, CircuitBreaker]]) -> None:
+        """Read breaker states from ``source`` (e.g. ``engine.breakers.all``) at scrape time."""
+        self._breakers = source
+
+    def breakers(self) -> Mapping[str, CircuitBreaker]:
+        return dict(self._breakers())
+
+    # recording (the engine's hot path: keep these cheap) ---------------------------------
+
+    def institution(self, institution_id: str | None) -> str:
+        """The label for ``institution_id``: itself while among the first N seen, else 'other'."""
+        name = institution_id or "none"
+        if name in self._institutions:
+            return name
+        if len(self._institutions) < self.top_institutions:
+            self._institutions.add(name)
+            return name
+        return OTHER
+
+    def node(self, node_type: str, ok: bool) -> None:
+        # called once per step: the labelled child is cached, sparing labels()' lock and lookup
+        child = self._nodes.get((node_type, ok))
+        if child is None:
+            child = self._nodes[(node_type, ok)] = self.node_executions.labels(
+                node_type, "ok" if ok else "error"
+            )
+        child.inc()
+
+    def error(self, institution_id: str | None, kind: str) -> None:
+        self.errors.labels(self.institution(institution_id), kind).inc()
+
+    def retry(self, node_type: str) -> None:
+        self.retries.labels(node_type).inc()
+
+    def fallback(self, kind: str) -> None:
+        self.fallbacks.labels(kind).inc()
+
+    def escalation(self) -> None:
+        self.escalations.inc()
+
+    def turn(self, flow_id: str, seconds: float) -> None:
+        self.turn_duration.labels(flow_id).observe(max(seconds, 0.0))
+
+    def waited(self, seconds: float) -> None:
+        self.queue_wait.observe(max(seconds, 0.0))
+
+    # the store's gauges ------------------------------------------------------------------
+
+    async def refresh_store(self, store: Store, now: float) -> None:
+        """Set the queue, outbox and per-state gauges from ``store``."""
+        stats = await store.queue_stats(now)
+        self.queue_due.set(stats.due)
+        self.queue_waiting.set(stats.waiting)
+        self.outbox_pending.set(stats.pending_outbox)
+        counts = await store.count_by_status()
+        for status in ExecutionStatus:
+            if not status.terminal:
+                self.executions.labels(status.value).set(counts.get(status.value, 0))
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format."""
+        return generate_latest(self.registry)
+
+
+def error_kind(error: Mapping[str, Any]) -> str:
+    """A bounded label for a described error: its failure kind, else its exception type."""
+    return str(error.get("kind") or error.get("type") or "error")
