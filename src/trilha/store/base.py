@@ -12,6 +12,9 @@ The guarantees each backend must keep:
   together or not at all, and only while the caller's fencing token is the
   current one (else :class:`~trilha.errors.StaleLease`).
 * :meth:`Store.claim_due` never hands the same execution to two live leases.
+* The trail is a log sink: every stored log line's context and every transition
+  reason are masked (:func:`trilha.observability.masking.masked_record`) on the
+  way in, whoever wrote them.
 * :meth:`Store.deliver_inbound` stores a message durably before returning, and
   a repeated ``message_id`` for the conversation is acknowledged, not stored twice.
 """

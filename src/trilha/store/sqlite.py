@@ -47,6 +47,7 @@ from trilha.errors import (
     StoreError,
     StoreUnavailable,
 )
+from trilha.observability.masking import mask_text, masked_record
 from trilha.store import migrations
 from trilha.store.base import (
     Claimed,
@@ -128,12 +129,12 @@ class SQLiteStore:
             return
         self._thread = threading.Thread(target=self._serve, name="trilha-sqlite", daemon=True)
         self._thread.start()
-        await self._call(self._connect)
+        await self._call(self._connect, lifecycle=True)
 
     async def close(self) -> None:
         if self._thread is None:
             return
-        await self._call(self._disconnect)
+        await self._call(self._disconnect, lifecycle=True)
         self._jobs.put(None)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
@@ -265,10 +266,16 @@ class SQLiteStore:
             else:
                 job.future.set_exception(error)
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T], *, group: str | None = None) -> T:
+    async def _call(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        group: str | None = None,
+        lifecycle: bool = False,
+    ) -> T:
         if self._thread is None:
             raise StoreUnavailable("store is not open")
-        job = _Job(fn, group)
+        job = _Job(fn, group, lifecycle)
         self._jobs.put(job)
         return await asyncio.wrap_future(job.future)
 
@@ -502,13 +509,8 @@ class SQLiteStore:
                     "UPDATE inbox SET applied_at = ?, applied_step = ? WHERE id = ?",
                     [(now, seq, i) for i, seq in commit.applied_inbox],
                 )
-            if ex.status is ExecutionStatus.WAITING_INPUT:
-                waiting = conn.execute(
-                    "SELECT 1 FROM inbox WHERE execution_id = ? AND applied_at IS NULL LIMIT 1",
-                    (ex.id,),
-                ).fetchone()
-                if waiting is not None:
-                    wake = now  # a reply arrived while we ran: apply it next, in order
+            if ex.status is ExecutionStatus.WAITING_INPUT and _has_pending_reply(conn, ex.id):
+                wake = now  # a reply arrived while we ran: apply it next, in order
             ex.wake_at = wake
             params = [
                 v
@@ -717,13 +719,10 @@ class SQLiteStore:
             # the operator's read and this write is never rolled back
             read_seq, read_updated = execution.step_seq, execution.updated_at
             execution.updated_at = now
-            if execution.status is ExecutionStatus.WAITING_INPUT:
-                pending = conn.execute(
-                    "SELECT 1 FROM inbox WHERE execution_id = ? AND applied_at IS NULL LIMIT 1",
-                    (execution.id,),
-                ).fetchone()
-                if pending is not None:
-                    execution.wake_at = now
+            if execution.status is ExecutionStatus.WAITING_INPUT and _has_pending_reply(
+                conn, execution.id
+            ):
+                execution.wake_at = now
             execution.fencing_token = expected_token + 1
             execution.lease_owner = execution.lease_expires_at = None
             cur = conn.execute(
@@ -794,10 +793,13 @@ class SQLiteStore:
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE executions SET wake_at = ? WHERE id = ?", (wake_at, execution_id))
-            conn.execute(
-                "INSERT INTO execution_logs (execution_id, at, level, message, context)"
-                " VALUES (?,?,?,?,?)",
-                (execution_id, now, "WARN", "sweeper.rescheduled", dumps({"reason": reason})),
+            _insert_logs(
+                conn,
+                [
+                    LogRecord(
+                        execution_id, "WARN", "sweeper.rescheduled", now, context={"reason": reason}
+                    )
+                ],
             )
 
         await self._write(run)
@@ -988,16 +990,20 @@ class SQLiteStore:
 
 
 class _Job:
-    __slots__ = ("fn", "future", "group")
+    __slots__ = ("fn", "future", "group", "lifecycle")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], group: str | None) -> None:
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], group: str | None, lifecycle: bool = False
+    ) -> None:
         self.fn = fn
         self.group = group
+        #: opening and closing run without a connection; every other job needs one
+        self.lifecycle = lifecycle
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
     def run(self, conn: sqlite3.Connection | None) -> None:
         try:
-            if conn is None and self.fn.__name__ != "_connect":
+            if conn is None and not self.lifecycle:
                 raise StoreUnavailable("store is closed")
             self.future.set_result(self.fn(conn))  # type: ignore[arg-type]
         except BaseException as exc:  # handed to the awaiting caller, never lost
@@ -1211,6 +1217,17 @@ def _salvage(row: Any) -> Execution:
     )
 
 
+def _has_pending_reply(conn: sqlite3.Connection, execution_id: str) -> bool:
+    """Whether a reply waits to be applied (a waiting execution must then wake now)."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM inbox WHERE execution_id = ? AND applied_at IS NULL LIMIT 1",
+            (execution_id,),
+        ).fetchone()
+        is not None
+    )
+
+
 def _pending_inbound(conn: sqlite3.Connection, execution_id: str) -> InboundMessage | None:
     """The oldest reply not yet applied: replies are applied one at a time, in order."""
     msg = conn.execute(
@@ -1263,6 +1280,7 @@ def _row_to_outbound(row: Any) -> OutboundMessage:
 
 
 def _insert_transitions(conn: sqlite3.Connection, transitions: list[Transition]) -> None:
+    """Reasons are log text (an error quoting a URL with a CPF): masked on the way in."""
     if transitions:
         conn.executemany(
             "INSERT INTO transitions (execution_id, source, target, reason, actor, node_id, at)"
@@ -1272,7 +1290,7 @@ def _insert_transitions(conn: sqlite3.Connection, transitions: list[Transition])
                     t.execution_id,
                     t.source.value if t.source else None,
                     t.target.value,
-                    t.reason,
+                    mask_text(t.reason),
                     t.actor,
                     t.node_id,
                     t.at,
@@ -1283,7 +1301,10 @@ def _insert_transitions(conn: sqlite3.Connection, transitions: list[Transition])
 
 
 def _insert_logs(conn: sqlite3.Connection, logs: list[LogRecord]) -> None:
+    """Every trail line goes through here, whoever wrote it (engine, operator, sweeper,
+    the store itself), so personal data and secrets are masked in one place."""
     if logs:
+        logs = [masked_record(r) for r in logs]
         conn.executemany(
             "INSERT INTO execution_logs"
             " (execution_id, at, level, message, node_id, node_type, context)"
@@ -1354,7 +1375,15 @@ def _quarantine(
             now,
         ),
     )
-    conn.execute(
-        "INSERT INTO execution_logs (execution_id, at, level, message, context) VALUES (?,?,?,?,?)",
-        (execution_id, now, "ERROR", f"{kind}.corrupted", dumps({"error": {"message": reason}})),
+    _insert_logs(
+        conn,
+        [
+            LogRecord(
+                execution_id,
+                "ERROR",
+                f"{kind}.corrupted",
+                now,
+                context={"error": {"message": reason}},
+            )
+        ],
     )
