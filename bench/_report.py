@@ -16,6 +16,20 @@ from pathlib import Path
 
 import psutil
 
+from trilha.core.percentiles import percentile
+
+__all__ = [
+    "add_store_dir",
+    "drop_store_folder",
+    "filesystem_of",
+    "fmt",
+    "peak_rss_mb",
+    "percentile",
+    "print_table",
+    "rss_mb",
+    "store_folder",
+]
+
 _PROCESS = psutil.Process(os.getpid())
 
 
@@ -29,15 +43,6 @@ def peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes
     return float(peak) / (2**20 if sys.platform == "darwin" else 2**10)
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``values`` (``fraction`` in [0, 1])."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 def filesystem_of(path: Path) -> str:

@@ -30,12 +30,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from trilha.core.alerts import DEFAULT_RULES, AlertRule
 from trilha.core.flow import RetryPolicy, format_loc
 from trilha.core.wire import WireModel
 from trilha.errors import ConfigError
@@ -122,12 +124,124 @@ class MetricsConfig(WireModel):
     top_institutions: int = Field(default=50, ge=1, le=10_000)
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "OFF"]
+
+
+def _level(value: object) -> object:
+    """Levels may be written in any case, and WARNING for WARN."""
+    if isinstance(value, str):
+        upper = value.strip().upper()
+        return "WARN" if upper == "WARNING" else upper
+    return value
+
+
+class LoggingConfig(WireModel):
+    """Process logs (stdout, a rotating file) and the stored trail (DESIGN §5)."""
+
+    #: the least severe line printed to stdout and the file; OFF prints nothing
+    level: LogLevel = "INFO"
+    #: per-institution levels, overriding ``level`` for that institution's executions
+    institutions: dict[str, LogLevel] = Field(default_factory=dict)
+    #: ``auto``: a readable console form when stdout is a terminal, else JSON lines
+    format: Literal["auto", "json", "console"] = "auto"
+    #: also write JSON lines to this file, rotated at ``file_max_bytes``
+    file: str | None = Field(default=None, min_length=1)
+    file_max_bytes: int = Field(default=50 * 2**20, ge=1_024)
+    file_backups: int = Field(default=5, ge=0, le=1_000)
+    #: the least severe line kept in the store's trail; DEBUG (node entry and exit,
+    #: the default) is what makes an execution's trail complete
+    store_level: LogLevel = "DEBUG"
+    #: the trail of an execution that ended longer ago than this is deleted by the
+    #: sweeper; 0 keeps trails forever
+    retention_days: float = Field(default=30.0, ge=0, le=36_500, allow_inf_nan=False)
+
+    @field_validator("level", "store_level", mode="before")
+    @classmethod
+    def _one_level(cls, value: object) -> object:
+        return _level(value)
+
+    @field_validator("institutions", mode="before")
+    @classmethod
+    def _levels(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: _level(v) for k, v in value.items()}
+        return value
+
+
+class AlertRuleConfig(WireModel):
+    """Changes to one of the default alert rules (:data:`trilha.core.alerts.DEFAULT_RULES`)."""
+
+    enabled: bool = True
+    threshold: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    window_seconds: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
+    for_seconds: float | None = Field(default=None, ge=0, le=86_400, allow_inf_nan=False)
+    severity: Literal["critical", "warning"] | None = None
+    min_events: int | None = Field(default=None, ge=0)
+
+
+class AlertWebhookConfig(WireModel):
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL with a host, not {value!r}")
+        return value
+
+
+class AlertsConfig(WireModel):
+    enabled: bool = True
+    evaluation_interval_seconds: float = Field(default=15.0, gt=0, le=3_600)
+    #: keys: error_rate, slow_turn, queue_backlog, memory
+    rules: dict[str, AlertRuleConfig] = Field(default_factory=dict)
+    webhook: AlertWebhookConfig | None = None
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: dict[str, AlertRuleConfig]) -> dict[str, AlertRuleConfig]:
+        known = {rule.key for rule in DEFAULT_RULES}
+        for key in value:
+            if key not in known:
+                raise ValueError(
+                    f"unknown rule {key!r}: expected one of {', '.join(sorted(known))}"
+                )
+        return value
+
+    def active_rules(self) -> list[AlertRule]:
+        """The default rules with this file's changes, the disabled ones left out."""
+        rules = []
+        for rule in DEFAULT_RULES:
+            change = self.rules.get(rule.key, AlertRuleConfig())
+            if not change.enabled:
+                continue
+            rules.append(
+                replace(
+                    rule,
+                    threshold=rule.threshold if change.threshold is None else change.threshold,
+                    window_seconds=change.window_seconds or rule.window_seconds,
+                    for_seconds=(
+                        rule.for_seconds if change.for_seconds is None else change.for_seconds
+                    ),
+                    severity=change.severity or rule.severity,
+                    min_events=rule.min_events if change.min_events is None else change.min_events,
+                )
+            )
+        return rules
+
+
 class Config(WireModel):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     dependencies: dict[str, DependencyConfig] = Field(default_factory=dict)
     channel: ChannelConfig = Field(default_factory=ChannelConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 
 def expand_env(value: str, where: str) -> str:

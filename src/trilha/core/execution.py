@@ -178,6 +178,26 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """One finished turn: from what woke the execution (its start, a reply, a timer, an
+    operator) until it waits or ends. Kept so turn times can be told from the store
+    alone (``trilha stats``, the slow-turn alert), by any process."""
+
+    execution_id: str
+    institution_id: str
+    flow_id: str
+    flow_version: int
+    started_at: float
+    ended_at: float
+    #: the status the turn left the execution in (``waiting_input``, ``completed``...)
+    status: str
+
+    @property
+    def duration(self) -> float:
+        return self.ended_at - self.started_at
+
+
+@dataclass(frozen=True, slots=True)
 class Handoff:
     execution_id: str
     institution_id: str

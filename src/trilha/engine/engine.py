@@ -29,6 +29,7 @@ from trilha.core.execution import (
     LogRecord,
     OutboundMessage,
     Transition,
+    TurnRecord,
     checksum,
 )
 from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
@@ -503,10 +504,11 @@ class Engine(Recovery):
             consumed = {"messageId": turn.inbound.message_id, "text": turn.inbound.text}
             commit.applied_inbox.append((turn.inbound.id, seq))
             turn.inbound = None
+            self._log(turn, "INFO", "message.received", node, consumed)
         for name, value in result.variables.items():
             set_path(ex.variables, name, value)
         for i, text in enumerate(result.messages):
-            commit.outbox.append(_outbound(ex, seq, str(i), text, now))
+            self._send(turn, node, _outbound(ex, seq, str(i), text, now))
         if result.handoff is not None:
             commit.handoffs.append(
                 Handoff(
@@ -535,11 +537,11 @@ class Engine(Recovery):
             self._wait(
                 turn, S.WAITING_INPUT, "input", now + timeout, f"waiting for a reply to '{node_id}'"
             )
-            self._turn_over(ex, now)
+            self._turn_over(turn, now)
         elif isinstance(result.wait, WaitTimer):
             ex.node_state = result.node_state or {}
             self._wait(turn, S.WAITING_DELAY, "timer", result.wait.due_at, f"delay at '{node_id}'")
-            self._turn_over(ex, now)
+            self._turn_over(turn, now)
         elif isinstance(result.wait, WaitRecovery):
             ex.node_state = result.node_state or {}
             self._wait(
@@ -621,10 +623,10 @@ class Engine(Recovery):
         if message:
             seq = ex.step_seq + 1
             ex.step_seq = seq
-            turn.commit.outbox.append(_outbound(ex, seq, "end", message, now))
+            self._send(turn, None, _outbound(ex, seq, "end", message, now))
         self._move(turn, end.status, end.reason)
         ex.outcome = end.outcome
-        self._turn_over(ex, now)
+        self._turn_over(turn, now)
         if end.status is not S.COMPLETED and ex.error is None:
             ex.error = {"type": end.status.value, "message": end.reason, "code": None}
         ex.waiting_for = ex.due_at = ex.wake_at = ex.turn_started_at = None
@@ -647,11 +649,38 @@ class Engine(Recovery):
             )
         )
 
-    def _turn_over(self, ex: Execution, now: float) -> None:
-        """The turn ends (the execution waits or ended): record its duration."""
-        if self.metrics is not None and ex.turn_started_at is not None:
+    def _turn_over(self, turn: _Turn, now: float) -> None:
+        """The turn ends (the execution waits or ended): record its duration, in the
+        metrics and in the store (``trilha stats`` and the slow-turn alert read it)."""
+        ex = turn.commit.execution
+        if ex.turn_started_at is None:
+            return
+        if self.metrics is not None:
             self.metrics.turn(ex.flow_id, now - ex.turn_started_at)
+        turn.commit.turns.append(
+            TurnRecord(
+                ex.id,
+                ex.institution_id,
+                ex.flow_id,
+                ex.flow_version,
+                ex.turn_started_at,
+                now,
+                ex.status.value,
+            )
+        )
         ex.turn_started_at = None
+
+    def _send(self, turn: _Turn, node: NodeBase | None, message: OutboundMessage) -> None:
+        """Queue ``message`` for the contact in this step's commit, and say so in the trail
+        (the store masks the text), so the trail alone tells what the contact was told."""
+        turn.commit.outbox.append(message)
+        self._log(
+            turn,
+            "INFO",
+            "message.sent",
+            node,
+            {"idempotencyKey": message.idempotency_key, "text": message.text},
+        )
 
     def _log(
         self,

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from trilha.core.alerts import AlertState
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -33,6 +34,7 @@ from trilha.core.execution import (
     OutboundMessage,
     TranscriptEntry,
     Transition,
+    TurnRecord,
 )
 
 
@@ -50,6 +52,8 @@ class StepCommit:
     applied_inbox: list[tuple[int, int]] = field(default_factory=list)
     handoffs: list[Handoff] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
+    #: turns that ended in this run of steps (the execution now waits or ended)
+    turns: list[TurnRecord] = field(default_factory=list)
     #: give the lease up after the commit (the execution waits or ended)
     release: bool = True
 
@@ -97,6 +101,60 @@ class QueueStats:
     waiting: int
     pending_outbox: int
     next_wake_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTypeStats:
+    node_type: str
+    runs: int
+    errors: int
+    mean_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class FlowTurnStats:
+    flow_id: str
+    turns: int
+    mean_seconds: float
+    p95_seconds: float
+    max_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class InstitutionErrors:
+    institution_id: str
+    errors: int
+    failed_executions: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlowNode:
+    flow_id: str
+    node_id: str
+    node_type: str | None
+    runs: int
+    mean_seconds: float
+    max_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Aggregates over the steps and turns since a time, for ``trilha stats``."""
+
+    since: float
+    node_types: list[NodeTypeStats]
+    flows: list[FlowTurnStats]
+    institutions: list[InstitutionErrors]
+    slowest_nodes: list[SlowNode]
+
+
+@dataclass(frozen=True, slots=True)
+class LongestTurn:
+    """The longest turn finished since a time or still running, for the slow-turn alert."""
+
+    seconds: float
+    execution_id: str
+    running: bool
 
 
 class Store(Protocol):
@@ -243,3 +301,33 @@ class Store(Protocol):
 
     async def count_by_status(self) -> dict[str, int]:
         """How many executions are in each status (statuses with none are left out)."""
+
+    # observability --------------------------------------------------------------
+    async def step_outcomes(self, since: float) -> tuple[int, int]:
+        """(node executions, failed ones) among steps started at or after ``since``."""
+
+    async def longest_turn(self, since: float, now: float) -> LongestTurn | None:
+        """The longest turn that ended at or after ``since``, or is still running at
+        ``now`` (its length so far), whichever is longer; ``None`` when there are none."""
+
+    async def stats(
+        self, since: float, *, institution_id: str | None = None, limit: int = 10
+    ) -> StoreStats:
+        """Success by node type, turn times by flow (mean, p95, max), errors by
+        institution and the ``limit`` slowest nodes, over steps and turns since ``since``."""
+
+    async def purge_logs(self, ended_before: float, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` trail lines of executions that ended before
+        ``ended_before`` (log retention); a live execution keeps its whole trail.
+        Returns how many lines went."""
+
+    async def save_alert(self, state: AlertState, *, expected: AlertState | None) -> bool:
+        """Store an alert's new state only if the stored one is still ``expected``
+        (``None``: no row yet); False when another process moved it first, so that
+        one notification goes out per change however many processes evaluate."""
+
+    async def alerts(self) -> list[AlertState]:
+        """Every alert's current state, by rule and instance."""
+
+    async def alert_history(self, *, limit: int = 50) -> list[AlertState]:
+        """The latest alert state changes, newest first."""

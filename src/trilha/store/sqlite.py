@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from trilha.core.alerts import AlertState, AlertStatus
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -34,9 +35,11 @@ from trilha.core.execution import (
     OutboundMessage,
     TranscriptEntry,
     Transition,
+    TurnRecord,
     checksum,
     dumps,
 )
+from trilha.core.percentiles import percentile
 from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
 from trilha.errors import (
     ConversationBusy,
@@ -51,10 +54,16 @@ from trilha.observability.masking import mask_text, masked_record
 from trilha.store import migrations
 from trilha.store.base import (
     Claimed,
+    FlowTurnStats,
     InboundResult,
+    InstitutionErrors,
+    LongestTurn,
+    NodeTypeStats,
     QueueStats,
+    SlowNode,
     StepCommit,
     StoredFlow,
+    StoreStats,
     Stuck,
 )
 
@@ -598,6 +607,7 @@ class SQLiteStore:
                         for h in commit.handoffs
                     ],
                 )
+            _insert_turns(conn, commit.turns)
             _insert_logs(conn, commit.logs)
 
         await self._call(run, group="commit")
@@ -988,6 +998,199 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    # observability ---------------------------------------------------------------------
+
+    async def step_outcomes(self, since: float) -> tuple[int, int]:
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            total, errors = conn.execute(
+                "SELECT COUNT(*), COUNT(error) FROM checkpoints WHERE started_at >= ?"
+                " AND node_type IS NOT NULL",
+                (since,),
+            ).fetchone()
+            return int(total), int(errors)
+
+        return await self._read(run)
+
+    async def longest_turn(self, since: float, now: float) -> LongestTurn | None:
+        def run(conn: sqlite3.Connection) -> LongestTurn | None:
+            found: list[LongestTurn] = []
+            row = conn.execute(
+                "SELECT duration, execution_id FROM turns WHERE ended_at >= ?"
+                " ORDER BY duration DESC LIMIT 1",
+                (since,),
+            ).fetchone()
+            if row is not None:
+                found.append(LongestTurn(float(row[0]), row[1], running=False))
+            row = conn.execute(
+                "SELECT turn_started_at, id FROM executions WHERE turn_started_at IS NOT NULL"
+                " ORDER BY turn_started_at LIMIT 1"
+            ).fetchone()
+            if row is not None:
+                found.append(LongestTurn(max(0.0, now - float(row[0])), row[1], running=True))
+            return max(found, key=lambda t: t.seconds, default=None)
+
+        return await self._read(run)
+
+    async def stats(
+        self, since: float, *, institution_id: str | None = None, limit: int = 10
+    ) -> StoreStats:
+        def run(conn: sqlite3.Connection) -> StoreStats:
+            join, where, params = "", "", list[Any]([since])
+            if institution_id is not None:
+                join = " JOIN executions e ON e.id = c.execution_id"
+                where = " AND e.institution_id = ?"
+                params.append(institution_id)
+            node_types = [
+                NodeTypeStats(r[0], r[1], r[2], r[3])
+                for r in conn.execute(
+                    "SELECT c.node_type, COUNT(*), COUNT(c.error), AVG(c.duration)"
+                    " FROM checkpoints c" + join + " WHERE c.started_at >= ?"
+                    " AND c.node_type IS NOT NULL" + where + " GROUP BY c.node_type"
+                    " ORDER BY COUNT(*) DESC",
+                    params,
+                )
+            ]
+            slowest = [
+                SlowNode(r[0], r[1], r[2], r[3], r[4], r[5])
+                for r in conn.execute(
+                    "SELECT x.flow_id, c.node_id, c.node_type, COUNT(*), AVG(c.duration),"
+                    " MAX(c.duration) FROM checkpoints c JOIN executions x"
+                    " ON x.id = c.execution_id WHERE c.started_at >= ?"
+                    " AND c.node_id IS NOT NULL"
+                    + where.replace("e.", "x.")
+                    + " GROUP BY x.flow_id, c.node_id ORDER BY AVG(c.duration) DESC LIMIT ?",
+                    [*params, limit],
+                )
+            ]
+            twhere, tparams = (
+                ("", [since]) if institution_id is None else (" AND institution_id = ?", params)
+            )
+            durations: dict[str, list[float]] = {}
+            for flow_id, duration in conn.execute(
+                "SELECT flow_id, duration FROM turns WHERE ended_at >= ?" + twhere, tparams
+            ):
+                durations.setdefault(flow_id, []).append(float(duration))
+            flows = [
+                FlowTurnStats(
+                    flow_id,
+                    len(values),
+                    sum(values) / len(values),
+                    percentile(values, 0.95),
+                    max(values),
+                )
+                for flow_id, values in sorted(durations.items())
+            ]
+            errors: dict[str, list[int]] = {}
+            for inst, count in conn.execute(
+                "SELECT e.institution_id, COUNT(*) FROM checkpoints c JOIN executions e"
+                " ON e.id = c.execution_id WHERE c.started_at >= ? AND c.error IS NOT NULL"
+                + where
+                + " GROUP BY e.institution_id",
+                params,
+            ):
+                errors.setdefault(inst, [0, 0])[0] = count
+            ewhere = "" if institution_id is None else " AND institution_id = ?"
+            for inst, count in conn.execute(
+                "SELECT institution_id, COUNT(*) FROM executions WHERE ended_at >= ?"
+                " AND status = 'failed'" + ewhere + " GROUP BY institution_id",
+                params,
+            ):
+                errors.setdefault(inst, [0, 0])[1] = count
+            institutions = sorted(
+                (InstitutionErrors(k, v[0], v[1]) for k, v in errors.items()),
+                key=lambda i: (-i.errors, -i.failed_executions, i.institution_id),
+            )
+            return StoreStats(since, node_types, flows, institutions, slowest)
+
+        return await self._read(run)
+
+    async def purge_logs(self, ended_before: float, *, limit: int = 10_000) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "DELETE FROM execution_logs WHERE id IN (SELECT l.id FROM executions e"
+                " JOIN execution_logs l ON l.execution_id = e.id"
+                " WHERE e.ended_at < ? LIMIT ?)",
+                (ended_before, limit),
+            )
+            return int(cur.rowcount)
+
+        return await self._write(run)
+
+    async def save_alert(self, state: AlertState, *, expected: AlertState | None) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            values = (
+                state.status.value,
+                state.severity,
+                state.value,
+                state.threshold,
+                state.summary,
+                state.active_at,
+                state.fired_at,
+                state.resolved_at,
+                state.updated_at,
+            )
+            if expected is None:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO alerts (state, severity, value, threshold, summary,"
+                    " active_at, fired_at, resolved_at, updated_at, rule, instance)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (*values, state.rule, state.instance),
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE alerts SET state = ?, severity = ?, value = ?, threshold = ?,"
+                    " summary = ?, active_at = ?, fired_at = ?, resolved_at = ?, updated_at = ?"
+                    " WHERE rule = ? AND instance = ? AND state = ? AND updated_at = ?",
+                    (
+                        *values,
+                        state.rule,
+                        state.instance,
+                        expected.status.value,
+                        expected.updated_at,
+                    ),
+                )
+            if cur.rowcount != 1:
+                return False
+            if expected is None or expected.status is not state.status:
+                conn.execute(
+                    "INSERT INTO alert_history (rule, instance, state, value, summary, at)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (
+                        state.rule,
+                        state.instance,
+                        state.status.value,
+                        state.value,
+                        state.summary,
+                        state.updated_at,
+                    ),
+                )
+            return True
+
+        return await self._write(run)
+
+    async def alerts(self) -> list[AlertState]:
+        def run(conn: sqlite3.Connection) -> list[AlertState]:
+            rows = conn.execute(
+                "SELECT rule, instance, state, severity, value, threshold, summary, active_at,"
+                " fired_at, resolved_at, updated_at FROM alerts ORDER BY rule, instance"
+            ).fetchall()
+            return [_row_to_alert(r) for r in rows]
+
+        return await self._read(run)
+
+    async def alert_history(self, *, limit: int = 50) -> list[AlertState]:
+        def run(conn: sqlite3.Connection) -> list[AlertState]:
+            rows = conn.execute(
+                "SELECT h.rule, h.instance, h.state, a.severity, h.value, a.threshold,"
+                " h.summary, NULL, NULL, NULL, h.at FROM alert_history h"
+                " LEFT JOIN alerts a ON a.rule = h.rule AND a.instance = h.instance"
+                " ORDER BY h.id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [_row_to_alert(r) for r in rows]
+
+        return await self._read(run)
+
 
 class _Job:
     __slots__ = ("fn", "future", "group", "lifecycle")
@@ -1298,6 +1501,43 @@ def _insert_transitions(conn: sqlite3.Connection, transitions: list[Transition])
                 for t in transitions
             ],
         )
+
+
+def _insert_turns(conn: sqlite3.Connection, turns: list[TurnRecord]) -> None:
+    if turns:
+        conn.executemany(
+            "INSERT INTO turns (execution_id, institution_id, flow_id, flow_version, started_at,"
+            " ended_at, duration, status) VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (
+                    t.execution_id,
+                    t.institution_id,
+                    t.flow_id,
+                    t.flow_version,
+                    t.started_at,
+                    t.ended_at,
+                    t.duration,
+                    t.status,
+                )
+                for t in turns
+            ],
+        )
+
+
+def _row_to_alert(row: Any) -> AlertState:
+    return AlertState(
+        rule=row[0],
+        instance=row[1],
+        status=AlertStatus(row[2]),
+        severity=row[3] or "warning",
+        value=row[4],
+        threshold=row[5] if row[5] is not None else float("nan"),
+        summary=row[6],
+        active_at=row[7],
+        fired_at=row[8],
+        resolved_at=row[9],
+        updated_at=row[10],
+    )
 
 
 def _insert_logs(conn: sqlite3.Connection, logs: list[LogRecord]) -> None:
