@@ -22,6 +22,7 @@ from trilha.core.execution import (
     CHECKPOINT_SCHEMA_VERSION,
     Checkpoint,
     Execution,
+    LogRecord,
     checksum,
     restore_state,
 )
@@ -74,6 +75,15 @@ def _verified_state(cp: Checkpoint) -> dict[str, Any] | None:
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
         return None
     return state if isinstance(state, dict) else None
+
+
+def _open_entry(turn: _Turn, node_id: str | None) -> LogRecord | None:
+    """The ``node.entered`` line of ``node_id`` this turn, if no ``node.left`` followed it."""
+    for record in reversed(turn.commit.logs):
+        if record.message in ("node.entered", "node.left"):
+            entered = record.message == "node.entered" and record.node_id == node_id
+            return record if entered and node_id is not None else None
+    return None
 
 
 class Recovery(ABC):
@@ -158,6 +168,9 @@ class Recovery(ABC):
             {
                 "error": {"type": "CorruptedRecord", "message": reason},
                 "restoredFromCheckpoint": restored_from,
+                # the flow version it runs on from here, so the trail alone tells it
+                "flowId": ex.flow_id,
+                "flowVersion": ex.flow_version,
             },
         )
         if ex.status is not S.RECOVERING:
@@ -218,6 +231,20 @@ class Recovery(ABC):
 
     def _turn_timeout(self, ex: Execution, flow: Flow, turn: _Turn, node_id: str | None) -> None:
         limit = flow.settings.fallback.timeout_seconds
+        entered = _open_entry(turn, node_id)
+        if entered is not None:  # the deadline cut this node off: its entry gets its exit
+            now = self.clock.now()
+            turn.commit.logs.append(
+                LogRecord(
+                    ex.id,
+                    "DEBUG",
+                    "node.left",
+                    now,
+                    entered.node_id,
+                    entered.node_type,
+                    {"duration": round(now - entered.at, 6), "outcome": "timeout"},
+                )
+            )
         self._log(
             turn,
             "WARN",
@@ -266,7 +293,7 @@ class Recovery(ABC):
         dependency = getattr(node, "dependency", None)
         retry_after = parse_retry_after(details.get("retry_after"), now)
         if kind is ErrorKind.DEPENDENCY_UNAVAILABLE:
-            return self._dependency_down(ex, flow, node, turn, details, dependency)
+            return self._dependency_down(ex, flow, node, turn, details, dependency, error)
         dep_config = self.config.dependencies.get(dependency) if dependency else None
         policy = effective_retry(node, flow.settings, getattr(dep_config, "retry", None))
         decision = retry_decision(
@@ -320,6 +347,7 @@ class Recovery(ABC):
         turn: _Turn,
         details: dict[str, Any],
         dependency: str | None,
+        error: dict[str, Any],
     ) -> StepResult:
         """A dependency's breaker is open (DESIGN §4): wait for it when the node says so,
         else run degraded through the node's fallback; a node with neither waits for the
@@ -345,7 +373,12 @@ class Recovery(ABC):
                 "WARN",
                 "dependency.waiting",
                 node,
-                {"dependency": dependency, "until": due, "waitedSeconds": now - started},
+                {
+                    "dependency": dependency,
+                    "until": due,
+                    "waitedSeconds": now - started,
+                    "error": error,
+                },
             )
             return StepResult(
                 wait=WaitRecovery(
@@ -358,12 +391,20 @@ class Recovery(ABC):
         if limit is not None:
             reason += f" for {limit:g}s"
         if node.fallback is not None:
-            self._log(turn, "WARN", "node.degraded", node, {"dependency": dependency})
+            self._log(
+                turn, "WARN", "node.degraded", node, {"dependency": dependency, "error": error}
+            )
             if self.metrics is not None:
                 self.metrics.fallback("degraded")
             self._move(turn, S.DEGRADED, f"{reason}; running degraded via the node's fallback")
             return StepResult(next_node=node.fallback.next, output={"degraded": dependency})
-        self._log(turn, "ERROR", "node.failed", node, {"dependency": dependency, "reason": reason})
+        self._log(
+            turn,
+            "ERROR",
+            "node.failed",
+            node,
+            {"dependency": dependency, "reason": reason, "error": error},
+        )
         return self._exhausted(ex, flow, node, turn, reason)
 
     def _exhausted(
