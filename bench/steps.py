@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -37,11 +38,13 @@ from _report import (
     store_folder,
 )
 from trilha.channels.memory import MemoryChannel
-from trilha.config import Config, EngineConfig
+from trilha.config import Config, EngineConfig, LoggingConfig
 from trilha.core.flow import load_flow
 from trilha.engine.clock import SystemClock
 from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.engine import Engine
+from trilha.observability.logging import configure as configure_logging
+from trilha.observability.metrics import Metrics
 from trilha.processors.registry import Processors
 from trilha.store.base import Claimed
 from trilha.store.sqlite import SQLiteStore
@@ -104,11 +107,25 @@ async def run_engine(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     store = SQLiteStore(folder / "bench-steps.db")  # synchronous=FULL is the default
     await store.open()
     processors = Processors.from_entry_points()
-    config = Config(engine=EngineConfig(batch_size=args.batch_size))
+    config = Config(
+        engine=EngineConfig(batch_size=args.batch_size),
+        logging=LoggingConfig(store_level=args.store_level),
+    )
+    if args.log_level != "none":
+        # the process log as a worker writes it (JSON lines), into a file: the cost of
+        # shaping, masking and writing, not of a terminal
+        sink = open(args.log_file, "w", encoding="utf-8")  # noqa: SIM115, ASYNC230
+        configure_logging(LoggingConfig(level=args.log_level, format="json"), stream=sink)
     clock = SystemClock()
+    metrics = Metrics() if args.metrics else None
     engines = [
         TimedEngine(
-            store, processors=processors, config=config, clock=clock, worker_id=f"bench-{i}"
+            store,
+            processors=processors,
+            config=config,
+            clock=clock,
+            worker_id=f"bench-{i}",
+            metrics=metrics,
         )
         for i in range(args.workers)
     ]
@@ -208,8 +225,30 @@ def main() -> None:
     parser.add_argument(
         "--raw-seconds", type=float, default=2.0, help="duration of each plain-sqlite3 run"
     )
+    parser.add_argument(
+        "--log-level",
+        default="none",
+        type=str.upper,
+        choices=["NONE", "OFF", "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"],
+        help="process log level (JSON lines into --log-file); NONE leaves the pipeline"
+        " unconfigured, as a library embedding the engine would",
+    )
+    parser.add_argument("--log-file", default=os.devnull, help="where --log-level lines go")
+    parser.add_argument(
+        "--store-level",
+        default="DEBUG",
+        type=str.upper,
+        choices=["OFF", "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"],
+        help="the least severe trail line stored (DEBUG: node entry/exit, the default)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="record Prometheus metrics as `trilha worker` does (off: no registry at all)",
+    )
     add_store_dir(parser)
     args = parser.parse_args()
+    args.log_level = args.log_level.replace("NONE", "none")
 
     folder = store_folder(args.store_dir)
     wall = time.perf_counter()
@@ -219,6 +258,10 @@ def main() -> None:
             f" {args.workers} worker loop(s), batch {args.batch_size}"
         )
         print(f"store: {folder} on {filesystem_of(folder)}, synchronous=FULL, WAL")
+        print(
+            f"process log: {args.log_level}, stored trail from {args.store_level},"
+            f" metrics {'on' if args.metrics else 'off'}"
+        )
         result = asyncio.run(run_engine(args, folder))
         single = raw_sqlite(folder / "raw-1.db", 1, args.raw_seconds)
         grouped = raw_sqlite(folder / "raw-10.db", 10, args.raw_seconds)

@@ -3,6 +3,7 @@ engine wired to an in-memory channel, and a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -15,13 +16,15 @@ from typing import Any
 import pytest
 
 from trilha.channels.memory import MemoryChannel
-from trilha.config import Config
+from trilha.config import Config, LoggingConfig
 from trilha.core.execution import Execution
 from trilha.core.flow import Flow, load_flow
 from trilha.engine.clock import FakeClock
 from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.engine import Engine
 from trilha.engine.worker import Worker
+from trilha.observability.logging import configure as configure_logging
+from trilha.observability.logging import reset as reset_logging
 from trilha.processors.registry import Processors
 from trilha.store.sqlite import SQLiteStore
 
@@ -186,3 +189,34 @@ def http_server() -> Iterator[LocalServer]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# --------------------------------------------------------------------------- process log
+
+
+@dataclass
+class ProcessLog:
+    """The process log pipeline configured onto a string buffer, read back as JSON."""
+
+    stream: io.StringIO
+
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text().splitlines() if line.strip()]
+
+    def messages(self) -> list[str]:
+        return [line["message"] for line in self.lines()]
+
+
+@pytest.fixture
+def process_log() -> Iterator[ProcessLog]:
+    """JSON process lines at DEBUG into a buffer; the pipeline is reset afterwards.
+    Reconfigure with ``configure(LoggingConfig(...), stream=process_log.stream)``."""
+    stream = io.StringIO()
+    configure_logging(LoggingConfig(level="DEBUG", format="json"), stream=stream)
+    try:
+        yield ProcessLog(stream)
+    finally:
+        reset_logging()

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from trilha.channels.memory import MemoryChannel
 from trilha.channels.terminal import TerminalChannel
-from trilha.config import EngineConfig, load_config
+from trilha.config import EngineConfig, LoggingConfig, load_config
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import Flow, flow_json_schema
 from trilha.core.states import ExecutionStatus, Outcome
@@ -62,6 +62,15 @@ ConfigOpt = Annotated[
     typer.Option("--config", help="Configuration file (default ./trilha.toml if present)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+LogLevelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        envvar="TRILHA_LOG_LEVEL",
+        help="Process log level on stdout: DEBUG, INFO, WARN, ERROR, CRITICAL or OFF"
+        " (default [logging] level, INFO).",
+    ),
+]
 
 
 @app.callback()
@@ -282,9 +291,17 @@ def worker(
         float | None,
         typer.Option("--lease-seconds", help="Lease length (default from config, 30)."),
     ] = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Run workers and the outbox dispatcher over the store."""
-    _work(store, config, flows, until_idle=until_idle, lease_seconds=lease_seconds)
+    _work(
+        store,
+        config,
+        flows,
+        until_idle=until_idle,
+        lease_seconds=lease_seconds,
+        log_level=log_level,
+    )
 
 
 @app.command("metrics-server")
@@ -298,9 +315,28 @@ def metrics_server(
     flows: Annotated[
         Path | None, typer.Option("--flows", help="Folder of flows to publish first.")
     ] = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Run workers like `trilha worker` and serve Prometheus metrics at /metrics."""
-    _work(store, config, flows, until_idle=False, lease_seconds=None, serve=(host, port))
+    _work(
+        store,
+        config,
+        flows,
+        until_idle=False,
+        lease_seconds=None,
+        serve=(host, port),
+        log_level=log_level,
+    )
+
+
+def _with_level(config: LoggingConfig, level: str) -> LoggingConfig:
+    """``config`` with the global level ``--log-level`` gave (validated like the file's)."""
+    try:
+        return LoggingConfig.model_validate({**config.model_dump(), "level": level})
+    except ValidationError:
+        raise ConfigError(
+            f"--log-level {level!r}: expected one of DEBUG, INFO, WARN, ERROR, CRITICAL, OFF"
+        ) from None
 
 
 #: how often the metrics server reads the store's queue and per-state gauges
@@ -315,12 +351,17 @@ def _work(
     until_idle: bool,
     lease_seconds: float | None,
     serve: tuple[str, int] | None = None,
+    log_level: str | None = None,
 ) -> None:
     processors = Processors.from_entry_points()
     folder = load_folder(flows, processors) if flows is not None else []
 
     async def main() -> None:
         cfg = load_config(config)
+        logging_cfg = cfg.logging
+        if log_level is not None:
+            logging_cfg = _with_level(logging_cfg, log_level)
+        configure_logging(logging_cfg)
         if lease_seconds is not None:
             try:
                 engine_cfg = EngineConfig.model_validate(
@@ -547,6 +588,163 @@ def logs(
         raise typer.Exit(0) from None
 
 
+# ------------------------------------------------------------------------------------ stats
+
+
+@app.command()
+def stats(
+    since: Annotated[
+        str,
+        typer.Option("--since", help="Window: a span back (90s, 30m, 1h, 2d) or an ISO time."),
+    ] = "1h",
+    institution: Annotated[
+        str | None, typer.Option("--institution", help="Only this institution's executions.")
+    ] = None,
+    store: StoreOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many slowest nodes.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Aggregates from the store: success by node type, turn times by flow, errors by
+    institution and the slowest nodes. Only reads the store."""
+    import time
+
+    from trilha.observability import stats as view
+    from trilha.store import open_store
+    from trilha.store.base import StoreStats
+
+    start = view.parse_since(since, time.time())
+
+    async def main() -> StoreStats:
+        st = open_store(store, must_exist=True)
+        await st.open()
+        try:
+            return await st.stats(start, institution_id=institution, limit=limit)
+        finally:
+            await st.close()
+
+    result = _run(main())
+    if as_json:
+        data = view.stats_json(result, institution_id=institution)
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        return
+    out.print(escape(view.heading(result, institution_id=institution)))
+    for table in view.tables(result):
+        out.print(table)
+
+
+# ----------------------------------------------------------------------------------- alerts
+
+#: ``trilha alerts`` exits with this when an alert is firing (1 is an error, 2 bad usage)
+ALERTS_FIRING_EXIT = 3
+
+
+@app.command()
+def alerts(
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    evaluate: Annotated[
+        bool,
+        typer.Option("--evaluate", help="Evaluate the rules now (and notify) before printing."),
+    ] = False,
+    history: Annotated[
+        bool, typer.Option("--history", help="Also show the latest state changes.")
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="How many changes --history shows.")
+    ] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show every alert rule's state (inactive, pending, firing, resolved) from the store.
+    Exits 3 when an alert is firing, so scripts can tell."""
+    from rich.table import Column
+
+    from trilha.core.alerts import AlertState, AlertStatus
+    from trilha.engine.clock import SystemClock
+    from trilha.observability import alerts as view
+    from trilha.store import open_store
+
+    cfg = load_config(config)
+    clock = SystemClock()
+
+    async def main() -> tuple[list[AlertState], list[AlertState]]:
+        st = open_store(store, must_exist=True)
+        await st.open()
+        try:
+            evaluated: list[AlertState] = []
+            if evaluate:
+                evaluator = view.AlertEvaluator(st, cfg, clock)
+                try:
+                    evaluated = await evaluator.evaluate()
+                finally:  # a one-shot command waits for its webhook's retries
+                    await evaluator.aclose(grace_seconds=None)
+            stored = await st.alerts()
+            keys = {(s.rule, s.instance) for s in stored}
+            stored += [s for s in evaluated if (s.rule, s.instance) not in keys]
+            shown = view.shown_states(stored, cfg.alerts.active_rules(), clock.now())
+            changes = await st.alert_history(limit=limit) if history else []
+            return shown, changes
+        finally:
+            await st.close()
+
+    shown, changes = _run(main())
+    firing = any(s.status is AlertStatus.FIRING for s in shown)
+    if as_json:
+        data: dict[str, Any] = {"alerts": [view.alert_json(s) for s in shown]}
+        if history:
+            data["history"] = [
+                {k: v for k, v in view.alert_json(c).items() if k in _CHANGE_KEYS} for c in changes
+            ]
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        raise typer.Exit(ALERTS_FIRING_EXIT if firing else 0)
+    now = clock.now()
+    table = Table("instance", "state", "severity", "value", "threshold", "since")
+    table.columns.insert(0, Column("rule", no_wrap=True))
+    for s in shown:
+        since = {
+            AlertStatus.PENDING: s.active_at,
+            AlertStatus.FIRING: s.fired_at,
+            AlertStatus.RESOLVED: s.resolved_at,
+        }.get(s.status)
+        table.add_row(
+            s.rule,
+            escape(s.instance) or "-",
+            _ALERT_STYLES.get((s.status.value, s.severity), "{}").format(s.status.value),
+            s.severity,
+            view.format_value(s.rule, s.value),
+            view.format_value(s.rule, s.threshold),
+            view.format_age(now - since) if since is not None else "-",
+        )
+    out.print(table)
+    if history:
+        changes_table = Table(
+            "at", "rule", "instance", "state", "value", title="changes", title_justify="left"
+        )
+        for c in changes:
+            changes_table.add_row(
+                iso(c.updated_at) or "-",
+                c.rule,
+                escape(c.instance) or "-",
+                c.status.value,
+                view.format_value(c.rule, c.value),
+            )
+        out.print(changes_table)
+    raise typer.Exit(ALERTS_FIRING_EXIT if firing else 0)
+
+
+_ALERT_STYLES = {
+    ("firing", "critical"): "[bold red]{}[/bold red]",
+    ("firing", "warning"): "[bold yellow]{}[/bold yellow]",
+    ("pending", "critical"): "[yellow]{}[/yellow]",
+    ("pending", "warning"): "[yellow]{}[/yellow]",
+    ("resolved", "critical"): "[green]{}[/green]",
+    ("resolved", "warning"): "[green]{}[/green]",
+    ("inactive", "critical"): "[dim]{}[/dim]",
+    ("inactive", "warning"): "[dim]{}[/dim]",
+}
+#: what a history line carries: the change, not the alert's other times
+_CHANGE_KEYS = ("status", "rule", "instance", "severity", "value", "summary", "updatedAt")
+
+
 # ------------------------------------------------------------------------------------- send
 
 
@@ -715,8 +913,11 @@ def sweep(
 
 
 def main() -> None:
-    """Entry point: typer handles usage errors; trilha errors print their cause chain, exit 1."""
-    configure_logging()
+    """Entry point: typer handles usage errors; trilha errors print their cause chain, exit 1.
+
+    One-shot commands print WARN and worse process lines to stderr (their stdout is
+    the command's answer); the long-running ones reconfigure from ``[logging]``."""
+    configure_logging(LoggingConfig(level="WARN"), stream=sys.stderr)
     try:
         app()
     except TrilhaError as exc:

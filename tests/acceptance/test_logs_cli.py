@@ -84,7 +84,11 @@ def test_json_lines_are_the_stored_trail_in_order_with_the_wire_shape(
     assert [x["timestamp"] for x in lines] == sorted(x["timestamp"] for x in lines)
     messages = [x["message"] for x in lines]
     assert messages[0] == "execution.started"
-    assert lines[0]["context"]["metadata"] == {"flowId": "onboarding", "flowVersion": 1}
+    assert lines[0]["context"]["metadata"] == {
+        "flowId": "onboarding",
+        "flowVersion": 1,
+        "actor": "cli",
+    }
     assert "execution.state_changed" in messages
     assert "execution.ended" in messages
     entered = [x for x in lines if x["message"] == "node.entered"]
@@ -120,7 +124,7 @@ def test_console_form_prints_one_readable_line_per_record(
     assert len(printed) == len(stored_trail(db, ex_id))
     for line in printed:
         assert CONSOLE.match(line), line
-    assert " INFO  welcome execution.started flowId=onboarding flowVersion=1" in printed[0]
+    assert "INFO  welcome execution.started actor=cli flowId=onboarding flowVersion=1" in printed[0]
     assert any(" DEBUG ask_name node.left duration=" in line for line in printed)
 
 

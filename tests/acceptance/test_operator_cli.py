@@ -147,7 +147,8 @@ def test_sweep_moves_a_lost_wake_on(cli: Any, tmp_path: Path, store: str) -> Non
     result = cli("sweep", "--store", store)
     assert ok(result).splitlines() == [f"{eid}  waiting_input  no wake time: rescheduled"]
     assert "1 stuck execution moved on" in result.stderr
-    assert '"message": "sweeper.rescheduled"' in result.stderr
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [line["message"] for line in logged] == ["sweeper.rescheduled"]
     again = cli("sweep", "--store", store)
     assert ok(again) == "" and "0 stuck executions moved on" in again.stderr
     ok(cli("worker", "--until-idle", "--store", store))

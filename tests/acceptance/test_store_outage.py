@@ -220,7 +220,8 @@ def test_worker_survives_a_store_outage(outage: Outage, cli: Any, tmp_path: Path
     )
     ids = start_all(store, config)
     worker = cli.spawn("worker", "--store", store, "--config", config)
-    stderr, _ = Lines(worker.stderr), Lines(worker.stdout)
+    # the worker's process log (JSON lines, DESIGN §5) is its stdout
+    _, stdout = Lines(worker.stderr), Lines(worker.stdout)
     try:
         wait_for("every execution to ask", lambda: count(db, "waiting_input", "first") == len(ids))
         acked = reply_all(store, config, ids, "one")
@@ -228,16 +229,19 @@ def test_worker_survives_a_store_outage(outage: Outage, cli: Any, tmp_path: Path
         committed = set(query(db, "SELECT execution_id, seq, checksum FROM checkpoints"))
 
         with outage.make():
-            wait_for("a CRITICAL line", lambda: bool(stderr.events("CRITICAL")), timeout=30)
+            wait_for("a CRITICAL line", lambda: bool(stdout.events("CRITICAL")), timeout=30)
             with pytest.raises(StoreUnavailable, match=error):
                 reply_all(store, config, ids[:1], "lost")  # refused, so never acknowledged
             time.sleep(2)  # the worker keeps retrying through the outage
-            assert worker.poll() is None, "\n".join(stderr.lines)
-            (critical,) = stderr.events("CRITICAL")  # one line per outage, not per retry
+            assert worker.poll() is None, "\n".join(stdout.lines)
+            (critical,) = stdout.events("CRITICAL")  # one line per outage, not per retry
             assert critical["message"] == "store.unavailable"
-            assert error in critical["context"]["error"]
-        wait_for("the store to answer", lambda: bool(stderr.events("WARN")), timeout=30)
-        assert any(e["message"] == "store.available" for e in stderr.events("WARN"))
+            assert error in critical["context"]["error"]["message"]
+        wait_for(
+            "the store to answer",
+            lambda: any(e["message"] == "store.available" for e in stdout.events("WARN")),
+            timeout=30,
+        )
         wait_for(
             "every loop to finish",
             lambda: count(db, "waiting_input", "second") == len(ids),

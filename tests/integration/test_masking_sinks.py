@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from trilha.config import Config, DependencyConfig
-from trilha.observability.logging import JsonFormatter, fields
+from trilha.observability.logging import get_logger
 from trilha.observability.trail import Identity, lines
 
 CPF = "12345678909"
@@ -53,21 +51,16 @@ async def test_trail_and_history_mask_a_cpf_in_an_error(
     assert ex.id in printed  # execution ids stay readable
 
 
-def test_process_log_lines_are_masked() -> None:
+def test_process_log_lines_are_masked(process_log: Any) -> None:
     """The JSON process log masks e-mails, phones and secrets in messages and fields."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    log = logging.getLogger("trilha.test.masking")
-    log.addHandler(handler)
-    log.propagate = False
-    try:
-        log.warning(
-            "contact ana@example.com wrote",
-            extra=fields(phone=PHONE, headers={"Authorization": "Bearer abc.def"}),
-        )
-    finally:
-        log.removeHandler(handler)
-    line = stream.getvalue()
-    assert "ana@example.com" not in line and PHONE not in line and "abc.def" not in line
-    assert json.loads(line)["level"] == "WARN"
+    log = get_logger("trilha.test.masking")
+    log.warning(
+        "contact ana@example.com wrote",
+        phone=PHONE,
+        headers={"Authorization": "Bearer abc.def"},
+    )
+    text = process_log.text()
+    assert "ana@example.com" not in text and PHONE not in text and "abc.def" not in text
+    (line,) = process_log.lines()
+    assert line["level"] == "WARN"
+    assert line["context"]["metadata"]["logger"] == "trilha.test.masking"

@@ -9,11 +9,9 @@ claim the execution, and let the sweeper move it on.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 from typing import Any
 
-import pytest
 from test_operator import ASK, DELAY  # tests/integration is on sys.path (rootdir mode)
 
 from trilha.core.execution import Execution
@@ -161,17 +159,16 @@ async def test_terminal_and_paused_are_never_touched(harness: Any) -> None:
         )
 
 
-async def test_run_until_idle_sweeps_first(harness: Any, caplog: pytest.LogCaptureFixture) -> None:
+async def test_run_until_idle_sweeps_first(harness: Any, process_log: Any) -> None:
     """A run over the whole store sweeps it first, with a WARN line per execution moved."""
     ex = await started(harness, DELAY)
     set_wake(harness, ex.id, None)
     harness.clock.advance(61)
-    with caplog.at_level(logging.WARNING, logger="trilha.sweeper"):
-        await harness.settle()
+    await harness.settle()
     assert (await harness.get(ex.id)).status is S.COMPLETED
-    (record,) = caplog.records
-    assert (record.levelname, record.getMessage()) == ("WARNING", "sweeper.rescheduled")
-    assert vars(record)["fields"]["executionId"] == ex.id
+    (line,) = [line for line in process_log.lines() if line["message"] == "sweeper.rescheduled"]
+    assert line["level"] == "WARN" and line["executionId"] == ex.id
+    assert line["context"]["metadata"]["logger"] == "trilha.sweeper"
 
 
 async def test_run_forever_sweeps_periodically(harness: Any) -> None:

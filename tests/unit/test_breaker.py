@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from trilha.engine.clock import FakeClock
 from trilha.resilience.breaker import (
+    MANY_REFUSED,
     BreakerRegistry,
     BreakerSettings,
     BreakerState,
@@ -135,3 +138,24 @@ def test_registry_shares_one_breaker_per_dependency(clock: FakeClock) -> None:
     crm.record_failure()
     assert crm.state is BreakerState.OPEN
     assert set(registry.all()) == {"crm", "nlp"}
+
+
+def test_its_moves_are_process_log_lines(clock: FakeClock, process_log: Any) -> None:
+    """Opened (WARN), refusing many calls (CRITICAL, once per opening), closed (INFO)."""
+    breaker = CircuitBreaker("crm", BreakerSettings(failure_threshold=2, open_seconds=30), clock)
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.record_failure()
+    for _ in range(MANY_REFUSED * 2):
+        assert not breaker.allow()
+    clock.advance(31)
+    assert breaker.allow()
+    breaker.record_success()
+    lines = [(line["level"], line["message"]) for line in process_log.lines()]
+    assert lines == [
+        ("WARN", "breaker.opened"),
+        ("CRITICAL", "breaker.open_affecting_many"),
+        ("INFO", "breaker.closed"),
+    ]
+    critical = process_log.lines()[1]["context"]["metadata"]
+    assert critical["dependency"] == "crm" and critical["refusedCalls"] == MANY_REFUSED

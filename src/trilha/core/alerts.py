@@ -57,8 +57,8 @@ class AlertRule:
 
     def describe(self, value: float | None) -> str:
         """One line for people: what was measured against what."""
-        shown = "n/a" if value is None else _format(self.signal, value)
-        limit = _format(self.signal, self.threshold)
+        shown = "n/a" if value is None else format_signal(self.signal, value)
+        limit = format_signal(self.signal, self.threshold)
         window = f" over {_span(self.window_seconds)}" if self.signal in _WINDOWED else ""
         return f"{_LABELS[self.signal]} {shown}{window} (threshold {limit})"
 
@@ -91,7 +91,8 @@ _LABELS = {
 }
 
 
-def _format(signal: Signal, value: float) -> str:
+def format_signal(signal: Signal | None, value: float) -> str:
+    """A signal's value as people read it: a percentage, seconds or a count."""
     if signal in (Signal.ERROR_RATE, Signal.MEMORY):
         return f"{value:.1%}"
     if signal is Signal.TURN_SECONDS:

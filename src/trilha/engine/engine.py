@@ -44,7 +44,9 @@ from trilha.errors import (
     StaleLease,
     StoreError,
 )
+from trilha.observability.logging import echo_trail
 from trilha.observability.metrics import Metrics, error_kind
+from trilha.observability.trail import level_rank
 from trilha.processors.base import (
     End,
     StepContext,
@@ -115,6 +117,9 @@ class Engine(Recovery):
         self.metrics = metrics
         if metrics is not None:
             metrics.watch_breakers(self.breakers.all)
+        #: trail lines below this rank are echoed to the process log but not stored
+        #: (``logging.store_level``; 0 keeps every line, node entry and exit included)
+        self._store_floor = level_rank(self.config.logging.store_level)
 
     # flows --------------------------------------------------------------------------------
 
@@ -186,9 +191,12 @@ class Engine(Recovery):
                 "institutionId": institution_id,
                 "conversationId": conversation_id,
                 "contactId": contact_id,
+                "actor": actor,
             },
         )
-        return await self.store.create_execution(execution, transition, [log], replace=replace)
+        created = await self.store.create_execution(execution, transition, [log], replace=replace)
+        echo_trail([log], created)
+        return created
 
     async def send(self, execution_id: str, text: str, *, message_id: str | None = None) -> Any:
         """Deliver a contact's reply to a stored execution (durably, then wake it).
@@ -436,10 +444,25 @@ class Engine(Recovery):
         )
         turn.steps += 1
         if not done and result.jump is not None and target_flow is not None:
+            source = (flow.id, flow.version)
             flow = target_flow
             ex.flow_id, ex.flow_version = flow.id, flow.version
             ex.current_node_id = result.jump.node_id or flow.start
             ex.node_state, ex.attempts = {}, 0
+            # the trail must say which flow version runs from here (a fallback flow,
+            # a sub-flow): node ids alone are ambiguous across flows
+            self._log(
+                turn,
+                "INFO",
+                "execution.flow_changed",
+                None,
+                {
+                    "flowId": flow.id,
+                    "flowVersion": flow.version,
+                    "fromFlowId": source[0],
+                    "fromFlowVersion": source[1],
+                },
+            )
         return flow, done
 
     async def _input_timeout(self, ex: Execution, turn: _Turn) -> None:
@@ -447,6 +470,7 @@ class Engine(Recovery):
         node = flow.node(ex.current_node_id or "")
         if isinstance(node, QuestionNode) and node.on_timeout:
             self._move(turn, S.RUNNING, f"no reply to '{node.id}' in time; following onTimeout")
+            ex.turn_started_at = self.clock.now()  # a turn like any other: bounded, recorded
             ex.current_node_id, ex.node_state = node.on_timeout, {}
             ex.waiting_for = ex.due_at = None
             await self._run_nodes(ex, flow, turn)
@@ -637,7 +661,7 @@ class Engine(Recovery):
                 ex.id,
                 level,
                 "execution.ended",
-                now,
+                self.clock.now(),  # after the state change it follows, never before
                 ex.current_node_id,
                 None,
                 {
@@ -709,6 +733,10 @@ class Engine(Recovery):
         ex = commit.execution
         if not release:
             ex.lease_expires_at = self.clock.now() + self.config.engine.lease_seconds
+        logs = commit.logs
+        if self._store_floor:
+            commit.logs = [r for r in logs if level_rank(r.level) >= self._store_floor]
         await self.store.commit_step(commit, now=self.clock.now())
+        echo_trail(logs, ex)
         turn.commit = StepCommit(ex, self.worker_id, commit.fencing_token)
         turn.pending = False

@@ -30,6 +30,7 @@ from trilha.core.execution import Execution, LogRecord, Transition
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.engine import Engine
 from trilha.errors import FlowError, IllegalTransition, StaleLease
+from trilha.observability.logging import echo_trail
 from trilha.store.base import Store
 
 S = ExecutionStatus
@@ -141,11 +142,13 @@ class Operator:
                 ex.id, "INFO", f"operator.{operation}", now, ex.current_node_id, None, context
             )
             try:
-                return await self.store.operator_write(
+                written = await self.store.operator_write(
                     ex, expected_token=token, transitions=transitions, logs=[log], now=now
                 )
             except StaleLease:
                 continue
+            echo_trail([log], written)
+            return written
         raise StaleLease(
             f"execution {execution_id} kept changing; {operation} was not applied"
             f" after {self.attempts} attempts, try again"

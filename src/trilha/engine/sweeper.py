@@ -14,30 +14,56 @@ Terminal and paused executions are never touched.
 
 from __future__ import annotations
 
-import logging
-
+from trilha.core.execution import iso
 from trilha.core.states import ExecutionStatus
 from trilha.engine.clock import Clock
 from trilha.errors import CorruptedRecord, ExecutionNotFound
-from trilha.observability.logging import fields
+from trilha.observability.logging import get_logger
 from trilha.store.base import Store, Stuck
 
-log = logging.getLogger("trilha.sweeper")
+log = get_logger("trilha.sweeper")
 
 
 class Sweeper:
     """Finds active executions that nothing will move on and reschedules them."""
 
-    def __init__(self, store: Store, clock: Clock, *, grace_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        grace_seconds: float = 30.0,
+        retention_seconds: float = 0.0,
+    ) -> None:
         self.store = store
         self.clock = clock
         #: how long past its due time a wait may sit before it counts as stuck
         self.grace_seconds = grace_seconds
+        #: trails of executions that ended longer ago than this are deleted (0: never)
+        self.retention_seconds = retention_seconds
+
+    async def purge_trails(self, *, batch: int = 5_000, max_batches: int = 20) -> int:
+        """Apply the log retention: delete the trails of executions that ended more than
+        ``retention_seconds`` ago, in batches so the store's writer is never held long
+        (what is left goes on the next sweep). Returns how many lines went."""
+        if self.retention_seconds <= 0:
+            return 0
+        cutoff = self.clock.now() - self.retention_seconds
+        total = 0
+        for _ in range(max_batches):
+            deleted = await self.store.purge_logs(cutoff, limit=batch)
+            total += deleted
+            if deleted < batch:
+                break
+        if total:
+            log.info("trail.purged", lines=total, endedBefore=iso(cutoff))
+        return total
 
     async def sweep(self) -> list[Stuck]:
         """Reschedule every stuck execution; returns what was moved."""
         now = self.clock.now()
         stuck = await self.store.find_stuck(now, grace_seconds=self.grace_seconds)
+        await self.purge_trails()
         moved: list[Stuck] = []
         for item in stuck:
             wake_at = await self._wake_time(item, now)
@@ -48,12 +74,10 @@ class Sweeper:
             )
             log.warning(
                 "sweeper.rescheduled",
-                extra=fields(
-                    executionId=item.execution_id,
-                    status=item.status,
-                    reason=item.reason,
-                    wakeInSeconds=round(wake_at - now, 3),
-                ),
+                executionId=item.execution_id,
+                status=item.status,
+                reason=item.reason,
+                wakeInSeconds=round(wake_at - now, 3),
             )
             moved.append(item)
         return moved

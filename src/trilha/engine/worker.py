@@ -4,7 +4,9 @@
 once nothing is due, leased or waiting to be delivered (future timers do not
 keep it alive). ``run_forever`` polls, sleeping until the next wake time or
 the poll interval, whichever is sooner, and runs the sweeper every
-``sweep_interval_seconds``.
+``sweep_interval_seconds``, and evaluates the alert rules every
+``[alerts] evaluation_interval_seconds`` (unless ``[alerts] enabled = false``);
+a failed evaluation is one ERROR line, never the end of the worker.
 
 When the store fails (unreachable, read-only, disk full) ``run_forever`` does
 not crash: it logs one CRITICAL line when the outage starts, backs off
@@ -18,16 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 
 from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.engine import Engine
 from trilha.engine.sweeper import Sweeper
 from trilha.errors import StoreError, StoreUnavailable
-from trilha.observability.logging import fields
+from trilha.observability.alerts import AlertEvaluator
+from trilha.observability.logging import get_logger
 
-log = logging.getLogger("trilha.worker")
+log = get_logger("trilha.worker")
 
 
 class Worker:
@@ -39,12 +41,20 @@ class Worker:
         sweeper: Sweeper | None = None,
         sweep_interval_seconds: float = 30.0,
         max_backoff_seconds: float = 10.0,
+        alerts: AlertEvaluator | None = None,
     ) -> None:
         self.engine = engine
         self.dispatcher = dispatcher
-        self.sweeper = sweeper or Sweeper(engine.store, engine.clock)
+        self.sweeper = sweeper or Sweeper(
+            engine.store,
+            engine.clock,
+            retention_seconds=engine.config.logging.retention_days * 86_400,
+        )
         self.sweep_interval_seconds = sweep_interval_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        #: the alert evaluator; ``None`` makes ``run_forever`` build one from the config
+        #: (and close it when it stops)
+        self.alerts = alerts
         #: when the current store outage began (clock time), ``None`` while the store answers
         self.outage_since: float | None = None
 
@@ -83,8 +93,24 @@ class Worker:
         backoff = interval
         next_sweep = clock.now()
         inflight: set[asyncio.Task[None]] = set()
+        settings = self.engine.config.alerts
+        alerts = self.alerts
+        own_alerts = alerts is None and settings.enabled
+        if own_alerts:
+            alerts = AlertEvaluator(self.engine.store, self.engine.config, clock)
+        next_alerts = clock.now()
         try:
             while not stop.is_set():
+                if (
+                    alerts is not None
+                    and settings.enabled
+                    # not during a store outage: that is reported once already, and
+                    # the alerts' states live in that store
+                    and self.outage_since is None
+                    and clock.now() >= next_alerts
+                ):
+                    await alerts.evaluate_logged()  # logs its failures, never raises
+                    next_alerts = clock.now() + settings.evaluation_interval_seconds
                 try:
                     if clock.now() >= next_sweep:
                         await self.sweeper.sweep()
@@ -123,27 +149,26 @@ class Worker:
                 if self.dispatcher is not None:  # deliver what those last steps said
                     with contextlib.suppress(StoreError):
                         await self.dispatcher.run_once()
+            if own_alerts and alerts is not None:
+                await alerts.aclose()
 
     def _store_failed(self, exc: StoreError) -> None:
         """One CRITICAL line per outage, not per retry; other store errors are ERROR lines."""
-        context = fields(workerId=self.engine.worker_id, error=str(exc), code=exc.code)
+        context = {"workerId": self.engine.worker_id, "error": str(exc), "code": exc.code}
         if self.outage_since is not None:
             return
         if isinstance(exc, StoreUnavailable):
             self.outage_since = self.engine.clock.now()
-            log.critical("store.unavailable", extra=context)
+            log.critical("store.unavailable", **context)
         else:
-            log.error("worker.store_error", extra=context)
+            log.error("worker.store_error", **context)
 
     def _store_answered(self) -> None:
         if self.outage_since is None:
             return
         down = self.engine.clock.now() - self.outage_since
         self.outage_since = None
-        log.warning(
-            "store.available",
-            extra=fields(workerId=self.engine.worker_id, downSeconds=round(down, 3)),
-        )
+        log.warning("store.available", workerId=self.engine.worker_id, downSeconds=round(down, 3))
 
 
 async def _wait(

@@ -131,12 +131,15 @@ def wire_error(value: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return {"type": None, "message": str(value), "stack": None}, {}
 
 
-def wire(record: LogRecord, identity: Identity | None = None) -> dict[str, Any]:
+def wire(
+    record: LogRecord, identity: Identity | None = None, *, mask: bool = True
+) -> dict[str, Any]:
     """The DESIGN §5 wire object of one stored trail line.
 
     The identity fields come from ``identity`` (the execution row), falling back to
     what the record's own context holds; ``nodeId``/``nodeType`` are left out when
-    the record has none, as are ``duration``, ``error`` and an empty ``metadata``."""
+    the record has none, as are ``duration``, ``error`` and an empty ``metadata``.
+    ``mask=False`` is for a caller that masked ``record`` and ``identity`` itself."""
     ident = (identity or Identity()).wire()
     context: dict[str, Any] = {
         key: ident[key] if ident[key] is not None else record.context.get(key)
@@ -167,6 +170,8 @@ def wire(record: LogRecord, identity: Identity | None = None) -> dict[str, Any]:
         line["nodeType"] = record.node_type
     line["message"] = record.message
     line["context"] = context
+    if not mask:  # the caller masked the record and the identity already
+        return line
     # masked again on the way out: rows written before masking existed, or by other
     # writers, never show personal data on a terminal or in a log shipper
     masked: dict[str, Any] = mask_value(line)

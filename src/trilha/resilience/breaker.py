@@ -5,6 +5,10 @@ breaker opens after ``failure_threshold`` consecutive transient failures,
 fails calls fast for ``open_seconds``, then lets ``half_open_probes`` calls
 through: a success closes it, a failure opens it again. The clock is
 injected so the state machine is tested without sleeping.
+
+Every move is a process log line (``breaker.opened`` WARN, ``breaker.closed``
+INFO); an open breaker that has refused :data:`MANY_REFUSED` calls is a systemic
+failure and says so once per opening, at CRITICAL (DESIGN §5).
 """
 
 from __future__ import annotations
@@ -12,7 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import structlog
+
 from trilha.engine.clock import Clock
+
+log = structlog.get_logger("trilha.breaker")
+
+#: calls refused by one opening of a breaker that make it a systemic failure
+MANY_REFUSED = 10
 
 
 class BreakerState(StrEnum):
@@ -39,19 +50,32 @@ class CircuitBreaker:
     probes_in_flight: int = 0
     #: state changes, newest last: (at, state) — for metrics and logs
     changes: list[tuple[float, BreakerState]] = field(default_factory=list)
+    #: calls refused since the breaker last opened
+    refused: int = 0
 
     def allow(self) -> bool:
         """Whether a call may go out now (a half-open breaker admits a few probes)."""
         if self.state is BreakerState.OPEN:
             assert self.opened_at is not None
             if self.clock.now() - self.opened_at < self.settings.open_seconds:
-                return False
+                return self._refuse()
             self._move(BreakerState.HALF_OPEN)
         if self.state is BreakerState.HALF_OPEN:
             if self.probes_in_flight >= self.settings.half_open_probes:
-                return False
+                return self._refuse()
             self.probes_in_flight += 1
         return True
+
+    def _refuse(self) -> bool:
+        self.refused += 1
+        if self.refused == MANY_REFUSED:
+            log.critical(
+                "breaker.open_affecting_many",
+                dependency=self.name,
+                refusedCalls=self.refused,
+                openForSeconds=round(self.clock.now() - (self.opened_at or 0.0), 3),
+            )
+        return False
 
     def retry_at(self) -> float | None:
         """When an open breaker lets a probe through (``None`` unless open)."""
@@ -82,9 +106,19 @@ class CircuitBreaker:
             self._move(BreakerState.OPEN)
 
     def _move(self, state: BreakerState) -> None:
-        self.state = state
+        was, self.state = self.state, state
         if state is not BreakerState.HALF_OPEN:
             self.probes_in_flight = 0
+        if state is BreakerState.OPEN and was is BreakerState.CLOSED:
+            self.refused = 0
+            log.warning(
+                "breaker.opened",
+                dependency=self.name,
+                failures=self.failures,
+                openSeconds=self.settings.open_seconds,
+            )
+        elif state is BreakerState.CLOSED:
+            log.info("breaker.closed", dependency=self.name, refusedCalls=self.refused)
         self.changes.append((self.clock.now(), state))
         del self.changes[:-100]
 

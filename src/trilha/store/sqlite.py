@@ -1023,7 +1023,7 @@ class SQLiteStore:
                 found.append(LongestTurn(float(row[0]), row[1], running=False))
             row = conn.execute(
                 "SELECT turn_started_at, id FROM executions WHERE turn_started_at IS NOT NULL"
-                " ORDER BY turn_started_at LIMIT 1"
+                f" AND status NOT IN ({_TERMINAL_SQL}, 'paused') ORDER BY turn_started_at LIMIT 1"
             ).fetchone()
             if row is not None:
                 found.append(LongestTurn(max(0.0, now - float(row[0])), row[1], running=True))

@@ -1,0 +1,242 @@
+"""The process log pipeline (structlog): the DESIGN §5 wire shape, the trail echoed
+after each commit, levels global and per institution, the console form, the rotating
+file, what the store keeps (``store_level``) and the trail's retention."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trilha.config import Config, LoggingConfig
+from trilha.engine.sweeper import Sweeper
+from trilha.observability.logging import configure, get_logger
+
+WIRE_KEYS = {"timestamp", "level", "executionId", "message", "context"}
+CONTEXT_KEYS = {"institutionId", "conversationId", "contactId"}
+
+CHAT = {
+    "id": "chat",
+    "start": "hi",
+    "nodes": [
+        {"id": "hi", "type": "message", "text": "Olá! Qual é o seu e-mail?", "next": "ask"},
+        {"id": "ask", "type": "question", "text": "E-mail?", "variable": "email", "next": "bye"},
+        {"id": "bye", "type": "message", "text": "Obrigado, {{email}}.", "next": "end"},
+        {"id": "end", "type": "end"},
+    ],
+}
+
+
+def _check_wire(line: dict[str, Any]) -> None:
+    """Exactly the wire shape: the fixed keys, optional node fields, a context with
+    the identity and only duration/error/metadata besides."""
+    assert WIRE_KEYS <= set(line) <= WIRE_KEYS | {"nodeId", "nodeType"}
+    assert line["timestamp"].endswith("Z") and "T" in line["timestamp"]
+    assert line["level"] in {"DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"}
+    context = line["context"]
+    assert CONTEXT_KEYS <= set(context) <= CONTEXT_KEYS | {"duration", "error", "metadata"}
+    if "error" in context:
+        assert set(context["error"]) == {"type", "message", "stack"}
+
+
+async def _chat(h: Any, institution: str = "inst-1", conversation: str = "c1") -> str:
+    await h.publish(CHAT)
+    ex = await h.start("chat", conversation, institution_id=institution)
+    await h.settle()
+    await h.reply(ex.id, "ana.souza@example.com")
+    return str(ex.id)
+
+
+def test_a_process_event_has_the_wire_shape(process_log: Any) -> None:
+    """Fields land where the wire puts them; the rest goes into metadata; an exception
+    becomes ``{type, message, stack}``."""
+    log = get_logger("trilha.worker")
+    log.critical(
+        "store.unavailable", workerId="w-1", executionId="e-1", institutionId="i-1", code="locked"
+    )
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        log.exception("worker.crashed")
+    first, second = process_log.lines()
+    for line in (first, second):
+        _check_wire(line)
+    assert first["level"] == "CRITICAL" and first["message"] == "store.unavailable"
+    assert first["executionId"] == "e-1"
+    assert first["context"]["institutionId"] == "i-1"
+    assert first["context"]["metadata"] == {
+        "workerId": "w-1",
+        "code": "locked",
+        "logger": "trilha.worker",
+    }
+    assert second["level"] == "ERROR" and second["executionId"] is None
+    error = second["context"]["error"]
+    assert error["type"] == "RuntimeError" and error["message"] == "boom"
+    assert "Traceback" in error["stack"] and "raise RuntimeError" in error["stack"]
+
+
+async def test_the_trail_is_echoed_at_info(
+    make_harness: Callable[..., Any], process_log: Any
+) -> None:
+    """At INFO stdout tells the execution's story (start, state changes, what was sent
+    and received, masked, the end) without node entry/exit; every line is wire-shaped."""
+    configure(LoggingConfig(level="INFO", format="json"), stream=process_log.stream)
+    h = make_harness()
+    execution_id = await _chat(h)
+    lines = process_log.lines()
+    for line in lines:
+        _check_wire(line)
+    ours = [line for line in lines if line["executionId"] == execution_id]
+    messages = [line["message"] for line in ours]
+    assert messages[0] == "execution.started"
+    assert messages[-1] == "execution.ended"
+    assert "node.entered" not in messages and "node.left" not in messages
+    assert messages.count("message.sent") == 3  # greeting, question, thanks
+    assert messages.count("message.received") == 1
+    assert "execution.state_changed" in messages
+    assert all(line["context"]["institutionId"] == "inst-1" for line in ours)
+    assert "ana.souza@example.com" not in process_log.text()
+    received = next(line for line in ours if line["message"] == "message.received")
+    assert "@" in received["context"]["metadata"]["text"]  # masked, not dropped
+
+
+async def test_debug_adds_node_entry_and_exit_with_durations(
+    make_harness: Callable[..., Any], process_log: Any
+) -> None:
+    h = make_harness()
+    execution_id = await _chat(h)
+    ours = [line for line in process_log.lines() if line["executionId"] == execution_id]
+    left = [line for line in ours if line["message"] == "node.left"]
+    entered = [line for line in ours if line["message"] == "node.entered"]
+    assert [line["nodeId"] for line in entered] == ["hi", "ask", "ask", "bye", "end"]
+    assert len(left) == len(entered)
+    assert all(isinstance(line["context"]["duration"], float) for line in left)
+    assert all(line["nodeType"] for line in left)
+
+
+async def test_levels_per_institution(make_harness: Callable[..., Any], process_log: Any) -> None:
+    """The global level is ERROR, but one institution is watched at DEBUG: only its
+    executions show on stdout."""
+    configure(
+        LoggingConfig(level="ERROR", institutions={"watched": "debug"}, format="json"),
+        stream=process_log.stream,
+    )
+    h = make_harness()
+    quiet = await _chat(h, "quiet", "c1")
+    watched = await _chat(h, "watched", "c2")
+    get_logger("trilha.test").info("noise", institutionId="quiet")
+    get_logger("trilha.test").info("signal", institutionId="watched")
+    seen = {line["executionId"] for line in process_log.lines()}
+    assert watched in seen and quiet not in seen
+    assert "signal" in process_log.messages() and "noise" not in process_log.messages()
+
+
+async def test_off_prints_nothing(make_harness: Callable[..., Any], process_log: Any) -> None:
+    configure(LoggingConfig(level="OFF"), stream=process_log.stream)
+    h = make_harness()
+    await _chat(h)
+    get_logger("trilha.test").critical("still.quiet")
+    assert process_log.text() == ""
+
+
+async def test_console_form_is_one_readable_line_each(
+    make_harness: Callable[..., Any], process_log: Any
+) -> None:
+    configure(LoggingConfig(level="INFO", format="console"), stream=process_log.stream)
+    h = make_harness()
+    await _chat(h)
+    text = process_log.text()
+    assert not text.lstrip().startswith("{")
+    lines = text.splitlines()
+    assert any(" INFO  hi execution.started " in line for line in lines), lines[:3]
+    assert any("message.received" in line and "text=" in line for line in lines)
+    assert "ana.souza@example.com" not in text
+
+
+async def test_rotating_file_keeps_json_lines(
+    make_harness: Callable[..., Any], process_log: Any, tmp_path: Path
+) -> None:
+    """The file gets JSON lines (even when stdout is in console form) and rotates at
+    ``file_max_bytes`` keeping ``file_backups`` old files."""
+    path = tmp_path / "logs" / "trilha.log"
+    configure(
+        LoggingConfig(
+            level="DEBUG",
+            format="console",
+            file=str(path),
+            file_max_bytes=4_096,
+            file_backups=2,
+        ),
+        stream=process_log.stream,
+    )
+    h = make_harness()
+    for i in range(6):
+        await _chat(h, conversation=f"c{i}")
+    logging.getLogger("trilha").handlers[-1].flush()
+    files = sorted(path.parent.iterdir())
+    assert [f.name for f in files] == ["trilha.log", "trilha.log.1", "trilha.log.2"]
+    for file in files:
+        assert file.stat().st_size <= 4_096 + 2_048  # one line may cross the limit
+        for raw in file.read_text(encoding="utf-8").splitlines():
+            _check_wire(json.loads(raw))
+
+
+def test_a_stdlib_record_under_trilha_is_shaped_too(process_log: Any) -> None:
+    logging.getLogger("trilha.plugin").warning("plugin says hi to +5511987654321")
+    (line,) = process_log.lines()
+    _check_wire(line)
+    assert line["level"] == "WARN"
+    assert "+5511987654321" not in line["message"]
+    assert line["context"]["metadata"]["logger"] == "trilha.plugin"
+
+
+async def test_store_level_keeps_node_lines_out_of_the_store(
+    make_harness: Callable[..., Any], process_log: Any
+) -> None:
+    """``store_level = INFO`` keeps node entry/exit out of the trail, yet stdout at
+    DEBUG still shows them."""
+    h = make_harness(Config(logging=LoggingConfig(store_level="INFO")))
+    execution_id = await _chat(h)
+    stored = {r.message for r in await h.store.logs(execution_id)}
+    assert "node.entered" not in stored and "execution.ended" in stored
+    assert "node.entered" in process_log.messages()
+
+
+async def test_retention_purges_only_old_ended_trails(make_harness: Callable[..., Any]) -> None:
+    h = make_harness(Config(logging=LoggingConfig(retention_days=0)))  # the worker keeps all
+    ended = await _chat(h, conversation="old")
+    waiting_flow = {**CHAT, "id": "waits"}
+    await h.publish(waiting_flow)
+    waiting = await h.start("waits", "still-asking")
+    await h.settle()
+    h.clock.advance(31 * 86_400)
+    recent = await _chat(h, conversation="new")
+    sweeper = Sweeper(h.store, h.clock, retention_seconds=30 * 86_400)
+    purged = await sweeper.purge_trails(batch=3)
+    assert purged > 0
+    assert await h.store.logs(ended) == []
+    assert await h.store.logs(waiting.id)  # still live: its whole trail stays
+    assert await h.store.logs(recent)  # ended, but within the retention
+    assert await sweeper.purge_trails() == 0
+    assert await Sweeper(h.store, h.clock).purge_trails() == 0  # 0 keeps trails forever
+
+
+async def test_the_worker_applies_the_retention(make_harness: Callable[..., Any]) -> None:
+    """The worker's sweep purges by ``logging.retention_days`` (30 by default)."""
+    h = make_harness()
+    ended = await _chat(h, conversation="old")
+    h.clock.advance(29 * 86_400)
+    await h.settle()
+    assert await h.store.logs(ended)
+    h.clock.advance(2 * 86_400)
+    await h.settle()
+    assert await h.store.logs(ended) == []
+
+
+@pytest.mark.parametrize("level", ["warning", "Warn", "WARN"])
+def test_levels_are_read_forgivingly(level: str) -> None:
+    assert LoggingConfig(level=level).level == "WARN"  # type: ignore[arg-type]
