@@ -11,6 +11,7 @@ import getpass
 import json
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from trilha import __version__ as trilha_version
 from trilha.channels.memory import MemoryChannel
 from trilha.channels.terminal import TerminalChannel
 from trilha.config import EngineConfig, LoggingConfig, load_config
@@ -36,7 +38,8 @@ from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
 from trilha.observability.logging import configure as configure_logging
 from trilha.processors.registry import Processors
 from trilha.runtime import Runtime, load_folder, publish_all, runtime
-from trilha.store.base import Store
+from trilha.store import open_store
+from trilha.views import execution_view
 
 T = TypeVar("T")
 
@@ -415,45 +418,178 @@ def _work(
     _run(main())
 
 
+# ------------------------------------------------------------------------------------ serve
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8000,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    flows: Annotated[
+        Path | None,
+        typer.Option("--flows", help="Folder of flows to publish (shared by every institution)."),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=0, max=64, help="Worker loops in this process (0: the API only)."
+        ),
+    ] = 1,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Serve the HTTP API, with workers and the outbox dispatcher, in one process."""
+    import uvicorn
+
+    from trilha.api.app import ServeOptions, create_app
+
+    cfg = load_config(config)
+    configure_logging(_with_level(cfg.logging, log_level) if log_level else cfg.logging)
+    _run(_bootstrap_key(store))
+    options = ServeOptions(store, config, flows, workers)
+    api = create_app(options, config=cfg)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            api,
+            host=host,
+            port=port,
+            log_config=None,  # trilha's own pipeline prints the process log
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=max(5, int(cfg.engine.lease_seconds)),
+        )
+    )
+    err.print(f"[dim]trilha {trilha_version} serving on http://{host}:{port} (docs at /docs)[/dim]")
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again
+    # under the handlers it found: make those quiet so a clean stop exits 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    server.run()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+async def _bootstrap_key(store_url: str | None) -> None:
+    """On a store with no API key at all, make one admin key and show it once, so a
+    first ``trilha serve`` can be used at once (``trilha keys`` makes the others)."""
+    from trilha.api.auth import new_key
+
+    st = open_store(store_url)
+    await st.open()
+    try:
+        if await st.list_api_keys():
+            return
+        key, plain = new_key("local", "admin", now=time.time(), name="bootstrap")
+        await st.create_api_key(key)
+    finally:
+        await st.close()
+    err.print(
+        f"no API key existed: created admin key {key.key_id} (every institution)."
+        " Keep it now, it is not shown again:"
+    )
+    err.print(plain, markup=False, highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------- keys
+
+
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    institution: Annotated[
+        str, typer.Option("--institution", help="The institution the key acts for.")
+    ],
+    role: Annotated[
+        str, typer.Option("--role", help="viewer (reads), operator (also changes), admin (all).")
+    ] = "operator",
+    name: Annotated[str | None, typer.Option("--name", help="A note: who or what uses it.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Create a key; it is printed once, alone on the last line, and never again."""
+    import re
+
+    from trilha.api.auth import ROLES, new_key
+    from trilha.core.flow import FLOW_ID_PATTERN
+
+    if role not in ROLES:
+        raise ConfigError(f"--role {role!r}: expected one of {', '.join(ROLES)}")
+    if not re.fullmatch(FLOW_ID_PATTERN, institution):
+        raise ConfigError(f"--institution {institution!r}: letters, digits, '_', '.' and '-' only")
+
+    async def main() -> tuple[str, str]:
+        st = open_store(store)
+        await st.open()
+        try:
+            key, plain = new_key(institution, role, now=time.time(), name=name)
+            await st.create_api_key(key)
+            return key.key_id, plain
+        finally:
+            await st.close()
+
+    key_id, plain = _run(main())
+    scope = "every institution" if role == "admin" else f"institution {institution}"
+    err.print(f"key {key_id}: {role} for {escape(scope)}. Keep it now: it is not shown again.")
+    sys.stdout.write(plain + "\n")
+
+
+@keys_app.command("list")
+def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every key (ids, tenants, roles; never the secrets)."""
+
+    async def main() -> list[Any]:
+        st = open_store(store, must_exist=True)
+        await st.open()
+        try:
+            return await st.list_api_keys()
+        finally:
+            await st.close()
+
+    keys = _run(main())
+    rows = [
+        {
+            "keyId": k.key_id,
+            "institutionId": k.institution_id,
+            "role": k.role,
+            "name": k.name,
+            "createdAt": iso(k.created_at),
+            "revokedAt": iso(k.revoked_at),
+        }
+        for k in keys
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table("key", "institution", "role", "name", "created", "revoked")
+    for r in rows:
+        table.add_row(*(escape(str(r[k] or "-")) for k in r))
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (trk_<id>_...).")],
+    store: StoreOpt = None,
+) -> None:
+    """Revoke a key: requests with it get 401 within seconds."""
+
+    async def main() -> bool:
+        st = open_store(store, must_exist=True)
+        await st.open()
+        try:
+            return await st.revoke_api_key(key_id, now=time.time())
+        finally:
+            await st.close()
+
+    if not _run(main()):
+        raise ConfigError(f"no active key {key_id!r}")
+    err.print(f"key {escape(key_id)} revoked")
+
+
 # ------------------------------------------------------------------------------------- show
-
-
-async def _execution_json(st: Store, ex: Execution) -> dict[str, Any]:
-    transcript = await st.transcript(ex.id)
-    history = await st.transitions(ex.id)
-    return {
-        "executionId": ex.id,
-        "flowId": ex.flow_id,
-        "flowVersion": ex.flow_version,
-        "institutionId": ex.institution_id,
-        "conversationId": ex.conversation_id,
-        "contactId": ex.contact_id,
-        "status": ex.status.value,
-        "outcome": ex.outcome.value if ex.outcome else None,
-        "currentNodeId": ex.current_node_id,
-        "waitingFor": ex.waiting_for,
-        "dueAt": iso(ex.due_at),
-        "pausedFrom": ex.paused_from.value if ex.paused_from else None,
-        "attempts": ex.attempts,
-        "steps": ex.step_seq,
-        "variables": ex.variables,
-        "error": ex.error,
-        "createdAt": iso(ex.created_at),
-        "updatedAt": iso(ex.updated_at),
-        "endedAt": iso(ex.ended_at),
-        "transcript": [t.wire() for t in transcript],
-        "history": [
-            {
-                "from": t.source.value if t.source else None,
-                "to": t.target.value,
-                "reason": t.reason,
-                "actor": t.actor,
-                "nodeId": t.node_id,
-                "at": iso(t.at),
-            }
-            for t in history
-        ],
-    }
 
 
 @app.command()
@@ -477,7 +613,7 @@ def show(
             else:
                 assert conversation is not None
                 ex = await rt.store.latest_execution(None, conversation)
-            return await _execution_json(rt.store, ex)
+            return await execution_view(rt.store, ex)
 
     data = _run(main())
     if as_json:

@@ -234,6 +234,24 @@ class AlertsConfig(WireModel):
         return rules
 
 
+class ApiConfig(WireModel):
+    """``trilha serve``: limits that keep one tenant or one burst from hurting the rest."""
+
+    #: requests per second each API key may make, on average...
+    rate_limit_per_second: float = Field(default=50.0, gt=0, le=100_000, allow_inf_nan=False)
+    #: ...and in a burst
+    rate_limit_burst: int = Field(default=100, ge=1, le=1_000_000)
+    #: request bodies above this answer 413
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=100 * 2**20)
+    #: with more executions due and unclaimed than this, starting new ones answers 503
+    #: (replies to existing conversations are still accepted)
+    max_queue_due: int = Field(default=10_000, ge=1)
+    #: how long an Idempotency-Key's response is kept for replay
+    idempotency_hours: float = Field(default=24.0, gt=0, le=24 * 365, allow_inf_nan=False)
+    #: how long a live event stream waits for news before it sends a keep-alive
+    sse_ping_seconds: float = Field(default=15.0, gt=0, le=600, allow_inf_nan=False)
+
+
 class Config(WireModel):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -242,6 +260,7 @@ class Config(WireModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
 
 
 def expand_env(value: str, where: str) -> str:

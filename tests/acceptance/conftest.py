@@ -9,12 +9,17 @@ repository.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 TRILHA = Path(sys.executable).parent / "trilha"
@@ -77,3 +82,93 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=10)
+
+
+# ------------------------------------------------------------------------- trilha serve
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Api:
+    """A real ``trilha serve`` on 127.0.0.1 with keys of two institutions and an admin."""
+
+    url: str
+    process: subprocess.Popen[str]
+    store: str
+    #: role name -> key: acme_operator, acme_viewer, beta_operator, admin
+    keys: dict[str, str]
+
+    def client(self, key: str | None = "acme_operator", **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, str]:
+        """Stop the server with ``sig``; its exit code and its output."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        output, _ = self.process.communicate(timeout=timeout)
+        return self.process.returncode, output
+
+
+def serve(
+    cli: Cli, cwd: Path, store: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``trilha serve`` on a free port over ``store``, once it answers ``/readyz``."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(TRILHA), "serve", "--port", str(port), "--store", store, *args],
+        cwd=cwd,
+        env={**cli.env, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    cli.spawned.append(process)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            output = process.communicate(timeout=10)[0] if process.poll() is not None else ""
+            raise AssertionError(f"trilha serve did not become ready:\n{output}")
+        time.sleep(0.05)
+
+
+def start_api(
+    cli: Cli,
+    tmp_path: Path,
+    *args: str,
+    config: str = '[channel]\nkind = "memory"\n',
+    env: dict[str, str] | None = None,
+) -> Api:
+    """``trilha serve`` with its own store and config in ``tmp_path``, ready to answer."""
+    store = f"sqlite:///{tmp_path / 'api.db'}"
+    (tmp_path / "trilha.toml").write_text(config, encoding="utf-8")
+    keys = {}
+    for name, institution, role in (
+        ("acme_operator", "acme", "operator"),
+        ("acme_viewer", "acme", "viewer"),
+        ("beta_operator", "beta", "operator"),
+        ("admin", "ops", "admin"),
+    ):
+        made = cli("keys", "create", "--institution", institution, "--role", role, "--store", store)
+        assert made.returncode == 0, made.stderr
+        keys[name] = made.stdout.strip().splitlines()[-1]
+    process, url = serve(cli, tmp_path, store, *args, env=env)
+    return Api(url, process, store, keys)
+
+
+@pytest.fixture
+def api(cli: Cli, tmp_path: Path) -> Api:
+    """A served API with the examples published as shared flows."""
+    return start_api(cli, tmp_path, "--flows", str(EXAMPLES))

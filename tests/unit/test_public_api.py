@@ -28,5 +28,7 @@ def test_no_accidental_exports() -> None:
         "netguard",
         "runtime",
         "flowfiles",
+        "api",
+        "views",
     }
     assert public - submodules == set(trilha.__all__) - {"__version__"}

@@ -37,6 +37,8 @@ MAX_NODES = 5_000
 MAX_FLOW_BYTES = 1_048_576
 MAX_TEXT = 4_096
 
+#: a flow's own name; stored ids may carry an owner in front ("INSTITUTION/NAME")
+FLOW_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 NodeId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 VariableName = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -377,7 +379,10 @@ BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
 class Flow(WireModel):
     """A validated flow. Nodes are typed per their ``type`` (see :func:`parse_flow`)."""
 
-    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+    #: a flow published through the API by an institution is stored as "INSTITUTION/ID"
+    id: str = Field(
+        min_length=1, max_length=200, pattern=r"^(?:[A-Za-z0-9_.\-]+/)?[A-Za-z0-9_.\-]+$"
+    )
     version: int = Field(default=1, ge=1)
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=4_000)

@@ -9,10 +9,12 @@ marked dead (kept, visible, never silently dropped).
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from trilha.channels.base import Channel
 from trilha.channels.desk import HandoffDesk
+from trilha.core.execution import OutboundMessage
 from trilha.engine.clock import Clock, SystemClock
 from trilha.errors import ChannelError
 from trilha.store.base import Store
@@ -49,16 +51,26 @@ class Dispatcher:
             lease_seconds=self.lease_seconds,
             limit=self.batch_size,
         )
-        sent: list[int] = []
-        blocked: set[str] = set()
+        by_conversation: dict[tuple[str, str], list[OutboundMessage]] = {}
         for message in messages:
+            key = (message.institution_id, message.conversation_id)
+            by_conversation.setdefault(key, []).append(message)
+        sent: list[int] = []
+        # conversations are independent: deliver them side by side, so one slow
+        # webhook call does not hold every other contact's reply behind it
+        await asyncio.gather(*(self._deliver(queue, sent) for queue in by_conversation.values()))
+        if sent:
+            await self.store.mark_sent(sent, now=self.clock.now())
+        return len(messages) + await self._notify_handoffs()
+
+    async def _deliver(self, queue: list[OutboundMessage], sent: list[int]) -> None:
+        """One conversation's messages, in order; the first failure stops the rest
+        (they are retried after it, keeping the order the contact reads them in)."""
+        for message in queue:
             assert message.id is not None
-            if message.conversation_id in blocked:
-                continue  # keep the conversation's order: retry after the earlier one
             try:
                 await self.channel.deliver(message)
             except ChannelError as exc:
-                blocked.add(message.conversation_id)
                 attempts = message.attempts + 1
                 retry_at = None
                 if attempts < self.max_attempts:
@@ -67,11 +79,8 @@ class Dispatcher:
                 await self.store.mark_failed(
                     message.id, error=str(exc), retry_at=retry_at, now=self.clock.now()
                 )
-                continue
+                return
             sent.append(message.id)
-        if sent:
-            await self.store.mark_sent(sent, now=self.clock.now())
-        return len(messages) + await self._notify_handoffs()
 
     async def _notify_handoffs(self) -> int:
         if self.desk is None:

@@ -1,4 +1,5 @@
-"""Operator controls: pause, resume, cancel and advance an execution by hand.
+"""Operator controls: pause, resume, cancel, advance, retry an execution by hand, and
+change its variables.
 
 Each operation reads the execution, checks the change against the one
 transition table (:func:`~trilha.core.states.check_transition`), and writes
@@ -19,17 +20,31 @@ a delay whose due time passed meanwhile fires at once and replies that
 arrived are applied. A paused ``running``/``recovering``/``fallback``/
 ``degraded`` execution resumes as ``running``, now (a retry backoff is simply
 retried now; ``paused -> recovering`` is not in the table).
+
+``retry`` is for an execution in ``recovering`` that waits for its next attempt (a
+retry backoff, or a dependency it waits for): it moves to ``running`` now and the
+worker runs the failed node again as its next attempt (it counts: the node's
+``maxAttempts`` still bounds it). Nothing else can be retried: ``failed`` is final
+in the transition table (start a new execution instead), and an execution a worker
+holds right now is already being retried.
+
+``set_variables`` changes an active execution's variables (paused ones included:
+pause, fix, resume is the usual way) without changing its state, so, like an
+advance of a running execution, the log row (with the paths set and unset, never
+their values) is its record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from trilha.core.execution import Execution, LogRecord, Transition
+from trilha.core.paths import is_valid_path
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.engine import Engine
-from trilha.errors import FlowError, IllegalTransition, StaleLease
+from trilha.engine.turn import set_path
+from trilha.errors import ConfigError, FlowError, IllegalTransition, StaleLease
 from trilha.observability.logging import echo_trail
 from trilha.store.base import Store
 
@@ -93,6 +108,87 @@ class Operator:
 
         return await self._apply(execution_id, "advance", actor, reason, change)
 
+    async def retry(
+        self, execution_id: str, *, actor: str = "operator", reason: str | None = None
+    ) -> Execution:
+        """Run the failed node of a ``recovering`` execution again now, instead of when
+        its backoff (or its wait for a dependency) ends."""
+
+        async def change(ex: Execution, now: float) -> str:
+            if ex.status is not S.RECOVERING:
+                final = " (it is final: start a new execution)" if ex.status.terminal else ""
+                raise IllegalTransition(
+                    f"cannot retry execution {ex.id}: it is {ex.status.value}{final};"
+                    " only a recovering execution waiting for its next attempt can be retried",
+                    source=ex.status,
+                    target=S.RUNNING,
+                )
+            if ex.lease_expires_at is not None and ex.lease_expires_at >= now:
+                raise IllegalTransition(
+                    f"cannot retry execution {ex.id}: a worker is running it right now",
+                    source=ex.status,
+                    target=S.RUNNING,
+                )
+            check_transition(ex.status, S.RUNNING)
+            waited = ex.waiting_for or "retry"
+            ex.status = S.RUNNING
+            ex.waiting_for = ex.due_at = None
+            ex.wake_at = now
+            what = "the dependency is probed" if waited == "dependency" else "retried"
+            return (
+                f"retry requested by an operator: node '{ex.current_node_id}' {what} now"
+                f" (attempt {ex.attempts + 1})"
+            )
+
+        return await self._apply(execution_id, "retry", actor, reason, change)
+
+    async def set_variables(
+        self,
+        execution_id: str,
+        assign: Mapping[str, Any] | None = None,
+        unset: Sequence[str] = (),
+        *,
+        actor: str = "operator",
+        reason: str | None = None,
+    ) -> Execution:
+        """Set (``assign``: dotted path -> value) and remove (``unset``: dotted paths)
+        variables of an active execution; removals first. Removing a path that is not
+        there is no error (so a repeated request changes nothing more)."""
+        assign = dict(assign or {})
+        removed = list(unset)
+        check_variable_paths([*assign, *removed])
+        if not assign and not removed:
+            raise ConfigError("nothing to change: give variables to set or to unset")
+
+        async def change(ex: Execution, now: float) -> str:
+            if ex.status.terminal:
+                raise IllegalTransition(
+                    f"cannot change the variables of execution {ex.id}: it is {ex.status.value}",
+                    source=ex.status,
+                    target=ex.status,
+                )
+            variables = dict(ex.variables)
+            for path in removed:
+                unset_path(variables, path)
+            for path, value in assign.items():
+                set_path(variables, path, value)
+            ex.variables = variables
+            parts = []
+            if assign:
+                parts.append("set " + ", ".join(sorted(assign)))
+            if removed:
+                parts.append("unset " + ", ".join(sorted(removed)))
+            return f"variables changed by an operator: {'; '.join(parts)}"
+
+        return await self._apply(
+            execution_id,
+            "set_variables",
+            actor,
+            reason,
+            change,
+            {"set": sorted(assign), "unset": sorted(removed)},
+        )
+
     async def _target(self, ex: Execution, to_node: str | None) -> str:
         flow = await self.engine.flow(ex.flow_id, ex.flow_version)
         where = f"flow '{flow.id}' v{flow.version} (execution {ex.id} is pinned to it)"
@@ -113,7 +209,13 @@ class Operator:
         return node.next
 
     async def _apply(
-        self, execution_id: str, operation: str, actor: str, reason: str | None, change: _Change
+        self,
+        execution_id: str,
+        operation: str,
+        actor: str,
+        reason: str | None,
+        change: _Change,
+        details: Mapping[str, Any] | None = None,
     ) -> Execution:
         """Read, change, write under the token read; again from a fresh read if a worker
         claimed the execution or committed a step in between."""
@@ -135,6 +237,7 @@ class Operator:
                 "reason": reason,
                 "from": source.value,
                 "to": ex.status.value,
+                **(details or {}),
             }
             if ex.current_node_id != node:
                 context |= {"fromNode": node, "toNode": ex.current_node_id}
@@ -199,3 +302,43 @@ def _allow(ex: Execution, operation: str, target: ExecutionStatus, when: bool = 
         source=ex.status,
         target=target,
     )
+
+
+#: the most paths one ``set_variables`` call may touch
+MAX_VARIABLE_PATHS = 100
+
+
+def check_variable_paths(paths: Sequence[str]) -> None:
+    """Refuse a path an operator may not write: malformed, repeated, or reaching into a
+    list by index (``set_path`` would replace the list with an object: set the whole
+    list instead)."""
+    if len(paths) > MAX_VARIABLE_PATHS:
+        raise ConfigError(f"at most {MAX_VARIABLE_PATHS} variable paths at once, not {len(paths)}")
+    seen: set[str] = set()
+    for path in paths:
+        problem = variable_path_problem(path)
+        if problem is not None:
+            raise ConfigError(f"variable path {path!r}: {problem}")
+        if path in seen:
+            raise ConfigError(f"variable path {path!r} is named twice (set and unset?)")
+        seen.add(path)
+
+
+def variable_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be written by an operator, or ``None`` when it can."""
+    if len(path) > 200 or not is_valid_path(path):
+        return "expected dotted names like 'customer.address.city'"
+    if any(part.isdigit() for part in path.split(".")):
+        return "list items cannot be set by index; set the whole list"
+    return None
+
+
+def unset_path(variables: dict[str, Any], path: str) -> None:
+    """Remove ``a.b.c`` from nested objects; a path that is not there is left alone."""
+    *parents, last = path.split(".")
+    node: Any = variables
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            return
+    node.pop(last, None)

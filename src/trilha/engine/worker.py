@@ -55,8 +55,14 @@ class Worker:
         #: the alert evaluator; ``None`` makes ``run_forever`` build one from the config
         #: (and close it when it stops)
         self.alerts = alerts
+        self._nudge = asyncio.Event()
         #: when the current store outage began (clock time), ``None`` while the store answers
         self.outage_since: float | None = None
+
+    def wake(self) -> None:
+        """Something is due now (a reply stored, an execution started in this process):
+        claim at once instead of at the next poll. Other processes still poll."""
+        self._nudge.set()
 
     async def tick(self, execution_id: str | None = None) -> int:
         """One round: advance what is due, then deliver; returns the work done."""
@@ -142,7 +148,8 @@ class Worker:
                 nap = interval
                 if stats.next_wake_at is not None:
                     nap = min(interval, max(0.0, stats.next_wake_at - clock.now()))
-                await _wait(stop, nap, inflight)
+                await _wait(stop, nap, inflight, self._nudge)
+                self._nudge.clear()
         finally:
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)
@@ -172,13 +179,20 @@ class Worker:
 
 
 async def _wait(
-    stop: asyncio.Event, seconds: float, inflight: set[asyncio.Task[None]] | None = None
+    stop: asyncio.Event,
+    seconds: float,
+    inflight: set[asyncio.Task[None]] | None = None,
+    nudge: asyncio.Event | None = None,
 ) -> None:
-    """Sleep up to ``seconds``; wake early on ``stop`` or when a step in flight ends."""
-    stopper = asyncio.ensure_future(stop.wait())
+    """Sleep up to ``seconds``; wake early on ``stop``, a nudge, or when a step in
+    flight ends."""
+    waiters = {asyncio.ensure_future(stop.wait())}
+    if nudge is not None:
+        waiters.add(asyncio.ensure_future(nudge.wait()))
     try:
         await asyncio.wait(
-            {stopper, *(inflight or ())}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            {*waiters, *(inflight or ())}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
         )
     finally:
-        stopper.cancel()
+        for waiter in waiters:
+            waiter.cancel()

@@ -84,6 +84,60 @@ class StoredFlow:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored: only a hash of its secret is kept (shown once, at creation)."""
+
+    key_id: str
+    #: the tenant the key acts for; an admin key spans institutions whatever this says
+    institution_id: str
+    role: Literal["viewer", "operator", "admin"]
+    #: SHA-256 of the secret, hex; API keys are long random strings, so a fast hash
+    #: suffices (no password stretching needed)
+    secret_hash: str
+    created_at: float
+    name: str | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """The answer given to a request made with an ``Idempotency-Key``, kept to replay."""
+
+    request_hash: str
+    status: int
+    body: Any
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFilter:
+    """What ``GET /v1/executions`` narrows by; ``None`` fields do not filter."""
+
+    institution_id: str | None = None
+    status: str | None = None
+    flow_id: str | None = None
+    conversation_id: str | None = None
+    contact_id: str | None = None
+    #: only active executions (not ended, not paused) that hold no lease, or one that
+    #: ran out before this, and that have no wake time or a wake time or due time before
+    #: this: with ``now - grace`` here, what the sweeper would call stuck
+    #: (:meth:`Store.find_stuck`) plus work overdue that no worker has claimed
+    stuck_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrailEvent:
+    """One stored trail line with its global id (the SSE event id) and its execution's
+    tenant and flow, so a stream can be filtered without another read."""
+
+    id: int
+    record: LogRecord
+    institution_id: str
+    flow_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class Stuck:
     """An active execution that nothing will move on by itself."""
 
@@ -296,8 +350,19 @@ class Store(Protocol):
     ) -> None:
         """Record a notice: sent (``error`` None), to retry at ``retry_at``, or given up."""
 
-    async def list_executions(self, *, limit: int = 100) -> list[Execution]:
-        """Newest first."""
+    async def list_executions(
+        self,
+        *,
+        limit: int = 100,
+        where: ExecutionFilter | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[Execution]:
+        """Newest first (by ``created_at``, then id); ``before`` is the (created_at, id)
+        of the last execution of the previous page (keyset pagination: stable while
+        new executions arrive)."""
+
+    async def flow_versions(self, flow_id: str) -> list[StoredFlow]:
+        """Every stored version of a flow, oldest first (empty when there is none)."""
 
     async def count_by_status(self) -> dict[str, int]:
         """How many executions are in each status (statuses with none are left out)."""
@@ -331,3 +396,39 @@ class Store(Protocol):
 
     async def alert_history(self, *, limit: int = 50) -> list[AlertState]:
         """The latest alert state changes, newest first."""
+
+    # the API ------------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey) -> None: ...
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None: ...
+
+    async def list_api_keys(self) -> list[ApiKey]: ...
+
+    async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
+        """Revoke a key; False when there is no such key (or it was revoked already)."""
+
+    async def remembered_response(self, scope: str, key: str) -> StoredResponse | None:
+        """The response stored for an ``Idempotency-Key`` in ``scope`` (tenant + route)."""
+
+    async def remember_response(
+        self, scope: str, key: str, response: StoredResponse
+    ) -> StoredResponse:
+        """Keep ``response`` for the key unless one is stored already; returns the one
+        that is kept (the first writer wins, so concurrent retries agree)."""
+
+    async def purge_responses(self, before: float) -> int:
+        """Forget idempotency records older than ``before``."""
+
+    async def trail_since(
+        self,
+        after_id: int,
+        *,
+        limit: int = 500,
+        execution_id: str | None = None,
+        institution_id: str | None = None,
+    ) -> list[TrailEvent]:
+        """Trail lines with an id above ``after_id``, oldest first: what live event
+        streams send, resumable from the last id a client saw."""
+
+    async def last_trail_id(self) -> int:
+        """The newest trail line's id (0 when there is none): where a new stream starts."""

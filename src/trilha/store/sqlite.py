@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import orjson
 
@@ -53,7 +53,9 @@ from trilha.errors import (
 from trilha.observability.masking import mask_text, masked_record
 from trilha.store import migrations
 from trilha.store.base import (
+    ApiKey,
     Claimed,
+    ExecutionFilter,
     FlowTurnStats,
     InboundResult,
     InstitutionErrors,
@@ -63,8 +65,10 @@ from trilha.store.base import (
     SlowNode,
     StepCommit,
     StoredFlow,
+    StoredResponse,
     StoreStats,
     Stuck,
+    TrailEvent,
 )
 
 T = TypeVar("T")
@@ -375,8 +379,7 @@ class SQLiteStore:
             if replace:
                 old = conn.execute(
                     "SELECT id, status FROM executions"
-                    " WHERE institution_id = ? AND conversation_id = ?"
-                    f" AND status NOT IN ({_TERMINAL_SQL})",
+                    f" WHERE institution_id = ? AND conversation_id = ? AND {_ACTIVE_SQL}",
                     (execution.institution_id, execution.conversation_id),
                 ).fetchone()
                 if old is not None:
@@ -390,7 +393,7 @@ class SQLiteStore:
             if not replace:
                 active = conn.execute(
                     "SELECT id FROM executions WHERE institution_id = ? AND conversation_id = ?"
-                    f" AND status NOT IN ({_TERMINAL_SQL})",
+                    f" AND {_ACTIVE_SQL}",
                     (execution.institution_id, execution.conversation_id),
                 ).fetchone()
                 if active is not None:
@@ -423,7 +426,8 @@ class SQLiteStore:
             sql = f"SELECT {_EXEC_COLUMNS} FROM executions WHERE conversation_id = ?"
             params: tuple[Any, ...] = (conversation_id,)
             if institution_id is not None:
-                sql += " AND institution_id = ?"
+                # unary + : the conversation's index, never a walk of the tenant's history
+                sql += " AND +institution_id = ?"
                 params += (institution_id,)
             row = conn.execute(
                 sql + " ORDER BY created_at DESC, rowid DESC LIMIT 1", params
@@ -431,16 +435,6 @@ class SQLiteStore:
             if row is None:
                 raise ExecutionNotFound(f"no execution for conversation '{conversation_id}'")
             return _row_to_execution(row)
-
-        return await self._read(run)
-
-    async def list_executions(self, *, limit: int = 100) -> list[Execution]:
-        def run(conn: sqlite3.Connection) -> list[Execution]:
-            rows = conn.execute(
-                f"SELECT {_EXEC_COLUMNS} FROM executions ORDER BY created_at DESC LIMIT ?", (limit,)
-            ).fetchall()
-            # a corrupted row must not hide every other execution from a listing
-            return [ex for r in rows if (ex := _readable(r)) is not None]
 
         return await self._read(run)
 
@@ -639,7 +633,7 @@ class SQLiteStore:
             else:
                 row = conn.execute(
                     "SELECT id, institution_id, status FROM executions WHERE conversation_id = ?"
-                    " AND institution_id = ? AND status NOT IN (" + _TERMINAL_SQL + ")",
+                    f" AND institution_id = ? AND {_ACTIVE_SQL}",
                     (conversation_id, institution_id),
                 ).fetchone()
             institution = row[1] if row is not None else institution_id
@@ -1038,7 +1032,9 @@ class SQLiteStore:
             join, where, params = "", "", list[Any]([since])
             if institution_id is not None:
                 join = " JOIN executions e ON e.id = c.execution_id"
-                where = " AND e.institution_id = ?"
+                # unary + : read the window's steps off checkpoints_started, not every
+                # execution the tenant ever had
+                where = " AND +e.institution_id = ?"
                 params.append(institution_id)
             node_types = [
                 NodeTypeStats(r[0], r[1], r[2], r[3])
@@ -1106,13 +1102,33 @@ class SQLiteStore:
 
     async def purge_logs(self, ended_before: float, *, limit: int = 10_000) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
+            # SQLite gives a new row max(id) + 1: were the newest line deleted, its id
+            # would go to the next line, and a trail stream resuming after that id
+            # (trail_since) would never see it. So the newest line, when its turn comes,
+            # is blanked into a placeholder of no execution (_TRAIL_MARK) that keeps the
+            # ids climbing; trail_since skips it, and a later purge drops it once newer
+            # lines exist.
+            top = conn.execute("SELECT MAX(id) FROM execution_logs").fetchone()[0]
+            if top is None:
+                return 0
+            conn.execute(
+                "DELETE FROM execution_logs WHERE execution_id = ? AND id < ?", (_TRAIL_MARK, top)
+            )
+            purged = conn.execute(
                 "DELETE FROM execution_logs WHERE id IN (SELECT l.id FROM executions e"
                 " JOIN execution_logs l ON l.execution_id = e.id"
-                " WHERE e.ended_at < ? LIMIT ?)",
-                (ended_before, limit),
-            )
-            return int(cur.rowcount)
+                " WHERE e.ended_at < ? AND l.id < ? LIMIT ?)",
+                (ended_before, top, limit),
+            ).rowcount
+            if purged < limit:
+                purged += conn.execute(
+                    "UPDATE execution_logs SET execution_id = ?, level = 'DEBUG',"
+                    " message = 'trail.purged', node_id = NULL, node_type = NULL, context = '{}'"
+                    " WHERE id = ? AND execution_id IN"
+                    " (SELECT id FROM executions WHERE ended_at < ?)",
+                    (_TRAIL_MARK, top, ended_before),
+                ).rowcount
+            return int(purged)
 
         return await self._write(run)
 
@@ -1191,6 +1207,177 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    # the API -----------------------------------------------------------------------------
+
+    async def list_executions(
+        self,
+        *,
+        limit: int = 100,
+        where: ExecutionFilter | None = None,
+        before: tuple[float, str] | None = None,
+    ) -> list[Execution]:
+        source, conditions, values = _execution_filter(where)
+
+        def run(conn: sqlite3.Connection) -> list[Execution]:
+            found: list[Execution] = []
+            cursor: tuple[Any, Any] | None = before
+            # a corrupted row is left out, not allowed to hide the others or to cut a
+            # page short (a short page reads as the last one): fetch on past it
+            while len(found) < limit:
+                want = limit - len(found)
+                terms, params = list(conditions), list(values)
+                if cursor is not None:
+                    terms.append("(created_at, id) < (?, ?)")
+                    params.extend(cursor)
+                sql = f"SELECT {_EXEC_COLUMNS} FROM {source}"
+                if terms:
+                    sql += " WHERE " + " AND ".join(terms)
+                rows = conn.execute(
+                    sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*params, want)
+                ).fetchall()
+                found.extend(ex for r in rows if (ex := _readable(r)) is not None)
+                if len(rows) < want:
+                    break
+                last = _Row(rows[-1])
+                cursor = (last["created_at"], last["id"])
+            return found
+
+        return await self._read(run)
+
+    async def flow_versions(self, flow_id: str) -> list[StoredFlow]:
+        def run(conn: sqlite3.Connection) -> list[StoredFlow]:
+            rows = conn.execute(
+                "SELECT flow_id, version, definition, created_at FROM flows"
+                " WHERE flow_id = ? ORDER BY version",
+                (flow_id,),
+            ).fetchall()
+            return [StoredFlow(r[0], r[1], orjson.loads(r[2]), r[3]) for r in rows]
+
+        return await self._read(run)
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO api_keys (key_id, institution_id, role, secret_hash, name,"
+                " created_at, revoked_at) VALUES (?,?,?,?,?,?,?)",
+                (
+                    key.key_id,
+                    key.institution_id,
+                    key.role,
+                    key.secret_hash,
+                    key.name,
+                    key.created_at,
+                    key.revoked_at,
+                ),
+            )
+
+        await self._write(run)
+
+    async def get_api_key(self, key_id: str) -> ApiKey | None:
+        def run(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)
+            ).fetchone()
+            return None if row is None else _row_to_api_key(row)
+
+        return await self._read(run)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        def run(conn: sqlite3.Connection) -> list[ApiKey]:
+            rows = conn.execute(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
+            ).fetchall()
+            return [_row_to_api_key(r) for r in rows]
+
+        return await self._read(run)
+
+    async def revoke_api_key(self, key_id: str, *, now: float) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (now, key_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(run)
+
+    async def remembered_response(self, scope: str, key: str) -> StoredResponse | None:
+        def run(conn: sqlite3.Connection) -> StoredResponse | None:
+            return _stored_response(conn, scope, key)
+
+        return await self._read(run)
+
+    async def remember_response(
+        self, scope: str, key: str, response: StoredResponse
+    ) -> StoredResponse:
+        def run(conn: sqlite3.Connection) -> StoredResponse:
+            # the first writer wins: a concurrent retry (another process too: the write
+            # lock serialises us) reads back the response that was kept
+            conn.execute(
+                "INSERT OR IGNORE INTO idempotency"
+                " (scope, key, request_hash, status, body, created_at) VALUES (?,?,?,?,?,?)",
+                (
+                    scope,
+                    key,
+                    response.request_hash,
+                    response.status,
+                    _json(response.body),
+                    response.created_at,
+                ),
+            )
+            kept = _stored_response(conn, scope, key)
+            if kept is None:  # pragma: no cover - the row was written or was there
+                raise StoreError(f"idempotency record {scope}/{key} vanished")
+            return kept
+
+        return await self._write(run)
+
+    async def purge_responses(self, before: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            cur = conn.execute("DELETE FROM idempotency WHERE created_at < ?", (before,))
+            return int(cur.rowcount)
+
+        return await self._write(run)
+
+    async def trail_since(
+        self,
+        after_id: int,
+        *,
+        limit: int = 500,
+        execution_id: str | None = None,
+        institution_id: str | None = None,
+    ) -> list[TrailEvent]:
+        def run(conn: sqlite3.Connection) -> list[TrailEvent]:
+            # the log table leads: its id range, or the (execution_id, id) index for one
+            # execution, read in order and stopped at `limit`; the execution row is a
+            # primary-key probe per line, and a line whose execution is gone or unreadable
+            # still goes out (LEFT JOIN) so that a stream never stalls on it
+            sql = (
+                "SELECT l.id, l.execution_id, l.level, l.message, l.at, l.node_id,"
+                " l.node_type, l.context, e.institution_id, e.flow_id, e.status"
+                " FROM execution_logs l LEFT JOIN executions e ON e.id = l.execution_id"
+                " WHERE l.id > ? AND l.execution_id <> ?"
+            )
+            params: list[Any] = [after_id, _TRAIL_MARK]
+            if execution_id is not None:
+                sql += " AND l.execution_id = ?"
+                params.append(execution_id)
+            if institution_id is not None:
+                # unary + : never drive the scan from the executions' tenant index
+                sql += " AND +e.institution_id = ?"
+                params.append(institution_id)
+            rows = conn.execute(sql + " ORDER BY l.id LIMIT ?", (*params, limit)).fetchall()
+            return [_row_to_trail_event(r) for r in rows]
+
+        return await self._read(run)
+
+    async def last_trail_id(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT MAX(id) FROM execution_logs").fetchone()
+            return int(row[0] or 0)
+
+        return await self._read(run)
+
 
 class _Job:
     __slots__ = ("fn", "future", "group", "lifecycle")
@@ -1229,6 +1416,13 @@ def _split_sql(script: str) -> list[str]:
 
 
 _TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
+#: "active" in the very words of the WHERE of the partial indexes executions_one_active
+#: (migration 0001) and executions_active (0002): SQLite uses a partial index only for a
+#: query that repeats its condition, so the conversation lookups read one index entry
+#: and the stuck listing reads the active executions alone
+_ACTIVE_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'timeout')"
+if {"completed", "failed", "cancelled", "timeout"} != {s.value for s in TERMINAL}:
+    raise RuntimeError("the terminal statuses changed: update _ACTIVE_SQL and the indexes")
 
 _EXEC_FIELDS = (
     "id",
@@ -1626,4 +1820,114 @@ def _quarantine(
                 context={"error": {"message": reason}},
             )
         ],
+    )
+
+
+# the API -------------------------------------------------------------------------------
+
+
+#: the execution id of the placeholder that keeps trail ids climbing after the newest
+#: lines were purged (see purge_logs): no execution has it
+_TRAIL_MARK = ""
+
+_API_KEY_COLUMNS = "key_id, institution_id, role, secret_hash, created_at, name, revoked_at"
+
+
+def _execution_filter(where: ExecutionFilter | None) -> tuple[str, list[str], list[Any]]:
+    """What a listing reads from, and the SQL terms (AND-ed) with their parameters.
+
+    SQLite has no statistics to tell a conversation (a handful of rows) from a tenant
+    (millions), so the listing names the filter that leads: the most selective one
+    given, read newest first off its (column, created_at) index; the other filters are
+    written with a unary ``+`` and checked row by row."""
+    terms: list[str] = []
+    params: list[Any] = []
+    if where is None:
+        return "executions", terms, params
+    filters = {
+        "conversation_id": where.conversation_id,
+        "contact_id": where.contact_id,
+        "institution_id": where.institution_id,
+        "flow_id": where.flow_id,
+        "status": where.status,
+    }
+    # few executions are active at once; an ended status is most of the table
+    active = where.status is not None and _status(where.status) not in TERMINAL
+    order = ["conversation_id", "contact_id", "status" if active else "", "institution_id"]
+    lead = next((c for c in [*order, "flow_id", "status"] if filters.get(c) is not None), None)
+    for column, value in filters.items():
+        if value is not None:
+            terms.append(f"{column} = ?" if column == lead else f"+{column} = ?")
+            params.append(value)
+    if where.stuck_before is not None:
+        # find_stuck's rule with one cutoff instead of (now, grace): active, not paused,
+        # not leased since before the cutoff, and no wake time or one (or a due time)
+        # before the cutoff
+        terms += [
+            _ACTIVE_SQL,
+            "status <> 'paused'",
+            "(lease_expires_at IS NULL OR lease_expires_at < ?)",
+            "(wake_at IS NULL OR wake_at < ? OR due_at < ?)",
+        ]
+        params += [where.stuck_before] * 3
+        # the active executions are few next to the ended ones: sort the stuck among
+        # them rather than walk a whole index newest first
+        return "executions INDEXED BY executions_active", terms, params
+    return "executions", terms, params
+
+
+def _row_to_api_key(row: Any) -> ApiKey:
+    return ApiKey(
+        key_id=row[0],
+        institution_id=row[1],
+        role=cast(Literal["viewer", "operator", "admin"], row[2]),
+        secret_hash=row[3],
+        created_at=row[4],
+        name=row[5],
+        revoked_at=row[6],
+    )
+
+
+def _stored_response(conn: sqlite3.Connection, scope: str, key: str) -> StoredResponse | None:
+    row = conn.execute(
+        "SELECT request_hash, status, body, created_at FROM idempotency"
+        " WHERE scope = ? AND key = ?",
+        (scope, key),
+    ).fetchone()
+    return None if row is None else StoredResponse(row[0], int(row[1]), _lenient(row[2]), row[3])
+
+
+def _text(value: Any) -> str:
+    """A column read as text whatever a corrupted row holds there ('' for NULL)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def _row_to_trail_event(row: Any) -> TrailEvent:
+    """One trail line for a live stream: whatever of it cannot be read is given as text
+    (or empty) rather than stopping the stream at this line."""
+    raw = row[7]
+    try:
+        context = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+    except orjson.JSONDecodeError:
+        context = None
+    if not isinstance(context, dict):
+        context = {"raw": _text(raw)}
+    return TrailEvent(
+        id=int(row[0]),
+        record=LogRecord(
+            execution_id=_text(row[1]),
+            level=_text(row[2]),
+            message=_text(row[3]),
+            at=float(row[4]) if isinstance(row[4], int | float) else 0.0,
+            node_id=None if row[5] is None else _text(row[5]),
+            node_type=None if row[6] is None else _text(row[6]),
+            context=context,
+        ),
+        institution_id=_text(row[8]),
+        flow_id=_text(row[9]),
+        status=_text(row[10]),
     )

@@ -1,0 +1,1 @@
+"""The HTTP API (``trilha serve``): FastAPI routes over the engine and the store."""

@@ -1,0 +1,254 @@
+"""``trilha serve``: the API, the workers and the dispatcher in one process.
+
+The app is built by :func:`create_app` from :class:`ServeOptions`; its lifespan
+opens the store (migrating it), publishes the flows of ``--flows DIR`` as shared
+flows, starts ``--workers`` worker loops (the first one also runs the outbox
+dispatcher, the sweeper and the alert rules) and the event hub, and on shutdown
+(SIGTERM, Ctrl-C) stops claiming, lets in-flight steps finish or release their
+leases, and closes the store. Routes find everything on ``app.state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import trilha
+from trilha.api import problems
+from trilha.api.auth import KeyRing, RateLimiter
+from trilha.api.events import EventHub, on_exit_signal
+from trilha.api.problems import Problem
+from trilha.channels.memory import MemoryChannel
+from trilha.config import AlertsConfig, Config, load_config
+from trilha.engine.engine import Engine
+from trilha.engine.worker import Worker
+from trilha.errors import TrilhaError
+from trilha.observability.logging import get_logger
+from trilha.processors.registry import Processors
+from trilha.runtime import Runtime, load_folder, publish_all, runtime
+
+log = get_logger("trilha.api")
+
+#: how often the metrics' store gauges (queue depth, executions by state) are read
+STORE_GAUGES_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    store_url: str | None = None
+    config_path: Path | None = None
+    flows_dir: Path | None = None
+    #: worker loops in this process; 0 serves the API only (workers run elsewhere)
+    workers: int = 1
+
+
+@dataclass(slots=True)
+class ServeState:
+    """What the routes share: the running parts and the tasks that keep them busy."""
+
+    options: ServeOptions
+    config: Config
+    runtime: Runtime
+    engines: list[Engine]
+    #: the worker loops of this process (empty with ``--workers 0``)
+    workers: list[Worker] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = field(default_factory=time.time)
+    #: the live event streams' one reader of the trail (set once the lifespan started)
+    hub: EventHub | None = None
+
+    def wake(self) -> None:
+        """Work arrived through the API (a start, a reply): the loops claim it now
+        rather than at their next poll, and live streams look for it at once."""
+        for worker in self.workers:
+            worker.wake()
+        if self.hub is not None:
+            self.hub.wake()
+
+    def workers_alive(self) -> bool:
+        """Every worker loop started is still running (vacuously true with none)."""
+        return all(not t.done() for t in self.tasks)
+
+
+def state_of(app: Any) -> ServeState:
+    state: ServeState = app.state.trilha
+    return state
+
+
+class Guard:
+    """The outer edge of every request: 413 for a body over the limit (whether it says
+    its length or streams it), and for a bug, a logged stack and a 500 problem document
+    with an incident id; the client never sees a stack, the log gets it once."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, watched)
+        except _TooLarge:
+            if not started:
+                await self._too_large(scope, receive, send)
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception(
+                "api.internal_error",
+                path=scope.get("path"),
+                method=scope.get("method"),
+                incident=incident,
+            )
+            if not started:
+                response = Problem(
+                    500,
+                    f"an internal error occurred; quote incident {incident} when reporting it",
+                    kind="internal",
+                ).response()
+                await response(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = Problem(
+            413, f"the request body is over {self.max_bytes} bytes", kind="too_large"
+        ).response()
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAPI:
+    """The ASGI app; nothing is opened until its lifespan starts."""
+    cfg = config or load_config(options.config_path)
+    processors = Processors.from_entry_points()
+    shared_flows = load_folder(options.flows_dir, processors) if options.flows_dir else []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # the terminal channel would print the bot's messages on the server's stdout;
+        # served, they are read back through the API (transcript, events) instead
+        channel = MemoryChannel() if cfg.channel.kind == "terminal" else None
+        async with runtime(
+            options.store_url,
+            options.config_path,
+            config=cfg,
+            channel=channel,
+            processors=processors,
+            with_metrics=True,
+        ) as rt:
+            await publish_all(rt.engine, shared_flows)
+            engines = [rt.engine]
+            state = ServeState(options, cfg, rt, engines)
+            app.state.trilha = state
+            state.hub = hub = EventHub(rt.store)
+            await hub.start()
+            # a live stream never ends by itself and uvicorn waits for open responses
+            # before the lifespan shutdown: end the streams on SIGTERM itself
+            restore_signals = on_exit_signal(hub.close)
+            app.state.keys = KeyRing(
+                rt.store, RateLimiter(cfg.api.rate_limit_per_second, cfg.api.rate_limit_burst)
+            )
+            if options.workers > 0:
+                state.workers.append(rt.worker)
+                state.tasks.append(asyncio.create_task(rt.worker.run_forever(state.stop)))
+            # only the first loop dispatches, sweeps and evaluates alerts
+            quiet = cfg.model_copy(update={"alerts": AlertsConfig(enabled=False)})
+            for _ in range(options.workers - 1):
+                engine = Engine(
+                    rt.store,
+                    processors=processors,
+                    config=quiet,
+                    clock=rt.engine.clock,
+                    metrics=rt.metrics,
+                )
+                engines.append(engine)
+                worker = Worker(engine, None, sweep_interval_seconds=float("inf"))
+                state.workers.append(worker)
+                state.tasks.append(asyncio.create_task(worker.run_forever(state.stop)))
+            state.tasks.append(asyncio.create_task(_store_gauges(state)))
+            log.info(
+                "api.started",
+                workers=options.workers,
+                store=repr(rt.store),
+                version=trilha.__version__,
+            )
+            try:
+                yield
+            finally:
+                restore_signals()
+                await hub.stop()
+                state.stop.set()
+                # in-flight steps finish (or their leases lapse and another worker
+                # resumes them from the last checkpoint); nothing is cut mid-commit
+                await asyncio.wait(state.tasks, timeout=cfg.engine.lease_seconds)
+                for task in state.tasks:
+                    task.cancel()
+                await asyncio.gather(*state.tasks, return_exceptions=True)
+                log.info("api.stopped")
+
+    app = FastAPI(
+        title="trilha",
+        version=trilha.__version__,
+        summary="Durable, self-healing execution of conversational flows.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.options = options
+    app.state.config = cfg
+    problems.install(app)
+    app.add_middleware(Guard, max_bytes=cfg.api.max_body_bytes)
+    from trilha.api.routes import ROUTERS
+
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+async def _store_gauges(state: ServeState) -> None:
+    """Keep the queue and per-state gauges of ``/metrics`` fresh."""
+    metrics = state.runtime.metrics
+    if metrics is None:
+        return
+    while not state.stop.is_set():
+        with contextlib.suppress(TrilhaError):
+            await metrics.refresh_store(state.runtime.store, state.runtime.engine.clock.now())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(state.stop.wait(), STORE_GAUGES_SECONDS)

@@ -1,0 +1,194 @@
+"""API keys, tenants and per-key rate limits.
+
+A key reads ``trk_<id>_<secret>``: the id finds the stored key, the secret is
+checked against its SHA-256 (keys are 256-bit random strings, so a fast hash
+is enough; nothing is stretched as a password would be). The plain key is shown
+once, by ``trilha keys create``; the store never holds it.
+
+A key acts for one institution and has a role: ``viewer`` reads, ``operator``
+also changes (starts executions, delivers messages, pauses...), ``admin`` does
+both across every institution. Another tenant's things are *absent* to a key
+(404, never 403), so a key cannot even learn that an id exists elsewhere; a
+viewer asking to change its own tenant's things gets 403.
+
+Verified keys are cached for a few seconds (a revocation takes effect within
+:data:`KEY_CACHE_SECONDS`) so a request costs no store read for its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+
+from trilha.api.problems import Problem, not_found
+from trilha.store.base import ApiKey, Store
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+PREFIX = "trk"
+KEY_CACHE_SECONDS = 5.0
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_key(
+    institution_id: str, role: Role, *, now: float, name: str | None = None
+) -> tuple[ApiKey, str]:
+    """A new key to store, and its plain form to show once."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return (
+        ApiKey(key_id, institution_id, role, _digest(secret), now, name),
+        f"{PREFIX}_{key_id}_{secret}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's id, its tenant and its role."""
+
+    key_id: str
+    institution_id: str
+    role: Role
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+    def sees(self, institution_id: str | None) -> bool:
+        """Whether things of ``institution_id`` exist for this key."""
+        return self.admin or institution_id == self.institution_id
+
+    def check(self, institution_id: str | None, what: str) -> None:
+        """404 unless the thing is this key's tenant's (or the key is an admin's)."""
+        if not self.sees(institution_id):
+            raise not_found(what)
+
+    def scope(self) -> str | None:
+        """The institution listings are narrowed to (``None``: every institution)."""
+        return None if self.admin else self.institution_id
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass(slots=True)
+class RateLimiter:
+    """A token bucket per key: ``rate`` requests a second on average, ``burst`` at once."""
+
+    rate: float
+    burst: int
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def take(self, key_id: str, now: float | None = None) -> float:
+        """Spend one token; 0.0 when allowed, else the seconds until one is back."""
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.get(key_id)
+        if bucket is None:
+            bucket = self._buckets[key_id] = _Bucket(float(self.burst), now)
+        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.rate)
+        bucket.at = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+
+@dataclass(slots=True)
+class KeyRing:
+    """Verifies presented keys against the store, with a short cache."""
+
+    store: Store
+    limiter: RateLimiter
+    _cache: dict[str, tuple[float, ApiKey | None]] = field(default_factory=dict)
+
+    async def verify(self, presented: str) -> Principal | None:
+        parts = presented.strip().split("_", 2)
+        if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+            return None
+        key_id, secret = parts[1], parts[2]
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+            stored = cached[1]
+        else:
+            stored = await self.store.get_api_key(key_id)
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key_id] = (now, stored)
+        if stored is None or stored.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(stored.secret_hash, _digest(secret)):
+            return None
+        return Principal(stored.key_id, stored.institution_id, stored.role)
+
+
+def presented_key(request: Request) -> str | None:
+    """``Authorization: Bearer KEY``, or ``X-API-Key: KEY``."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+_UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="trilha"'}
+
+
+async def authenticated(request: Request) -> Principal:
+    """The caller, or 401; 429 with Retry-After past the key's rate limit."""
+    ring: KeyRing = request.app.state.keys
+    presented = presented_key(request)
+    if presented is None:
+        raise Problem(
+            401,
+            "an API key is required: Authorization: Bearer KEY (trilha keys create)",
+            kind="unauthorized",
+            headers=_UNAUTHORIZED,
+        )
+    principal = await ring.verify(presented)
+    if principal is None:
+        raise Problem(
+            401,
+            "the API key is not valid or was revoked",
+            kind="unauthorized",
+            headers=_UNAUTHORIZED,
+        )
+    wait = ring.limiter.take(principal.key_id)
+    if wait > 0:
+        raise Problem(
+            429,
+            f"rate limit of key {principal.key_id} exceeded; retry in {wait:.2f}s",
+            kind="rate_limited",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    return principal
+
+
+async def writer(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    """An operator or admin key; a viewer key gets 403."""
+    if principal.role == "viewer":
+        raise Problem(
+            403,
+            f"key {principal.key_id} is a viewer key: it cannot change anything",
+            kind="forbidden",
+            title="Forbidden",
+        )
+    return principal
+
+
+Viewer = Annotated[Principal, Depends(authenticated)]
+Writer = Annotated[Principal, Depends(writer)]

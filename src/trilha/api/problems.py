@@ -1,0 +1,174 @@
+"""Every API error is a problem document (RFC 9457), never a stack trace.
+
+``{type, title, status, detail, errors?}`` with ``application/problem+json``:
+``type`` is a stable URI naming the kind of problem (``urn:trilha:problem:...``,
+derived from trilha's error codes) so clients branch on it rather than on prose;
+``errors`` lists field problems as ``{field, message}`` with the field as a dotted
+path (``body.variables.cpf``). Unexpected exceptions are logged with their stack
+and answered 500 with nothing but an incident id to quote (by the app's outer
+guard, :class:`trilha.api.app.Guard`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from trilha.core.flow import format_loc
+from trilha.errors import (
+    ConfigError,
+    ConversationBusy,
+    CorruptedRecord,
+    ExecutionEnded,
+    ExecutionNotFound,
+    FlowError,
+    FlowNotFound,
+    FlowValidationError,
+    IllegalTransition,
+    StaleLease,
+    StoreUnavailable,
+    TrilhaError,
+)
+from trilha.observability.logging import get_logger
+
+log = get_logger("trilha.api")
+
+MEDIA_TYPE = "application/problem+json"
+
+#: seconds a client should wait before retrying when the store is briefly away
+STORE_RETRY_AFTER = 2
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        kind: str | None = None,
+        title: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind or _TITLES.get(status, "error").lower().replace(" ", "_")
+        self.title = title or _TITLES.get(status, "Error")
+        self.errors = errors
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {
+            "type": f"urn:trilha:problem:{self.kind}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return JSONResponse(
+            body, status_code=self.status, headers=self.headers, media_type=MEDIA_TYPE
+        )
+
+
+def not_found(what: str) -> Problem:
+    """The one answer for "absent" and "not yours": a foreign tenant learns nothing."""
+    return Problem(404, f"no {what}", kind="not_found")
+
+
+def from_error(exc: TrilhaError) -> Problem:
+    """trilha's own errors, mapped to status codes once for every route."""
+    code = str(getattr(exc, "code", "error"))
+    if isinstance(exc, ExecutionNotFound | FlowNotFound):
+        return Problem(404, str(exc), kind=code)
+    if isinstance(exc, FlowValidationError):
+        errors = [
+            {"field": p.path or "flow", "message": p.message, "severity": p.severity}
+            for p in exc.problems
+        ]
+        return Problem(422, str(exc), kind=code, errors=errors)
+    if isinstance(exc, IllegalTransition):
+        source = exc.details.get("source")
+        current = getattr(source, "value", source)
+        return Problem(409, str(exc), kind=code, extra={"currentStatus": current})
+    if isinstance(exc, ConversationBusy | ExecutionEnded):
+        return Problem(409, str(exc), kind=code, extra=_status_extra(exc))
+    if isinstance(exc, StaleLease):
+        return Problem(
+            409, str(exc), kind=code, headers={"Retry-After": "1"}
+        )  # the execution kept moving: read it again and retry
+    if isinstance(exc, StoreUnavailable):
+        return Problem(
+            503,
+            "the store is unavailable; nothing was changed, retry shortly",
+            kind=code,
+            headers={"Retry-After": str(STORE_RETRY_AFTER)},
+        )
+    if isinstance(exc, CorruptedRecord):
+        return Problem(409, "the execution's stored state is being restored", kind=code)
+    if isinstance(exc, FlowError | ConfigError):
+        return Problem(422, str(exc), kind=code)
+    return Problem(400, str(exc), kind=code)
+
+
+def _status_extra(exc: TrilhaError) -> dict[str, Any]:
+    status = exc.details.get("status")
+    return {"currentStatus": getattr(status, "value", status)} if status is not None else {}
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": format_loc(tuple(err.get("loc", ()))) or "body", "message": err.get("msg", "")}
+        for err in exc.errors()
+    ]
+
+
+def install(app: FastAPI) -> None:
+    """Answer every error the app can raise with a problem document."""
+
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(TrilhaError)
+    async def _trilha(_: Request, exc: TrilhaError) -> JSONResponse:
+        return from_error(exc).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(exc)
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):
+            return Problem(400, "the body is not valid JSON", kind="malformed_json").response()
+        return Problem(
+            422, "the request does not have the expected shape", kind="invalid", errors=errors
+        ).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
+        return Problem(exc.status_code, detail, headers=exc.headers).response()

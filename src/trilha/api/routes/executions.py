@@ -1,0 +1,684 @@
+"""Executions: start one, list them, and read one's state, history, steps, logs and
+transcript.
+
+An execution's JSON is the one ``trilha show --json`` prints
+(:func:`trilha.views.execution_view`), so a script moves between the CLI and the
+API without a translation. Another institution's executions do not exist for a key
+(404 on every route, never 403); an admin key sees every institution's.
+
+Starting answers 503 with Retry-After, and starts nothing, while more executions are
+due than ``api.max_queue_due`` (the workers are behind: accepting more would only
+make every conversation slower); replies to conversations already running are still
+accepted (``POST /v1/conversations/{id}/messages``), since refusing those would
+strand contacts mid-flow.
+
+The wire models below document the answers in ``/openapi.json``; the routes build
+the same JSON from :mod:`trilha.views` (the acceptance tests hold the two together).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from trilha.api.app import state_of
+from trilha.api.auth import Principal, Viewer, Writer
+from trilha.api.idempotency import IdempotencyKey, idempotent
+from trilha.api.problems import MEDIA_TYPE, Problem, not_found
+from trilha.api.routes.flows import owner_for, resolve
+from trilha.core.execution import Execution, iso
+from trilha.core.flow import FLOW_ID_PATTERN
+from trilha.core.wire import WireModel
+from trilha.errors import (
+    ConversationBusy,
+    CorruptedRecord,
+    ExecutionNotFound,
+    TrilhaError,
+)
+from trilha.observability import trail
+from trilha.store.base import ExecutionFilter, Store
+from trilha.views import execution_summary, execution_view, step_view, transition_view
+
+router = APIRouter(prefix="/v1/executions", tags=["executions"])
+
+#: ids trilha makes (executions) and ids the platform makes (conversations, contacts):
+#: any printable text, no control characters
+EXECUTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+EXTERNAL_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+#: seconds a client is asked to wait when the queue is over ``api.max_queue_due``
+BACKPRESSURE_RETRY_AFTER = 5
+#: how long one reading of the queue's depth serves the back-pressure check
+QUEUE_CHECK_SECONDS = 0.25
+MAX_PAGE = 500
+
+StatusName = Literal[
+    "running",
+    "waiting_input",
+    "waiting_delay",
+    "recovering",
+    "paused",
+    "fallback",
+    "degraded",
+    "completed",
+    "failed",
+    "cancelled",
+    "timeout",
+]
+LevelName = Literal[
+    "DEBUG",
+    "INFO",
+    "WARN",
+    "WARNING",
+    "ERROR",
+    "CRITICAL",
+    "debug",
+    "info",
+    "warn",
+    "warning",
+    "error",
+    "critical",
+]
+OutcomeName = Literal["completed", "escalated", "failed", "cancelled", "timeout", "invalid_input"]
+
+ExecutionIdPath = Annotated[
+    str,
+    Path(
+        alias="executionId",
+        pattern=EXECUTION_ID_PATTERN,
+        max_length=100,
+        description="The execution's id.",
+    ),
+]
+ExternalId = Annotated[str, Field(min_length=1, max_length=200, pattern=EXTERNAL_ID_PATTERN)]
+#: the deepest nesting of objects and lists accepted in variables and payloads
+MAX_JSON_DEPTH = 32
+
+
+def _unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (a lone surrogate is not)") from None
+    return text
+
+
+def storable(value: Any, depth: int = 0) -> Any:
+    """``value`` if the store can keep it as JSON and give it back unchanged: integers of
+    64 bits, finite numbers, valid Unicode, nested at most :data:`MAX_JSON_DEPTH` deep.
+    Checked at the door so that a request answers 422, not a failure at commit."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValueError("integers must fit in 64 bits")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
+    elif isinstance(value, str):
+        _unicode(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _unicode(str(key))
+            storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            storable(item, depth + 1)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(storable)]
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
+# ------------------------------------------------------------------------ OpenAPI documents
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where: a dotted path such as `body.variables.cpf`.")
+    message: str
+
+
+class ProblemDocument(BaseModel):
+    """An error (RFC 9457): branch on ``type``; ``detail`` is for people."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="A stable URI naming the kind, `urn:trilha:problem:...`.")
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = None
+    currentStatus: str | None = Field(
+        default=None, description="On a 409: the execution's state now."
+    )
+    executionId: str | None = Field(
+        default=None, description="On a busy conversation: its active execution."
+    )
+
+
+_PROBLEM_TEXT = {
+    400: "The body is not valid JSON.",
+    401: "No API key, or one that is not valid or was revoked.",
+    403: "A viewer key asked to change something.",
+    404: "No such thing, or it belongs to another institution.",
+    409: "The execution's state does not allow it now (`currentStatus` says which it is).",
+    413: "The body is over `api.max_body_bytes`.",
+    422: "The request does not have the expected shape (`errors` lists the fields).",
+    429: "This key's rate limit; wait `Retry-After` seconds.",
+    503: "The store is unreachable, or (starting executions) the queue is over its bound;"
+    " wait `Retry-After` seconds.",
+}
+
+
+def problems(*codes: int, **override: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries: problem documents for ``codes`` (401, 422, 429 and
+    503 are added: every route can answer them; a write, one with 403, also takes a body
+    that may be malformed or too large: 400, 413); ``override`` maps ``"409"`` to a text."""
+    out: dict[int | str, dict[str, Any]] = {}
+    body = {400, 413} if 403 in codes else set()
+    for code in sorted({*codes, *body, 401, 422, 429, 503}):
+        out[code] = {
+            "model": ProblemDocument,
+            "description": override.get(str(code), _PROBLEM_TEXT.get(code, "An error.")),
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}},
+        }
+    return out
+
+
+class TranscriptEntryOut(WireModel):
+    sender: Literal["bot", "contact"] = Field(alias="from")
+    text: str
+    at: str
+
+
+class TransitionOut(WireModel):
+    source: StatusName | None = Field(alias="from", description="None: the execution's start.")
+    to: StatusName
+    reason: str
+    actor: str = Field(description="Who: `engine`, `api`, `key:<id>`, `cli:<user>`...")
+    node_id: str | None
+    at: str
+
+
+class ExecutionSummaryOut(WireModel):
+    """The execution's own fields (what a listing shows)."""
+
+    execution_id: str
+    flow_id: str = Field(description="The stored flow id: `INSTITUTION/FLOW` for own flows.")
+    flow_version: int
+    institution_id: str
+    conversation_id: str
+    contact_id: str
+    status: StatusName
+    outcome: OutcomeName | None
+    current_node_id: str | None
+    waiting_for: str | None = Field(description="input, timer, retry, dependency, operator...")
+    due_at: str | None
+    paused_from: StatusName | None
+    attempts: int
+    steps: int
+    variables: dict[str, Any]
+    error: dict[str, Any] | None
+    created_at: str | None
+    updated_at: str | None
+    ended_at: str | None
+
+
+class ExecutionOut(ExecutionSummaryOut):
+    """The whole execution: its fields, its transcript and its state history."""
+
+    transcript: list[TranscriptEntryOut]
+    history: list[TransitionOut]
+
+
+class ExecutionPage(WireModel):
+    executions: list[ExecutionSummaryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
+
+
+class AuditEntryOut(WireModel):
+    """One operator operation (who, when, what, why), including those that changed no
+    state (an advance of a running execution, a change of variables)."""
+
+    operation: str
+    actor: str | None
+    reason: str | None
+    source: str | None = Field(alias="from")
+    to: str | None
+    at: str | None
+    node_id: str | None
+    details: dict[str, Any]
+
+
+class HistoryOut(WireModel):
+    execution_id: str
+    history: list[TransitionOut]
+    audit: list[AuditEntryOut]
+
+
+class StepOut(WireModel):
+    seq: int
+    node_id: str | None
+    node_type: str | None
+    status: StatusName
+    started_at: str | None
+    duration: float
+    attempt: int
+    input: Any
+    output: Any
+    error: Any
+
+
+class StepsOut(WireModel):
+    execution_id: str
+    steps: list[StepOut]
+
+
+class LogLineOut(BaseModel):
+    """One trail line (DESIGN §5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: str | None
+    level: str
+    executionId: str
+    nodeId: str | None = None
+    nodeType: str | None = None
+    message: str
+    context: dict[str, Any]
+
+
+class LogsOut(WireModel):
+    execution_id: str
+    logs: list[LogLineOut]
+
+
+class TranscriptOut(WireModel):
+    execution_id: str
+    transcript: list[TranscriptEntryOut]
+
+
+# ------------------------------------------------------------------------------- requests
+
+
+class StartExecution(WireModel):
+    """Start a flow for a conversation."""
+
+    flow_id: str = Field(
+        pattern=FLOW_ID_PATTERN,
+        max_length=200,
+        description="The institution's own flow of that id, else the shared one.",
+    )
+    flow_version: int | None = Field(
+        default=None, ge=1, le=2**31, description="Default: the latest version."
+    )
+    institution_id: str | None = Field(
+        default=None,
+        pattern=FLOW_ID_PATTERN,
+        max_length=200,
+        description="Default: the key's; another institution's is 404 unless the key is"
+        " an admin's (admin keys must name one).",
+    )
+    conversation_id: ExternalId
+    contact_id: ExternalId
+    variables: JsonObject = Field(default_factory=dict)
+    replace: bool = Field(
+        default=False,
+        description="Cancel the conversation's active execution instead of answering 409.",
+    )
+
+
+# -------------------------------------------------------------------------------- helpers
+
+
+def actor_of(principal: Principal) -> str:
+    """How an API caller is named in the state history and the trail."""
+    return f"key:{principal.key_id}"
+
+
+def institution_for(principal: Principal, institution_id: str | None) -> str:
+    """The institution a write acts for: the key's own (a foreign one is 404), or for an
+    admin key the one it names (required: an admin key has no institution of its own)."""
+    if principal.admin:
+        if institution_id is None:
+            raise Problem(
+                422,
+                "an admin key must name the institution: institutionId",
+                kind="invalid",
+                errors=[{"field": "body.institutionId", "message": "required for admin keys"}],
+            )
+        return institution_id
+    owner = owner_for(principal, institution_id)
+    assert owner is not None  # a non-admin key always has its institution
+    return owner
+
+
+async def load_execution(store: Store, principal: Principal, execution_id: str) -> Execution:
+    """The execution, or 404 when it is absent or another institution's. A row that
+    fails its checks is 409 (being restored) for its own tenant only: the trail tells
+    whose it is."""
+    what = f"execution '{execution_id}'"
+    try:
+        ex = await store.get_execution(execution_id)
+    except ExecutionNotFound:
+        raise not_found(what) from None
+    except CorruptedRecord:
+        identity = trail.Identity.from_records(await store.logs(execution_id))
+        principal.check(identity.institution_id, what)
+        raise
+    principal.check(ex.institution_id, what)
+    return ex
+
+
+def encode_cursor(created_at: float, execution_id: str) -> str:
+    raw = orjson.dumps([created_at, execution_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (created_at, id) a cursor holds; 422 naming ``cursor`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, execution_id = orjson.loads(raw)
+        if (
+            isinstance(created_at, bool)
+            or not isinstance(created_at, int | float)
+            or not math.isfinite(created_at)
+            or not isinstance(execution_id, str)
+        ):
+            raise ValueError("unexpected content")
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise Problem(
+            422,
+            "the cursor is not one this API gave out",
+            kind="invalid",
+            errors=[{"field": "query.cursor", "message": "pass nextCursor as it was given"}],
+        ) from None
+    return float(created_at), execution_id
+
+
+@dataclass(slots=True)
+class _QueueReading:
+    at: float = -math.inf
+    due: int = 0
+
+
+async def refuse_when_overloaded(request: Request) -> None:
+    """503 with Retry-After while more executions are due than ``api.max_queue_due``."""
+    state = state_of(request.app)
+    reading: _QueueReading | None = getattr(request.app.state, "queue_reading", None)
+    if reading is None:
+        reading = request.app.state.queue_reading = _QueueReading()
+    if time.monotonic() - reading.at > QUEUE_CHECK_SECONDS:
+        stats = await state.runtime.store.queue_stats(state.runtime.engine.clock.now())
+        reading.at, reading.due = time.monotonic(), stats.due
+    bound = state.config.api.max_queue_due
+    if reading.due > bound:
+        raise Problem(
+            503,
+            f"{reading.due} executions are due and waiting for a worker (bound:"
+            f" {bound}); no new execution was started, retry later",
+            kind="overloaded",
+            headers={"Retry-After": str(BACKPRESSURE_RETRY_AFTER)},
+        )
+
+
+# --------------------------------------------------------------------------------- routes
+
+
+@router.post(
+    "",
+    summary="Start a flow for a conversation",
+    status_code=201,
+    responses={
+        201: {"model": ExecutionOut, "description": "Started: the execution."},
+        **problems(
+            403,
+            404,
+            409,
+            422,
+            **{
+                "409": "The conversation has an active execution (`executionId`); send"
+                " `replace: true` to cancel it and start anew.",
+                "422": "Invalid body, or an Idempotency-Key reused with a different request.",
+            },
+        ),
+    },
+)
+async def start_execution(
+    request: Request,
+    principal: Writer,
+    body: StartExecution,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    state = state_of(request.app)
+    store = state.runtime.store
+    institution = institution_for(principal, body.institution_id)
+
+    async def run() -> JSONResponse:
+        await refuse_when_overloaded(request)
+        flow = await resolve(store, institution, body.flow_id, body.flow_version)
+        if flow is None:
+            version = f" version {body.flow_version}" if body.flow_version else ""
+            raise not_found(f"flow '{body.flow_id}'{version}")
+        try:
+            ex = await state.runtime.engine.start(
+                flow.flow_id,
+                version=flow.version,
+                institution_id=institution,
+                conversation_id=body.conversation_id,
+                contact_id=body.contact_id,
+                variables=body.variables,
+                replace=body.replace,
+                actor=actor_of(principal),
+            )
+        except ConversationBusy as exc:
+            raise await _busy(store, exc) from None
+        state.wake()  # this process's workers run it now, not at their next poll
+        return JSONResponse(await execution_view(store, ex), status_code=201)
+
+    return await idempotent(request, principal, idempotency_key, body, run)
+
+
+async def _busy(store: Store, exc: ConversationBusy) -> Problem:
+    """409 naming the conversation's active execution and its state."""
+    active = exc.details.get("execution_id")
+    extra: dict[str, Any] = {"executionId": active}
+    if isinstance(active, str):
+        with contextlib.suppress(TrilhaError):
+            extra["currentStatus"] = (await store.get_execution(active)).status.value
+    return Problem(
+        409,
+        f"the conversation already has an active execution ({active}); send replace: true"
+        " to cancel it and start anew",
+        kind="conversation_busy",
+        extra=extra,
+    )
+
+
+@router.get(
+    "",
+    summary="Executions, newest first, a page at a time",
+    responses={200: {"model": ExecutionPage}, **problems(404, 422)},
+)
+async def list_executions(
+    request: Request,
+    principal: Viewer,
+    status: Annotated[StatusName | None, Query(description="Only this state.")] = None,
+    flow_id: Annotated[
+        str | None,
+        Query(alias="flowId", pattern=FLOW_ID_PATTERN, max_length=200, description="This flow."),
+    ] = None,
+    conversation_id: Annotated[
+        str | None, Query(alias="conversationId", pattern=EXTERNAL_ID_PATTERN, max_length=200)
+    ] = None,
+    contact_id: Annotated[
+        str | None, Query(alias="contactId", pattern=EXTERNAL_ID_PATTERN, max_length=200)
+    ] = None,
+    stuck: Annotated[
+        bool,
+        Query(
+            description="Only active executions nothing is moving on (what the sweeper would"
+            " reschedule) and overdue work no worker has claimed."
+        ),
+    ] = False,
+    institution_id: Annotated[
+        str | None,
+        Query(
+            alias="institutionId",
+            pattern=FLOW_ID_PATTERN,
+            max_length=200,
+            description="Admin keys: only this institution's.",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="`nextCursor` of the previous page.")
+    ] = None,
+) -> JSONResponse:
+    state = state_of(request.app)
+    store = state.runtime.store
+    institution = (
+        principal.scope() if institution_id is None else owner_for(principal, institution_id)
+    )
+    stored_flow = flow_id
+    if flow_id is not None and institution is not None:
+        found = await resolve(store, institution, flow_id)
+        stored_flow = found.flow_id if found is not None else flow_id
+    now = state.runtime.engine.clock.now()
+    where = ExecutionFilter(
+        institution_id=institution,
+        status=status,
+        flow_id=stored_flow,
+        conversation_id=conversation_id,
+        contact_id=contact_id,
+        stuck_before=now - state.runtime.worker.sweeper.grace_seconds if stuck else None,
+    )
+    before = decode_cursor(cursor) if cursor is not None else None
+    found_page = await store.list_executions(limit=limit + 1, where=where, before=before)
+    page = found_page[:limit]
+    more = len(found_page) > limit
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
+    return JSONResponse(
+        {"executions": [execution_summary(ex) for ex in page], "nextCursor": next_cursor}
+    )
+
+
+@router.get(
+    "/{executionId}",
+    summary="An execution: state, current node, wait, variables, transcript, history",
+    responses={200: {"model": ExecutionOut}, **problems(404)},
+)
+async def get_execution(
+    request: Request, execution_id: ExecutionIdPath, principal: Viewer
+) -> JSONResponse:
+    store = state_of(request.app).runtime.store
+    ex = await load_execution(store, principal, execution_id)
+    return JSONResponse(await execution_view(store, ex))
+
+
+@router.get(
+    "/{executionId}/history",
+    summary="State changes (who, when, why) and every operator operation",
+    responses={200: {"model": HistoryOut}, **problems(404)},
+)
+async def get_history(
+    request: Request, execution_id: ExecutionIdPath, principal: Viewer
+) -> JSONResponse:
+    store = state_of(request.app).runtime.store
+    ex = await load_execution(store, principal, execution_id)
+    transitions = await store.transitions(ex.id)
+    audit = [
+        _audit(line) for line in await store.logs(ex.id) if line.message.startswith("operator.")
+    ]
+    return JSONResponse(
+        {
+            "executionId": ex.id,
+            "history": [transition_view(t) for t in transitions],
+            "audit": audit,
+        }
+    )
+
+
+_AUDIT_KEYS = ("operation", "actor", "reason", "from", "to", "fromNode", "toNode")
+
+
+def _audit(line: Any) -> dict[str, Any]:
+    """An ``operator.*`` trail line as an audit entry."""
+    context = line.context
+    details = {k: v for k, v in context.items() if k not in _AUDIT_KEYS}
+    for key in ("fromNode", "toNode"):
+        if key in context:
+            details[key] = context[key]
+    return {
+        "operation": str(context.get("operation") or line.message.removeprefix("operator.")),
+        "actor": context.get("actor"),
+        "reason": context.get("reason"),
+        "from": context.get("from"),
+        "to": context.get("to"),
+        "at": iso(line.at),
+        "nodeId": line.node_id,
+        "details": details,
+    }
+
+
+@router.get(
+    "/{executionId}/steps",
+    summary="The timeline: each step's node, input, output, duration, attempt and error",
+    responses={200: {"model": StepsOut}, **problems(404)},
+)
+async def get_steps(
+    request: Request, execution_id: ExecutionIdPath, principal: Viewer
+) -> JSONResponse:
+    store = state_of(request.app).runtime.store
+    ex = await load_execution(store, principal, execution_id)
+    steps = [step_view(c) for c in await store.checkpoints(ex.id)]
+    return JSONResponse({"executionId": ex.id, "steps": steps})
+
+
+@router.get(
+    "/{executionId}/logs",
+    summary="The execution's trail: one DESIGN §5 log object per line, oldest first",
+    responses={200: {"model": LogsOut}, **problems(404, 422)},
+)
+async def get_logs(
+    request: Request,
+    execution_id: ExecutionIdPath,
+    principal: Viewer,
+    level: Annotated[
+        LevelName,
+        Query(description="The least severe level shown."),
+    ] = "DEBUG",
+) -> JSONResponse:
+    minimum = trail.parse_level(level)  # the Literal admits only known levels
+    store = state_of(request.app).runtime.store
+    ex = await load_execution(store, principal, execution_id)
+    records = await store.logs(ex.id)
+    lines = trail.lines(records, trail.Identity.of(ex), minimum=minimum)
+    return JSONResponse({"executionId": ex.id, "logs": lines})
+
+
+@router.get(
+    "/{executionId}/transcript",
+    summary="What the bot and the contact said, in order",
+    responses={200: {"model": TranscriptOut}, **problems(404)},
+)
+async def get_transcript(
+    request: Request, execution_id: ExecutionIdPath, principal: Viewer
+) -> JSONResponse:
+    store = state_of(request.app).runtime.store
+    ex = await load_execution(store, principal, execution_id)
+    transcript = [t.wire() for t in await store.transcript(ex.id)]
+    return JSONResponse({"executionId": ex.id, "transcript": transcript})

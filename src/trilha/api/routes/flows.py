@@ -1,0 +1,201 @@
+"""Flows: publish a version, list, read, list versions.
+
+Flows have an owner. Those of ``trilha serve --flows DIR`` (and those an admin
+publishes without ``institutionId``) are *shared*: every institution may read
+and run them. A flow an institution publishes is its own, stored as
+``INSTITUTION/FLOW`` so two tenants' ``checkout`` never meet; the institution
+names it ``checkout`` and, for that institution, its own flow hides a shared
+one of the same name. Another institution's flows do not exist for a key (404).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from trilha.api.app import state_of
+from trilha.api.auth import Principal, Viewer, Writer
+from trilha.api.problems import Problem, not_found
+from trilha.core.execution import iso
+from trilha.core.flow import FLOW_ID_PATTERN, parse_flow
+from trilha.store.base import Store, StoredFlow
+
+router = APIRouter(prefix="/v1/flows", tags=["flows"])
+
+FlowIdPath = Annotated[
+    str,
+    Path(alias="flowId", pattern=FLOW_ID_PATTERN, max_length=200, description="The flow's id."),
+]
+InstitutionQuery = Annotated[
+    str | None,
+    Query(
+        alias="institutionId",
+        pattern=FLOW_ID_PATTERN,
+        max_length=200,
+        description="Admin keys only: act on this institution's flows (default: shared ones).",
+    ),
+]
+
+
+def owner_for(principal: Principal, institution_id: str | None) -> str | None:
+    """Whose flows a request addresses: the key's institution, or for an admin the
+    ``institutionId`` it names (``None``: the shared flows)."""
+    if principal.admin:
+        return institution_id
+    if institution_id is not None and institution_id != principal.institution_id:
+        raise not_found(f"institution '{institution_id}'")
+    return principal.institution_id
+
+
+def stored_id(owner: str | None, flow_id: str) -> str:
+    return f"{owner}/{flow_id}" if owner else flow_id
+
+
+def split_id(stored: str) -> tuple[str | None, str]:
+    """(owner, name) of a stored flow id; shared flows have no owner."""
+    owner, sep, name = stored.partition("/")
+    return (owner, name) if sep else (None, stored)
+
+
+async def resolve(
+    store: Store, owner: str | None, flow_id: str, version: int | None = None
+) -> StoredFlow | None:
+    """The flow ``flow_id`` means for ``owner``: its own, else the shared one."""
+    if owner:
+        own = await store.get_flow(stored_id(owner, flow_id), version)
+        if own is not None:
+            return own
+    return await store.get_flow(flow_id, version)
+
+
+def flow_json(flow: StoredFlow) -> dict[str, Any]:
+    owner, name = split_id(flow.flow_id)
+    return {
+        "flowId": name,
+        "storedId": flow.flow_id,
+        "institutionId": owner,
+        "shared": owner is None,
+        "version": flow.version,
+        "createdAt": iso(flow.created_at),
+        "definition": flow.definition | {"id": name},
+    }
+
+
+@router.put(
+    "/{flowId}",
+    summary="Publish a new version of a flow",
+    responses={
+        200: {"description": "unchanged: the latest version already has this definition"},
+        201: {"description": "a new version was stored"},
+        422: {"description": "the flow is invalid: `errors` lists every problem"},
+    },
+    status_code=201,
+)
+async def publish(
+    request: Request,
+    flow_id: FlowIdPath,
+    principal: Writer,
+    definition: Annotated[dict[str, Any], Body(description="The flow (see `trilha schema`).")],
+    institution_id: InstitutionQuery = None,
+) -> JSONResponse:
+    state = state_of(request.app)
+    owner = owner_for(principal, institution_id)
+    body_id = definition.get("id", flow_id)
+    if body_id != flow_id:
+        raise Problem(
+            422,
+            f"the body's id {body_id!r} differs from the path's {flow_id!r}",
+            kind="invalid",
+            errors=[{"field": "body.id", "message": f"must be {flow_id!r} (the path's)"}],
+        )
+    from trilha.api.routes.executions import storable  # executions imports this module
+
+    try:
+        storable(definition)
+    except ValueError as exc:
+        raise Problem(
+            422,
+            f"flow '{flow_id}' cannot be stored: {exc}",
+            kind="invalid",
+            errors=[{"field": "body", "message": str(exc)}],
+        ) from None
+    flow, problems = parse_flow(
+        definition | {"id": stored_id(owner, flow_id)}, state.runtime.engine.processors.node_types
+    )
+    errors = [p for p in problems if p.severity == "error"]
+    if flow is None or errors:
+        raise Problem(
+            422,
+            f"flow '{flow_id}' is invalid: {len(errors)} problem(s)",
+            kind="flow_invalid",
+            errors=[
+                {"field": p.path or "flow", "message": p.message, "severity": p.severity}
+                for p in problems
+            ],
+        )
+    before = await state.runtime.store.get_flow(flow.id)
+    version = await state.runtime.engine.publish(flow)
+    stored = await state.runtime.store.get_flow(flow.id, version)
+    assert stored is not None
+    created = before is None or before.version != version
+    return JSONResponse(
+        flow_json(stored) | {"warnings": [str(p) for p in problems if p.severity == "warning"]},
+        status_code=201 if created else 200,
+    )
+
+
+@router.get("", summary="The latest version of every flow this key can run")
+async def list_flows(
+    request: Request, principal: Viewer, institution_id: InstitutionQuery = None
+) -> dict[str, Any]:
+    store = state_of(request.app).runtime.store
+    flows = await store.list_flows()
+    if principal.admin and institution_id is None:
+        visible = flows
+    else:
+        owner = owner_for(principal, institution_id)
+        own = {split_id(f.flow_id)[1] for f in flows if split_id(f.flow_id)[0] == owner}
+        visible = [
+            f
+            for f in flows
+            if split_id(f.flow_id)[0] == owner
+            or (split_id(f.flow_id)[0] is None and f.flow_id not in own)
+        ]
+    return {"flows": [flow_json(f) for f in sorted(visible, key=lambda f: f.flow_id)]}
+
+
+@router.get("/{flowId}", summary="A flow: its latest version, or `?version=N`")
+async def get_flow(
+    request: Request,
+    flow_id: FlowIdPath,
+    principal: Viewer,
+    version: Annotated[int | None, Query(ge=1, le=2**31)] = None,
+    institution_id: InstitutionQuery = None,
+) -> dict[str, Any]:
+    store = state_of(request.app).runtime.store
+    found = await resolve(store, owner_for(principal, institution_id), flow_id, version)
+    if found is None:
+        raise not_found(f"flow '{flow_id}'" + (f" version {version}" if version else ""))
+    return flow_json(found)
+
+
+@router.get("/{flowId}/versions", summary="Every version of a flow, oldest first")
+async def versions(
+    request: Request,
+    flow_id: FlowIdPath,
+    principal: Viewer,
+    institution_id: InstitutionQuery = None,
+) -> dict[str, Any]:
+    store = state_of(request.app).runtime.store
+    latest = await resolve(store, owner_for(principal, institution_id), flow_id)
+    if latest is None:
+        raise not_found(f"flow '{flow_id}'")
+    return {
+        "flowId": flow_id,
+        "versions": [
+            {"version": f.version, "createdAt": iso(f.created_at)}
+            for f in await store.flow_versions(latest.flow_id)
+        ],
+    }

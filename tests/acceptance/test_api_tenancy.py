@@ -1,0 +1,152 @@
+"""Tenant isolation on every route: a walk over the served OpenAPI document with a
+key of another institution. Whatever it asks about institution acme's execution,
+flow or conversation is absent (404, never 403 or 2xx), listings and streams show
+none of it, and afterwards acme's execution is exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+
+from conftest import Api
+
+SECRET_FLOW = {
+    "id": "secret-flow",
+    "start": "ask",
+    "nodes": [
+        {"id": "ask", "type": "question", "text": "Your code?", "variable": "code", "next": "end"},
+        {"id": "end", "type": "end"},
+    ],
+}
+
+#: a well-formed body per operation, so that validation passes and the tenancy check
+#: is what answers; operations that take no body get none
+BODIES: dict[tuple[str, str], Any] = {
+    ("post", "/v1/executions"): {
+        "flowId": "secret-flow",
+        "institutionId": "acme",
+        "conversationId": "acme-conv",
+        "contactId": "k",
+        "variables": {},
+    },
+    ("post", "/v1/conversations/{conversationId}/messages"): {
+        "messageId": "intruder-1",
+        "contactId": "k",
+        "text": "let me in",
+    },
+    ("post", "/v1/executions/{executionId}/advance"): {"toNodeId": "end"},
+    ("patch", "/v1/executions/{executionId}/variables"): {"set": {"code": "stolen"}},
+}
+#: publishing under a name creates the caller's own flow: it cannot touch acme's (the
+#: walk checks acme's flow is unchanged afterwards)
+CREATES_OWN = {("put", "/v1/flows/{flowId}")}
+#: listings and streams: they answer, but must not mention acme's things
+LISTINGS = {("get", "/v1/executions"), ("get", "/v1/flows"), ("get", "/v1/events")}
+
+
+def _acme_world(api: Api) -> dict[str, str]:
+    with api.client("acme_operator") as acme:
+        assert acme.put("/v1/flows/secret-flow", json=SECRET_FLOW).status_code == 201
+        started = acme.post("/v1/executions", json=BODIES[("post", "/v1/executions")])
+        assert started.status_code == 201, started.text
+        execution_id = started.json()["executionId"]
+        for _ in range(100):  # the worker asks the question
+            if acme.get(f"/v1/executions/{execution_id}").json()["status"] == "waiting_input":
+                break
+            time.sleep(0.05)
+    return {"executionId": execution_id, "flowId": "secret-flow", "conversationId": "acme-conv"}
+
+
+GHOSTS = {
+    "executionId": "0" * 32,
+    "flowId": "no-such-flow",
+    "conversationId": "no-such-conv",
+}
+
+
+def _neutral(text: str, ids: dict[str, str]) -> str:
+    """The answer with the ids the caller itself sent replaced by their names."""
+    for name, value in ids.items():
+        text = text.replace(value, name)
+    return text
+
+
+def _snapshot(api: Api, execution_id: str) -> dict[str, Any]:
+    with api.client("acme_operator") as acme:
+        return {
+            "execution": acme.get(f"/v1/executions/{execution_id}").json(),
+            "history": acme.get(f"/v1/executions/{execution_id}/history").json(),
+            "flow": acme.get("/v1/flows/secret-flow").json(),
+        }
+
+
+def _call(client: httpx.Client, method: str, path: str, body: Any) -> httpx.Response:
+    if path.endswith("/events"):  # a stream: read what arrives for a moment
+        try:
+            with client.stream(method.upper(), path, timeout=httpx.Timeout(2.0)) as stream:
+                if stream.status_code != 200:
+                    stream.read()
+                    return stream
+                chunks = []
+                try:
+                    for chunk in stream.iter_text():
+                        chunks.append(chunk)
+                except httpx.ReadTimeout:
+                    pass
+                return httpx.Response(200, text="".join(chunks))
+        except httpx.ReadTimeout:
+            return httpx.Response(200, text="")
+    kwargs = {"json": body} if body is not None else {}
+    return client.request(method.upper(), path, **kwargs)
+
+
+def test_a_foreign_key_finds_nothing_of_another_tenant(api: Api) -> None:
+    acme = _acme_world(api)
+    before = _snapshot(api, acme["executionId"])
+    with httpx.Client(base_url=api.url) as anonymous:
+        document = anonymous.get("/openapi.json").json()
+    walked: list[str] = []
+    with api.client("beta_operator") as beta, api.client("acme_viewer") as viewer:
+        for template, operations in document["paths"].items():
+            if not template.startswith("/v1"):
+                continue
+            path = template
+            for name, value in acme.items():
+                path = path.replace("{" + name + "}", value)
+            assert "{" not in path, f"the walk does not know a parameter of {template}"
+            for method in operations:
+                key = (method, template)
+                if key in CREATES_OWN:
+                    continue
+                answer = _call(beta, method, path, BODIES.get(key, {} if method != "get" else None))
+                walked.append(f"{method.upper()} {template} -> {answer.status_code}")
+                if key in LISTINGS:
+                    assert answer.status_code == 200, (key, answer.text)
+                    text = answer.text
+                    assert acme["executionId"] not in text, (key, text[:500])
+                    assert "acme-conv" not in text and "secret-flow" not in text, key
+                else:
+                    assert answer.status_code == 404, (key, answer.status_code, answer.text)
+                    # indistinguishable from an id that exists nowhere
+                    ghost_path = path
+                    for name, value in acme.items():
+                        ghost_path = ghost_path.replace(value, GHOSTS[name])
+                    ghost = _call(beta, method, ghost_path, BODIES.get(key, {}))
+                    assert ghost.status_code == 404, (key, ghost.text)
+                    assert _neutral(answer.text, acme) == _neutral(ghost.text, GHOSTS), key
+                # a viewer of acme itself may read, never change (403), never 5xx
+                if method != "get":
+                    own = _call(viewer, method, path, BODIES.get(key, {}))
+                    assert own.status_code == 403, (key, own.status_code, own.text)
+    assert len(walked) >= 15, walked  # every route of issue 5 was visited
+    after = _snapshot(api, acme["executionId"])
+    assert after["execution"]["status"] == before["execution"]["status"]
+    assert after["execution"]["variables"] == before["execution"]["variables"]
+    assert after["history"] == before["history"]
+    assert after["flow"]["version"] == before["flow"]["version"]
+    with api.client("acme_operator") as acme_client:
+        transcript = acme_client.get(f"/v1/executions/{acme['executionId']}/transcript").json()
+    assert "let me in" not in json.dumps(transcript)
