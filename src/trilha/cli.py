@@ -485,8 +485,8 @@ async def _bootstrap_key(store_url: str | None) -> None:
     finally:
         await st.close()
     err.print(
-        f"no API key existed: created admin key {key.key_id} (every institution)."
-        " Keep it now, it is not shown again:"
+        f"no API key existed: created admin key {key.key_id} (institution local;"
+        " an admin key acts on every institution). Keep it now, it is not shown again:"
     )
     err.print(plain, markup=False, highlight=False, soft_wrap=True)
 

@@ -3,10 +3,12 @@ flows and their tenancy, limits, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,23 @@ def test_bad_input_gets_problem_documents(api: Api) -> None:
         problem(malformed, 400)
         problem(acme.put("/v1/flows/bad%20id", json=FLOW), 422)
         problem(acme.put("/v1/flows/big", json={**FLOW, "description": "x" * 2_000_000}), 413)
+
+        def streamed() -> Iterator[bytes]:  # no Content-Length: sent chunked
+            yield b'{"id": "big", "description": "'
+            for _ in range(40):
+                yield b"x" * 50_000
+            yield b'"}'
+
+        chunked = acme.put(
+            "/v1/flows/big", content=streamed(), headers={"content-type": "application/json"}
+        )
+        problem(chunked, 413)
+        small = acme.put(
+            "/v1/flows/small",
+            content=iter([json.dumps({**FLOW, "id": "small"}).encode()]),
+            headers={"content-type": "application/json"},
+        )
+        assert small.status_code == 201, small.text  # a small streamed body passes
         forbidden = problem(viewer.put("/v1/flows/mine", json=FLOW), 403)
         assert "viewer" in forbidden["detail"]
         problem(acme.get("/v1/nowhere"), 404)

@@ -192,7 +192,7 @@ def test_every_post_is_idempotent_with_a_key(api: Api) -> None:
         first = acme.post("/v1/executions", json=body, headers=key)
         assert first.status_code == 201
         again = acme.post("/v1/executions", json=dict(reversed(body.items())), headers=key)
-        assert (again.status_code, again.json()) == (201, first.json())
+        assert (again.status_code, again.content) == (201, first.content)  # byte for byte
         assert again.headers["idempotent-replayed"] == "true"
         listed = acme.get("/v1/executions", params={"conversationId": "conv-i"}).json()
         assert [e["executionId"] for e in listed["executions"]] == [first.json()["executionId"]]

@@ -17,7 +17,7 @@ from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.engine import Engine
 from trilha.engine.operator import Operator, unset_path
 from trilha.engine.worker import Worker
-from trilha.errors import ConfigError, IllegalTransition, StaleLease
+from trilha.errors import ConfigError, FlowError, IllegalTransition, StaleLease
 from trilha.processors.registry import Processors
 from trilha.store.base import StepCommit
 from trilha.store.sqlite import SQLiteStore
@@ -188,6 +188,20 @@ async def test_set_variables_on_a_waiting_execution(harness: Any) -> None:
     done = await harness.reply(ex.id, "Ana")
     assert done.status is S.COMPLETED
     assert harness.channel.texts(ex.id) == ["your name?", "thanks Ana, gold customer"]
+
+
+async def test_set_variables_never_overwrites_a_value_through_a_path(harness: Any) -> None:
+    """Setting ``cpf.x`` where ``cpf`` holds a string would silently replace the CPF:
+    refused, naming the variable, and nothing is changed."""
+    operator = Operator(harness.store, harness.engine)
+    await harness.publish(ASK)
+    ex = await harness.start("ask", variables={"cpf": "111.222.333-44", "customer": {}})
+    await harness.settle()
+    with pytest.raises(FlowError, match="'cpf' holds a str"):
+        await operator.set_variables(ex.id, {"customer.tier": "gold", "cpf.x": 1})
+    assert (await harness.get(ex.id)).variables == {"cpf": "111.222.333-44", "customer": {}}
+    replaced = await operator.set_variables(ex.id, {"cpf": {"x": 1}})  # said outright: fine
+    assert replaced.variables["cpf"] == {"x": 1}
 
 
 async def test_set_variables_while_paused_and_refused_once_ended(harness: Any) -> None:

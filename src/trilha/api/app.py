@@ -103,17 +103,34 @@ class Guard:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # a streamed (chunked) body: read it here, within the limit, and hand it on;
+            # the framework's own parser would turn an error raised mid-read into a 400
+            chunks: list[bytes] = []
+            seen = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunk = message.get("body", b"")
+                seen += len(chunk)
                 if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+                    await self._too_large(scope, receive, send)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    break
+            body = b"".join(chunks)
+            replayed = False
 
+            async def buffered() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            receive = buffered
         started = False
 
         async def watched(message: Message) -> None:
@@ -122,10 +139,7 @@ class Guard:
             await send(message)
 
         try:
-            await self.app(scope, limited, watched)
-        except _TooLarge:
-            if not started:
-                await self._too_large(scope, receive, send)
+            await self.app(scope, receive, watched)
         except Exception:
             incident = uuid.uuid4().hex[:12]
             log.exception(
@@ -147,10 +161,6 @@ class Guard:
             413, f"the request body is over {self.max_bytes} bytes", kind="too_large"
         ).response()
         await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAPI:

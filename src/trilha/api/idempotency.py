@@ -34,7 +34,7 @@ import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Header, Request
@@ -136,11 +136,22 @@ async def _answer(run: Callable[[], Awaitable[JSONResponse]]) -> JSONResponse:
         return from_error(exc).response()
 
 
+class _Rendered(JSONResponse):
+    """A JSON response whose body is already rendered: replayed byte for byte."""
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else super().render(content)
+
+
 def _replay(stored: StoredResponse) -> JSONResponse:
-    return JSONResponse(
-        stored.body,
+    """The first answer byte for byte (it is kept as its JSON text, so the store's key
+    ordering never reshapes it)."""
+    body = stored.body
+    content = body.encode() if isinstance(body, str) else orjson.dumps(body)
+    return _Rendered(
+        content,
         status_code=stored.status,
-        media_type=MEDIA_TYPE if stored.status >= 400 else None,
+        media_type=MEDIA_TYPE if stored.status >= 400 else "application/json",
         headers={"Idempotent-Replayed": "true"},
     )
 
@@ -187,7 +198,7 @@ async def idempotent(
         if not _remembered(response):
             return response
         now = state.runtime.engine.clock.now()
-        answer = StoredResponse(digest, response.status_code, orjson.loads(response.body), now)
+        answer = StoredResponse(digest, response.status_code, bytes(response.body).decode(), now)
         try:
             kept = await store.remember_response(scope, key, answer)
         except TrilhaError as exc:

@@ -171,6 +171,7 @@ class Operator:
             for path in removed:
                 unset_path(variables, path)
             for path, value in assign.items():
+                _refuse_overwrite(variables, path)
                 set_path(variables, path, value)
             ex.variables = variables
             parts = []
@@ -342,3 +343,20 @@ def unset_path(variables: dict[str, Any], path: str) -> None:
         if not isinstance(node, dict):
             return
     node.pop(last, None)
+
+
+def _refuse_overwrite(variables: Mapping[str, Any], path: str) -> None:
+    """Setting ``a.b`` where ``a`` holds a value that is not an object would silently
+    replace that value: refuse, naming it (the operator can set ``a`` itself)."""
+    parts = path.split(".")
+    node: Any = variables
+    for depth, part in enumerate(parts[:-1]):
+        if not isinstance(node, Mapping) or part not in node:
+            return
+        node = node[part]
+        if not isinstance(node, Mapping):
+            held = ".".join(parts[: depth + 1])
+            raise FlowError(
+                f"cannot set {path!r}: {held!r} holds a {type(node).__name__}, not an object"
+                f" (set {held!r} itself to replace it)"
+            )
