@@ -143,58 +143,34 @@ def _answers(summary: str, *extra: int) -> dict[str, Any]:
 OptionalReason = Annotated[OperatorRequest | None, Body()]
 
 
-@router.post("/{executionId}/pause", **_answers("Pause an active execution where it is"))
-async def pause(
-    request: Request,
-    execution_id: ExecutionIdPath,
-    principal: Writer,
-    body: OptionalReason = None,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    return await _operate(
-        request,
-        principal,
-        execution_id,
-        idempotency_key,
-        body,
-        lambda op, eid, actor, b: op.pause(eid, actor=actor, reason=b.reason),
-    )
+def _simple(operation: str, summary: str) -> None:
+    """Register ``POST /{executionId}/<operation>``: an optional ``{reason}`` body, the
+    Operator method of that name, audited and idempotent like every control."""
+
+    async def control(
+        request: Request,
+        execution_id: ExecutionIdPath,
+        principal: Writer,
+        body: OptionalReason = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        return await _operate(
+            request,
+            principal,
+            execution_id,
+            idempotency_key,
+            body,
+            lambda op, eid, actor, b: getattr(op, operation)(eid, actor=actor, reason=b.reason),
+        )
+
+    control.__name__ = operation
+    router.post(f"/{{executionId}}/{operation}", **_answers(summary))(control)
 
 
-@router.post("/{executionId}/resume", **_answers("Resume a paused execution in the state it left"))
-async def resume(
-    request: Request,
-    execution_id: ExecutionIdPath,
-    principal: Writer,
-    body: OptionalReason = None,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    return await _operate(
-        request,
-        principal,
-        execution_id,
-        idempotency_key,
-        body,
-        lambda op, eid, actor, b: op.resume(eid, actor=actor, reason=b.reason),
-    )
-
-
-@router.post("/{executionId}/cancel", **_answers("Cancel an active execution"))
-async def cancel(
-    request: Request,
-    execution_id: ExecutionIdPath,
-    principal: Writer,
-    body: OptionalReason = None,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    return await _operate(
-        request,
-        principal,
-        execution_id,
-        idempotency_key,
-        body,
-        lambda op, eid, actor, b: op.cancel(eid, actor=actor, reason=b.reason),
-    )
+_simple("pause", "Pause an active execution where it is")
+_simple("resume", "Resume a paused execution in the state it left")
+_simple("cancel", "Cancel an active execution")
+_simple("retry", "Retry the failed step of a recovering execution now")
 
 
 @router.post(
@@ -217,27 +193,6 @@ async def advance(
         lambda op, eid, actor, b: op.advance(
             eid, getattr(b, "to_node_id", None), actor=actor, reason=b.reason
         ),
-    )
-
-
-@router.post(
-    "/{executionId}/retry",
-    **_answers("Retry the failed step of a recovering execution now"),
-)
-async def retry(
-    request: Request,
-    execution_id: ExecutionIdPath,
-    principal: Writer,
-    body: OptionalReason = None,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
-    return await _operate(
-        request,
-        principal,
-        execution_id,
-        idempotency_key,
-        body,
-        lambda op, eid, actor, b: op.retry(eid, actor=actor, reason=b.reason),
     )
 
 
