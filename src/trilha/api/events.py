@@ -6,9 +6,10 @@ each with a global, monotonic id; and a worker in *another* process (``trilha
 worker``, a second ``serve``) commits into the same store. Reading the store is
 the one way an API process sees all of it. So :class:`EventHub` runs ONE poll
 loop per process (``trail_since(position)``), whatever the number of clients,
-and hands each new line to the subscriptions whose filter it passes. A commit
-in this process can :meth:`EventHub.wake` the loop at once; otherwise it polls
-every ``poll_seconds``.
+and hands each new line to the subscriptions whose filter it passes. It polls
+every ``poll_seconds`` when idle and within ``min_poll_seconds`` after lines
+arrived or :meth:`EventHub.wake` was called (work is under way), backing off by
+doubling; with no subscriber it only follows the newest id.
 
 Nothing is lost or repeated across a reconnection: a client resumes from the
 last id it saw (SSE ``Last-Event-ID``); :meth:`EventHub.stream` registers its
@@ -34,10 +35,10 @@ import signal
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from trilha.core.states import ExecutionStatus
 from trilha.errors import CorruptedRecord, ExecutionNotFound, TrilhaError
@@ -46,6 +47,7 @@ from trilha.observability.trail import Identity, wire
 from trilha.store.base import Store, TrailEvent
 
 log = get_logger("trilha.api.events")
+T = TypeVar("T")
 
 #: the SSE ``event:`` of a trail line, by the line's message; every other line is ``log``
 EVENT_TYPES: dict[str, str] = {
@@ -59,7 +61,10 @@ LOG = "log"
 #: the last event of an execution's stream: it reached a terminal state (no ``id:``)
 END = "end"
 
+#: the longest the poll loop sleeps (idle); right after activity it reads again within
+#: MIN_POLL_SECONDS, backing off by doubling
 POLL_SECONDS = 0.1
+MIN_POLL_SECONDS = 0.005
 BATCH = 500
 QUEUE_SIZE = 1024
 #: how long an execution's stream stays open once the execution ended and nothing
@@ -71,6 +76,8 @@ CLOSE_GRACE_SECONDS = 1.0
 #: how often an idle execution stream reads its execution's status: an end that wrote
 #: no trail line (a conversation's execution replaced by a new one) still ends it
 STATUS_CHECK_SECONDS = 5.0
+#: how long :meth:`EventHub.stop` lets a store read in flight finish
+STOP_SECONDS = 5.0
 _IDENTITIES = 4096
 _BACKOFF_MAX = 5.0
 
@@ -230,6 +237,7 @@ class EventHub:
         queue_size: int = QUEUE_SIZE,
         end_linger_seconds: float = END_LINGER_SECONDS,
         status_check_seconds: float = STATUS_CHECK_SECONDS,
+        min_poll_seconds: float = MIN_POLL_SECONDS,
     ) -> None:
         self.store = store
         self.poll_seconds = poll_seconds
@@ -237,6 +245,7 @@ class EventHub:
         self.queue_size = queue_size
         self.end_linger_seconds = end_linger_seconds
         self.status_check_seconds = status_check_seconds
+        self.min_poll_seconds = min(min_poll_seconds, poll_seconds)
         #: the id of the last line the poll loop handed out (or skipped with nobody
         #: listening): subscriptions made now get every line above it
         self.position = 0
@@ -267,13 +276,18 @@ class EventHub:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Close, then wait for the poll loop to end (before the store closes)."""
+        """Close, then wait for the poll loop to end (before the store closes). The loop
+        ends by itself at its next step; it is cancelled only if a read hangs."""
         self.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), STOP_SECONDS)
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     def wake(self) -> None:
         """Read the trail now rather than at the next poll: for a commit made in this
@@ -323,7 +337,7 @@ class EventHub:
             self._identities.move_to_end(execution_id)
             return known
         try:
-            found = Identity.of(await self.store.get_execution(execution_id))
+            found = Identity.of(await _uncancelled(self.store.get_execution(execution_id)))
         except (ExecutionNotFound, CorruptedRecord):
             # gone (retention) or unreadable: the line still goes out with what it holds
             found = Identity(event.institution_id or None)
@@ -333,7 +347,7 @@ class EventHub:
     async def _status_of(self, execution_id: str) -> str | None:
         """The execution's status now; ``None`` when its row cannot be read."""
         try:
-            return (await self.store.get_execution(execution_id)).status.value
+            return (await _uncancelled(self.store.get_execution(execution_id))).status.value
         except (ExecutionNotFound, CorruptedRecord):
             return None
 
@@ -368,7 +382,7 @@ class EventHub:
             if after is None:
                 # "from now" is the newest committed line, not the poll loop's position,
                 # which may be up to a poll behind; lines up to it are skipped below
-                sub.floor = max(sub.floor, await self.store.last_trail_id())
+                sub.floor = max(sub.floor, await _uncancelled(self.store.last_trail_id()))
             yield Opened()
             follows_one = flt.execution_id is not None
             #: every id at or below this went out already or did not match
@@ -380,11 +394,13 @@ class EventHub:
                 if replay_to is not None:
                     # read from the store: a resumed stream, or one whose queue overflowed
                     while True:
-                        page = await self.store.trail_since(
-                            cursor,
-                            limit=self.batch,
-                            execution_id=flt.execution_id,
-                            institution_id=flt.institution_id,
+                        page = await _uncancelled(
+                            self.store.trail_since(
+                                cursor,
+                                limit=self.batch,
+                                execution_id=flt.execution_id,
+                                institution_id=flt.institution_id,
+                            )
                         )
                         for event in page:
                             cursor = event.id
@@ -442,19 +458,31 @@ class EventHub:
 
     async def _run(self) -> None:
         backoff = self.poll_seconds
+        #: adaptive: right after lines or a wake the next read comes soon (work is under
+        #: way: a wake usually comes from the request that a worker's commit follows a
+        #: few ms later), then the interval doubles per empty read up to ``poll_seconds``
+        interval = self.poll_seconds
         while not self.closed.is_set():
+            if self._wake.is_set():
+                interval = self.min_poll_seconds
             self._wake.clear()
             try:
                 if self.subscribers:
-                    page = await self.store.trail_since(self.position, limit=self.batch)
+                    page = await _uncancelled(
+                        self.store.trail_since(self.position, limit=self.batch)
+                    )
                     self._dispatch(page)
                     if len(page) >= self.batch:
                         await asyncio.sleep(0)  # more to read: let the streams send first
                         continue
+                    interval = (
+                        self.min_poll_seconds if page else min(interval * 2, self.poll_seconds)
+                    )
                 else:
+                    interval = self.poll_seconds
                     # nobody listens: keep up with the newest id without reading rows, so
                     # a first subscriber does not make the loop read a backlog
-                    newest = await self.store.last_trail_id()
+                    newest = await _uncancelled(self.store.last_trail_id())
                     if not self.subscribers:  # nobody subscribed while this was read
                         self.position = max(self.position, newest)
                 if self._outage:
@@ -474,7 +502,7 @@ class EventHub:
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 await self._sleep(backoff)
                 continue
-            await self._sleep(self.poll_seconds)
+            await self._sleep(interval)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -490,6 +518,14 @@ class EventHub:
                 sub.offer(event)
         if page:
             self.position = max(self.position, page[-1].id)
+
+
+async def _uncancelled(read: Awaitable[T]) -> T:
+    """Await a store read that a cancellation (a client leaving mid-read) abandons
+    rather than cancels: the read completes in the store's thread and its result is
+    dropped. Cancelling the store's pending future under its worker thread is what
+    this avoids (the SQLite store's thread does not survive a result it cannot set)."""
+    return await asyncio.shield(read)
 
 
 def event_data(event: TrailEvent, identity: Identity) -> dict[str, Any]:

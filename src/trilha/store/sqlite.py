@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import queue
 import sqlite3
@@ -244,7 +245,7 @@ class SQLiteStore:
         conn = self._conn
         if conn is None:
             for job in batch:
-                job.future.set_exception(StoreUnavailable("store is closed"))
+                _fail(job.future, StoreUnavailable("store is closed"))
             return
         results: list[tuple[_Job, Any, BaseException | None]] = []
         try:
@@ -270,14 +271,13 @@ class SQLiteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(_map(exc))
+                _fail(job.future, _map(exc))
             return
         for job, value, error in results:
             if error is None:
-                job.future.set_result(value)
+                _resolve(job.future, value)
             else:
-                job.future.set_exception(error)
+                _fail(job.future, error)
 
     async def _call(
         self,
@@ -1395,9 +1395,23 @@ class _Job:
         try:
             if conn is None and not self.lifecycle:
                 raise StoreUnavailable("store is closed")
-            self.future.set_result(self.fn(conn))  # type: ignore[arg-type]
+            value = self.fn(conn)  # type: ignore[arg-type]
         except BaseException as exc:  # handed to the awaiting caller, never lost
-            self.future.set_exception(_map(exc))
+            _fail(self.future, _map(exc))
+        else:
+            _resolve(self.future, value)
+
+
+def _resolve(future: concurrent.futures.Future[Any], value: Any) -> None:
+    """Answer a caller; one that was cancelled meanwhile (it stopped waiting) is left
+    alone: raising here would kill the writer thread and hang every later call."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_result(value)
+
+
+def _fail(future: concurrent.futures.Future[Any], error: BaseException) -> None:
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_exception(error)
 
 
 def _map(exc: BaseException) -> BaseException:
