@@ -613,7 +613,7 @@ def show(
             else:
                 assert conversation is not None
                 ex = await rt.store.latest_execution(None, conversation)
-            return await execution_view(rt.store, ex)
+            return await execution_view(rt.store, ex, now=rt.engine.clock.now())
 
     data = _run(main())
     if as_json:

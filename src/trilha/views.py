@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from trilha.core.controls import controls
 from trilha.core.execution import Checkpoint, Execution, Transition, iso
+from trilha.observability.masking import mask_text
 from trilha.store.base import Store
 
 
-def execution_summary(ex: Execution) -> dict[str, Any]:
-    """The execution's own fields (what a listing shows)."""
+def execution_summary(ex: Execution, status_since: float | None = None) -> dict[str, Any]:
+    """The execution's own fields (what a listing shows); ``status_since`` is when it
+    entered its current state (:meth:`Store.status_since`)."""
     return {
         "executionId": ex.id,
         "flowId": ex.flow_id,
@@ -18,7 +21,10 @@ def execution_summary(ex: Execution) -> dict[str, Any]:
         "institutionId": ex.institution_id,
         "conversationId": ex.conversation_id,
         "contactId": ex.contact_id,
+        # what a screen shows: the contact masked as in the logs
+        "contactMasked": mask_text(ex.contact_id),
         "status": ex.status.value,
+        "statusSince": iso(status_since),
         "outcome": ex.outcome.value if ex.outcome else None,
         "currentNodeId": ex.current_node_id,
         "waitingFor": ex.waiting_for,
@@ -61,12 +67,18 @@ def step_view(c: Checkpoint) -> dict[str, Any]:
     }
 
 
-async def execution_view(store: Store, ex: Execution) -> dict[str, Any]:
-    """The whole execution: its fields, its transcript and its state history."""
+async def execution_view(
+    store: Store, ex: Execution, *, now: float, read_only: str | None = None
+) -> dict[str, Any]:
+    """The whole execution: its fields, its transcript, its state history and which
+    operator controls it allows at ``now`` (all refused with ``read_only`` as the
+    reason when the caller may only read)."""
     transcript = await store.transcript(ex.id)
     history = await store.transitions(ex.id)
+    since = history[-1].at if history else None
     return {
-        **execution_summary(ex),
+        **execution_summary(ex, since),
         "transcript": [t.wire() for t in transcript],
         "history": [transition_view(t) for t in history],
+        "controls": {name: c.wire() for name, c in controls(ex, now, read_only=read_only).items()},
     }

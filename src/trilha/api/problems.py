@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trilha.core.flow import format_loc
@@ -172,3 +173,58 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
         return Problem(exc.status_code, detail, headers=exc.headers).response()
+
+
+# ------------------------------------------------------------------------ OpenAPI documents
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where: a dotted path such as `body.variables.cpf`.")
+    message: str
+
+
+class ProblemDocument(BaseModel):
+    """An error (RFC 9457): branch on ``type``; ``detail`` is for people."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="A stable URI naming the kind, `urn:trilha:problem:...`.")
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = None
+    currentStatus: str | None = Field(
+        default=None, description="On a 409: the execution's state now."
+    )
+    executionId: str | None = Field(
+        default=None, description="On a busy conversation: its active execution."
+    )
+
+
+_PROBLEM_TEXT = {
+    400: "The body is not valid JSON.",
+    401: "No API key, or one that is not valid or was revoked.",
+    403: "A viewer key asked to change something.",
+    404: "No such thing, or it belongs to another institution.",
+    409: "The execution's state does not allow it now (`currentStatus` says which it is).",
+    413: "The body is over `api.max_body_bytes`.",
+    422: "The request does not have the expected shape (`errors` lists the fields).",
+    429: "This key's rate limit; wait `Retry-After` seconds.",
+    503: "The store is unreachable, or (starting executions) the queue is over its bound;"
+    " wait `Retry-After` seconds.",
+}
+
+
+def problems(*codes: int, **override: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries: problem documents for ``codes`` (401, 422, 429 and
+    503 are added: every route can answer them; a write, one with 403, also takes a body
+    that may be malformed or too large: 400, 413); ``override`` maps ``"409"`` to a text."""
+    out: dict[int | str, dict[str, Any]] = {}
+    body = {400, 413} if 403 in codes else set()
+    for code in sorted({*codes, *body, 401, 422, 429, 503}):
+        out[code] = {
+            "model": ProblemDocument,
+            "description": override.get(str(code), _PROBLEM_TEXT.get(code, "An error.")),
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}},
+        }
+    return out

@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from trilha.core.controls import WAITS, Operation, refusal, resume_target, target
 from trilha.core.execution import Execution, LogRecord, Transition
 from trilha.core.paths import is_valid_path
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
@@ -49,9 +50,6 @@ from trilha.observability.logging import echo_trail
 from trilha.store.base import Store
 
 S = ExecutionStatus
-
-#: what a paused execution waited on, by the state it returns to
-_WAITS = {S.WAITING_INPUT: "input", S.WAITING_DELAY: "timer"}
 
 #: changes the execution in place, returns the reason recorded in its history
 _Change = Callable[[Execution, float], Awaitable[str]]
@@ -97,14 +95,14 @@ class Operator:
         or to its current node's ``next``, and run it from there now."""
 
         async def change(ex: Execution, now: float) -> str:
-            _allow(ex, "advance", S.RUNNING)
-            target = await self._target(ex, to_node)
+            _allow(ex, "advance", now)
+            node = await self._target(ex, to_node)
             moved_from = ex.current_node_id
             ex.status, ex.paused_from = S.RUNNING, None
-            ex.current_node_id, ex.node_state, ex.attempts = target, {}, 0
+            ex.current_node_id, ex.node_state, ex.attempts = node, {}, 0
             ex.waiting_for = ex.due_at = None
             ex.wake_at = ex.turn_started_at = now
-            return f"advanced by an operator from '{moved_from}' to '{target}'"
+            return f"advanced by an operator from '{moved_from}' to '{node}'"
 
         return await self._apply(execution_id, "advance", actor, reason, change)
 
@@ -115,20 +113,7 @@ class Operator:
         its backoff (or its wait for a dependency) ends."""
 
         async def change(ex: Execution, now: float) -> str:
-            if ex.status is not S.RECOVERING:
-                final = " (it is final: start a new execution)" if ex.status.terminal else ""
-                raise IllegalTransition(
-                    f"cannot retry execution {ex.id}: it is {ex.status.value}{final};"
-                    " only a recovering execution waiting for its next attempt can be retried",
-                    source=ex.status,
-                    target=S.RUNNING,
-                )
-            if ex.lease_expires_at is not None and ex.lease_expires_at >= now:
-                raise IllegalTransition(
-                    f"cannot retry execution {ex.id}: a worker is running it right now",
-                    source=ex.status,
-                    target=S.RUNNING,
-                )
+            _allow(ex, "retry", now)
             check_transition(ex.status, S.RUNNING)
             waited = ex.waiting_for or "retry"
             ex.status = S.RUNNING
@@ -161,12 +146,7 @@ class Operator:
             raise ConfigError("nothing to change: give variables to set or to unset")
 
         async def change(ex: Execution, now: float) -> str:
-            if ex.status.terminal:
-                raise IllegalTransition(
-                    f"cannot change the variables of execution {ex.id}: it is {ex.status.value}",
-                    source=ex.status,
-                    target=ex.status,
-                )
+            _allow(ex, "variables", now)
             variables = dict(ex.variables)
             for path in removed:
                 unset_path(variables, path)
@@ -260,7 +240,7 @@ class Operator:
 
 
 async def _pause(ex: Execution, now: float) -> str:
-    _allow(ex, "pause", S.PAUSED, ex.status is not S.PAUSED)
+    _allow(ex, "pause", now)
     ex.paused_from, ex.status = ex.status, S.PAUSED
     ex.wake_at = None
     ex.waiting_for = "operator"
@@ -268,12 +248,11 @@ async def _pause(ex: Execution, now: float) -> str:
 
 
 async def _resume(ex: Execution, now: float) -> str:
-    paused_from = ex.paused_from
-    target = paused_from if paused_from is not None and paused_from in _WAITS else S.RUNNING
-    _allow(ex, "resume", target, ex.status is S.PAUSED)
-    ex.status, ex.paused_from = target, None
-    ex.waiting_for = _WAITS.get(target)
-    if target is S.RUNNING:
+    _allow(ex, "resume", now)
+    back_to = resume_target(ex)
+    ex.status, ex.paused_from = back_to, None
+    ex.waiting_for = WAITS.get(back_to)
+    if back_to is S.RUNNING:
         ex.wake_at, ex.turn_started_at = now, now
     else:  # the store wakes a waiting_input now if replies arrived meanwhile
         ex.wake_at = now if ex.due_at is None or ex.due_at < now else ex.due_at
@@ -281,28 +260,27 @@ async def _resume(ex: Execution, now: float) -> str:
 
 
 async def _cancel(ex: Execution, now: float) -> str:
-    _allow(ex, "cancel", S.CANCELLED)
+    _allow(ex, "cancel", now)
     ex.status, ex.outcome, ex.paused_from = S.CANCELLED, Outcome.CANCELLED, None
     ex.wake_at = ex.due_at = ex.waiting_for = None
     ex.ended_at = now
     return "cancelled by an operator"
 
 
-def _allow(ex: Execution, operation: str, target: ExecutionStatus, when: bool = True) -> None:
-    """Refuse ``operation`` unless ``when`` holds, the execution is active and the table
-    allows the move; the error names the current state."""
-    if when and not ex.status.terminal:
-        try:
-            check_transition(ex.status, target)
-        except IllegalTransition:
-            pass
-        else:
-            return
-    raise IllegalTransition(
-        f"cannot {operation} execution {ex.id}: it is {ex.status.value}",
-        source=ex.status,
-        target=target,
-    )
+_VERBS = {"variables": "change the variables of"}
+
+
+def _allow(ex: Execution, operation: Operation, now: float) -> None:
+    """Refuse ``operation`` for the reason :func:`~trilha.core.controls.refusal` gives
+    (the debugger shows the same reason on the disabled button)."""
+    why = refusal(ex, operation, now)
+    if why is not None:
+        verb = _VERBS.get(operation, operation)
+        raise IllegalTransition(
+            f"cannot {verb} execution {ex.id}: {why}",
+            source=ex.status,
+            target=target(ex, operation),
+        )
 
 
 #: the most paths one ``set_variables`` call may touch

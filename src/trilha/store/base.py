@@ -21,6 +21,7 @@ The guarantees each backend must keep:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -123,6 +124,8 @@ class ExecutionFilter:
     #: this: with ``now - grace`` here, what the sweeper would call stuck
     #: (:meth:`Store.find_stuck`) plus work overdue that no worker has claimed
     stuck_before: float | None = None
+    #: only executions with an error now or a step that failed on the way
+    with_errors: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,8 +367,13 @@ class Store(Protocol):
     async def flow_versions(self, flow_id: str) -> list[StoredFlow]:
         """Every stored version of a flow, oldest first (empty when there is none)."""
 
-    async def count_by_status(self) -> dict[str, int]:
-        """How many executions are in each status (statuses with none are left out)."""
+    async def count_by_status(self, institution_id: str | None = None) -> dict[str, int]:
+        """How many executions are in each status (statuses with none are left out);
+        with ``institution_id``, that institution's only."""
+
+    async def status_since(self, execution_ids: Sequence[str]) -> dict[str, float]:
+        """When each execution entered its current state (its latest transition);
+        ids with no transition are left out."""
 
     # observability --------------------------------------------------------------
     async def step_outcomes(self, since: float) -> tuple[int, int]:

@@ -19,7 +19,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -438,12 +438,35 @@ class SQLiteStore:
 
         return await self._read(run)
 
-    async def count_by_status(self) -> dict[str, int]:
+    async def count_by_status(self, institution_id: str | None = None) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
-            rows = conn.execute("SELECT status, COUNT(*) FROM executions GROUP BY status")
+            if institution_id is None:
+                rows = conn.execute("SELECT status, COUNT(*) FROM executions GROUP BY status")
+            else:
+                rows = conn.execute(
+                    "SELECT status, COUNT(*) FROM executions WHERE institution_id = ?"
+                    " GROUP BY status",
+                    (institution_id,),
+                )
             return {str(status): int(n) for status, n in rows}
 
         return await self._read(run)
+
+    async def status_since(self, execution_ids: Sequence[str]) -> dict[str, float]:
+        ids = list(dict.fromkeys(execution_ids))
+
+        def run(conn: sqlite3.Connection) -> dict[str, float]:
+            found: dict[str, float] = {}
+            for execution_id in ids:  # one index seek each, newest transition first
+                row = conn.execute(
+                    "SELECT at FROM transitions WHERE execution_id = ? ORDER BY id DESC LIMIT 1",
+                    (execution_id,),
+                ).fetchone()
+                if row is not None:
+                    found[execution_id] = float(row[0])
+            return found
+
+        return await self._read(run) if ids else {}
 
     async def claim_due(
         self,
@@ -1873,6 +1896,11 @@ def _execution_filter(where: ExecutionFilter | None) -> tuple[str, list[str], li
         if value is not None:
             terms.append(f"{column} = ?" if column == lead else f"+{column} = ?")
             params.append(value)
+    if where.with_errors:
+        terms.append(
+            "(error IS NOT NULL OR EXISTS (SELECT 1 FROM checkpoints c"
+            " WHERE c.execution_id = executions.id AND c.error IS NOT NULL))"
+        )
     if where.stuck_before is not None:
         # find_stuck's rule with one cutoff instead of (now, grace): active, not paused,
         # not leased since before the cutoff, and no wake time or one (or a due time)

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from trilha.api.routes import events, executions, flows, health, messages, operator
+from trilha.api.routes import (
+    debugger,
+    events,
+    executions,
+    flows,
+    health,
+    insight,
+    messages,
+    operator,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
     flows.router,
+    insight.router,  # before executions: /v1/executions/counts is not an id
     executions.router,
     messages.router,
     operator.router,
     events.router,
+    debugger.router,
 ]

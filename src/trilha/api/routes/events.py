@@ -49,8 +49,7 @@ from trilha.api.events import (
     event_data,
     event_type,
 )
-from trilha.api.problems import Problem, not_found
-from trilha.api.routes.executions import problems
+from trilha.api.problems import Problem, not_found, problems
 from trilha.core.states import ExecutionStatus
 from trilha.errors import CorruptedRecord, ExecutionNotFound, TrilhaError
 from trilha.observability.logging import get_logger

@@ -29,13 +29,14 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Viewer, Writer
 from trilha.api.idempotency import IdempotencyKey, idempotent
-from trilha.api.problems import MEDIA_TYPE, Problem, not_found
+from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
+from trilha.api.wire import JsonObject
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import FLOW_ID_PATTERN
 from trilha.core.wire import WireModel
@@ -100,101 +101,6 @@ ExecutionIdPath = Annotated[
     ),
 ]
 ExternalId = Annotated[str, Field(min_length=1, max_length=200, pattern=EXTERNAL_ID_PATTERN)]
-#: the deepest nesting of objects and lists accepted in variables and payloads
-MAX_JSON_DEPTH = 32
-
-
-def _unicode(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text must be valid Unicode (a lone surrogate is not)") from None
-    return text
-
-
-def storable(value: Any, depth: int = 0) -> Any:
-    """``value`` if the store can keep it as JSON and give it back unchanged: integers of
-    64 bits, finite numbers, valid Unicode, nested at most :data:`MAX_JSON_DEPTH` deep.
-    Checked at the door so that a request answers 422, not a failure at commit."""
-    if depth > MAX_JSON_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
-            raise ValueError("integers must fit in 64 bits")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("numbers must be finite")
-    elif isinstance(value, str):
-        _unicode(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _unicode(str(key))
-            storable(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            storable(item, depth + 1)
-    return value
-
-
-JsonObject = Annotated[dict[str, Any], AfterValidator(storable)]
-Text = Annotated[str, AfterValidator(_unicode)]
-
-
-# ------------------------------------------------------------------------ OpenAPI documents
-
-
-class FieldProblem(BaseModel):
-    field: str = Field(description="Where: a dotted path such as `body.variables.cpf`.")
-    message: str
-
-
-class ProblemDocument(BaseModel):
-    """An error (RFC 9457): branch on ``type``; ``detail`` is for people."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(description="A stable URI naming the kind, `urn:trilha:problem:...`.")
-    title: str
-    status: int
-    detail: str
-    errors: list[FieldProblem] | None = None
-    currentStatus: str | None = Field(
-        default=None, description="On a 409: the execution's state now."
-    )
-    executionId: str | None = Field(
-        default=None, description="On a busy conversation: its active execution."
-    )
-
-
-_PROBLEM_TEXT = {
-    400: "The body is not valid JSON.",
-    401: "No API key, or one that is not valid or was revoked.",
-    403: "A viewer key asked to change something.",
-    404: "No such thing, or it belongs to another institution.",
-    409: "The execution's state does not allow it now (`currentStatus` says which it is).",
-    413: "The body is over `api.max_body_bytes`.",
-    422: "The request does not have the expected shape (`errors` lists the fields).",
-    429: "This key's rate limit; wait `Retry-After` seconds.",
-    503: "The store is unreachable, or (starting executions) the queue is over its bound;"
-    " wait `Retry-After` seconds.",
-}
-
-
-def problems(*codes: int, **override: str) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries: problem documents for ``codes`` (401, 422, 429 and
-    503 are added: every route can answer them; a write, one with 403, also takes a body
-    that may be malformed or too large: 400, 413); ``override`` maps ``"409"`` to a text."""
-    out: dict[int | str, dict[str, Any]] = {}
-    body = {400, 413} if 403 in codes else set()
-    for code in sorted({*codes, *body, 401, 422, 429, 503}):
-        out[code] = {
-            "model": ProblemDocument,
-            "description": override.get(str(code), _PROBLEM_TEXT.get(code, "An error.")),
-            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}},
-        }
-    return out
 
 
 class TranscriptEntryOut(WireModel):
@@ -221,7 +127,11 @@ class ExecutionSummaryOut(WireModel):
     institution_id: str
     conversation_id: str
     contact_id: str
+    contact_masked: str = Field(description="The contact id masked as in the logs, to show.")
     status: StatusName
+    status_since: str | None = Field(
+        description="When it entered its current state (time in state)."
+    )
     outcome: OutcomeName | None
     current_node_id: str | None
     waiting_for: str | None = Field(description="input, timer, retry, dependency, operator...")
@@ -236,11 +146,21 @@ class ExecutionSummaryOut(WireModel):
     ended_at: str | None
 
 
+class ControlOut(WireModel):
+    allowed: bool
+    reason: str | None = Field(description="Why not, when not allowed: `it is completed`...")
+
+
 class ExecutionOut(ExecutionSummaryOut):
-    """The whole execution: its fields, its transcript and its state history."""
+    """The whole execution: its fields, its transcript, its state history and which
+    operator controls it allows now (for this key)."""
 
     transcript: list[TranscriptEntryOut]
     history: list[TransitionOut]
+    controls: dict[
+        Literal["pause", "resume", "cancel", "advance", "retry", "variables", "message"],
+        ControlOut,
+    ]
 
 
 class ExecutionPage(WireModel):
@@ -365,6 +285,24 @@ def institution_for(principal: Principal, institution_id: str | None) -> str:
     return owner
 
 
+#: why a viewer key's controls are all disabled
+READ_ONLY = "viewer keys may only read"
+
+
+async def execution_answer(
+    request: Request, principal: Principal, ex: Execution, status_code: int = 200
+) -> JSONResponse:
+    """The execution as every route answers it, with the controls this key may use."""
+    state = state_of(request.app)
+    view = await execution_view(
+        state.runtime.store,
+        ex,
+        now=state.runtime.engine.clock.now(),
+        read_only=READ_ONLY if principal.role == "viewer" else None,
+    )
+    return JSONResponse(view, status_code=status_code)
+
+
 async def load_execution(store: Store, principal: Principal, execution_id: str) -> Execution:
     """The execution, or 404 when it is absent or another institution's. A row that
     fails its checks is 409 (being restored) for its own tenant only: the trail tells
@@ -487,7 +425,7 @@ async def start_execution(
         except ConversationBusy as exc:
             raise await _busy(store, exc) from None
         state.wake()  # this process's workers run it now, not at their next poll
-        return JSONResponse(await execution_view(store, ex), status_code=201)
+        return await execution_answer(request, principal, ex, 201)
 
     return await idempotent(request, principal, idempotency_key, body, run)
 
@@ -534,6 +472,13 @@ async def list_executions(
             " reschedule) and overdue work no worker has claimed."
         ),
     ] = False,
+    with_errors: Annotated[
+        bool,
+        Query(
+            alias="withErrors",
+            description="Only executions with an error now or a step that failed on the way.",
+        ),
+    ] = False,
     institution_id: Annotated[
         str | None,
         Query(
@@ -565,14 +510,19 @@ async def list_executions(
         conversation_id=conversation_id,
         contact_id=contact_id,
         stuck_before=now - state.runtime.worker.sweeper.grace_seconds if stuck else None,
+        with_errors=with_errors,
     )
     before = decode_cursor(cursor) if cursor is not None else None
     found_page = await store.list_executions(limit=limit + 1, where=where, before=before)
     page = found_page[:limit]
     more = len(found_page) > limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
+    since = await store.status_since([ex.id for ex in page])
     return JSONResponse(
-        {"executions": [execution_summary(ex) for ex in page], "nextCursor": next_cursor}
+        {
+            "executions": [execution_summary(ex, since.get(ex.id)) for ex in page],
+            "nextCursor": next_cursor,
+        }
     )
 
 
@@ -586,7 +536,7 @@ async def get_execution(
 ) -> JSONResponse:
     store = state_of(request.app).runtime.store
     ex = await load_execution(store, principal, execution_id)
-    return JSONResponse(await execution_view(store, ex))
+    return await execution_answer(request, principal, ex)
 
 
 @router.get(

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Viewer, Writer
 from trilha.api.problems import Problem, not_found
+from trilha.api.wire import storable
 from trilha.core.execution import iso
 from trilha.core.flow import FLOW_ID_PATTERN, parse_flow
 from trilha.store.base import Store, StoredFlow
@@ -110,7 +111,6 @@ async def publish(
             kind="invalid",
             errors=[{"field": "body.id", "message": f"must be {flow_id!r} (the path's)"}],
         )
-    from trilha.api.routes.executions import storable  # executions imports this module
 
     try:
         storable(definition)

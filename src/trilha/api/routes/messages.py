@@ -31,15 +31,13 @@ from pydantic import Field
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Writer
 from trilha.api.idempotency import IdempotencyKey, idempotent
-from trilha.api.problems import Problem
+from trilha.api.problems import Problem, problems
 from trilha.api.routes.executions import (
     EXTERNAL_ID_PATTERN,
     ExternalId,
-    JsonObject,
-    Text,
     institution_for,
-    problems,
 )
+from trilha.api.wire import JsonObject, Text
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import FLOW_ID_PATTERN
 from trilha.core.wire import WireModel

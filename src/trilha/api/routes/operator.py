@@ -32,19 +32,18 @@ from pydantic import ConfigDict, Field, model_validator
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Writer
 from trilha.api.idempotency import IdempotencyKey, idempotent
+from trilha.api.problems import problems
 from trilha.api.routes.executions import (
     ExecutionIdPath,
     ExecutionOut,
-    JsonObject,
-    Text,
     actor_of,
+    execution_answer,
     load_execution,
-    problems,
 )
+from trilha.api.wire import JsonObject, Text
 from trilha.core.execution import Execution
 from trilha.core.wire import WireModel
 from trilha.engine.operator import MAX_VARIABLE_PATHS, Operator, variable_path_problem
-from trilha.views import execution_view
 
 router = APIRouter(prefix="/v1/executions", tags=["operator"])
 
@@ -125,7 +124,7 @@ async def _operate(
     async def run() -> JSONResponse:
         ex = await call(state.runtime.operator, execution_id, actor_of(principal), given)
         state.wake()  # resume, advance, retry: due now
-        return JSONResponse(await execution_view(store, ex))
+        return await execution_answer(request, principal, ex)
 
     return await idempotent(request, principal, key, body, run)
 
@@ -212,4 +211,4 @@ async def patch_variables(
     ex = await state.runtime.operator.set_variables(
         execution_id, body.assign, body.unset, actor=actor_of(principal), reason=body.reason
     )
-    return JSONResponse(await execution_view(store, ex))
+    return await execution_answer(request, principal, ex)

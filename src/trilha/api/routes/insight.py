@@ -1,0 +1,235 @@
+"""What a screen needs to explain an execution: counts per state, the flow drawn as a
+graph, each variable's history; and who the key is, and the alerts.
+
+These are reads built from what the store already keeps (executions, checkpoints,
+the trail); the layout and the history are computed by pure functions of the core
+(:mod:`trilha.core.graph`, :mod:`trilha.core.variable_history`), so the debugger
+in the browser only draws.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from trilha.api.app import state_of
+from trilha.api.auth import Viewer
+from trilha.api.problems import problems
+from trilha.api.routes.executions import ExecutionIdPath, load_execution
+from trilha.api.routes.flows import owner_for
+from trilha.core.alerts import AlertState
+from trilha.core.execution import iso
+from trilha.core.flow import FLOW_ID_PATTERN
+from trilha.core.graph import layout
+from trilha.core.states import ExecutionStatus
+from trilha.core.variable_history import Edit, Snapshot, variable_history
+from trilha.core.wire import WireModel
+
+router = APIRouter(tags=["insight"])
+
+
+class Me(WireModel):
+    key_id: str
+    institution_id: str = Field(description="The key's institution.")
+    role: Literal["viewer", "operator", "admin"]
+
+
+@router.get("/v1/me", summary="The key: its id, institution and role", response_model=Me)
+async def me(principal: Viewer) -> dict[str, Any]:
+    return {
+        "keyId": principal.key_id,
+        "institutionId": principal.institution_id,
+        "role": principal.role,
+    }
+
+
+class Counts(WireModel):
+    counts: dict[str, int] = Field(description="Every one of the 11 states, 0 included.")
+    total: int
+
+
+@router.get(
+    "/v1/executions/counts",
+    summary="How many executions are in each state",
+    responses={200: {"model": Counts}, **problems(404, 422)},
+)
+async def counts(
+    request: Request,
+    principal: Viewer,
+    institution_id: Annotated[
+        str | None,
+        Query(
+            alias="institutionId",
+            pattern=FLOW_ID_PATTERN,
+            max_length=200,
+            description="Admin keys: only this institution's.",
+        ),
+    ] = None,
+) -> JSONResponse:
+    institution = (
+        principal.scope() if institution_id is None else owner_for(principal, institution_id)
+    )
+    found = await state_of(request.app).runtime.store.count_by_status(institution)
+    every = {s.value: found.get(s.value, 0) for s in ExecutionStatus}
+    return JSONResponse({"counts": every, "total": sum(found.values())})
+
+
+class AlertOut(WireModel):
+    rule: str
+    instance: str
+    status: Literal["inactive", "pending", "firing", "resolved"]
+    severity: str
+    value: float | None
+    threshold: float
+    summary: str
+    active_at: str | None
+    fired_at: str | None
+    resolved_at: str | None
+
+
+class AlertsOut(WireModel):
+    alerts: list[AlertOut]
+
+
+def _alert(a: AlertState) -> dict[str, Any]:
+    return {
+        "rule": a.rule,
+        "instance": a.instance,
+        "status": a.status.value,
+        "severity": a.severity,
+        "value": a.value,
+        "threshold": a.threshold,
+        "summary": a.summary,
+        "activeAt": iso(a.active_at),
+        "firedAt": iso(a.fired_at),
+        "resolvedAt": iso(a.resolved_at),
+    }
+
+
+@router.get(
+    "/v1/alerts",
+    summary="The alerts' states as last evaluated (the platform's, shared by every tenant)",
+    responses={200: {"model": AlertsOut}, **problems()},
+)
+async def alerts(request: Request, principal: Viewer) -> JSONResponse:
+    found = await state_of(request.app).runtime.store.alerts()
+    return JSONResponse({"alerts": [_alert(a) for a in found]})
+
+
+class GraphNodeOut(WireModel):
+    id: str
+    type: str
+    label: str
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+class GraphEdgeOut(WireModel):
+    source: str = Field(alias="from")
+    to: str
+    field: str = Field(description="Where the flow names the edge: `next`, `branches[0].next`…")
+    kind: str = Field(description="next, default, branch, intent, invalid, timeout, fallback")
+    label: str
+    points: list[list[float]] = Field(description="[x, y] pixels, source to target.")
+    back: bool = Field(description="Closes a loop: drawn up the right-hand side.")
+
+
+class GraphOut(WireModel):
+    execution_id: str
+    flow_id: str
+    flow_version: int
+    start: str
+    width: float
+    height: float
+    nodes: list[GraphNodeOut]
+    edges: list[GraphEdgeOut]
+
+
+@router.get(
+    "/v1/executions/{executionId}/graph",
+    summary="The flow the execution runs, laid out to draw (pixels, top-left origin)",
+    responses={200: {"model": GraphOut}, **problems(404)},
+)
+async def graph(request: Request, execution_id: ExecutionIdPath, principal: Viewer) -> JSONResponse:
+    runtime = state_of(request.app).runtime
+    ex = await load_execution(runtime.store, principal, execution_id)
+    flow = await runtime.engine.flow(ex.flow_id, ex.flow_version)
+    return JSONResponse(
+        {
+            "executionId": ex.id,
+            "flowId": flow.id,
+            "flowVersion": flow.version,
+            "start": flow.start,
+            **layout(flow).wire(),
+        }
+    )
+
+
+class ChangeOut(WireModel):
+    value: Any
+    at: str | None
+    by: Literal["start", "step", "operator"]
+    seq: int | None = Field(description="The step that set it (by: step).")
+    node_id: str | None
+    actor: str | None = Field(description="Who (by: operator): `key:<id>`, `cli:<user>`…")
+    removed: bool
+
+
+class VariablesOut(WireModel):
+    execution_id: str
+    variables: dict[str, Any]
+    history: dict[str, list[ChangeOut]] = Field(description="Per top-level name, oldest first.")
+
+
+@router.get(
+    "/v1/executions/{executionId}/variables",
+    summary="The variables now, and which step or operator gave each its values",
+    responses={200: {"model": VariablesOut}, **problems(404)},
+)
+async def variables(
+    request: Request, execution_id: ExecutionIdPath, principal: Viewer
+) -> JSONResponse:
+    runtime = state_of(request.app).runtime
+    store = runtime.store
+    ex = await load_execution(store, principal, execution_id)
+    snapshots: list[Snapshot] = []
+    for c in await store.checkpoints(ex.id):
+        try:
+            found = orjson.loads(c.state).get("vars")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue  # a damaged checkpoint tells nothing; the next one does
+        if isinstance(found, dict):
+            snapshots.append(Snapshot(c.seq, c.node_id, c.started_at + c.duration, found))
+    edits = [
+        Edit(
+            line.at,
+            line.context.get("actor"),
+            [*line.context.get("set", []), *line.context.get("unset", [])],
+        )
+        for line in await store.logs(ex.id)
+        if line.message == "operator.set_variables"
+    ]
+    history = variable_history(
+        ex.start_variables,
+        ex.created_at,
+        snapshots,
+        edits,
+        ex.variables,
+        runtime.engine.clock.now(),
+    )
+    return JSONResponse(
+        {
+            "executionId": ex.id,
+            "variables": ex.variables,
+            "history": {
+                name: [c.wire() | {"at": iso(c.at)} for c in changes]
+                for name, changes in history.items()
+            },
+        }
+    )
