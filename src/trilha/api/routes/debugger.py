@@ -57,7 +57,7 @@ async def debugger_file(name: str) -> Response:
     files = _files()
     path = files.get(name)
     if path is None:
-        if "." in name.rsplit("/", 1)[-1]:
+        if "." in name.rsplit("/", 1)[-1] or ".." in name.split("/"):
             raise Problem(404, f"no file '{name}' in the debugger", kind="not_found")
         path = files.get("index.html")
         if path is None:

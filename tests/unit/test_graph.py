@@ -1,0 +1,537 @@
+"""The flow as a drawable graph: labelled edges and a layered layout whose nodes never
+overlap, whose forward edges run downwards from the source's bottom to the target's
+top, whose loops are drawn as back edges, and which is the same every time."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trilha.core.flow import Flow, load_flow
+from trilha.core.graph import (
+    LABEL_LIMIT,
+    MARGIN,
+    NODE_HEIGHT,
+    NODE_WIDTH,
+    Edge,
+    Layout,
+    PlacedNode,
+    edges,
+    layout,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
+EPS = 1e-6
+
+
+def example(path: Path) -> Flow:
+    return load_flow(json.loads(path.read_text(encoding="utf-8")))
+
+
+def has_cycle(flow: Flow) -> bool:
+    """Any directed cycle (a self-loop included), by a plain three-colour DFS."""
+    out: dict[str, list[str]] = {n.id: [] for n in flow.nodes}
+    for e in edges(flow):
+        out[e.source].append(e.target)
+    colour: dict[str, int] = {}
+
+    def visit(node: str) -> bool:
+        colour[node] = 1
+        for nxt in out[node]:
+            if colour.get(nxt) == 1 or (nxt not in colour and visit(nxt)):
+                return True
+        colour[node] = 2
+        return False
+
+    return any(n not in colour and visit(n) for n in out)
+
+
+def reachable(flow: Flow) -> set[str]:
+    out: dict[str, list[str]] = {}
+    for e in edges(flow):
+        out.setdefault(e.source, []).append(e.target)
+    seen: set[str] = set()
+    stack = [flow.start]
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(out.get(node, []))
+    return seen
+
+
+def overlap(a: PlacedNode, b: PlacedNode) -> bool:
+    return (
+        a.x < b.x + b.width - EPS
+        and b.x < a.x + a.width - EPS
+        and a.y < b.y + b.height - EPS
+        and b.y < a.y + a.height - EPS
+    )
+
+
+def closes_a_cycle(flow: Flow, edge: Edge) -> bool:
+    """``source -> target`` lies on a cycle: the target reaches the source."""
+    out: dict[str, list[str]] = {}
+    for e in edges(flow):
+        out.setdefault(e.source, []).append(e.target)
+    seen: set[str] = set()
+    stack = [edge.target]
+    while stack:
+        node = stack.pop()
+        if node == edge.source:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(out.get(node, []))
+    return False
+
+
+def check_back_edges(flow: Flow, drawn: Layout) -> None:
+    """Back edges (drawn up the side) are the loops, and the edges from a node the
+    start does not reach into one it does (so that the start stays on top): with every
+    node reachable, there are back edges iff the flow has a cycle."""
+    reached = reachable(flow)
+    back = [d.edge for d in drawn.edges if d.back]
+    into_reached = [e for e in edges(flow) if e.source not in reached and e.target in reached]
+    assert all(e in back for e in into_reached)
+    for e in back:
+        assert e in into_reached or closes_a_cycle(flow, e), e
+    if has_cycle(flow):
+        assert back
+    else:
+        assert back == into_reached
+    if reached == {n.id for n in flow.nodes}:
+        assert bool(back) is has_cycle(flow)
+    # what is left is acyclic: the layers are made of it
+    assert not _cyclic(flow, [d.edge for d in drawn.edges if not d.back])
+
+
+def check_layout(flow: Flow, drawn: Layout) -> None:
+    """Every geometric property the debugger relies on."""
+    ids = [n.id for n in flow.nodes]
+    # every node placed once, with its type
+    assert sorted(p.id for p in drawn.nodes) == sorted(ids)
+    placed = {p.id: p for p in drawn.nodes}
+    for node in flow.nodes:
+        assert placed[node.id].type == node.type
+        assert (placed[node.id].width, placed[node.id].height) == (NODE_WIDTH, NODE_HEIGHT)
+    # no two overlap
+    for a, b in itertools.combinations(drawn.nodes, 2):
+        assert not overlap(a, b), (a, b)
+    # inside the drawing
+    for p in drawn.nodes:
+        assert p.x >= -EPS and p.x + p.width <= drawn.width + EPS, p
+        assert p.y >= -EPS and p.y + p.height <= drawn.height + EPS, p
+    # the start on the top layer
+    assert min(p.y for p in drawn.nodes) == MARGIN
+    assert placed[flow.start].y == MARGIN
+    # every edge of the flow drawn exactly once
+    want = Counter((e.source, e.target, e.field) for e in edges(flow))
+    got = Counter((d.edge.source, d.edge.target, d.edge.field) for d in drawn.edges)
+    assert got == want
+    assert [d.edge for d in drawn.edges] == edges(flow)
+    check_back_edges(flow, drawn)
+    right = max(p.x + p.width for p in drawn.nodes)
+    lanes: list[float] = []
+    for d in drawn.edges:
+        src, dst = placed[d.edge.source], placed[d.edge.target]
+        assert len(d.points) >= 2
+        for x, y in d.points:
+            assert -EPS <= x <= drawn.width + EPS and -EPS <= y <= drawn.height + EPS, d
+        if d.edge.source == d.edge.target:
+            assert d.back
+            for x, y in d.points:
+                assert src.x <= x and src.y <= y <= src.y + src.height, d
+            continue
+        if d.back:
+            # up the right-hand side, each in its own lane, from one node's side to the other's
+            (x0, y0), *middle, (x1, y1) = d.points
+            assert x0 == pytest.approx(src.x + src.width) and src.y <= y0 <= src.y + src.height
+            assert x1 == pytest.approx(dst.x + dst.width) and dst.y <= y1 <= dst.y + dst.height
+            assert y1 < y0  # a loop closes upwards
+            assert middle and all(x > right for x, _ in middle)
+            lanes.append(middle[0][0])
+            continue
+        (x0, y0), (x1, y1) = d.points[0], d.points[-1]
+        assert y0 == pytest.approx(src.y + src.height), d  # on the source's bottom edge
+        assert src.x <= x0 <= src.x + src.width, d
+        assert y1 == pytest.approx(dst.y), d  # on the target's top edge
+        assert dst.x <= x1 <= dst.x + dst.width, d
+        ys = [y for _, y in d.points]
+        assert all(b >= a - EPS for a, b in itertools.pairwise(ys)), d
+        assert y1 > y0
+    assert len(set(lanes)) == len(lanes)
+
+
+# --------------------------------------------------------------------------- examples
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_examples_lay_out(path: Path) -> None:
+    flow = example(path)
+    drawn = layout(flow)
+    check_layout(flow, drawn)
+    assert next(p for p in drawn.nodes if p.id == flow.start).y == MARGIN
+    assert layout(example(path)).wire() == drawn.wire()
+
+
+def test_there_are_examples() -> None:
+    assert {p.name for p in EXAMPLE_FILES} >= {"onboarding.json", "faq.json"}
+
+
+def test_onboarding_drawn() -> None:
+    """A known flow, checked by hand: the confirm loop is the one back edge."""
+    flow = example(EXAMPLES / "onboarding.json")
+    drawn = layout(flow)
+    (loop,) = [d for d in drawn.edges if d.back]
+    assert loop.edge == Edge("check", "ask_name", "default", "default", "default")
+    layers = sorted({p.y for p in drawn.nodes})
+    by_layer = {p.id: layers.index(p.y) for p in drawn.nodes}
+    assert by_layer == {
+        "welcome": 0,
+        "ask_name": 1,
+        "ask_cpf": 2,
+        "ask_email": 3,
+        "give_up": 3,
+        "confirm": 4,
+        "check": 5,
+        "mark_done": 6,
+        "bye": 7,
+    }
+    wire = drawn.wire()
+    assert set(wire) == {"width", "height", "nodes", "edges"}
+    assert wire["nodes"][0] == {
+        "id": "welcome",
+        "type": "message",
+        "label": "welcome",
+        "x": round(drawn.nodes[0].x, 1),
+        "y": MARGIN,
+        "width": NODE_WIDTH,
+        "height": NODE_HEIGHT,
+    }
+    back = next(e for e in wire["edges"] if e["back"])
+    assert {k: back[k] for k in ("from", "to", "field", "kind", "label")} == {
+        "from": "check",
+        "to": "ask_name",
+        "field": "default",
+        "kind": "default",
+        "label": "default",
+    }
+
+
+# --------------------------------------------------------------------------- edge kinds
+
+
+KINDS = {
+    "id": "kinds",
+    "start": "ask",
+    "nodes": [
+        {
+            "id": "ask",
+            "type": "question",
+            "text": "age?",
+            "variable": "age",
+            "validate": {"kind": "number"},
+            "next": "check",
+            "onInvalid": "human",
+            "onTimeout": "bye",
+            "fallback": {"next": "human"},
+        },
+        {
+            "id": "check",
+            "type": "condition",
+            "label": "Is an adult?",
+            "branches": [
+                {"when": "age >= 18", "next": "adult"},
+                {
+                    "when": "age < 18 and age > 0 and age != 7 and age != 9 and age != 11",
+                    "next": "bye",
+                },
+            ],
+            "default": "human",
+        },
+        {"id": "adult", "type": "set", "variables": {"adult": True}, "next": "bye"},
+        {"id": "human", "type": "handoff", "queue": "desk"},
+        {"id": "bye", "type": "end", "text": "bye"},
+    ],
+}
+
+
+def test_edge_kinds_and_labels() -> None:
+    flow = load_flow(KINDS)
+    long_when = KINDS["nodes"][1]["branches"][1]["when"]  # type: ignore[index]
+    assert len(long_when) > LABEL_LIMIT
+    assert edges(flow) == [
+        Edge("ask", "check", "next", "next", ""),
+        Edge("ask", "human", "onInvalid", "invalid", "invalid"),
+        Edge("ask", "bye", "onTimeout", "timeout", "timeout"),
+        Edge("ask", "human", "fallback.next", "fallback", "fallback"),
+        Edge("check", "human", "default", "default", "default"),
+        Edge("check", "adult", "branches[0].next", "branch", "age >= 18"),
+        Edge("check", "bye", "branches[1].next", "branch", long_when[: LABEL_LIMIT - 1] + "…"),
+        Edge("adult", "bye", "next", "next", ""),
+    ]
+    drawn = layout(flow)
+    check_layout(flow, drawn)
+    labels = {p.id: p.label for p in drawn.nodes}
+    assert labels == {
+        "ask": "ask",
+        "check": "Is an adult?",
+        "adult": "adult",
+        "human": "human",
+        "bye": "bye",
+    }
+    assert not any(d.back for d in drawn.edges)
+
+
+def test_ai_intents_and_jump_labels() -> None:
+    flow = load_flow(
+        {
+            "id": "ai",
+            "start": "classify",
+            "nodes": [
+                {
+                    "id": "classify",
+                    "type": "ai",
+                    "text": "{{problem}}",
+                    "intents": [
+                        {"name": "billing", "keywords": ["bill"], "next": "other"},
+                        {"name": "nothing", "keywords": ["x"]},
+                    ],
+                    "default": "other",
+                },
+                {"id": "other", "type": "jump", "flowId": "faq"},
+            ],
+        }
+    )
+    assert edges(flow) == [
+        Edge("classify", "other", "default", "default", "default"),
+        Edge("classify", "other", "intents[0].next", "intent", "billing"),
+    ]
+    drawn = layout(flow)
+    check_layout(flow, drawn)
+    assert {p.id: p.label for p in drawn.nodes} == {"classify": "classify", "other": "→ faq"}
+
+
+def test_a_self_loop_is_a_back_edge_beside_its_node() -> None:
+    flow = load_flow(
+        {
+            "id": "again",
+            "start": "ask",
+            "nodes": [
+                {
+                    "id": "ask",
+                    "type": "question",
+                    "text": "number?",
+                    "variable": "n",
+                    "onInvalid": "ask",
+                    "next": "bye",
+                },
+                {"id": "bye", "type": "end"},
+            ],
+        }
+    )
+    drawn = layout(flow)
+    check_layout(flow, drawn)
+    loop = next(d for d in drawn.edges if d.edge.field == "onInvalid")
+    ask = next(p for p in drawn.nodes if p.id == "ask")
+    assert loop.back and loop.edge.kind == "invalid"
+    right = ask.x + NODE_WIDTH
+    assert loop.points == [
+        (right, ask.y + 14),
+        (right + 22, ask.y + 8),
+        (right + 22, ask.y + 44),
+        (right, ask.y + 38),
+    ]
+    assert drawn.width >= right + 22
+
+
+def test_a_long_edge_goes_around_by_waypoints() -> None:
+    """An edge skipping layers gets one waypoint per layer crossed, level with its middle."""
+    flow = load_flow(
+        {
+            "id": "skip",
+            "start": "a",
+            "nodes": [
+                {
+                    "id": "a",
+                    "type": "question",
+                    "text": "?",
+                    "variable": "v",
+                    "next": "b",
+                    "onInvalid": "d",
+                },
+                {"id": "b", "type": "message", "text": "b", "next": "c"},
+                {"id": "c", "type": "message", "text": "c", "next": "d"},
+                {"id": "d", "type": "end"},
+            ],
+        }
+    )
+    drawn = layout(flow)
+    check_layout(flow, drawn)
+    placed = {p.id: p for p in drawn.nodes}
+    long = next(d for d in drawn.edges if d.edge.field == "onInvalid")
+    assert len(long.points) == 4
+    assert [y for _, y in long.points] == [
+        placed["a"].y + NODE_HEIGHT,
+        placed["b"].y + NODE_HEIGHT / 2,
+        placed["c"].y + NODE_HEIGHT / 2,
+        placed["d"].y,
+    ]
+    for x, y in long.points[1:-1]:  # the waypoints are not inside a node
+        assert not any(
+            p.x <= x <= p.x + p.width and p.y <= y <= p.y + p.height for p in placed.values()
+        )
+
+
+def test_a_dangling_target_is_not_drawn() -> None:
+    """A flow built without validation (a stored old version) may name a missing node."""
+    flow = load_flow(
+        {
+            "id": "d",
+            "start": "a",
+            "nodes": [
+                {"id": "a", "type": "message", "text": "a", "next": "b"},
+                {"id": "b", "type": "end"},
+            ],
+        }
+    )
+    broken = flow.model_copy(
+        update={"nodes": [flow.nodes[0].model_copy(update={"next": "gone"}), flow.nodes[1]]}
+    )
+    assert edges(broken) == []
+    drawn = layout(broken)
+    assert drawn.edges == [] and {p.id for p in drawn.nodes} == {"a", "b"}
+
+
+def test_start_stays_on_top_when_an_unreachable_node_points_at_it() -> None:
+    """A node the start does not reach (a warning, not an error) pointing into the flow
+    does not push the start down: its edge is drawn up the side, like a loop's."""
+    flow = load_flow(
+        {
+            "id": "orphan",
+            "start": "a",
+            "nodes": [
+                {"id": "a", "type": "message", "text": "hi", "next": "b"},
+                {"id": "b", "type": "end"},
+                {"id": "z", "type": "message", "text": "orphan", "next": "a"},
+                {"id": "y", "type": "message", "text": "orphan", "next": "z"},
+            ],
+        }
+    )
+    assert not has_cycle(flow)
+    drawn = layout(flow)
+    check_layout(flow, drawn)
+    placed = {p.id: p for p in drawn.nodes}
+    assert placed["a"].y == MARGIN
+    assert [d.edge for d in drawn.edges if d.back] == [Edge("z", "a", "next", "next", "")]
+
+
+# --------------------------------------------------------------------------- random flows
+
+TYPES = ["message", "condition", "question", "set", "end"]
+
+
+@st.composite
+def flows(draw: st.DrawFn, *, connected: bool = False) -> dict[str, Any]:
+    """A random valid flow of message/condition/question/set/end nodes whose targets are
+    any of its nodes; ``connected``: every node reachable from the start."""
+    n = draw(st.integers(1, 12))
+    ids = [f"n{i}" for i in range(n)]
+    target = st.sampled_from(ids)
+    maybe = st.one_of(st.none(), target)
+    nodes: list[dict[str, Any]] = []
+    for i, node_id in enumerate(ids):
+        kind = draw(st.sampled_from(TYPES))
+        node: dict[str, Any] = {"id": node_id, "type": kind}
+        if kind == "message":
+            node |= {"text": f"text {i}", "next": draw(maybe)}
+        elif kind == "question":
+            node |= {
+                "text": f"question {i}?",
+                "variable": f"v{i}",
+                "next": draw(maybe),
+                "onInvalid": draw(maybe),
+                "onTimeout": draw(maybe),
+            }
+        elif kind == "condition":
+            count = draw(st.integers(1, 3))
+            node["branches"] = [
+                {"when": f"v{i} == {j}", "next": draw(target)} for j in range(count)
+            ]
+            node["default"] = draw(maybe)
+        elif kind == "set":
+            node |= {"variables": {f"s{i}": i}, "next": draw(maybe)}
+        if draw(st.booleans()):
+            node["fallback"] = {"next": draw(target)}
+        nodes.append({k: v for k, v in node.items() if v is not None})
+    if connected:  # a chain from the start through every node, whatever else points where
+        for a, b in itertools.pairwise(nodes):
+            if a["type"] == "condition":
+                a["default"] = b["id"]
+            elif a["type"] == "end":
+                a["fallback"] = {"next": b["id"]}
+            else:
+                a["next"] = b["id"]
+    start = "n0" if connected else draw(st.sampled_from(ids))
+    return {"id": "random", "start": start, "nodes": nodes}
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(flows())
+def test_random_flows_lay_out(data: dict[str, Any]) -> None:
+    flow = load_flow(data)
+    drawn = layout(flow)
+    check_layout(flow, drawn)
+    # deterministic: the same definition, parsed again, lays out the same
+    assert layout(load_flow(copy.deepcopy(data))).wire() == drawn.wire()
+    assert layout(flow).wire() == drawn.wire()
+
+
+@PROPERTY
+@given(flows(connected=True))
+def test_the_start_is_on_top(data: dict[str, Any]) -> None:
+    flow = load_flow(data)
+    assert reachable(flow) == {n.id for n in flow.nodes}
+    drawn = layout(flow)
+    check_layout(flow, drawn)
+    start = next(p for p in drawn.nodes if p.id == flow.start)
+    assert start.y == MARGIN
+
+
+@PROPERTY
+@given(flows(connected=True))
+def test_back_edges_iff_cycle_when_every_node_is_reached(data: dict[str, Any]) -> None:
+    flow = load_flow(data)
+    drawn = layout(flow)
+    assert any(d.back for d in drawn.edges) is has_cycle(flow)
+
+
+def _cyclic(flow: Flow, kept: list[Edge]) -> bool:
+    """Whether ``kept`` (edges of ``flow``) has a cycle, by Kahn's algorithm."""
+    out: dict[str, list[str]] = {n.id: [] for n in flow.nodes}
+    for e in kept:
+        out[e.source].append(e.target)
+    indegree = Counter(t for ts in out.values() for t in ts)
+    ready = [n for n in out if indegree[n] == 0]
+    seen = 0
+    while ready:
+        node = ready.pop()
+        seen += 1
+        for t in out[node]:
+            indegree[t] -= 1
+            if indegree[t] == 0:
+                ready.append(t)
+    return seen != len(out)
