@@ -1,0 +1,185 @@
+// The operator controls of one execution: pause, resume, cancel, advance (to the
+// next node or a chosen one), retry now, and "send as contact". Whether each is
+// possible comes from the server (`controls` on GET /v1/executions/{id}: the
+// state table and the key's role decide, not the page); a control that makes
+// no sense is disabled and says why, as a title and as visible text. Every
+// action asks first (dialog.confirm) and reports the server's answer (toast).
+
+import { api, freshMessageId } from "./api.js";
+import { confirm, toast } from "./dialog.js";
+import { h, setText } from "./dom.js";
+import { isTerminal, stateOf } from "./status.js";
+
+const ACTIONS = {
+  pause: { label: "Pause", done: "Paused." },
+  resume: { label: "Resume", done: "Resumed." },
+  cancel: { label: "Cancel", done: "Cancelled.", danger: true },
+  retry: { label: "Retry now", done: "Retrying the failed step now." },
+  advance: { label: "Advance", done: "Advanced." },
+};
+
+export class Controls {
+  /** execution: the first GET answer; onResult(execution): after a control succeeded */
+  constructor(execution, { me, onResult, onMessageSent }) {
+    this.execution = execution;
+    this.me = me;
+    this.onResult = onResult;
+    this.onMessageSent = onMessageSent;
+    this.buttons = {};
+    this.reasons = {};
+    this.el = h("section.controls", { "aria-label": "Operator controls" });
+
+    const group = (name, ...content) => {
+      const reason = h("span.disabled-reason", { id: `why-${name}`, hidden: true });
+      this.reasons[name] = reason;
+      return h(`div.control.c-${name}`, {}, ...content, reason);
+    };
+    const button = (name) => {
+      const spec = ACTIONS[name];
+      const b = h(`button.btn${spec.danger ? ".danger" : ""}`, { type: "button", id: `do-${name}`, text: spec.label });
+      b.addEventListener("click", () => this.act(name));
+      this.buttons[name] = b;
+      return b;
+    };
+
+    this.target = h("select", { id: "advance-to", "aria-label": "Advance to" }, h("option", { value: "", text: "next node" }));
+    this.message = h("input", { id: "contact-text", type: "text", placeholder: "message as the contact", autocomplete: "off", "aria-label": "Message to send as the contact" });
+    this.send = h("button.btn", { type: "submit", id: "do-message", text: "Send as contact" });
+    this.buttons.message = this.send;
+    const messageForm = h("form.send", { "aria-label": "Send a message as the contact" }, this.message, this.send);
+    messageForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.sendMessage();
+    });
+
+    this.common = h("p.disabled-reason.common", { hidden: true });
+    this.el.append(
+      h(
+        "div.control-row",
+        {},
+        group("pause", button("pause")),
+        group("resume", button("resume")),
+        group("retry", button("retry")),
+        group("advance", h("div.joined", {}, button("advance"), this.target)),
+        group("cancel", button("cancel")),
+        group("message", messageForm),
+      ),
+      this.common,
+    );
+    this.update(execution);
+  }
+
+  setNodes(nodes) {
+    for (const node of nodes) {
+      const label = node.label && node.label !== node.id ? `${node.id} — ${node.label}` : node.id;
+      this.target.append(h("option", { value: node.id, text: `${label} (${node.type})` }));
+    }
+  }
+
+  pick(nodeId) {
+    if (this.target.disabled) return;
+    this.target.value = nodeId;
+    this.target.focus();
+  }
+
+  update(execution) {
+    this.execution = execution;
+    const controls = controlsOf(execution, this.me);
+    const disabledReasons = [];
+    for (const name of Object.keys(this.reasons)) {
+      const control = controls[name] || { allowed: false, reason: "not offered by the server" };
+      const allowed = Boolean(control.allowed);
+      const reason = allowed ? "" : control.reason || "not possible now";
+      const b = this.buttons[name];
+      b.disabled = !allowed;
+      b.title = reason ? `Not possible: ${reason}` : "";
+      if (reason) b.setAttribute("aria-describedby", `why-${name}`);
+      else b.removeAttribute("aria-describedby");
+      if (name === "advance") this.target.disabled = !allowed;
+      if (name === "message") this.message.disabled = !allowed;
+      setText(this.reasons[name], reason);
+      if (!allowed) disabledReasons.push(reason);
+    }
+    // when every control is off for the same reason (a viewer key, an ended
+    // execution) say it once instead of under each button
+    const same = disabledReasons.length === Object.keys(this.reasons).length && new Set(disabledReasons).size === 1;
+    for (const el of Object.values(this.reasons)) el.hidden = same || !el.textContent;
+    this.common.hidden = !same;
+    setText(this.common, same ? `Controls are disabled: ${disabledReasons[0]}` : "");
+  }
+
+  async act(name) {
+    const id = this.execution.executionId;
+    const spec = ACTIONS[name];
+    const body = {};
+    let text = `${spec.label} execution ${id}.`;
+    if (name === "advance") {
+      const to = this.target.value;
+      if (to) body.toNodeId = to;
+      text = to
+        ? `Move execution ${id} from ${this.execution.currentNodeId || "—"} to node ${to}.`
+        : `Move execution ${id} from ${this.execution.currentNodeId || "—"} to that node's next.`;
+    }
+    if (name === "cancel") text += " It ends for good: this cannot be undone.";
+    if (name === "retry") text += " The attempt counts toward the node's maxAttempts.";
+    const answer = await confirm({ title: `${spec.label}?`, text, confirmLabel: spec.label, danger: spec.danger });
+    if (!answer) return;
+    if (answer.reason) body.reason = answer.reason;
+    this.buttons[name].disabled = true;
+    try {
+      const execution = await api(`/v1/executions/${encodeURIComponent(id)}/${name}`, { method: "POST", body });
+      toast(`${spec.done} Now ${stateOf(execution.status).label}${execution.currentNodeId ? ` at ${execution.currentNodeId}` : ""}.`, "ok");
+      this.onResult(execution);
+    } catch (error) {
+      toast(`${spec.label} failed: ${error.message}`, "error");
+      this.update(this.execution);
+    }
+  }
+
+  async sendMessage() {
+    const text = this.message.value;
+    if (!text.trim()) {
+      this.message.focus();
+      return;
+    }
+    const ex = this.execution;
+    const answer = await confirm({
+      title: "Send as the contact?",
+      text: `Send “${text}” to conversation ${ex.conversationId} as its contact (for testing).`,
+      confirmLabel: "Send",
+      noReason: true,
+    });
+    if (!answer) return;
+    const body = { messageId: freshMessageId(), contactId: ex.contactId, text };
+    if (this.me.role === "admin") body.institutionId = ex.institutionId;
+    try {
+      await api(`/v1/conversations/${encodeURIComponent(ex.conversationId)}/messages`, { method: "POST", body });
+      toast("Message sent as the contact.", "ok");
+      this.message.value = "";
+      this.onMessageSent();
+    } catch (error) {
+      toast(`Could not send: ${error.message}`, "error");
+    }
+  }
+}
+
+/**
+ * The execution's controls as the server gave them; for a server that does not
+ * send `controls` yet, the same rules derived here (role, then the state table).
+ */
+export function controlsOf(execution, me) {
+  if (execution.controls) return execution.controls;
+  const out = {};
+  const names = ["pause", "resume", "cancel", "advance", "retry", "variables", "message"];
+  const status = execution.status;
+  for (const name of names) {
+    let reason = null;
+    if (me.role === "viewer") reason = "viewer keys may only read";
+    else if (isTerminal(status)) reason = `it is ${status}`;
+    else if (name === "pause" && status === "paused") reason = "it is paused";
+    else if (name === "resume" && status !== "paused") reason = `it is ${status}, not paused`;
+    else if (name === "retry" && status !== "recovering") reason = `it is ${status}, not recovering`;
+    out[name] = { allowed: reason === null, reason };
+  }
+  return out;
+}

@@ -1,0 +1,223 @@
+// The execution view's read-only panels: transcript, step timeline, logs and
+// state history. Each is a small class with an `el` and an `update(data)` that
+// rebuilds its own body from the latest answer (these lists are an execution's
+// own, tens to hundreds of items, so a rebuild is cheaper than diffing), except
+// the logs, which arrive one line at a time from the stream and are appended.
+
+import { clear, clock, duration, h, jsonLine, jsonPretty, setText } from "./dom.js";
+import { badge } from "./status.js";
+
+export class TranscriptPanel {
+  constructor() {
+    this.list = h("ol.chat", { "aria-label": "Conversation" });
+    this.empty = h("p.empty", { text: "Nothing said yet." });
+    this.el = h("div.panel-body", {}, this.list, this.empty);
+  }
+
+  update(transcript) {
+    const entries = transcript || [];
+    this.empty.hidden = entries.length > 0;
+    clear(this.list);
+    for (const entry of entries) {
+      const who = entry.from === "contact" ? "contact" : "bot";
+      this.list.append(
+        h(
+          `li.bubble.${who}`,
+          {},
+          h("span.who", { text: who === "bot" ? "bot" : "contact" }),
+          h("p.text", { text: entry.text ?? "" }),
+          h("time", { datetime: entry.at || "", text: clock(entry.at) }),
+        ),
+      );
+    }
+  }
+}
+
+export class TimelinePanel {
+  constructor() {
+    this.body = h("tbody");
+    this.empty = h("p.empty", { text: "No step has run yet." });
+    this.el = h(
+      "div.panel-body",
+      {},
+      h(
+        "div.table-wrap",
+        {},
+        h(
+          "table.grid.compact",
+          { "aria-label": "Steps" },
+          h("thead", {}, h("tr", {}, ["#", "Node", "Status", "Started", "Duration", "Attempt", "Error", "Output"].map((t) => h("th", { scope: "col", text: t })))),
+          this.body,
+        ),
+      ),
+      this.empty,
+    );
+  }
+
+  update(steps) {
+    const list = steps || [];
+    this.empty.hidden = list.length > 0;
+    clear(this.body);
+    for (const step of list) {
+      this.body.append(
+        h(
+          `tr${step.error ? ".failed" : ""}`,
+          { dataset: { seq: step.seq } },
+          h("td.num", { text: step.seq }),
+          h("td", {}, h("span.mono", { text: step.nodeId || "—" }), h("span.muted.type", { text: ` ${step.nodeType || ""}` })),
+          h("td", {}, badge(step.status)),
+          h("td.mono.nowrap", { text: clock(step.startedAt) }),
+          h("td.num.nowrap", { text: duration(step.duration) }),
+          h("td.num", { text: step.attempt ?? "" }),
+          h("td.error-cell", {}, step.error ? errorText(step.error) : ""),
+          h("td", {}, valueDetails(step.output)),
+        ),
+      );
+    }
+  }
+}
+
+function errorText(error) {
+  if (typeof error === "string") return error;
+  const text = [error.type, error.code, error.message].filter(Boolean).join(": ");
+  return text || jsonLine(error);
+}
+
+/** A JSON value: one line, expandable to the whole thing when it is long. */
+export function valueDetails(value, max = 80) {
+  if (value === null || value === undefined) return h("span.muted", { text: "—" });
+  const line = jsonLine(value, max);
+  if (!line.endsWith("…")) return h("code", { text: line });
+  const full = jsonPretty(value);
+  return h("details.value", {}, h("summary", {}, h("code", { text: line })), h("pre", { text: full }));
+}
+
+const LEVELS = { DEBUG: 10, INFO: 20, WARN: 30, WARNING: 30, ERROR: 40, CRITICAL: 50 };
+
+export class LogsPanel {
+  constructor() {
+    this.lines = [];
+    this.minimum = "DEBUG";
+    this.select = h(
+      "select",
+      { id: "log-level", name: "level" },
+      ["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"].map((l) => h("option", { value: l, text: l === "DEBUG" ? "all (DEBUG+)" : `${l}+` })),
+    );
+    this.select.addEventListener("change", () => {
+      this.minimum = this.select.value;
+      this.render();
+    });
+    this.count = h("span.muted");
+    this.list = h("ol.logs", { "aria-label": "Log lines" });
+    this.el = h(
+      "div.panel-body",
+      {},
+      h("div.panel-tools", {}, h("label.field.inline", { for: "log-level" }, h("span", { text: "Level" }), this.select), this.count),
+      this.list,
+    );
+  }
+
+  /** Lines from the execution's stream (oldest first, each once). */
+  add(lines) {
+    const threshold = LEVELS[this.minimum];
+    const fragment = document.createDocumentFragment();
+    for (const line of lines) {
+      this.lines.push(line);
+      if ((LEVELS[line.level] ?? 0) >= threshold) fragment.append(logItem(line));
+    }
+    const stick = this.list.scrollTop + this.list.clientHeight >= this.list.scrollHeight - 8;
+    this.list.append(fragment);
+    if (stick) this.list.scrollTop = this.list.scrollHeight;
+    this.updateCount();
+  }
+
+  render() {
+    const threshold = LEVELS[this.minimum];
+    clear(this.list);
+    const fragment = document.createDocumentFragment();
+    for (const line of this.lines) if ((LEVELS[line.level] ?? 0) >= threshold) fragment.append(logItem(line));
+    this.list.append(fragment);
+    this.updateCount();
+  }
+
+  updateCount() {
+    setText(this.count, `${this.list.childElementCount} of ${this.lines.length} lines`);
+  }
+}
+
+function logItem(line) {
+  const context = line.context || {};
+  const extra = {};
+  if (context.duration !== undefined) extra.duration = context.duration;
+  if (context.error) extra.error = context.error;
+  if (context.metadata) Object.assign(extra, context.metadata);
+  return h(
+    `li.log.l-${String(line.level).toLowerCase()}`,
+    {},
+    h("time.mono", { datetime: line.timestamp || "", text: clock(line.timestamp) }),
+    h("span.level", { text: line.level }),
+    h("span.mono.node", { text: line.nodeId || "" }),
+    h("span.msg", { text: line.message }),
+    Object.keys(extra).length ? h("code.ctx", { text: jsonLine(extra, 300) }) : null,
+  );
+}
+
+export class HistoryPanel {
+  constructor() {
+    this.states = h("tbody");
+    this.audit = h("tbody");
+    this.auditEmpty = h("p.empty", { text: "No operator has touched this execution." });
+    const table = (label, headers, body) =>
+      h(
+        "div.table-wrap",
+        {},
+        h("table.grid.compact", { "aria-label": label }, h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col", text: t })))), body),
+      );
+    this.el = h(
+      "div.panel-body",
+      {},
+      h("h3", { text: "State history" }),
+      table("State history", ["At", "From", "To", "Reason", "Actor", "Node"], this.states),
+      h("h3", { text: "Operator audit" }),
+      table("Operator audit", ["At", "Operation", "Actor", "Reason", "Change"], this.audit),
+      this.auditEmpty,
+    );
+  }
+
+  update(answer) {
+    clear(this.states);
+    for (const t of answer.history || []) {
+      this.states.append(
+        h(
+          "tr",
+          {},
+          h("td.mono.nowrap", { text: clock(t.at) }),
+          h("td", {}, t.from ? badge(t.from) : h("span.muted", { text: "start" })),
+          h("td", {}, badge(t.to)),
+          h("td.wide", { text: t.reason || "" }),
+          h("td.mono", { text: t.actor || "" }),
+          h("td.mono", { text: t.nodeId || "" }),
+        ),
+      );
+    }
+    clear(this.audit);
+    const audit = answer.audit || [];
+    this.auditEmpty.hidden = audit.length > 0;
+    for (const a of audit) {
+      const change = [a.from && a.to ? `${a.from} → ${a.to}` : "", a.details && Object.keys(a.details).length ? jsonLine(a.details, 120) : ""]
+        .filter(Boolean)
+        .join(" · ");
+      this.audit.append(
+        h(
+          "tr",
+          {},
+          h("td.mono.nowrap", { text: clock(a.at) }),
+          h("td", { text: a.operation }),
+          h("td.mono", { text: a.actor || "" }),
+          h("td.wide", { text: a.reason || "" }),
+          h("td.wide", { text: change }),
+        ),
+      );
+    }
+  }
+}

@@ -1,0 +1,149 @@
+"""Browser fixtures: a real ``trilha serve`` (the acceptance suite's, reused as is) with
+a small flow published, and Debian's Chromium driven by Playwright.
+
+The acceptance ``conftest.py`` is loaded under its own module name rather than
+imported as ``conftest`` (several folders have one; pytest swaps them in and out of
+``sys.modules``), and its ``cli`` fixture is re-exported so ``start_api`` can use it.
+Every page records uncaught errors and Content-Security-Policy refusals; a test
+whose page hit one fails at teardown, so an inline style or a broken module cannot
+hide behind a passing assertion.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_acceptance() -> Any:
+    name = "trilha_acceptance_fixtures"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "tests" / "acceptance" / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+_acceptance = _load_acceptance()
+Api = _acceptance.Api
+Cli = _acceptance.Cli
+start_api = _acceptance.start_api
+cli = _acceptance.cli  # the fixture, re-exported for this folder
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+#: how long an expect() waits for the page to catch up (live updates, refetches)
+WAIT_MS = 10_000
+
+#: hello -> ask_name (waits) -> greet -> ask_topic (waits) -> bye -> done
+GREET_FLOW = {
+    "id": "greet",
+    "start": "hello",
+    "nodes": [
+        {"id": "hello", "type": "message", "text": "Hello!", "next": "ask_name"},
+        {
+            "id": "ask_name",
+            "type": "question",
+            "text": "What is your name?",
+            "variable": "name",
+            "next": "greet",
+        },
+        {
+            "id": "greet",
+            "type": "message",
+            "text": "Nice to meet you, {{name}}.",
+            "next": "ask_topic",
+        },
+        {
+            "id": "ask_topic",
+            "type": "question",
+            "text": "What can I help with?",
+            "variable": "topic",
+            "next": "bye",
+        },
+        {"id": "bye", "type": "message", "text": "Bye, {{name}}!", "next": "done"},
+        {"id": "done", "type": "end"},
+    ],
+}
+
+
+@pytest.fixture
+def served(cli: Any, tmp_path: Path) -> Any:
+    """``trilha serve`` with the greet flow and keys acme_operator, acme_viewer,
+    beta_operator and admin."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "greet.json").write_text(json.dumps(GREET_FLOW), encoding="utf-8")
+    return start_api(cli, tmp_path, "--flows", str(flows))
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class PageProblems:
+    """What went wrong inside the page: uncaught errors and CSP refusals."""
+
+    errors: list[str] = field(default_factory=list)
+
+    def console(self, message: ConsoleMessage) -> None:
+        text = message.text
+        if "Content Security Policy" in text or "Refused to" in text:
+            self.errors.append(f"CSP: {text}")
+
+    def page_error(self, error: Any) -> None:
+        self.errors.append(f"uncaught: {error}")
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """open_page(width=1280, height=900, scheme="light") -> a fresh page (own storage)."""
+    contexts = []
+    problems = PageProblems()
+
+    def make(width: int = 1280, height: int = 900, scheme: str = "light") -> Page:
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, color_scheme=scheme
+        )
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.on("console", problems.console)
+        page.on("pageerror", problems.page_error)
+        return page
+
+    expect.set_options(timeout=WAIT_MS)
+    yield make
+    for context in contexts:
+        context.close()
+    assert not problems.errors, "\n".join(problems.errors)
