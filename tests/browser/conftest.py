@@ -100,6 +100,20 @@ def served(cli: Any, tmp_path: Path) -> Any:
     return start_api(cli, tmp_path, "--flows", str(flows))
 
 
+@pytest.fixture
+def serve_flow(cli: Any, tmp_path: Path) -> Callable[..., Any]:
+    """serve_flow(flow, config=...) -> ``trilha serve`` with that one flow published
+    and the same keys as ``served``."""
+
+    def start(flow: dict[str, Any], config: str = '[channel]\nkind = "memory"\n') -> Any:
+        flows = tmp_path / "flows"
+        flows.mkdir(exist_ok=True)
+        (flows / f"{flow['id']}.json").write_text(json.dumps(flow), encoding="utf-8")
+        return start_api(cli, tmp_path, "--flows", str(flows), config=config)
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
