@@ -285,6 +285,24 @@ def institution_for(principal: Principal, institution_id: str | None) -> str:
     return owner
 
 
+#: ``?institutionId=`` of the listings: narrows an admin key to one institution
+InstitutionQuery = Annotated[
+    str | None,
+    Query(
+        alias="institutionId",
+        pattern=FLOW_ID_PATTERN,
+        max_length=200,
+        description="Admin keys: only this institution's.",
+    ),
+]
+
+
+def read_scope(principal: Principal, institution_id: str | None) -> str | None:
+    """The institution a read covers: the key's own (``None``: every one, for an admin
+    key), or the one ``?institutionId=`` names (another tenant's is 404)."""
+    return principal.scope() if institution_id is None else owner_for(principal, institution_id)
+
+
 #: why a viewer key's controls are all disabled
 READ_ONLY = "viewer keys may only read"
 
@@ -479,15 +497,7 @@ async def list_executions(
             description="Only executions with an error now or a step that failed on the way.",
         ),
     ] = False,
-    institution_id: Annotated[
-        str | None,
-        Query(
-            alias="institutionId",
-            pattern=FLOW_ID_PATTERN,
-            max_length=200,
-            description="Admin keys: only this institution's.",
-        ),
-    ] = None,
+    institution_id: InstitutionQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=500, description="`nextCursor` of the previous page.")
@@ -495,9 +505,7 @@ async def list_executions(
 ) -> JSONResponse:
     state = state_of(request.app)
     store = state.runtime.store
-    institution = (
-        principal.scope() if institution_id is None else owner_for(principal, institution_id)
-    )
+    institution = read_scope(principal, institution_id)
     stored_flow = flow_id
     if flow_id is not None and institution is not None:
         found = await resolve(store, institution, flow_id)

@@ -9,21 +9,24 @@ in the browser only draws.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from trilha.api.app import state_of
 from trilha.api.auth import Viewer
 from trilha.api.problems import problems
-from trilha.api.routes.executions import ExecutionIdPath, load_execution
-from trilha.api.routes.flows import owner_for
+from trilha.api.routes.executions import (
+    ExecutionIdPath,
+    InstitutionQuery,
+    load_execution,
+    read_scope,
+)
 from trilha.core.alerts import AlertState
 from trilha.core.execution import iso
-from trilha.core.flow import FLOW_ID_PATTERN
 from trilha.core.graph import layout
 from trilha.core.states import ExecutionStatus
 from trilha.core.variable_history import Edit, Snapshot, variable_history
@@ -60,19 +63,9 @@ class Counts(WireModel):
 async def counts(
     request: Request,
     principal: Viewer,
-    institution_id: Annotated[
-        str | None,
-        Query(
-            alias="institutionId",
-            pattern=FLOW_ID_PATTERN,
-            max_length=200,
-            description="Admin keys: only this institution's.",
-        ),
-    ] = None,
+    institution_id: InstitutionQuery = None,
 ) -> JSONResponse:
-    institution = (
-        principal.scope() if institution_id is None else owner_for(principal, institution_id)
-    )
+    institution = read_scope(principal, institution_id)
     found = await state_of(request.app).runtime.store.count_by_status(institution)
     every = {s.value: found.get(s.value, 0) for s in ExecutionStatus}
     return JSONResponse({"counts": every, "total": sum(found.values())})
