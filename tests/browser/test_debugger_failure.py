@@ -5,7 +5,7 @@ The failure is real: the flow calls a declared dependency, a real HTTP server on
 127.0.0.1 standing in for the institution's CRM, which answers 503 for a customer
 id it does not know (a transient error: the node is retried, with a backoff long
 enough that the execution waits in ``recovering``). A typo in the id is the bug
-the operator fixes.
+the operator fixes. And the other way trouble reaches the page: a firing alert.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -152,3 +153,31 @@ def test_an_operator_finds_the_failed_execution_fixes_it_and_moves_it_on(
     assert done["status"] == "completed"
     assert done["variables"]["customer"] == {"name": "Ana", "plan": "gold"}
     assert [a["operation"] for a in audit] == ["set_variables", "retry"]
+
+
+def test_a_firing_alert_shows_as_a_banner_over_the_list(
+    serve_flow: Callable[..., Any], open_page: Callable[..., Page]
+) -> None:
+    """The memory rule with a threshold every host is over fires at the first
+    evaluation; the list page shows it (from GET /v1/alerts) above the table."""
+    config = (
+        '[channel]\nkind = "memory"\n\n[alerts]\nevaluation_interval_seconds = 0.5\n\n'
+        "[alerts.rules.memory]\nthreshold = 0.0001\nfor_seconds = 0\n"
+    )
+    served = serve_flow(LOOKUP_FLOW, config=config)
+    with served.client("acme_viewer") as client:
+        for _ in range(100):
+            firing = [
+                a for a in client.get("/v1/alerts").json()["alerts"] if a["status"] == "firing"
+            ]
+            if firing:
+                break
+            time.sleep(0.1)
+    assert [a["rule"] for a in firing] == ["TrilhaMemoryHigh"]
+    page = open_page()
+    login(page, served.url, served.keys["acme_viewer"])
+    banner = page.locator("#alerts")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("1 alert firing")
+    expect(banner).to_contain_text("TrilhaMemoryHigh")
+    expect(banner).to_contain_text("host memory in use")
