@@ -114,8 +114,12 @@ def serve_flow(cli: Any, tmp_path: Path) -> Callable[..., Any]:
     return start
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per module, not per session: Playwright's sync API runs an event
+    loop on the main thread while it is open, and every asyncio test collected after
+    these would find that loop running ("Runner.run() cannot be called from a running
+    event loop"); a module-scoped fixture is closed before the next module starts."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
