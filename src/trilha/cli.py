@@ -768,6 +768,80 @@ def stats(
         out.print(table)
 
 
+# ------------------------------------------------------------------------------------ check
+
+#: ``trilha check`` exits with this when an execution breaks an invariant (warnings alone: 0)
+CHECK_VIOLATIONS_EXIT = 3
+
+
+@app.command()
+def check(
+    store: StoreOpt = None,
+    institution: Annotated[
+        str | None, typer.Option("--institution", help="Only this institution's executions.")
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            min=0,
+            help="Seconds past its due time before work nobody holds is reported as overdue.",
+        ),
+    ] = 60.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every execution in the store against the invariants (DESIGN §7): print each
+    violation with the execution's id and what is wrong. Exit 3 if any was found. Only
+    reads the store."""
+    import time
+
+    from trilha.core.invariants import Violation
+    from trilha.observability.checker import CheckReport, walk
+    from trilha.store import open_store
+
+    def show(v: Violation) -> None:
+        style = "red" if v.severity == "error" else "yellow"
+        out.print(
+            f"[{style}]{v.severity:7}[/{style}] {v.execution_id}  [bold]{v.rule}[/bold]:"
+            f" {escape(v.detail)}",
+            soft_wrap=True,
+        )
+
+    async def main() -> CheckReport:
+        st = open_store(store, must_exist=True)
+        await st.open()
+        report = CheckReport()
+        try:
+            async for _, found in walk(
+                st, now=time.time(), grace=grace, institution_id=institution
+            ):
+                report.checked += 1
+                report.violations.extend(found)
+                if not as_json:
+                    for violation in found:
+                        show(violation)
+        finally:
+            await st.close()
+        return report
+
+    report = _run(main())
+    if as_json:
+        data = {
+            "checked": report.checked,
+            "errors": report.errors,
+            "warnings": report.warnings,
+            "violations": [v.wire() for v in report.violations],
+        }
+        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    else:
+        out.print(
+            f"checked {report.checked} executions: {report.errors} errors"
+            f" ({report.broken_executions} executions), {report.warnings} warnings"
+        )
+    if report.errors:
+        raise typer.Exit(CHECK_VIOLATIONS_EXIT)
+
+
 # ----------------------------------------------------------------------------------- alerts
 
 #: ``trilha alerts`` exits with this when an alert is firing (1 is an error, 2 bad usage)

@@ -45,6 +45,7 @@ from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.engine import Engine
 from trilha.engine.worker import Worker
 from trilha.errors import ConversationBusy, ExecutionEnded, FlowNotFound, StaleLease
+from trilha.observability.checker import check_execution
 from trilha.processors.registry import Processors
 from trilha.store.sqlite import SQLiteStore
 
@@ -548,6 +549,18 @@ class EngineMachine(RuleBasedStateMachine):
                 assert ex.status is S.RUNNING, (ex.id, ex.status)
                 assert leased or (ex.wake_at is not None and ex.wake_at <= now), ex
             assert (ex.flow_id, ex.flow_version) in self.db.flow_versions(), ex
+
+    @invariant()
+    def trilha_check_finds_nothing(self) -> None:
+        """The production checker (``trilha check``) agrees with the invariants below:
+        no error on any execution, whatever the sequence (overdue work is only a warning:
+        this clock jumps ahead with no worker running)."""
+        now = self.clock.now()
+        for ex in self.all_executions():
+            found = self.run(check_execution(self.store, ex.id, now=now, grace=60.0))
+            assert found is not None
+            errors = [v for v in found if v.severity == "error"]
+            assert errors == [], errors
 
     @invariant()
     def history_follows_the_transition_table(self) -> None:

@@ -367,6 +367,13 @@ class Store(Protocol):
     async def flow_versions(self, flow_id: str) -> list[StoredFlow]:
         """Every stored version of a flow, oldest first (empty when there is none)."""
 
+    async def execution_ids(self, *, after: str | None = None, limit: int = 500) -> list[str]:
+        """Execution ids in id order, after ``after``: every row, readable or not (what
+        an invariant check walks; listings leave corrupted rows out)."""
+
+    async def inbox_for(self, execution_id: str) -> list[InboundMessage]:
+        """The contact's messages routed to this execution, in arrival order."""
+
     async def count_by_status(self, institution_id: str | None = None) -> dict[str, int]:
         """How many executions are in each status (statuses with none are left out);
         with ``institution_id``, that institution's only."""

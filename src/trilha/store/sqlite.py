@@ -982,6 +982,25 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def inbox_for(self, execution_id: str) -> list[InboundMessage]:
+        def run(conn: sqlite3.Connection) -> list[InboundMessage]:
+            rows = conn.execute(
+                f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE execution_id = ? ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+            return [_row_to_inbound(r) for r in rows]
+
+        return await self._read(run)
+
+    async def execution_ids(self, *, after: str | None = None, limit: int = 500) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id FROM executions WHERE id > ? ORDER BY id LIMIT ?", (after or "", limit)
+            ).fetchall()
+            return [str(r[0]) for r in rows]
+
+        return await self._read(run)
+
     async def outbox_for(self, execution_id: str) -> list[OutboundMessage]:
         def run(conn: sqlite3.Connection) -> list[OutboundMessage]:
             rows = conn.execute(
