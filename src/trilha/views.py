@@ -29,6 +29,10 @@ def execution_summary(ex: Execution, status_since: float | None = None) -> dict[
         "currentNodeId": ex.current_node_id,
         "waitingFor": ex.waiting_for,
         "dueAt": iso(ex.due_at),
+        # when a worker should take it, and who holds it: what tells "stuck" from "busy"
+        "wakeAt": iso(ex.wake_at),
+        "leaseOwner": ex.lease_owner,
+        "leaseExpiresAt": iso(ex.lease_expires_at),
         "pausedFrom": ex.paused_from.value if ex.paused_from else None,
         "attempts": ex.attempts,
         "steps": ex.step_seq,

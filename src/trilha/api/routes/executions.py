@@ -136,6 +136,9 @@ class ExecutionSummaryOut(WireModel):
     current_node_id: str | None
     waiting_for: str | None = Field(description="input, timer, retry, dependency, operator...")
     due_at: str | None
+    wake_at: str | None = Field(description="When a worker should take it next (null: not due).")
+    lease_owner: str | None = Field(description="The worker holding it, if one does.")
+    lease_expires_at: str | None = Field(description="Until when that worker holds it.")
     paused_from: StatusName | None
     attempts: int
     steps: int
