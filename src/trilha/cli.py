@@ -204,7 +204,7 @@ def run(
         if interactive:  # Ctrl-C at the prompt ends the chat at once, like Ctrl-D
             signal.signal(signal.SIGINT, signal.default_int_handler)
         async with runtime(store, config, channel=channel, processors=processors) as rt:
-            await publish_all(rt.engine, folder)
+            await publish_all(rt, folder)
             flow_id, version = await _resolve_flow(rt, flow, loaded)
             execution = await rt.engine.start(
                 flow_id,
@@ -381,7 +381,7 @@ def _work(
         async with runtime(
             store, config, config=cfg, channel=channel, processors=processors, with_metrics=True
         ) as rt:
-            await publish_all(rt.engine, folder)
+            await publish_all(rt, folder)
             err.print(f"[dim]{rt.engine.worker_id} on {rt.store!r}[/dim]")
             if until_idle:
                 await rt.worker.run_until_idle()

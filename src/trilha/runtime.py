@@ -17,7 +17,7 @@ from trilha.channels.memory import MemoryChannel
 from trilha.channels.terminal import TerminalChannel
 from trilha.channels.webhook import WebhookChannel
 from trilha.config import Config, expand_env, load_config
-from trilha.core.flow import Flow
+from trilha.core.flow import Flow, dependencies_used
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.engine import Engine
@@ -25,10 +25,13 @@ from trilha.engine.operator import Operator
 from trilha.engine.worker import Worker
 from trilha.errors import ConfigError
 from trilha.flowfiles import flow_files, load_flow_file
+from trilha.observability.logging import get_logger
 from trilha.observability.metrics import Metrics
 from trilha.processors.registry import Processors
 from trilha.store import open_store
 from trilha.store.base import Store
+
+log = get_logger("trilha.runtime")
 
 
 @dataclass(slots=True)
@@ -110,6 +113,19 @@ def load_folder(folder: Path, processors: Processors) -> list[Flow]:
     return [load_flow_file(p, processors.node_types) for p in flow_files(folder)]
 
 
-async def publish_all(engine: Engine, flows: list[Flow]) -> None:
+async def publish_all(rt: Runtime, flows: list[Flow]) -> None:
+    """Publish ``flows``; a node calling a dependency the configuration does not declare
+    is logged (WARN) now, rather than found when a contact reaches it (it would fail
+    there and take its fallback)."""
+    declared = set(rt.config.dependencies)
     for flow in flows:
-        await engine.publish(flow)
+        await rt.engine.publish(flow)
+        for node_id, name in dependencies_used(flow):
+            if name not in declared:
+                log.warning(
+                    "flow.dependency_undeclared",
+                    flowId=flow.id,
+                    nodeId=node_id,
+                    dependency=name,
+                    hint="declare it under [dependencies] in trilha.toml (or --config FILE)",
+                )

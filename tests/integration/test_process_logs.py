@@ -16,6 +16,7 @@ from trilha.config import Config, LoggingConfig
 from trilha.engine.sweeper import Sweeper
 from trilha.observability.logging import configure, get_logger
 
+SCHEDULING = Path(__file__).resolve().parents[2] / "examples" / "scheduling.json"
 WIRE_KEYS = {"timestamp", "level", "executionId", "message", "context"}
 CONTEXT_KEYS = {"institutionId", "conversationId", "contactId"}
 
@@ -240,3 +241,37 @@ async def test_the_worker_applies_the_retention(make_harness: Callable[..., Any]
 @pytest.mark.parametrize("level", ["warning", "Warn", "WARN"])
 def test_levels_are_read_forgivingly(level: str) -> None:
     assert LoggingConfig(level=level).level == "WARN"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("declared", [False, True])
+async def test_a_flow_calling_an_undeclared_dependency_is_logged_at_publish(
+    process_log: Any, tmp_path: Path, declared: bool
+) -> None:
+    """The scheduling example calls 'agenda' from two nodes: without it in the
+    configuration each is one WARN line when the flow is published, not a surprise when
+    a contact reaches the node; declared, nothing is said."""
+    from trilha.channels.memory import MemoryChannel
+    from trilha.flowfiles import load_flow_file
+    from trilha.runtime import publish_all, runtime
+
+    config = Config.model_validate(
+        {"dependencies": {"agenda": {"base_url": "http://127.0.0.1:9"}}} if declared else {}
+    )
+    flow = load_flow_file(SCHEDULING)
+    store = f"sqlite:///{tmp_path / 'trilha.db'}"
+    async with runtime(store, None, config=config, channel=MemoryChannel()) as rt:
+        await publish_all(rt, [flow])
+    warned = [
+        line for line in process_log.lines() if line["message"] == "flow.dependency_undeclared"
+    ]
+    if declared:
+        assert warned == []
+        return
+    assert [(w["level"], w["nodeId"]) for w in warned] == [
+        ("WARN", "fetch_slots"),
+        ("WARN", "book"),
+    ]
+    for w in warned:
+        _check_wire(w)
+        assert w["context"]["metadata"]["flowId"] == "scheduling"
+        assert w["context"]["metadata"]["dependency"] == "agenda"

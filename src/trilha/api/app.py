@@ -182,7 +182,7 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
             processors=processors,
             with_metrics=True,
         ) as rt:
-            await publish_all(rt.engine, shared_flows)
+            await publish_all(rt, shared_flows)
             engines = [rt.engine]
             state = ServeState(options, cfg, rt, engines)
             app.state.trilha = state

@@ -588,6 +588,14 @@ def _graph_problems(
                 )
 
 
+def dependencies_used(flow: Flow) -> Iterator[tuple[str, str]]:
+    """``(node id, dependency name)`` for every node that calls a declared dependency."""
+    for node in flow.nodes:
+        name = getattr(node, "dependency", None)
+        if isinstance(name, str):
+            yield node.id, name
+
+
 def _question_problems(i: int, node: QuestionNode) -> Iterator[Problem]:
     rule = node.validate_
     if not is_valid_path(node.variable):
