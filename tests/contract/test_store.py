@@ -175,7 +175,19 @@ async def test_replace_cancels_the_active_execution(store: Store, make: Make) ->
     assert gone.ended_at is not None
     last = (await store.transitions(old.id))[-1]
     assert (last.source, last.target) == (S.WAITING_INPUT, S.CANCELLED)
-    assert last.reason
+    assert last.reason == f"replaced by execution {new.id}"
+    # its trail ends like any other: the state change, then the end
+    tail = [(r.message, r.context) for r in (await store.logs(old.id))[-2:]]
+    assert tail == [
+        (
+            "execution.state_changed",
+            {"from": "waiting_input", "to": "cancelled", "reason": last.reason},
+        ),
+        (
+            "execution.ended",
+            {"status": "cancelled", "outcome": "cancelled", "reason": last.reason},
+        ),
+    ]
     assert (await store.get_execution(new.id)).status is S.RUNNING
     assert (await store.latest_execution("inst-1", "c1")).id == new.id
     claims = await store.claim_due("w1", now=T0 + 100, lease_seconds=LEASE, limit=10)

@@ -37,6 +37,36 @@ from trilha.core.execution import (
     Transition,
     TurnRecord,
 )
+from trilha.core.states import ExecutionStatus
+
+
+def replaced_lines(
+    execution_id: str, source: ExecutionStatus | None, node_id: str | None, reason: str, at: float
+) -> list[LogRecord]:
+    """The trail lines of an execution cancelled because a new one replaced it in its
+    conversation (``create_execution(replace=True)``): the same two lines the engine
+    writes for any end, so every backend's replaced executions read alike."""
+    source_value = source.value if source is not None else None
+    return [
+        LogRecord(
+            execution_id,
+            "INFO",
+            "execution.state_changed",
+            at,
+            node_id,
+            None,
+            {"from": source_value, "to": "cancelled", "reason": reason},
+        ),
+        LogRecord(
+            execution_id,
+            "INFO",
+            "execution.ended",
+            at,
+            node_id,
+            None,
+            {"status": "cancelled", "outcome": "cancelled", "reason": reason},
+        ),
+    ]
 
 
 @dataclass(slots=True)

@@ -70,6 +70,7 @@ from trilha.store.base import (
     StoreStats,
     Stuck,
     TrailEvent,
+    replaced_lines,
 )
 
 T = TypeVar("T")
@@ -1849,6 +1850,9 @@ def _cancel_row(
     _insert_transitions(
         conn, [Transition(execution_id, source, ExecutionStatus.CANCELLED, reason, now, "engine")]
     )
+    # the trail says it too, as for any other end (a replaced execution's story ends)
+    node = ex.current_node_id if ex is not None else None
+    _insert_logs(conn, replaced_lines(execution_id, source, node, reason, now))
 
 
 def _quarantine(
