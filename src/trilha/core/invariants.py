@@ -145,12 +145,18 @@ def _state(ex: Execution, now: float, grace: float) -> list[_Finding]:
             out.append(("state", f"{status.value} with no due time", "error"))
         if ex.wake_at is None:
             out.append(("state", f"{status.value} with nothing to wake it (no wake time)", "error"))
-        elif ex.due_at is not None and ex.wake_at > ex.due_at:
+        elif ex.due_at is not None and ex.wake_at > max(ex.due_at, now):
+            # waking later than the wait ends; a wake past both is only "due now" (the
+            # sweeper and a resume after the due time both set it to their now)
             out.append(("state", f"{status.value} wakes after its due time", "error"))
     elif ex.wake_at is None:
         out.append(
             ("state", f"{status.value}, held by no worker and not due for one: stranded", "error")
         )
+    elif ex.wake_at > now + grace:
+        # nothing in the engine defers a running execution: it is due now or held
+        ahead = ex.wake_at - now
+        out.append(("state", f"{status.value} but not due for a worker for {ahead:.0f} s", "error"))
     if ex.wake_at is not None and ex.wake_at < now - grace:
         late = now - ex.wake_at
         out.append(("overdue", f"due {late:.0f} s ago and no worker holds it", "warning"))
@@ -231,12 +237,16 @@ def _outbox(
         if n > 1:
             out.append(("outbox", f"message {key} is in the outbox {n} times", "error"))
     seqs = {c.seq for c in checkpoints}
+    final = f"{ex.id}:{ex.step_seq}:end"
     for m in outbox:
         if m.idempotency_key.endswith(":end"):
             if not ex.status.terminal:
                 out.append(
                     ("outbox", f"final notice {m.idempotency_key} of an active one", "error")
                 )
+            elif m.idempotency_key != final:
+                what = f"final notice {m.idempotency_key} is not at the last step ({final})"
+                out.append(("outbox", what, "error"))
         elif m.step_seq not in seqs:
             out.append(
                 (

@@ -18,6 +18,8 @@ from trilha.errors import CorruptedRecord, ExecutionNotFound
 from trilha.store.base import Store
 
 BATCH = 500
+#: what reading a damaged record raises (a bad enum value, JSON that does not parse...)
+UNREADABLE = (CorruptedRecord, ValueError, TypeError, KeyError)
 
 
 @dataclass(slots=True)
@@ -48,14 +50,20 @@ async def check_execution(
         return None
     except CorruptedRecord as exc:
         return [Violation(execution_id, "row", f"the row fails its own checks: {exc}")]
-    records = Records(
-        execution=ex,
-        transitions=await store.transitions(ex.id),
-        checkpoints=await store.checkpoints(ex.id),
-        outbox=await store.outbox_for(ex.id),
-        inbox=await store.inbox_for(ex.id),
-        logs=await store.logs(ex.id),
-    )
+    try:
+        records = Records(
+            execution=ex,
+            transitions=await store.transitions(ex.id),
+            checkpoints=await store.checkpoints(ex.id),
+            outbox=await store.outbox_for(ex.id),
+            inbox=await store.inbox_for(ex.id),
+            logs=await store.logs(ex.id),
+        )
+    except UNREADABLE as exc:
+        # one of its records cannot be read back: that is the finding, and the walk
+        # goes on to the next execution
+        what = f"{type(exc).__name__}: {exc}"
+        return [Violation(execution_id, "row", f"a record of it cannot be read: {what}")]
     return check(records, now=now, grace=grace)
 
 
@@ -69,18 +77,11 @@ async def walk(
     """Each execution's id with its violations (empty when sound), in id order."""
     after: str | None = None
     while True:
-        ids = await store.execution_ids(after=after, limit=BATCH)
+        ids = await store.execution_ids(after=after, limit=BATCH, institution_id=institution_id)
         if not ids:
             return
         after = ids[-1]
         for execution_id in ids:
-            if institution_id is not None:
-                try:
-                    owner = (await store.get_execution(execution_id)).institution_id
-                except (ExecutionNotFound, CorruptedRecord):
-                    owner = None  # a corrupted row's tenant is unknown: an admin's business
-                if owner != institution_id:
-                    continue
             found = await check_execution(store, execution_id, now=now, grace=grace)
             if found is not None:
                 yield execution_id, found

@@ -397,9 +397,12 @@ class Store(Protocol):
     async def flow_versions(self, flow_id: str) -> list[StoredFlow]:
         """Every stored version of a flow, oldest first (empty when there is none)."""
 
-    async def execution_ids(self, *, after: str | None = None, limit: int = 500) -> list[str]:
-        """Execution ids in id order, after ``after``: every row, readable or not (what
-        an invariant check walks; listings leave corrupted rows out)."""
+    async def execution_ids(
+        self, *, after: str | None = None, limit: int = 500, institution_id: str | None = None
+    ) -> list[str]:
+        """Execution ids in id order, after ``after`` (of ``institution_id`` only, when
+        given): every row, readable or not (what an invariant check walks; listings
+        leave corrupted rows out)."""
 
     async def inbox_for(self, execution_id: str) -> list[InboundMessage]:
         """The contact's messages routed to this execution, in arrival order."""

@@ -993,11 +993,15 @@ class SQLiteStore:
 
         return await self._read(run)
 
-    async def execution_ids(self, *, after: str | None = None, limit: int = 500) -> list[str]:
+    async def execution_ids(
+        self, *, after: str | None = None, limit: int = 500, institution_id: str | None = None
+    ) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT id FROM executions WHERE id > ? ORDER BY id LIMIT ?", (after or "", limit)
-            ).fetchall()
+            sql, params = "SELECT id FROM executions WHERE id > ?", [after or ""]
+            if institution_id is not None:  # the column stays readable in a corrupted row
+                sql += " AND institution_id = ?"
+                params.append(institution_id)
+            rows = conn.execute(sql + " ORDER BY id LIMIT ?", (*params, limit)).fetchall()
             return [str(r[0]) for r in rows]
 
         return await self._read(run)
