@@ -144,6 +144,31 @@ def test_bad_input_gets_problem_documents(api: Api) -> None:
             headers={"content-type": "application/json"},
         )
         assert small.status_code == 201, small.text  # a small streamed body passes
+        # a body that says it is something else than JSON: 415, whether sized or streamed
+        form = problem(
+            acme.post(
+                "/v1/executions", content=b"flowId=x", headers={"content-type": "text/plain"}
+            ),
+            415,
+        )
+        assert "application/json" in form["detail"] and "text/plain" in form["detail"]
+        problem(
+            acme.put(
+                "/v1/flows/small",
+                content=iter([b"id: small"]),
+                headers={"content-type": "application/x-yaml"},
+            ),
+            415,
+        )
+        # JSON with parameters or a +json media type, and no content-type at all, pass on
+        typed = acme.put(
+            "/v1/flows/small",
+            content=json.dumps({**FLOW, "id": "small"}).encode(),
+            headers={"content-type": "application/merge-patch+json; charset=utf-8"},
+        )
+        assert typed.status_code == 200, typed.text  # unchanged: same definition
+        bare = acme.post("/v1/executions/nope/pause")  # no body, no content-type
+        problem(bare, 404)
         forbidden = problem(viewer.put("/v1/flows/mine", json=FLOW), 403)
         assert "viewer" in forbidden["detail"]
         problem(acme.get("/v1/nowhere"), 404)

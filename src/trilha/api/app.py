@@ -86,10 +86,21 @@ def state_of(app: Any) -> ServeState:
     return state
 
 
+def _json_or_absent(headers: dict[bytes, bytes]) -> bool:
+    """Whether a body's content-type is JSON (``application/json``, ``…+json``), or not
+    given at all (then it is read as JSON, as it always was)."""
+    given = headers.get(b"content-type")
+    if given is None:
+        return True
+    media = given.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
+
+
 class Guard:
     """The outer edge of every request: 413 for a body over the limit (whether it says
-    its length or streams it), and for a bug, a logged stack and a 500 problem document
-    with an incident id; the client never sees a stack, the log gets it once."""
+    its length or streams it), 415 for a body that says it is not JSON, and for a bug,
+    a logged stack and a 500 problem document with an incident id; the client never
+    sees a stack, the log gets it once."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -99,9 +110,14 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._too_large(scope, receive, send)
+            return
+        writes = scope.get("method") in ("POST", "PUT", "PATCH")
+        if writes and length not in (None, b"0") and not _json_or_absent(headers):
+            await self._not_json(scope, receive, send, headers)
             return
         if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
             # a streamed (chunked) body: read it here, within the limit, and hand it on;
@@ -121,6 +137,9 @@ class Guard:
                 if not message.get("more_body"):
                     break
             body = b"".join(chunks)
+            if body and not _json_or_absent(headers):
+                await self._not_json(scope, receive, send, headers)
+                return
             replayed = False
 
             async def buffered() -> Message:
@@ -155,6 +174,17 @@ class Guard:
                     kind="internal",
                 ).response()
                 await response(scope, receive, send)
+
+    async def _not_json(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
+    ) -> None:
+        given = headers.get(b"content-type", b"").decode("latin-1")
+        response = Problem(
+            415,
+            f"the request body must be JSON (content-type: application/json), not {given!r}",
+            kind="unsupported_media_type",
+        ).response()
+        await response(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = Problem(

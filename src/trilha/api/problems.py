@@ -208,6 +208,7 @@ _PROBLEM_TEXT = {
     404: "No such thing, or it belongs to another institution.",
     409: "The execution's state does not allow it now (`currentStatus` says which it is).",
     413: "The body is over `api.max_body_bytes`.",
+    415: "The body is not sent as JSON (`content-type: application/json`).",
     422: "The request does not have the expected shape (`errors` lists the fields).",
     429: "This key's rate limit; wait `Retry-After` seconds.",
     503: "The store is unreachable, or (starting executions) the queue is over its bound;"
@@ -218,9 +219,10 @@ _PROBLEM_TEXT = {
 def problems(*codes: int, **override: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries: problem documents for ``codes`` (401, 422, 429 and
     503 are added: every route can answer them; a write, one with 403, also takes a body
-    that may be malformed or too large: 400, 413); ``override`` maps ``"409"`` to a text."""
+    that may be malformed, too large or not JSON: 400, 413, 415); ``override`` maps
+    ``"409"`` to a text."""
     out: dict[int | str, dict[str, Any]] = {}
-    body = {400, 413} if 403 in codes else set()
+    body = {400, 413, 415} if 403 in codes else set()
     for code in sorted({*codes, *body, 401, 422, 429, 503}):
         out[code] = {
             "model": ProblemDocument,
