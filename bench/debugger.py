@@ -1,6 +1,7 @@
 """The execution debugger's list page with a thousand live executions.
 
-    python bench/debugger.py [--executions 1000] [--rate 100] [--seconds 10] [--store-dir DIR]
+    python bench/debugger.py [--executions 1000] [--rate 100] [--seconds 10] [--load-all]
+                             [--query status=waiting_input] [--store-dir DIR]
 
 Starts a real ``trilha serve`` (SQLite in a temporary folder) with an echo flow (a
 question, then "You said: ..." and the question again, for ever), starts
@@ -205,7 +206,9 @@ def poll(page: Page, expression: str, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def measure_page(url: str, key: str, seconds: float, load_all: bool) -> dict[str, Any]:
+def measure_page(
+    url: str, key: str, seconds: float, load_all: bool, query: str = ""
+) -> dict[str, Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -215,7 +218,7 @@ def measure_page(url: str, key: str, seconds: float, load_all: bool) -> dict[str
                 f"sessionStorage.setItem('trilha.debugger.key', {json.dumps(key)})"
             )
             begin = time.perf_counter()
-            page.goto(f"{url}/debugger/")
+            page.goto(f"{url}/debugger/" + (f"?{query}" if query else ""))
             poll(page, "window.trilhaDebugger && window.trilhaDebugger.firstRenderMs !== null")
             seen_ms = (time.perf_counter() - begin) * 1000
             poll(page, "window.trilhaDebugger.countsShownMs !== null")
@@ -264,6 +267,11 @@ def main() -> None:
     parser.add_argument(
         "--load-all", action="store_true", help="press 'Load more' until every row is on the page"
     )
+    parser.add_argument(
+        "--query",
+        default="",
+        help="the list's filters, as in its address (e.g. status=waiting_input or withErrors=true)",
+    )
     add_store_dir(parser)
     args = parser.parse_args()
     folder = store_folder(args.store_dir)
@@ -276,7 +284,7 @@ def main() -> None:
         mover.start()
         try:
             time.sleep(1)  # the stream is busy before the page opens
-            page = measure_page(url, key, args.seconds, args.load_all)
+            page = measure_page(url, key, args.seconds, args.load_all, args.query)
         finally:
             mover.stop()
     finally:
@@ -285,7 +293,8 @@ def main() -> None:
             server.communicate(timeout=60)
         drop_store_folder(folder, args.store_dir)
     print_table(
-        f"debugger list: {args.executions} live executions, {args.rate:g} contact messages/s",
+        f"debugger list: {args.executions} live executions, {args.rate:g} contact messages/s"
+        + (f", ?{args.query}" if args.query else ""),
         [
             ("first render of the list (since navigation)", fmt(page["first_render_ms"], "ms")),
             ("counts shown (since navigation)", fmt(page["counts_ms"], "ms")),

@@ -2,21 +2,35 @@
 // next node or a chosen one), retry now, and "send as contact". Whether each is
 // possible comes from the server (`controls` on GET /v1/executions/{id}: the
 // state table and the key's role decide, not the page); a control that makes
-// no sense is disabled and says why, as a title and as visible text. Every
-// action asks first (dialog.confirm) and reports the server's answer (toast).
+// no sense is disabled and says why, as visible text in the badges' words
+// ("waiting input") with the server's own text in the title. Every action asks
+// first (dialog.confirm) and reports the server's answer (toast), worded as
+// what the server said at that moment: the execution may have moved on by the
+// time the toast shows, and the header above follows it live. Afterwards the
+// focus goes back to the button pressed, or the next control still enabled.
 
 import { api, freshMessageId } from "./api.js";
-import { confirm, toast } from "./dialog.js";
+import { confirm, refocus, toast } from "./dialog.js";
 import { h, setText } from "./dom.js";
-import { isTerminal, stateOf } from "./status.js";
+import { humanizeStates, isTerminal, stateOf } from "./status.js";
 
+// `moves`: the execution goes on by itself right after the answer, so the toast
+// says where it was when the server answered rather than where it is now
 const ACTIONS = {
-  pause: { label: "Pause", done: "Paused." },
-  resume: { label: "Resume", done: "Resumed." },
-  cancel: { label: "Cancel", done: "Cancelled.", danger: true },
-  retry: { label: "Retry now", done: "Retrying the failed step now." },
-  advance: { label: "Advance", done: "Advanced." },
+  pause: { label: "Pause", done: "Paused" },
+  resume: { label: "Resume", done: "Resumed", moves: true },
+  cancel: { label: "Cancel", title: "Cancel this execution?", confirm: "Cancel execution", dismiss: "Keep it", done: "Cancelled", danger: true },
+  retry: { label: "Retry now", done: "Retrying the failed step now", moves: true },
+  advance: { label: "Advance", done: "Advanced", moves: true },
 };
+
+/** The toast after `name` succeeded, from the server's answer `ex`. */
+function doneText(name, ex) {
+  const spec = ACTIONS[name];
+  const at = ex.currentNodeId ? ` at ${ex.currentNodeId}` : "";
+  if (!spec.moves) return `${spec.done}${at}.`;
+  return `${spec.done} (it was ${stateOf(ex.status).label}${at} when the server answered).`;
+}
 
 export class Controls {
   /** execution: the first GET answer; onResult(execution): after a control succeeded */
@@ -27,7 +41,8 @@ export class Controls {
     this.onMessageSent = onMessageSent;
     this.buttons = {};
     this.reasons = {};
-    this.el = h("section.controls", { "aria-label": "Operator controls" });
+    this.el = h("section.controls", { "aria-label": "Operator controls", tabindex: "-1" });
+    this.order = ["pause", "resume", "retry", "advance", "cancel", "message"];
 
     const group = (name, ...content) => {
       const reason = h("span.disabled-reason", { id: `why-${name}`, hidden: true });
@@ -92,12 +107,14 @@ export class Controls {
       const reason = allowed ? "" : control.reason || "not possible now";
       const b = this.buttons[name];
       b.disabled = !allowed;
-      b.title = reason ? `Not possible: ${reason}` : "";
+      b.title = reason ? `Not possible: ${reason}` : ""; // the server's own words
       if (reason) b.setAttribute("aria-describedby", `why-${name}`);
       else b.removeAttribute("aria-describedby");
       if (name === "advance") this.target.disabled = !allowed;
       if (name === "message") this.message.disabled = !allowed;
-      setText(this.reasons[name], reason);
+      setText(this.reasons[name], humanizeStates(reason));
+      if (reason) this.reasons[name].title = reason;
+      else this.reasons[name].removeAttribute("title");
       if (!allowed) disabledReasons.push(reason);
     }
     // when every control is off for the same reason (a viewer key, an ended
@@ -105,7 +122,20 @@ export class Controls {
     const same = disabledReasons.length === Object.keys(this.reasons).length && new Set(disabledReasons).size === 1;
     for (const el of Object.values(this.reasons)) el.hidden = same || !el.textContent;
     this.common.hidden = !same;
-    setText(this.common, same ? `Controls are disabled: ${disabledReasons[0]}` : "");
+    setText(this.common, same ? `Controls are disabled: ${humanizeStates(disabledReasons[0])}` : "");
+    this.common.title = same ? disabledReasons[0] : "";
+  }
+
+  /**
+   * After an action: back to its button, else its counterpart (Pause <-> Resume),
+   * else the next control still enabled, else the controls themselves.
+   */
+  restoreFocus(name) {
+    const start = this.order.indexOf(name);
+    const counterpart = { pause: "resume", resume: "pause" }[name];
+    const next = [...this.order.slice(start + 1), ...this.order.slice(0, start)];
+    const names = counterpart ? [counterpart, ...next.filter((n) => n !== counterpart)] : next;
+    refocus(this.buttons[name], ...names.map((n) => (n === "message" ? this.message : this.buttons[n])), this.el);
   }
 
   async act(name) {
@@ -122,18 +152,26 @@ export class Controls {
     }
     if (name === "cancel") text += " It ends for good: this cannot be undone.";
     if (name === "retry") text += " The attempt counts toward the node's maxAttempts.";
-    const answer = await confirm({ title: `${spec.label}?`, text, confirmLabel: spec.label, danger: spec.danger });
+    const answer = await confirm({
+      title: spec.title || `${spec.label}?`,
+      text,
+      confirmLabel: spec.confirm || spec.label,
+      dismissLabel: spec.dismiss || "Back",
+      danger: spec.danger,
+    });
     if (!answer) return;
     if (answer.reason) body.reason = answer.reason;
     this.buttons[name].disabled = true;
     try {
       const execution = await api(`/v1/executions/${encodeURIComponent(id)}/${name}`, { method: "POST", body });
-      toast(`${spec.done} Now ${stateOf(execution.status).label}${execution.currentNodeId ? ` at ${execution.currentNodeId}` : ""}.`, "ok");
+      toast(doneText(name, execution), "ok");
+      if (name === "advance") this.target.value = ""; // the choice was used: back to "next node"
       this.onResult(execution);
     } catch (error) {
       toast(`${spec.label} failed: ${error.message}`, "error");
       this.update(this.execution);
     }
+    this.restoreFocus(name);
   }
 
   async sendMessage() {
@@ -143,9 +181,12 @@ export class Controls {
       return;
     }
     const ex = this.execution;
+    const paused = ex.status === "paused";
     const answer = await confirm({
       title: "Send as the contact?",
-      text: `Send “${text}” to conversation ${ex.conversationId} as its contact (for testing).`,
+      text:
+        `Send “${text}” to conversation ${ex.conversationId} as its contact (for testing).` +
+        (paused ? " The execution is paused: it reads the reply only once it is resumed." : ""),
       confirmLabel: "Send",
       noReason: true,
     });
@@ -154,12 +195,18 @@ export class Controls {
     if (this.me.role === "admin") body.institutionId = ex.institutionId;
     try {
       await api(`/v1/conversations/${encodeURIComponent(ex.conversationId)}/messages`, { method: "POST", body });
-      toast("Message sent as the contact.", "ok");
+      toast(
+        paused
+          ? "Message sent as the contact. The execution is paused: the reply waits until it is resumed."
+          : "Message sent as the contact.",
+        "ok",
+      );
       this.message.value = "";
       this.onMessageSent();
     } catch (error) {
       toast(`Could not send: ${error.message}`, "error");
     }
+    refocus(this.message, this.send, this.el);
   }
 }
 

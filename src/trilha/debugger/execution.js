@@ -140,6 +140,7 @@ export function mountExecution(container, executionId, { me }) {
   let header = null;
   let liveEl = null;
   let graphWrap = null;
+  let zoomSlot = null;
   let pendingLines = [];
   let lineFrame = 0;
 
@@ -166,8 +167,10 @@ export function mountExecution(container, executionId, { me }) {
         ["traversed", "path taken"],
         ["failed", "failed step"],
         ["fallback", "fallback"],
+        ["jump", "jump (no edge)"],
       ].map(([cls, text]) => h("li", {}, h(`span.key.${cls}`, { "aria-hidden": "true" }), text)),
     );
+    zoomSlot = h("div.zoom-slot");
     root.append(
       h("div.crumb-row", {}, crumbs, liveEl),
       header.el,
@@ -175,7 +178,13 @@ export function mountExecution(container, executionId, { me }) {
       h(
         "div.exec-grid",
         {},
-        h("section.card.graph-card", { "aria-labelledby": "graph-title" }, h("h2", { id: "graph-title", text: "Flow" }), legend, graphWrap),
+        h(
+          "section.card.graph-card",
+          { "aria-labelledby": "graph-title" },
+          h("div.graph-head", {}, h("h2", { id: "graph-title", text: "Flow" }), zoomSlot),
+          legend,
+          graphWrap,
+        ),
         tabWidget(
           TABS.map((tab) => ({ ...tab, el: view[tab.panel].el })),
           "Execution details",
@@ -184,22 +193,32 @@ export function mountExecution(container, executionId, { me }) {
     );
   }
 
+  function loadFlow(ex) {
+    const name = String(ex.flowId).split("/").pop();
+    const params = { version: ex.flowVersion, institutionId: me.role === "admin" ? ex.institutionId : "" };
+    return api(withQuery(`/v1/flows/${encodeURIComponent(name)}`, params));
+  }
+
   async function loadGraph(ex) {
     try {
       const layout = await api(`${base}/graph`);
       if (gone) return;
       graph = new FlowGraph(layout, { onPick: (id) => controls.pick(id) });
       clear(graphWrap).append(graph.el);
+      clear(zoomSlot).append(graph.toolbar);
+      graph.shown();
       controls.setNodes(graph.nodeList());
       redrawGraph();
+      // the layout cuts edge labels; the definition has whole conditions for the hover titles
+      loadFlow(ex)
+        .then((flow) => !gone && graph.setDefinition(flow.definition))
+        .catch(() => {});
     } catch (error) {
       if (gone) return;
       clear(graphWrap).append(h("p.empty", { text: `The flow's graph is not available: ${error.message}` }));
       // still offer the flow's nodes as advance targets
       try {
-        const name = String(ex.flowId).split("/").pop();
-        const params = { version: ex.flowVersion, institutionId: me.role === "admin" ? ex.institutionId : "" };
-        const flow = await api(withQuery(`/v1/flows/${encodeURIComponent(name)}`, params));
+        const flow = await loadFlow(ex);
         const nodes = (flow.definition?.nodes || []).map((n) => ({ id: n.id, type: n.type, label: n.id }));
         if (!gone) controls.setNodes(nodes);
       } catch {

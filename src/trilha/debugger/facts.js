@@ -1,10 +1,20 @@
 // The execution's title block: its id, a state badge and its facts (flow,
-// tenant, conversation, masked contact, current node, what it waits for, age,
-// time in state). Built once; update() writes only changed text and tick()
-// moves the clocks every second without touching anything else.
+// tenant, conversation, masked contact, current node, what it waits for, which
+// worker holds it or since when it is due for one, age, time in state). Built
+// once; update() writes only changed text and tick() moves the clocks every
+// second without touching anything else.
+//
+// The worker fact is what tells "stuck" from "busy": from the summary's
+// leaseOwner/leaseExpiresAt (a worker holds it until then) and wakeAt (when a
+// worker should take it; null: nothing is due). Due for more than
+// OVERDUE_MS with no lease is flagged, there and in a warning line under the
+// facts: no worker is taking the work.
 
 import { ago, clock, h, maskedContact, parseTime, setText } from "./dom.js";
-import { badge, setBadge } from "./status.js";
+import { badge, isTerminal, setBadge, stateOf } from "./status.js";
+
+/** Due for a worker longer than this with nobody holding it: flagged (the sweeper's grace). */
+export const OVERDUE_MS = 30000;
 
 /** The title block of `ex`: {el, update(ex), tick(now)}. */
 export function executionHeader(ex) {
@@ -22,23 +32,47 @@ export function executionHeader(ex) {
   fact("contact", "Contact", true);
   fact("node", "Current node", true);
   fact("waiting", "Waiting for");
+  fact("worker", "Worker");
   fact("age", "Age");
   fact("inState", "In state");
   fact("attempts", "Attempts / steps");
   fact("outcome", "Outcome");
   const error = h("p.exec-error", { role: "note", hidden: true });
+  const stuck = h("p.exec-stuck", { role: "note", hidden: true });
   const el = h(
     "header.exec-head",
     {},
     h("div.title-row", {}, h("h1", {}, h("span.muted", { text: "Execution " }), h("code.exec-id", { text: ex.executionId })), stateBadge),
     dl,
     error,
+    stuck,
   );
   let created = null;
   let since = null;
   let lastStatus = ex.status;
   let waiting = "";
   let due = null;
+  let paused = false;
+  let ended = false;
+  let wake = null;
+  let leaseOwner = null;
+  let leaseUntil = null;
+  /** A time (ms) as the facts show it: the clock to the second. */
+  const at = (ms) => clock(new Date(ms).toISOString()).replace(/\.\d{3}$/, "");
+
+  /** Who holds it, or since when it waits for someone to: {text, overdue}. */
+  function workerText(now) {
+    if (ended) return { text: "none: it ended", overdue: false };
+    if (leaseOwner && leaseUntil !== null && leaseUntil >= now)
+      return { text: `held by worker ${leaseOwner} until ${at(leaseUntil)} (${ago(leaseUntil - now)} left)`, overdue: false };
+    const lapsed = leaseOwner && leaseUntil !== null ? `worker ${leaseOwner}'s lease ran out ${ago(now - leaseUntil)} ago; ` : "";
+    if (wake === null) return { text: `${lapsed}not due for a worker${paused ? " (paused: waits for an operator)" : ""}`, overdue: false };
+    if (wake > now) return { text: `${lapsed}due for a worker at ${at(wake)} (in ${ago(wake - now)})`, overdue: false };
+    const overdue = now - wake > OVERDUE_MS;
+    const since = `${lapsed}due for a worker since ${at(wake)} (${ago(now - wake)} ago)`;
+    return { text: overdue ? `${since}: no worker has taken it` : since, overdue };
+  }
+
   return {
     el,
     update(next) {
@@ -48,9 +82,15 @@ export function executionHeader(ex) {
       setText(facts.get("conversation"), next.conversationId || "");
       setText(facts.get("contact"), maskedContact(next));
       setText(facts.get("node"), next.currentNodeId || "—");
-      waiting = next.waitingFor || (next.pausedFrom ? `operator (paused from ${next.pausedFrom})` : "");
+      paused = next.status === "paused";
+      ended = isTerminal(next.status);
+      waiting = next.waitingFor || "";
+      if (paused) waiting = `${waiting || "operator"} (paused${next.pausedFrom ? ` from ${stateOf(next.pausedFrom).label}` : ""}`;
       due = parseTime(next.dueAt);
-      facts.get("waiting").title = next.dueAt ? `due ${clock(next.dueAt)}` : "";
+      facts.get("waiting").title = next.dueAt ? `${paused ? "its wait was due" : "due"} ${clock(next.dueAt)}` : "";
+      wake = parseTime(next.wakeAt);
+      leaseOwner = next.leaseOwner || null;
+      leaseUntil = parseTime(next.leaseExpiresAt);
       setText(facts.get("attempts"), `${next.attempts ?? 0} / ${next.steps ?? 0}`);
       setText(facts.get("outcome"), next.outcome || (next.endedAt ? "ended" : "—"));
       created = parseTime(next.createdAt);
@@ -66,8 +106,18 @@ export function executionHeader(ex) {
       setText(facts.get("age"), ago(created === null ? null : now - created));
       setText(facts.get("inState"), ago(since === null ? null : now - since));
       let text = waiting || "—";
-      if (waiting && due !== null) text += due >= now ? ` · due in ${ago(due - now)}` : ` · overdue ${ago(now - due)}`;
+      if (paused) {
+        // a paused execution's clock is stopped: say what its wait would have done
+        if (due !== null) text += due >= now ? `; its wait would have ended in ${ago(due - now)}` : `; its wait would have ended ${ago(now - due)} ago`;
+        text += ")";
+      } else if (waiting && due !== null) text += due >= now ? ` · due in ${ago(due - now)}` : ` · overdue ${ago(now - due)}`;
       setText(facts.get("waiting"), text);
+      const worker = workerText(now);
+      setText(facts.get("worker"), worker.text);
+      facts.get("worker").classList.toggle("warn", worker.overdue);
+      stuck.hidden = !worker.overdue;
+      if (worker.overdue)
+        setText(stuck, `No worker has taken this execution: it has been due for one for ${ago(now - wake)}. Is a worker running against this store?`);
     },
   };
 }

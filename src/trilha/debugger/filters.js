@@ -1,8 +1,14 @@
 // The list's filters: read from and written to the URL query (a filtered view
-// can be shared and survives a reload), shown as a form, and used to decide
-// whether an execution that just started belongs in the list. Only the
-// server can judge some filters (stuck, with errors, a contact id, which events
-// show masked), so those leave new executions to the next reload.
+// can be shared and survives a reload), shown as a form, and the rules that say
+// whether an execution the page hears about belongs in a filtered list:
+//  - acceptsNew: a just-started execution whose own first lines settle it;
+//  - eventVerdict: from its events alone, whether an execution not in the table
+//    may just have come to match ("maybe": worth a refetch) or not ("no"). The
+//    event carries status, flow and institution as they are now; conversation and
+//    contact come masked, so they can only rule an execution out;
+//  - summaryVerdict: from the execution itself (GET /v1/executions/{id}),
+//    whether it matches, or that only the server can tell ("server": stuck, and a
+//    step that failed earlier for with-errors).
 
 import { api } from "./api.js";
 import { h } from "./dom.js";
@@ -32,17 +38,86 @@ export function sameFilters(a, b) {
   return FILTERS.every((name) => (a[name] || "") === (b[name] || ""));
 }
 
-/** Whether a just-started execution (its folded first lines) belongs in the list. */
+/** Whether any filter narrows the list (an institution alone is applied to every event). */
+export function narrowed(filters) {
+  return Boolean(filters.status || filters.flowId || filters.conversationId || filters.contactId || filters.stuck || filters.withErrors);
+}
+
+/** A stored flow id (`acme/greet`, or `greet` for a shared flow) against the filter's value. */
+export function flowMatches(wanted, flowId) {
+  if (!wanted) return true;
+  const flow = flowId || "";
+  if (flow === wanted) return true;
+  return flow.split("/").pop() === wanted.split("/").pop() && (!flow.includes("/") || !wanted.includes("/"));
+}
+
+/**
+ * Whether `raw` could be the value the server showed as `shown`: masking replaces
+ * characters with `*` (`***********21`, `a***@***.com`) and leaves others as they are.
+ */
+export function maskedCouldBe(shown, raw) {
+  if (!shown.includes("*")) return shown === raw;
+  const pattern = shown
+    .split(/\*+/)
+    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+    .join(".+");
+  return new RegExp(`^${pattern}$`, "s").test(raw);
+}
+
+/** Whether a just-started execution (its folded first lines) surely belongs in the list. */
 export function acceptsNew(filters, fold) {
   if (filters.stuck || filters.withErrors || filters.contactId) return false;
   const line = fold.started;
   if (filters.status && (fold.status || line.status) !== filters.status) return false;
   if (filters.conversationId && line.context?.conversationId !== filters.conversationId) return false;
-  if (filters.flowId) {
-    const flow = line.flowId || "";
-    if (flow !== filters.flowId && flow.split("/").pop() !== filters.flowId) return false;
-  }
+  if (filters.flowId && !flowMatches(filters.flowId, fold.flowId || line.flowId)) return false;
   return true;
+}
+
+/** Whether an execution's latest events (folded) rule out that it matches the filters now. */
+export function ruledOut(filters, fold) {
+  if (filters.status && fold.status && fold.status !== filters.status) return true;
+  if (filters.flowId && fold.flowId && !flowMatches(filters.flowId, fold.flowId)) return true;
+  if (filters.conversationId && fold.conversationId && !maskedCouldBe(fold.conversationId, filters.conversationId)) return true;
+  if (filters.contactId && fold.contactId && !maskedCouldBe(fold.contactId, filters.contactId)) return true;
+  return false;
+}
+
+/**
+ * An execution that is not in the table, from its latest events (folded): "maybe"
+ * when they show it may have just come to match (worth a refetch), else "no".
+ * Coming to match is a change the trail records: it started, it entered the
+ * filter's state (a state line's `to`), a jump moved it into another flow, or an
+ * error was logged; its institution, conversation and contact never change. A
+ * line that only shows it already in the filter's state says nothing new: such
+ * an execution was below the loaded page (or is already in the table).
+ * Stuck is left to the periodic re-query: an execution becomes stuck when
+ * nothing happens to it, which no event announces.
+ */
+export function eventVerdict(filters, fold) {
+  if (filters.stuck || ruledOut(filters, fold)) return "no";
+  if (fold.started) return "maybe";
+  if (filters.status && fold.reached?.includes(filters.status)) return "maybe";
+  if (filters.flowId && fold.flowChanged) return "maybe";
+  if (filters.withErrors && fold.errorHint) return "maybe";
+  return "no";
+}
+
+/**
+ * An execution as GET /v1/executions/{id} answers it against the filters:
+ * {match: true | false | "server", permanent} (permanent: it can never match,
+ * its institution, conversation or contact are not the filter's).
+ */
+export function summaryVerdict(filters, ex) {
+  const never = { match: false, permanent: true };
+  if (filters.institutionId && ex.institutionId !== filters.institutionId) return never;
+  if (filters.conversationId && ex.conversationId !== filters.conversationId) return never;
+  if (filters.contactId && ex.contactId !== filters.contactId) return never;
+  if (filters.flowId && !flowMatches(filters.flowId, ex.flowId)) return { match: false };
+  if (filters.status && ex.status !== filters.status) return { match: false };
+  if (filters.stuck) return { match: "server" };
+  if (filters.withErrors && !ex.error) return { match: "server" }; // a step that failed on the way?
+  return { match: true };
 }
 
 /** The filter form; `admin` keys may pick an institution, others see theirs. */
@@ -62,12 +137,12 @@ export function filterForm(filters, { admin, me }) {
       }
     })
     .catch(() => {}); // the select still offers "any flow"
-  const text = (name, label, placeholder) =>
+  const text = (name, label, placeholder, help = "") =>
     h(
       "label.field.inline",
-      {},
+      { class: `field inline f-${name}` },
       h("span", { text: label }),
-      h("input", { name, type: "search", value: filters[name], placeholder, autocomplete: "off", spellcheck: "false" }),
+      h("input", { name, type: "search", value: filters[name], placeholder, title: help || placeholder, autocomplete: "off", spellcheck: "false" }),
     );
   const check = (name, label, hint) =>
     h(
@@ -91,7 +166,12 @@ export function filterForm(filters, { admin, me }) {
     h("label.field.inline", { for: "f-flow" }, h("span", { text: "Flow" }), flow),
     institution,
     text("conversationId", "Conversation", "exact id"),
-    text("contactId", "Contact", "exact id"),
+    text(
+      "contactId",
+      "Contact",
+      "the contact's full id",
+      "The contact's full id (e.g. 5511987654321), not the masked one the list shows: the filter compares whole ids.",
+    ),
     check("stuck", "Stuck", "active executions past their due time that nothing is moving on"),
     check("withErrors", "With errors", "an error now, or any failed step"),
   );

@@ -9,17 +9,51 @@
 //    table, whose fixed layout keeps a text change from re-measuring every row;
 //  - the per-state counts come from the server (counts.js), refetched at most
 //    every 2 s while events arrive: counting in the page would be wrong past the
-//    loaded page.
+//    loaded page;
+//  - a filtered list follows what comes to match: the events of an execution
+//    not in the table are first judged by themselves (filters.js: did it start,
+//    enter the filter's state, jump into the flow, log an error; masked
+//    conversation/contact can only rule out), and when it may have come to
+//    match, that one execution is refetched (GET /v1/executions/{id};
+//    coalesced per id, 3 at a time, 10 a second at most, once per 2 s per id:
+//    queue.js) and inserted in createdAt order if it matches. What only the
+//    server can judge (a step that failed earlier) is asked of the list endpoint
+//    narrowed to the execution's conversation. When many are due at once (a
+//    thousand live executions), one re-query of the list's first page answers
+//    them together, at most once a second; one that still matches by its events
+//    but is not in a re-query reaching the loaded page's oldest row is below the
+//    page ("Load more" brings it) and is not asked about again. Stuck has no
+//    event (it is nothing happening), so a stuck list re-queries every 10 s.
+//    A row that stops matching stays, dimmed and marked "no longer matches",
+//    until the next reload or filter change: rows never jump out under the
+//    pointer, and what just happened to them stays in view.
 
 import { api, withQuery } from "./api.js";
 import { AlertBanner, StateCounts } from "./counts.js";
 import { ago, clear, h, maskedContact, parseTime, setText, shortId } from "./dom.js";
-import { acceptsNew, debounce, filterForm, formFilters, readFilters, sameFilters } from "./filters.js";
+import {
+  acceptsNew,
+  debounce,
+  eventVerdict,
+  filterForm,
+  flowMatches,
+  formFilters,
+  narrowed,
+  readFilters,
+  ruledOut,
+  sameFilters,
+  summaryVerdict,
+} from "./filters.js";
 import { metrics } from "./metrics.js";
+import { KeyedQueue } from "./queue.js";
 import { follow } from "./sse.js";
 import { badge, isTerminal, setBadge, stateOf } from "./status.js";
 
 const PAGE = 200;
+const MAX_PAGE = 500; // the API's largest page
+const STUCK_EVERY_MS = 10000;
+/** single refetches a re-query may do for executions older than its answer reaches */
+const BATCH_SINGLES = 5;
 
 export function mountList(container, { me }) {
   const admin = me.role === "admin";
@@ -32,6 +66,22 @@ export function mountList(container, { me }) {
   let loading = null;
   let gone = false;
   let bufferedDuringLoad = null;
+  // what a filtered list needs to take in executions that come to match
+  let floor = -Infinity; // createdAt (ms) of the oldest row paged in while more pages remain
+  let generation = 0; // bumped when the filters change: older judgments are dropped
+  const verdicts = new Map(); // executionId -> "below" (older than the page) | "never" (these filters)
+  const held = new Map(); // executionId -> events folded while its refetch is on its way
+  const judge = new KeyedQueue((id) => judgeOne(id), {
+    concurrency: 3,
+    delayMs: 150,
+    cooldownMs: 2000,
+    minGapMs: 100,
+    batch: (ids) => judgeMany(ids),
+    batchFrom: 5,
+    batchEveryMs: 1000,
+  });
+  let stuckTimer = 0;
+  let staleCount = 0;
 
   // ------------------------------------------------------------------ layout
   const tbody = h("tbody");
@@ -89,7 +139,7 @@ export function mountList(container, { me }) {
   more.addEventListener("click", () => loadPage(cursor));
 
   tbody.addEventListener("click", (event) => {
-    if (event.target.closest("a, button")) return;
+    if (event.target.closest("a, button, details")) return;
     const tr = event.target.closest("tr[data-id]");
     if (tr) tr.querySelector("a").click();
   });
@@ -110,6 +160,7 @@ export function mountList(container, { me }) {
         rows.clear();
         watcher.disconnect();
         visible.clear();
+        staleCount = 0;
       }
       const fragment = document.createDocumentFragment();
       for (const item of page.executions) {
@@ -122,9 +173,12 @@ export function mountList(container, { me }) {
       tbody.append(fragment);
       metrics.rows = rows.size;
       cursor = page.nextCursor;
+      const last = page.executions[page.executions.length - 1];
+      floor = cursor && last ? parseTime(last.createdAt) ?? -Infinity : -Infinity;
+      if (from) for (const [id, verdict] of verdicts) if (verdict === "below") verdicts.delete(id); // the page reaches lower now
       more.hidden = !cursor;
       empty.hidden = rows.size > 0;
-      setText(summary, `${rows.size} shown${cursor ? " (more below)" : ""}`);
+      showSummary();
       if (!from) {
         // lines that arrived while the page was on its way: apply those newer than the row
         for (const [type, data] of bufferedDuringLoad || []) ingest(type, data);
@@ -145,10 +199,209 @@ export function mountList(container, { me }) {
 
   function reload() {
     cursor = null;
+    floor = -Infinity;
+    generation += 1;
+    verdicts.clear();
+    held.clear();
+    judge.clear();
+    clearInterval(stuckTimer);
+    stuckTimer = filters.stuck ? setInterval(requeryStuck, STUCK_EVERY_MS) : 0;
     more.hidden = true;
     empty.textContent = "No executions match these filters.";
     loadPage(null);
     counts.refresh();
+  }
+
+  function showSummary() {
+    const stale = staleCount ? ` · ${staleCount} no longer match${staleCount === 1 ? "es" : ""}` : "";
+    setText(summary, `${rows.size} shown${stale}${cursor ? " (more below)" : ""}`);
+  }
+
+  /** Put a row built after the first page (it came to match) where createdAt puts it. */
+  function insertRow(row) {
+    rows.set(row.id, row);
+    watcher.observe(row.tr);
+    let before = null;
+    for (const tr of tbody.children) {
+      const other = rows.get(tr.dataset.id);
+      if (other && other !== row && newer(row, other)) {
+        before = tr;
+        break;
+      }
+    }
+    tbody.insertBefore(row.tr, before);
+    empty.hidden = true;
+    metrics.rows = rows.size;
+    metrics.rowsInserted += 1;
+    showSummary();
+  }
+
+  function noteStale(row, was) {
+    if (row.stale === was) return;
+    staleCount += row.stale ? 1 : -1;
+    showSummary();
+  }
+
+  // --------------------------------------------------- coming to match a filter
+  /** An event (folded) for an execution not in the table, while the list is filtered. */
+  function consider(id, fold) {
+    if (verdicts.has(id)) return;
+    if (eventVerdict(filters, fold) === "maybe") {
+      hold(id, fold);
+      judge.add(id);
+    } else if (judge.has(id)) hold(id, fold); // its refetch is on its way: keep what came since
+  }
+
+  function hold(id, fold) {
+    const kept = held.get(id);
+    if (!kept) {
+      held.set(id, { ...fold });
+      return;
+    }
+    kept.events += fold.events;
+    if (fold.status && fold.status !== kept.status) kept.statusAt = fold.statusAt ?? fold.at;
+    for (const key of ["status", "nodeId", "flowId", "conversationId", "contactId", "at"]) if (fold[key]) kept[key] = fold[key];
+  }
+
+  /** Put a row for `item` (a summary that matches now) unless it is below the loaded page. */
+  function take(item) {
+    const id = item.executionId;
+    if (rows.has(id)) return;
+    const created = parseTime(item.createdAt);
+    if (created !== null && created < floor) {
+      verdicts.set(id, "below"); // "Load more" brings it, in its place
+      held.delete(id);
+      return;
+    }
+    const fold = held.get(id);
+    held.delete(id);
+    const row = new Row(item);
+    insertRow(row);
+    if (fold) row.apply(fold, filters);
+    noteStale(row, false);
+  }
+
+  /**
+   * A re-query of the list's first page: rows for what matches and is not in the
+   * table yet; {found, covered}: the ids it returned, and whether it reached the
+   * loaded page's oldest row (so anything newer that is not in it does not match).
+   */
+  function merge(page) {
+    const items = page.executions || [];
+    const found = new Set();
+    for (const item of items) {
+      found.add(item.executionId);
+      const row = rows.get(item.executionId);
+      if (!row) take(item);
+      else {
+        const was = row.stale;
+        row.setServerMismatch(null);
+        noteStale(row, was);
+      }
+    }
+    const last = items[items.length - 1];
+    const covered = !page.nextCursor || (last !== undefined && (parseTime(last.createdAt) ?? Infinity) <= floor);
+    return { found, covered };
+  }
+
+  /** Many executions may have come to match at once: one re-query answers them together. */
+  async function judgeMany(ids) {
+    const gen = generation;
+    const before = new Map(ids.map((id) => [id, held.get(id)?.events ?? 0]));
+    metrics.requeries += 1;
+    let page;
+    try {
+      // a little past the loaded page, so the answer reaches its oldest row even when a
+      // few of the newer ones stopped matching meanwhile
+      page = await api(withQuery("/v1/executions", { ...filters, limit: Math.min(MAX_PAGE, rows.size + 50) }));
+    } catch {
+      return; // their next events ask again
+    }
+    if (gone || gen !== generation) return;
+    const { found, covered } = merge(page);
+    const singles = [];
+    for (const id of ids) {
+      if (found.has(id) || rows.has(id)) continue;
+      const fold = held.get(id);
+      if ((fold?.events ?? 0) !== before.get(id)) {
+        judge.add(id); // it moved while we asked: ask again (after the cooldown)
+        continue;
+      }
+      if (!covered) {
+        singles.push(id); // older than the answer reaches: one by one, a few
+        continue;
+      }
+      held.delete(id);
+      // its events say it matches, yet it is not among the newer matches: below the page
+      if (floor !== -Infinity && fold && !ruledOut(filters, fold)) verdicts.set(id, "below");
+    }
+    for (const id of singles.slice(0, BATCH_SINGLES)) await judgeOne(id);
+    for (const id of singles.slice(BATCH_SINGLES)) held.delete(id); // they ask again with their next change
+  }
+
+  /** Refetch one execution and decide: insert it, mark its row, or remember it never will. */
+  async function judgeOne(id) {
+    const gen = generation;
+    const stillWanted = () => !gone && gen === generation;
+    metrics.refetches += 1;
+    let ex;
+    try {
+      ex = await api(`/v1/executions/${encodeURIComponent(id)}`);
+    } catch {
+      held.delete(id);
+      return; // gone (retention) or the network: the next event asks again
+    }
+    if (!stillWanted()) return;
+    const verdict = summaryVerdict(filters, ex);
+    let match = verdict.match;
+    let found = ex;
+    const created = parseTime(ex.createdAt);
+    if (match && !rows.has(id) && created !== null && created < floor) {
+      take(ex); // below the page: remembered as such
+      return;
+    }
+    if (match === "server") {
+      let page;
+      try {
+        page = await api(withQuery("/v1/executions", { ...filters, conversationId: ex.conversationId, limit: 100 }));
+      } catch {
+        held.delete(id);
+        return;
+      }
+      if (!stillWanted()) return;
+      found = (page.executions || []).find((item) => item.executionId === id) || ex;
+      match = found !== ex;
+    }
+    if (!match && verdict.permanent) verdicts.set(id, "never");
+    const row = rows.get(id);
+    if (row) {
+      held.delete(id);
+      const was = row.stale;
+      row.setServerMismatch(match ? null : `now ${stateOf(ex.status).label}: no longer matches the filters`);
+      noteStale(row, was);
+    } else if (match) take(found);
+    else held.delete(id);
+  }
+
+  /** Stuck comes from nothing happening: while the list shows stuck executions, ask again. */
+  async function requeryStuck() {
+    const gen = generation;
+    let page;
+    try {
+      page = await api(withQuery("/v1/executions", { ...filters, limit: PAGE }));
+    } catch {
+      return;
+    }
+    if (gone || gen !== generation) return;
+    metrics.requeries += 1;
+    const { found } = merge(page);
+    if (page.nextCursor) return; // a partial answer cannot say which rows left
+    for (const row of rows.values()) {
+      if (found.has(row.id)) continue;
+      const was = row.stale;
+      row.setServerMismatch("no longer stuck: something moved it, or it ended");
+      noteStale(row, was);
+    }
   }
 
   // ----------------------------------------------------------------- events
@@ -167,6 +420,20 @@ export function mountList(container, { me }) {
     if (data.status && data.status !== (fold.status ?? rows.get(id)?.data.status)) fold.statusAt = at;
     if (data.status) fold.status = data.status;
     if (data.nodeId) fold.nodeId = data.nodeId;
+    if (data.flowId) fold.flowId = data.flowId;
+    const context = data.context;
+    if (context) {
+      if (context.conversationId) fold.conversationId = context.conversationId;
+      if (context.contactId) fold.contactId = context.contactId;
+      if (context.error) fold.errorHint = true;
+      // what makes an execution come to match a filter (filters.eventVerdict)
+      if (type === "state") {
+        const to = context.metadata?.to || data.status;
+        if (to) (fold.reached ||= []).push(to);
+      }
+    }
+    if (data.message === "execution.flow_changed") fold.flowChanged = true;
+    if (data.level === "ERROR" || data.level === "CRITICAL") fold.errorHint = true;
     fold.at = at;
     if (!frame) frame = requestAnimationFrame(flush);
   }
@@ -176,16 +443,23 @@ export function mountList(container, { me }) {
     if (gone) return;
     let applied = 0;
     const fresh = [];
+    const filtered = narrowed(filters);
     for (const [id, fold] of pending) {
       let row = rows.get(id);
-      if (!row && fold.started && acceptsNew(filters, fold)) {
+      if (!row && fold.started && !judge.has(id) && acceptsNew(filters, fold)) {
         row = new Row(startedSummary(fold.started));
         rows.set(id, row);
         watcher.observe(row.tr);
         fresh.push(row);
       }
-      if (!row) continue; // not on this page: the counts cover it
+      if (!row) {
+        // not on this page: the counts cover it, unless it came to match the filters
+        if (filtered) consider(id, fold);
+        continue;
+      }
+      const was = row.stale;
       row.apply(fold, filters);
+      if (row.stale !== was) noteStale(row, was);
       applied += fold.events;
     }
     pending.clear();
@@ -195,7 +469,7 @@ export function mountList(container, { me }) {
       tbody.prepend(fragment);
       empty.hidden = true;
       metrics.rows = rows.size;
-      setText(summary, `${rows.size} shown${cursor ? " (more below)" : ""}`);
+      showSummary();
     }
     metrics.eventsApplied += applied;
     metrics.renders += 1;
@@ -246,6 +520,8 @@ export function mountList(container, { me }) {
   return {
     unmount() {
       gone = true;
+      judge.stop();
+      clearInterval(stuckTimer);
       stream.stop();
       loading?.abort();
       cancelAnimationFrame(frame);
@@ -267,22 +543,31 @@ class Row {
     this.created = parseTime(data.createdAt);
     this.since = parseTime(data.statusSince) ?? parseTime(data.updatedAt) ?? this.created;
     this.updated = parseTime(data.updatedAt) ?? this.created;
+    this.clientMismatch = null; // the filters the page can check (status, flow)
+    this.serverMismatch = null; // what the server said (stuck, with errors)
+    this.stale = false;
     this.badge = badge(data.status);
-    this.node = h("td.mono.node", { text: data.currentNodeId || "—" });
+    this.note = null; // "no longer matches", made the first time it is needed
+    this.nodeText = document.createTextNode(data.currentNodeId || "—");
+    this.flow = h("td.mono", { text: data.flowId || "" });
     this.age = h("td.num", {});
     this.inState = h("td.num", {});
     const link = h("a.mono", { href: `/debugger/executions/${encodeURIComponent(this.id)}`, title: this.id, text: shortId(this.id) });
-    const first = h("td.id", {}, link);
-    if (data.error) first.append(h("span.err-mark", { title: `error: ${data.error.message || data.error.type || ""}`, text: "error" }));
+    const node = h("td.mono.node", {}, this.nodeText);
+    if (data.error) {
+      const details = errorDetails(data.error, `err-${this.id}`);
+      node.append(details);
+      link.setAttribute("aria-describedby", `err-${this.id}`); // the full error, for keyboard and screen readers
+    }
     this.tr = h(
       "tr",
       { dataset: { id: this.id } },
-      first,
-      h("td", {}, this.badge),
-      h("td.mono", { text: data.flowId || "" }),
+      h("td.id", {}, link),
+      h("td.status", {}, this.badge),
+      this.flow,
       h("td", { text: data.institutionId || "" }),
       h("td.mono", { text: maskedContact(data) }),
-      this.node,
+      node,
       this.age,
       this.inState,
     );
@@ -299,20 +584,66 @@ class Row {
       this.since = parseTime(fold.statusAt) ?? eventTime ?? Date.now();
       setBadge(this.badge, fold.status);
       this.tr.classList.toggle("ended", isTerminal(fold.status));
-      this.tr.classList.toggle("stale", Boolean(filters.status) && filters.status !== fold.status);
-      if (this.tr.classList.contains("stale")) this.tr.title = `now ${stateOf(fold.status).label}: no longer matches the filter`;
-      else this.tr.removeAttribute("title");
     }
     if (fold.nodeId && fold.nodeId !== this.data.currentNodeId) {
       this.data.currentNodeId = fold.nodeId;
-      setText(this.node, fold.nodeId);
+      this.nodeText.nodeValue = fold.nodeId;
     }
+    if (fold.flowId && fold.flowId !== this.data.flowId) {
+      this.data.flowId = fold.flowId; // a jump node moved it into another flow
+      setText(this.flow, fold.flowId);
+    }
+    let why = null;
+    if (filters.status && this.data.status !== filters.status) why = `now ${stateOf(this.data.status).label}: no longer matches the filters`;
+    else if (filters.flowId && !flowMatches(filters.flowId, this.data.flowId)) why = `now in flow ${this.data.flowId}: no longer matches the filters`;
+    if (why !== this.clientMismatch) {
+      this.clientMismatch = why;
+      this.showMismatch();
+    }
+  }
+
+  setServerMismatch(why) {
+    if (why === this.serverMismatch) return;
+    this.serverMismatch = why;
+    this.showMismatch();
+  }
+
+  showMismatch() {
+    const why = this.clientMismatch || this.serverMismatch;
+    this.stale = Boolean(why);
+    this.tr.classList.toggle("stale", this.stale);
+    if (!this.note && !why) return;
+    this.note ??= this.badge.parentNode.appendChild(h("span.nomatch", { text: "no longer matches" }));
+    this.note.hidden = !this.stale;
+    if (why) this.note.title = why;
+    else this.note.removeAttribute("title");
   }
 
   tick(now) {
     setText(this.age, ago(this.created === null ? null : now - this.created));
     setText(this.inState, ago(this.since === null ? null : now - this.since));
   }
+}
+
+/** The error an execution holds, as a one-line summary (type and the start of
+ * the message, cut to the cell) that opens to the whole text, also from the keyboard. */
+function errorDetails(error, id) {
+  const object = typeof error === "object" && error !== null;
+  const type = (object && error.type) || "error";
+  const message = object ? error.message || (error.code ? String(error.code) : "") : String(error);
+  const full = object ? [error.type, error.code, error.message].filter(Boolean).join(" · ") || "error" : String(error);
+  return h(
+    "details.err",
+    {},
+    h("summary", { title: full }, h("span.err-type", { text: type }), message ? `: ${message}` : ""),
+    h("p.err-full", { id, text: `Error: ${full}` }),
+  );
+}
+
+/** Whether row `a` comes before row `b`: newest first, as the server pages them. */
+function newer(a, b) {
+  if (a.created !== b.created) return (a.created ?? 0) > (b.created ?? 0);
+  return a.id > b.id;
 }
 
 function startedSummary(line) {

@@ -14,6 +14,11 @@ export const metrics = {
   renders: 0,
   /** rows in the list now */
   rows: 0,
+  /** single executions refetched to see whether they came to match the filters, and rows so inserted */
+  refetches: 0,
+  rowsInserted: 0,
+  /** re-queries of the list's first page (many candidates at once, or stuck) */
+  requeries: 0,
 };
 
 window.trilhaDebugger = metrics;

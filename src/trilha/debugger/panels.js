@@ -3,6 +3,9 @@
 // rebuilds its own body from the latest answer (these lists are an execution's
 // own, tens to hundreds of items, so a rebuild is cheaper than diffing), except
 // the logs, which arrive one line at a time from the stream and are appended.
+// The timeline fits its panel at laptop width (fixed layout, no sideways
+// scroll): long errors and outputs show their start and open to the whole
+// value in place (<details>), and the step's duration sits under its start.
 
 import { clear, clock, duration, h, jsonLine, jsonPretty, setText } from "./dom.js";
 import { badge } from "./status.js";
@@ -33,6 +36,16 @@ export class TranscriptPanel {
   }
 }
 
+const TIMELINE_COLUMNS = [
+  ["seq", "#", "the step's number"],
+  ["node", "Node", "the node the step ran, and its type"],
+  ["state", "State after", "the execution's state once the step was over"],
+  ["started", "Started", "when the step started, and how long it took"],
+  ["attempt", "Attempt", "which attempt at this node"],
+  ["error", "Error", "the step's error, if it failed"],
+  ["output", "Output", "what the step produced"],
+];
+
 export class TimelinePanel {
   constructor() {
     this.body = h("tbody");
@@ -44,9 +57,10 @@ export class TimelinePanel {
         "div.table-wrap",
         {},
         h(
-          "table.grid.compact",
+          "table.grid.compact.timeline",
           { "aria-label": "Steps" },
-          h("thead", {}, h("tr", {}, ["#", "Node", "Status", "Started", "Duration", "Attempt", "Error", "Output"].map((t) => h("th", { scope: "col", text: t })))),
+          h("colgroup", {}, TIMELINE_COLUMNS.map(([id]) => h(`col.c-${id}`))),
+          h("thead", {}, h("tr", {}, TIMELINE_COLUMNS.map(([, text, title]) => h("th", { scope: "col", text, title })))),
           this.body,
         ),
       ),
@@ -64,13 +78,17 @@ export class TimelinePanel {
           `tr${step.error ? ".failed" : ""}`,
           { dataset: { seq: step.seq } },
           h("td.num", { text: step.seq }),
-          h("td", {}, h("span.mono", { text: step.nodeId || "—" }), h("span.muted.type", { text: ` ${step.nodeType || ""}` })),
+          h("td.node", {}, h("span.mono", { text: step.nodeId || "—" }), h("span.muted.type", { text: step.nodeType || "" })),
           h("td", {}, badge(step.status)),
-          h("td.mono.nowrap", { text: clock(step.startedAt) }),
-          h("td.num.nowrap", { text: duration(step.duration) }),
+          h(
+            "td.started",
+            {},
+            h("span.mono", { text: clock(step.startedAt) }),
+            h("span.muted.took", { text: step.duration === null || step.duration === undefined ? "" : `took ${duration(step.duration)}` }),
+          ),
           h("td.num", { text: step.attempt ?? "" }),
-          h("td.error-cell", {}, step.error ? errorText(step.error) : ""),
-          h("td", {}, valueDetails(step.output)),
+          h("td.error-cell", {}, step.error ? clipped(errorText(step.error), 90, "error") : ""),
+          h("td.output", {}, valueDetails(step.output, 40)),
         ),
       );
     }
@@ -83,13 +101,24 @@ function errorText(error) {
   return text || jsonLine(error);
 }
 
+/** Text that wraps in its cell, or its start opening to all of it when longer than `max`. */
+function clipped(text, max, what) {
+  if (text.length <= max) return h("span", { text });
+  return h(
+    "details.value",
+    {},
+    h("summary", { title: `show the whole ${what}` }, h("span", { text: text.slice(0, max - 1) + "…" })),
+    h("pre", { text }),
+  );
+}
+
 /** A JSON value: one line, expandable to the whole thing when it is long. */
 export function valueDetails(value, max = 80) {
   if (value === null || value === undefined) return h("span.muted", { text: "—" });
   const line = jsonLine(value, max);
   if (!line.endsWith("…")) return h("code", { text: line });
   const full = jsonPretty(value);
-  return h("details.value", {}, h("summary", {}, h("code", { text: line })), h("pre", { text: full }));
+  return h("details.value", {}, h("summary", { title: "show the whole value" }, h("code", { text: line })), h("pre", { text: full }));
 }
 
 const LEVELS = { DEBUG: 10, INFO: 20, WARN: 30, WARNING: 30, ERROR: 40, CRITICAL: 50 };

@@ -25,6 +25,13 @@ export function stateOf(id) {
   return BY_ID.get(id) || { id, label: id || "unknown", glyph: "?" };
 }
 
+const STATE_WORDS = new RegExp(`\\b(${STATES.map((s) => s.id).join("|")})\\b`, "g");
+
+/** A server text with state ids written as the badges say them ("it is waiting_input" -> "it is waiting input"). */
+export function humanizeStates(text) {
+  return String(text ?? "").replace(STATE_WORDS, (id) => stateOf(id).label);
+}
+
 export function isTerminal(id) {
   return Boolean(BY_ID.get(id)?.terminal);
 }

@@ -3,9 +3,10 @@
 // an audited operator action: it goes through the confirmation dialog, which
 // requires a reason, and is sent as PATCH .../variables (dotted paths). Values
 // are typed explicitly (text or JSON) so "42" never silently becomes a number.
+// After the change the focus goes back to the button that asked for it.
 
 import { api } from "./api.js";
-import { confirm, toast } from "./dialog.js";
+import { confirm, refocus, toast } from "./dialog.js";
 import { clear, clock, h, jsonLine } from "./dom.js";
 import { valueDetails } from "./panels.js";
 
@@ -141,6 +142,7 @@ export class VariablesPanel {
       confirmLabel: action === "set" ? "Set variable" : "Unset variable",
     });
     if (!answer) return;
+    const opener = action === "set" ? this.save : this.unset;
     const body = action === "set" ? { set: { [path]: value } } : { unset: [path] };
     body.reason = answer.reason;
     try {
@@ -151,6 +153,7 @@ export class VariablesPanel {
     } catch (error) {
       toast(`Could not change ${path}: ${error.message}`, "error");
     }
+    refocus(opener, this.path);
   }
 }
 
