@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -102,16 +104,54 @@ def served(cli: Any, tmp_path: Path) -> Any:
 
 @pytest.fixture
 def serve_flow(cli: Any, tmp_path: Path) -> Callable[..., Any]:
-    """serve_flow(flow, config=...) -> ``trilha serve`` with that one flow published
-    and the same keys as ``served``."""
+    """serve_flow(flow, *args, config=...) -> ``trilha serve`` with that one flow
+    published (``args``: more options, e.g. ``--workers 0``) and the same keys as
+    ``served``."""
 
-    def start(flow: dict[str, Any], config: str = '[channel]\nkind = "memory"\n') -> Any:
+    def start(
+        flow: dict[str, Any], *args: str, config: str = '[channel]\nkind = "memory"\n'
+    ) -> Any:
         flows = tmp_path / "flows"
         flows.mkdir(exist_ok=True)
         (flows / f"{flow['id']}.json").write_text(json.dumps(flow), encoding="utf-8")
-        return start_api(cli, tmp_path, "--flows", str(flows), config=config)
+        return start_api(cli, tmp_path, "--flows", str(flows), *args, config=config)
 
     return start
+
+
+#: the one customer id the CRM stand-in knows
+GOOD_ID = "C-100"
+
+
+class Crm(BaseHTTPRequestHandler):
+    """The institution's CRM, standing in on 127.0.0.1: ``GET /customers/C-100`` is a
+    customer; any other id is a 503 (it cannot find the shard for it), which trilha
+    retries."""
+
+    def do_GET(self) -> None:
+        if self.path == f"/customers/{GOOD_ID}":
+            body, status = json.dumps({"name": "Ana", "plan": "gold"}).encode(), 200
+        else:
+            body, status = b'{"error": "no shard for this customer"}', 503
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+
+@pytest.fixture
+def crm() -> Iterator[str]:
+    """The CRM stand-in's base URL (declare it as a dependency to call it)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Crm)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,9 @@ the operator fixes. And the other way trouble reaches the page: a firing alert.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,39 +20,9 @@ import pytest
 from playwright.sync_api import Page, expect
 from test_debugger import confirm, fact, login, screenshot
 
+from conftest import GOOD_ID
+
 pytestmark = pytest.mark.slow
-
-GOOD_ID = "C-100"
-
-
-class Crm(BaseHTTPRequestHandler):
-    """``GET /customers/C-100`` is a customer; any other id is a 503 (the CRM cannot
-    find the shard for it), which trilha retries."""
-
-    def do_GET(self) -> None:
-        if self.path == f"/customers/{GOOD_ID}":
-            body, status = json.dumps({"name": "Ana", "plan": "gold"}).encode(), 200
-        else:
-            body, status = b'{"error": "no shard for this customer"}', 503
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        return
-
-
-@pytest.fixture
-def crm() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Crm)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
 
 LOOKUP_FLOW = {
     "id": "lookup",

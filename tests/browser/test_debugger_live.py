@@ -16,24 +16,20 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 from test_debugger import confirm, fact, login
-from test_debugger_failure import Crm
 
-from conftest import start_api
+from conftest import GOOD_ID, GREET_FLOW
 
 pytestmark = pytest.mark.slow
 
 CONTACT = "5511987654321"
-GOOD_ID = "C-100"
 
 #: asks for the customer id, then looks it up in the CRM: the right id completes,
 #: another one is a 503 (retried in 10 minutes: the execution waits in recovering)
@@ -62,42 +58,6 @@ ASK_LOOKUP_FLOW = {
         {"id": "done", "type": "end"},
     ],
 }
-
-#: hello -> ask_name (waits) -> greet -> ask_topic (waits) -> bye -> done
-GREET_FLOW = {
-    "id": "greet",
-    "start": "hello",
-    "nodes": [
-        {"id": "hello", "type": "message", "text": "Hello!", "next": "ask_name"},
-        {
-            "id": "ask_name",
-            "type": "question",
-            "text": "What is your name?",
-            "variable": "name",
-            "next": "greet",
-        },
-        {"id": "greet", "type": "message", "text": "Hi {{name}}.", "next": "ask_topic"},
-        {
-            "id": "ask_topic",
-            "type": "question",
-            "text": "What can I help with?",
-            "variable": "topic",
-            "next": "bye",
-        },
-        {"id": "bye", "type": "message", "text": "Bye!", "next": "done"},
-        {"id": "done", "type": "end"},
-    ],
-}
-
-
-@pytest.fixture
-def crm_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Crm)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def start(served: Any, flow: str, conversation: str, contact: str = CONTACT) -> str:
@@ -141,12 +101,12 @@ def focused_id(page: Page) -> str:
 
 
 def test_a_filtered_list_takes_in_executions_that_come_to_match(
-    serve_flow: Callable[..., Any], crm_url: str, open_page: Callable[..., Page]
+    serve_flow: Callable[..., Any], crm: str, open_page: Callable[..., Page]
 ) -> None:
     """Lists filtered by status=completed, withErrors and status=waiting_input are open
     before anything happens; then executions complete and fail: each shows up where it
     now belongs, without a reload, and leaves its mark where it no longer does."""
-    config = f'[channel]\nkind = "memory"\n\n[dependencies.crm]\nbase_url = "{crm_url}"\n'
+    config = f'[channel]\nkind = "memory"\n\n[dependencies.crm]\nbase_url = "{crm}"\n'
     served = serve_flow(ASK_LOOKUP_FLOW, config=config)
     older = start(served, "asklookup", "conv-older")
     newer = start(served, "asklookup", "conv-newer")
@@ -375,14 +335,11 @@ def test_the_graph_zooms_and_shows_ids_and_whole_labels(
 
 
 def test_a_stuck_execution_says_why_and_the_stuck_list_picks_it_up(
-    cli: Any, tmp_path: Path, open_page: Callable[..., Page]
+    serve_flow: Callable[..., Any], open_page: Callable[..., Page]
 ) -> None:
     """With no worker running, an execution due long ago is flagged on its page and
     shows in the stuck list; one held by a worker says which and until when."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "greet.json").write_text(json.dumps(GREET_FLOW), encoding="utf-8")
-    served = start_api(cli, tmp_path, "--flows", str(flows), "--workers", "0")
+    served = serve_flow(GREET_FLOW, "--workers", "0")
     overdue = start(served, "greet", "conv-overdue")
     held = start(served, "greet", "conv-held", contact="5511900000001")
     later = start(served, "greet", "conv-later", contact="5511900000002")
