@@ -271,6 +271,26 @@ async def test_memory_fires_per_host_and_resolves(
     ]
 
 
+async def test_a_vanished_hosts_memory_alert_is_resolved_by_another_host(
+    sqlite_store: SQLiteStore, clock: Any, process_log: Any
+) -> None:
+    """host-b fired and stopped; host-a resolves host-b's alert once it has not been
+    evaluated for 10 intervals (at least 5 min), not before, and never its own."""
+    low = only({"memory": AlertRuleConfig(threshold=0, for_seconds=0)})
+    await AlertEvaluator(sqlite_store, low, clock, instance="host-b").evaluate()
+    clock.advance(299)
+    await AlertEvaluator(sqlite_store, low, clock, instance="host-a").evaluate()
+    stored = {(s.instance, s.status) for s in await sqlite_store.alerts()}
+    assert stored == {("host-a", A.FIRING), ("host-b", A.FIRING)}  # 299 s: not yet
+    clock.advance(2)
+    await AlertEvaluator(sqlite_store, low, clock, instance="host-a").evaluate()
+    stored = {(s.instance, s.status) for s in await sqlite_store.alerts()}
+    assert stored == {("host-a", A.FIRING), ("host-b", A.RESOLVED)}
+    lines = [(x["message"], x["context"]["metadata"]["instance"]) for x in alert_lines(process_log)]
+    assert lines[-1] == ("alert.resolved", "host-b")
+    assert lines.count(("alert.resolved", "host-b")) == 1
+
+
 async def test_a_rule_disabled_while_firing_resolves_instead_of_firing_forever(
     sqlite_store: SQLiteStore, clock: Any
 ) -> None:

@@ -66,6 +66,10 @@ log = get_logger("trilha.alerts")
 
 #: rules whose signal is the same whoever reads it; the others are per host
 _PER_HOST = {Signal.MEMORY}
+#: a per-host alert no evaluation touched for this many intervals (and at least this
+#: long) belongs to a host that is gone: another host's evaluator resolves it
+STALE_HOST_INTERVALS = 10
+STALE_HOST_MIN_SECONDS = 300.0
 _RULES_BY_NAME = {rule.name: rule for rule in DEFAULT_RULES}
 
 
@@ -316,6 +320,24 @@ class AlertEvaluator:
             previous = stored.get((rule.name, instance))
             if previous and previous.status in (AlertStatus.PENDING, AlertStatus.FIRING):
                 result.append(await self._step(rule, previous, None, now))
+        # a host that stopped (or was renamed) no longer evaluates its own per-host alert:
+        # any other evaluator resolves it once it has gone unevaluated for long enough,
+        # so it does not fire (and show in the debugger's banner) for ever
+        stale_after = max(
+            STALE_HOST_INTERVALS * self.config.alerts.evaluation_interval_seconds,
+            STALE_HOST_MIN_SECONDS,
+        )
+        rules = {r.name: r for r in DEFAULT_RULES} | {r.name: r for r in active}
+        for (name, instance), previous in stored.items():
+            known = rules.get(name)
+            if (
+                known is not None
+                and known.signal in _PER_HOST
+                and instance != self.instance
+                and previous.status in (AlertStatus.PENDING, AlertStatus.FIRING)
+                and now - previous.updated_at > stale_after
+            ):
+                await self._step(known, previous, None, now, instance)
         return result
 
     async def _read(self, rule: AlertRule, now: float) -> float | None:
@@ -332,9 +354,15 @@ class AlertEvaluator:
         return host_memory()
 
     async def _step(
-        self, rule: AlertRule, previous: AlertState | None, value: float | None, now: float
+        self,
+        rule: AlertRule,
+        previous: AlertState | None,
+        value: float | None,
+        now: float,
+        instance: str | None = None,
     ) -> AlertState:
-        instance = self.instance if rule.signal in _PER_HOST else ""
+        if instance is None:
+            instance = self.instance if rule.signal in _PER_HOST else ""
         state, notify = advance(rule, previous, value, now, instance)
         if previous is None and state.status is AlertStatus.INACTIVE:
             return state
