@@ -229,3 +229,29 @@ class TranscriptEntry:
 
     def wire(self) -> dict[str, Any]:
         return {"from": self.sender, "text": self.text, "at": iso(self.at)}
+
+
+def verified_state(cp: Checkpoint) -> dict[str, Any] | None:
+    """A checkpoint's state if its checksum, schema version and shape hold, else None:
+    what recovery restores from, and what a reader may trust of a stored step."""
+    if cp.schema_version != CHECKPOINT_SCHEMA_VERSION or checksum(cp.state) != cp.checksum:
+        return None
+    try:
+        state = orjson.loads(cp.state)
+        probe = Execution(
+            id="probe",
+            institution_id="",
+            conversation_id="",
+            contact_id="",
+            flow_id="",
+            flow_version=1,
+            status=ExecutionStatus.RUNNING,
+            current_node_id=None,
+            variables={},
+            created_at=0.0,
+            updated_at=0.0,
+        )
+        restore_state(probe, state)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        return None
+    return state if isinstance(state, dict) else None

@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from trilha.core.controls import WAITS
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -57,8 +58,7 @@ from trilha.core.states import ExecutionStatus, is_allowed
 S = ExecutionStatus
 Severity = Literal["error", "warning"]
 
-#: what each waiting state must say it waits for
-_WAITS = {S.WAITING_INPUT: ("input",), S.WAITING_DELAY: ("timer",)}
+#: what a recovering execution may say it waits for (the waiting states: ``WAITS``)
 _RECOVERY_WAITS = ("retry", "dependency")
 
 
@@ -131,8 +131,8 @@ def _state(ex: Execution, now: float, grace: float) -> list[_Finding]:
         if ex.waiting_for != "operator":
             out.append(("state", f"paused but waiting for {ex.waiting_for!r}", "error"))
         return out
-    if status in _WAITS or status is S.RECOVERING:
-        named = _WAITS.get(status, _RECOVERY_WAITS)
+    if status in WAITS or status is S.RECOVERING:
+        named = (WAITS[status],) if status in WAITS else _RECOVERY_WAITS
         if ex.waiting_for not in named:
             out.append(
                 (

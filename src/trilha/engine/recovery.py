@@ -15,16 +15,12 @@ import random
 from abc import ABC, abstractmethod
 from typing import Any
 
-import orjson
-
 from trilha.config import Config
 from trilha.core.execution import (
-    CHECKPOINT_SCHEMA_VERSION,
-    Checkpoint,
     Execution,
     LogRecord,
-    checksum,
     restore_state,
+    verified_state,
 )
 from trilha.core.flow import Flow, NodeBase
 from trilha.core.policies import (
@@ -50,31 +46,6 @@ S = ExecutionStatus
 
 FAILURE_MESSAGE = "Sorry, something went wrong on our side. Please try again later."
 ESCALATION_MESSAGE = "Sorry, I could not finish this here. A person will continue with you shortly."
-
-
-def _verified_state(cp: Checkpoint) -> dict[str, Any] | None:
-    """A checkpoint's state if its checksum, schema version and shape hold, else None."""
-    if cp.schema_version != CHECKPOINT_SCHEMA_VERSION or checksum(cp.state) != cp.checksum:
-        return None
-    try:
-        state = orjson.loads(cp.state)
-        probe = Execution(
-            id="probe",
-            institution_id="",
-            conversation_id="",
-            contact_id="",
-            flow_id="",
-            flow_version=1,
-            status=S.RUNNING,
-            current_node_id=None,
-            variables={},
-            created_at=0.0,
-            updated_at=0.0,
-        )
-        restore_state(probe, state)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
-        return None
-    return state if isinstance(state, dict) else None
 
 
 def _open_entry(turn: _Turn, node_id: str | None) -> LogRecord | None:
@@ -145,7 +116,7 @@ class Recovery(ABC):
         ex.step_seq = max([ex.step_seq, *(c.seq for c in checkpoints)])
         restored_from: int | None = None
         for cp in reversed(checkpoints):
-            state = _verified_state(cp)
+            state = verified_state(cp)
             if state is None:
                 await self.store.quarantine(
                     ex.id,

@@ -45,6 +45,11 @@ def _files() -> dict[str, Path]:
     }
 
 
+#: the page's files, listed once at import (the module docstring's "fixed list"), not
+#: walked again on every request
+FILES = _files()
+
+
 @router.get("/debugger")
 async def debugger_root() -> RedirectResponse:
     return RedirectResponse("/debugger/", status_code=308)
@@ -54,12 +59,11 @@ async def debugger_root() -> RedirectResponse:
 async def debugger_file(name: str) -> Response:
     """A file of the page; ``/debugger/`` and any unknown route of the page's own
     (``/debugger/executions/ID``) answer ``index.html``, which routes on the client."""
-    files = _files()
-    path = files.get(name)
+    path = FILES.get(name)
     if path is None:
         if "." in name.rsplit("/", 1)[-1] or ".." in name.split("/"):
             raise Problem(404, f"no file '{name}' in the debugger", kind="not_found")
-        path = files.get("index.html")
+        path = FILES.get("index.html")
         if path is None:
             raise Problem(404, "the debugger's files are missing from this installation")
     return Response(path.read_bytes(), media_type=_TYPES[path.suffix], headers=_HEADERS)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
@@ -26,7 +25,7 @@ from trilha.api.routes.executions import (
     read_scope,
 )
 from trilha.core.alerts import AlertState
-from trilha.core.execution import iso
+from trilha.core.execution import iso, verified_state
 from trilha.core.graph import layout
 from trilha.core.states import ExecutionStatus
 from trilha.core.variable_history import Edit, Snapshot, variable_history
@@ -193,12 +192,9 @@ async def variables(
     ex = await load_execution(store, principal, execution_id)
     snapshots: list[Snapshot] = []
     for c in await store.checkpoints(ex.id):
-        try:
-            found = orjson.loads(c.state).get("vars")
-        except (orjson.JSONDecodeError, AttributeError):
-            continue  # a damaged checkpoint tells nothing; the next one does
-        if isinstance(found, dict):
-            snapshots.append(Snapshot(c.seq, c.node_id, c.started_at + c.duration, found))
+        state = verified_state(c)
+        if state is not None:  # a damaged checkpoint tells nothing; the next one does
+            snapshots.append(Snapshot(c.seq, c.node_id, c.started_at + c.duration, state["vars"]))
     edits = [
         Edit(
             line.at,
