@@ -24,12 +24,12 @@ from trilha.api.routes.executions import (
     load_execution,
     read_scope,
 )
-from trilha.core.alerts import AlertState
 from trilha.core.execution import iso, verified_state
 from trilha.core.graph import layout
 from trilha.core.states import ExecutionStatus
 from trilha.core.variable_history import Edit, Snapshot, variable_history
 from trilha.core.wire import WireModel
+from trilha.observability.alerts import alert_json
 
 router = APIRouter(tags=["insight"])
 
@@ -76,30 +76,16 @@ class AlertOut(WireModel):
     status: Literal["inactive", "pending", "firing", "resolved"]
     severity: str
     value: float | None
-    threshold: float
+    threshold: float | None
     summary: str
     active_at: str | None
     fired_at: str | None
     resolved_at: str | None
+    updated_at: str | None
 
 
 class AlertsOut(WireModel):
     alerts: list[AlertOut]
-
-
-def _alert(a: AlertState) -> dict[str, Any]:
-    return {
-        "rule": a.rule,
-        "instance": a.instance,
-        "status": a.status.value,
-        "severity": a.severity,
-        "value": a.value,
-        "threshold": a.threshold,
-        "summary": a.summary,
-        "activeAt": iso(a.active_at),
-        "firedAt": iso(a.fired_at),
-        "resolvedAt": iso(a.resolved_at),
-    }
 
 
 @router.get(
@@ -109,7 +95,7 @@ def _alert(a: AlertState) -> dict[str, Any]:
 )
 async def alerts(request: Request, principal: Viewer) -> JSONResponse:
     found = await state_of(request.app).runtime.store.alerts()
-    return JSONResponse({"alerts": [_alert(a) for a in found]})
+    return JSONResponse({"alerts": [alert_json(a) for a in found]})
 
 
 class GraphNodeOut(WireModel):
