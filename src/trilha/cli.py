@@ -796,7 +796,7 @@ def check(
     import time
 
     from trilha.core.invariants import Violation
-    from trilha.observability.checker import CheckReport, walk
+    from trilha.observability.checker import CheckReport, check_store
     from trilha.store import open_store
 
     def show(v: Violation) -> None:
@@ -810,19 +810,16 @@ def check(
     async def main() -> CheckReport:
         st = open_store(store, must_exist=True)
         await st.open()
-        report = CheckReport()
         try:
-            async for _, found in walk(
-                st, now=time.time(), grace=grace, institution_id=institution
-            ):
-                report.checked += 1
-                report.violations.extend(found)
-                if not as_json:
-                    for violation in found:
-                        show(violation)
+            return await check_store(
+                st,
+                now=time.time(),
+                grace=grace,
+                institution_id=institution,
+                found=None if as_json else show,
+            )
         finally:
             await st.close()
-        return report
 
     report = _run(main())
     if as_json:

@@ -10,7 +10,7 @@ check must report.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from trilha.core.invariants import Records, Violation, check
@@ -88,10 +88,20 @@ async def walk(
 
 
 async def check_store(
-    store: Store, *, now: float, grace: float = 60.0, institution_id: str | None = None
+    store: Store,
+    *,
+    now: float,
+    grace: float = 60.0,
+    institution_id: str | None = None,
+    found: Callable[[Violation], None] | None = None,
 ) -> CheckReport:
+    """Check every execution; ``found`` sees each violation as soon as it is found (the
+    CLI prints them while a large store is still being walked)."""
     report = CheckReport()
-    async for _, found in walk(store, now=now, grace=grace, institution_id=institution_id):
+    async for _, violations in walk(store, now=now, grace=grace, institution_id=institution_id):
         report.checked += 1
-        report.violations.extend(found)
+        report.violations.extend(violations)
+        if found is not None:
+            for violation in violations:
+                found(violation)
     return report
