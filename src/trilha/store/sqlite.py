@@ -22,11 +22,11 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar
 
 import orjson
 
-from trilha.core.alerts import AlertState, AlertStatus
+from trilha.core.alerts import AlertState
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -72,23 +72,35 @@ from trilha.store.base import (
     TrailEvent,
     replaced_lines,
 )
+from trilha.store.rows import (
+    ACTIVE_SQL,
+    API_KEY_COLUMNS,
+    COMMIT_FIELDS,
+    EXEC_COLUMNS,
+    EXEC_FIELDS,
+    INBOX_COLUMNS,
+    OUTBOX_COLUMNS,
+    TERMINAL_SQL,
+    TRAIL_MARK,
+    Row,
+    execution_params,
+    json_or_none,
+    lenient_json,
+    readable,
+    row_to_alert,
+    row_to_api_key,
+    row_to_execution,
+    row_to_inbound,
+    row_to_outbound,
+    row_to_trail_event,
+    salvage,
+    stored_status,
+)
 
 T = TypeVar("T")
 
 _SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
 _MAX_GROUP = 256
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
-
-
-def _lenient(text: str | None) -> Any:
-    """JSON for display (a step's input/output): unreadable text is shown as is."""
-    try:
-        return _loads(text)
-    except orjson.JSONDecodeError:
-        return text
 
 
 @contextmanager
@@ -380,21 +392,21 @@ class SQLiteStore:
             if replace:
                 old = conn.execute(
                     "SELECT id, status FROM executions"
-                    f" WHERE institution_id = ? AND conversation_id = ? AND {_ACTIVE_SQL}",
+                    f" WHERE institution_id = ? AND conversation_id = ? AND {ACTIVE_SQL}",
                     (execution.institution_id, execution.conversation_id),
                 ).fetchone()
                 if old is not None:
                     _cancel_row(
                         conn,
                         old[0],
-                        _status(old[1]),
+                        stored_status(old[1]),
                         execution.created_at,
                         f"replaced by execution {execution.id}",
                     )
             if not replace:
                 active = conn.execute(
                     "SELECT id FROM executions WHERE institution_id = ? AND conversation_id = ?"
-                    f" AND {_ACTIVE_SQL}",
+                    f" AND {ACTIVE_SQL}",
                     (execution.institution_id, execution.conversation_id),
                 ).fetchone()
                 if active is not None:
@@ -403,7 +415,7 @@ class SQLiteStore:
                         f" execution ({active[0]}); replace it with --replace (API: replace: true)",
                         execution_id=active[0],
                     )
-            conn.execute(_INSERT_EXECUTION, _execution_params(execution))
+            conn.execute(_INSERT_EXECUTION, execution_params(execution))
             _insert_transitions(conn, [transition])
             _insert_logs(conn, logs)
             return execution
@@ -414,17 +426,17 @@ class SQLiteStore:
     async def get_execution(self, execution_id: str) -> Execution:
         def run(conn: sqlite3.Connection) -> Execution:
             row = conn.execute(
-                f"SELECT {_EXEC_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+                f"SELECT {EXEC_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
             ).fetchone()
             if row is None:
                 raise ExecutionNotFound(f"no execution '{execution_id}'")
-            return _row_to_execution(row)
+            return row_to_execution(row)
 
         return await self._read(run)
 
     async def latest_execution(self, institution_id: str | None, conversation_id: str) -> Execution:
         def run(conn: sqlite3.Connection) -> Execution:
-            sql = f"SELECT {_EXEC_COLUMNS} FROM executions WHERE conversation_id = ?"
+            sql = f"SELECT {EXEC_COLUMNS} FROM executions WHERE conversation_id = ?"
             params: tuple[Any, ...] = (conversation_id,)
             if institution_id is not None:
                 # unary + : the conversation's index, never a walk of the tenant's history
@@ -435,7 +447,7 @@ class SQLiteStore:
             ).fetchone()
             if row is None:
                 raise ExecutionNotFound(f"no execution for conversation '{conversation_id}'")
-            return _row_to_execution(row)
+            return row_to_execution(row)
 
         return await self._read(run)
 
@@ -493,15 +505,15 @@ class SQLiteStore:
                 row = conn.execute(
                     "UPDATE executions SET lease_owner = ?, lease_expires_at = ?,"
                     " fencing_token = fencing_token + 1 WHERE id = ?"
-                    f" RETURNING {_EXEC_COLUMNS}",
+                    f" RETURNING {EXEC_COLUMNS}",
                     (worker_id, now + lease_seconds, eid),
                 ).fetchone()
                 try:
-                    execution = _row_to_execution(row)
+                    execution = row_to_execution(row)
                 except CorruptedRecord as exc:
                     _quarantine(conn, eid, "execution", str(exc), row, now)
                     claimed.append(
-                        Claimed(_salvage(row), _pending_inbound(conn, eid), corruption=str(exc))
+                        Claimed(salvage(row), _pending_inbound(conn, eid), corruption=str(exc))
                     )
                     continue
                 inbound = None
@@ -541,7 +553,7 @@ class SQLiteStore:
             ex.wake_at = wake
             params = [
                 v
-                for f, v in zip(_EXEC_FIELDS, _execution_params(ex), strict=True)
+                for f, v in zip(EXEC_FIELDS, execution_params(ex), strict=True)
                 if f not in ("id", "fencing_token")
             ]
             lease_owner = None if commit.release else commit.lease_owner
@@ -576,9 +588,9 @@ class SQLiteStore:
                             c.schema_version,
                             c.started_at,
                             c.duration,
-                            _json(c.input),
-                            _json(c.output),
-                            _json(c.error),
+                            json_or_none(c.input),
+                            json_or_none(c.output),
+                            json_or_none(c.error),
                             c.attempt,
                         )
                         for c in commit.checkpoints
@@ -599,7 +611,7 @@ class SQLiteStore:
                             m.contact_id,
                             m.channel,
                             m.text,
-                            _json(m.payload),
+                            json_or_none(m.payload),
                             m.step_seq,
                             m.created_at,
                             m.created_at,
@@ -657,36 +669,36 @@ class SQLiteStore:
             else:
                 row = conn.execute(
                     "SELECT id, institution_id, status FROM executions WHERE conversation_id = ?"
-                    f" AND institution_id = ? AND {_ACTIVE_SQL}",
+                    f" AND institution_id = ? AND {ACTIVE_SQL}",
                     (conversation_id, institution_id),
                 ).fetchone()
             institution = row[1] if row is not None else institution_id
             if institution is None:
                 raise ExecutionNotFound(f"no active execution for conversation '{conversation_id}'")
             existing = conn.execute(
-                f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE institution_id = ?"
+                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE institution_id = ?"
                 " AND conversation_id = ? AND message_id = ?",
                 (institution, conversation, message_id),
             ).fetchone()
             if existing is not None:
-                return InboundResult("duplicate", _row_to_inbound(existing))
-            if execution_id is not None and _status(row[2]) in TERMINAL:
+                return InboundResult("duplicate", row_to_inbound(existing))
+            if execution_id is not None and stored_status(row[2]) in TERMINAL:
                 raise ExecutionEnded(
                     f"execution '{execution_id}' is {row[2]}; it takes no more replies"
                 )
-            status = _status(row[2]) if row is not None else None
+            status = stored_status(row[2]) if row is not None else None
             target = row[0] if row is not None and status not in TERMINAL else None
             inserted = conn.execute(
                 "INSERT INTO inbox (institution_id, conversation_id, message_id, contact_id, text,"
                 " payload, received_at, execution_id) VALUES (?,?,?,?,?,?,?,?)"
-                f" RETURNING {_INBOX_COLUMNS}",
+                f" RETURNING {INBOX_COLUMNS}",
                 (
                     institution,
                     conversation,
                     message_id,
                     contact,
                     text,
-                    _json(payload),
+                    json_or_none(payload),
                     now,
                     target,
                 ),
@@ -698,7 +710,7 @@ class SQLiteStore:
                     " AND (wake_at IS NULL OR wake_at > ?)",
                     (now, target, now),
                 )
-            return InboundResult("accepted", _row_to_inbound(inserted))
+            return InboundResult("accepted", row_to_inbound(inserted))
 
         return await self._write(run)
 
@@ -757,7 +769,7 @@ class SQLiteStore:
                 _UPDATE_EXECUTION_BY_ID[: -len(" WHERE id = ?")]
                 + " WHERE id = ? AND fencing_token = ? AND step_seq = ? AND updated_at = ?",
                 (
-                    *_execution_params(execution)[1:],
+                    *execution_params(execution)[1:],
                     None,
                     None,
                     execution.id,
@@ -781,7 +793,7 @@ class SQLiteStore:
             conn.execute(
                 "INSERT INTO quarantine (execution_id, kind, reason, payload, at)"
                 " VALUES (?,?,?,?,?)",
-                (execution_id, kind, reason, _json(payload), now),
+                (execution_id, kind, reason, json_or_none(payload), now),
             )
 
         await self._write(run)
@@ -801,7 +813,7 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> list[Stuck]:
             rows = conn.execute(
                 "SELECT id, status, wake_at, due_at FROM executions"
-                f" WHERE status NOT IN ({_TERMINAL_SQL}, 'paused')"
+                f" WHERE status NOT IN ({TERMINAL_SQL}, 'paused')"
                 " AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
                 " AND (wake_at IS NULL"
                 " OR (due_at IS NOT NULL AND due_at < ? AND wake_at > due_at))",
@@ -884,10 +896,10 @@ class SQLiteStore:
                 " AND e.conversation_id = o.conversation_id AND e.id < o.id"
                 " AND (e.next_attempt_at > ? OR e.lease_expires_at >= ?))"
                 " ORDER BY o.id LIMIT ?)"
-                f" RETURNING {_OUTBOX_COLUMNS}",
+                f" RETURNING {OUTBOX_COLUMNS}",
                 (dispatcher_id, now + lease_seconds, now, now, now, now, limit),
             ).fetchall()
-            return sorted((_row_to_outbound(r) for r in rows), key=lambda m: m.id or 0)
+            return sorted((row_to_outbound(r) for r in rows), key=lambda m: m.id or 0)
 
         return await self._write(run)
 
@@ -956,9 +968,9 @@ class SQLiteStore:
                     r[6],
                     r[7],
                     r[8],
-                    _lenient(r[9]),
-                    _lenient(r[10]),
-                    _lenient(r[11]),
+                    lenient_json(r[9]),
+                    lenient_json(r[10]),
+                    lenient_json(r[11]),
                     r[12],
                     r[13],
                 )
@@ -986,10 +998,10 @@ class SQLiteStore:
     async def inbox_for(self, execution_id: str) -> list[InboundMessage]:
         def run(conn: sqlite3.Connection) -> list[InboundMessage]:
             rows = conn.execute(
-                f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE execution_id = ? ORDER BY id",
+                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE execution_id = ? ORDER BY id",
                 (execution_id,),
             ).fetchall()
-            return [_row_to_inbound(r) for r in rows]
+            return [row_to_inbound(r) for r in rows]
 
         return await self._read(run)
 
@@ -1009,10 +1021,10 @@ class SQLiteStore:
     async def outbox_for(self, execution_id: str) -> list[OutboundMessage]:
         def run(conn: sqlite3.Connection) -> list[OutboundMessage]:
             rows = conn.execute(
-                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE execution_id = ? ORDER BY id",
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE execution_id = ? ORDER BY id",
                 (execution_id,),
             ).fetchall()
-            return [_row_to_outbound(r) for r in rows]
+            return [row_to_outbound(r) for r in rows]
 
         return await self._read(run)
 
@@ -1064,7 +1076,7 @@ class SQLiteStore:
                 found.append(LongestTurn(float(row[0]), row[1], running=False))
             row = conn.execute(
                 "SELECT turn_started_at, id FROM executions WHERE turn_started_at IS NOT NULL"
-                f" AND status NOT IN ({_TERMINAL_SQL}, 'paused') ORDER BY turn_started_at LIMIT 1"
+                f" AND status NOT IN ({TERMINAL_SQL}, 'paused') ORDER BY turn_started_at LIMIT 1"
             ).fetchone()
             if row is not None:
                 found.append(LongestTurn(max(0.0, now - float(row[0])), row[1], running=True))
@@ -1152,14 +1164,14 @@ class SQLiteStore:
             # SQLite gives a new row max(id) + 1: were the newest line deleted, its id
             # would go to the next line, and a trail stream resuming after that id
             # (trail_since) would never see it. So the newest line, when its turn comes,
-            # is blanked into a placeholder of no execution (_TRAIL_MARK) that keeps the
+            # is blanked into a placeholder of no execution (TRAIL_MARK) that keeps the
             # ids climbing; trail_since skips it, and a later purge drops it once newer
             # lines exist.
             top = conn.execute("SELECT MAX(id) FROM execution_logs").fetchone()[0]
             if top is None:
                 return 0
             conn.execute(
-                "DELETE FROM execution_logs WHERE execution_id = ? AND id < ?", (_TRAIL_MARK, top)
+                "DELETE FROM execution_logs WHERE execution_id = ? AND id < ?", (TRAIL_MARK, top)
             )
             purged = conn.execute(
                 "DELETE FROM execution_logs WHERE id IN (SELECT l.id FROM executions e"
@@ -1173,7 +1185,7 @@ class SQLiteStore:
                     " message = 'trail.purged', node_id = NULL, node_type = NULL, context = '{}'"
                     " WHERE id = ? AND execution_id IN"
                     " (SELECT id FROM executions WHERE ended_at < ?)",
-                    (_TRAIL_MARK, top, ended_before),
+                    (TRAIL_MARK, top, ended_before),
                 ).rowcount
             return int(purged)
 
@@ -1237,7 +1249,7 @@ class SQLiteStore:
                 "SELECT rule, instance, state, severity, value, threshold, summary, active_at,"
                 " fired_at, resolved_at, updated_at FROM alerts ORDER BY rule, instance"
             ).fetchall()
-            return [_row_to_alert(r) for r in rows]
+            return [row_to_alert(r) for r in rows]
 
         return await self._read(run)
 
@@ -1250,7 +1262,7 @@ class SQLiteStore:
                 " ORDER BY h.id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-            return [_row_to_alert(r) for r in rows]
+            return [row_to_alert(r) for r in rows]
 
         return await self._read(run)
 
@@ -1276,16 +1288,16 @@ class SQLiteStore:
                 if cursor is not None:
                     terms.append("(created_at, id) < (?, ?)")
                     params.extend(cursor)
-                sql = f"SELECT {_EXEC_COLUMNS} FROM {source}"
+                sql = f"SELECT {EXEC_COLUMNS} FROM {source}"
                 if terms:
                     sql += " WHERE " + " AND ".join(terms)
                 rows = conn.execute(
                     sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*params, want)
                 ).fetchall()
-                found.extend(ex for r in rows if (ex := _readable(r)) is not None)
+                found.extend(ex for r in rows if (ex := readable(r)) is not None)
                 if len(rows) < want:
                     break
-                last = _Row(rows[-1])
+                last = Row(rows[-1])
                 cursor = (last["created_at"], last["id"])
             return found
 
@@ -1323,18 +1335,18 @@ class SQLiteStore:
     async def get_api_key(self, key_id: str) -> ApiKey | None:
         def run(conn: sqlite3.Connection) -> ApiKey | None:
             row = conn.execute(
-                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)
+                f"SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)
             ).fetchone()
-            return None if row is None else _row_to_api_key(row)
+            return None if row is None else row_to_api_key(row)
 
         return await self._read(run)
 
     async def list_api_keys(self) -> list[ApiKey]:
         def run(conn: sqlite3.Connection) -> list[ApiKey]:
             rows = conn.execute(
-                f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
+                f"SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
             ).fetchall()
-            return [_row_to_api_key(r) for r in rows]
+            return [row_to_api_key(r) for r in rows]
 
         return await self._read(run)
 
@@ -1368,7 +1380,7 @@ class SQLiteStore:
                     key,
                     response.request_hash,
                     response.status,
-                    _json(response.body),
+                    json_or_none(response.body),
                     response.created_at,
                 ),
             )
@@ -1405,7 +1417,7 @@ class SQLiteStore:
                 " FROM execution_logs l LEFT JOIN executions e ON e.id = l.execution_id"
                 " WHERE l.id > ? AND l.execution_id <> ?"
             )
-            params: list[Any] = [after_id, _TRAIL_MARK]
+            params: list[Any] = [after_id, TRAIL_MARK]
             if execution_id is not None:
                 sql += " AND l.execution_id = ?"
                 params.append(execution_id)
@@ -1414,7 +1426,7 @@ class SQLiteStore:
                 sql += " AND +e.institution_id = ?"
                 params.append(institution_id)
             rows = conn.execute(sql + " ORDER BY l.id LIMIT ?", (*params, limit)).fetchall()
-            return [_row_to_trail_event(r) for r in rows]
+            return [row_to_trail_event(r) for r in rows]
 
         return await self._read(run)
 
@@ -1476,203 +1488,21 @@ def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-_TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
-#: "active" in the very words of the WHERE of the partial indexes executions_one_active
-#: (migration 0001) and executions_active (0002): SQLite uses a partial index only for a
-#: query that repeats its condition, so the conversation lookups read one index entry
-#: and the stuck listing reads the active executions alone
-_ACTIVE_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'timeout')"
-if {"completed", "failed", "cancelled", "timeout"} != {s.value for s in TERMINAL}:
-    raise RuntimeError("the terminal statuses changed: update _ACTIVE_SQL and the indexes")
-
-_EXEC_FIELDS = (
-    "id",
-    "institution_id",
-    "conversation_id",
-    "contact_id",
-    "flow_id",
-    "flow_version",
-    "status",
-    "outcome",
-    "current_node_id",
-    "variables",
-    "node_state",
-    "waiting_for",
-    "due_at",
-    "wake_at",
-    "attempts",
-    "step_seq",
-    "channel",
-    "start_variables",
-    "paused_from",
-    "error",
-    "created_at",
-    "updated_at",
-    "ended_at",
-    "turn_started_at",
-    "meta",
-    "fencing_token",
-    "checksum",
-)
-_EXEC_COLUMNS = ", ".join(_EXEC_FIELDS) + ", lease_owner, lease_expires_at"
-_COLUMN_INDEX = {
-    name: i for i, name in enumerate((*_EXEC_FIELDS, "lease_owner", "lease_expires_at"))
-}
 _INSERT_EXECUTION = (
-    f"INSERT INTO executions ({', '.join(_EXEC_FIELDS)})"
-    f" VALUES ({', '.join('?' * len(_EXEC_FIELDS))})"
+    f"INSERT INTO executions ({', '.join(EXEC_FIELDS)})"
+    f" VALUES ({', '.join('?' * len(EXEC_FIELDS))})"
 )
-#: what a step commit writes: everything but the id and the fencing token (only claims move it)
-_COMMIT_FIELDS = tuple(f for f in _EXEC_FIELDS[1:] if f != "fencing_token")
 _UPDATE_EXECUTION = (
     "UPDATE executions SET "
-    + ", ".join(f"{f} = ?" for f in _COMMIT_FIELDS)
+    + ", ".join(f"{f} = ?" for f in COMMIT_FIELDS)
     + ", lease_owner = ?, lease_expires_at = ?"
     + " WHERE id = ? AND fencing_token = ? AND lease_owner = ?"
 )
 _UPDATE_EXECUTION_BY_ID = (
     "UPDATE executions SET "
-    + ", ".join(f"{f} = ?" for f in _EXEC_FIELDS[1:])
+    + ", ".join(f"{f} = ?" for f in EXEC_FIELDS[1:])
     + ", lease_owner = ?, lease_expires_at = ? WHERE id = ?"
 )
-_INBOX_COLUMNS = (
-    "id, institution_id, conversation_id, message_id, contact_id, text, received_at,"
-    " execution_id, payload, applied_at"
-)
-_OUTBOX_COLUMNS = (
-    "idempotency_key, execution_id, institution_id, conversation_id, contact_id, channel, text,"
-    " created_at, step_seq, payload, id, status, attempts, sent_at"
-)
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else dumps(value)
-
-
-def _execution_params(ex: Execution) -> tuple[Any, ...]:
-    return (
-        ex.id,
-        ex.institution_id,
-        ex.conversation_id,
-        ex.contact_id,
-        ex.flow_id,
-        ex.flow_version,
-        ex.status.value,
-        ex.outcome.value if ex.outcome else None,
-        ex.current_node_id,
-        dumps(ex.variables),
-        dumps(ex.node_state),
-        ex.waiting_for,
-        ex.due_at,
-        ex.wake_at,
-        ex.attempts,
-        ex.step_seq,
-        ex.channel,
-        dumps(ex.start_variables),
-        ex.paused_from.value if ex.paused_from else None,
-        _json(ex.error),
-        ex.created_at,
-        ex.updated_at,
-        ex.ended_at,
-        ex.turn_started_at,
-        dumps(ex.meta),
-        ex.fencing_token,
-        checksum(ex.state_payload()),
-    )
-
-
-def _row_to_execution(row: Any) -> Execution:
-    c = _Row(row)
-    try:
-        ex = Execution(
-            id=c["id"],
-            institution_id=c["institution_id"],
-            conversation_id=c["conversation_id"],
-            contact_id=c["contact_id"],
-            flow_id=c["flow_id"],
-            flow_version=c["flow_version"],
-            status=ExecutionStatus(c["status"]),
-            outcome=Outcome(c["outcome"]) if c["outcome"] else None,
-            current_node_id=c["current_node_id"],
-            variables=orjson.loads(c["variables"]),
-            node_state=orjson.loads(c["node_state"]),
-            waiting_for=c["waiting_for"],
-            due_at=c["due_at"],
-            wake_at=c["wake_at"],
-            attempts=c["attempts"],
-            step_seq=c["step_seq"],
-            channel=c["channel"],
-            start_variables=orjson.loads(c["start_variables"]),
-            paused_from=ExecutionStatus(c["paused_from"]) if c["paused_from"] else None,
-            error=_loads(c["error"]),
-            created_at=c["created_at"],
-            updated_at=c["updated_at"],
-            ended_at=c["ended_at"],
-            turn_started_at=c["turn_started_at"],
-            meta=orjson.loads(c["meta"]),
-            fencing_token=c["fencing_token"],
-            lease_owner=c["lease_owner"],
-            lease_expires_at=c["lease_expires_at"],
-        )
-    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
-        raise CorruptedRecord(f"execution {c['id']} cannot be read: {exc}") from exc
-    for name in ("variables", "node_state", "meta", "start_variables"):
-        if not isinstance(getattr(ex, name), dict):
-            raise CorruptedRecord(f"execution {c['id']}: {name} is not an object")
-    if checksum(ex.state_payload()) != c["checksum"]:
-        raise CorruptedRecord(f"execution {c['id']}: checksum mismatch")
-    return ex
-
-
-class _Row:
-    """Column access by name for an execution row (``_EXEC_COLUMNS`` order)."""
-
-    __slots__ = ("row",)
-
-    def __init__(self, row: Any) -> None:
-        self.row = row
-
-    def __getitem__(self, name: str) -> Any:
-        return self.row[_COLUMN_INDEX[name]]
-
-
-def _salvage(row: Any) -> Execution:
-    """What can be read of a corrupted row: identity, lease and start variables; the
-    engine restores the rest from the last valid checkpoint."""
-    c = _Row(row)
-
-    def text(name: str, default: str = "?") -> str:
-        value = c[name]
-        return value if isinstance(value, str) else default
-
-    def number(name: str, default: float | None) -> Any:
-        value = c[name]
-        return value if isinstance(value, int | float) else default
-
-    try:
-        start = orjson.loads(c["start_variables"])
-    except (orjson.JSONDecodeError, TypeError):
-        start = {}
-    flow_version = number("flow_version", 1)
-    return Execution(
-        id=text("id"),
-        institution_id=text("institution_id"),
-        conversation_id=text("conversation_id"),
-        contact_id=text("contact_id"),
-        flow_id=text("flow_id"),
-        flow_version=int(flow_version),
-        status=_status(c["status"]) or ExecutionStatus.RUNNING,
-        current_node_id=None,
-        variables={},
-        created_at=number("created_at", 0.0),
-        updated_at=number("updated_at", 0.0),
-        step_seq=int(number("step_seq", 0)),
-        channel=text("channel", "default"),
-        start_variables=start if isinstance(start, dict) else {},
-        fencing_token=int(number("fencing_token", 0)),
-        lease_owner=c["lease_owner"],
-        lease_expires_at=number("lease_expires_at", None),
-    )
 
 
 def _has_pending_reply(conn: sqlite3.Connection, execution_id: str) -> bool:
@@ -1689,52 +1519,11 @@ def _has_pending_reply(conn: sqlite3.Connection, execution_id: str) -> bool:
 def _pending_inbound(conn: sqlite3.Connection, execution_id: str) -> InboundMessage | None:
     """The oldest reply not yet applied: replies are applied one at a time, in order."""
     msg = conn.execute(
-        f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE execution_id = ?"
+        f"SELECT {INBOX_COLUMNS} FROM inbox WHERE execution_id = ?"
         " AND applied_at IS NULL ORDER BY id LIMIT 1",
         (execution_id,),
     ).fetchone()
-    return None if msg is None else _row_to_inbound(msg)
-
-
-def _readable(row: Any) -> Execution | None:
-    try:
-        return _row_to_execution(row)
-    except CorruptedRecord:
-        return None
-
-
-def _row_to_inbound(row: Any) -> InboundMessage:
-    return InboundMessage(
-        id=row[0],
-        institution_id=row[1],
-        conversation_id=row[2],
-        message_id=row[3],
-        contact_id=row[4],
-        text=row[5],
-        received_at=row[6],
-        execution_id=row[7],
-        payload=_loads(row[8]),
-        applied_at=row[9],
-    )
-
-
-def _row_to_outbound(row: Any) -> OutboundMessage:
-    return OutboundMessage(
-        idempotency_key=row[0],
-        execution_id=row[1],
-        institution_id=row[2],
-        conversation_id=row[3],
-        contact_id=row[4],
-        channel=row[5],
-        text=row[6],
-        created_at=row[7],
-        step_seq=row[8],
-        payload=_loads(row[9]),
-        id=row[10],
-        status=row[11],
-        attempts=row[12],
-        sent_at=row[13],
-    )
+    return None if msg is None else row_to_inbound(msg)
 
 
 def _insert_transitions(conn: sqlite3.Connection, transitions: list[Transition]) -> None:
@@ -1779,22 +1568,6 @@ def _insert_turns(conn: sqlite3.Connection, turns: list[TurnRecord]) -> None:
         )
 
 
-def _row_to_alert(row: Any) -> AlertState:
-    return AlertState(
-        rule=row[0],
-        instance=row[1],
-        status=AlertStatus(row[2]),
-        severity=row[3] or "warning",
-        value=row[4],
-        threshold=row[5] if row[5] is not None else float("nan"),
-        summary=row[6],
-        active_at=row[7],
-        fired_at=row[8],
-        resolved_at=row[9],
-        updated_at=row[10],
-    )
-
-
 def _insert_logs(conn: sqlite3.Connection, logs: list[LogRecord]) -> None:
     """Every trail line goes through here, whoever wrote it (engine, operator, sweeper,
     the store itself), so personal data and secrets are masked in one place."""
@@ -1811,14 +1584,6 @@ def _insert_logs(conn: sqlite3.Connection, logs: list[LogRecord]) -> None:
         )
 
 
-def _status(raw: Any) -> ExecutionStatus | None:
-    """A stored status, or ``None`` when the row holds something unknown (corruption)."""
-    try:
-        return ExecutionStatus(raw)
-    except ValueError:
-        return None
-
-
 def _cancel_row(
     conn: sqlite3.Connection,
     execution_id: str,
@@ -1829,10 +1594,10 @@ def _cancel_row(
     """Cancel an execution, bumping the fencing token so a worker that holds it cannot
     commit afterwards. A row that cannot be read is cancelled by SQL alone."""
     row = conn.execute(
-        f"SELECT {_EXEC_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
+        f"SELECT {EXEC_COLUMNS} FROM executions WHERE id = ?", (execution_id,)
     ).fetchone()
     try:
-        ex: Execution | None = _row_to_execution(row)
+        ex: Execution | None = row_to_execution(row)
     except CorruptedRecord:
         ex = None
     if ex is not None:
@@ -1840,9 +1605,7 @@ def _cancel_row(
         ex.wake_at = ex.due_at = ex.waiting_for = None
         ex.ended_at = ex.updated_at = now
         ex.fencing_token += 1
-        conn.execute(
-            _UPDATE_EXECUTION_BY_ID, (*_execution_params(ex)[1:], None, None, execution_id)
-        )
+        conn.execute(_UPDATE_EXECUTION_BY_ID, (*execution_params(ex)[1:], None, None, execution_id))
     else:
         conn.execute(
             "UPDATE executions SET status = 'cancelled', outcome = 'cancelled', wake_at = NULL,"
@@ -1890,13 +1653,6 @@ def _quarantine(
 # the API -------------------------------------------------------------------------------
 
 
-#: the execution id of the placeholder that keeps trail ids climbing after the newest
-#: lines were purged (see purge_logs): no execution has it
-_TRAIL_MARK = ""
-
-_API_KEY_COLUMNS = "key_id, institution_id, role, secret_hash, created_at, name, revoked_at"
-
-
 def _execution_filter(where: ExecutionFilter | None) -> tuple[str, list[str], list[Any]]:
     """What a listing reads from, and the SQL terms (AND-ed) with their parameters.
 
@@ -1916,7 +1672,7 @@ def _execution_filter(where: ExecutionFilter | None) -> tuple[str, list[str], li
         "status": where.status,
     }
     # few executions are active at once; an ended status is most of the table
-    active = where.status is not None and _status(where.status) not in TERMINAL
+    active = where.status is not None and stored_status(where.status) not in TERMINAL
     order = ["conversation_id", "contact_id", "status" if active else "", "institution_id"]
     lead = next((c for c in [*order, "flow_id", "status"] if filters.get(c) is not None), None)
     for column, value in filters.items():
@@ -1933,7 +1689,7 @@ def _execution_filter(where: ExecutionFilter | None) -> tuple[str, list[str], li
         # not leased since before the cutoff, and no wake time or one (or a due time)
         # before the cutoff
         terms += [
-            _ACTIVE_SQL,
+            ACTIVE_SQL,
             "status <> 'paused'",
             "(lease_expires_at IS NULL OR lease_expires_at < ?)",
             "(wake_at IS NULL OR wake_at < ? OR due_at < ?)",
@@ -1945,58 +1701,12 @@ def _execution_filter(where: ExecutionFilter | None) -> tuple[str, list[str], li
     return "executions", terms, params
 
 
-def _row_to_api_key(row: Any) -> ApiKey:
-    return ApiKey(
-        key_id=row[0],
-        institution_id=row[1],
-        role=cast(Literal["viewer", "operator", "admin"], row[2]),
-        secret_hash=row[3],
-        created_at=row[4],
-        name=row[5],
-        revoked_at=row[6],
-    )
-
-
 def _stored_response(conn: sqlite3.Connection, scope: str, key: str) -> StoredResponse | None:
     row = conn.execute(
         "SELECT request_hash, status, body, created_at FROM idempotency"
         " WHERE scope = ? AND key = ?",
         (scope, key),
     ).fetchone()
-    return None if row is None else StoredResponse(row[0], int(row[1]), _lenient(row[2]), row[3])
-
-
-def _text(value: Any) -> str:
-    """A column read as text whatever a corrupted row holds there ('' for NULL)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return "" if value is None else str(value)
-
-
-def _row_to_trail_event(row: Any) -> TrailEvent:
-    """One trail line for a live stream: whatever of it cannot be read is given as text
-    (or empty) rather than stopping the stream at this line."""
-    raw = row[7]
-    try:
-        context = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
-    except orjson.JSONDecodeError:
-        context = None
-    if not isinstance(context, dict):
-        context = {"raw": _text(raw)}
-    return TrailEvent(
-        id=int(row[0]),
-        record=LogRecord(
-            execution_id=_text(row[1]),
-            level=_text(row[2]),
-            message=_text(row[3]),
-            at=float(row[4]) if isinstance(row[4], int | float) else 0.0,
-            node_id=None if row[5] is None else _text(row[5]),
-            node_type=None if row[6] is None else _text(row[6]),
-            context=context,
-        ),
-        institution_id=_text(row[8]),
-        flow_id=_text(row[9]),
-        status=_text(row[10]),
-    )
+    if row is None:
+        return None
+    return StoredResponse(row[0], int(row[1]), lenient_json(row[2]), row[3])

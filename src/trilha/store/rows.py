@@ -1,0 +1,357 @@
+"""Rows in and out: what every backend's tables hold, in one shape, read one way.
+
+The backends keep the same columns in the same order (their SQL differs, not
+their rows), so turning an :class:`~trilha.core.execution.Execution` into
+column values and a fetched row back into records lives here once. A row is
+anything indexable by position (an ``sqlite3`` tuple, an ``asyncpg`` Record).
+Reading is defensive: a stored execution whose JSON, status or checksum does
+not hold raises :class:`~trilha.errors.CorruptedRecord`, and what can still
+be read of it is salvaged for recovery.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, cast
+
+import orjson
+
+from trilha.core.alerts import AlertState, AlertStatus
+from trilha.core.execution import (
+    Execution,
+    InboundMessage,
+    LogRecord,
+    OutboundMessage,
+    checksum,
+    dumps,
+)
+from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
+from trilha.errors import CorruptedRecord
+from trilha.store.base import ApiKey, TrailEvent
+
+
+def loads_or_none(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def lenient_json(text: str | None) -> Any:
+    """JSON for display (a step's input/output): unreadable text is shown as is."""
+    try:
+        return loads_or_none(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
+
+
+#: "active" in the very words of the WHERE of the partial indexes executions_one_active
+#: and executions_active: a planner uses a partial index only for a query whose
+#: condition implies the index's (SQLite: repeats it), so the conversation lookups read
+#: one index entry and the stuck listing reads the active executions alone
+ACTIVE_SQL = "status NOT IN ('completed', 'failed', 'cancelled', 'timeout')"
+if {"completed", "failed", "cancelled", "timeout"} != {s.value for s in TERMINAL}:
+    raise RuntimeError("the terminal statuses changed: update ACTIVE_SQL and the indexes")
+
+
+EXEC_FIELDS = (
+    "id",
+    "institution_id",
+    "conversation_id",
+    "contact_id",
+    "flow_id",
+    "flow_version",
+    "status",
+    "outcome",
+    "current_node_id",
+    "variables",
+    "node_state",
+    "waiting_for",
+    "due_at",
+    "wake_at",
+    "attempts",
+    "step_seq",
+    "channel",
+    "start_variables",
+    "paused_from",
+    "error",
+    "created_at",
+    "updated_at",
+    "ended_at",
+    "turn_started_at",
+    "meta",
+    "fencing_token",
+    "checksum",
+)
+
+
+EXEC_COLUMNS = ", ".join(EXEC_FIELDS) + ", lease_owner, lease_expires_at"
+
+
+COLUMN_INDEX = {name: i for i, name in enumerate((*EXEC_FIELDS, "lease_owner", "lease_expires_at"))}
+
+
+#: what a step commit writes: everything but the id and the fencing token (only claims move it)
+COMMIT_FIELDS = tuple(f for f in EXEC_FIELDS[1:] if f != "fencing_token")
+
+
+INBOX_COLUMNS = (
+    "id, institution_id, conversation_id, message_id, contact_id, text, received_at,"
+    " execution_id, payload, applied_at"
+)
+
+
+OUTBOX_COLUMNS = (
+    "idempotency_key, execution_id, institution_id, conversation_id, contact_id, channel, text,"
+    " created_at, step_seq, payload, id, status, attempts, sent_at"
+)
+
+
+def json_or_none(value: Any) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def execution_params(ex: Execution) -> tuple[Any, ...]:
+    return (
+        ex.id,
+        ex.institution_id,
+        ex.conversation_id,
+        ex.contact_id,
+        ex.flow_id,
+        ex.flow_version,
+        ex.status.value,
+        ex.outcome.value if ex.outcome else None,
+        ex.current_node_id,
+        dumps(ex.variables),
+        dumps(ex.node_state),
+        ex.waiting_for,
+        ex.due_at,
+        ex.wake_at,
+        ex.attempts,
+        ex.step_seq,
+        ex.channel,
+        dumps(ex.start_variables),
+        ex.paused_from.value if ex.paused_from else None,
+        json_or_none(ex.error),
+        ex.created_at,
+        ex.updated_at,
+        ex.ended_at,
+        ex.turn_started_at,
+        dumps(ex.meta),
+        ex.fencing_token,
+        checksum(ex.state_payload()),
+    )
+
+
+def row_to_execution(row: Any) -> Execution:
+    c = Row(row)
+    try:
+        ex = Execution(
+            id=c["id"],
+            institution_id=c["institution_id"],
+            conversation_id=c["conversation_id"],
+            contact_id=c["contact_id"],
+            flow_id=c["flow_id"],
+            flow_version=c["flow_version"],
+            status=ExecutionStatus(c["status"]),
+            outcome=Outcome(c["outcome"]) if c["outcome"] else None,
+            current_node_id=c["current_node_id"],
+            variables=orjson.loads(c["variables"]),
+            node_state=orjson.loads(c["node_state"]),
+            waiting_for=c["waiting_for"],
+            due_at=c["due_at"],
+            wake_at=c["wake_at"],
+            attempts=c["attempts"],
+            step_seq=c["step_seq"],
+            channel=c["channel"],
+            start_variables=orjson.loads(c["start_variables"]),
+            paused_from=ExecutionStatus(c["paused_from"]) if c["paused_from"] else None,
+            error=loads_or_none(c["error"]),
+            created_at=c["created_at"],
+            updated_at=c["updated_at"],
+            ended_at=c["ended_at"],
+            turn_started_at=c["turn_started_at"],
+            meta=orjson.loads(c["meta"]),
+            fencing_token=c["fencing_token"],
+            lease_owner=c["lease_owner"],
+            lease_expires_at=c["lease_expires_at"],
+        )
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
+        raise CorruptedRecord(f"execution {c['id']} cannot be read: {exc}") from exc
+    for name in ("variables", "node_state", "meta", "start_variables"):
+        if not isinstance(getattr(ex, name), dict):
+            raise CorruptedRecord(f"execution {c['id']}: {name} is not an object")
+    if checksum(ex.state_payload()) != c["checksum"]:
+        raise CorruptedRecord(f"execution {c['id']}: checksum mismatch")
+    return ex
+
+
+class Row:
+    """Column access by name for an execution row (``EXEC_COLUMNS`` order)."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    def __getitem__(self, name: str) -> Any:
+        return self.row[COLUMN_INDEX[name]]
+
+
+def salvage(row: Any) -> Execution:
+    """What can be read of a corrupted row: identity, lease and start variables; the
+    engine restores the rest from the last valid checkpoint."""
+    c = Row(row)
+
+    def text(name: str, default: str = "?") -> str:
+        value = c[name]
+        return value if isinstance(value, str) else default
+
+    def number(name: str, default: float | None) -> Any:
+        value = c[name]
+        return value if isinstance(value, int | float) else default
+
+    try:
+        start = orjson.loads(c["start_variables"])
+    except (orjson.JSONDecodeError, TypeError):
+        start = {}
+    flow_version = number("flow_version", 1)
+    return Execution(
+        id=text("id"),
+        institution_id=text("institution_id"),
+        conversation_id=text("conversation_id"),
+        contact_id=text("contact_id"),
+        flow_id=text("flow_id"),
+        flow_version=int(flow_version),
+        status=stored_status(c["status"]) or ExecutionStatus.RUNNING,
+        current_node_id=None,
+        variables={},
+        created_at=number("created_at", 0.0),
+        updated_at=number("updated_at", 0.0),
+        step_seq=int(number("step_seq", 0)),
+        channel=text("channel", "default"),
+        start_variables=start if isinstance(start, dict) else {},
+        fencing_token=int(number("fencing_token", 0)),
+        lease_owner=c["lease_owner"],
+        lease_expires_at=number("lease_expires_at", None),
+    )
+
+
+def readable(row: Any) -> Execution | None:
+    try:
+        return row_to_execution(row)
+    except CorruptedRecord:
+        return None
+
+
+def row_to_inbound(row: Any) -> InboundMessage:
+    return InboundMessage(
+        id=row[0],
+        institution_id=row[1],
+        conversation_id=row[2],
+        message_id=row[3],
+        contact_id=row[4],
+        text=row[5],
+        received_at=row[6],
+        execution_id=row[7],
+        payload=loads_or_none(row[8]),
+        applied_at=row[9],
+    )
+
+
+def row_to_outbound(row: Any) -> OutboundMessage:
+    return OutboundMessage(
+        idempotency_key=row[0],
+        execution_id=row[1],
+        institution_id=row[2],
+        conversation_id=row[3],
+        contact_id=row[4],
+        channel=row[5],
+        text=row[6],
+        created_at=row[7],
+        step_seq=row[8],
+        payload=loads_or_none(row[9]),
+        id=row[10],
+        status=row[11],
+        attempts=row[12],
+        sent_at=row[13],
+    )
+
+
+def row_to_alert(row: Any) -> AlertState:
+    return AlertState(
+        rule=row[0],
+        instance=row[1],
+        status=AlertStatus(row[2]),
+        severity=row[3] or "warning",
+        value=row[4],
+        threshold=row[5] if row[5] is not None else float("nan"),
+        summary=row[6],
+        active_at=row[7],
+        fired_at=row[8],
+        resolved_at=row[9],
+        updated_at=row[10],
+    )
+
+
+def stored_status(raw: Any) -> ExecutionStatus | None:
+    """A stored status, or ``None`` when the row holds something unknown (corruption)."""
+    try:
+        return ExecutionStatus(raw)
+    except ValueError:
+        return None
+
+
+#: the execution id of the placeholder that keeps trail ids climbing after the newest
+#: lines were purged (see purge_logs): no execution has it
+TRAIL_MARK = ""
+
+
+API_KEY_COLUMNS = "key_id, institution_id, role, secret_hash, created_at, name, revoked_at"
+
+
+def row_to_api_key(row: Any) -> ApiKey:
+    return ApiKey(
+        key_id=row[0],
+        institution_id=row[1],
+        role=cast(Literal["viewer", "operator", "admin"], row[2]),
+        secret_hash=row[3],
+        created_at=row[4],
+        name=row[5],
+        revoked_at=row[6],
+    )
+
+
+def as_text(value: Any) -> str:
+    """A column read as text whatever a corrupted row holds there ('' for NULL)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def row_to_trail_event(row: Any) -> TrailEvent:
+    """One trail line for a live stream: whatever of it cannot be read is given as text
+    (or empty) rather than stopping the stream at this line."""
+    raw = row[7]
+    try:
+        context = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+    except orjson.JSONDecodeError:
+        context = None
+    if not isinstance(context, dict):
+        context = {"raw": as_text(raw)}
+    return TrailEvent(
+        id=int(row[0]),
+        record=LogRecord(
+            execution_id=as_text(row[1]),
+            level=as_text(row[2]),
+            message=as_text(row[3]),
+            at=float(row[4]) if isinstance(row[4], int | float) else 0.0,
+            node_id=None if row[5] is None else as_text(row[5]),
+            node_type=None if row[6] is None else as_text(row[6]),
+            context=context,
+        ),
+        institution_id=as_text(row[8]),
+        flow_id=as_text(row[9]),
+        status=as_text(row[10]),
+    )
