@@ -95,6 +95,12 @@ class StoreUnavailable(StoreError):
     code = "store_unavailable"
 
 
+class SchemaMismatch(StoreError):
+    """The store's schema is not the one this trilha was built for (``trilha migrate``)."""
+
+    code = "schema_mismatch"
+
+
 class StaleLease(StoreError):
     """The lease on the execution is no longer held by this worker."""
 

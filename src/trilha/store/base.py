@@ -11,7 +11,13 @@ The guarantees each backend must keep:
   transitions, outbox messages, applied inbox rows, handoffs and logs land
   together or not at all, and only while the caller's fencing token is the
   current one (else :class:`~trilha.errors.StaleLease`).
-* :meth:`Store.claim_due` never hands the same execution to two live leases.
+* :meth:`Store.claim_due` never hands the same execution to two live leases. A
+  lease is live until it expires, or until its owner stops its heartbeat
+  (:meth:`Store.heartbeat`): a killed worker's executions are taken over within
+  the heartbeat's grace, not the lease's length.
+* Trail ids become visible in increasing order: a reader of
+  :meth:`Store.trail_since` never sees id ``n + 1`` while ``n`` may still come
+  (live streams resume after the last id they sent).
 * The trail is a log sink: every stored log line's context and every transition
   reason are masked (:func:`trilha.observability.masking.masked_record`) on the
   way in, whoever wrote them.
@@ -21,7 +27,7 @@ The guarantees each backend must keep:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -98,6 +104,9 @@ class Claimed:
     #: why the stored row could not be read; ``execution`` then holds what could be
     #: salvaged (identity, lease) and the engine restores it from a checkpoint
     corruption: str | None = None
+    #: the owner of the lease this claim took over (expired, or its owner stopped
+    #: beating): a worker died or lost track of the execution mid-turn
+    taken_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +257,32 @@ class Store(Protocol):
     """Durable state of flows, executions and their trail."""
 
     async def open(self) -> None:
-        """Connect and apply pending migrations."""
+        """Connect, and check the schema: apply pending migrations when the backend
+        may (SQLite by default), else :class:`~trilha.errors.SchemaMismatch`."""
 
     async def close(self) -> None: ...
+
+    async def migrate(self) -> list[str]:
+        """Apply the pending migrations (``trilha migrate``); the names applied, oldest
+        first (empty when the schema is current). Safe to run from many processes."""
+
+    # liveness -------------------------------------------------------------------
+    async def heartbeat(self, owners: Sequence[str], *, now: float, alive_until: float) -> None:
+        """Record that the lease owners ``owners`` (a worker, its dispatcher) live until
+        ``alive_until``. Past it, their leases are free to claim though not expired;
+        ``alive_until <= now`` says they stopped."""
+
+    async def release_leases(
+        self, held: Sequence[tuple[str, int]], owner: str, *, now: float
+    ) -> int:
+        """Give up the leases ``owner`` still holds on these (execution id, fencing
+        token) pairs, so they can be claimed at once (the worker lost track of them
+        in a store outage); returns how many were released."""
+
+    def subscribe_wake(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (in the event loop) when another process makes work due
+        now: a reply stored, an execution started. Returns the unsubscribe. A backend
+        without notifications never calls it; workers poll in any case."""
 
     # flows ------------------------------------------------------------------
     async def publish_flow(self, flow_id: str, definition: dict[str, Any], at: float) -> int:

@@ -131,6 +131,7 @@ class SQLiteStore:
         synchronous: str = "FULL",
         busy_timeout_ms: int = 10_000,
         must_exist: bool = False,
+        auto_migrate: bool = True,
     ) -> None:
         mode = synchronous.upper()
         if mode not in _SYNC_MODES:
@@ -142,6 +143,9 @@ class SQLiteStore:
         self.busy_timeout_ms = busy_timeout_ms
         #: read-only commands refuse to create an empty store from a mistyped path
         self.must_exist = must_exist
+        #: the embedded default migrates at open (one file, its processes upgrade it
+        #: together); False makes an outdated file a SchemaMismatch, as on PostgreSQL
+        self.auto_migrate = auto_migrate
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -190,13 +194,17 @@ class SQLiteStore:
         # a row with bytes that are not UTF-8 must read back (and fail its checksum),
         # not stop every query that touches it
         conn.text_factory = lambda b: b.decode("utf-8", "replace")
-        with _mapped_errors():
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA cache_size = -16000")
-            self._migrate(conn)
+        try:
+            with _mapped_errors():
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA cache_size = -16000")
+                self._migrate(conn, may_migrate=self.auto_migrate, where=str(self.path))
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     def _disconnect(self, conn: sqlite3.Connection | None) -> None:
@@ -204,8 +212,16 @@ class SQLiteStore:
             conn.close()
         self._conn = None
 
+    async def migrate(self) -> list[str]:
+        """Apply the pending migrations (``trilha migrate``); their names, oldest first."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            return self._migrate(conn, may_migrate=True, where=str(self.path))
+
+        return await self._read(run)
+
     @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
+    def _migrate(conn: sqlite3.Connection, *, may_migrate: bool, where: str) -> list[str]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -213,9 +229,8 @@ class SQLiteStore:
                 " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            for migration in migrations.load("sqlite"):
-                if migration.version in done:
-                    continue
+            pending = migrations.plan("sqlite", done, may_migrate=may_migrate, where=where)
+            for migration in pending:
                 for statement in _split_sql(migration.sql):
                     conn.execute(statement)
                 conn.execute(
@@ -226,6 +241,7 @@ class SQLiteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        return [f"{m.version:04d}_{m.name}" for m in pending]
 
     # the writer thread -------------------------------------------------------------------
 
@@ -491,17 +507,14 @@ class SQLiteStore:
         execution_id: str | None = None,
     ) -> list[Claimed]:
         def run(conn: sqlite3.Connection) -> list[Claimed]:
-            sql = (
-                "SELECT id FROM executions WHERE wake_at <= ?"
-                " AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
-            )
-            params: tuple[Any, ...] = (now, now)
+            sql = f"SELECT id, lease_owner FROM executions WHERE wake_at <= ? AND {_LEASE_FREE}"
+            params: tuple[Any, ...] = (now, now, now)
             if execution_id is not None:
                 sql += " AND id = ?"
                 params += (execution_id,)
-            ids = [r[0] for r in conn.execute(sql + " ORDER BY wake_at LIMIT ?", (*params, limit))]
+            found = conn.execute(sql + " ORDER BY wake_at LIMIT ?", (*params, limit)).fetchall()
             claimed: list[Claimed] = []
-            for eid in ids:
+            for eid, previous in found:
                 row = conn.execute(
                     "UPDATE executions SET lease_owner = ?, lease_expires_at = ?,"
                     " fencing_token = fencing_token + 1 WHERE id = ?"
@@ -513,16 +526,53 @@ class SQLiteStore:
                 except CorruptedRecord as exc:
                     _quarantine(conn, eid, "execution", str(exc), row, now)
                     claimed.append(
-                        Claimed(salvage(row), _pending_inbound(conn, eid), corruption=str(exc))
+                        Claimed(
+                            salvage(row),
+                            _pending_inbound(conn, eid),
+                            corruption=str(exc),
+                            taken_from=previous,
+                        )
                     )
                     continue
                 inbound = None
                 if execution.status is ExecutionStatus.WAITING_INPUT:
                     inbound = _pending_inbound(conn, eid)
-                claimed.append(Claimed(execution, inbound))
+                claimed.append(Claimed(execution, inbound, taken_from=previous))
             return claimed
 
         return await self._write(run)
+
+    async def heartbeat(self, owners: Sequence[str], *, now: float, alive_until: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO workers (worker_id, alive_until, started_at, beat_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (worker_id) DO UPDATE"
+                " SET alive_until = excluded.alive_until, beat_at = excluded.beat_at",
+                [(owner, alive_until, now, now) for owner in owners],
+            )
+            # rows of owners gone for a day are of no use to any claim
+            conn.execute("DELETE FROM workers WHERE alive_until < ?", (now - 86_400,))
+
+        await self._write(run)
+
+    async def release_leases(
+        self, held: Sequence[tuple[str, int]], owner: str, *, now: float
+    ) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            released = 0
+            for execution_id, token in held:
+                released += conn.execute(
+                    "UPDATE executions SET lease_expires_at = ?"
+                    " WHERE id = ? AND lease_owner = ? AND fencing_token = ?",
+                    (now, execution_id, owner, token),
+                ).rowcount
+            return released
+
+        return await self._write(run) if held else 0
+
+    def subscribe_wake(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """SQLite has no notifications: workers of other processes poll the file."""
+        return lambda: None
 
     async def renew_lease(
         self, execution_id: str, worker_id: str, fencing_token: int, until: float
@@ -718,9 +768,8 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> QueueStats:
             where, params = ("", ()) if execution_id is None else (" AND id = ?", (execution_id,))
             due = conn.execute(
-                "SELECT COUNT(*) FROM executions WHERE wake_at <= ?"
-                " AND (lease_expires_at IS NULL OR lease_expires_at < ?)" + where,
-                (now, now, *params),
+                f"SELECT COUNT(*) FROM executions WHERE wake_at <= ? AND {_LEASE_FREE}" + where,
+                (now, now, now, *params),
             ).fetchone()[0]
             leased = conn.execute(
                 "SELECT COUNT(*) FROM executions WHERE lease_expires_at >= ?" + where,
@@ -888,7 +937,8 @@ class SQLiteStore:
             rows = conn.execute(
                 "UPDATE outbox SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
                 " SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ?"
-                " AND (o.lease_expires_at IS NULL OR o.lease_expires_at < ?)"
+                " AND (o.lease_expires_at IS NULL OR o.lease_expires_at < ?"
+                " OR o.lease_owner IN (SELECT worker_id FROM workers WHERE alive_until < ?))"
                 # keep each conversation in order: nothing overtakes an earlier message
                 # that waits for its retry or is out with another dispatcher
                 " AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending'"
@@ -897,7 +947,7 @@ class SQLiteStore:
                 " AND (e.next_attempt_at > ? OR e.lease_expires_at >= ?))"
                 " ORDER BY o.id LIMIT ?)"
                 f" RETURNING {OUTBOX_COLUMNS}",
-                (dispatcher_id, now + lease_seconds, now, now, now, now, limit),
+                (dispatcher_id, now + lease_seconds, now, now, now, now, now, limit),
             ).fetchall()
             return sorted((row_to_outbound(r) for r in rows), key=lambda m: m.id or 0)
 
@@ -1488,6 +1538,12 @@ def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+#: when an execution's lease can be claimed (two parameters, both "now"): none, expired,
+#: or held by an owner that stopped its heartbeat
+_LEASE_FREE = (
+    "(lease_expires_at IS NULL OR lease_expires_at < ?"
+    " OR lease_owner IN (SELECT worker_id FROM workers WHERE alive_until < ?))"
+)
 _INSERT_EXECUTION = (
     f"INSERT INTO executions ({', '.join(EXEC_FIELDS)})"
     f" VALUES ({', '.join('?' * len(EXEC_FIELDS))})"
