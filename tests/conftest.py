@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pgcluster import PgCluster  # tests/ is on sys.path (rootdir mode)
 from trilha.channels.memory import MemoryChannel
 from trilha.config import Config, LoggingConfig
 from trilha.core.execution import Execution
@@ -220,3 +221,19 @@ def process_log() -> Iterator[ProcessLog]:
         yield ProcessLog(stream)
     finally:
         reset_logging()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PgCluster]:
+    """A throwaway PostgreSQL server (fsync off, in /dev/shm when it has room) for the session.
+
+    Started only when a test first asks for it, so a run without PostgreSQL
+    tests never needs the server binaries; stopped and removed at session end.
+    Tests make their own databases on it (``create_database``), never use
+    ``postgres`` for data.
+    """
+    with PgCluster() as cluster:
+        yield cluster

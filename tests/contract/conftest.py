@@ -2,9 +2,14 @@
 
 Every test in this folder (except the ``test_sqlite_*`` modules) speaks only the
 :class:`~trilha.store.base.Store` protocol, so the same suite runs against each
-backend. A backend is a small factory class registered in :data:`BACKENDS` by
-name; adding PostgreSQL means writing ``PostgresBackend`` (a fresh database per
-test, cloned from a template) and registering it as ``"postgresql"``.
+backend: a small factory class registered in :data:`BACKENDS` by name.
+
+- ``"sqlite"``: a real SQLite file in the test's ``tmp_path``.
+- ``"postgresql"``: a fresh database per test on the session's throwaway server
+  (``postgres_cluster``, :mod:`pgcluster`), ``CREATE DATABASE t_<n> TEMPLATE
+  trilha_template``, dropped after the test; the template is created and
+  migrated once per session, so a test pays for a copy (tens of ms), not for
+  the migrations.
 
 :class:`Make` builds the records the engine would build (executions, step
 commits, checkpoints, transitions, outbound messages, logs, handoffs), so a
@@ -15,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from pgcluster import PgCluster, quote_ident, run_sync  # tests/ is on sys.path (rootdir mode)
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -32,6 +38,7 @@ from trilha.core.execution import (
 )
 from trilha.core.states import ExecutionStatus, Outcome
 from trilha.store.base import Claimed, InboundResult, StepCommit, Store
+from trilha.store.postgres import PostgresStore
 from trilha.store.sqlite import SQLiteStore
 
 S = ExecutionStatus
@@ -52,6 +59,12 @@ class Backend:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self._handles: list[Store] = []
+
+    @classmethod
+    def for_test(cls, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+        """Build the backend for one test; a server backend pulls its session fixtures here,
+        so only the runs that use it start a server."""
+        return cls(tmp_path)
 
     def _new(self) -> Store:
         raise NotImplementedError
@@ -94,16 +107,90 @@ class SQLiteBackend(Backend):
         return SQLiteStore(self.path)
 
 
-#: backend name -> factory; the ``store`` fixture is parametrised over these names
-BACKENDS: dict[str, Callable[[Path], Backend]] = {
+@dataclasses.dataclass
+class PostgresTemplate:
+    """The session's migrated template database, and the names of the tests' copies."""
+
+    cluster: PgCluster
+    name: str = "trilha_template"
+    _numbers: Iterator[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
+
+    def next_database(self) -> str:
+        """``t_1``, ``t_2``, ...: unique for the session (the server is the session's own)."""
+        return f"t_{next(self._numbers)}"
+
+
+class PostgresBackend(Backend):
+    """A fresh database per test, cloned from the migrated template and dropped after."""
+
+    name = "postgresql"
+
+    def __init__(self, tmp_path: Path, template: PostgresTemplate) -> None:
+        super().__init__(tmp_path)
+        self.template = template
+        self.cluster = template.cluster
+        self.database = template.next_database()
+
+    @classmethod
+    def for_test(cls, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+        return cls(tmp_path, request.getfixturevalue("postgres_template"))
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url(self.database)
+
+    def _new(self) -> Store:
+        return PostgresStore(self.url)
+
+    async def setup(self) -> None:
+        """Copy the template (it has no sessions: it refuses connections)."""
+        await self.cluster.create_database_async(self.database, template=self.template.name)
+
+    async def teardown(self) -> None:
+        """Close the handles, then drop the database, ending any session left (``FORCE``)."""
+        try:
+            await super().teardown()
+        finally:
+            await self.cluster.drop_database_async(self.database)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_cluster: PgCluster) -> PostgresTemplate:
+    """Create and migrate ``trilha_template`` once per session.
+
+    Synchronous (through :func:`pgcluster.run_sync`'s own thread and loop): it
+    is set up from inside the first PostgreSQL test's ``backend`` fixture, whose
+    loop is running. It then refuses connections, since ``CREATE DATABASE ...
+    TEMPLATE`` fails while the template has a session.
+    """
+    template = PostgresTemplate(postgres_cluster)
+
+    async def migrate() -> None:
+        store = PostgresStore(postgres_cluster.url(template.name), auto_migrate=False)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    postgres_cluster.create_database(template.name)
+    run_sync(migrate())
+    postgres_cluster.execute(
+        f"ALTER DATABASE {quote_ident(template.name)} WITH ALLOW_CONNECTIONS false"
+    )
+    return template
+
+
+#: backend name -> backend class; the ``store`` fixture is parametrised over these names
+BACKENDS: dict[str, type[Backend]] = {
     "sqlite": SQLiteBackend,
+    "postgresql": PostgresBackend,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """The parametrisation point: one backend per name in :data:`BACKENDS`."""
-    made = BACKENDS[request.param](tmp_path)
+    made = BACKENDS[request.param].for_test(request, tmp_path)
     await made.setup()
     try:
         yield made
