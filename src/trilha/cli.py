@@ -89,6 +89,29 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+# ---------------------------------------------------------------------------------- migrate
+
+
+@app.command()
+def migrate(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Apply the store's pending schema migrations (safe to run from many machines).
+
+    On PostgreSQL, `serve` and `worker` refuse a schema that is not current: run this
+    first, and again after upgrading trilha. The SQLite default migrates itself."""
+
+    async def main() -> tuple[str, list[str]]:
+        st = open_store(store, auto_migrate=False)
+        return repr(st), await st.migrate()
+
+    where, applied = _run(main())
+    if as_json:
+        out.print_json(data={"store": where, "applied": applied})
+    elif applied:
+        out.print(f"{where}: applied {', '.join(applied)}", markup=False)
+    else:
+        out.print(f"{where}: the schema is current, nothing to apply", markup=False)
+
+
 # ----------------------------------------------------------------------------------- schema
 
 

@@ -50,6 +50,9 @@ class EngineConfig(WireModel):
     lease_seconds: float = Field(default=30.0, gt=0.1, le=3_600, allow_inf_nan=False)
     batch_size: int = Field(default=64, ge=1, le=1_000)
     poll_interval_seconds: float = Field(default=0.2, gt=0, le=60)
+    #: how often a running worker tells the store it is alive; a worker silent for
+    #: three of these is taken for dead and its executions are claimed by others
+    heartbeat_seconds: float = Field(default=0.5, gt=0, le=60, allow_inf_nan=False)
     max_steps_per_turn: int = Field(default=1_000, ge=1, le=100_000)
 
 

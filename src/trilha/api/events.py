@@ -21,9 +21,10 @@ client's own pace (the same replay as a reconnection).
 
 This relies on one property of the store: trail ids become visible in
 increasing order (a reader never sees id ``n + 1`` committed while ``n`` is
-still to come). SQLite has one writer at a time, so it holds; a backend with
-concurrent writers must keep it (e.g. hand out trail ids at commit time), or
-a stream could step over a line committed late.
+still to come). SQLite has one writer at a time, so it holds; PostgreSQL, with
+concurrent writers, keeps it by reading only up to the newest id below which
+every transaction has ended (``PostgresStore.trail_since``). So a stream works
+the same whichever process, on whichever machine, ran the step.
 """
 
 from __future__ import annotations

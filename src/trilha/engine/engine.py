@@ -246,6 +246,16 @@ class Engine(Recovery):
         if self.metrics is not None and ex.wake_at is not None:
             self.metrics.waited(self.clock.now() - ex.wake_at)
         turn = _Turn(StepCommit(ex, self.worker_id, ex.fencing_token), claimed.inbound, None)
+        if claimed.taken_from is not None:
+            # a worker died (or lost the store) mid-turn: the turn runs again from the
+            # last commit, and the trail says by whom and from whom
+            self._log(
+                turn,
+                "WARN",
+                "execution.taken_over",
+                None,
+                {"previousOwner": claimed.taken_from, "workerId": self.worker_id},
+            )
         try:
             if claimed.corruption is not None:
                 await self._restore(ex, turn, claimed.corruption)

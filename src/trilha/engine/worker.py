@@ -6,7 +6,11 @@ keep it alive). ``run_forever`` polls, sleeping until the next wake time or
 the poll interval, whichever is sooner, and runs the sweeper every
 ``sweep_interval_seconds``, and evaluates the alert rules every
 ``[alerts] evaluation_interval_seconds`` (unless ``[alerts] enabled = false``);
-a failed evaluation is one ERROR line, never the end of the worker.
+a failed evaluation is one ERROR line, never the end of the worker. It beats
+a heartbeat every ``heartbeat_seconds`` (its leases hold while it does: a
+killed worker's executions are claimed by others three beats later) and wakes
+early when the store says another process made work due (PostgreSQL's
+LISTEN/NOTIFY; polling covers a missed one).
 
 When the store fails (unreachable, read-only, disk full) ``run_forever`` does
 not crash: it logs one CRITICAL line when the outage starts, backs off
@@ -28,8 +32,12 @@ from trilha.engine.sweeper import Sweeper
 from trilha.errors import StoreError, StoreUnavailable
 from trilha.observability.alerts import AlertEvaluator
 from trilha.observability.logging import get_logger
+from trilha.store.base import Claimed
 
 log = get_logger("trilha.worker")
+
+#: heartbeats a worker may miss before its leases are free for others to take
+HEARTBEAT_MISSES = 3
 
 
 class Worker:
@@ -92,19 +100,29 @@ class Worker:
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Keep up to ``batch_size`` executions in flight: a slow call holds only its own
         execution, and a finished one makes room for the next claim at once. On ``stop``
-        the steps in flight are let finish (nothing is cut mid-commit)."""
+        the steps in flight are let finish (nothing is cut mid-commit).
+
+        Meanwhile the worker beats its heartbeat (its leases hold while it does) and
+        listens for wake-ups from other processes (a reply stored by an API process).
+        A step cut by a store failure leaves its lease held: once the store answers,
+        the worker gives those leases up so the executions are claimed again at once."""
         clock = self.engine.clock
+        store = self.engine.store
         interval = self.engine.config.engine.poll_interval_seconds
         batch = self.engine.config.engine.batch_size
         backoff = interval
         next_sweep = clock.now()
-        inflight: set[asyncio.Task[None]] = set()
+        inflight: dict[asyncio.Task[None], Claimed] = {}
+        #: (execution id, fencing token) of steps a store failure cut short
+        orphaned: list[tuple[str, int]] = []
         settings = self.engine.config.alerts
         alerts = self.alerts
         own_alerts = alerts is None and settings.enabled
         if own_alerts:
-            alerts = AlertEvaluator(self.engine.store, self.engine.config, clock)
+            alerts = AlertEvaluator(store, self.engine.config, clock)
         next_alerts = clock.now()
+        heart = asyncio.create_task(self._beat(stop))
+        unsubscribe = store.subscribe_wake(self.wake)
         try:
             while not stop.is_set():
                 if (
@@ -118,6 +136,13 @@ class Worker:
                     await alerts.evaluate_logged()  # logs its failures, never raises
                     next_alerts = clock.now() + settings.evaluation_interval_seconds
                 try:
+                    finished = [t for t in inflight if t.done()]
+                    failure = _collect(finished, inflight, orphaned)
+                    if failure is not None:
+                        raise failure  # a store failure inside a step surfaces here
+                    if orphaned:
+                        await store.release_leases(orphaned, self.engine.worker_id, now=clock.now())
+                        orphaned.clear()
                     if clock.now() >= next_sweep:
                         await self.sweeper.sweep()
                         next_sweep = clock.now() + self.sweep_interval_seconds
@@ -127,14 +152,10 @@ class Worker:
                         else []
                     )
                     for claimed in claims:
-                        inflight.add(asyncio.create_task(self.engine.advance(claimed)))
+                        inflight[asyncio.create_task(self.engine.advance(claimed))] = claimed
                     delivered = await self.dispatcher.run_once() if self.dispatcher else 0
-                    finished = {t for t in inflight if t.done()}
-                    inflight -= finished
-                    for task in finished:
-                        task.result()  # a store failure inside a step surfaces here
                     worked = bool(claims or delivered or finished)
-                    stats = None if worked else await self.engine.store.queue_stats(clock.now())
+                    stats = None if worked else await store.queue_stats(clock.now())
                 except StoreError as exc:
                     self._store_failed(exc)
                     backoff = min(backoff * 2, self.max_backoff_seconds)
@@ -148,16 +169,44 @@ class Worker:
                 nap = interval
                 if stats.next_wake_at is not None:
                     nap = min(interval, max(0.0, stats.next_wake_at - clock.now()))
-                await _wait(stop, nap, inflight, self._nudge)
+                await _wait(stop, nap, set(inflight), self._nudge)
                 self._nudge.clear()
         finally:
+            unsubscribe()
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)
                 if self.dispatcher is not None:  # deliver what those last steps said
                     with contextlib.suppress(StoreError):
                         await self.dispatcher.run_once()
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+            with contextlib.suppress(StoreError):  # gone: its leases are free at once
+                now = clock.now()
+                await store.heartbeat(self.owners, now=now, alive_until=now)
             if own_alerts and alerts is not None:
                 await alerts.aclose()
+
+    @property
+    def owners(self) -> list[str]:
+        """The lease owners this worker's heartbeat speaks for: its engine and dispatcher."""
+        owners = [self.engine.worker_id]
+        if self.dispatcher is not None:
+            owners.append(self.dispatcher.dispatcher_id)
+        return owners
+
+    async def _beat(self, stop: asyncio.Event) -> None:
+        """Tell the store every ``heartbeat_seconds`` that this worker lives; three beats
+        missed and its leases are free. A failed beat is left to the main loop, which
+        reports the outage once."""
+        every = self.engine.config.engine.heartbeat_seconds
+        while not stop.is_set():
+            now = self.engine.clock.now()
+            with contextlib.suppress(StoreError):
+                await self.engine.store.heartbeat(
+                    self.owners, now=now, alive_until=now + HEARTBEAT_MISSES * every
+                )
+            await _wait(stop, every)
 
     def _store_failed(self, exc: StoreError) -> None:
         """One CRITICAL line per outage, not per retry; other store errors are ERROR lines."""
@@ -176,6 +225,26 @@ class Worker:
         down = self.engine.clock.now() - self.outage_since
         self.outage_since = None
         log.warning("store.available", workerId=self.engine.worker_id, downSeconds=round(down, 3))
+
+
+def _collect(
+    finished: list[asyncio.Task[None]],
+    inflight: dict[asyncio.Task[None], Claimed],
+    orphaned: list[tuple[str, int]],
+) -> StoreError | None:
+    """Take finished steps out of ``inflight``; a step a store failure cut short leaves
+    its (execution, token) in ``orphaned``. Returns the first such failure; any other
+    exception is a bug the engine did not catch, raised as is."""
+    failure: StoreError | None = None
+    for task in finished:
+        claimed = inflight.pop(task)
+        exc = task.exception()
+        if isinstance(exc, StoreError):
+            orphaned.append((claimed.execution.id, claimed.execution.fencing_token))
+            failure = failure or exc
+        elif exc is not None:
+            raise exc
+    return failure
 
 
 async def _wait(

@@ -17,10 +17,10 @@ PostgreSQL is the one coordination point; there is no clustering of our own.
   transactions commit them out of order: id 11 may be visible while 10 is still
   being written. A reader never hands out a line while a smaller id may still
   appear (live streams resume after the last id they sent): it reads the newest
-  id and the snapshot's ``xmax`` in one statement, waits until every transaction
-  that was running then has ended (``pg_snapshot_xmin`` reaches that ``xmax``),
-  and only then reads up to that id. A transaction has its xid before it takes a
-  trail id, since every log insert follows a write of its own transaction.
+  id, then which transactions are running (``pg_stat_activity.backend_xid``),
+  waits until those have ended, and only then reads up to that id. A
+  transaction has its xid before it takes a trail id, since every log insert
+  follows a write of its own transaction.
 * **Outages.** Connection failures, a server shutting down or restarting, and
   resource exhaustion are :class:`~trilha.errors.StoreUnavailable`; the pool
   reconnects on the next call, and the worker loop backs off until it answers.
@@ -204,6 +204,11 @@ def parse_url(url: str) -> tuple[str, dict[str, float]]:
     """The DSN for the driver and our own options (``pool_min``, ``pool_max``,
     ``command_timeout``) taken out of its query string."""
     parts = urlsplit(url)
+    if not url.startswith(f"{parts.scheme}://"):
+        raise ConfigError(
+            f"--store: a {parts.scheme} URL must look like"
+            " postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+        )
     ours: dict[str, float] = {}
     theirs = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -1618,22 +1623,23 @@ class PostgresStore:
     async def _trail_horizon(self, conn: Connection) -> int:
         """The newest trail id such that no smaller id can still appear.
 
-        Read in one statement: the newest visible id and the snapshot's ``xmax``.
-        Whoever holds a smaller id that is not visible took it before that id was
-        committed, so its transaction has an xid below ``xmax``; once the oldest
-        running xid (``pg_snapshot_xmin``) reaches ``xmax``, all of them ended, and
-        every id up to the newest one is committed or never will be."""
+        One statement reads the newest visible id, then the transactions running in
+        this database (their xids, from ``pg_stat_activity``). Whoever holds a smaller
+        id that is not visible took it before that newest line was committed, so it
+        is either committed by now or among those running; once they all ended, every
+        id up to the newest one is committed or never will be (rolled back)."""
         row = await conn.fetchrow(
             "SELECT COALESCE((SELECT max(id) FROM execution_logs), 0),"
-            " pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
-            " pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+            " ARRAY(SELECT backend_xid::text FROM pg_stat_activity"
+            " WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+            " AND datname = current_database())"
         )
         assert row is not None
-        top, xmin, xmax = int(row[0]), int(row[1]), int(row[2])
+        top, running = int(row[0]), list(row[1])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _TRAIL_WAIT_SECONDS
         pause = 0.0005
-        while xmin < xmax:
+        while running:
             if loop.time() > deadline:
                 log.warning(
                     "store.trail_wait_timeout",
@@ -1644,8 +1650,12 @@ class PostgresStore:
                 break
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.02)
-            xmin = int(
-                await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            running = list(
+                await conn.fetchval(
+                    "SELECT ARRAY(SELECT backend_xid::text FROM pg_stat_activity"
+                    " WHERE backend_xid::text = ANY($1::text[]))",
+                    running,
+                )
             )
         return top
 

@@ -213,12 +213,30 @@ class SQLiteStore:
         self._conn = None
 
     async def migrate(self) -> list[str]:
-        """Apply the pending migrations (``trilha migrate``); their names, oldest first."""
+        """Apply the pending migrations (``trilha migrate``); their names, oldest first.
+        Works on a store that is not open too, over a connection of its own."""
 
         def run(conn: sqlite3.Connection) -> list[str]:
             return self._migrate(conn, may_migrate=True, where=str(self.path))
 
-        return await self._read(run)
+        if self._thread is not None:
+            return await self._read(run)
+
+        def standalone() -> list[str]:
+            try:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000
+                )
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+            try:
+                with _mapped_errors():
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    return run(conn)
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(standalone)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection, *, may_migrate: bool, where: str) -> list[str]:
