@@ -1,6 +1,7 @@
-"""Durable steps per second: many short executions of pure nodes on SQLite.
+"""Durable steps per second: many short executions of pure nodes, on SQLite or PostgreSQL.
 
     python bench/steps.py [--executions 1000] [--nodes 10] [--workers 2] [--store-dir DIR]
+    python bench/steps.py --store postgresql://USER@HOST:PORT/DATABASE [--workers 8]
 
 Each execution runs ``--nodes`` nodes alternating ``set`` and ``message`` (one
 checkpoint row per node, the messages into the outbox, delivered to the
@@ -14,6 +15,12 @@ To see what the disk allows, the same run then measures plain ``sqlite3`` on
 a fresh file in the same folder with the same pragmas (WAL, synchronous=FULL):
 single-row commits per second, and rows per second when ten rows share a
 commit. Figures are printed, never asserted: this is a measurement, not a test.
+
+With ``--store postgresql://...`` the same run goes through the PostgreSQL
+store instead (the database is migrated if it is empty; the run's executions
+are told apart from earlier ones by their institution), each worker loop
+committing on its own pooled connection; the raw sqlite3 runs are skipped.
+For several worker *processes* on one PostgreSQL, see ``bench/machines.py``.
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ from trilha.engine.engine import Engine
 from trilha.observability.logging import configure as configure_logging
 from trilha.observability.metrics import Metrics
 from trilha.processors.registry import Processors
-from trilha.store.base import Claimed
+from trilha.store import open_store
+from trilha.store.base import Claimed, ExecutionFilter, Store
 from trilha.store.sqlite import SQLiteStore
 
 
@@ -78,7 +86,7 @@ class TimedEngine(Engine):
         self.turns.append(time.perf_counter() - started)
 
 
-async def work_until_idle(engine: Engine, store: SQLiteStore) -> None:
+async def work_until_idle(engine: Engine, store: Store) -> None:
     """One worker loop: claim and advance until nothing is due or leased."""
     while True:
         if await engine.run_once():
@@ -90,7 +98,7 @@ async def work_until_idle(engine: Engine, store: SQLiteStore) -> None:
 
 
 async def deliver_until_drained(
-    dispatcher: Dispatcher, store: SQLiteStore, workers_done: asyncio.Event
+    dispatcher: Dispatcher, store: Store, workers_done: asyncio.Event
 ) -> None:
     """The outbox loop: deliver until the workers are done and nothing is pending."""
     while True:
@@ -104,8 +112,12 @@ async def deliver_until_drained(
 
 
 async def run_engine(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    store = SQLiteStore(folder / "bench-steps.db")  # synchronous=FULL is the default
+    if args.store:
+        store: Store = open_store(args.store, auto_migrate=True)
+    else:
+        store = SQLiteStore(folder / "bench-steps.db")  # synchronous=FULL is the default
     await store.open()
+    institution = f"bench-{os.getpid()}-{int(time.time())}"
     processors = Processors.from_entry_points()
     config = Config(
         engine=EngineConfig(batch_size=args.batch_size),
@@ -142,7 +154,7 @@ async def run_engine(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 *(
                     engines[0].start(
                         flow.id,
-                        institution_id="bench",
+                        institution_id=institution,
                         conversation_id=f"conv-{first + i}",
                         contact_id=f"c{first + i}",
                         variables={"contact": f"c{first + i}"},
@@ -160,17 +172,15 @@ async def run_engine(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         workers_done.set()
         await delivery
         drained_seconds = time.perf_counter() - started
+        done = (await store.count_by_status(institution)).get("completed", 0)
+        ran = await store.list_executions(
+            limit=args.executions, where=ExecutionFilter(institution_id=institution)
+        )
+        lifetimes = [ex.ended_at - ex.created_at for ex in ran if ex.ended_at is not None]
+        steps = sum(ex.step_seq for ex in ran)  # one checkpoint row per node run
     finally:
         await processors.aclose()
         await store.close()
-
-    with sqlite3.connect(folder / "bench-steps.db") as conn:
-        steps = conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
-        done = conn.execute(
-            "SELECT COUNT(*) FROM executions WHERE status = 'completed'"
-        ).fetchone()[0]
-        lifetimes = [r[0] for r in conn.execute("SELECT ended_at - created_at FROM executions")]
-    conn.close()
     return {
         "start_seconds": start_seconds,
         "run_seconds": run_seconds,
@@ -247,6 +257,11 @@ def main() -> None:
         help="record Prometheus metrics as `trilha worker` does (off: no registry at all)",
     )
     add_store_dir(parser)
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="run on this store instead of a fresh SQLite file (postgresql://...)",
+    )
     args = parser.parse_args()
     args.log_level = args.log_level.replace("NONE", "none")
 
@@ -257,14 +272,21 @@ def main() -> None:
             f"{args.executions:,} executions x {args.nodes} set/message nodes,"
             f" {args.workers} worker loop(s), batch {args.batch_size}"
         )
-        print(f"store: {folder} on {filesystem_of(folder)}, synchronous=FULL, WAL")
+        if args.store:
+            print(f"store: {open_store(args.store)!r}")
+        else:
+            print(f"store: {folder} on {filesystem_of(folder)}, synchronous=FULL, WAL")
         print(
             f"process log: {args.log_level}, stored trail from {args.store_level},"
             f" metrics {'on' if args.metrics else 'off'}"
         )
         result = asyncio.run(run_engine(args, folder))
-        single = raw_sqlite(folder / "raw-1.db", 1, args.raw_seconds)
-        grouped = raw_sqlite(folder / "raw-10.db", 10, args.raw_seconds)
+        raw = None
+        if not args.store:
+            raw = (
+                raw_sqlite(folder / "raw-1.db", 1, args.raw_seconds),
+                raw_sqlite(folder / "raw-10.db", 10, args.raw_seconds),
+            )
     finally:
         drop_store_folder(folder, args.store_dir)
 
@@ -272,7 +294,8 @@ def main() -> None:
     turns_ms = [t * 1000 for t in result["turns"]]
     life_ms = [t * 1000 for t in result["lifetimes"]]
     print_table(
-        "trilha (Engine + Worker loops + Dispatcher + SQLiteStore)",
+        "trilha (Engine + Worker loops + Dispatcher + "
+        + ("PostgresStore)" if args.store else "SQLiteStore)"),
         [
             ("executions completed", f"{result['completed']:,} / {args.executions:,}"),
             ("durable steps (checkpoint rows)", fmt(steps)),
@@ -298,8 +321,10 @@ def main() -> None:
         "\nshare one group-committed transaction); created -> ended includes the time spent"
         "\nqueued behind the burst of starts."
     )
-    s_commits, _, s_elapsed = single
-    g_commits, g_rows, g_elapsed = grouped
+    if raw is None:
+        print(f"\nwall time {time.perf_counter() - wall:.1f} s")
+        return
+    (s_commits, _, s_elapsed), (g_commits, g_rows, g_elapsed) = raw
     print_table(
         "raw limit: plain sqlite3, same folder, WAL + synchronous=FULL",
         [

@@ -150,9 +150,11 @@ def start_api(
     *args: str,
     config: str = '[channel]\nkind = "memory"\n',
     env: dict[str, str] | None = None,
+    store: str | None = None,
 ) -> Api:
-    """``trilha serve`` with its own store and config in ``tmp_path``, ready to answer."""
-    store = f"sqlite:///{tmp_path / 'api.db'}"
+    """``trilha serve`` with its own store (a SQLite file in ``tmp_path`` unless ``store``
+    names one) and config in ``tmp_path``, ready to answer."""
+    store = store or f"sqlite:///{tmp_path / 'api.db'}"
     (tmp_path / "trilha.toml").write_text(config, encoding="utf-8")
     keys = {}
     for name, institution, role in (

@@ -42,7 +42,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from trilha.core.states import ExecutionStatus
-from trilha.errors import CorruptedRecord, ExecutionNotFound, TrilhaError
+from trilha.errors import CorruptedRecord, ExecutionNotFound, StoreUnavailable, TrilhaError
 from trilha.observability.logging import get_logger
 from trilha.observability.trail import Identity, wire
 from trilha.store.base import Store, TrailEvent
@@ -256,7 +256,8 @@ class EventHub:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._identities: OrderedDict[str, Identity] = OrderedDict()
-        self._outage = False
+        #: when the current store outage began (monotonic), None while the store answers
+        self._outage_since: float | None = None
 
     # lifecycle --------------------------------------------------------------------
 
@@ -486,14 +487,22 @@ class EventHub:
                     newest = await _uncancelled(self.store.last_trail_id())
                     if not self.subscribers:  # nobody subscribed while this was read
                         self.position = max(self.position, newest)
-                if self._outage:
-                    self._outage = False
-                    log.info("events.store_reachable")
+                if self._outage_since is not None:
+                    down = time.monotonic() - self._outage_since
+                    self._outage_since = None
+                    log.warning("store.available", component="events", downSeconds=round(down, 3))
                 backoff = self.poll_seconds
             except TrilhaError as exc:
-                if not self._outage:
-                    self._outage = True
-                    log.warning("events.store_unreachable", error=exc)
+                if self._outage_since is None:
+                    # one line per outage, as the workers say it: an API process with no
+                    # worker of its own still tells the operator its store is gone
+                    self._outage_since = time.monotonic()
+                    if isinstance(exc, StoreUnavailable):
+                        log.critical(
+                            "store.unavailable", component="events", error=str(exc), code=exc.code
+                        )
+                    else:
+                        log.error("events.store_error", error=str(exc), code=exc.code)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 await self._sleep(backoff)
                 continue
