@@ -4,6 +4,7 @@ back-pressure, against a real server process over HTTP."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -232,6 +233,35 @@ def test_every_post_is_idempotent_with_a_key(api: Api) -> None:
         transcript = acme.get(f"/v1/executions/{eid}/transcript").json()["transcript"]
         assert [t["text"] for t in transcript if t["from"] == "contact"] == ["Maria Silva"]
         problem(acme.post("/v1/executions", json=body, headers={"Idempotency-Key": "a b"}), 422)
+
+
+def test_a_keyed_start_whose_answer_was_not_kept_is_found_again(api: Api) -> None:
+    """The answer to a keyed start is kept after the start commits; when the store fails
+    in between (here: the kept answers deleted, as if their write had failed), a retry
+    with the same key gets its own execution back: not 409 (its own execution keeps the
+    conversation busy), and with ``replace`` it does not cancel its own execution."""
+    with api.client() as acme:
+        for conversation, replace in (("conv-lost", False), ("conv-lost-r", True)):
+            key = {"Idempotency-Key": f"lost-answer-{conversation}"}
+            body = start_body(conversation, replace=replace)
+            first = acme.post("/v1/executions", json=body, headers=key)
+            assert first.status_code == 201
+            eid = first.json()["executionId"]
+            with sqlite3.connect(api.store.removeprefix("sqlite:///")) as conn:
+                conn.execute("DELETE FROM idempotency")
+            retried = acme.post("/v1/executions", json=body, headers=key)
+            assert retried.status_code == 201, retried.text
+            assert retried.json()["executionId"] == eid
+            assert acme.get(f"/v1/executions/{eid}").json()["status"] != "cancelled"
+            listed = acme.get("/v1/executions", params={"conversationId": conversation})
+            assert [e["executionId"] for e in listed.json()["executions"]] == [eid]
+            # another key is another request: busy, as before
+            other = acme.post(
+                "/v1/executions", json=start_body(conversation), headers={"Idempotency-Key": "x"}
+            )
+            assert problem(other, 409)["executionId"] == eid
+            with sqlite3.connect(api.store.removeprefix("sqlite:///")) as conn:
+                conn.execute("DELETE FROM idempotency")
 
 
 def test_a_busy_conversation_is_409_unless_replaced(api: Api) -> None:

@@ -73,24 +73,6 @@ async def test_a_claim_of_a_free_execution_names_no_previous_owner(
     assert again.taken_from is None  # the commit released it
 
 
-async def test_release_leases_frees_only_what_the_owner_still_holds(
-    store: Store, make: Make
-) -> None:
-    a, b, c = [await make.create(store) for _ in range(3)]
-    ca = await make.claim(store, a, worker="w1")
-    cb = await make.claim(store, b, worker="w1")
-    cc = await make.claim(store, c, worker="w9")
-    held = [
-        (a.id, ca.execution.fencing_token),
-        (b.id, cb.execution.fencing_token - 1),  # an older token: not ours any more
-        (c.id, cc.execution.fencing_token),  # another owner's
-    ]
-    assert await store.release_leases(held, "w1", now=T0 + 1) == 1
-    assert await store.release_leases([], "w1", now=T0 + 1) == 0
-    free = await store.claim_due("w2", now=T0 + 1.5, lease_seconds=LEASE, limit=10)
-    assert [(x.execution.id, x.taken_from) for x in free] == [(a.id, "w1")]
-
-
 async def test_the_outbox_of_a_dispatcher_that_stopped_beating_is_taken_over(
     store: Store, make: Make
 ) -> None:

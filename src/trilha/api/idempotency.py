@@ -118,6 +118,18 @@ def _scope(request: Request, principal: Principal) -> str:
     return f"{principal.institution_id} {request.method} {template}"
 
 
+def request_key(
+    request: Request, principal: Principal, key: str | None, body: BaseModel | None
+) -> str | None:
+    """A digest naming one keyed request (tenant, route, key and body), for a route to
+    write with its effect: when the answer could not be kept (the store failed after
+    the effect), a retry can still recognise the effect as its own."""
+    if key is None:
+        return None
+    text = f"{_scope(request, principal)}\n{key}\n{fingerprint(request, body)}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _remembered(response: JSONResponse) -> bool:
     """Whether an answer is the route's decision rather than a passing condition (an
     answer that says when to retry is the latter: a 409 of an execution that kept

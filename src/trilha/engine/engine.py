@@ -36,7 +36,7 @@ from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery
-from trilha.engine.turn import _Turn, describe_error, new_id, set_path
+from trilha.engine.turn import _Turn, describe_error, new_id, new_worker_id, set_path
 from trilha.errors import (
     CorruptedRecord,
     FlowNotFound,
@@ -67,6 +67,7 @@ __all__ = [
     "_Turn",
     "describe_error",
     "new_id",
+    "new_worker_id",
     "set_path",
 ]
 
@@ -108,7 +109,7 @@ class Engine(Recovery):
         self.processors = processors or Processors.from_entry_points()
         self.config = config or Config()
         self.clock = clock or SystemClock()
-        self.worker_id = worker_id or f"worker-{new_id()[:12]}"
+        self.worker_id = worker_id or new_worker_id()
         #: jitter for retry backoff; injected so a test can replay a schedule
         self.rng = rng or random.Random()
         self._flows: dict[tuple[str, int], Flow] = {}
@@ -155,8 +156,13 @@ class Engine(Recovery):
         channel: str = "default",
         replace: bool = False,
         actor: str = "api",
+        start_key: str | None = None,
     ) -> Execution:
-        """Create an execution, ready to be claimed now."""
+        """Create an execution, ready to be claimed now.
+
+        ``start_key`` names the request that started it (kept in its ``meta``): a
+        retry of that request whose first answer was lost finds this execution
+        instead of a busy conversation (see ``POST /v1/executions``)."""
         flow = await self.flow(flow_id, version)
         now = self.clock.now()
         start_vars = dict(variables or {})
@@ -176,6 +182,7 @@ class Engine(Recovery):
             channel=channel,
             start_variables=start_vars,
             turn_started_at=now,
+            meta={} if start_key is None else {"startKey": start_key},
         )
         transition = Transition(execution.id, None, S.RUNNING, "started", now, actor, flow.start)
         log = LogRecord(

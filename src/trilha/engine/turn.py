@@ -21,6 +21,11 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_worker_id() -> str:
+    """A lease owner's name: one per worker, and a new one after a store outage."""
+    return f"worker-{new_id()[:12]}"
+
+
 def set_path(variables: dict[str, Any], path: str, value: Any) -> None:
     """Assign ``a.b.c`` inside nested objects, replacing non-objects on the way."""
     head, *rest = path.split(".")

@@ -27,12 +27,11 @@ import contextlib
 import random
 
 from trilha.engine.dispatcher import Dispatcher
-from trilha.engine.engine import Engine
+from trilha.engine.engine import Engine, new_worker_id
 from trilha.engine.sweeper import Sweeper
 from trilha.errors import StoreError, StoreUnavailable
 from trilha.observability.alerts import AlertEvaluator
 from trilha.observability.logging import get_logger
-from trilha.store.base import Claimed
 
 log = get_logger("trilha.worker")
 
@@ -64,6 +63,8 @@ class Worker:
         #: (and close it when it stops)
         self.alerts = alerts
         self._nudge = asyncio.Event()
+        #: a store outage happened: take a new lease identity at the next round
+        self._renew_identity = False
         #: when the current store outage began (clock time), ``None`` while the store answers
         self.outage_since: float | None = None
 
@@ -104,23 +105,26 @@ class Worker:
 
         Meanwhile the worker beats its heartbeat (its leases hold while it does) and
         listens for wake-ups from other processes (a reply stored by an API process).
-        A step cut by a store failure leaves its lease held: once the store answers,
-        the worker gives those leases up so the executions are claimed again at once."""
+        After a store outage it cannot know what it still holds: a step cut short, a
+        claim or a delivery whose answer was lost. So it takes a new lease identity
+        and declares the old one stopped: every lease held under it is free at once,
+        and the executions and messages are claimed again (by it or another worker)
+        instead of waiting out their leases."""
         clock = self.engine.clock
         store = self.engine.store
         interval = self.engine.config.engine.poll_interval_seconds
         batch = self.engine.config.engine.batch_size
         backoff = interval
         next_sweep = clock.now()
-        inflight: dict[asyncio.Task[None], Claimed] = {}
-        #: (execution id, fencing token) of steps a store failure cut short
-        orphaned: list[tuple[str, int]] = []
+        inflight: set[asyncio.Task[None]] = set()
         settings = self.engine.config.alerts
         alerts = self.alerts
         own_alerts = alerts is None and settings.enabled
         if own_alerts:
             alerts = AlertEvaluator(store, self.engine.config, clock)
         next_alerts = clock.now()
+        with contextlib.suppress(StoreError):  # before any claim: its leases have an owner
+            await self._beat_once()
         heart = asyncio.create_task(self._beat(stop))
         unsubscribe = store.subscribe_wake(self.wake)
         try:
@@ -136,13 +140,13 @@ class Worker:
                     await alerts.evaluate_logged()  # logs its failures, never raises
                     next_alerts = clock.now() + settings.evaluation_interval_seconds
                 try:
-                    finished = [t for t in inflight if t.done()]
-                    failure = _collect(finished, inflight, orphaned)
+                    finished = {t for t in inflight if t.done()}
+                    inflight -= finished
+                    failure = _first_failure(finished)
                     if failure is not None:
                         raise failure  # a store failure inside a step surfaces here
-                    if orphaned:
-                        await store.release_leases(orphaned, self.engine.worker_id, now=clock.now())
-                        orphaned.clear()
+                    if self._renew_identity:
+                        await self._renew()
                     if clock.now() >= next_sweep:
                         await self.sweeper.sweep()
                         next_sweep = clock.now() + self.sweep_interval_seconds
@@ -152,7 +156,7 @@ class Worker:
                         else []
                     )
                     for claimed in claims:
-                        inflight[asyncio.create_task(self.engine.advance(claimed))] = claimed
+                        inflight.add(asyncio.create_task(self.engine.advance(claimed)))
                     delivered = await self.dispatcher.run_once() if self.dispatcher else 0
                     worked = bool(claims or delivered or finished)
                     stats = None if worked else await store.queue_stats(clock.now())
@@ -169,7 +173,7 @@ class Worker:
                 nap = interval
                 if stats.next_wake_at is not None:
                     nap = min(interval, max(0.0, stats.next_wake_at - clock.now()))
-                await _wait(stop, nap, set(inflight), self._nudge)
+                await _wait(stop, nap, inflight, self._nudge)
                 self._nudge.clear()
         finally:
             unsubscribe()
@@ -199,17 +203,38 @@ class Worker:
         """Tell the store every ``heartbeat_seconds`` that this worker lives; three beats
         missed and its leases are free. A failed beat is left to the main loop, which
         reports the outage once."""
-        every = self.engine.config.engine.heartbeat_seconds
         while not stop.is_set():
-            now = self.engine.clock.now()
             with contextlib.suppress(StoreError):
-                await self.engine.store.heartbeat(
-                    self.owners, now=now, alive_until=now + HEARTBEAT_MISSES * every
-                )
-            await _wait(stop, every)
+                await self._beat_once()
+            await _wait(stop, self.engine.config.engine.heartbeat_seconds)
+
+    async def _beat_once(self) -> None:
+        now = self.engine.clock.now()
+        grace = HEARTBEAT_MISSES * self.engine.config.engine.heartbeat_seconds
+        await self.engine.store.heartbeat(self.owners, now=now, alive_until=now + grace)
+
+    async def _renew(self) -> None:
+        """Lease under a new identity and declare the old one stopped (see
+        :meth:`run_forever`); a step still running under the old one then fails its
+        commit (stale token) if another worker took the execution meanwhile."""
+        old = self.owners
+        now = self.engine.clock.now()
+        # the old identity is declared stopped before it is left (a row saying so must
+        # exist: an owner never heard of is judged by its leases' expiry alone)
+        await self.engine.store.heartbeat(old, now=now, alive_until=now)
+        fresh = new_worker_id()
+        self.engine.worker_id = fresh
+        if self.dispatcher is not None:
+            self.dispatcher.dispatcher_id = f"dispatch-{fresh}"
+        self._renew_identity = False
+        log.info("worker.identity_renewed", previous=old[0], workerId=fresh)
+        await self._beat_once()
 
     def _store_failed(self, exc: StoreError) -> None:
-        """One CRITICAL line per outage, not per retry; other store errors are ERROR lines."""
+        """One CRITICAL line per outage, not per retry; other store errors are ERROR lines.
+        Whatever failed may have left a lease held (a step, a claim, a delivery): every
+        failure, not only an outage's first, renews the identity at the next round."""
+        self._renew_identity = True
         context = {"workerId": self.engine.worker_id, "error": str(exc), "code": exc.code}
         if self.outage_since is not None:
             return
@@ -227,20 +252,14 @@ class Worker:
         log.warning("store.available", workerId=self.engine.worker_id, downSeconds=round(down, 3))
 
 
-def _collect(
-    finished: list[asyncio.Task[None]],
-    inflight: dict[asyncio.Task[None], Claimed],
-    orphaned: list[tuple[str, int]],
-) -> StoreError | None:
-    """Take finished steps out of ``inflight``; a step a store failure cut short leaves
-    its (execution, token) in ``orphaned``. Returns the first such failure; any other
-    exception is a bug the engine did not catch, raised as is."""
+def _first_failure(finished: set[asyncio.Task[None]]) -> StoreError | None:
+    """The store failure a finished step met, if any (each task's exception is read, so
+    none is left unretrieved); any other exception is a bug the engine did not catch,
+    raised as is."""
     failure: StoreError | None = None
     for task in finished:
-        claimed = inflight.pop(task)
         exc = task.exception()
         if isinstance(exc, StoreError):
-            orphaned.append((claimed.execution.id, claimed.execution.fencing_token))
             failure = failure or exc
         elif exc is not None:
             raise exc

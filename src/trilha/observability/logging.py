@@ -22,7 +22,7 @@ line's institution (``[logging.institutions]``) or the global one. Everything is
 masked on the way out (:mod:`trilha.observability.masking`). Lines go to stdout
 (JSON, or one readable line each when a terminal is attached) and optionally to
 a size-rotated file of JSON lines; stdlib records under the ``trilha`` logger
-take the same road.
+(and the PostgreSQL driver's warnings, :data:`LIBRARIES`) take the same road.
 
 Until :func:`configure` runs (a library embedding the engine, the tests),
 :func:`echo_trail` does nothing and structlog keeps its own defaults.
@@ -264,6 +264,12 @@ class _Named:
     msg = debug = info = warning = warn = error = critical = exception = fatal = write
 
 
+#: libraries whose stdlib records join the process log, from this level up: the
+#: PostgreSQL driver's pool reports reconnection trouble there, which must not reach
+#: stderr as a bare traceback beside the JSON lines
+LIBRARIES = {"asyncpg": logging.WARNING}
+
+
 class _Bridge(logging.Handler):
     """Plain stdlib records under the ``trilha`` logger (a plugin's, a library's): shaped
     like ours and written to the same sinks."""
@@ -309,6 +315,11 @@ def configure(config: LoggingConfig | None = None, *, stream: TextIO | None = No
     root.addHandler(_Bridge(sinks))
     root.setLevel(lowest)  # OFF: 100, above CRITICAL
     root.propagate = False
+    for name, floor in LIBRARIES.items():
+        library = logging.getLogger(name)
+        library.addHandler(_Bridge(sinks))
+        library.setLevel(max(lowest, floor))
+        library.propagate = False
     structlog.configure(
         processors=[_by_institution, _shape, _finish],
         logger_factory=lambda *args: _Named(sinks, args[0] if args else None),
@@ -327,19 +338,21 @@ def reset() -> None:
     global _levels, _trail
     _levels = None
     _detach()
-    root = logging.getLogger("trilha")
-    root.setLevel(logging.NOTSET)
-    root.propagate = True
+    for name in ("trilha", *LIBRARIES):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
     structlog.reset_defaults()
     _trail = structlog.get_logger("trilha.trail")
 
 
 def _detach() -> None:
     global _sinks
-    root = logging.getLogger("trilha")
-    for old in list(root.handlers):
-        if isinstance(old, _Bridge):
-            root.removeHandler(old)
+    for name in ("trilha", *LIBRARIES):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            if isinstance(old, _Bridge):
+                logger.removeHandler(old)
     if _sinks is not None:
         _sinks.close()
         _sinks = None

@@ -272,13 +272,6 @@ class Store(Protocol):
         ``alive_until``. Past it, their leases are free to claim though not expired;
         ``alive_until <= now`` says they stopped."""
 
-    async def release_leases(
-        self, held: Sequence[tuple[str, int]], owner: str, *, now: float
-    ) -> int:
-        """Give up the leases ``owner`` still holds on these (execution id, fencing
-        token) pairs, so they can be claimed at once (the worker lost track of them
-        in a store outage); returns how many were released."""
-
     def subscribe_wake(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` (in the event loop) when another process makes work due
         now: a reply stored, an execution started. Returns the unsubscribe. A backend

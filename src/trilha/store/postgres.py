@@ -136,6 +136,13 @@ _ATTEMPTS = 4
 #: how long a trail reader waits for the transactions in flight to end before it
 #: reads anyway (a write transaction held open this long is a fault of its own)
 _TRAIL_WAIT_SECONDS = 5.0
+#: every pooled session's settings. trilha never leaves a transaction idle: one that is
+#: (its process frozen or cut off mid-transaction) is ended by the server, so its row
+#: locks stop blocking deliveries and its xid stops holding the trail's readers back
+_SESSION_SETTINGS = {
+    "application_name": "trilha",
+    "idle_in_transaction_session_timeout": "10s",
+}
 #: URL query parameters that are ours, not libpq's
 _OPTIONS = {"pool_min", "pool_max", "command_timeout"}
 
@@ -277,7 +284,7 @@ class PostgresStore:
                 min_size=self.pool_min,
                 max_size=self.pool_max,
                 command_timeout=self.command_timeout,
-                server_settings={"application_name": "trilha"},
+                server_settings=_SESSION_SETTINGS,
             )
         except Exception as exc:
             raise _unavailable(exc, f"cannot open {self.where}") from exc
@@ -415,29 +422,6 @@ class PostgresStore:
             )
 
         await self._run(run, transaction=False)
-
-    async def release_leases(
-        self, held: Sequence[tuple[str, int]], owner: str, *, now: float
-    ) -> int:
-        if not held:
-            return 0
-
-        async def run(conn: Connection) -> int:
-            status = await conn.execute(
-                "UPDATE executions e SET lease_expires_at = $1"
-                " FROM unnest($2::text[], $3::bigint[]) AS h(id, token)"
-                " WHERE e.id = h.id AND e.fencing_token = h.token AND e.lease_owner = $4",
-                now,
-                [h[0] for h in held],
-                [h[1] for h in held],
-                owner,
-            )
-            released = _count(status)
-            if released:
-                await _notify(conn)
-            return released
-
-        return await self._write(run)
 
     def subscribe_wake(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._wake_callbacks.append(callback)
@@ -1105,8 +1089,11 @@ class PostgresStore:
         async def run(conn: Connection) -> list[OutboundMessage]:
             # one claim at a time: the rule that nothing overtakes an earlier message of
             # its conversation reads the other claims' leases, which a concurrent claim
-            # would not see yet
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _OUTBOX_LOCK)
+            # would not see yet. A claim under way elsewhere makes this one a no-op (the
+            # dispatcher comes back next round) rather than a wait: a dispatcher frozen
+            # inside its claim must not stall every other one
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _OUTBOX_LOCK):
+                return []
             rows = await conn.fetch(
                 "UPDATE outbox SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ("
                 " SELECT o.id FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= $3"

@@ -573,21 +573,6 @@ class SQLiteStore:
 
         await self._write(run)
 
-    async def release_leases(
-        self, held: Sequence[tuple[str, int]], owner: str, *, now: float
-    ) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            released = 0
-            for execution_id, token in held:
-                released += conn.execute(
-                    "UPDATE executions SET lease_expires_at = ?"
-                    " WHERE id = ? AND lease_owner = ? AND fencing_token = ?",
-                    (now, execution_id, owner, token),
-                ).rowcount
-            return released
-
-        return await self._write(run) if held else 0
-
     def subscribe_wake(self, callback: Callable[[], None]) -> Callable[[], None]:
         """SQLite has no notifications: workers of other processes poll the file."""
         return lambda: None

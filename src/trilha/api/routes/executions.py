@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Viewer, Writer
-from trilha.api.idempotency import IdempotencyKey, idempotent
+from trilha.api.idempotency import IdempotencyKey, idempotent, request_key
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
 from trilha.api.wire import JsonObject
@@ -425,9 +425,13 @@ async def start_execution(
     state = state_of(request.app)
     store = state.runtime.store
     institution = institution_for(principal, body.institution_id)
+    start_key = request_key(request, principal, idempotency_key, body)
 
     async def run() -> JSONResponse:
         await refuse_when_overloaded(request)
+        started = await _started_by(store, institution, body.conversation_id, start_key)
+        if started is not None:  # this very request started it; its answer was lost
+            return await execution_answer(request, principal, started, 201)
         flow = await resolve(store, institution, body.flow_id, body.flow_version)
         if flow is None:
             version = f" version {body.flow_version}" if body.flow_version else ""
@@ -442,6 +446,7 @@ async def start_execution(
                 variables=body.variables,
                 replace=body.replace,
                 actor=actor_of(principal),
+                start_key=start_key,
             )
         except ConversationBusy as exc:
             raise await _busy(store, exc) from None
@@ -449,6 +454,24 @@ async def start_execution(
         return await execution_answer(request, principal, ex, 201)
 
     return await idempotent(request, principal, idempotency_key, body, run)
+
+
+async def _started_by(
+    store: Store, institution: str, conversation: str, start_key: str | None
+) -> Execution | None:
+    """The conversation's latest execution if the keyed request ``start_key`` started it.
+
+    The answer to a keyed start is kept after the start commits; when the store
+    fails in between, the client retries with the same key and finds no kept
+    answer. Without this it would get 409 (its own execution keeps the
+    conversation busy), or with ``replace`` cancel its own execution."""
+    if start_key is None:
+        return None
+    try:
+        latest = await store.latest_execution(institution, conversation)
+    except (ExecutionNotFound, CorruptedRecord):
+        return None
+    return latest if latest.meta.get("startKey") == start_key else None
 
 
 async def _busy(store: Store, exc: ConversationBusy) -> Problem:
