@@ -80,6 +80,21 @@ class Worker:
             done += await self.dispatcher.run_once()
         return done
 
+    async def step(self) -> int | None:
+        """One round, run by a caller that owns time (the chaos simulation): renew the
+        lease identity if a failure asked for it, advance what is due, deliver. ``None``
+        when the store failed (reported as ``run_forever`` reports it, once per outage);
+        the caller backs off on its own clock."""
+        try:
+            if self._renew_identity:
+                await self._renew()
+            done = await self.tick()
+        except StoreError as exc:
+            self._store_failed(exc)
+            return None
+        self._store_answered()
+        return done
+
     async def run_until_idle(self, execution_id: str | None = None) -> None:
         """Work until nothing (of ``execution_id``, if given) is due, leased or undelivered.
         A run over the whole store sweeps it first."""
@@ -165,6 +180,14 @@ class Worker:
                     backoff = min(backoff * 2, self.max_backoff_seconds)
                     await _wait(stop, backoff * (0.5 + random.random() / 2))
                     continue
+                except Exception:
+                    # a bug must not stop the worker: every execution it would have run
+                    # waits on it. Said loudly, then the round is tried again
+                    log.exception("worker.round_failed", workerId=self.engine.worker_id)
+                    self._renew_identity = True
+                    backoff = min(backoff * 2, self.max_backoff_seconds)
+                    await _wait(stop, backoff * (0.5 + random.random() / 2))
+                    continue
                 self._store_answered()
                 backoff = interval
                 if stats is None:
@@ -204,8 +227,12 @@ class Worker:
         missed and its leases are free. A failed beat is left to the main loop, which
         reports the outage once."""
         while not stop.is_set():
-            with contextlib.suppress(StoreError):
+            try:
                 await self._beat_once()
+            except StoreError:
+                pass  # the store is away: the main loop reports the outage once
+            except Exception:  # a beat must never stop for good: its leases would lapse
+                log.exception("worker.heartbeat_failed", workerId=self.engine.worker_id)
             await _wait(stop, self.engine.config.engine.heartbeat_seconds)
 
     async def _beat_once(self) -> None:

@@ -264,10 +264,11 @@ class _Named:
     msg = debug = info = warning = warn = error = critical = exception = fatal = write
 
 
-#: libraries whose stdlib records join the process log, from this level up: the
-#: PostgreSQL driver's pool reports reconnection trouble there, which must not reach
-#: stderr as a bare traceback beside the JSON lines
-LIBRARIES = {"asyncpg": logging.WARNING}
+#: libraries whose stdlib records join the process log, from this level up. The
+#: PostgreSQL driver's pool warns at every reconnection attempt while the store is
+#: away (trilha says that once per outage: store.unavailable), with a traceback that
+#: must not reach stderr bare: its errors are kept, its warnings dropped
+LIBRARIES = {"asyncpg": logging.ERROR}
 
 
 class _Bridge(logging.Handler):

@@ -156,7 +156,14 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.ReadOnlySQLTransactionError,
+    # a connection the server dropped mid-operation can be left in a state the driver
+    # refuses to continue from ("cannot switch to state ..."): it is ended, not reused
+    asyncpg.exceptions.InternalClientError,
 )
+
+
+#: what leaves a pooled connection in a state not to be trusted again
+_CUT: tuple[type[BaseException], ...] = (asyncio.CancelledError, *_UNAVAILABLE)
 
 
 def _mapped(exc: BaseException) -> BaseException:
@@ -384,10 +391,16 @@ class PostgresStore:
         for attempt in range(_ATTEMPTS):
             try:
                 async with self._connection() as conn:
-                    if not transaction:
-                        return await fn(conn)
-                    async with conn.transaction():
-                        return await fn(conn)
+                    try:
+                        if not transaction:
+                            return await fn(conn)
+                        async with conn.transaction():
+                            return await fn(conn)
+                    except _CUT:
+                        # cut mid-operation: the driver's view of this connection can no
+                        # longer be trusted, so it is ended rather than pooled again
+                        conn.terminate()
+                        raise
             except asyncpg.TransactionRollbackError as exc:
                 if attempt == _ATTEMPTS - 1:
                     raise StoreUnavailable(f"postgresql: {exc} ({_ATTEMPTS} attempts)") from exc
@@ -422,6 +435,28 @@ class PostgresStore:
             )
 
         await self._run(run, transaction=False)
+
+    async def tamper(self, execution_id: str, target: str, garbage: str) -> bool:
+        async def run(conn: Connection) -> bool:
+            if target == "current_node":
+                sql = "UPDATE executions SET current_node_id = $1 WHERE id = $2"
+            elif target in ("variables", "checkpoint"):
+                sql = "UPDATE executions SET variables = $1 WHERE id = $2"
+            else:
+                raise ValueError(f"tamper: unknown target {target!r}")
+            touched = _count(await conn.execute(sql, garbage, execution_id))
+            if target == "checkpoint":
+                touched = _count(
+                    await conn.execute(
+                        "UPDATE checkpoints SET state = $1 WHERE execution_id = $2 AND seq ="
+                        " (SELECT MAX(seq) FROM checkpoints WHERE execution_id = $2)",
+                        garbage,
+                        execution_id,
+                    )
+                )
+            return touched == 1
+
+        return await self._write(run)
 
     def subscribe_wake(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._wake_callbacks.append(callback)
