@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from trilha.errors import CorruptedRecord
 from trilha.store.base import Store
 
 from .conftest import LEASE, T0, Backend, Make, S
@@ -139,3 +142,23 @@ async def _race(writers: list[Store], reader: Store, make: Make) -> None:
     everything = [line.id for line in await reader.trail_since(start, limit=10_000)]
     assert len(everything) == len(writers) * 26
     assert seen == everything
+
+
+async def test_tamper_writes_garbage_that_the_checks_then_catch(store: Store, make: Make) -> None:
+    """Fault injection's corruption: the row or the latest checkpoint holds garbage, and
+    reading it back fails its checksum (never a silent wrong value)."""
+    a, b, c = [await make.create(store) for _ in range(3)]
+    for ex in (a, b, c):
+        claimed = await make.claim(store, ex)
+        await store.commit_step(make.step(claimed.execution, wake_at=None), now=T0)
+    assert await store.tamper(a.id, "variables", "{not json")
+    assert await store.tamper(b.id, "current_node", "nowhere")
+    assert await store.tamper(c.id, "checkpoint", "garbage")
+    for ex in (a, b, c):
+        with pytest.raises(CorruptedRecord):
+            await store.get_execution(ex.id)
+    (checkpoint,) = await store.checkpoints(c.id)
+    assert checkpoint.state == "garbage"
+    assert not await store.tamper("no-such-execution", "variables", "x")
+    with pytest.raises(ValueError, match="unknown target"):
+        await store.tamper(a.id, "flow", "x")

@@ -1,17 +1,18 @@
 """The stored trail alone tells an execution's whole story (DESIGN §5, issue 4).
 
-:func:`trace_answers` reads nothing but the wire objects of an execution's stored log
-lines (what ``trilha logs --json`` prints) and reconstructs from them: the flow and
-version it ran, the nodes in order with duration and outcome, every retry with its
-attempt and error, every state change with why and who, what was said to and by the
-contact (masked), and how it ended. It refuses a trail that cannot answer one of
-these (a node entered and never left, a failure without its error, a state change
-that does not follow from the previous one, personal data in a message...).
+:func:`~trilha.observability.trace.read_trace` reads nothing but the wire objects of
+an execution's stored log lines (what ``trilha logs --json`` prints) and reconstructs
+from them: the flow and version it ran, the nodes in order with duration and outcome,
+every retry with its attempt and error, every state change with why and who, what was
+said to and by the contact (masked), and how it ended. It refuses a trail that cannot
+answer one of these (a node entered and never left, a failure without its error, a
+state change that does not follow from the previous one, personal data in a message...).
 
 Each scenario then runs a real engine over a real SQLite file (an HTTP dependency on
-127.0.0.1 where one is needed) and compares what the checker reconstructed with the
-rest of the store: the state history, the checkpoints, the outbox, the transcript and
-the execution row. A trail line that is missing or says something else fails the test.
+127.0.0.1 where one is needed) and compares what the reader reconstructed with the
+rest of the store (:func:`~trilha.observability.trace.story_problems`): the state
+history, the checkpoints, the outbox, the transcript and the execution row. A trail
+line that is missing or says something else fails the test.
 """
 
 from __future__ import annotations
@@ -21,451 +22,59 @@ import re
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from trilha.config import BreakerConfig, Config, DependencyConfig
-from trilha.core.execution import Checkpoint, Execution
-from trilha.core.states import TRANSITIONS, ExecutionStatus, Outcome
+from trilha.core.execution import Execution
+from trilha.core.states import ExecutionStatus, Outcome
 from trilha.engine.clock import FakeClock
 from trilha.engine.engine import ESCALATION_MESSAGE
 from trilha.engine.operator import Operator
 from trilha.observability.masking import mask_text
-from trilha.observability.trail import IDENTITY_KEYS, Identity, lines
+from trilha.observability.trace import (
+    Exchange,
+    Trace,
+    TrailIncomplete,
+    read_trace,
+    story_problems,
+    trace_problems,
+    trail_lines,
+)
 
 S = ExecutionStatus
 
-# --------------------------------------------------------------------------- the checker
-
-#: what a log line at this level is for (DESIGN §5); ``execution.ended`` is ERROR only
-#: when the execution failed, and ``operator.*`` lines are INFO
-LEVEL_OF: dict[str, str] = {
-    "execution.started": "INFO",
-    "execution.state_changed": "INFO",
-    "message.sent": "INFO",
-    "message.received": "INFO",
-    "node.entered": "DEBUG",
-    "node.left": "DEBUG",
-    "node.retry_scheduled": "WARN",
-    "node.degraded": "WARN",
-    "dependency.waiting": "WARN",
-    "execution.escalated": "WARN",
-    "execution.turn_timeout": "WARN",
-    "node.failed": "ERROR",
-    "execution.corrupted": "ERROR",
-}
-#: how a node can leave: done, failed (with an error in the trail), cut by the turn timeout
-NODE_OUTCOMES = frozenset({"ok", "error", "timeout"})
-#: lines that tell why a node failed; the error is on the line
-FAILURE_LINES = frozenset(
-    {"node.retry_scheduled", "node.failed", "node.degraded", "dependency.waiting"}
-)
-
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-#: a phone, CPF, CNPJ or card number: eight digits or more, separators allowed
-LONG_NUMBER = re.compile(r"\d(?:[\s().-]?\d){7,}")
-HEX_ID = re.compile(r"\b[0-9a-f]{32}\b")
-
-
-class TrailIncomplete(AssertionError):
-    """The stored trail cannot answer one of the questions an operator asks of it."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeRun:
-    """One node executed: entered, then left with a duration and an outcome."""
-
-    node_id: str
-    node_type: str | None
-    attempt: int
-    duration: float
-    outcome: str
-    #: ``(type, message)`` of the failure when the outcome is not ``ok``
-    error: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RetryScheduled:
-    node_id: str
-    attempt: int
-    max_attempts: int
-    delay_seconds: float
-    error: tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class StateChange:
-    source: str | None
-    target: str
-    reason: str
-    #: who: ``engine``, an operator's name; ``None`` where the trail does not say
-    actor: str | None
-    #: the operator's operation (``pause``...) when an operator made the change
-    operation: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """A message to (``bot``) or from (``contact``) the contact."""
-
-    sender: str
-    #: the outbox idempotency key, or the inbound message id
-    key: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Restore:
-    """A corrupted execution brought back (the engine's ``execution.corrupted`` line)."""
-
-    error: tuple[str, str]
-    from_checkpoint: int | None
-    flow: tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class Ending:
-    status: str
-    outcome: str
-    reason: str
-    duration_seconds: float
-
-
-@dataclass
-class Trace:
-    """What the trail says happened to one execution."""
-
-    execution_id: str
-    identity: dict[str, str]
-    #: the flow versions it ran on, in order; the first is the one it started on
-    flows: list[tuple[str, int]]
-    nodes: list[NodeRun] = field(default_factory=list)
-    retries: list[RetryScheduled] = field(default_factory=list)
-    state_changes: list[StateChange] = field(default_factory=list)
-    messages: list[Exchange] = field(default_factory=list)
-    restores: list[Restore] = field(default_factory=list)
-    #: the store's own lines about rows it set aside (quarantine)
-    quarantined: list[str] = field(default_factory=list)
-    escalations: list[str] = field(default_factory=list)
-    #: ``(node, dependency)`` of nodes run on reduced function
-    degraded: list[tuple[str, str]] = field(default_factory=list)
-    #: the node each turn timeout hit (cut off mid-call, or about to run)
-    turn_timeouts: list[str] = field(default_factory=list)
-    ending: Ending | None = None
-    #: a node entered and not (yet) left: only while a step is in flight
-    open_node: NodeRun | None = None
-
-    @property
-    def flow(self) -> tuple[str, int]:
-        return self.flows[0]
-
-    @property
-    def status(self) -> str:
-        return self.state_changes[-1].target
-
-
-def _require(condition: bool, line: Mapping[str, Any] | None, what: str) -> None:
-    if not condition:
-        where = "" if line is None else f" at {json.dumps(line, default=str)}"
-        raise TrailIncomplete(f"{what}{where}")
-
-
-def _metadata(line: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata: Mapping[str, Any] = line["context"].get("metadata") or {}
-    return metadata
-
-
-def _error(line: Mapping[str, Any]) -> tuple[str, str]:
-    """The line's ``{type, message}``; both must be there."""
-    error = line["context"].get("error") or {}
-    kind, message = error.get("type"), error.get("message")
-    _require(bool(kind) and bool(message), line, "a failure without its error type and message")
-    return str(kind), str(message)
-
-
-def _no_personal_data(text: str, line: Mapping[str, Any], what: str) -> None:
-    text = HEX_ID.sub("", text)  # execution and message ids are not personal data
-    _require(EMAIL.search(text) is None, line, f"an unmasked e-mail in {what}")
-    _require(LONG_NUMBER.search(text) is None, line, f"an unmasked number in {what}")
-
-
-def trace_answers(wire_lines: Sequence[Mapping[str, Any]], *, mid_step: bool = False) -> Trace:
-    """Reconstruct an execution from its trail's wire objects alone, refusing a trail
-    that leaves one of the questions unanswered. ``mid_step`` allows the last node to
-    be entered and not yet left (a trail read while a worker runs it)."""
-    _require(bool(wire_lines), None, "an empty trail")
-    first = wire_lines[0]
-    _require(first.get("message") == "execution.started", first, "a trail not opened by its start")
-    started = _metadata(first)
-    flow_id, version = started.get("flowId"), started.get("flowVersion")
-    _require(isinstance(flow_id, str) and isinstance(version, int), first, "no flow id and version")
-    context = first["context"]
-    identity = {key: context.get(key) for key in IDENTITY_KEYS}
-    _require(all(identity.values()), first, "no institution, conversation or contact")
-    trace = Trace(first["executionId"], identity, [(str(flow_id), int(version))])
-    trace.state_changes.append(StateChange(None, S.RUNNING.value, "started", started.get("actor")))
-    for line in wire_lines[1:]:
-        _require(line.get("executionId") == trace.execution_id, line, "another execution's line")
-        _require(isinstance(line.get("timestamp"), str), line, "a line without its time")
-        _require(
-            {key: line["context"].get(key) for key in IDENTITY_KEYS} == identity,
-            line,
-            "a line without the execution's identity",
-        )
-        # the last node's exit is logged after the end it led to, nothing else is
-        closing_node = line["message"] == "node.left" and trace.open_node is not None
-        _require(trace.ending is None or closing_node, line, "a line after the execution ended")
-        _read_line(trace, line)
-    _require(
-        trace.open_node is None or mid_step,
-        None,
-        f"node {trace.open_node and trace.open_node.node_id!r} entered and never left",
-    )
-    status = ExecutionStatus(trace.status)
-    if trace.ending is None:
-        _require(not status.terminal, None, f"in {status} but no execution.ended line")
-    else:
-        _require(trace.ending.status == status, None, "ended in another state than it moved to")
-    return trace
-
-
-def _read_line(trace: Trace, line: Mapping[str, Any]) -> None:
-    message, level = str(line["message"]), line["level"]
-    metadata = _metadata(line)
-    expected = LEVEL_OF.get(message)
-    if message.startswith("operator."):
-        expected = "INFO"
-    elif message == "execution.ended":
-        expected = "ERROR" if metadata.get("status") == S.FAILED.value else "INFO"
-    _require(expected is None or level == expected, line, f"{message} logged at {level}")
-    node_id = line.get("nodeId")
-    if message == "node.entered":
-        _require(trace.open_node is None, line, "a node entered while another is open")
-        attempt = metadata.get("attempt")
-        _require(isinstance(node_id, str) and isinstance(attempt, int), line, "node or attempt")
-        trace.open_node = NodeRun(str(node_id), line.get("nodeType"), int(attempt), 0.0, "")
-    elif message == "node.left":
-        opened = trace.open_node
-        _require(opened is not None and opened.node_id == node_id, line, "left a node not entered")
-        assert opened is not None
-        duration, outcome = line["context"].get("duration"), metadata.get("outcome")
-        _require(isinstance(duration, int | float) and duration >= 0, line, "no duration")
-        _require(outcome in NODE_OUTCOMES, line, "no outcome")
-        _require(
-            (outcome == "error") == (opened.error is not None),
-            line,
-            "an outcome its error contradicts",
-        )
-        trace.nodes.append(replace(opened, duration=float(duration), outcome=str(outcome)))
-        trace.open_node = None
-    elif message in FAILURE_LINES:
-        opened = trace.open_node
-        _require(
-            opened is not None and opened.node_id == node_id, line, "a failure outside its node"
-        )
-        assert opened is not None
-        error = _error(line)
-        _no_personal_data(error[1], line, "an error message")
-        trace.open_node = replace(opened, error=error)
-        if message == "node.retry_scheduled":
-            attempt, most = metadata.get("attempt"), metadata.get("maxAttempts")
-            delay = metadata.get("delaySeconds")
-            _require(attempt == opened.attempt, line, "a retry of another attempt")
-            _require(isinstance(most, int) and isinstance(delay, int | float), line, "schedule")
-            trace.retries.append(
-                RetryScheduled(opened.node_id, opened.attempt, int(most), float(delay), error)
-            )
-        elif message == "node.degraded":
-            trace.degraded.append((opened.node_id, str(metadata.get("dependency"))))
-    elif message == "execution.turn_timeout":
-        hit = metadata.get("nodeId")
-        _require(isinstance(metadata.get("timeoutSeconds"), int | float), line, "no time limit")
-        _require(trace.open_node is None, line, "a node cut off without its exit")
-        if trace.nodes and trace.nodes[-1].outcome == "timeout":
-            _require(trace.nodes[-1].node_id == hit, line, "another node cut off")
-        trace.turn_timeouts.append(str(hit))
-    elif message == "execution.state_changed" or message.startswith("operator."):
-        _state_change(trace, line, message, metadata)
-    elif message in ("message.sent", "message.received"):
-        sent = message == "message.sent"
-        key = metadata.get("idempotencyKey" if sent else "messageId")
-        text = metadata.get("text")
-        _require(isinstance(key, str) and isinstance(text, str), line, "a message without text")
-        _no_personal_data(str(text), line, "a message")
-        trace.messages.append(Exchange("bot" if sent else "contact", str(key), str(text)))
-    elif message == "execution.corrupted":
-        if "restoredFromCheckpoint" not in metadata:  # the store's line: the row set aside
-            what = (line["context"].get("error") or {}).get("message")
-            _require(isinstance(what, str) and bool(what), line, "a row set aside without why")
-            trace.quarantined.append(str(what))
-            return
-        restored = metadata.get("restoredFromCheckpoint")
-        flow = (metadata.get("flowId"), metadata.get("flowVersion"))
-        _require(isinstance(flow[0], str) and isinstance(flow[1], int), line, "restored flow")
-        restore = Restore(_error(line), restored, (str(flow[0]), int(flow[1])))
-        trace.restores.append(restore)
-        if restore.flow != trace.flows[-1]:
-            trace.flows.append(restore.flow)
-    elif message == "execution.flow_changed":
-        flow = (metadata.get("flowId"), metadata.get("flowVersion"))
-        _require(isinstance(flow[0], str) and isinstance(flow[1], int), line, "the new flow")
-        _require(
-            (metadata.get("fromFlowId"), metadata.get("fromFlowVersion")) == trace.flows[-1],
-            line,
-            "a flow change from a flow it was not on",
-        )
-        trace.flows.append((str(flow[0]), int(flow[1])))
-    elif message == "execution.escalated":
-        reason = metadata.get("reason")
-        _require(isinstance(reason, str) and bool(reason), line, "an escalation without why")
-        trace.escalations.append(str(reason))
-    elif message == "execution.ended":
-        status, outcome = metadata.get("status"), metadata.get("outcome")
-        reason, seconds = metadata.get("reason"), metadata.get("durationSeconds")
-        _require(isinstance(reason, str) and bool(reason), line, "an end without why")
-        _require(isinstance(seconds, int | float), line, "an end without the execution's time")
-        _require(status in {s.value for s in S if s.terminal}, line, "an end in no final state")
-        _require(outcome in {o.value for o in Outcome}, line, "an end without an outcome")
-        trace.ending = Ending(str(status), str(outcome), str(reason), float(seconds))
-
-
-def _state_change(
-    trace: Trace, line: Mapping[str, Any], message: str, metadata: Mapping[str, Any]
-) -> None:
-    source, target = metadata.get("from"), metadata.get("to")
-    operation = metadata.get("operation") if message.startswith("operator.") else None
-    if operation is not None and source == target:
-        return  # an operator's advance of a running execution: not a change of state
-    _require(isinstance(source, str) and isinstance(target, str), line, "from and to")
-    reason = metadata.get("reason")
-    if operation is None:
-        _require(isinstance(reason, str) and bool(reason), line, "a state change without why")
-        actor: Any = "engine"
-    else:
-        actor = metadata.get("actor")
-        _require(isinstance(actor, str) and bool(actor), line, "an operator action without who")
-    previous = trace.state_changes[-1].target
-    _require(source == previous, line, f"a change from {source} while the trail says {previous}")
-    _require(
-        ExecutionStatus(str(target)) in TRANSITIONS[ExecutionStatus(str(source))],
-        line,
-        f"{source} -> {target} is not in the transition table",
-    )
-    _no_personal_data(str(reason or ""), line, "a reason")
-    trace.state_changes.append(
-        StateChange(str(source), str(target), str(reason or ""), str(actor), operation)
-    )
-
-
 # --------------------------------------------------------------------------- ground truth
-
-#: an operator's transition reason begins with what it did (operator.py ``_apply``)
-DONE_BY_OPERATOR = {
-    "pause": "paused by an operator",
-    "resume": "resumed by an operator",
-    "cancel": "cancelled by an operator",
-}
 
 
 async def trail_of(h: Any, execution_id: str) -> list[dict[str, Any]]:
     """The wire objects of the stored trail, identity taken from the trail itself."""
-    records = await h.store.logs(execution_id)
-    return lines(records, Identity.from_records(records))
+    return trail_lines(await h.store.logs(execution_id))
 
 
 async def trace_of(h: Any, execution_id: str, **kwargs: Any) -> Trace:
-    return trace_answers(await trail_of(h, execution_id), **kwargs)
+    return read_trace(await trail_of(h, execution_id), **kwargs)
 
 
-def _masked_error(cp: Checkpoint) -> tuple[str, str] | None:
-    if cp.error is None:
-        return None
-    return str(cp.error["type"]), mask_text(str(cp.error["message"]))
+async def story_of(h: Any, trace: Trace) -> list[str]:
+    """Where ``trace`` and the rest of the store disagree."""
+    execution_id = trace.execution_id
+    return story_problems(
+        trace,
+        await h.get(execution_id),
+        await h.store.checkpoints(execution_id),
+        await h.store.transitions(execution_id),
+        await h.store.outbox_for(execution_id),
+        await h.store.transcript(execution_id),
+    )
 
 
-async def assert_same_story(h: Any, trace: Trace) -> Execution:
-    """What the trail told equals what the rest of the store holds."""
-    ex: Execution = await h.get(trace.execution_id)
-    checkpoints: list[Checkpoint] = await h.store.checkpoints(ex.id)
-    history = await h.store.transitions(ex.id)
-
-    # who it belongs to, and which flow versions it ran
-    assert trace.identity == Identity.of(ex).wire()
-    flows: list[tuple[str, int]] = [(ex.flow_id, ex.flow_version)] if not checkpoints else []
-    for cp in checkpoints:
-        flow_id, version = json.loads(cp.state)["flow"]
-        if not flows or flows[-1] != (flow_id, version):
-            flows.append((flow_id, version))
-    assert trace.flows == flows
-    assert trace.flows[-1] == (ex.flow_id, ex.flow_version)
-
-    # each step, in order, with its duration, outcome and error
-    ran = [
-        NodeRun(
-            str(cp.node_id),
-            cp.node_type,
-            cp.attempt,
-            round(cp.duration, 6),
-            "error" if cp.error else "ok",
-            _masked_error(cp),
-        )
-        for cp in checkpoints
-    ]
-    assert [n for n in trace.nodes if n.outcome != "timeout"] == ran
-    timed_out = ex.error is not None and ex.error.get("type") == "TurnTimeout"
-    assert trace.turn_timeouts == ([str(ex.error["nodeId"])] if ex.error and timed_out else [])
-    assert {n.node_id for n in trace.nodes if n.outcome == "timeout"} <= set(trace.turn_timeouts)
-
-    # every retry: the steps that ended waiting for their next attempt
-    retried = [
-        (str(cp.node_id), cp.attempt, _masked_error(cp))
-        for cp in checkpoints
-        if isinstance(cp.output, dict) and {"error", "attempt"} <= cp.output.keys()
-    ]
-    assert [(r.node_id, r.attempt, r.error) for r in trace.retries] == retried
-
-    # every state change, from, to, why and who
-    assert len(trace.state_changes) == len(history)
-    for told, stored in zip(trace.state_changes, history, strict=True):
-        assert (told.source, told.target) == (stored.source, stored.target.value)
-        if told.operation is None:
-            assert told.reason == stored.reason
-        else:
-            done = DONE_BY_OPERATOR[told.operation]
-            assert stored.reason == (f"{done}: {told.reason}" if told.reason else done)
-        assert told.actor == stored.actor
-    assert trace.status == ex.status.value
-
-    # what was said, both ways, in order, masked
-    said = [
-        Exchange("contact", str(cp.input["messageId"]), mask_text(str(cp.input["text"])))
-        for cp in checkpoints
-        if isinstance(cp.input, dict)
-    ]
-    told_contact = [m for m in trace.messages if m.sender == "contact"]
-    assert told_contact == said
-    outbox = await h.store.outbox_for(ex.id)
-    sent = [Exchange("bot", m.idempotency_key, mask_text(m.text)) for m in outbox]
-    assert [m for m in trace.messages if m.sender == "bot"] == sent
-    transcript = await h.store.transcript(ex.id)
-    assert [(m.sender, m.text) for m in trace.messages] == [
-        (t.sender, mask_text(t.text)) for t in transcript
-    ]
-
-    # how it ended
-    if ex.status.terminal:
-        assert trace.ending is not None and ex.outcome is not None and ex.ended_at is not None
-        assert trace.ending == Ending(
-            ex.status.value,
-            ex.outcome.value,
-            history[-1].reason,
-            round(ex.ended_at - ex.created_at, 6),
-        )
-    else:
-        assert trace.ending is None
-    return ex
+async def assert_same_story(h: Any, trace: Trace) -> None:
+    """What the trail told equals what the rest of the store holds, and the store's
+    own trail passes the check ``trilha chaos`` makes of it."""
+    assert await story_of(h, trace) == []
+    assert await trace_problems(h.store, trace.execution_id) == []
 
 
 def assert_nothing_personal(wire_lines: Sequence[Mapping[str, Any]], *raw: str) -> None:
@@ -571,7 +180,7 @@ async def test_happy_path_with_personal_data_and_an_operator_pause(harness: Any)
     assert done.status is S.COMPLETED
 
     wire_lines = await trail_of(harness, ex.id)
-    trace = trace_answers(wire_lines)
+    trace = read_trace(wire_lines)
     assert trace.flow == ("signup", 1)
     assert names(trace) == [
         ("hello", "ok"),
@@ -864,7 +473,7 @@ async def test_corrupted_row_restored_from_its_checkpoint(harness: Any) -> None:
     assert done.status is S.COMPLETED
 
     wire_lines = await trail_of(harness, ex.id)
-    trace = trace_answers(wire_lines)
+    trace = read_trace(wire_lines)
     assert len(trace.quarantined) == 1
     (restore,) = trace.restores
     assert restore.from_checkpoint == last and restore.flow == ("phone", 1)
@@ -971,17 +580,30 @@ def _swap_first_two(wire_lines: list[dict[str, Any]]) -> None:
     wire_lines[0], wire_lines[1] = wire_lines[1], wire_lines[0]
 
 
-BROKEN_TRAILS: dict[str, Callable[[list[dict[str, Any]]], None]] = {
-    "no start": _drop("execution.started"),
-    "a node never left": _drop("node.left", 1),
-    "a failed node without its error": _drop("node.retry_scheduled"),
-    "a retry without its error": _edit("node.retry_scheduled", _no_error),
-    "a node exit without its duration": _edit("node.left", _no_duration),
-    "a missing state change": _drop("execution.state_changed", 1),
-    "an illegal state change": _edit("execution.state_changed", _illegal),
-    "no end": _drop("execution.ended"),
-    "an unmasked message": _edit("message.sent", _unmask),
-    "lines out of order": _swap_first_two,
+#: each damage, and the answer the reader must say is missing
+BROKEN_TRAILS: dict[str, tuple[Callable[[list[dict[str, Any]]], None], str]] = {
+    "no start": (_drop("execution.started"), "a trail not opened by its start at line 1"),
+    "a node never left": (_drop("node.left", 1), "a node entered while another is open"),
+    "a failed node without its error": (
+        _drop("node.retry_scheduled"),
+        "an outcome its error contradicts",
+    ),
+    "a retry without its error": (
+        _edit("node.retry_scheduled", _no_error),
+        "a failure without its error type and message",
+    ),
+    "a node exit without its duration": (_edit("node.left", _no_duration), "no duration"),
+    "a missing state change": (
+        _drop("execution.state_changed", 1),
+        "a change from running while the trail says recovering",
+    ),
+    "an illegal state change": (
+        _edit("execution.state_changed", _illegal),
+        "running -> running is not in the transition table",
+    ),
+    "no end": (_drop("execution.ended"), "in completed but no execution.ended line"),
+    "an unmasked message": (_edit("message.sent", _unmask), "an unmasked e-mail in a message"),
+    "lines out of order": (_swap_first_two, "a trail not opened by its start"),
 }
 
 
@@ -1001,11 +623,12 @@ async def retried_trail(make_harness: Callable[..., Any], http_server: Any) -> A
 async def test_the_checker_refuses_an_incomplete_trail(retried_trail: Any, broken: str) -> None:
     """Each question the trail can no longer answer is a failure of the checker."""
     _, _, wire_lines = retried_trail
-    trace_answers(wire_lines)  # the untouched trail answers everything
+    read_trace(wire_lines)  # the untouched trail answers everything
     damaged = json.loads(json.dumps(wire_lines))
-    BROKEN_TRAILS[broken](damaged)
-    with pytest.raises(TrailIncomplete):
-        trace_answers(damaged)
+    damage, missing = BROKEN_TRAILS[broken]
+    damage(damaged)
+    with pytest.raises(TrailIncomplete, match=re.escape(missing)):
+        read_trace(damaged)
 
 
 def _drop_step(wire_lines: list[dict[str, Any]]) -> None:
@@ -1022,11 +645,12 @@ def _other_error(line: dict[str, Any]) -> None:
     line["context"]["error"]["message"] = "GET /data answered 500"
 
 
-UNSEEN_DAMAGE: dict[str, Callable[[list[dict[str, Any]]], None]] = {
-    "a lost message": _drop("message.sent"),
-    "a lost step": _drop_step,
-    "a wrong duration": _edit("node.left", _longer),
-    "a wrong error": _edit("node.retry_scheduled", _other_error),
+#: each damage, and what the comparison must find it in
+UNSEEN_DAMAGE: dict[str, tuple[Callable[[list[dict[str, Any]]], None], set[str]]] = {
+    "a lost message": (_drop("message.sent"), {"bot messages", "transcript"}),
+    "a lost step": (_drop_step, {"steps"}),
+    "a wrong duration": (_edit("node.left", _longer), {"steps"}),
+    "a wrong error": (_edit("node.retry_scheduled", _other_error), {"steps", "retries"}),
 }
 
 
@@ -1037,12 +661,13 @@ async def test_damage_the_checker_cannot_see_fails_the_comparison(
     """A lost message or step, a wrong duration or error still read as a story; the
     rest of the store says otherwise, and the comparison with it fails."""
     h, _, wire_lines = retried_trail
-    await assert_same_story(h, trace_answers(wire_lines))
+    await assert_same_story(h, read_trace(wire_lines))
     damaged = json.loads(json.dumps(wire_lines))
-    UNSEEN_DAMAGE[damage](damaged)
-    trace = trace_answers(damaged)
-    with pytest.raises(AssertionError):
-        await assert_same_story(h, trace)
+    change, found_in = UNSEEN_DAMAGE[damage]
+    change(damaged)
+    trace = read_trace(damaged)
+    problems = await story_of(h, trace)
+    assert {problem.split(":")[0] for problem in problems} == found_in
 
 
 async def test_a_step_in_flight_is_open_only_when_allowed(retried_trail: Any) -> None:
@@ -1052,7 +677,52 @@ async def test_a_step_in_flight_is_open_only_when_allowed(retried_trail: Any) ->
     cut = next(i for i, line in enumerate(wire_lines) if line["message"] == "node.entered")
     in_flight = wire_lines[: cut + 1]
     with pytest.raises(TrailIncomplete):
-        trace_answers(in_flight)
-    trace = trace_answers(in_flight, mid_step=True)
+        read_trace(in_flight)
+    trace = read_trace(in_flight, mid_step=True)
     assert trace.open_node is not None and trace.open_node.node_id == "hi"
     assert trace.status == "running" and trace.ending is None
+
+
+# --------------------------------------------------------------------------- damage in the store
+
+
+def delete_log(h: Any, execution_id: str, message: str) -> None:
+    """Lose one stored trail line, behind the store's back."""
+    with closing(sqlite3.connect(h.store.path)) as conn, conn:
+        conn.execute(
+            "DELETE FROM execution_logs WHERE id ="
+            " (SELECT min(id) FROM execution_logs WHERE execution_id = ? AND message = ?)",
+            (execution_id, message),
+        )
+
+
+async def test_trace_problems_names_a_trail_that_cannot_be_read(retried_trail: Any) -> None:
+    """A stored trail the reader refuses is one problem, ``trail: ...``, naming what is
+    missing; nothing is compared with a story that cannot be read."""
+    h, execution_id, _ = retried_trail
+    assert await trace_problems(h.store, execution_id) == []
+    delete_log(h, execution_id, "execution.ended")
+    assert await trace_problems(h.store, execution_id) == [
+        "trail: in completed but no execution.ended line"
+    ]
+
+
+async def test_trace_problems_names_a_story_the_store_contradicts(retried_trail: Any) -> None:
+    """A stored trail that reads as a story but lost a message: the comparison with the
+    outbox and the transcript finds it."""
+    h, execution_id, _ = retried_trail
+    delete_log(h, execution_id, "message.sent")
+    problems = await trace_problems(h.store, execution_id)
+    assert [problem.split(":")[0] for problem in problems] == ["bot messages", "transcript"]
+    assert "Um momento..." in problems[0]
+
+
+async def test_trace_problems_on_an_unreadable_row(harness: Any) -> None:
+    """An execution row the store cannot read leaves nothing to compare the trail with:
+    that is the problem, and the trail is still read."""
+    await harness.publish(PHONE_FLOW)
+    ex = await harness.start("phone")
+    await harness.settle()
+    corrupt(harness, ex.id, "variables", '{"truncated": ')
+    problems = await trace_problems(harness.store, ex.id)
+    assert len(problems) == 1 and "the store cannot read it" in problems[0]

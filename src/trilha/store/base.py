@@ -266,6 +266,13 @@ class Store(Protocol):
         """Apply the pending migrations (``trilha migrate``); the names applied, oldest
         first (empty when the schema is current). Safe to run from many processes."""
 
+    async def tamper(self, execution_id: str, target: str, garbage: str) -> bool:
+        """Fault injection only (``trilha chaos``): write ``garbage`` over a stored
+        execution's ``variables`` or ``current_node``, or over its latest checkpoint's
+        state (``checkpoint``: the row's variables too, so recovery must walk back past
+        it), bypassing every check, as a disk or a bad hand edit would. False when
+        there was nothing to write over."""
+
     # liveness -------------------------------------------------------------------
     async def heartbeat(self, owners: Sequence[str], *, now: float, alive_until: float) -> None:
         """Record that the lease owners ``owners`` (a worker, its dispatcher) live until

@@ -573,6 +573,25 @@ class SQLiteStore:
 
         await self._write(run)
 
+    async def tamper(self, execution_id: str, target: str, garbage: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            if target == "current_node":
+                sql = "UPDATE executions SET current_node_id = ? WHERE id = ?"
+            elif target in ("variables", "checkpoint"):
+                sql = "UPDATE executions SET variables = ? WHERE id = ?"
+            else:
+                raise ValueError(f"tamper: unknown target {target!r}")
+            touched = conn.execute(sql, (garbage, execution_id)).rowcount
+            if target == "checkpoint":
+                touched = conn.execute(
+                    "UPDATE checkpoints SET state = ? WHERE execution_id = ? AND seq ="
+                    " (SELECT MAX(seq) FROM checkpoints WHERE execution_id = ?)",
+                    (garbage, execution_id, execution_id),
+                ).rowcount
+            return touched == 1
+
+        return await self._write(run)
+
     def subscribe_wake(self, callback: Callable[[], None]) -> Callable[[], None]:
         """SQLite has no notifications: workers of other processes poll the file."""
         return lambda: None
