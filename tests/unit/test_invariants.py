@@ -655,6 +655,26 @@ def test_a_checkpoint_that_fails_its_checksum() -> None:
     only(dataclasses.replace(records, checkpoints=cps), "checkpoints", "step 4 fails its checksum")
 
 
+def test_a_damaged_checkpoint_recovery_set_aside_is_a_warning() -> None:
+    """Recovery walked back past it and quarantined a copy: a handled fault, not an
+    inconsistency; the same damage unnoticed by recovery stays an error."""
+    records = completed()
+    cps = list(records.checkpoints)
+    cps[3] = dataclasses.replace(cps[3], state="garbage")
+    damaged = dataclasses.replace(records, checkpoints=cps)
+    only(
+        dataclasses.replace(damaged, quarantined_steps=frozenset({4})),
+        "checkpoints",
+        "step 4 fails its checksum (set aside by recovery)",
+        severity="warning",
+    )
+    only(
+        dataclasses.replace(damaged, quarantined_steps=frozenset({2})),
+        "checkpoints",
+        "step 4 fails its checksum",
+    )
+
+
 def test_a_checkpoint_whose_state_was_changed_behind_its_checksum() -> None:
     records = completed()
     cps = list(records.checkpoints)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from trilha.core.invariants import Records, Violation, check
 from trilha.errors import CorruptedRecord, ExecutionNotFound
@@ -58,6 +61,7 @@ async def check_execution(
             outbox=await store.outbox_for(ex.id),
             inbox=await store.inbox_for(ex.id),
             logs=await store.logs(ex.id),
+            quarantined_steps=_quarantined_steps(await store.quarantined(ex.id)),
         )
     except UNREADABLE as exc:
         # one of its records cannot be read back: that is the finding, and the walk
@@ -65,6 +69,22 @@ async def check_execution(
         what = f"{type(exc).__name__}: {exc}"
         return [Violation(execution_id, "row", f"a record of it cannot be read: {what}")]
     return check(records, now=now, grace=grace)
+
+
+def _quarantined_steps(entries: list[dict[str, Any]]) -> frozenset[int]:
+    """The steps of the checkpoints recovery set aside (their quarantine payloads)."""
+    steps: set[int] = set()
+    for entry in entries:
+        if entry.get("kind") != "checkpoint":
+            continue
+        payload = entry.get("payload")
+        try:
+            data = orjson.loads(payload) if isinstance(payload, str | bytes) else payload
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("seq"), int):
+            steps.add(data["seq"])
+    return frozenset(steps)
 
 
 async def walk(
