@@ -89,6 +89,118 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+# ------------------------------------------------------------------------------------ chaos
+
+#: `trilha chaos` exits with this when a criterion misses its required level
+CHAOS_FAILED_EXIT = 4
+
+
+@app.command()
+def chaos(
+    flows: Annotated[
+        Path | None,
+        typer.Option("--flows", help="Folder of flows to run (default: the built-in flow)."),
+    ] = None,
+    config: ConfigOpt = None,
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="One scenario's name, or all.")
+    ] = "all",
+    executions: Annotated[
+        int, typer.Option("--executions", min=1, max=1_000_000, help="Per scenario.")
+    ] = 200,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", min=1, max=100_000, help="Conversations open at once."),
+    ] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same faults.")] = 1,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Folder for report.json and report.html."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the fault-injection scenarios and measure the six validation criteria.
+
+    Every scenario but the worker crashes is a deterministic simulation on a fake
+    clock (the same --seed replays the same history); the crashes SIGKILL real
+    `trilha worker` processes. Exit 4 if a criterion misses its required level."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from trilha.chaos.runner import ChaosOptions, run_chaos
+
+    options = ChaosOptions(
+        flows=flows,
+        config=config,
+        scenario=scenario,
+        executions=executions,
+        concurrency=concurrency,
+        seed=seed,
+        report=report,
+    )
+    with Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=False,
+        disable=as_json,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, ended: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=ended)
+
+        result = _run(run_chaos(options, progress))
+    if as_json:
+        out.print_json(data=result)
+    else:
+        _print_chaos(result)
+    if not result["passed"]:
+        failing = [s["name"] for s in result["scenarios"] if "failingSeed" in s]
+        err.print(
+            f"[red]a criterion missed its required level[/red]; replay with --seed {seed}"
+            + (f" --scenario {failing[0]}" if len(failing) == 1 else "")
+        )
+        raise typer.Exit(CHAOS_FAILED_EXIT)
+
+
+def _print_chaos(result: dict[str, Any]) -> None:
+    symbols = {
+        "target": "[green]target[/green]",
+        "pass": "[green]pass[/green]",
+        "fail": "[red]FAIL[/red]",
+        "n/a": "[dim]n/a[/dim]",
+    }
+    table = Table(title=f"trilha chaos, seed {result['seed']}", show_lines=False)
+    for column in ("#", "criterion", "required", "measured", "verdict"):
+        table.add_column(column)
+    for c in result["criteria"]:
+        table.add_row(
+            str(c["id"]),
+            escape(c["name"]),
+            escape(c["required"]),
+            escape(c["display"]),
+            symbols.get(c["verdict"], c["verdict"]),
+        )
+    out.print(table)
+    scenarios = Table(title="scenarios", show_lines=False)
+    for column in ("scenario", "executions", "outcomes", "faults injected", "wall s"):
+        scenarios.add_column(column)
+    for s in result["scenarios"]:
+        scenarios.add_row(
+            s["name"] + (" [red](failed)[/red]" if "failingSeed" in s else ""),
+            str(s["executions"]),
+            escape(", ".join(f"{k} {v}" for k, v in s["outcomes"].items() if v)),
+            escape(", ".join(f"{k} {v}" for k, v in s["faults"].items())) or "-",
+            f"{s['wallSeconds']:.1f}",
+        )
+    out.print(scenarios)
+    where = result["settings"].get("work")
+    out.print(f"stores and process logs: {where}", markup=False)
+
+
 # ---------------------------------------------------------------------------------- migrate
 
 

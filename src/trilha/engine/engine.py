@@ -157,17 +157,19 @@ class Engine(Recovery):
         replace: bool = False,
         actor: str = "api",
         start_key: str | None = None,
+        execution_id: str | None = None,
     ) -> Execution:
         """Create an execution, ready to be claimed now.
 
         ``start_key`` names the request that started it (kept in its ``meta``): a
         retry of that request whose first answer was lost finds this execution
-        instead of a busy conversation (see ``POST /v1/executions``)."""
+        instead of a busy conversation (see ``POST /v1/executions``). ``execution_id``
+        is for callers that must name it (a simulation replayed from its seed)."""
         flow = await self.flow(flow_id, version)
         now = self.clock.now()
         start_vars = dict(variables or {})
         execution = Execution(
-            id=new_id(),
+            id=execution_id or new_id(),
             institution_id=institution_id,
             conversation_id=conversation_id,
             contact_id=contact_id,

@@ -603,9 +603,10 @@ def story_problems(
     flows: list[tuple[str, int]] = [] if checkpoints else [(ex.flow_id, ex.flow_version)]
     for cp in checkpoints:
         flow = _checkpoint_flow(cp)
-        if flow is None:
-            problems.append(f"flows: checkpoint {cp.seq}'s state cannot be read")
-        elif not flows or flows[-1] != flow:
+        # a checkpoint damaged after it was written tells no flow version; the damage
+        # is the invariant checker's finding (recovery walks back past it), not the
+        # trail's
+        if flow is not None and (not flows or flows[-1] != flow):
             flows.append(flow)
     if trace.flows != flows:
         problems.append(f"flows: trail {trace.flows}, checkpoints {flows}")
@@ -744,6 +745,11 @@ async def trace_problems(store: Store, execution_id: str) -> list[str]:
         transitions = await store.transitions(execution_id)
         outbox = await store.outbox_for(execution_id)
         transcript = await store.transcript(execution_id)
+        unread = {
+            (m.received_at, m.text)
+            for m in await store.inbox_for(execution_id)
+            if m.applied_at is None
+        }
         moved = _version(await _read_row(store, execution_id)) != _version(row)
         if not moved:
             break
@@ -762,4 +768,7 @@ async def trace_problems(store: Store, execution_id: str) -> list[str]:
         return [*problems, f"trail: {exc}"]
     if row is None:
         return problems
-    return problems + story_problems(trace, row, checkpoints, transitions, outbox, transcript)
+    # a reply the execution never read (it ended first, or reads it next) is in the
+    # transcript but not yet in its story
+    told = [t for t in transcript if not (t.sender == "contact" and (t.at, t.text) in unread)]
+    return problems + story_problems(trace, row, checkpoints, transitions, outbox, told)

@@ -7,6 +7,7 @@ node type by installing a package.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -44,6 +45,10 @@ class Processors:
 
     def get(self, node_type: str) -> Processor | None:
         return self._by_type.get(node_type)
+
+    def wrapped(self, wrap: Callable[[Processor], Processor]) -> Processors:
+        """The same node types, each processor behind ``wrap`` (fault injection)."""
+        return Processors({t: wrap(p) for t, p in self._by_type.items()})
 
     async def aclose(self) -> None:
         for processor in self._by_type.values():

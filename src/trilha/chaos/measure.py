@@ -1,0 +1,298 @@
+"""The six validation criteria, measured from what a run left in the store and logs.
+
+Nothing here trusts the harness's own bookkeeping: a fault counts when the
+store shows it (a failed step, a restore from a corrupted row, a lease taken
+over) or the process log says it (the store was away); recovery is read off the
+trail and the state history; consistency is the invariant checker's verdict;
+a trace is complete when the trail alone tells the story the store holds.
+
+| # | criterion | required | target |
+|---|---|---|---|
+| 1 | transient errors recovered without a person | >= 90 % | >= 99.9 % |
+| 2 | executions left permanently inconsistent | none | none |
+| 3 | executions whose logs allow a full trace | all | all |
+| 4 | time from a common fault to recovery | < 30 s | p99 < 2 s |
+| 5 | escalation to a human | < 1 % | < 0.1 % |
+| 6 | basic path with half the dependencies down | kept: >= 90 % | >= 99 % |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trilha.core.percentiles import percentile
+from trilha.core.policies import TRANSIENT, classify
+from trilha.core.states import ExecutionStatus, Outcome
+from trilha.observability.checker import check_execution
+from trilha.observability.trace import trace_problems
+from trilha.store.base import Store
+
+#: the criteria: id, name, required, target (as the report shows them)
+CRITERIA: tuple[tuple[int, str, str, str], ...] = (
+    (1, "transient errors recovered without a person", ">= 90 %", ">= 99.9 %"),
+    (2, "executions left permanently inconsistent", "none", "none"),
+    (3, "executions whose logs allow a full trace", "all", "all"),
+    (4, "time from a common fault to recovery", "< 30 s", "p99 < 2 s"),
+    (5, "escalation to a human", "< 1 %", "< 0.1 %"),
+    (6, "basic path kept with half the dependencies down", ">= 90 %", ">= 99 %"),
+)
+
+#: who moves an execution by itself; any other actor after the start is a person
+ENGINE_ACTOR = "engine"
+
+
+@dataclass(slots=True)
+class Measures:
+    """What one scenario (or all of them together) measured."""
+
+    executions: int = 0
+    #: transient faults met (failed steps, restores, takeovers) and how many of them
+    #: belong to executions that ended well without a person
+    faults: int = 0
+    recovered: int = 0
+    #: executions with an error-severity invariant violation, and the violations
+    inconsistent: int = 0
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    #: executions whose trail does not tell their whole story, with the first problem
+    untraceable: int = 0
+    trace_problems: list[dict[str, str]] = field(default_factory=list)
+    #: seconds from a fault to the next step that went through
+    recovery_seconds: list[float] = field(default_factory=list)
+    escalated: int = 0
+    #: executions that reached a good end (completed, not escalated)
+    basic_path: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: Measures) -> None:
+        self.executions += other.executions
+        self.faults += other.faults
+        self.recovered += other.recovered
+        self.inconsistent += other.inconsistent
+        self.violations += other.violations[: max(0, 50 - len(self.violations))]
+        self.untraceable += other.untraceable
+        self.trace_problems += other.trace_problems[: max(0, 50 - len(self.trace_problems))]
+        self.recovery_seconds += other.recovery_seconds
+        self.escalated += other.escalated
+        self.basic_path += other.basic_path
+        for key, n in other.outcomes.items():
+            self.outcomes[key] = self.outcomes.get(key, 0) + n
+
+
+def _transient(error: Any) -> bool:
+    if not isinstance(error, dict):
+        return False
+    raw = error.get("details")
+    details: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    kind = classify(
+        str(error.get("type") or ""),
+        status=details.get("status") if isinstance(details.get("status"), int) else None,
+        kind=details.get("kind") if isinstance(details.get("kind"), str) else None,
+    )
+    return kind in TRANSIENT
+
+
+async def measure(
+    store: Store, execution_ids: Sequence[str], *, now: float, grace: float = 60.0
+) -> Measures:
+    """Every criterion's raw figures for these executions."""
+    m = Measures(executions=len(execution_ids))
+    for execution_id in execution_ids:
+        violations = await check_execution(store, execution_id, now=now, grace=grace) or []
+        errors = [v for v in violations if v.severity == "error"]
+        if errors:
+            m.inconsistent += 1
+            m.violations += [
+                {
+                    "executionId": v.execution_id,
+                    "rule": v.rule,
+                    "detail": v.detail,
+                    "severity": v.severity,
+                }
+                for v in errors
+            ][: max(0, 50 - len(m.violations))]
+        try:
+            problems = await trace_problems(store, execution_id)
+        except Exception as exc:  # a trail that cannot even be read is not traceable
+            problems = [f"trail: {type(exc).__name__}: {exc}"]
+        if problems:
+            m.untraceable += 1
+            if len(m.trace_problems) < 50:
+                m.trace_problems.append({"executionId": execution_id, "problem": problems[0]})
+        try:
+            ex = await store.get_execution(execution_id)
+        except Exception:
+            m.outcomes["unreadable"] = m.outcomes.get("unreadable", 0) + 1
+            continue
+        transitions = await store.transitions(execution_id)
+        checkpoints = await store.checkpoints(execution_id)
+        logs = await store.logs(execution_id)
+        by_hand = any(t.actor != ENGINE_ACTOR and t.source is not None for t in transitions)
+        good_end = (
+            ex.status is ExecutionStatus.COMPLETED
+            and ex.outcome is Outcome.COMPLETED
+            and not by_hand
+        )
+        outcome = "escalated" if ex.outcome is Outcome.ESCALATED else ex.status.value
+        if not ex.status.terminal:
+            outcome = "unfinished"
+        m.outcomes[outcome] = m.outcomes.get(outcome, 0) + 1
+        m.escalated += ex.outcome is Outcome.ESCALATED
+        m.basic_path += good_end
+        healthy = [
+            t.at
+            for t in transitions
+            if t.target in (ExecutionStatus.WAITING_INPUT, ExecutionStatus.WAITING_DELAY)
+            or t.target.terminal
+        ]
+        went_through = [(c.seq, c.started_at + c.duration) for c in checkpoints if not c.error]
+        # a failed step recovers at the next step that went through (later in the
+        # numbering: pure steps share an instant) or the next healthy state after it
+        recoveries: list[float] = []
+        failed = [c for c in checkpoints if c.error and _transient(c.error)]
+        for c in failed:
+            at = c.started_at + c.duration
+            later = [end for seq, end in went_through if seq > c.seq]
+            later += [h for h in healthy if h > at]
+            if later:
+                recoveries.append(min(later) - at)
+        # a restore or a takeover recovers at the next healthy state or step from then
+        # (a restore puts the execution back to waiting in the same instant)
+        # (one corruption is told twice: the store set the row aside, the engine restored)
+        marks = sorted({r.at for r in logs if r.message == "execution.corrupted"})
+        previous: float | None = None
+        for record in logs:
+            if record.message == "execution.taken_over" and previous is not None:
+                marks.append(previous)  # the last sign of life before the takeover
+            previous = record.at
+        for at in marks:
+            later = [end for _, end in went_through if end >= at] + [h for h in healthy if h >= at]
+            if later:
+                recoveries.append(min(later) - at)
+        m.faults += len(failed) + len(marks)
+        m.recovered += len(failed) + len(marks) if good_end else 0
+        m.recovery_seconds += recoveries
+    return m
+
+
+def outage_recoveries(process_log: Iterable[dict[str, Any]]) -> list[float]:
+    """How long each store outage lasted for the processes that met it (their
+    ``store.available`` lines)."""
+    found: list[float] = []
+    for line in process_log:
+        if line.get("message") != "store.available":
+            continue
+        down = (line.get("context") or {}).get("metadata", {}).get("downSeconds")
+        if isinstance(down, int | float):
+            found.append(float(down))
+    return found
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def verdicts(m: Measures, basic: Measures | None) -> list[dict[str, Any]]:
+    """The six criteria from ``m`` (criterion 6 from ``basic``, the half-dependencies
+    scenario, when it ran): measured value, its display, and pass / target / fail."""
+    out: list[dict[str, Any]] = []
+
+    def add(cid: int, measured: float | None, verdict: str, display: str, detail: str) -> None:
+        _, name, required, target = CRITERIA[cid - 1]
+        out.append(
+            {
+                "id": cid,
+                "name": name,
+                "required": required,
+                "target": target,
+                "measured": measured,
+                "display": display,
+                "verdict": verdict,
+                "detail": detail,
+            }
+        )
+
+    recovered = _share(m.recovered, m.faults)
+    add(
+        1,
+        recovered,
+        "n/a"
+        if recovered is None
+        else "target"
+        if recovered >= 0.999
+        else "pass"
+        if recovered >= 0.9
+        else "fail",
+        _pct(recovered),
+        f"{m.recovered:,} of {m.faults:,} transient faults, in executions that ended well"
+        " with no operator",
+    )
+    add(
+        2,
+        float(m.inconsistent),
+        "target" if m.inconsistent == 0 else "fail",
+        f"{m.inconsistent:,}",
+        f"{m.inconsistent:,} of {m.executions:,} executions break an invariant (trilha check)",
+    )
+    traced = _share(m.executions - m.untraceable, m.executions)
+    add(
+        3,
+        traced,
+        "target" if m.untraceable == 0 else "fail",
+        _pct(traced),
+        f"{m.executions - m.untraceable:,} of {m.executions:,} trails tell the whole story",
+    )
+    values = m.recovery_seconds
+    p99 = percentile(values, 0.99) if values else None
+    worst = max(values) if values else None
+    add(
+        4,
+        p99,
+        "n/a"
+        if p99 is None or worst is None
+        else "target"
+        if p99 < 2.0 and worst < 30.0
+        else "pass"
+        if worst < 30.0
+        else "fail",
+        "n/a" if p99 is None else f"p99 {p99:.2f} s",
+        "no fault to recover from"
+        if p99 is None
+        else f"{len(values):,} recoveries: p50 {percentile(values, 0.5):.2f} s, max {worst:.2f} s",
+    )
+    escalation = _share(m.escalated, m.executions)
+    add(
+        5,
+        escalation,
+        "n/a"
+        if escalation is None
+        else "target"
+        if escalation < 0.001
+        else "pass"
+        if escalation < 0.01
+        else "fail",
+        _pct(escalation, 3),
+        f"{m.escalated:,} of {m.executions:,} executions handed to a person",
+    )
+    if basic is not None:
+        kept = _share(basic.basic_path, basic.executions)
+        add(
+            6,
+            kept,
+            "n/a"
+            if kept is None
+            else "target"
+            if kept >= 0.99
+            else "pass"
+            if kept >= 0.9
+            else "fail",
+            _pct(kept),
+            f"{basic.basic_path:,} of {basic.executions:,} executions completed their basic"
+            " path with half the dependencies down",
+        )
+    return out

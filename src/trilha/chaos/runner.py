@@ -1,0 +1,253 @@
+"""A chaos run: the scenarios chosen, each on a store of its own, measured, reported.
+
+Every scenario but the worker crashes is a deterministic simulation
+(:mod:`trilha.chaos.simulate`); the crashes need real processes, so that one
+runs ``trilha worker`` processes in real time and SIGKILLs them
+(:mod:`trilha.chaos.crash`). Each scenario's executions are then measured from
+its store and its process log (:mod:`trilha.chaos.measure`), and the run's
+criteria are those of all its executions together (criterion 6: of the
+half-dependencies scenario).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import trilha
+from trilha.chaos.crash import run_crashes
+from trilha.chaos.measure import Measures, measure, outage_recoveries, verdicts
+from trilha.chaos.report import histogram, write_report
+from trilha.chaos.scenarios import Scenario, matrix
+from trilha.chaos.services import Services
+from trilha.chaos.simulate import Run, digest, simulate, timeline
+from trilha.config import Config, DependencyConfig, LoggingConfig, load_config
+from trilha.core.flow import Flow, dependencies_used, load_flow
+from trilha.core.percentiles import percentile
+from trilha.errors import ConfigError
+from trilha.flowfiles import flow_files, load_flow_file
+from trilha.observability.logging import configure as configure_logging
+from trilha.observability.logging import reset as reset_logging
+from trilha.processors.registry import Processors
+
+#: recovery-time histogram buckets, in seconds
+EDGES = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosOptions:
+    flows: Path | None = None
+    config: Path | None = None
+    scenario: str = "all"
+    executions: int = 200
+    concurrency: int = 50
+    seed: int = 1
+    report: Path | None = None
+    #: where the scenarios' stores and logs go (a temporary folder when None)
+    work: Path | None = None
+
+
+#: (scenario name, executions ended, executions in all) while a scenario runs
+Progress = Callable[[str, int, int], None]
+
+
+def built_in_flows(processors: Processors) -> list[Flow]:
+    folder = resources.files("trilha.chaos").joinpath("flows")
+    return [
+        load_flow(json.loads(entry.read_text(encoding="utf-8")), processors.node_types)
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".json")
+    ]
+
+
+def select(scenarios: list[Scenario], name: str) -> list[Scenario]:
+    if name == "all":
+        return scenarios
+    chosen = [s for s in scenarios if s.name == name]
+    if not chosen:
+        known = ", ".join(s.name for s in scenarios)
+        raise ConfigError(f"--scenario {name!r}: expected all or one of {known}")
+    return chosen
+
+
+async def run_chaos(options: ChaosOptions, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the scenarios ``options`` choose; the report (also written to ``report``)."""
+    if options.executions < 1 or options.concurrency < 1:
+        raise ConfigError("--executions and --concurrency must be at least 1")
+    processors = Processors.from_entry_points()
+    if options.flows is None:
+        flows = built_in_flows(processors)
+    else:
+        flows = [load_flow_file(p, processors.node_types) for p in flow_files(options.flows)]
+        if not flows:
+            raise ConfigError(f"--flows {options.flows}: no flow files there")
+    await processors.aclose()
+    base = load_config(options.config) if options.config else Config()
+    used = sorted({name for flow in flows for _, name in dependencies_used(flow)})
+    declared = {name: dep.base_url for name, dep in base.dependencies.items()}
+    scenarios = select(matrix(used), options.scenario)
+    work = options.work or Path(tempfile.mkdtemp(prefix="trilha-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    services = await Services.start(used, declared)
+    config = _rewired(base, services, used)
+    results: list[dict[str, Any]] = []
+    total = Measures()
+    basic: Measures | None = None
+    try:
+        for scenario in scenarios:
+            await services.reset()
+            folder = work / scenario.name
+            folder.mkdir(parents=True, exist_ok=True)
+            result, measured = await _scenario(
+                scenario, options, flows, config, services, folder, progress
+            )
+            results.append(result)
+            total.add(measured)
+            if scenario.basic_path:
+                basic = measured
+    finally:
+        await services.close()
+    criteria = verdicts(total, basic)
+    passed = all(c["verdict"] != "fail" for c in criteria)
+    report: dict[str, Any] = {
+        "trilha": trilha.__version__,
+        "seed": options.seed,
+        "startedAt": datetime.fromtimestamp(started, UTC).isoformat().replace("+00:00", "Z"),
+        "wallSeconds": round(time.time() - started, 3),
+        "settings": {
+            "executions": options.executions,
+            "concurrency": options.concurrency,
+            "store": "sqlite (one file per scenario)",
+            "flows": str(options.flows) if options.flows else "built-in",
+            "config": str(options.config) if options.config else None,
+            "scenarios": [s.name for s in scenarios],
+            "work": str(work),
+        },
+        "passed": passed,
+        "criteria": criteria,
+        "scenarios": results,
+    }
+    if options.report is not None:
+        write_report(report, options.report)
+    return report
+
+
+def _rewired(base: Config, services: Services, used: list[str]) -> Config:
+    """The configuration the engine runs with: every dependency through its gate, the
+    messages into memory (the channel is not under test), the trail kept whole."""
+    dependencies = dict(base.dependencies)
+    for name in used:
+        old = dependencies.get(name)
+        url = services.base_url(name)
+        dependencies[name] = (
+            old.model_copy(update={"base_url": url})
+            if old is not None
+            else DependencyConfig(base_url=url, timeout_seconds=5)
+        )
+    return base.model_copy(
+        update={
+            "dependencies": dependencies,
+            "channel": base.channel.model_copy(update={"kind": "memory"}),
+            "logging": LoggingConfig(level="WARN", format="json", store_level="DEBUG"),
+        }
+    )
+
+
+async def _scenario(
+    scenario: Scenario,
+    options: ChaosOptions,
+    flows: list[Flow],
+    config: Config,
+    services: Services,
+    folder: Path,
+    progress: Progress | None,
+) -> tuple[dict[str, Any], Measures]:
+    log_path = folder / "process.log"
+    began = time.monotonic()
+
+    def report(ended: int, total: int) -> None:
+        if progress is not None:
+            progress(scenario.name, ended, total)
+
+    # the scenario's process log, read back for its outages (a file: it may be long)
+    with open(log_path, "w", encoding="utf-8") as log_file:  # noqa: ASYNC230
+        configure_logging(config.logging, stream=log_file)
+        try:
+            if scenario.real_processes:
+                run: Run = await run_crashes(
+                    scenario,
+                    flows=flows,
+                    config=config,
+                    services=services,
+                    executions=options.executions,
+                    concurrency=options.concurrency,
+                    seed=options.seed,
+                    folder=folder,
+                    on_progress=report,
+                )
+            else:
+                run = await simulate(
+                    scenario,
+                    flows=flows,
+                    config=config,
+                    services=services,
+                    executions=options.executions,
+                    concurrency=options.concurrency,
+                    seed=options.seed,
+                    folder=folder,
+                    on_progress=report,
+                )
+        finally:
+            reset_logging()
+    try:
+        measured = await measure(run.store, run.started_ids, now=run.ended)
+        history = await digest(run.store, run.started_ids) if not scenario.real_processes else None
+    finally:
+        await run.store.close()
+    lines = []
+    for raw in log_path.read_text(encoding="utf-8").splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            continue
+    measured.recovery_seconds += outage_recoveries(lines)
+    measured.outcomes["unfinished"] = measured.outcomes.get("unfinished", 0) + run.unfinished
+    values = measured.recovery_seconds
+    result: dict[str, Any] = {
+        "name": scenario.name,
+        "description": scenario.description,
+        "simulated": not scenario.real_processes,
+        "executions": options.executions,
+        "wallSeconds": round(time.monotonic() - began, 3),
+        "simulatedSeconds": round(run.seconds, 3) if not scenario.real_processes else None,
+        "outcomes": dict(sorted(measured.outcomes.items())),
+        "faults": dict(sorted(run.faults.items())),
+        "criteria": {
+            str(c["id"]): {k: c[k] for k in ("measured", "display", "verdict", "detail")}
+            for c in verdicts(measured, measured if scenario.basic_path else None)
+        },
+        "recoverySeconds": {
+            "count": len(values),
+            "p50": round(percentile(values, 0.5), 3) if values else None,
+            "p99": round(percentile(values, 0.99), 3) if values else None,
+            "max": round(max(values), 3) if values else None,
+            "histogram": histogram(values, EDGES),
+        },
+        "timeline": timeline(run),
+        "violations": measured.violations,
+        "traceProblems": measured.trace_problems,
+        "historyDigest": history,
+        "store": str(folder / f"{scenario.name}.db"),
+        "processLog": str(log_path),
+    }
+    if any(c["verdict"] == "fail" for c in result["criteria"].values()):
+        result["failingSeed"] = options.seed
+    return result, measured

@@ -1,0 +1,127 @@
+"""The scenario matrix of ``trilha chaos``: one scenario per kind of fault, everything
+at once, and half the dependencies down. Times are seconds since the scenario
+began (simulated time, except for worker crashes, which are real processes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trilha.core.faults import (
+    Corruption,
+    Delay,
+    DependencyOutage,
+    FaultPlan,
+    Latency,
+    ProcessorFaults,
+    Window,
+)
+
+#: the dependencies the built-in flow calls (half of them go down in one scenario)
+BUILT_IN_DEPENDENCIES = ("crm", "score", "agenda", "notify")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str
+    plan: FaultPlan
+    #: run by real ``trilha worker`` processes in real time (SIGKILL needs processes)
+    real_processes: bool = False
+    #: criterion 6 is measured here: the share that finished their basic path
+    basic_path: bool = False
+
+
+def _outages(dependencies: list[str]) -> list[DependencyOutage]:
+    return [
+        DependencyOutage(
+            dependencies=dependencies,
+            windows=[
+                Window(start_seconds=20, duration_seconds=25),
+                Window(start_seconds=120, duration_seconds=40),
+            ],
+        )
+    ]
+
+
+def matrix(dependencies: list[str]) -> list[Scenario]:
+    """Every scenario, for a run whose flows call ``dependencies``."""
+    half = dependencies[: max(1, len(dependencies) // 2)] if dependencies else []
+    processor = ProcessorFaults(probability=0.15)
+    latency = Latency(
+        processor=Delay(probability=0.3, seconds=0.05, jitter_seconds=0.2),
+        dependency=Delay(probability=0.3, seconds=0.5, jitter_seconds=6.0),
+        store=Delay(probability=0.3, seconds=0.002, jitter_seconds=0.05),
+    )
+    corruption = Corruption(probability=0.25)
+    store = [
+        Window(start_seconds=15, duration_seconds=3),
+        Window(start_seconds=70, duration_seconds=8),
+        Window(start_seconds=150, duration_seconds=2),
+    ]
+    everything = FaultPlan(
+        processor=ProcessorFaults(probability=0.08),
+        latency=latency,
+        corruption=Corruption(probability=0.1),
+        store_outages=store,
+        dependency_outages=_outages(dependencies) if dependencies else [],
+        overload=True,
+    )
+    return [
+        Scenario(
+            "processor_failures",
+            "15 % of node runs raise a transient error before doing their work",
+            FaultPlan(processor=processor),
+        ),
+        Scenario(
+            "latency",
+            "30 % of calls run late: nodes by 50-250 ms, the store by 2-52 ms, dependencies"
+            " by 0.5-6.5 s (some outlast their 5 s timeout)",
+            FaultPlan(latency=latency),
+        ),
+        Scenario(
+            "corrupted_data",
+            "25 % of executions get garbage written into their variables, their current"
+            " node or their latest checkpoint in the real store while they wait",
+            FaultPlan(corruption=corruption),
+        ),
+        Scenario(
+            "dependencies_disconnected",
+            "every dependency's server stops listening at 20 s for 25 s and at 120 s for"
+            " 40 s, then comes back",
+            FaultPlan(dependency_outages=_outages(dependencies) if dependencies else []),
+        ),
+        Scenario(
+            "store_unavailable",
+            "the store answers nothing at 15 s for 3 s, at 70 s for 8 s, at 150 s for 2 s",
+            FaultPlan(store_outages=store),
+        ),
+        Scenario(
+            "overload",
+            "every execution starts at once, far beyond what one worker runs at a time",
+            FaultPlan(overload=True),
+        ),
+        Scenario(
+            "worker_crashes",
+            "three real `trilha worker` processes; one is SIGKILLed every 3 s and a new"
+            " one started in its place",
+            FaultPlan(worker_kill_every_seconds=3.0),
+            real_processes=True,
+        ),
+        Scenario(
+            "everything",
+            "all of the above at once (but the crashes): failing nodes, latency,"
+            " corruption, dependency and store outages, every execution started at once",
+            everything,
+        ),
+        Scenario(
+            "half_dependencies_down",
+            f"{', '.join(half) or 'no dependency'} down for the whole run"
+            f" (half of {len(dependencies)})",
+            FaultPlan(dependency_outages=[DependencyOutage(dependencies=half)] if half else []),
+            basic_path=True,
+        ),
+    ]
+
+
+def names() -> list[str]:
+    return [s.name for s in matrix(list(BUILT_IN_DEPENDENCIES))]
