@@ -1,0 +1,101 @@
+"""Fault plans decide the same way every time, whatever the order they are asked in."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from pydantic import ValidationError
+
+from trilha.chaos.contact import answer, think_seconds
+from trilha.core.answers import Refused, check_answer
+from trilha.core.faults import (
+    Corruption,
+    Delay,
+    DependencyOutage,
+    FaultPlan,
+    Latency,
+    ProcessorFaults,
+    Window,
+    chance,
+)
+from trilha.core.flow import AnswerRule, QuestionNode
+
+
+def test_chance_is_a_fixed_uniform_number_per_question() -> None:
+    keys = [("processor", f"ex-{i}", "n1", 1) for i in range(5_000)]
+    first = [chance(7, *k) for k in keys]
+    shuffled = list(keys)
+    random.Random(1).shuffle(shuffled)
+    again = {k: chance(7, *k) for k in shuffled}
+    assert first == [again[k] for k in keys]  # the order asked in changes nothing
+    assert all(0 <= x < 1 for x in first)
+    assert 0.45 < sum(first) / len(first) < 0.55
+    assert first != [chance(8, *k) for k in keys]  # another seed, other faults
+
+
+def test_processor_failures_by_probability_and_first_calls() -> None:
+    plan = FaultPlan(processor=ProcessorFaults(probability=0.2, first_calls=1))
+    runs = [plan.processor_fails(1, f"ex-{i}", "n", "set", 2) for i in range(5_000)]
+    assert 0.17 < sum(runs) / len(runs) < 0.23
+    assert all(plan.processor_fails(1, f"ex-{i}", "n", "set", 1) for i in range(50))
+    only_http = FaultPlan(processor=ProcessorFaults(probability=1.0, node_types=["http"]))
+    assert not only_http.processor_fails(1, "ex", "n", "set", 5)
+    assert only_http.processor_fails(1, "ex", "n", "http", 5)
+
+
+def test_delays_by_kind_within_their_bounds() -> None:
+    plan = FaultPlan(
+        latency=Latency(
+            dependency=Delay(probability=0.5, seconds=0.5, jitter_seconds=2.0),
+        )
+    )
+    delays = [plan.delay(3, "dependency", f"ex-{i}", "n", 1) for i in range(2_000)]
+    late = [d for d in delays if d]
+    assert 0.45 < len(late) / len(delays) < 0.55
+    assert all(0.5 <= d <= 2.5 for d in late)
+    assert plan.delay(3, "store", "ex", 1) == 0.0  # no store delay in this plan
+
+
+def test_corruption_targets_and_windows() -> None:
+    plan = FaultPlan(corruption=Corruption(probability=0.3, targets=["variables", "checkpoint"]))
+    picked = [plan.corrupts(5, f"ex-{i}") for i in range(3_000)]
+    hit = [p for p in picked if p is not None]
+    assert 0.27 < len(hit) / len(picked) < 0.33
+    assert set(hit) == {"variables", "checkpoint"}
+    outage = FaultPlan(
+        store_outages=[Window(start_seconds=10, duration_seconds=5)],
+        dependency_outages=[DependencyOutage(dependencies=["crm"])],
+    )
+    assert [outage.store_down(t) for t in (9.9, 10, 14.9, 15)] == [False, True, True, False]
+    assert outage.store_back_at(12) == 15 and outage.store_back_at(20) is None
+    assert outage.dependency_down("crm", 1e6) and not outage.dependency_down("score", 1)
+    assert outage.changes() == [10, 15]
+
+
+def test_a_bad_plan_names_the_field() -> None:
+    with pytest.raises(ValidationError, match="probability"):
+        FaultPlan.model_validate({"processor": {"probability": 1.5}})
+    with pytest.raises(ValidationError, match="each target at most once"):
+        FaultPlan.model_validate({"corruption": {"targets": ["variables", "variables"]}})
+    with pytest.raises(ValidationError, match="dependencies"):
+        FaultPlan.model_validate({"dependencyOutages": [{"dependencies": []}]})
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"kind": "text", "minLength": 2, "maxLength": 80},
+        {"kind": "number", "min": 1, "max": 3},
+        {"kind": "email"},
+        {"kind": "phone"},
+        {"kind": "choice", "options": [{"value": "sim", "synonyms": ["s"]}, "não"]},
+    ],
+)
+def test_the_simulated_contact_answers_what_the_question_accepts(rule: dict[str, object]) -> None:
+    question = QuestionNode.model_validate(
+        {"id": "q", "type": "question", "text": "?", "variable": "v", "validate": rule}
+    )
+    text = answer(question)
+    assert not isinstance(check_answer(AnswerRule.model_validate(rule), text), Refused), text
+    assert 1 <= think_seconds(1, "ex", "q", 1) <= 20
