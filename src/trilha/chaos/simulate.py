@@ -36,7 +36,7 @@ from trilha.engine.worker import Worker
 from trilha.errors import StoreError, TrilhaError
 from trilha.processors.base import Processor
 from trilha.processors.registry import Processors
-from trilha.store.base import ExecutionFilter, Store
+from trilha.store.base import Store
 from trilha.store.sqlite import SQLiteStore
 
 #: the simulation's epoch (any fixed instant: histories compare equal across runs)
@@ -102,7 +102,9 @@ async def simulate(
     plan = scenario.plan
     clock = FakeClock(T0)
     counts = FaultCounter()
-    real = SQLiteStore(folder / f"{scenario.name}.db")
+    # no fsync: what is under test is the engine, not the disk (nothing here crashes
+    # the machine), and a simulated hour must not wait on real disk flushes
+    real = SQLiteStore(folder / f"{scenario.name}.db", synchronous="OFF")
     await real.open()
     store = faulty_store(real, plan, seed, clock, T0, counts, time_passes=False)
     cfg = config.model_copy(
@@ -140,12 +142,15 @@ async def simulate(
     scheduled: dict[tuple[str, str | None, int], float] = {}
     answered: set[tuple[str, str | None, int]] = set()
     asked: dict[tuple[str, str | None, int], str] = {}
+    #: replies scheduled and not yet sent, by when they are due
+    pending: dict[tuple[str, str | None, int], float] = {}
     corrupted: set[str] = set()
     poll = cfg.engine.poll_interval_seconds
     backoff = poll
     next_sweep = T0 + SWEEP_SECONDS
     next_sample = T0
     changes = [T0 + c for c in plan.changes()]
+    position = await real.last_trail_id()
     try:
         while True:
             now = clock.now()
@@ -174,15 +179,23 @@ async def simulate(
                     break  # the store is away: the platform tries again later
                 run.started_ids.append(ids[i])
                 room -= 1
-            # the contacts read what they were asked, and answer after a while
-            waiting = await real.list_executions(
-                limit=max(executions, 1),
-                where=ExecutionFilter(institution_id=INSTITUTION, status="waiting_input"),
-            )
+            # the contacts read what they were asked (the trail since the last look says
+            # which executions moved), and answer after a while
+            moved = await real.trail_since(position, limit=1_000_000, institution_id=INSTITUTION)
+            if moved:
+                position = moved[-1].id
+            waiting = []
+            for execution_id in dict.fromkeys(
+                e.record.execution_id for e in moved if e.status == "waiting_input"
+            ):
+                with contextlib.suppress(TrilhaError):  # a corrupted row: asked already
+                    ex = await real.get_execution(execution_id)
+                    if ex.status is ExecutionStatus.WAITING_INPUT:
+                        waiting.append(ex)
             for ex in waiting:
                 key = (ex.id, ex.current_node_id, ex.step_seq)
                 if key not in scheduled:
-                    scheduled[key] = now + think_seconds(
+                    scheduled[key] = pending[key] = now + think_seconds(
                         seed, ex.id, ex.current_node_id or "", ex.step_seq
                     )
                     asked[key] = ex.flow_id
@@ -193,13 +206,14 @@ async def simulate(
                         counts["corruption"] += 1
                         run.corrupted.append((ex.id, target))
             # a contact answers what it was asked, whatever the store thinks of the row
-            for key, due in scheduled.items():
-                if due > now or key in answered:
+            for key, due in list(pending.items()):
+                if due > now:
                     continue
                 execution_id, node_id, seq = key
                 node = by_id[asked[key]].node(node_id or "")
                 if not isinstance(node, QuestionNode):
                     answered.add(key)
+                    del pending[key]
                     continue
                 try:
                     await engine.send(
@@ -210,6 +224,7 @@ async def simulate(
                 except TrilhaError:
                     pass  # the execution ended meanwhile
                 answered.add(key)
+                del pending[key]
             if now >= next_sweep:
                 next_sweep = now + SWEEP_SECONDS
                 with contextlib.suppress(StoreError):
@@ -220,13 +235,16 @@ async def simulate(
                 if on_progress is not None:
                     ended = sum(n for s, n in run.samples[-1].states.items() if _ended(s))
                     on_progress(ended, executions)
-            done = await worker.step()
+            # everything due at this instant, then look again before time moves on
+            worked = 0
+            while (done := await worker.step()) is not None and done:
+                worked += done
             if done is None:  # the store failed: back off on the simulated clock
                 clock.advance(backoff)
                 backoff = min(backoff * 2, worker.max_backoff_seconds)
                 continue
             backoff = poll
-            if done:
+            if worked:
                 continue
             states = await real.count_by_status(INSTITUTION)
             finished = sum(n for s, n in states.items() if _ended(s))
@@ -242,7 +260,7 @@ async def simulate(
                 break
             moments = [
                 stats.next_wake_at,
-                *(d for k, d in scheduled.items() if k not in answered),
+                *pending.values(),
                 next_sweep,
                 *changes,
             ]
