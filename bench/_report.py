@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -91,3 +92,13 @@ def store_folder(store_dir: Path | None) -> Path:
 def drop_store_folder(folder: Path, store_dir: Path | None) -> None:
     if store_dir is None:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def asgi_body(receive: Any) -> bytes:
+    """A whole request body from an ASGI ``receive`` (the benches' webhook receivers)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body

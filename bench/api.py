@@ -33,6 +33,7 @@ import uvicorn
 
 from _report import (
     add_store_dir,
+    asgi_body,
     drop_store_folder,
     fmt,
     percentile,
@@ -75,12 +76,7 @@ class Receiver:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await asgi_body(receive)
         arrived = time.perf_counter()
         data = json.loads(body)
         self.inbox(data["conversationId"]).put_nowait((arrived, data["text"]))

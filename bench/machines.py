@@ -65,7 +65,8 @@ import httpx
 import psutil
 import uvicorn
 
-from _report import fmt, percentile, print_table
+from _report import asgi_body, fmt, percentile, print_table
+from steps import bench_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -82,18 +83,8 @@ DEADLINE = 300.0
 
 
 def steps_flow(nodes: int) -> dict[str, Any]:
-    """``nodes`` nodes alternating set and message (``bench/steps.py``'s flow)."""
-    body: list[dict[str, Any]] = []
-    for i in range(nodes):
-        node: dict[str, Any] = {"id": f"n{i}"}
-        if i % 2 == 0:
-            node |= {"type": "set", "variables": {f"v{i}": i, "step": f"{{{{contact}}}}-{i}"}}
-        else:
-            node |= {"type": "message", "text": f"Passo {i} de {nodes}, {{{{contact}}}}."}
-        if i + 1 < nodes:
-            node["next"] = f"n{i + 1}"
-        body.append(node)
-    return {"id": "bench-machines-steps", "start": "n0", "nodes": body}
+    """``bench/steps.py``'s flow (set and message alternating), under this bench's id."""
+    return bench_flow(nodes) | {"id": "bench-machines-steps"}
 
 
 ECHO = {
@@ -362,12 +353,7 @@ class Webhook:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await asgi_body(receive)
         at = time.perf_counter()
         data = json.loads(body)
         self.posts += 1

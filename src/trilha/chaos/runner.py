@@ -181,30 +181,18 @@ async def _scenario(
     with open(log_path, "w", encoding="utf-8") as log_file:  # noqa: ASYNC230
         configure_logging(config.logging, stream=log_file)
         try:
-            if scenario.real_processes:
-                run: Run = await run_crashes(
-                    scenario,
-                    flows=flows,
-                    config=config,
-                    services=services,
-                    executions=options.executions,
-                    concurrency=options.concurrency,
-                    seed=options.seed,
-                    folder=folder,
-                    on_progress=report,
-                )
-            else:
-                run = await simulate(
-                    scenario,
-                    flows=flows,
-                    config=config,
-                    services=services,
-                    executions=options.executions,
-                    concurrency=options.concurrency,
-                    seed=options.seed,
-                    folder=folder,
-                    on_progress=report,
-                )
+            runner = run_crashes if scenario.real_processes else simulate
+            run: Run = await runner(
+                scenario,
+                flows=flows,
+                config=config,
+                services=services,
+                executions=options.executions,
+                concurrency=options.concurrency,
+                seed=options.seed,
+                folder=folder,
+                on_progress=report,
+            )
         finally:
             reset_logging()
     try:

@@ -17,10 +17,12 @@ import orjson
 
 from trilha.core.alerts import AlertState, AlertStatus
 from trilha.core.execution import (
+    Checkpoint,
     Execution,
     InboundMessage,
     LogRecord,
     OutboundMessage,
+    Transition,
     checksum,
     dumps,
 )
@@ -354,4 +356,38 @@ def row_to_trail_event(row: Any) -> TrailEvent:
         institution_id=as_text(row[8]),
         flow_id=as_text(row[9]),
         status=as_text(row[10]),
+    )
+
+
+#: a transition row's columns, in the order :func:`row_to_transition` reads them
+TRANSITION_COLUMNS = "execution_id, source, target, reason, at, actor, node_id"
+#: a checkpoint row's columns, in the order :func:`row_to_checkpoint` reads them
+CHECKPOINT_COLUMNS = (
+    "execution_id, seq, node_id, node_type, status, state, checksum, started_at,"
+    " duration, input, output, error, attempt, schema_version"
+)
+
+
+def row_to_transition(r: Any) -> Transition:
+    return Transition(r[0], ExecutionStatus(r[1]) if r[1] else None, ExecutionStatus(r[2]), *r[3:7])
+
+
+def row_to_checkpoint(r: Any) -> Checkpoint:
+    """A step's checkpoint; its input, output and error are shown as stored when they
+    are not JSON (display only: the state is what recovery verifies)."""
+    return Checkpoint(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        ExecutionStatus(r[4]),
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        lenient_json(r[9]),
+        lenient_json(r[10]),
+        lenient_json(r[11]),
+        r[12],
+        r[13],
     )

@@ -75,6 +75,7 @@ from trilha.store.base import (
 from trilha.store.rows import (
     ACTIVE_SQL,
     API_KEY_COLUMNS,
+    CHECKPOINT_COLUMNS,
     COMMIT_FIELDS,
     EXEC_COLUMNS,
     EXEC_FIELDS,
@@ -82,6 +83,7 @@ from trilha.store.rows import (
     OUTBOX_COLUMNS,
     TERMINAL_SQL,
     TRAIL_MARK,
+    TRANSITION_COLUMNS,
     Row,
     execution_params,
     json_or_none,
@@ -89,10 +91,12 @@ from trilha.store.rows import (
     readable,
     row_to_alert,
     row_to_api_key,
+    row_to_checkpoint,
     row_to_execution,
     row_to_inbound,
     row_to_outbound,
     row_to_trail_event,
+    row_to_transition,
     salvage,
     stored_status,
 )
@@ -1002,52 +1006,20 @@ class SQLiteStore:
     async def transitions(self, execution_id: str) -> list[Transition]:
         def run(conn: sqlite3.Connection) -> list[Transition]:
             rows = conn.execute(
-                "SELECT execution_id, source, target, reason, at, actor, node_id FROM transitions"
-                " WHERE execution_id = ? ORDER BY id",
+                f"SELECT {TRANSITION_COLUMNS} FROM transitions WHERE execution_id = ? ORDER BY id",
                 (execution_id,),
             ).fetchall()
-            return [
-                Transition(
-                    r[0],
-                    ExecutionStatus(r[1]) if r[1] else None,
-                    ExecutionStatus(r[2]),
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                )
-                for r in rows
-            ]
+            return [row_to_transition(r) for r in rows]
 
         return await self._read(run)
 
     async def checkpoints(self, execution_id: str) -> list[Checkpoint]:
         def run(conn: sqlite3.Connection) -> list[Checkpoint]:
             rows = conn.execute(
-                "SELECT execution_id, seq, node_id, node_type, status, state, checksum, started_at,"
-                " duration, input, output, error, attempt, schema_version FROM checkpoints"
-                " WHERE execution_id = ? ORDER BY seq",
+                f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE execution_id = ? ORDER BY seq",
                 (execution_id,),
             ).fetchall()
-            return [
-                Checkpoint(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    ExecutionStatus(r[4]),
-                    r[5],
-                    r[6],
-                    r[7],
-                    r[8],
-                    lenient_json(r[9]),
-                    lenient_json(r[10]),
-                    lenient_json(r[11]),
-                    r[12],
-                    r[13],
-                )
-                for r in rows
-            ]
+            return [row_to_checkpoint(r) for r in rows]
 
         return await self._read(run)
 
