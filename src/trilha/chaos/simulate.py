@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,16 +152,26 @@ async def simulate(
     next_sample = T0
     changes = [T0 + c for c in plan.changes()]
     position = await real.last_trail_id()
+    ended_ids: set[str] = set()
+    #: each execution's status as the trail last told it (the timeline's samples)
+    status_of: dict[str, str] = {}
     try:
         while True:
             now = clock.now()
             downs = await services.apply(plan, now - T0)
             if downs:
                 counts["dependency_down"] += downs
+            # what moved since the last look (the trail says it, without reading every
+            # execution at every instant): who ended, who waits for an answer
+            moved = await real.trail_since(position, limit=1_000_000, institution_id=INSTITUTION)
+            if moved:
+                position = moved[-1].id
+            for event in moved:
+                status_of[event.record.execution_id] = event.status
+                if event.record.message == "execution.ended":
+                    ended_ids.add(event.record.execution_id)
             # new conversations: `concurrency` at a time (or all at once: overload)
-            active = len(run.started_ids) - sum(
-                n for s, n in (await real.count_by_status(INSTITUTION)).items() if _ended(s)
-            )
+            active = len(run.started_ids) - len(ended_ids)
             room = executions if plan.overload else concurrency - active
             while room > 0 and len(run.started_ids) < executions:
                 i = len(run.started_ids)
@@ -179,11 +190,7 @@ async def simulate(
                     break  # the store is away: the platform tries again later
                 run.started_ids.append(ids[i])
                 room -= 1
-            # the contacts read what they were asked (the trail since the last look says
-            # which executions moved), and answer after a while
-            moved = await real.trail_since(position, limit=1_000_000, institution_id=INSTITUTION)
-            if moved:
-                position = moved[-1].id
+            # the contacts read what they were asked, and answer after a while
             waiting = []
             for execution_id in dict.fromkeys(
                 e.record.execution_id for e in moved if e.status == "waiting_input"
@@ -231,7 +238,7 @@ async def simulate(
                     await sweeper.sweep()
             if now >= next_sample:
                 next_sample = now + SAMPLE_SECONDS
-                run.samples.append(Sample(now - T0, await real.count_by_status(INSTITUTION)))
+                run.samples.append(Sample(now - T0, dict(Counter(status_of.values()))))
                 if on_progress is not None:
                     ended = sum(n for s, n in run.samples[-1].states.items() if _ended(s))
                     on_progress(ended, executions)
@@ -246,8 +253,10 @@ async def simulate(
             backoff = poll
             if worked:
                 continue
-            states = await real.count_by_status(INSTITUTION)
-            finished = sum(n for s, n in states.items() if _ended(s))
+            finished = len(ended_ids)
+            if finished >= executions:  # confirmed by the store before the run stops
+                states = await real.count_by_status(INSTITUTION)
+                finished = sum(n for s, n in states.items() if _ended(s))
             stats = await real.queue_stats(now)
             if (
                 len(run.started_ids) == executions

@@ -798,7 +798,9 @@ class SQLiteStore:
                 (now, now, now, *params),
             ).fetchone()[0]
             leased = conn.execute(
-                "SELECT COUNT(*) FROM executions WHERE lease_expires_at >= ?" + where,
+                # lease_owner first: the partial index of the leased rows, not every row
+                "SELECT COUNT(*) FROM executions WHERE lease_owner IS NOT NULL"
+                " AND lease_expires_at >= ?" + where,
                 (now, *params),
             ).fetchone()[0]
             waiting = conn.execute(
