@@ -30,5 +30,6 @@ def test_no_accidental_exports() -> None:
         "flowfiles",
         "api",
         "views",
+        "chaos",
     }
     assert public - submodules == set(trilha.__all__) - {"__version__"}
