@@ -153,16 +153,16 @@ def chaos(
             bar.update(tasks[name], completed=ended)
 
         result = _run(run_chaos(options, progress))
+    for warning in result["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if as_json:
         out.print_json(data=result)
     else:
         _print_chaos(result)
     if not result["passed"]:
-        failing = [s["name"] for s in result["scenarios"] if "failingSeed" in s]
-        err.print(
-            f"[red]a criterion missed its required level[/red]; replay with --seed {seed}"
-            + (f" --scenario {failing[0]}" if len(failing) == 1 else "")
-        )
+        err.print("[red]a criterion missed its required level[/red]; replay the same faults with:")
+        for command in result["replay"] or [f"trilha chaos --seed {seed}"]:
+            err.print(f"  {command}", markup=False, highlight=False)
         raise typer.Exit(CHAOS_FAILED_EXIT)
 
 

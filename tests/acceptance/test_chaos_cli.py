@@ -148,13 +148,18 @@ def test_a_run_that_misses_a_level_fails_and_its_seed_reproduces_it(
             timeout=600,
         )
         assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]
-        assert "replay with --seed 5 --scenario half_dependencies_down" in run.stderr
+        replay = (
+            f"trilha chaos --flows {flows} --scenario half_dependencies_down"
+            " --executions 30 --concurrency 50 --seed 5"
+        )
+        assert replay in run.stderr
         report = report_of(folder)
         assert report["passed"] is False
         basic = next(c for c in report["criteria"] if c["id"] == 6)
         assert basic["verdict"] == "fail" and basic["measured"] == 0
         (scenario,) = report["scenarios"]
         assert scenario["failingSeed"] == 5
+        assert report["replay"] == [scenario["replay"]] == [replay]
         assert scenario["outcomes"]["failed"] == 30
         digests.append(scenario["historyDigest"])
     assert digests[0] == digests[1]

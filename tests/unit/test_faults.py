@@ -70,7 +70,16 @@ def test_corruption_targets_and_windows() -> None:
     assert [outage.store_down(t) for t in (9.9, 10, 14.9, 15)] == [False, True, True, False]
     assert outage.store_back_at(12) == 15 and outage.store_back_at(20) is None
     assert outage.dependency_down("crm", 1e6) and not outage.dependency_down("score", 1)
-    assert outage.changes() == [10, 15]
+    assert [outage.next_change(t) for t in (0, 10, 12, 15)] == [10, 15, 15, None]
+    recurring = FaultPlan(
+        store_outages=[Window(start_seconds=10, duration_seconds=2, every_seconds=30)]
+    )
+    downs = [t for t in range(100) if recurring.store_down(t)]
+    assert downs == [10, 11, 40, 41, 70, 71]
+    assert [recurring.next_change(t) for t in (5, 10.5, 12, 39)] == [10, 12, 40, 40]
+    assert recurring.store_back_at(41.5) == 42
+    with pytest.raises(ValidationError, match="shorter than every_seconds"):
+        Window(start_seconds=0, duration_seconds=5, every_seconds=5)
 
 
 def test_a_bad_plan_names_the_field() -> None:

@@ -29,6 +29,9 @@ def _candidates(rule: AnswerRule) -> list[str]:
         return ["ana.souza@example.com"]
     if kind == "phone":
         return ["+55 11 98765-4321", "11987654321"]
+    if kind == "regex":
+        # what such patterns usually ask for: a CPF, digits, a code, a yes
+        return ["123.456.789-09", "12345678909", "12345", "ABC123", "sim", "Ana Souza"]
     text = "Ana Souza"
     if rule.min_length is not None and len(text) < rule.min_length:
         text = text + " x" * rule.min_length

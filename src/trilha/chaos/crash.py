@@ -167,7 +167,9 @@ async def run_crashes(
                 if when > now or not isinstance(node, QuestionNode):
                     continue
                 with contextlib.suppress(TrilhaError):
-                    await engine.send(ex.id, answer(node), message_id=f"{ex.id}:{node.id}")
+                    await engine.send(
+                        ex.id, answer(node), message_id=f"{ex.id}:{node.id}:{ex.step_seq}"
+                    )
                 replied.add(key)
             if now >= next_kill:
                 next_kill = now + every

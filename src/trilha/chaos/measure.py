@@ -39,6 +39,10 @@ CRITERIA: tuple[tuple[int, str, str, str], ...] = (
     (6, "basic path kept with half the dependencies down", ">= 90 %", ">= 99 %"),
 )
 
+#: the states an execution is back to health in after a fault
+_HEALTHY = frozenset(
+    {ExecutionStatus.WAITING_INPUT, ExecutionStatus.WAITING_DELAY, ExecutionStatus.COMPLETED}
+)
 #: who moves an execution by itself; any other actor after the start is a person
 ENGINE_ACTOR = "engine"
 
@@ -140,11 +144,17 @@ async def measure(
         m.outcomes[outcome] = m.outcomes.get(outcome, 0) + 1
         m.escalated += ex.outcome is Outcome.ESCALATED
         m.basic_path += good_end
+        # healthy again: waiting for the contact or a timer, or completed (an execution
+        # that failed, timed out or was cancelled did not recover)
         healthy = [
             t.at
             for t in transitions
-            if t.target in (ExecutionStatus.WAITING_INPUT, ExecutionStatus.WAITING_DELAY)
-            or t.target.terminal
+            if t.target
+            in (
+                ExecutionStatus.WAITING_INPUT,
+                ExecutionStatus.WAITING_DELAY,
+                ExecutionStatus.COMPLETED,
+            )
         ]
         went_through = [(c.seq, c.started_at + c.duration) for c in checkpoints if not c.error]
         # a failed step recovers at the next step that went through (later in the

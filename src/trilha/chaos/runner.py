@@ -11,7 +11,9 @@ half-dependencies scenario).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shlex
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import trilha
 from trilha.chaos.crash import run_crashes
@@ -67,6 +70,20 @@ def built_in_flows(processors: Processors) -> list[Flow]:
     ]
 
 
+async def _answers(base_url: str) -> bool:
+    """Whether a declared dependency's address takes a connection at all."""
+    parts = urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname or "127.0.0.1", port), 2
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 def select(scenarios: list[Scenario], name: str) -> list[Scenario]:
     if name == "all":
         return scenarios
@@ -97,6 +114,12 @@ async def run_chaos(options: ChaosOptions, progress: Progress | None = None) -> 
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     services = await Services.start(used, declared)
+    warnings = [
+        f"dependency '{name}' ({declared[name]}) does not answer: its calls will fail in"
+        " every scenario, whatever is injected"
+        for name in sorted(set(used) & set(declared))
+        if not await _answers(declared[name])
+    ]
     config = _rewired(base, services, used)
     results: list[dict[str, Any]] = []
     total = Measures()
@@ -132,12 +155,30 @@ async def run_chaos(options: ChaosOptions, progress: Progress | None = None) -> 
             "work": str(work),
         },
         "passed": passed,
+        "warnings": warnings,
+        "replay": [s["replay"] for s in results if "replay" in s],
         "criteria": criteria,
         "scenarios": results,
     }
     if options.report is not None:
         write_report(report, options.report)
     return report
+
+
+def replay_command(options: ChaosOptions, scenario: str) -> str:
+    """The command that runs a scenario again with the same faults."""
+    parts = ["trilha chaos"]
+    if options.flows is not None:
+        parts.append(f"--flows {shlex.quote(str(options.flows))}")
+    if options.config is not None:
+        parts.append(f"--config {shlex.quote(str(options.config))}")
+    parts += [
+        f"--scenario {scenario}",
+        f"--executions {options.executions}",
+        f"--concurrency {options.concurrency}",
+        f"--seed {options.seed}",
+    ]
+    return " ".join(parts)
 
 
 def _rewired(base: Config, services: Services, used: list[str]) -> Config:
@@ -207,7 +248,7 @@ async def _scenario(
         except ValueError:
             continue
     measured.recovery_seconds += outage_recoveries(lines)
-    measured.outcomes["unfinished"] = measured.outcomes.get("unfinished", 0) + run.unfinished
+    measured.outcomes.setdefault("unfinished", 0)  # measured: executions not ended
     values = measured.recovery_seconds
     result: dict[str, Any] = {
         "name": scenario.name,
@@ -234,8 +275,9 @@ async def _scenario(
         "traceProblems": measured.trace_problems,
         "historyDigest": history,
         "store": str(folder / f"{scenario.name}.db"),
-        "processLog": str(log_path),
+        "processLog": [str(p) for p in sorted(folder.glob("*.log"))],  # noqa: ASYNC240
     }
     if any(c["verdict"] == "fail" for c in result["criteria"].values()):
         result["failingSeed"] = options.seed
+        result["replay"] = replay_command(options, scenario.name)
     return result, measured

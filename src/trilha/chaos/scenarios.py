@@ -35,10 +35,7 @@ def _outages(dependencies: list[str]) -> list[DependencyOutage]:
     return [
         DependencyOutage(
             dependencies=dependencies,
-            windows=[
-                Window(start_seconds=20, duration_seconds=25),
-                Window(start_seconds=120, duration_seconds=40),
-            ],
+            windows=[Window(start_seconds=20, duration_seconds=25, every_seconds=120)],
         )
     ]
 
@@ -54,9 +51,8 @@ def matrix(dependencies: list[str]) -> list[Scenario]:
     )
     corruption = Corruption(probability=0.25)
     store = [
-        Window(start_seconds=15, duration_seconds=3),
-        Window(start_seconds=70, duration_seconds=8),
-        Window(start_seconds=150, duration_seconds=2),
+        Window(start_seconds=15, duration_seconds=3, every_seconds=60),
+        Window(start_seconds=45, duration_seconds=8, every_seconds=120),
     ]
     everything = FaultPlan(
         processor=ProcessorFaults(probability=0.08),
@@ -86,13 +82,14 @@ def matrix(dependencies: list[str]) -> list[Scenario]:
         ),
         Scenario(
             "dependencies_disconnected",
-            "every dependency's server stops listening at 20 s for 25 s and at 120 s for"
-            " 40 s, then comes back",
+            "every dependency's server stops listening for 25 s at 20 s, and again every"
+            " 2 minutes, then comes back",
             FaultPlan(dependency_outages=_outages(dependencies) if dependencies else []),
         ),
         Scenario(
             "store_unavailable",
-            "the store answers nothing at 15 s for 3 s, at 70 s for 8 s, at 150 s for 2 s",
+            "the store answers nothing for 3 s every minute (from 15 s) and for 8 s every"
+            " 2 minutes (from 45 s)",
             FaultPlan(store_outages=store),
         ),
         Scenario(

@@ -150,7 +150,6 @@ async def simulate(
     backoff = poll
     next_sweep = T0 + SWEEP_SECONDS
     next_sample = T0
-    changes = [T0 + c for c in plan.changes()]
     position = await real.last_trail_id()
     ended_ids: set[str] = set()
     #: each execution's status as the trail last told it (the timeline's samples)
@@ -271,11 +270,13 @@ async def simulate(
                 stats.next_wake_at,
                 *pending.values(),
                 next_sweep,
-                *changes,
+                None if (change := plan.next_change(now - T0)) is None else T0 + change,
             ]
             later = [m for m in moments if m is not None and m > now]
             clock.advance((min(later) if later else now + 60.0) - now)
     finally:
+        if on_progress is not None:
+            on_progress(len(ended_ids), executions)
         run.ended = clock.now()
         run.samples.append(Sample(run.ended - T0, await real.count_by_status(INSTITUTION)))
         await processors.aclose()

@@ -30,17 +30,46 @@ def chance(seed: int, *key: object) -> float:
 
 
 class Window(WireModel):
-    """A stretch of the run's time, in seconds since it began."""
+    """A stretch of the run's time, in seconds since it began; again every
+    ``every_seconds`` when given (a fault that recurs however long the run lasts)."""
 
     start_seconds: float = Field(ge=0, le=86_400)
     duration_seconds: float = Field(gt=0, le=86_400)
+    every_seconds: float | None = Field(default=None, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _shorter_than_its_period(self) -> Window:
+        if self.every_seconds is not None and self.duration_seconds >= self.every_seconds:
+            raise ValueError("duration_seconds must be shorter than every_seconds")
+        return self
+
+    def _offset(self, elapsed: float) -> float | None:
+        """Seconds since the window's latest opening (``None`` before the first)."""
+        if elapsed < self.start_seconds:
+            return None
+        since = elapsed - self.start_seconds
+        return since % self.every_seconds if self.every_seconds else since
 
     def covers(self, elapsed: float) -> bool:
-        return self.start_seconds <= elapsed < self.start_seconds + self.duration_seconds
+        offset = self._offset(elapsed)
+        return offset is not None and offset < self.duration_seconds
 
-    @property
-    def end_seconds(self) -> float:
-        return self.start_seconds + self.duration_seconds
+    def end_after(self, elapsed: float) -> float | None:
+        """When the opening covering ``elapsed`` closes (``None``: not covered)."""
+        offset = self._offset(elapsed)
+        if offset is None or offset >= self.duration_seconds:
+            return None
+        return elapsed - offset + self.duration_seconds
+
+    def next_change(self, elapsed: float) -> float | None:
+        """The first moment after ``elapsed`` when the window opens or closes."""
+        offset = self._offset(elapsed)
+        if offset is None:
+            return self.start_seconds
+        opened = elapsed - offset
+        if offset < self.duration_seconds:
+            return opened + self.duration_seconds
+        return opened + self.every_seconds if self.every_seconds else None
 
 
 class ProcessorFaults(WireModel):
@@ -124,17 +153,15 @@ class FaultPlan(WireModel):
 
     def store_back_at(self, elapsed: float) -> float | None:
         """When the store outage covering ``elapsed`` ends (``None``: it is up)."""
-        ends = [w.end_seconds for w in self.store_outages if w.covers(elapsed)]
+        ends = [e for w in self.store_outages if (e := w.end_after(elapsed)) is not None]
         return max(ends) if ends else None
 
-    def changes(self) -> list[float]:
-        """The moments (elapsed seconds) something switches: a simulation wakes there."""
-        moments = {w.start_seconds for w in self.store_outages}
-        moments |= {w.end_seconds for w in self.store_outages}
-        for outage in self.dependency_outages:
-            moments |= {w.start_seconds for w in outage.windows}
-            moments |= {w.end_seconds for w in outage.windows}
-        return sorted(moments)
+    def next_change(self, elapsed: float) -> float | None:
+        """The first moment after ``elapsed`` when something switches on or off: a
+        simulation wakes there (``None``: nothing ever will)."""
+        windows = [*self.store_outages, *(w for o in self.dependency_outages for w in o.windows)]
+        moments = [m for w in windows if (m := w.next_change(elapsed)) is not None]
+        return min(moments) if moments else None
 
     # decisions -------------------------------------------------------------------------
 
