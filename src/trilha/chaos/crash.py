@@ -24,11 +24,10 @@ from trilha.chaos.contact import answer
 from trilha.chaos.inject import FaultCounter
 from trilha.chaos.scenarios import Scenario
 from trilha.chaos.services import Services
-from trilha.chaos.simulate import INSTITUTION, Run, Sample
+from trilha.chaos.simulate import INSTITUTION, Run, Sample, ended_status
 from trilha.config import Config
 from trilha.core.faults import chance
 from trilha.core.flow import Flow, QuestionNode
-from trilha.core.states import TERMINAL, ExecutionStatus
 from trilha.engine.clock import SystemClock
 from trilha.engine.engine import Engine
 from trilha.errors import TrilhaError
@@ -125,7 +124,7 @@ async def run_crashes(
         while True:
             now = time.time()
             states = await store.count_by_status(INSTITUTION)
-            ended = sum(n for s, n in states.items() if _ended(s))
+            ended = sum(n for s, n in states.items() if ended_status(s))
             run.samples.append(Sample(now - run.began, states))
             if on_progress is not None:
                 on_progress(ended, executions)
@@ -136,8 +135,7 @@ async def run_crashes(
             ):
                 break
             if now - run.began > MAX_SECONDS:
-                run.unfinished = executions - ended
-                break
+                break  # what has not ended is measured as unfinished
             room = concurrency - (len(run.started_ids) - ended)
             while room > 0 and len(run.started_ids) < executions:
                 i = len(run.started_ids)
@@ -215,10 +213,3 @@ async def _busiest(
         if held.get(first, 0) > most:
             best, most = n, held[first]
     return best
-
-
-def _ended(status: str) -> bool:
-    try:
-        return ExecutionStatus(status) in TERMINAL
-    except ValueError:
-        return False

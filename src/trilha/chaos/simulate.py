@@ -70,7 +70,6 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     began: float = T0
     ended: float = T0
-    unfinished: int = 0
     #: (execution id, kind) of every corruption written
     corrupted: list[tuple[str, str]] = field(default_factory=list)
 
@@ -239,7 +238,7 @@ async def simulate(
                 next_sample = now + SAMPLE_SECONDS
                 run.samples.append(Sample(now - T0, dict(Counter(status_of.values()))))
                 if on_progress is not None:
-                    ended = sum(n for s, n in run.samples[-1].states.items() if _ended(s))
+                    ended = sum(n for s, n in run.samples[-1].states.items() if ended_status(s))
                     on_progress(ended, executions)
             # everything due at this instant, then look again before time moves on
             worked = 0
@@ -255,7 +254,7 @@ async def simulate(
             finished = len(ended_ids)
             if finished >= executions:  # confirmed by the store before the run stops
                 states = await real.count_by_status(INSTITUTION)
-                finished = sum(n for s, n in states.items() if _ended(s))
+                finished = sum(n for s, n in states.items() if ended_status(s))
             stats = await real.queue_stats(now)
             if (
                 len(run.started_ids) == executions
@@ -264,8 +263,7 @@ async def simulate(
             ):
                 break
             if now - T0 > MAX_SIMULATED_SECONDS:
-                run.unfinished = executions - finished
-                break
+                break  # what has not ended is measured as unfinished
             moments = [
                 stats.next_wake_at,
                 *pending.values(),
@@ -283,7 +281,8 @@ async def simulate(
     return run
 
 
-def _ended(status: str) -> bool:
+def ended_status(status: str) -> bool:
+    """Whether a stored status is terminal (an unknown one is not)."""
     try:
         return ExecutionStatus(status) in TERMINAL
     except ValueError:
@@ -322,7 +321,7 @@ def timeline(run: Run, buckets: int = 100) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     previous = 0
     for sample in samples:
-        ended = sum(n for s, n in sample.states.items() if _ended(s))
+        ended = sum(n for s, n in sample.states.items() if ended_status(s))
         out.append(
             {
                 "t": round(sample.at, 3),
