@@ -32,7 +32,7 @@ import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -43,6 +43,8 @@ from trilha.core.wire import WireModel
 from trilha.errors import ConfigError
 from trilha.resilience.breaker import BreakerSettings
 
+#: an institution id (as API keys carry it), or ``*`` for every institution
+INSTITUTION_PATTERN = r"^(?:\*|[A-Za-z0-9_.\-]+)$"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -54,6 +56,17 @@ class EngineConfig(WireModel):
     #: three of these is taken for dead and its executions are claimed by others
     heartbeat_seconds: float = Field(default=0.5, gt=0, le=60, allow_inf_nan=False)
     max_steps_per_turn: int = Field(default=1_000, ge=1, le=100_000)
+    #: steps one execution may take in its whole life, and steps in a row without any
+    #: reply from the contact (a loop through a delay): past either it ends ``failed``
+    max_steps_per_execution: int = Field(default=10_000, ge=1, le=100_000_000)
+    max_steps_without_input: int = Field(default=1_000, ge=1, le=100_000_000)
+    #: a reply longer than this (characters) takes the question's invalid-answer path
+    #: before any check runs; 4,096 is WhatsApp's own limit for a text message
+    max_input_chars: int = Field(default=4_096, ge=1, le=1_048_576)
+    #: the largest value a node may assign to one variable, measured as its JSON
+    max_value_bytes: int = Field(default=65_536, ge=64, le=64 * 2**20)
+    #: the largest an execution's variables may grow, measured as their JSON
+    max_state_bytes: int = Field(default=262_144, ge=256, le=256 * 2**20)
 
 
 class HttpConfig(WireModel):
@@ -91,6 +104,9 @@ class DependencyConfig(WireModel):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     #: the shortest pause between two probes while an execution waits for the dependency
     wait_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3_600, allow_inf_nan=False)
+    #: who may call it: institution ids, or ``["*"]`` for every institution; without
+    #: it only the shared flows (``--flows DIR``) may (see :mod:`trilha.core.tenancy`)
+    institutions: list[Annotated[str, Field(pattern=INSTITUTION_PATTERN)]] | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -125,6 +141,11 @@ class ChannelConfig(WireModel):
 class MetricsConfig(WireModel):
     #: institutions beyond the first N seen share the ``other`` label (bounded cardinality)
     top_institutions: int = Field(default=50, ge=1, le=10_000)
+    #: flows beyond the first N seen share the ``other`` label, as institutions do
+    top_flows: int = Field(default=50, ge=1, le=10_000)
+    #: serve ``/metrics`` on this separate ``HOST:PORT`` without a key (for a scraper on a
+    #: private network) instead of on the API's address behind an admin key
+    listen: str | None = Field(default=None, min_length=1, max_length=300)
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "OFF"]
@@ -253,6 +274,10 @@ class ApiConfig(WireModel):
     idempotency_hours: float = Field(default=24.0, gt=0, le=24 * 365, allow_inf_nan=False)
     #: how long a live event stream waits for news before it sends a keep-alive
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=600, allow_inf_nan=False)
+    #: live event streams one API key may hold open at once, and the whole process
+    #: (each is a connection and a file descriptor); beyond them a new one answers 429
+    max_streams_per_key: int = Field(default=8, ge=1, le=10_000)
+    max_streams: int = Field(default=256, ge=1, le=100_000)
 
 
 class Config(WireModel):
