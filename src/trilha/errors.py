@@ -9,6 +9,7 @@ stable ``code`` that the CLI prints and, later, the API returns::
     │   ├── FlowValidationError     the flow breaks a rule (carries problems)
     │   └── FlowNotFound            no such flow or version in the store
     ├── ExpressionError             a condition or template could not be parsed/evaluated
+    ├── LimitExceeded               a value, a reply or an execution passed one of its bounds
     ├── IllegalTransition           a state change the transition table refuses
     ├── StoreError                  the store failed
     │   ├── StoreUnavailable        cannot reach/open the store (retryable)
@@ -20,6 +21,7 @@ stable ``code`` that the CLI prints and, later, the API returns::
     ├── NodeError                   a processor failed while running a node
     │   ├── NodeTimeout             the per-node timeout passed
     │   ├── BlockedAddress          the http node refused a private/loopback target
+    │   ├── AccessDenied            a flow named another owner's flow or a dependency it may not call
     │   └── DependencyUnavailable   the dependency's circuit breaker is open
     └── ChannelError                an outbound message could not be delivered
 
@@ -75,6 +77,18 @@ class ExpressionError(TrilhaError):
     """The expression could not be evaluated."""
 
     code = "expression_error"
+
+
+class LimitExceeded(TrilhaError):
+    """A bound was passed (a value's size, an integer's range, a reply's length...).
+
+    Its ``kind`` detail is ``limit``: the failing node takes its fallback path like
+    after any other error that retrying cannot mend."""
+
+    code = "limit_exceeded"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        super().__init__(message, **({"kind": "limit"} | details))
 
 
 class IllegalTransition(TrilhaError):
@@ -147,6 +161,16 @@ class BlockedAddress(NodeError):
     """The target address is private, loopback or link-local and not declared."""
 
     code = "blocked_address"
+
+
+class AccessDenied(NodeError):
+    """The flow may not use what it named: another owner's flow, or a dependency its
+    institution is not allowed to call (DESIGN §9)."""
+
+    code = "access_denied"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        super().__init__(message, **({"kind": "forbidden"} | details))
 
 
 class DependencyUnavailable(NodeError):

@@ -27,6 +27,8 @@ class ErrorKind(StrEnum):
     BLOCKED = "blocked"  # the address policy refused the target
     DEPENDENCY_UNAVAILABLE = "dependency_unavailable"  # breaker open
     CONFIGURATION = "configuration"
+    LIMIT = "limit"  # a bound was passed (value size, reply length, response size...)
+    FORBIDDEN = "forbidden"  # another owner's flow, a dependency not allowed
     INTERNAL = "internal"
 
 
@@ -67,6 +69,10 @@ def classify(error_type: str, *, status: int | None = None, kind: str | None = N
             return ErrorKind.VALIDATION
         case "ConfigError":
             return ErrorKind.CONFIGURATION
+        case "LimitExceeded":
+            return ErrorKind.LIMIT
+        case "AccessDenied":
+            return ErrorKind.FORBIDDEN
     return ErrorKind.INTERNAL
 
 
