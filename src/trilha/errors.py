@@ -21,7 +21,7 @@ stable ``code`` that the CLI prints and, later, the API returns::
     ├── NodeError                   a processor failed while running a node
     │   ├── NodeTimeout             the per-node timeout passed
     │   ├── BlockedAddress          the http node refused a private/loopback target
-    │   ├── AccessDenied            a flow named another owner's flow or a dependency it may not call
+    │   ├── AccessDenied            another owner's flow, or a dependency not allowed
     │   └── DependencyUnavailable   the dependency's circuit breaker is open
     └── ChannelError                an outbound message could not be delivered
 

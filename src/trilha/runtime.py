@@ -17,7 +17,8 @@ from trilha.channels.memory import MemoryChannel
 from trilha.channels.terminal import TerminalChannel
 from trilha.channels.webhook import WebhookChannel
 from trilha.config import Config, expand_env, load_config
-from trilha.core.flow import Flow, dependencies_used
+from trilha.core.flow import Flow, Problem, dependencies_used
+from trilha.core.tenancy import dependency_problems
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.engine import Engine
@@ -75,7 +76,11 @@ async def runtime(
     processors = processors or Processors.from_entry_points()
     chan = channel or make_channel(cfg)
     clk = clock or SystemClock()
-    metrics = Metrics(top_institutions=cfg.metrics.top_institutions) if with_metrics else None
+    metrics = (
+        Metrics(top_institutions=cfg.metrics.top_institutions, top_flows=cfg.metrics.top_flows)
+        if with_metrics
+        else None
+    )
     engine = Engine(store, processors=processors, config=cfg, clock=clk, metrics=metrics)
     dispatcher = Dispatcher(
         store,
@@ -129,3 +134,31 @@ async def publish_all(rt: Runtime, flows: list[Flow]) -> None:
                     dependency=name,
                     hint="declare it under [dependencies] in trilha.toml (or --config FILE)",
                 )
+
+
+def dependency_access_problems(flow: Flow, config: Config) -> list[Problem]:
+    """The dependencies ``flow``'s owner may not call (DESIGN §9), as the problems that
+    refuse its publication: the engine would refuse the calls anyway, when a contact
+    reached them."""
+    positions = {node.id: i for i, node in enumerate(flow.nodes)}
+    declared = {name: dep.institutions for name, dep in config.dependencies.items()}
+    return [
+        Problem(f"nodes[{positions[node_id]}].dependency", reason)
+        for node_id, reason in dependency_problems(flow.id, dependencies_used(flow), declared)
+    ]
+
+
+def warn_unowned_dependencies(config: Config) -> None:
+    """A dependency with secret headers and no ``institutions`` serves only the shared
+    flows; say so at start, since an operator who meant it for every institution's
+    flows finds out only when their publication is refused."""
+    for name, dep in sorted(config.dependencies.items()):
+        if dep.headers and dep.institutions is None:
+            log.warning(
+                "dependency.unowned",
+                dependency=name,
+                hint=(
+                    f'only shared flows may call it; add institutions = ["INSTITUTION"]'
+                    f' (or ["*"]) under [dependencies.{name}] to let institutions\' flows'
+                ),
+            )

@@ -30,6 +30,7 @@ from pydantic import (
 
 from trilha.core.expressions import compile_expression
 from trilha.core.paths import is_valid_path
+from trilha.core.tenancy import reference_denial
 from trilha.core.wire import WireModel
 from trilha.errors import ExpressionError, FlowValidationError
 
@@ -39,6 +40,8 @@ MAX_TEXT = 4_096
 
 #: a flow's own name; stored ids may carry an owner in front ("INSTITUTION/NAME")
 FLOW_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+#: how a flow names another (``jump``, ``fallbackFlowId``): a name, or a stored id
+FLOW_REFERENCE_PATTERN = r"^(?:[A-Za-z0-9_.\-]+/)?[A-Za-z0-9_.\-]+$"
 NodeId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 VariableName = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -90,7 +93,9 @@ class FallbackSettings(WireModel):
     enabled: bool = True
     max_retries: int = Field(default=3, ge=0, le=100)
     timeout_seconds: float = Field(default=300.0, gt=0, le=86_400)
-    fallback_flow_id: str | None = None
+    fallback_flow_id: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=FLOW_REFERENCE_PATTERN
+    )
     escalate_to_human: bool = False
 
 
@@ -140,6 +145,11 @@ class NodeBase(WireModel):
 
     def expressions(self) -> Iterator[tuple[str, str]]:
         """Yield ``(wire path, source)`` for every expression the node evaluates."""
+        return iter(())
+
+    def flow_references(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(wire path, flow id)`` for every other flow the node may enter, so
+        publishing checks who owns it (:mod:`trilha.core.tenancy`)."""
         return iter(())
 
 
@@ -242,9 +252,12 @@ class JumpNode(NodeBase):
     terminal = True
 
     type: Literal["jump"]
-    flow_id: str = Field(min_length=1, max_length=200)
+    flow_id: str = Field(min_length=1, max_length=200, pattern=FLOW_REFERENCE_PATTERN)
     version: int | None = Field(default=None, ge=1)
     node_id: NodeId | None = None
+
+    def flow_references(self) -> Iterator[tuple[str, str]]:
+        yield "flowId", self.flow_id
 
 
 class HandoffNode(NodeBase):
@@ -380,9 +393,7 @@ class Flow(WireModel):
     """A validated flow. Nodes are typed per their ``type`` (see :func:`parse_flow`)."""
 
     #: a flow published through the API by an institution is stored as "INSTITUTION/ID"
-    id: str = Field(
-        min_length=1, max_length=200, pattern=r"^(?:[A-Za-z0-9_.\-]+/)?[A-Za-z0-9_.\-]+$"
-    )
+    id: str = Field(min_length=1, max_length=200, pattern=FLOW_REFERENCE_PATTERN)
     version: int = Field(default=1, ge=1)
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=4_000)
@@ -552,6 +563,8 @@ def _graph_problems(
     on_missing = data.get("onMissingNode")
     if isinstance(on_missing, str) and on_missing not in known:
         yield Problem("onMissingNode", f"no node '{on_missing}' in flow '{flow_id}'")
+    if isinstance(flow_id, str):
+        yield from _reference_problems(flow_id, data, nodes, positions)
     edges: dict[str, list[str]] = {}
     for node in nodes:
         i = positions.get(node.id, 0)
@@ -586,6 +599,24 @@ def _graph_problems(
                     f"node '{node.id}' is unreachable from start '{start}'",
                     "warning",
                 )
+
+
+def _reference_problems(
+    flow_id: str, data: Mapping[str, Any], nodes: list[NodeBase], positions: dict[str, int]
+) -> Iterator[Problem]:
+    """Every other flow this one names must be its owner's or shared (DESIGN §9)."""
+    settings = data.get("settings")
+    fallback = settings.get("fallback") if isinstance(settings, Mapping) else None
+    target = fallback.get("fallbackFlowId") if isinstance(fallback, Mapping) else None
+    if isinstance(target, str):
+        reason = reference_denial(flow_id, target)
+        if reason is not None:
+            yield Problem("settings.fallback.fallbackFlowId", reason)
+    for node in nodes:
+        for rel, reference in node.flow_references():
+            reason = reference_denial(flow_id, reference)
+            if reason is not None:
+                yield Problem(f"nodes[{positions.get(node.id, 0)}].{rel}", reason)
 
 
 def dependencies_used(flow: Flow) -> Iterator[tuple[str, str]]:

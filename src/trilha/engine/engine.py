@@ -34,10 +34,12 @@ from trilha.core.execution import (
 )
 from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
+from trilha.core.tenancy import check_entry, flow_candidates
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery
 from trilha.engine.turn import _Turn, describe_error, new_id, new_worker_id, set_path
 from trilha.errors import (
+    AccessDenied,
     CorruptedRecord,
     FlowNotFound,
     NodeTimeout,
@@ -142,6 +144,18 @@ class Engine(Recovery):
         self._flows[(flow_id, stored.version)] = flow
         return flow
 
+    async def entered_flow(
+        self, institution_id: str, reference: str, version: int | None = None
+    ) -> Flow:
+        """The flow ``reference`` (a jump's, a fallback flow's) means for an execution of
+        ``institution_id``: its own flow of that name, else the shared one; another
+        owner's flow raises :class:`AccessDenied` and is never read (DESIGN §9)."""
+        candidates = flow_candidates(institution_id, reference)
+        for stored in candidates[:-1]:
+            with contextlib.suppress(FlowNotFound):
+                return await self.flow(stored, version)
+        return await self.flow(candidates[-1], version)
+
     # starting and feeding -------------------------------------------------------------------
 
     async def start(
@@ -166,6 +180,7 @@ class Engine(Recovery):
         instead of a busy conversation (see ``POST /v1/executions``). ``execution_id``
         is for callers that must name it (a simulation replayed from its seed)."""
         flow = await self.flow(flow_id, version)
+        check_entry(institution_id, flow.id)
         now = self.clock.now()
         start_vars = dict(variables or {})
         execution = Execution(
@@ -435,13 +450,16 @@ class Engine(Recovery):
         target_flow: Flow | None = None
         while result.jump is not None:
             try:
-                target_flow = await self.flow(result.jump.flow_id, result.jump.version)
+                target_flow = await self.entered_flow(
+                    ex.institution_id, result.jump.flow_id, result.jump.version
+                )
                 break
-            except FlowNotFound as exc:
+            except (FlowNotFound, AccessDenied) as exc:
+                missing = isinstance(exc, FlowNotFound)
                 self._log(
                     turn,
-                    "WARN",
-                    "flow.jump_target_missing",
+                    "WARN" if missing else "ERROR",
+                    "flow.jump_target_missing" if missing else "flow.jump_target_forbidden",
                     node,
                     {"flowId": result.jump.flow_id, "error": str(exc)},
                 )

@@ -21,6 +21,8 @@ from trilha.api.problems import Problem, not_found
 from trilha.api.wire import storable
 from trilha.core.execution import iso
 from trilha.core.flow import FLOW_ID_PATTERN, parse_flow
+from trilha.core.tenancy import flow_candidates, split_id, stored_id
+from trilha.runtime import dependency_access_problems
 from trilha.store.base import Store, StoredFlow
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
@@ -50,25 +52,16 @@ def owner_for(principal: Principal, institution_id: str | None) -> str | None:
     return principal.institution_id
 
 
-def stored_id(owner: str | None, flow_id: str) -> str:
-    return f"{owner}/{flow_id}" if owner else flow_id
-
-
-def split_id(stored: str) -> tuple[str | None, str]:
-    """(owner, name) of a stored flow id; shared flows have no owner."""
-    owner, sep, name = stored.partition("/")
-    return (owner, name) if sep else (None, stored)
-
-
 async def resolve(
     store: Store, owner: str | None, flow_id: str, version: int | None = None
 ) -> StoredFlow | None:
-    """The flow ``flow_id`` means for ``owner``: its own, else the shared one."""
-    if owner:
-        own = await store.get_flow(stored_id(owner, flow_id), version)
-        if own is not None:
-            return own
-    return await store.get_flow(flow_id, version)
+    """The flow ``flow_id`` means for ``owner``: its own, else the shared one (the
+    engine resolves a jump the same way: :func:`trilha.core.tenancy.flow_candidates`)."""
+    for candidate in flow_candidates(owner, flow_id):
+        found = await store.get_flow(candidate, version)
+        if found is not None:
+            return found
+    return None
 
 
 def flow_json(flow: StoredFlow) -> dict[str, Any]:
@@ -124,6 +117,8 @@ async def publish(
     flow, problems = parse_flow(
         definition | {"id": stored_id(owner, flow_id)}, state.runtime.engine.processors.node_types
     )
+    if flow is not None:
+        problems += dependency_access_problems(flow, state.runtime.config)
     errors = [p for p in problems if p.severity == "error"]
     if flow is None or errors:
         raise Problem(
