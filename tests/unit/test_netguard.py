@@ -1,11 +1,14 @@
-"""The http node's address policy: private, loopback and link-local targets are refused."""
+"""The http node's address policy: private, loopback and link-local targets are refused,
+in every form an address can take."""
 
 from __future__ import annotations
+
+import ipaddress
 
 import pytest
 
 from trilha.errors import BlockedAddress, NodeError
-from trilha.netguard import check_url, is_public
+from trilha.netguard import check_url, embedded_ipv4, is_public
 
 
 @pytest.mark.parametrize(
@@ -24,6 +27,11 @@ from trilha.netguard import check_url, is_public
         "224.0.0.1",
         "100.64.0.1",
         "240.0.0.1",
+        "255.255.255.255",
+        "198.18.0.1",
+        "192.88.99.1",
+        "2001:db8::1",
+        "ff0e::1",
     ],
 )
 def test_non_public_addresses(address: str) -> None:
@@ -31,9 +39,56 @@ def test_non_public_addresses(address: str) -> None:
     assert not is_public(address)
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "192.0.0.192",  # 192.0.0.0/24 is refused whole (Python 3.11 calls .192 global)
+        "192.0.0.1",
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64 (well-known prefix) of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::808:808",  # NAT64 local use: refused whole
+        "::ffff:10.0.0.1",  # IPv4-mapped
+        "::ffff:169.254.169.254",
+        "::127.0.0.1",  # IPv4-compatible (deprecated)
+        "::8.8.8.8",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo, client 192.0.2.45
+        "2001:0:7f00:1:0:0:f5ff:fffe",  # Teredo, server 127.0.0.1 and client 10.0.0.1
+    ],
+)
+def test_ipv4_in_ipv6_and_special_blocks_are_not_public(address: str) -> None:
+    """6to4, NAT64, Teredo, IPv4-mapped and IPv4-compatible forms of internal addresses,
+    the NAT64 local-use prefix and 192.0.0.0/24 are not public, whatever Python says."""
+    assert not is_public(address)
+
+
+def test_embedded_ipv4_finds_every_form() -> None:
+    """The IPv4 addresses carried by 6to4, both ends of Teredo and IPv4-compatible
+    addresses are found."""
+    v4 = ipaddress.IPv4Address
+    assert embedded_ipv4(ipaddress.IPv6Address("2002:7f00:1::1")) == [v4("127.0.0.1")]
+    teredo = embedded_ipv4(ipaddress.IPv6Address("2001:0:7f00:1:0:0:f5ff:fffe"))
+    assert teredo == [v4("127.0.0.1"), v4("10.0.0.1")]
+    assert embedded_ipv4(ipaddress.IPv6Address("::a00:1")) == [v4("10.0.0.1")]
+    assert embedded_ipv4(ipaddress.IPv6Address("2001:4860:4860::8888")) == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "8.8.8.8",
+        "1.1.1.1",
+        "2001:4860:4860::8888",
+        "::ffff:8.8.8.8",  # IPv4-mapped of a public address is that address
+        "64:ff9b::808:808",  # so is NAT64 (DNS64 answers on IPv6-only networks)
+        "2002:808:808::1",  # 6to4 of a public address
+    ],
+)
 def test_public_addresses(address: str) -> None:
-    """Globally routable unicast addresses are public."""
+    """Globally routable unicast addresses, and the IPv6 forms of public IPv4 ones, are
+    public."""
     assert is_public(address)
 
 
