@@ -30,13 +30,15 @@ Until :func:`configure` runs (a library embedding the engine, the tests),
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.handlers
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -51,7 +53,16 @@ from trilha.errors import ConfigError
 from trilha.observability.masking import mask_text, mask_value, masked_record
 from trilha.observability.trail import IDENTITY_KEYS, Identity, console_line, level_rank, wire
 
-__all__ = ["configure", "echo_trail", "get_logger", "render_json", "reset", "to_wire"]
+__all__ = [
+    "Throttle",
+    "configure",
+    "echo_trail",
+    "get_logger",
+    "render_json",
+    "reset",
+    "throttle_loop_errors",
+    "to_wire",
+]
 
 #: the wire's level names as stdlib numbers (OFF: above everything)
 _NUMBERS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40, "CRITICAL": 50, "OFF": 100}
@@ -409,3 +420,117 @@ def echo_trail(records: Iterable[LogRecord], execution: Execution) -> None:
 
 
 _trail: Any = structlog.get_logger("trilha.trail")
+
+
+# repeated errors ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Repeats:
+    shown_at: float
+    suppressed: int = 0
+    #: what the suppressed lines said, for the summary line that counts them
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class Throttle:
+    """At most one line per ``every`` seconds for each repeated error, the first one
+    always shown in full.
+
+    Why: an error raised in a tight loop floods the log; when the process runs out of
+    file descriptors, asyncio's accept loop reports one error per pending connection
+    and retries every second, and a server printed 238 MB in 40 s. Each line that does
+    go out carries how many of its kind were held back since the previous one
+    (``suppressed``), so nothing is silently lost. Pure: the caller passes the time.
+    At most ``kinds`` kinds are remembered (the oldest is forgotten first)."""
+
+    def __init__(self, every: float = 1.0, *, kinds: int = 1_024) -> None:
+        self.every = every
+        self.kinds = kinds
+        self._seen: OrderedDict[Hashable, _Repeats] = OrderedDict()
+
+    def admit(self, kind: Hashable, now: float, **fields: Any) -> int | None:
+        """``None``: hold this line back. Else show it, saying the returned number of
+        lines of its kind were held back before it."""
+        seen = self._seen.get(kind)
+        if seen is not None and now - seen.shown_at < self.every:
+            seen.suppressed += 1
+            seen.fields = fields
+            return None
+        self._seen[kind] = _Repeats(now)
+        self._seen.move_to_end(kind)
+        while len(self._seen) > self.kinds:
+            self._seen.popitem(last=False)
+        return 0 if seen is None else seen.suppressed
+
+    def due(self, now: float) -> list[tuple[Hashable, int, dict[str, Any]]]:
+        """The kinds with lines held back whose second is over: ``(kind, count, fields of
+        the last one)``, each to be told in one summary line (which starts a new second)."""
+        out = []
+        for kind, seen in self._seen.items():
+            if seen.suppressed and now - seen.shown_at >= self.every:
+                out.append((kind, seen.suppressed, seen.fields))
+                seen.shown_at, seen.suppressed, seen.fields = now, 0, {}
+        return out
+
+    def __contains__(self, kind: Hashable) -> bool:
+        """Whether a line of this kind was seen (and is still remembered)."""
+        return kind in self._seen
+
+    @property
+    def holding(self) -> bool:
+        """Some lines are held back and not yet counted in a summary."""
+        return any(seen.suppressed for seen in self._seen.values())
+
+
+def throttle_loop_errors(
+    loop: asyncio.AbstractEventLoop, throttle: Throttle | None = None
+) -> Callable[[], None]:
+    """Report the errors ``loop`` cannot hand to anyone (a failed ``accept()``, a
+    callback that raised, a task's exception nobody read) as ``loop.error`` events
+    through this pipeline, at most one line a second for each repeated error, with the
+    count of those held back (a last summary line counts the ones held back at the end
+    of a burst). Returns a function that puts the loop's previous handler back."""
+    throttle = throttle or Throttle()
+    log = get_logger("trilha.loop")
+    previous = loop.get_exception_handler()
+    flush: asyncio.TimerHandle | None = None
+
+    def summarize() -> None:
+        nonlocal flush
+        flush = None
+        for _, count, fields in throttle.due(loop.time()):
+            log.error("loop.error", suppressed=count, repeated=True, **fields)
+        if throttle.holding:
+            flush = loop.call_later(throttle.every, summarize)
+
+    def handle(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal flush
+        exc = context.get("exception")
+        detail = str(context.get("message") or "unhandled error in the event loop")
+        # the kind: the exception (an accept's EMFILE, whatever the socket), else the text
+        kind = (type(exc).__name__, str(exc)) if isinstance(exc, BaseException) else detail
+        fields: dict[str, Any] = {"detail": detail}
+        if isinstance(exc, BaseException):
+            fields["error"] = {"type": type(exc).__name__, "message": str(exc), "stack": None}
+        first = kind not in throttle
+        held = throttle.admit(kind, loop.time(), **fields)
+        if held is None:
+            if flush is None:
+                flush = loop.call_later(throttle.every, summarize)
+            return
+        if first and isinstance(exc, BaseException):
+            # the stack once: the same error a second later would repeat it line for line
+            fields.pop("error")
+            log.error("loop.error", suppressed=held, exc_info=exc, **fields)
+        else:
+            log.error("loop.error", suppressed=held, **fields)
+
+    loop.set_exception_handler(handle)
+
+    def restore() -> None:
+        if flush is not None:
+            flush.cancel()
+        loop.set_exception_handler(previous)
+
+    return restore
