@@ -275,7 +275,9 @@ class ApiConfig(WireModel):
     #: how long a live event stream waits for news before it sends a keep-alive
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=600, allow_inf_nan=False)
     #: live event streams one API key may hold open at once, and the whole process
-    #: (each is a connection and a file descriptor); beyond them a new one answers 429
+    #: (each is a connection and a file descriptor); beyond them a new one answers 429.
+    #: A debugger tab holds one or two; the process's bound is also kept below half
+    #: its file descriptors (``ulimit -n``), whatever it is set to
     max_streams_per_key: int = Field(default=8, ge=1, le=10_000)
     max_streams: int = Field(default=256, ge=1, le=100_000)
 

@@ -9,10 +9,13 @@ A key acts for one institution and has a role: ``viewer`` reads, ``operator``
 also changes (starts executions, delivers messages, pauses...), ``admin`` does
 both across every institution. Another tenant's things are *absent* to a key
 (404, never 403), so a key cannot even learn that an id exists elsewhere; a
-viewer asking to change its own tenant's things gets 403.
+viewer asking to change its own tenant's things gets 403, and so does a key that
+is not an admin's asking for what spans every institution (``/metrics``).
 
 Verified keys are cached for a few seconds (a revocation takes effect within
-:data:`KEY_CACHE_SECONDS`) so a request costs no store read for its key.
+:data:`KEY_CACHE_SECONDS`) so a request costs no store read for its key. An open
+event stream outlives any request: its key is read again while it stays open
+(:meth:`KeyRing.still_valid`, see :class:`trilha.api.events.StreamGate`).
 """
 
 from __future__ import annotations
@@ -134,6 +137,20 @@ class KeyRing:
             return None
         return Principal(stored.key_id, stored.institution_id, stored.role)
 
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether ``principal``'s key still stands as it was verified: not revoked, and
+        of the same tenant and role. Read from the store, not the cache (whose entry it
+        refreshes): an open event stream asks this every few seconds, and must end
+        within seconds of a revocation, not after the cache's own delay on top."""
+        stored = await self.store.get_api_key(principal.key_id)
+        self._cache[principal.key_id] = (time.monotonic(), stored)
+        return (
+            stored is not None
+            and stored.revoked_at is None
+            and stored.institution_id == principal.institution_id
+            and stored.role == principal.role
+        )
+
 
 def presented_key(request: Request) -> str | None:
     """``Authorization: Bearer KEY``, or ``X-API-Key: KEY``."""
@@ -184,6 +201,19 @@ async def writer(principal: Annotated[Principal, Depends(authenticated)]) -> Pri
         raise Problem(
             403,
             f"key {principal.key_id} is a viewer key: it cannot change anything",
+            kind="forbidden",
+            title="Forbidden",
+        )
+    return principal
+
+
+async def administrator(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    """An admin key; another key gets 403 (what it asks for spans every institution,
+    so there is no tenant's share of it to show)."""
+    if not principal.admin:
+        raise Problem(
+            403,
+            f"key {principal.key_id} is a {principal.role} key: this needs an admin key",
             kind="forbidden",
             title="Forbidden",
         )

@@ -25,6 +25,15 @@ still to come). SQLite has one writer at a time, so it holds; PostgreSQL, with
 concurrent writers, keeps it by reading only up to the newest id below which
 every transaction has ended (``PostgresStore.trail_since``). So a stream works
 the same whichever process, on whichever machine, ran the step.
+
+Every stream is a connection and a file descriptor held open for as long as the
+client likes, so :class:`StreamGate` bounds them: ``[api] max_streams_per_key`` per
+API key and ``[api] max_streams`` per process (never more than half the process's
+file descriptors), beyond which a new stream is refused (429). It also re-reads,
+every :data:`KEY_RECHECK_SECONDS`, each key that holds streams open, and ends those
+streams once the key is revoked or no longer what it was (its tenant or role), so
+a revoked key stops reading within seconds rather than for as long as it stays
+connected.
 """
 
 from __future__ import annotations
@@ -33,19 +42,23 @@ import asyncio
 import contextlib
 import enum
 import signal
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from trilha.core.states import ExecutionStatus
 from trilha.errors import CorruptedRecord, ExecutionNotFound, StoreUnavailable, TrilhaError
 from trilha.observability.logging import get_logger
 from trilha.observability.trail import Identity, wire
 from trilha.store.base import Store, TrailEvent
+
+if TYPE_CHECKING:
+    from trilha.api.auth import Principal
 
 log = get_logger("trilha.api.events")
 T = TypeVar("T")
@@ -81,6 +94,12 @@ STATUS_CHECK_SECONDS = 5.0
 STOP_SECONDS = 5.0
 _IDENTITIES = 4096
 _BACKOFF_MAX = 5.0
+#: how often the keys holding streams open are read again from the store: a revoked
+#: key's streams end within this (plus one store read), well inside 5 s
+KEY_RECHECK_SECONDS = 2.0
+#: the share of the process's file descriptors open streams may hold at most; the rest
+#: serve ordinary requests, the store, outbound calls and the log file
+STREAM_FD_SHARE = 0.5
 
 
 def event_type(message: str) -> str:
@@ -528,6 +547,152 @@ class EventHub:
                 sub.offer(event)
         if page:
             self.position = max(self.position, page[-1].id)
+
+
+# bounds on open streams -----------------------------------------------------------------
+
+
+class StreamsFull(Exception):
+    """No room for another stream: the key's limit or the process's was reached."""
+
+    def __init__(self, scope: Literal["key", "process"], limit: int) -> None:
+        super().__init__(scope, limit)
+        self.scope = scope
+        self.limit = limit
+
+
+@dataclass(eq=False, slots=True)
+class StreamSlot:
+    """One open stream's place, taken by :meth:`StreamGate.open`; give it back with
+    :meth:`release` when the response ends (safe to call twice)."""
+
+    principal: Principal
+    gate: StreamGate
+    #: set when the key was revoked or changed: the stream must end now
+    revoked: asyncio.Event = field(default_factory=asyncio.Event)
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.gate._forget(self)
+
+
+def stream_budget(configured: int, descriptors: int | None = None) -> int:
+    """The most streams this process may hold: ``configured``, but no more than
+    :data:`STREAM_FD_SHARE` of its file descriptors (``descriptors``, default the soft
+    ``RLIMIT_NOFILE``), so open streams alone can never exhaust them."""
+    if descriptors is None:
+        if sys.platform == "win32":
+            return configured
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return configured
+        descriptors = soft
+    return max(1, min(configured, int(descriptors * STREAM_FD_SHARE)))
+
+
+class StreamGate:
+    """The open streams of a process, counted per API key, and the watch that ends a
+    key's streams once the key stops being valid.
+
+    ``recheck(principal)`` reads the key from the store (no cache) and says whether it
+    still stands as the stream saw it; one read per key (not per stream) every
+    ``recheck_seconds``. While the store cannot be read the streams stay open (the
+    revocation, written there, cannot be seen either) and the next round checks again."""
+
+    def __init__(
+        self,
+        *,
+        per_key: int,
+        total: int,
+        recheck: Callable[[Principal], Awaitable[bool]],
+        recheck_seconds: float = KEY_RECHECK_SECONDS,
+    ) -> None:
+        self.per_key = per_key
+        self.total = total
+        self.recheck = recheck
+        self.recheck_seconds = recheck_seconds
+        self._by_key: dict[str, set[StreamSlot]] = {}
+        self._count = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def held_by(self, key_id: str) -> int:
+        return len(self._by_key.get(key_id, ()))
+
+    def open(self, principal: Principal) -> StreamSlot:
+        """A place for one more stream of ``principal``'s key, or :class:`StreamsFull`."""
+        held = self._by_key.get(principal.key_id, set())
+        if len(held) >= self.per_key:
+            raise StreamsFull("key", self.per_key)
+        if self._count >= self.total:
+            raise StreamsFull("process", self.total)
+        slot = StreamSlot(principal, self)
+        self._by_key.setdefault(principal.key_id, held).add(slot)
+        self._count += 1
+        return slot
+
+    def _forget(self, slot: StreamSlot) -> None:
+        held = self._by_key.get(slot.principal.key_id)
+        if held is None or slot not in held:
+            return
+        held.discard(slot)
+        self._count -= 1
+        if not held:
+            del self._by_key[slot.principal.key_id]
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="trilha-stream-keys")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def check_keys(self) -> int:
+        """Read every key holding streams once; end the streams of those no longer
+        valid. Returns how many streams were told to end."""
+        ended = 0
+        for principal in {slot.principal for slots in self._by_key.values() for slot in slots}:
+            try:
+                valid = await _uncancelled(self.recheck(principal))
+            except TrilhaError as exc:
+                log.warning("events.key_check_failed", keyId=principal.key_id, error=str(exc))
+                continue
+            if valid:
+                continue
+            doomed = [s for s in self._by_key.get(principal.key_id, ()) if s.principal == principal]
+            for slot in doomed:
+                slot.revoked.set()
+            ended += len(doomed)
+            log.info(
+                "events.streams_revoked",
+                keyId=principal.key_id,
+                institutionId=principal.institution_id,
+                streams=len(doomed),
+            )
+        return ended
+
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.recheck_seconds)
+            if self._by_key and not self._stop.is_set():
+                try:
+                    await self.check_keys()
+                except Exception:
+                    # never let the watch die: revoked keys would keep their streams
+                    log.exception("events.key_watch_failed")
 
 
 async def _uncancelled(read: Awaitable[T]) -> T:
