@@ -139,13 +139,43 @@ class ChannelConfig(WireModel):
 
 
 class MetricsConfig(WireModel):
+    """``/metrics``: what it may show, and where.
+
+    The metrics span every institution, so ``trilha serve`` answers ``/metrics`` to an
+    admin key only; or, with ``listen``, on that separate address without a key (for a
+    scraper on a private network) and not on the API's address at all."""
+
     #: institutions beyond the first N seen share the ``other`` label (bounded cardinality)
     top_institutions: int = Field(default=50, ge=1, le=10_000)
     #: flows beyond the first N seen share the ``other`` label, as institutions do
     top_flows: int = Field(default=50, ge=1, le=10_000)
-    #: serve ``/metrics`` on this separate ``HOST:PORT`` without a key (for a scraper on a
-    #: private network) instead of on the API's address behind an admin key
+    #: serve ``/metrics`` on this separate ``HOST:PORT`` (``[::1]:9464`` for IPv6)
+    #: without a key, instead of on the API's address behind an admin key; also where
+    #: ``trilha metrics-server`` listens when not told ``--host``/``--port``
     listen: str | None = Field(default=None, min_length=1, max_length=300)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
+        return value
+
+    def listen_address(self) -> tuple[str, int] | None:
+        """``listen`` as ``(host, port)``, or ``None`` when not set."""
+        return None if self.listen is None else parse_listen(self.listen)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[IPv6]:PORT``) as ``(host, port)``; ValueError saying what is wrong."""
+    host, sep, port = value.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65_535:
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, not {value!r}")
+    if ":" in host and not value.strip().startswith("["):
+        raise ValueError(f"an IPv6 address is written in brackets, [::1]:9464, not {value!r}")
+    return host, int(port)
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "OFF"]

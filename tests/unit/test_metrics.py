@@ -1,9 +1,13 @@
-"""The Metrics registry: label folding, exposition text and breaker gauges."""
+"""The Metrics registry: label folding, exposition text, breaker gauges, and where
+``[metrics] listen`` serves them."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
+from trilha.config import MetricsConfig
 from trilha.engine.clock import FakeClock
 from trilha.observability.metrics import OTHER, Metrics, error_kind
 from trilha.resilience.breaker import BreakerRegistry, BreakerSettings
@@ -49,6 +53,32 @@ def test_institutions_beyond_top_n_fold_into_other() -> None:
         (("institution", "b"), ("kind", "timeout")): 1,
         (("institution", OTHER), ("kind", "timeout")): 2,
     }
+
+
+def test_flows_beyond_top_n_fold_into_other() -> None:
+    """Turn durations keep the first N flows' ids as labels; later flows (an institution
+    publishing without end) are observed under 'other'."""
+    m = Metrics(top_flows=2)
+    for flow in ["acme/a", "beta/b", "acme/c", "acme/a", "acme/d"]:
+        m.turn(flow, 0.1)
+    got = samples(m, "trilha_turn_duration_seconds_count")
+    assert got == {
+        (("flow_id", "acme/a"),): 2,
+        (("flow_id", "beta/b"),): 1,
+        (("flow_id", OTHER),): 2,
+    }
+
+
+def test_the_metrics_listen_address_is_host_and_port() -> None:
+    """``[metrics] listen`` takes HOST:PORT or [IPv6]:PORT and refuses anything else,
+    saying what it expects."""
+    assert MetricsConfig(listen="127.0.0.1:9464").listen_address() == ("127.0.0.1", 9464)
+    assert MetricsConfig(listen="[::1]:9464").listen_address() == ("::1", 9464)
+    assert MetricsConfig().listen_address() is None
+    for bad in ["9464", "host:", ":9464", "host:99999", "host:port", "::1:9464"]:
+        with pytest.raises(ValidationError, match="listen") as caught:
+            MetricsConfig(listen=bad)
+        assert "9464" in str(caught.value) or "HOST:PORT" in str(caught.value)
 
 
 def test_render_names_every_metric() -> None:

@@ -5,6 +5,12 @@ tests) in one process never collide on the global one. The engine calls the
 cheap ``record`` methods as it works; breaker states and process CPU/memory are
 read when the registry is collected, and the store's queue and per-state gauges
 are set by :meth:`Metrics.refresh_store`, which a server calls periodically.
+
+Labels that tenants choose are bounded: institutions and flows beyond the first
+``top_institutions`` / ``top_flows`` seen are counted under ``other``, so a tenant
+publishing flows without end cannot grow the series (or the scrape) without end.
+The text spans every institution; it is served to an admin key, or on a separate
+private address (:class:`Listener`), never to a tenant.
 """
 
 from __future__ import annotations
@@ -13,7 +19,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the test extras
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -24,7 +37,8 @@ if TYPE_CHECKING:
     from trilha.resilience.breaker import CircuitBreaker
     from trilha.store.base import Store
 
-#: an institution beyond the first ``top_institutions`` seen is counted under this label
+#: an institution (a flow) beyond the first ``top_institutions`` (``top_flows``) seen is
+#: counted under this label
 OTHER = "other"
 
 BREAKER_VALUES = {BreakerState.CLOSED: 0.0, BreakerState.HALF_OPEN: 1.0, BreakerState.OPEN: 2.0}
@@ -67,13 +81,30 @@ class _Live(Collector):
         )
 
 
+class TopN:
+    """A bounded label: a value keeps its own label while among the first ``n`` seen,
+    later ones share :data:`OTHER`."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._seen: set[str] = set()
+
+    def label(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) < self.n:
+            self._seen.add(value)
+            return value
+        return OTHER
+
+
 class Metrics:
     """The engine's Prometheus metrics; ``render()`` gives the text exposition format."""
 
-    def __init__(self, *, top_institutions: int = 50) -> None:
+    def __init__(self, *, top_institutions: int = 50, top_flows: int = 50) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.top_institutions = top_institutions
-        self._institutions: set[str] = set()
+        self._institutions = TopN(top_institutions)
+        self._flows = TopN(top_flows)
         self._breakers: Callable[[], Mapping[str, CircuitBreaker]] = dict
         self._nodes: dict[tuple[str, bool], Any] = {}
         r = self.registry
@@ -85,7 +116,8 @@ class Metrics:
         )
         self.turn_duration = Histogram(
             "trilha_turn_duration_seconds",
-            "Time from a turn's start until the execution waits or ends, by flow.",
+            "Time from a turn's start until the execution waits or ends, by flow"
+            " (top N, the rest as 'other').",
             ["flow_id"],
             buckets=_TURN_BUCKETS,
             registry=r,
@@ -139,13 +171,12 @@ class Metrics:
 
     def institution(self, institution_id: str | None) -> str:
         """The label for ``institution_id``: itself while among the first N seen, else 'other'."""
-        name = institution_id or "none"
-        if name in self._institutions:
-            return name
-        if len(self._institutions) < self.top_institutions:
-            self._institutions.add(name)
-            return name
-        return OTHER
+        return self._institutions.label(institution_id or "none")
+
+    def flow(self, flow_id: str) -> str:
+        """The label for ``flow_id`` (``INSTITUTION/NAME`` for an institution's own):
+        itself while among the first N seen, else 'other'."""
+        return self._flows.label(flow_id)
 
     def node(self, node_type: str, ok: bool) -> None:
         # called once per step: the labelled child is cached, sparing labels()' lock and lookup
@@ -169,7 +200,7 @@ class Metrics:
         self.escalations.inc()
 
     def turn(self, flow_id: str, seconds: float) -> None:
-        self.turn_duration.labels(flow_id).observe(max(seconds, 0.0))
+        self.turn_duration.labels(self.flow(flow_id)).observe(max(seconds, 0.0))
 
     def waited(self, seconds: float) -> None:
         self.queue_wait.observe(max(seconds, 0.0))
@@ -190,6 +221,28 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""
         return generate_latest(self.registry)
+
+
+class Listener:
+    """``/metrics`` on an address of its own, without a key: for ``[metrics] listen``
+    and ``trilha metrics-server``, whose address the operator chooses (a private one:
+    the text names every institution). Served from a thread, so a scrape never waits
+    on the event loop and a busy loop never fails a scrape."""
+
+    def __init__(self, host: str, port: int, metrics: Metrics) -> None:
+        self.host = host
+        self._server, self._thread = start_http_server(port, host, registry=metrics.registry)
+        self.port: int = self._server.server_port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
 
 
 def error_kind(error: Mapping[str, Any]) -> str:
