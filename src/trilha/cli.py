@@ -18,7 +18,6 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
-from prometheus_client import start_http_server
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -36,6 +35,7 @@ from trilha.engine.sweeper import Sweeper
 from trilha.errors import ConfigError, FlowError, TrilhaError
 from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
 from trilha.observability.logging import configure as configure_logging
+from trilha.observability.metrics import Listener
 from trilha.processors.registry import Processors
 from trilha.runtime import Runtime, load_folder, publish_all, runtime
 from trilha.store import open_store
@@ -444,10 +444,19 @@ def worker(
 
 @app.command("metrics-server")
 def metrics_server(
-    host: Annotated[str, typer.Option("--host", help="Address to serve /metrics on.")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 9464,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            help="Address to serve /metrics on (default: \\[metrics] listen's, else 127.0.0.1).",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", min=0, max=65535, help="Port (default: \\[metrics] listen's, else 9464)."
+        ),
+    ] = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
     flows: Annotated[
@@ -455,7 +464,11 @@ def metrics_server(
     ] = None,
     log_level: LogLevelOpt = None,
 ) -> None:
-    """Run workers like `trilha worker` and serve Prometheus metrics at /metrics."""
+    """Run workers like `trilha worker` and serve Prometheus metrics at /metrics.
+
+    The metrics span every institution and are served without a key, as on
+    `\\[metrics] listen` of `trilha serve`: keep the address private (the default,
+    127.0.0.1) or reachable by the scraper only."""
     _work(
         store,
         config,
@@ -488,7 +501,7 @@ def _work(
     *,
     until_idle: bool,
     lease_seconds: float | None,
-    serve: tuple[str, int] | None = None,
+    serve: tuple[str | None, int | None] | None = None,
     log_level: str | None = None,
 ) -> None:
     processors = Processors.from_entry_points()
@@ -530,8 +543,14 @@ def _work(
                 return
             metrics = rt.metrics
             await metrics.refresh_store(rt.store, rt.engine.clock.now())
-            server, thread = start_http_server(serve[1], serve[0], registry=metrics.registry)
-            err.print(f"[dim]metrics at http://{serve[0]}:{server.server_port}/metrics[/dim]")
+            host, port = _metrics_address(serve, cfg.metrics.listen_address())
+            try:
+                listener = Listener(host, port, metrics)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+                ) from exc
+            err.print(f"metrics at {listener.url}", markup=False, style="dim")
 
             async def gauges() -> None:
                 while not stop.is_set():
@@ -546,11 +565,17 @@ def _work(
             finally:
                 stop.set()
                 await refresher
-                server.shutdown()
-                server.server_close()
-                thread.join(timeout=5)
+                listener.close()
 
     _run(main())
+
+
+def _metrics_address(
+    given: tuple[str | None, int | None], configured: tuple[str, int] | None
+) -> tuple[str, int]:
+    """``--host``/``--port`` where given, else ``[metrics] listen``'s, else 127.0.0.1:9464."""
+    host, port = configured or ("127.0.0.1", 9464)
+    return given[0] or host, port if given[1] is None else given[1]
 
 
 # ------------------------------------------------------------------------------------ serve
@@ -593,6 +618,9 @@ def serve(
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=max(5, int(cfg.engine.lease_seconds)),
+            # asyncio's loop, but out of file descriptors it fails one accept() a second
+            # rather than thousands (see trilha.api.loop)
+            loop="trilha.api.loop:SteadyLoop",
         )
     )
     err.print(f"[dim]trilha {trilha_version} serving on http://{host}:{port} (docs at /docs)[/dim]")

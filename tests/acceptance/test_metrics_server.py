@@ -53,3 +53,25 @@ def test_metrics_server_serves_every_metric(cli: Any) -> None:
     assert 'trilha_executions{status="running"} 0.0' in text
     proc.kill()
     proc.communicate(timeout=10)
+
+
+def test_metrics_server_listens_on_the_configured_address(cli: Any) -> None:
+    """Without --host/--port, metrics-server serves /metrics on ``[metrics] listen``."""
+    port = free_port()
+    (cli.cwd / "trilha.toml").write_text(
+        f'[metrics]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8"
+    )
+    proc = cli.spawn("metrics-server", "--store", f"sqlite:///{cli.cwd / 'm.db'}")
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None, proc.communicate(timeout=5)
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "metrics-server did not answer in time"
+            time.sleep(0.1)
+    assert response.status_code == 200 and "trilha_queue_due" in response.text
+    proc.kill()
+    _, stderr = proc.communicate(timeout=10)
+    assert f"http://127.0.0.1:{port}/metrics" in stderr

@@ -3,7 +3,11 @@
 The app is built by :func:`create_app` from :class:`ServeOptions`; its lifespan
 opens the store (migrating it), publishes the flows of ``--flows DIR`` as shared
 flows, starts ``--workers`` worker loops (the first one also runs the outbox
-dispatcher, the sweeper and the alert rules) and the event hub, and on shutdown
+dispatcher, the sweeper and the alert rules), the event hub with the gate that
+bounds open streams, and ``/metrics`` on ``[metrics] listen`` when set (else the
+API answers it to an admin key); it also routes the event loop's own errors (a
+failed ``accept()`` when file descriptors run out) through the log, at most one
+line a second for each repeated one. On shutdown
 (SIGTERM, Ctrl-C) stops claiming, lets in-flight steps finish or release their
 leases, and closes the store. Routes find everything on ``app.state``.
 """
@@ -26,14 +30,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import trilha
 from trilha.api import problems
 from trilha.api.auth import KeyRing, RateLimiter
-from trilha.api.events import EventHub, on_exit_signal
+from trilha.api.events import EventHub, StreamGate, on_exit_signal, stream_budget
 from trilha.api.problems import Problem
 from trilha.channels.memory import MemoryChannel
 from trilha.config import AlertsConfig, Config, load_config
 from trilha.engine.engine import Engine
 from trilha.engine.worker import Worker
-from trilha.errors import TrilhaError
-from trilha.observability.logging import get_logger
+from trilha.errors import ConfigError, TrilhaError
+from trilha.observability.logging import get_logger, throttle_loop_errors
+from trilha.observability.metrics import Listener
 from trilha.processors.registry import Processors
 from trilha.runtime import Runtime, load_folder, publish_all, runtime
 
@@ -67,6 +72,8 @@ class ServeState:
     started_at: float = field(default_factory=time.time)
     #: the live event streams' one reader of the trail (set once the lifespan started)
     hub: EventHub | None = None
+    #: the bounds on open event streams, per key and per process (set with the hub)
+    streams: StreamGate | None = None
 
     def wake(self) -> None:
         """Work arrived through the API (a start, a reply): the loops claim it now
@@ -216,14 +223,18 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
             engines = [rt.engine]
             state = ServeState(options, cfg, rt, engines)
             app.state.trilha = state
+            listener = _metrics_listener(cfg, rt)  # first: a port in use stops nothing started
+            restore_loop_errors = throttle_loop_errors(asyncio.get_running_loop())
             state.hub = hub = EventHub(rt.store)
             await hub.start()
             # a live stream never ends by itself and uvicorn waits for open responses
             # before the lifespan shutdown: end the streams on SIGTERM itself
             restore_signals = on_exit_signal(hub.close)
-            app.state.keys = KeyRing(
+            app.state.keys = keys = KeyRing(
                 rt.store, RateLimiter(cfg.api.rate_limit_per_second, cfg.api.rate_limit_burst)
             )
+            state.streams = streams = _stream_gate(cfg, keys)
+            await streams.start()
             if options.workers > 0:
                 state.workers.append(rt.worker)
                 state.tasks.append(asyncio.create_task(rt.worker.run_forever(state.stop)))
@@ -252,6 +263,9 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
                 yield
             finally:
                 restore_signals()
+                if listener is not None:
+                    listener.close()
+                await streams.stop()
                 await hub.stop()
                 state.stop.set()
                 # in-flight steps finish (or their leases lapse and another worker
@@ -260,6 +274,7 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
                 for task in state.tasks:
                     task.cancel()
                 await asyncio.gather(*state.tasks, return_exceptions=True)
+                restore_loop_errors()
                 log.info("api.stopped")
 
     app = FastAPI(
@@ -280,6 +295,35 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+def _stream_gate(cfg: Config, keys: KeyRing) -> StreamGate:
+    """The gate of ``[api] max_streams_per_key`` and ``max_streams``, the latter lowered
+    (and said so) when it would let streams take over half the file descriptors."""
+    total = stream_budget(cfg.api.max_streams)
+    if total < cfg.api.max_streams:
+        log.warning(
+            "api.max_streams_lowered",
+            configured=cfg.api.max_streams,
+            maxStreams=total,
+            hint="raise the open files limit (ulimit -n) to allow more",
+        )
+    return StreamGate(per_key=cfg.api.max_streams_per_key, total=total, recheck=keys.still_valid)
+
+
+def _metrics_listener(cfg: Config, rt: Runtime) -> Listener | None:
+    """``/metrics`` on ``[metrics] listen``, when set; the API then does not answer it."""
+    address = cfg.metrics.listen_address()
+    if address is None or rt.metrics is None:
+        return None
+    try:
+        listener = Listener(*address, rt.metrics)
+    except OSError as exc:
+        raise ConfigError(
+            f"metrics.listen {cfg.metrics.listen}: cannot listen: {exc.strerror or exc}"
+        ) from exc
+    log.info("metrics.listening", url=listener.url)
+    return listener
 
 
 async def _store_gauges(state: ServeState) -> None:

@@ -22,11 +22,18 @@ stream ends by itself shortly after the execution ends, with a last ``end``
 event; ``EventSource`` clients should ``close()`` on it (or they reconnect and
 get the same ``end`` again). A comment line keeps idle streams alive every
 ``api.sse_ping_seconds``. Every stream ends when the server stops.
+
+Both routes take a place from the process's :class:`~trilha.api.events.StreamGate`
+before they answer: past ``api.max_streams_per_key`` streams of one key, or
+``api.max_streams`` in the process, a new one gets 429 with ``Retry-After``. A
+stream whose key is revoked (or changes tenant or role) ends within seconds, with a
+last comment saying why; reconnecting then gets 401.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Annotated, Any
@@ -37,7 +44,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from trilha.api.app import state_of
-from trilha.api.auth import Viewer
+from trilha.api.auth import Principal, Viewer
 from trilha.api.events import (
     CLOSE_GRACE_SECONDS,
     END,
@@ -46,6 +53,8 @@ from trilha.api.events import (
     EventHub,
     Opened,
     Ping,
+    StreamsFull,
+    StreamSlot,
     event_data,
     event_type,
 )
@@ -64,6 +73,9 @@ MEDIA_TYPE = "text/event-stream"
 EXECUTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 #: SQLite's largest integer: a bigger id could not be bound as a parameter
 MAX_ID = 2**63 - 1
+#: what a stream refused for want of room is told to wait: streams are long-lived, a
+#: place frees when one of them ends
+STREAMS_RETRY_AFTER_SECONDS = 5
 
 _DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -74,6 +86,11 @@ _DOC: dict[int | str, dict[str, Any]] = {
         ),
         "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
     }
+}
+
+_TOO_MANY = {
+    "429": "This key's rate limit, or its open streams (`api.max_streams_per_key`) or the"
+    " server's (`api.max_streams`) are at their limit; wait `Retry-After` seconds."
 }
 
 LastEventHeader = Annotated[
@@ -102,10 +119,14 @@ class EventStreamResponse(Response):
 
     media_type = MEDIA_TYPE
 
-    def __init__(self, frames: AsyncGenerator[bytes, None], hub: EventHub) -> None:
+    def __init__(
+        self, frames: AsyncGenerator[bytes, None], hub: EventHub, slot: StreamSlot
+    ) -> None:
         # no Response.__init__: it would declare a Content-Length for an empty body
         self.frames = frames
         self.hub = hub
+        #: the stream's place in the gate, given back when the response ends
+        self.slot = slot
         self.status_code = 200
         self.background = None
         self.init_headers(
@@ -116,6 +137,12 @@ class EventStreamResponse(Response):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(send, receive)
+        finally:
+            self.slot.release()
+
+    async def _stream(self, send: Send, receive: Receive) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
 
         async def pump() -> None:
@@ -137,18 +164,35 @@ class EventStreamResponse(Response):
             await self.hub.closed.wait()
             await asyncio.sleep(CLOSE_GRACE_SECONDS)
 
+        revoked = asyncio.create_task(self.slot.revoked.wait())
         streaming = asyncio.create_task(pump())
-        watchers = [asyncio.create_task(client_left()), asyncio.create_task(server_stops())]
+        watchers = [
+            asyncio.create_task(client_left()),
+            asyncio.create_task(server_stops()),
+            revoked,
+        ]
         tasks = [streaming, *watchers]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            cut = revoked.done() and not streaming.done()
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if cut:
+            # the key no longer stands: nothing more goes out but the reason, and a
+            # client that stopped reading is not waited for
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(self._close(send), CLOSE_GRACE_SECONDS)
+            return
         failure = None if streaming.cancelled() else streaming.exception()
         if failure is not None:
             raise failure
+
+    @staticmethod
+    async def _close(send: Send) -> None:
+        await send({"type": "http.response.body", "body": REVOKED, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def frame(event_id: int | None, kind: str, data: Mapping[str, Any]) -> bytes:
@@ -160,6 +204,8 @@ def frame(event_id: int | None, kind: str, data: Mapping[str, Any]) -> bytes:
 PING = b": keep-alive\n\n"
 #: sent once the subscription is registered: a client knows its stream is live
 OPEN = b": stream open\n\n"
+#: the last words of a stream whose key was revoked (a comment: parsers skip it)
+REVOKED = b": closed: the API key was revoked or changed\n\n"
 
 
 async def _frames(
@@ -192,23 +238,50 @@ async def _frames(
             log.warning("events.stream_failed", error=exc)
 
 
+def _slot(request: Request, principal: Principal) -> StreamSlot:
+    """A place for the stream in the process's gate, or 429 with ``Retry-After``."""
+    gate = state_of(request.app).streams
+    if gate is None:
+        raise _stopping()
+    try:
+        return gate.open(principal)
+    except StreamsFull as full:
+        whose = (
+            f"key {principal.key_id} holds {full.limit} open event streams, its limit"
+            " (api.max_streams_per_key): close one first"
+            if full.scope == "key"
+            else f"the server holds {full.limit} open event streams, its limit (api.max_streams)"
+        )
+        raise Problem(
+            429,
+            whose,
+            kind="limit_exceeded",
+            headers={"Retry-After": str(STREAMS_RETRY_AFTER_SECONDS)},
+            extra={"limit": full.limit, "scope": full.scope},
+        ) from None
+
+
 def _hub(request: Request) -> EventHub:
     hub = state_of(request.app).hub
     if hub is None or hub.closed.is_set():
-        raise Problem(
-            503,
-            "the server is stopping; reconnect with Last-Event-ID to resume",
-            kind="unavailable",
-            headers={"Retry-After": "1"},
-        )
+        raise _stopping()
     return hub
+
+
+def _stopping() -> Problem:
+    return Problem(
+        503,
+        "the server is stopping; reconnect with Last-Event-ID to resume",
+        kind="unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 @router.get(
     "/v1/executions/{executionId}/events",
     response_class=EventStreamResponse,
     status_code=200,
-    responses={**_DOC, **problems(404)},
+    responses={**_DOC, **problems(404, **_TOO_MANY)},
     summary="An execution's live events (SSE), from the start of its trail",
 )
 async def execution_events(
@@ -247,17 +320,18 @@ async def execution_events(
     after = last_event_header if last_event_header is not None else last_event_query
     flt = EventFilter(execution_id=execution_id, institution_id=principal.scope())
     ping = state_of(request.app).config.api.sse_ping_seconds
+    slot = _slot(request, principal)  # last: nothing after it can fail and keep the place
     frames = _frames(
         hub, flt, after=0 if after is None else after, ping_seconds=ping, status=status
     )
-    return EventStreamResponse(frames, hub)
+    return EventStreamResponse(frames, hub, slot)
 
 
 @router.get(
     "/v1/events",
     response_class=EventStreamResponse,
     status_code=200,
-    responses={**_DOC, **problems()},
+    responses={**_DOC, **problems(**_TOO_MANY)},
     summary="Live events of the key's institution (SSE), from now",
 )
 async def events(
@@ -287,4 +361,5 @@ async def events(
     )
     after = last_event_header if last_event_header is not None else last_event_query
     ping = state_of(request.app).config.api.sse_ping_seconds
-    return EventStreamResponse(_frames(hub, flt, after=after, ping_seconds=ping), hub)
+    slot = _slot(request, principal)
+    return EventStreamResponse(_frames(hub, flt, after=after, ping_seconds=ping), hub, slot)

@@ -1,15 +1,23 @@
-"""Liveness, readiness and metrics: what a load balancer and Prometheus ask."""
+"""Liveness, readiness and metrics: what a load balancer and Prometheus ask.
+
+``/healthz`` and ``/readyz`` answer anyone (they say nothing about any tenant).
+``/metrics`` spans every institution (flow ids, error counts by institution), so it
+answers an admin key only (401 without a key, 403 for another key), or, with
+``[metrics] listen`` set, is not served here at all (404) but on that address,
+without a key, for a scraper on a private network."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from trilha.api.app import state_of
+from trilha.api.auth import administrator, authenticated
+from trilha.api.problems import Problem, problems
 from trilha.errors import TrilhaError
 
 router = APIRouter(tags=["health"])
@@ -50,8 +58,32 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics_reader(request: Request) -> None:
+    """404 when ``[metrics] listen`` serves ``/metrics`` elsewhere (whatever the key),
+    else an admin key (401, 403 otherwise)."""
+    if state_of(request.app).config.metrics.listen is not None:
+        raise Problem(
+            404,
+            "/metrics is not served on this address but on the metrics listener ([metrics] listen)",
+            kind="not_found",
+        )
+    await administrator(await authenticated(request))
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (an admin key)",
+    response_class=Response,
+    dependencies=[Depends(metrics_reader)],
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        **problems(404, **{"404": "Served on `[metrics] listen` instead, without a key."}),
+        # (problems(403) would also list the 400/413/415 of a body; a GET has none)
+        403: problems(403, **{"403": "The key is not an admin's: metrics span every tenant."})[403],
+    },
+)
 async def metrics(request: Request) -> Response:
+    """The Prometheus text of this process: every institution's, for an admin."""
     registry = state_of(request.app).runtime.metrics
     body = registry.render() if registry is not None else b""
     return Response(body, media_type=CONTENT_TYPE_LATEST)
