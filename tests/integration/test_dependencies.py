@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from trilha.config import BreakerConfig, Config, DependencyConfig, load_config
@@ -16,7 +16,7 @@ from trilha.core.flow import RetryPolicy
 from trilha.core.states import ExecutionStatus
 from trilha.errors import ConfigError
 from trilha.resilience.breaker import BreakerSettings, BreakerState
-from trilha.resilience.dependencies import probe
+from trilha.resilience.dependencies import DependencyClient, probe
 
 S = ExecutionStatus
 
@@ -377,7 +377,7 @@ async def test_probe_asks_the_health_url(http_server: Any) -> None:
     http_server.route("GET", "/api/health", body={"ok": True})
     http_server.route("GET", "/api/sick", status=503)
     base = http_server.url + "/api"
-    async with httpx.AsyncClient() as client:
+    async with aclosing(DependencyClient()) as client:
         assert await probe(DependencyConfig(base_url=base, health_url="/health"), client)
         absolute = DependencyConfig(base_url=base, health_url=http_server.url + "/api/health")
         assert await probe(absolute, client)
@@ -401,6 +401,6 @@ async def test_healthy_probe_closes_the_breaker(
     breaker = h.engine.breakers.get("crm")
     assert breaker.state is BreakerState.OPEN
     dep = DependencyConfig(base_url=http_server.url, health_url="/health")
-    async with httpx.AsyncClient() as client:
+    async with aclosing(DependencyClient()) as client:
         assert await probe(dep, client, name="crm", breaker=breaker)
     assert breaker.state is BreakerState.CLOSED

@@ -1,14 +1,23 @@
 """The http node's address policy: private, loopback and link-local targets are refused,
-in every form an address can take."""
+in every form an address can take, and a guarded client connects only where a check
+pinned it."""
 
 from __future__ import annotations
 
 import ipaddress
 
+import httpx
 import pytest
 
 from trilha.errors import BlockedAddress, NodeError
-from trilha.netguard import check_url, embedded_ipv4, is_public
+from trilha.netguard import (
+    Destination,
+    check_url,
+    embedded_ipv4,
+    guarded_client,
+    is_public,
+    pinned,
+)
 
 
 @pytest.mark.parametrize(
@@ -109,9 +118,50 @@ async def test_refuses_internal_targets(url: str) -> None:
 
 
 async def test_allowed_hosts_pass() -> None:
-    """A host declared in configuration is allowed even though it is loopback."""
-    await check_url("http://127.0.0.1:8000/x", ["127.0.0.1"])
-    await check_url("http://LOCALHOST/x", ["localhost"])
+    """A host declared in configuration is allowed even though it is loopback, and is
+    pinned to what it resolved to like any other."""
+    assert await check_url("http://127.0.0.1:8000/x", ["127.0.0.1"]) == Destination(
+        "127.0.0.1", 8000, ("127.0.0.1",)
+    )
+    local = await check_url("http://LOCALHOST/x", ["localhost"])
+    assert (local.host, local.port) == ("localhost", 80)
+    assert local.addresses and not any(is_public(a) for a in local.addresses)
+
+
+async def test_destination_names_the_host_as_connected() -> None:
+    """The destination's host is the one the client connects to: no IPv6 brackets, the
+    scheme's port when the URL names none."""
+    assert await check_url("https://[::1]/", ["::1"]) == Destination("::1", 443, ("::1",))
+
+
+async def test_guarded_client_connects_only_where_pinned() -> None:
+    """A guarded client refuses a connection that no check pinned, or that was pinned
+    for another host or port, before anything is sent."""
+    async with guarded_client() as client:
+        with pytest.raises(BlockedAddress, match="not checked"):
+            await client.get("http://127.0.0.1:9/")
+        with (
+            pinned(Destination("127.0.0.1", 10, ("127.0.0.1",))),
+            pytest.raises(BlockedAddress, match="not checked"),
+        ):
+            await client.get("http://127.0.0.1:9/")
+        with (
+            pinned(Destination("localhost", 9, ("127.0.0.1",))),
+            pytest.raises(BlockedAddress, match="not checked"),
+        ):
+            await client.get("http://127.0.0.1:9/")
+
+
+async def test_guarded_client_keeps_no_cookies() -> None:
+    """The guarded client's jar refuses every cookie it is offered."""
+    async with guarded_client() as client:
+        offered = httpx.Response(
+            200,
+            headers={"set-cookie": "session=b-secret; Path=/"},
+            request=httpx.Request("GET", "http://crm.example.com/login"),
+        )
+        client.cookies.extract_cookies(offered)
+        assert len(client.cookies.jar) == 0
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/", "http:///nohost"])

@@ -9,11 +9,12 @@ and answers ``{"intent": "billing", "confidence": 0.93}`` (``intent`` may be
 ``minConfidence``, is no match; the intents' keywords then get their say.
 
 When the service cannot answer (its breaker is open, a timeout, a connection
-error, an error status, an answer of the wrong shape) the node classifies with
-the keywords alone and the step is ``degraded``: the conversation goes on with
-reduced function instead of failing. With ``waitForDependency`` an open
-breaker makes the execution wait for the service instead (the engine parks it
-and re-runs the node), and the keywords are used once the wait is spent.
+error, an error status, an answer of the wrong shape or larger than ``[http]
+max_response_bytes``) the node classifies with the keywords alone and the step
+is ``degraded``: the conversation goes on with reduced function instead of
+failing. With ``waitForDependency`` an open breaker makes the execution wait for
+the service instead (the engine parks it and re-runs the node), and the keywords
+are used once the wait is spent.
 
 Keywords match case- and accent-insensitively, as whole words or phrases
 (``"segunda via"``); a trailing ``*`` matches any ending (``"cancel*"``
@@ -35,7 +36,7 @@ from typing import Any, ClassVar
 from trilha.core.answers import fold
 from trilha.core.flow import AiNode
 from trilha.core.templates import render
-from trilha.errors import DependencyUnavailable, NodeError
+from trilha.errors import DependencyUnavailable, LimitExceeded, NodeError
 from trilha.processors.base import StepContext, StepResult
 from trilha.resilience.dependencies import WAIT_STARTED_KEY, DependencyClient, node_target
 
@@ -61,7 +62,7 @@ class AiProcessor(DependencyClient):
                 if _still_waiting(node, ctx):
                     raise
                 problem = f"dependency '{node.dependency}' is unavailable (circuit open)"
-            except NodeError as exc:
+            except (NodeError, LimitExceeded) as exc:  # an answer too large: wrong shape
                 if exc.details.get("kind") == "configuration":
                     raise  # a deployment mistake, not the service being down
                 problem = str(exc)
@@ -86,9 +87,9 @@ class AiProcessor(DependencyClient):
         """The service's confident answer among the node's intents, else ``(None, c)``."""
         target = node_target(node, ctx)
         names = [i.name for i in node.intents]
-        response = await self.send(target, "POST", json={"text": text, "intents": names})
+        reply = await self.send(target, "POST", json={"text": text, "intents": names})
         try:
-            data = response.json()
+            data = reply.json()
         except ValueError:
             data = None
         intent = data.get("intent") if isinstance(data, dict) else None
@@ -101,7 +102,7 @@ class AiProcessor(DependencyClient):
             or not (math.isfinite(confidence) and 0 <= confidence <= 1)
         ):
             raise NodeError(
-                f"POST {target.url}: expected {{intent, confidence}}, got {response.text[:200]!r}",
+                f"POST {target.url}: expected {{intent, confidence}}, got {reply.text[:200]!r}",
                 kind="validation",
             )
         if intent not in names or confidence < node.min_confidence:

@@ -6,6 +6,11 @@ while it runs; a crash mid-call re-runs the call from the checkpoint (at
 least once), which is why dependencies should treat trilha's requests as
 retryable.
 
+The answer is read as it arrives and the call aborted with ``kind = "limit"``
+once it passes ``[http] max_response_bytes`` (counted after decompression), and
+the connection goes to the address the address policy checked (see
+:mod:`trilha.netguard`).
+
 A call to a declared dependency goes through its circuit breaker (see
 :mod:`trilha.resilience.dependencies`): while the breaker is open the node
 raises :class:`~trilha.errors.DependencyUnavailable` without a request, and
@@ -29,7 +34,7 @@ class HttpProcessor(DependencyClient):
     effectful: ClassVar[bool] = True
 
     async def run(self, node: HttpNode, ctx: StepContext) -> StepResult:
-        response = await self.send(
+        reply = await self.send(
             node_target(node, ctx),
             node.method,
             headers={k: render(v, ctx.variables) for k, v in node.headers.items()},
@@ -37,8 +42,8 @@ class HttpProcessor(DependencyClient):
         )
         data: Any
         try:
-            data = response.json() if response.content else None
+            data = reply.json() if reply.content else None
         except ValueError:
-            data = response.text
+            data = reply.text
         variables = {node.save_as: data} if node.save_as else {}
-        return StepResult(variables=variables, output={"status": response.status_code})
+        return StepResult(variables=variables, output={"status": reply.status_code})

@@ -16,7 +16,16 @@ makes the call under that breaker:
   success;
 - failures raise :class:`~trilha.errors.NodeError` with the details the
   engine's classifier reads: ``status`` and ``retry_after`` for an HTTP answer,
-  ``kind`` (``timeout`` / ``connection``) otherwise.
+  ``kind`` (``timeout`` / ``connection``) otherwise;
+- the answer is streamed and the call aborted with
+  :class:`~trilha.errors.LimitExceeded` (``kind = "limit"``: not retried, not
+  held against the dependency) once it passes ``max_bytes``, as sent or after
+  decompression, which is undone a piece at a time; one timeout covers resolving,
+  connecting and reading every byte.
+
+The request goes out through :func:`trilha.netguard.guarded_client` to the address
+:func:`~trilha.netguard.check_url` resolved and checked for it, with nothing kept
+from one call for the next (see :mod:`trilha.netguard`).
 
 :func:`probe` asks a dependency's health URL whether it is back, for an
 execution waiting for it (``waitForDependency``).
@@ -25,7 +34,10 @@ execution waiting for it (``waitForDependency``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import json as jsonlib
+import ssl
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
@@ -35,8 +47,14 @@ import httpx
 from trilha.config import Config, DependencyConfig
 from trilha.core.policies import TRANSIENT, classify
 from trilha.core.templates import render_url
-from trilha.errors import DependencyUnavailable, NodeError, NodeTimeout, TrilhaError
-from trilha.netguard import check_url
+from trilha.errors import (
+    DependencyUnavailable,
+    LimitExceeded,
+    NodeError,
+    NodeTimeout,
+    TrilhaError,
+)
+from trilha.netguard import check_url, guarded_client, pinned
 from trilha.resilience.breaker import BreakerRegistry, CircuitBreaker
 
 if TYPE_CHECKING:
@@ -130,19 +148,52 @@ def node_target(node: CallingNode, ctx: StepContext) -> Target:
     )
 
 
+#: the codings asked for are the ones :class:`_Inflater` undoes within the cap (left to
+#: itself httpx would also ask for br and zstd when their packages are installed)
+_ACCEPT_ENCODING: Final = "gzip, deflate"
+#: the most one step of decoding may produce: a 64 KiB piece of a gzip bomb would
+#: otherwise inflate to 64 MiB at once, whatever the cap
+_PIECE: Final = 65_536
+#: a health answer is its status; its body is read, within this, only to end the exchange
+PROBE_MAX_BYTES: Final = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A dependency's answer with its body read, decoded and within the cap; named like
+    httpx's ``Response`` so that the nodes read it the same way."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    encoding: str = "utf-8"
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.content)
+
+
 class DependencyClient:
     """An HTTP client made on first use, and calls under a dependency's breaker.
 
-    Processors that call dependencies derive from it; the registry closes
-    them (``aclose``) when the process stops.
+    The client is :func:`trilha.netguard.guarded_client`: one per processor, so
+    shared by every institution's executions in the process, and therefore keeping
+    nothing of one call for the next (no cookies; connections only to the address
+    checked for the call). Processors that call dependencies derive from it; the
+    registry closes them (``aclose``) when the process stops. ``verify`` is for tests
+    that bring their own certificate authority.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, verify: ssl.SSLContext | bool = True) -> None:
         self._client: httpx.AsyncClient | None = None
+        self._verify = verify
 
     def http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+            self._client = guarded_client(verify=self._verify)
         return self._client
 
     async def aclose(self) -> None:
@@ -157,10 +208,10 @@ class DependencyClient:
         *,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
-    ) -> httpx.Response:
-        """Make the request; an answer of 400 or more raises NodeError (see the module)."""
+    ) -> Reply:
+        """Make the request to the address checked for it and read the answer within
+        ``target.max_bytes``; an answer of 400 or more raises NodeError (see the module)."""
         what = f"{method} {target.url}"
-        await check_url(target.url, target.allowed_hosts)
         breaker = target.breaker
         if breaker is not None and not breaker.allow():
             raise DependencyUnavailable(
@@ -168,45 +219,127 @@ class DependencyClient:
                 dependency=target.dependency,
                 retry_at=breaker.retry_at(),
             )
+        merged = httpx.Headers({"accept-encoding": _ACCEPT_ENCODING})
+        merged.update(target.headers)
+        merged.update(headers or {})
         try:
             try:
+                # one bound for all of it: resolving, connecting and reading every byte
                 async with asyncio.timeout(target.timeout):
-                    response = await self.http().request(
-                        method,
-                        target.url,
-                        headers={**target.headers, **(headers or {})},
-                        json=json,
-                        timeout=target.timeout,
-                    )
+                    destination = await check_url(target.url, target.allowed_hosts)
+                    with pinned(destination):
+                        reply = await self._exchange(target, method, merged, json, what)
             except (TimeoutError, httpx.TimeoutException) as exc:
                 raise NodeTimeout(
                     f"{what} took longer than {target.timeout:g}s", kind="timeout"
                 ) from exc
             except httpx.HTTPError as exc:
                 raise NodeError(f"{what} failed: {exc}", kind="connection") from exc
-        except NodeError as exc:
+        except (NodeError, LimitExceeded) as exc:
             _record(breaker, exc.details)
             raise
         except BaseException:  # cancelled: no verdict on the dependency
             if breaker is not None:
                 breaker.release()
             raise
-        status = response.status_code
+        status = reply.status_code
         _record(breaker, {"status": status})
-        if len(response.content) > target.max_bytes:
-            raise NodeError(f"{what}: response larger than {target.max_bytes} bytes")
         if status >= 400:
             raise NodeError(
                 f"{what} answered {status}",
                 status=status,
-                retry_after=response.headers.get("retry-after"),
+                retry_after=reply.headers.get("retry-after"),
             )
-        return response
+        return reply
+
+    async def _exchange(
+        self, target: Target, method: str, headers: httpx.Headers, json: Any, what: str
+    ) -> Reply:
+        """One request, its answer streamed: the body of an error status is not read."""
+        async with self.http().stream(
+            method, target.url, headers=headers, json=json, timeout=target.timeout
+        ) as response:
+            status = response.status_code
+            body = b"" if status >= 400 else await _read_capped(response, target.max_bytes, what)
+            return Reply(status, response.headers, body, response.encoding or "utf-8")
+
+
+async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
+    """The body, decoded, or LimitExceeded as soon as it passes ``limit`` bytes, as
+    sent or as decoded: nothing larger is ever held or inflated."""
+
+    def too_large() -> LimitExceeded:
+        return LimitExceeded(
+            f"{what}: the answer is larger than {limit} bytes (max_response_bytes)",
+            status=response.status_code,
+            limit="max_response_bytes",
+            max_bytes=limit,
+        )
+
+    layers = _inflaters(response.headers)
+    declared = response.headers.get("content-length", "")
+    if not layers and declared.isdigit() and int(declared) > limit:
+        raise too_large()  # said up front: not a byte of it is read
+    body = bytearray()
+    sent = 0
+    async for chunk in response.aiter_raw():
+        sent += len(chunk)
+        if sent > limit:
+            raise too_large()
+        for piece in _decode(layers, chunk):
+            body += piece
+            if len(body) > limit:
+                raise too_large()
+    return bytes(body)
+
+
+class _Inflater:
+    """One content coding (gzip or deflate) undone at most :data:`_PIECE` bytes at a
+    time, whatever the compression ratio; bytes after the end of the stream are dropped."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        gzip = coding in ("gzip", "x-gzip")
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16 if gzip else zlib.MAX_WBITS)
+        #: deflate comes zlib-wrapped (RFC 9110) or, from some servers, raw
+        self._may_be_raw = not gzip
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while not self._zlib.eof:
+            try:
+                piece = self._zlib.decompress(data, _PIECE)
+            except zlib.error as exc:
+                if self._may_be_raw:
+                    self._may_be_raw = False
+                    self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise httpx.DecodingError(f"cannot decode the {self.coding} body: {exc}") from exc
+            self._may_be_raw = False
+            data = self._zlib.unconsumed_tail
+            if piece:
+                yield piece
+            if not data and len(piece) < _PIECE:
+                return  # all input consumed and nothing more held back
+
+
+def _inflaters(headers: httpx.Headers) -> list[_Inflater]:
+    """The decoders of a ``Content-Encoding``, outermost first; codings other than
+    gzip and deflate are left as they are, as httpx leaves them."""
+    codings = [c.strip().lower() for c in headers.get("content-encoding", "").split(",")]
+    return [_Inflater(c) for c in reversed(codings) if c in ("gzip", "x-gzip", "deflate")]
+
+
+def _decode(layers: Sequence[_Inflater], data: bytes) -> Iterator[bytes]:
+    if not layers:
+        yield data
+        return
+    for piece in layers[0].feed(data):
+        yield from _decode(layers[1:], piece)
 
 
 def _record(breaker: CircuitBreaker | None, details: Mapping[str, Any]) -> None:
     """Tell the breaker how the call went: transient failures count against the
-    dependency, any other answer for it."""
+    dependency, any other answer (a 4xx, one too large) for it."""
     if breaker is None:
         return
     if classify("NodeError", status=details.get("status"), kind=details.get("kind")) in TRANSIENT:
@@ -219,7 +352,7 @@ def _record(breaker: CircuitBreaker | None, details: Mapping[str, Any]) -> None:
 
 async def probe(
     dep: DependencyConfig,
-    client: httpx.AsyncClient,
+    client: DependencyClient,
     *,
     name: str = "?",
     breaker: CircuitBreaker | None = None,
@@ -228,19 +361,24 @@ async def probe(
 
     Without a health URL there is nothing to ask, so the answer is ``True`` and
     the next real call, let through by the half-open breaker, is the probe.
-    A healthy answer closes ``breaker`` when one is given. Never raises.
+    The call goes through ``client`` like a node's (pinned address, no cookies,
+    a capped body). A healthy answer closes ``breaker`` when one is given. Never raises.
     """
     if dep.health_url is None:
         return True
     try:
-        url = join_url(dep, name, dep.health_url)
-        async with asyncio.timeout(dep.timeout_seconds):
-            response = await client.get(
-                url, headers=dep.resolved_headers(name), timeout=dep.timeout_seconds
-            )
-    except (TrilhaError, httpx.HTTPError, TimeoutError):
+        target = Target(
+            url=join_url(dep, name, dep.health_url),
+            timeout=dep.timeout_seconds,
+            max_bytes=PROBE_MAX_BYTES,
+            allowed_hosts=(urlsplit(dep.base_url).hostname or "",),
+            headers=dep.resolved_headers(name),
+            dependency=name,
+        )
+        reply = await client.send(target, "GET")
+    except TrilhaError:
         return False
-    healthy = response.is_success
+    healthy = 200 <= reply.status_code < 300
     if healthy and breaker is not None:
         breaker.record_success()
     return healthy
