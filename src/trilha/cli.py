@@ -20,7 +20,6 @@ import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from trilha import __version__ as trilha_version
@@ -36,6 +35,7 @@ from trilha.errors import ConfigError, FlowError, TrilhaError
 from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
 from trilha.observability.logging import configure as configure_logging
 from trilha.observability.metrics import Listener
+from trilha.observability.terminal import SafeConsole, field, json_text
 from trilha.processors.registry import Processors
 from trilha.runtime import Runtime, load_folder, publish_all, runtime
 from trilha.store import open_store
@@ -50,8 +50,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: every print of the CLI goes through these: stored text (a contact's message, a flow's
+#: node id, a service's error) reaches the operator's terminal shown, never obeyed
+out = SafeConsole(highlight=False, soft_wrap=True, emoji=False)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 _state = {"verbose": False}
 
 StoreOpt = Annotated[
@@ -154,9 +156,9 @@ def chaos(
 
         result = _run(run_chaos(options, progress))
     for warning in result["warnings"]:
-        err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+        err.print(f"[yellow]warning:[/yellow] {field(warning)}")
     if as_json:
-        out.print_json(data=result)
+        out.print_json(data=result, ensure_ascii=True)
     else:
         _print_chaos(result)
     if not result["passed"]:
@@ -179,9 +181,9 @@ def _print_chaos(result: dict[str, Any]) -> None:
     for c in result["criteria"]:
         table.add_row(
             str(c["id"]),
-            escape(c["name"]),
-            escape(c["required"]),
-            escape(c["display"]),
+            field(c["name"]),
+            field(c["required"]),
+            field(c["display"]),
             symbols.get(c["verdict"], c["verdict"]),
         )
     out.print(table)
@@ -192,8 +194,8 @@ def _print_chaos(result: dict[str, Any]) -> None:
         scenarios.add_row(
             s["name"] + (" [red](failed)[/red]" if "failingSeed" in s else ""),
             str(s["executions"]),
-            escape(", ".join(f"{k} {v}" for k, v in s["outcomes"].items() if v)),
-            escape(", ".join(f"{k} {v}" for k, v in s["faults"].items())) or "-",
+            field(", ".join(f"{k} {v}" for k, v in s["outcomes"].items() if v)),
+            field(", ".join(f"{k} {v}" for k, v in s["faults"].items())) or "-",
             f"{s['wallSeconds']:.1f}",
         )
     out.print(scenarios)
@@ -250,14 +252,14 @@ def validate(
     for path in files:
         flow, problems = check_flow_file(path, types)
         for problem in problems:
-            out.print(escape(f"{path}: {problem}"))
+            out.print(field(f"{path}: {problem}"))
         if flow is None:
             failed = True
         elif not any(p.severity == "error" for p in problems):
             warnings = sum(1 for p in problems if p.severity == "warning")
             note = f" ({warnings} warning{'s' * (warnings != 1)})" if warnings else ""
             err.print(
-                f"[green]ok[/green] {escape(str(path))}: flow '{flow.id}' v{flow.version},"
+                f"[green]ok[/green] {field(str(path))}: flow '{flow.id}' v{flow.version},"
                 f" {len(flow.nodes)} nodes{note}"
             )
     raise typer.Exit(1 if failed else 0)
@@ -366,7 +368,7 @@ def run(
                 if pending:
                     text = pending.pop(0)
                     if not as_json:
-                        out.print(f"[bold green]you>[/bold green] {escape(text)}")
+                        out.print(f"[bold green]you>[/bold green] {field(text)}")
                 elif interactive:
                     try:
                         text = out.input("[bold green]you>[/bold green] ")
@@ -379,15 +381,14 @@ def run(
             if as_json:
                 transcript = await rt.store.transcript(execution.id)
                 sys.stdout.write(
-                    json.dumps(
+                    json_text(
                         {
                             "executionId": execution.id,
                             "status": execution.status.value,
                             "outcome": execution.outcome.value if execution.outcome else None,
                             "variables": execution.variables,
                             "transcript": [t.wire() for t in transcript],
-                        },
-                        ensure_ascii=False,
+                        }
                     )
                     + "\n"
                 )
@@ -401,9 +402,9 @@ def run(
 def _print_status_line(ex: Execution, console: Console = err) -> None:
     extra = f" (outcome {ex.outcome.value})" if ex.outcome else ""
     where = f" at node '{ex.current_node_id}'" if not ex.status.terminal else ""
-    console.print(f"[dim]execution {ex.id}: {ex.status.value}{extra}{escape(where)}[/dim]")
+    console.print(f"[dim]execution {ex.id}: {ex.status.value}{extra}{field(where)}[/dim]")
     if ex.error and ex.status.terminal and ex.outcome is not Outcome.COMPLETED:
-        console.print(f"[dim]  error: {escape(str(ex.error.get('message')))}[/dim]")
+        console.print(f"[dim]  error: {field(str(ex.error.get('message')))}[/dim]")
     if ex.status is ExecutionStatus.WAITING_INPUT:
         console.print(f"[dim]  continue with: trilha send {ex.id} TEXT[/dim]")
     if ex.status is ExecutionStatus.PAUSED and ex.paused_from is not None:
@@ -695,7 +696,7 @@ def keys_create(
 
     key_id, plain = _run(main())
     scope = "every institution" if role == "admin" else f"institution {institution}"
-    err.print(f"key {key_id}: {role} for {escape(scope)}. Keep it now: it is not shown again.")
+    err.print(f"key {key_id}: {role} for {field(scope)}. Keep it now: it is not shown again.")
     sys.stdout.write(plain + "\n")
 
 
@@ -728,7 +729,7 @@ def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         return
     table = Table("key", "institution", "role", "name", "created", "revoked")
     for r in rows:
-        table.add_row(*(escape(str(r[k] or "-")) for k in r))
+        table.add_row(*(field(str(r[k] or "-")) for k in r))
     out.print(table)
 
 
@@ -749,7 +750,7 @@ def keys_revoke(
 
     if not _run(main()):
         raise ConfigError(f"no active key {key_id!r}")
-    err.print(f"key {escape(key_id)} revoked")
+    err.print(f"key {field(key_id)} revoked")
 
 
 # ------------------------------------------------------------------------------------- show
@@ -780,7 +781,7 @@ def show(
 
     data = _run(main())
     if as_json:
-        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(data) + "\n")
         return
     _print_execution(data)
 
@@ -788,29 +789,29 @@ def show(
 def _print_execution(data: dict[str, Any]) -> None:
     outcome = f" ({data['outcome']})" if data["outcome"] else ""
     out.print(f"[bold]execution[/bold] {data['executionId']}")
-    out.print(f"  flow         {escape(data['flowId'])} v{data['flowVersion']}")
+    out.print(f"  flow         {field(data['flowId'])} v{data['flowVersion']}")
     out.print(f"  status       [bold]{data['status']}[/bold]{outcome}")
-    out.print(f"  node         {escape(str(data['currentNodeId']))}")
+    out.print(f"  node         {field(str(data['currentNodeId']))}")
     if data["pausedFrom"]:
         due = f"; its wait is due at {data['dueAt']}" if data["dueAt"] else ""
         out.print(f"  paused from  {data['pausedFrom']}{due}")
     elif data["waitingFor"]:
-        out.print(f"  waiting for  {data['waitingFor']} until {data['dueAt']}")
+        out.print(f"  waiting for  {field(data['waitingFor'])} until {data['dueAt']}")
     out.print(
-        f"  conversation {escape(data['conversationId'])} · contact {escape(data['contactId'])}"
-        f" · institution {escape(data['institutionId'])}"
+        f"  conversation {field(data['conversationId'])} · contact {field(data['contactId'])}"
+        f" · institution {field(data['institutionId'])}"
     )
     if data["error"]:
-        out.print(f"  error        [red]{escape(str(data['error'].get('message')))}[/red]")
+        out.print(f"  error        [red]{field(str(data['error'].get('message')))}[/red]")
     out.print("[bold]variables[/bold]")
-    out.print(escape(json.dumps(data["variables"], ensure_ascii=False, indent=2)))
+    out.print(json_text(data["variables"], indent=2), markup=False)
     out.print("[bold]transcript[/bold]")
     for line in data["transcript"]:
         who = "[cyan]bot>[/cyan]" if line["from"] == "bot" else "[green]contact>[/green]"
-        out.print(f"  {who} {escape(line['text'])}")
+        out.print(f"  {who} {field(line['text'])}")
     table = Table("at", "from", "to", "reason", "by", title="state history", title_justify="left")
     for h in data["history"]:
-        table.add_row(h["at"], h["from"] or "-", h["to"], escape(h["reason"]), h["actor"])
+        table.add_row(h["at"], h["from"] or "-", h["to"], field(h["reason"]), field(h["actor"]))
     out.print(table)
 
 
@@ -846,7 +847,7 @@ def logs(
 
     def emit(line: dict[str, Any]) -> None:
         if as_json:
-            sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.write(json_text(line, default=str) + "\n")
             sys.stdout.flush()
         else:
             out.print(trail.render(line))
@@ -924,9 +925,9 @@ def stats(
     result = _run(main())
     if as_json:
         data = view.stats_json(result, institution_id=institution)
-        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(data) + "\n")
         return
-    out.print(escape(view.heading(result, institution_id=institution)))
+    out.print(field(view.heading(result, institution_id=institution)))
     for table in view.tables(result):
         out.print(table)
 
@@ -966,7 +967,7 @@ def check(
         style = "red" if v.severity == "error" else "yellow"
         out.print(
             f"[{style}]{v.severity:7}[/{style}] {v.execution_id}  [bold]{v.rule}[/bold]:"
-            f" {escape(v.detail)}",
+            f" {field(v.detail)}",
             soft_wrap=True,
         )
 
@@ -992,7 +993,7 @@ def check(
             "warnings": report.warnings,
             "violations": [v.wire() for v in report.violations],
         }
-        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(data) + "\n")
     else:
         out.print(
             f"checked {report.checked} executions: {report.errors} errors"
@@ -1064,7 +1065,7 @@ def alerts(
             data["history"] = [
                 {k: v for k, v in view.alert_json(c).items() if k in _CHANGE_KEYS} for c in changes
             ]
-        sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(data) + "\n")
         raise typer.Exit(ALERTS_FIRING_EXIT if firing else 0)
     now = clock.now()
     table = Table("instance", "state", "severity", "value", "threshold", "since")
@@ -1077,7 +1078,7 @@ def alerts(
         }.get(s.status)
         table.add_row(
             s.rule,
-            escape(s.instance) or "-",
+            field(s.instance) or "-",
             _ALERT_STYLES.get((s.status.value, s.severity), "{}").format(s.status.value),
             s.severity,
             view.format_value(s.rule, s.value),
@@ -1093,7 +1094,7 @@ def alerts(
             changes_table.add_row(
                 iso(c.updated_at) or "-",
                 c.rule,
-                escape(c.instance) or "-",
+                field(c.instance) or "-",
                 c.status.value,
                 view.format_value(c.rule, c.value),
             )
@@ -1139,7 +1140,7 @@ def send(
             if result.status == "duplicate":
                 err.print(
                     "[yellow]duplicate message id"
-                    f" {escape(result.message.message_id)}: ignored[/yellow]"
+                    f" {field(result.message.message_id)}: ignored[/yellow]"
                 )
             if not no_run:
                 await rt.worker.run_until_idle(execution_id)
@@ -1275,7 +1276,7 @@ def sweep(
 
     moved = _run(main())
     for execution_id, status, reason in moved:
-        out.print(f"{execution_id}  {status}  {escape(reason)}: rescheduled")
+        out.print(f"{execution_id}  {status}  {field(reason)}: rescheduled")
     err.print(f"[dim]{len(moved)} stuck execution{'s' * (len(moved) != 1)} moved on[/dim]")
 
 
@@ -1301,10 +1302,10 @@ def main() -> None:
 def _print_error(exc: BaseException) -> None:
     code = getattr(exc, "code", None)
     label = f"error[{code}]" if isinstance(code, str) else "error"
-    err.print(f"[red]{escape(label)}:[/red] {escape(str(exc))}")
+    err.print(f"[red]{field(label)}:[/red] {field(str(exc))}")
     cause = exc.__cause__
     while cause is not None:
-        err.print(f"  [dim]caused by {type(cause).__name__}: {escape(str(cause))}[/dim]")
+        err.print(f"  [dim]caused by {type(cause).__name__}: {field(str(cause))}[/dim]")
         cause = cause.__cause__
     if _state["verbose"]:
         err.print_exception(show_locals=False)

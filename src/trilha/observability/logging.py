@@ -51,6 +51,7 @@ from trilha.config import LoggingConfig
 from trilha.core.execution import Execution, LogRecord, iso
 from trilha.errors import ConfigError
 from trilha.observability.masking import mask_text, mask_value, masked_record
+from trilha.observability.terminal import visible
 from trilha.observability.trail import IDENTITY_KEYS, Identity, console_line, level_rank, wire
 
 __all__ = [
@@ -208,7 +209,9 @@ def render_json(line: Mapping[str, Any]) -> str:
 
 def _render_console(color: bool) -> Callable[[Mapping[str, Any]], str]:
     def render(line: Mapping[str, Any]) -> str:
-        text = console_line(line)
+        # the line is for a person at a terminal: a contact's text in it is shown, never
+        # obeyed (the colour codes below are added after, and are the only ones)
+        text = visible(console_line(line))
         start = _ANSI.get(str(line.get("level", ""))) if color else None
         if start is None:
             return text
