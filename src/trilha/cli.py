@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import os
 import signal
 import sys
 import time
@@ -634,10 +635,23 @@ def serve(
         raise typer.Exit(1)
 
 
+#: the first-start key's file: next to a SQLite store, named after it
+#: (``trilha.db.admin-key``), else in the working folder
+KEY_FILE_SUFFIX = ".admin-key"
+_KEY_FILE = "trilha" + KEY_FILE_SUFFIX
+
+
 async def _bootstrap_key(store_url: str | None) -> None:
-    """On a store with no API key at all, make one admin key and show it once, so a
-    first ``trilha serve`` can be used at once (``trilha keys`` makes the others)."""
+    """On a store with no API key at all, make one admin key, so a first ``trilha
+    serve`` can be used at once (``trilha keys`` makes the others).
+
+    The key acts on every institution, and a service's stderr usually ends in a log
+    store that many people read: the key goes to a file only its owner can read, and
+    stderr names the file. The key itself is printed only to a person at a terminal."""
+    import shlex
+
     from trilha.api.auth import new_key
+    from trilha.store.sqlite import SQLiteStore
 
     st = open_store(store_url)
     await st.open()
@@ -645,14 +659,61 @@ async def _bootstrap_key(store_url: str | None) -> None:
         if await st.list_api_keys():
             return
         key, plain = new_key("local", "admin", now=time.time(), name="bootstrap")
-        await st.create_api_key(key)
+        where = (
+            st.path.with_name(st.path.name + KEY_FILE_SUFFIX)
+            if isinstance(st, SQLiteStore)
+            else Path(_KEY_FILE)
+        )
+        path = _write_secret(where, plain)
+        try:
+            await st.create_api_key(key)
+        except BaseException:  # a file must never hold a key the store does not know
+            path.unlink(missing_ok=True)
+            raise
     finally:
         await st.close()
     err.print(
         f"no API key existed: created admin key {key.key_id} (institution local;"
-        " an admin key acts on every institution). Keep it now, it is not shown again:"
+        " an admin key acts on every institution)",
+        markup=False,
     )
-    err.print(plain, markup=False, highlight=False, soft_wrap=True)
+    err.print(
+        f"  the key is in {path}, readable by you only: KEY=$(cat {shlex.quote(str(path))})",
+        markup=False,
+    )
+    if sys.stderr.isatty():  # a person, not a log store: show it once
+        err.print("  the key (keep it now, it is not shown again):", markup=False)
+        err.print(plain, markup=False)
+
+
+def _write_secret(path: Path, secret: str) -> Path:
+    """Write ``secret`` to ``path`` (made absolute, returned) so that only its owner can
+    ever read it: a new file created with mode 0600 (``O_EXCL``: never a file or a
+    symbolic link that was there), written, then renamed onto ``path``. That replaces a
+    key file left by an earlier store of the same name, whose keys this store does not
+    have. A :class:`ConfigError` says what to do when the folder is not writable."""
+    import secrets
+
+    path = path.absolute()
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    try:
+        fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                os.fchmod(file.fileno(), 0o600)  # a umask takes bits away: the owner reads
+                file.write(secret + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the first admin key to {path}: {exc.strerror or exc}"
+            " (or create one first: trilha keys create --institution local --role admin)"
+        ) from exc
+    return path
 
 
 # ------------------------------------------------------------------------------------- keys

@@ -203,9 +203,13 @@ def test_sigterm_stops_the_server_cleanly(api: Api) -> None:
 
 
 def test_first_start_creates_one_admin_key(cli: Cli, tmp_path: Path) -> None:
-    """A store with no key: `trilha serve` makes an admin key and shows it once."""
+    """A store with no key: `trilha serve` puts an admin key in a file only its owner reads
+    and prints the file's path; off a terminal, never the key (it would reach the logs)."""
     port = free_port()
     store = f"sqlite:///{tmp_path / 'fresh.db'}"
+    key_file = tmp_path / "fresh.db.admin-key"
+    key_file.write_text("a stale key of an earlier fresh.db\n", encoding="utf-8")
+    key_file.chmod(0o644)  # replaced, never reused with its mode
     process = subprocess.Popen(
         [str(TRILHA), "serve", "--port", str(port), "--store", store],
         cwd=tmp_path,
@@ -217,13 +221,15 @@ def test_first_start_creates_one_admin_key(cli: Cli, tmp_path: Path) -> None:
     )
     cli.spawned.append(process)
     assert process.stdout is not None
-    key = None
+    printed = ""
     for line in process.stdout:
-        found = re.search(r"trk_[0-9a-f]{12}_\S{43}", line)
-        if found:
-            key = found.group(0)
+        printed += line
+        if "KEY=$(cat " in line:
             break
-    assert key is not None
+    assert f"the key is in {key_file}, readable by you only: KEY=$(cat {key_file})" in printed
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text(encoding="utf-8").strip()
+    assert re.fullmatch(r"trk_[0-9a-f]{12}_[A-Za-z0-9_\-]{43}", key)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
@@ -235,7 +241,8 @@ def test_first_start_creates_one_admin_key(cli: Cli, tmp_path: Path) -> None:
             time.sleep(0.05)
     assert answer.status_code == 200
     process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=30)
+    printed += process.communicate(timeout=30)[0]
     assert process.returncode == 0
+    assert key not in printed and "trk_" not in printed
     listed = cli("keys", "list", "--store", store, "--json")
     assert listed.stdout.count('"role": "admin"') == 1  # and only on the first start
