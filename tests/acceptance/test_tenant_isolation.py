@@ -48,9 +48,7 @@ def test_an_institution_cannot_enter_another_institutions_flow(cli: Cli, tmp_pat
         refused = problem(acme.put("/v1/flows/main", json=_jumping("beta/secret")), 422)
         assert [e["field"] for e in refused["errors"]] == ["nodes[0].flowId"]
         assert "another institution" in refused["errors"][0]["message"]
-        deep = problem(
-            acme.put("/v1/flows/main", json=_jumping("beta/secret", nodeId="deep")), 422
-        )
+        deep = problem(acme.put("/v1/flows/main", json=_jumping("beta/secret", nodeId="deep")), 422)
         assert deep["errors"][0]["field"] == "nodes[0].flowId"
         fallback = {
             "id": "main",
@@ -67,8 +65,7 @@ def test_an_institution_cannot_enter_another_institutions_flow(cli: Cli, tmp_pat
         assert started.status_code == 201, started.text
         eid = started.json()["executionId"]
         ended = until(
-            lambda: acme.get(f"/v1/executions/{eid}").json()["status"]
-            in ("failed", "completed"),
+            lambda: acme.get(f"/v1/executions/{eid}").json()["status"] in ("failed", "completed"),
             what="the execution to end",
         )
         assert ended
@@ -139,8 +136,9 @@ headers = {{ Authorization = "Bearer platform-secret" }}
             eid = client.post("/v1/executions", json=start_body(conversation, flow="lookup"))
             eid = eid.json()["executionId"]
             until(
-                lambda c=client, e=eid: c.get(f"/v1/executions/{e}").json()["status"]
-                == "completed",
+                lambda c=client, e=eid: (
+                    c.get(f"/v1/executions/{e}").json()["status"] == "completed"
+                ),
                 what="the lookup to end",
             )
             assert any(expected in text for text in _bot_texts(client, eid))

@@ -12,16 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trilha.core.budget import DEFAULT_MAX_VALUE_BYTES, INT_MAX, Budget
 from trilha.core.expressions import (
     MAX_DEPTH,
     MAX_SOURCE_LENGTH,
-    MAX_STRING_LENGTH,
     Expression,
     compile_expression,
     evaluate,
     truthy,
 )
-from trilha.errors import ExpressionError
+from trilha.errors import ExpressionError, LimitExceeded
 
 VARIABLES: dict[str, Any] = {
     "customer": {"name": " Ana ", "vip": True, "age": 30, "tags": ["new", "sp"]},
@@ -345,22 +345,65 @@ def test_long_flat_chains_do_not_deepen_the_tree() -> None:
 
 
 def test_string_result_limit() -> None:
-    """No operation may build a string longer than the limit."""
-    half = "x" * (MAX_STRING_LENGTH // 2)
-    assert len(evaluate("s + s", {"s": half})) == MAX_STRING_LENGTH
-    with pytest.raises(ExpressionError, match="longer than 100000 characters"):
+    """No operation may build a string larger than the budget (max_value_bytes)."""
+    half = "x" * (DEFAULT_MAX_VALUE_BYTES // 2 - 1)
+    assert len(evaluate("s + s", {"s": half})) == DEFAULT_MAX_VALUE_BYTES - 2
+    with pytest.raises(LimitExceeded, match="larger than 65536 bytes") as caught:
         evaluate("s + s + 'y'", {"s": half})
-    with pytest.raises(ExpressionError, match="longer than 100000 characters"):
-        evaluate("upper(s)", {"s": "ß" * (MAX_STRING_LENGTH // 2 + 1)})
-    with pytest.raises(ExpressionError, match="longer than 100000 characters"):
+    assert caught.value.details["kind"] == "limit"
+    with pytest.raises(LimitExceeded, match="larger than 65536 bytes"):
+        evaluate("upper(s)", {"s": "ß" * (DEFAULT_MAX_VALUE_BYTES // 2 + 1)})
+    with pytest.raises(LimitExceeded, match="larger than 65536 bytes"):
         evaluate("text(items)", {"items": [half, half]})
+    with pytest.raises(LimitExceeded, match="larger than 100 bytes"):
+        evaluate("s + s", {"s": "x" * 60}, Budget(100))
 
 
-def test_oversized_integers_are_expression_errors() -> None:
-    """Numbers beyond Python's conversion limits surface as ExpressionError."""
-    with pytest.raises(ExpressionError, match="too many digits"):
+def test_lists_of_shared_references_count_every_copy() -> None:
+    """Finding 5: a list of references to one large string is as large as its copies,
+    refused as it is built (nested lists too), however cheap the references are."""
+    s = "x" * 10_000
+    refs = ", ".join(["s"] * 6)
+    assert len(evaluate(f"[{refs}]", {"s": s})) == 6
+    with pytest.raises(LimitExceeded):
+        evaluate(f"[{refs}, s]", {"s": s})
+    nested = "[" + ", ".join([f"[{refs}]"] * 20) + "]"
+    with pytest.raises(LimitExceeded):
+        evaluate(nested, {"s": "x" * 1_000})
+    # the found attack: a list of lists sharing one string, grown to gigabytes
+    bomb = "[" + ", ".join(["[" + ", ".join(["s"] * 20) + "]"] * 20) + "]"
+    with pytest.raises(LimitExceeded):
+        evaluate(bomb, {"s": "y" * 60_000})
+
+
+def test_integers_are_64_bit() -> None:
+    """Finding 6: an integer result beyond 64 bits fails at once, a literal at compile."""
+    assert evaluate("x * x", {"x": 3_037_000_499}) == 3_037_000_499**2
+    with pytest.raises(LimitExceeded, match="64 bits"):
+        evaluate("x * x", {"x": 3_037_000_500})
+    chain = "x" + " * x" * 60
+    with pytest.raises(LimitExceeded, match="64 bits"):
+        evaluate(chain, {"x": 10})
+    with pytest.raises(LimitExceeded, match="64 bits"):
+        evaluate("x + 1", {"x": INT_MAX})
+    with pytest.raises(LimitExceeded, match="64 bits"):
+        evaluate("-x - 2", {"x": INT_MAX})
+    assert evaluate("-x - 1", {"x": INT_MAX}) == -(2**63)
+    with pytest.raises(ExpressionError, match="64 bits"):
+        compile_expression("9223372036854775808 + 0")
+    with pytest.raises(ExpressionError, match="64 bits"):
+        compile_expression("1" + "0" * 1000)
+    assert evaluate("9223372036854775807", {}) == INT_MAX
+
+
+def test_oversized_integers_are_limits() -> None:
+    """Numbers beyond 64 bits from text, or in variables, are LimitExceeded."""
+    with pytest.raises(LimitExceeded, match="64 bits"):
         evaluate("number(s)", {"s": "9" * 5000})
-    with pytest.raises(ExpressionError, match="too many digits"):
+    with pytest.raises(LimitExceeded, match="64 bits"):
+        evaluate("number(s)", {"s": "9223372036854775808"})
+    assert evaluate("number(s)", {"s": "-9223372036854775808"}) == -(2**63)
+    with pytest.raises(LimitExceeded, match="64 bits"):
         evaluate("text(n)", {"n": 10**5000})
 
 
@@ -516,9 +559,13 @@ def test_well_formed_expressions_compile_and_fail_only_cleanly(
     assert "nests deeper" in refusal
 
 
-@given(st.integers(), st.integers(), st.integers())
+INT32 = st.integers(min_value=-(2**31), max_value=2**31)
+
+
+@given(INT32, INT32, INT32)
 def test_integer_arithmetic_matches_python(a: int, b: int, c: int) -> None:
-    """Precedence and associativity of + - * agree with ordinary arithmetic."""
+    """Precedence and associativity of + - * agree with ordinary arithmetic (on
+    integers whose results fit the language's 64 bits)."""
     assert evaluate(f"{a} + {b} * {c} - {a}", {}) == a + b * c - a
     assert evaluate("a - b - c", {"a": a, "b": b, "c": c}) == a - b - c
 

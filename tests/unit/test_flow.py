@@ -159,7 +159,26 @@ def test_bad_expression_and_regex_are_refused() -> None:
     data["nodes"][1]["validate"] = {"kind": "regex", "pattern": "(["}
     got = errors(data)
     assert any(m.startswith("nodes[2].branches[0].when: bad expression:") for m in got)
-    assert any(m.startswith("nodes[1].validate.pattern: pattern does not compile") for m in got)
+    assert any(
+        m.startswith("nodes[1].validate.pattern: pattern is not accepted by the linear-time")
+        for m in got
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"(a)\1", "back-references and look-arounds are not supported"),
+        (r"^(?=.*\d).{8,}$", "back-references and look-arounds are not supported"),
+        (r"(.*a){300}", "too complex: its program size is"),
+    ],
+)
+def test_patterns_the_linear_engine_refuses_are_publish_errors(pattern: str, reason: str) -> None:
+    """Finding 4: a pattern RE2 cannot run, or one too large, is refused when published."""
+    data = checkout()
+    data["nodes"][1]["validate"] = {"kind": "regex", "pattern": pattern}
+    got = errors(data)
+    assert any(m.startswith("nodes[1].validate.pattern: ") and reason in m for m in got), got
 
 
 def test_choice_needs_options_and_regex_needs_pattern() -> None:

@@ -47,9 +47,13 @@ Semantics chosen so a condition cannot crash a conversation by accident:
   on the wrong types, division by zero, ``number('abc')``, unknown functions.
 
 Limits bound the cost of a hostile or runaway expression: the source may be at
-most :data:`MAX_SOURCE_LENGTH` characters, nest at most :data:`MAX_DEPTH`
-levels, and no operation may build a string longer than
-:data:`MAX_STRING_LENGTH`.
+most :data:`MAX_SOURCE_LENGTH` characters and nest at most :data:`MAX_DEPTH`
+levels; integers are 64-bit (a literal beyond is refused when the flow is
+published, a result beyond when it is computed); and no operation may build a
+string or list larger than the evaluation's :class:`~trilha.core.budget.Budget`
+(``[engine] max_value_bytes``), checked before the value is built, so a list of
+a thousand references to one large string is refused rather than grown. Passing a
+bound raises :class:`~trilha.errors.LimitExceeded` (``kind: limit``).
 """
 
 from __future__ import annotations
@@ -63,14 +67,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
+from trilha.core.budget import INT_MAX, Budget, check_int
 from trilha.core.paths import MISSING, resolve_path
 from trilha.core.templates import to_text
-from trilha.errors import ExpressionError
+from trilha.errors import ExpressionError, LimitExceeded
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_SOURCE_LENGTH",
-    "MAX_STRING_LENGTH",
     "Expression",
     "compile_expression",
     "evaluate",
@@ -79,7 +83,6 @@ __all__ = [
 
 MAX_SOURCE_LENGTH: Final = 2_000
 MAX_DEPTH: Final = 50
-MAX_STRING_LENGTH: Final = 100_000
 
 
 # --------------------------------------------------------------------------- values
@@ -133,10 +136,11 @@ def _fail(message: str, column: int) -> NoReturn:
     raise _error(message, column)
 
 
-def _check_length(text: str, column: int) -> str:
-    if len(text) > MAX_STRING_LENGTH:
-        _fail(f"string result is longer than {MAX_STRING_LENGTH} characters", column)
-    return text
+def _checked(value: Any) -> Any:
+    """An integer result must fit in 64 bits; other results pass as they are."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        check_int(value, "the result")
+    return value
 
 
 def _equal(left: Any, right: Any) -> bool:
@@ -185,9 +189,10 @@ def _contains(haystack: Any, needle: Any) -> bool:
     return False
 
 
-def _arithmetic(operator: str, left: Any, right: Any, column: int) -> Any:
+def _arithmetic(operator: str, left: Any, right: Any, column: int, budget: Budget) -> Any:
     if isinstance(left, str) and isinstance(right, str) and operator == "+":
-        return _check_length(left + right, column)
+        budget.check(len(left) + len(right) + 2)  # before the join is built
+        return left + right
     if not (_is_number(left) and _is_number(right)):
         _fail(
             f"cannot apply {operator!r} to {_type_name(left)} and {_type_name(right)}",
@@ -210,7 +215,7 @@ def _arithmetic(operator: str, left: Any, right: Any, column: int) -> Any:
         _fail("number is too large", column)
     if isinstance(result, float) and not math.isfinite(result):
         _fail("number is too large", column)
-    return result
+    return _checked(result)
 
 
 # ------------------------------------------------------------------------ functions
@@ -219,7 +224,7 @@ _INTEGER_TEXT: Final = re.compile(r"[+-]?[0-9]+")
 _DECIMAL_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
-def _len(column: int, value: Any) -> Any:
+def _len(column: int, budget: Budget, value: Any) -> Any:
     if value is None:
         return 0
     if isinstance(value, str | list | tuple | dict):
@@ -227,18 +232,23 @@ def _len(column: int, value: Any) -> Any:
     _fail(f"len() expects a string, list or object, got {_type_name(value)}", column)
 
 
-def _string_function(name: str, operation: Callable[[str], str]) -> Callable[[int, Any], Any]:
-    def apply(column: int, value: Any) -> Any:
+def _string_function(
+    name: str, operation: Callable[[str], str]
+) -> Callable[[int, Budget, Any], Any]:
+    def apply(column: int, budget: Budget, value: Any) -> Any:
         if value is None:
             return None
         if not isinstance(value, str):
             _fail(f"{name}() expects a string, got {_type_name(value)}", column)
-        return _check_length(operation(value), column)
+        # the input is a value already kept, and case changes grow a text at most 3x
+        result = operation(value)
+        budget.check(len(result) + 2)
+        return result
 
     return apply
 
 
-def _number(column: int, value: Any) -> Any:
+def _number(column: int, budget: Budget, value: Any) -> Any:
     if value is None or _is_number(value):
         return value
     if not isinstance(value, str):
@@ -247,10 +257,9 @@ def _number(column: int, value: Any) -> Any:
     # Only plain ASCII notation: int() and float() would also accept "1_000",
     # "nan", "inf" and non-ASCII digits, none of which a user means as a number.
     if _INTEGER_TEXT.fullmatch(text):
-        try:
-            return int(text)
-        except ValueError:  # more digits than Python will convert
-            _fail("number() got a number with too many digits", column)
+        if len(text.lstrip("+-").lstrip("0")) > len(str(INT_MAX)):  # never convert it
+            raise LimitExceeded("number()'s result does not fit in 64 bits")
+        return check_int(int(text), "number()'s result")
     if _DECIMAL_TEXT.fullmatch(text):
         result = float(text)
         if math.isfinite(result):
@@ -259,18 +268,18 @@ def _number(column: int, value: Any) -> Any:
     _fail(f"number() cannot convert {shown!r}", column)
 
 
-def _text(column: int, value: Any) -> Any:
-    try:
-        return _check_length(to_text(value), column)
-    except ValueError:  # an integer with more digits than Python will print
-        _fail("text() got a number with too many digits", column)
+def _text(column: int, budget: Budget, value: Any) -> Any:
+    budget.size_of(value)  # the text is about as large as the value's JSON
+    result = to_text(value)
+    budget.check(len(result) + 2)
+    return result
 
 
-def _contains_function(column: int, haystack: Any, needle: Any) -> Any:
+def _contains_function(column: int, budget: Budget, haystack: Any, needle: Any) -> Any:
     return _contains(haystack, needle)
 
 
-def _startswith(column: int, value: Any, prefix: Any) -> Any:
+def _startswith(column: int, budget: Budget, value: Any, prefix: Any) -> Any:
     return isinstance(value, str) and isinstance(prefix, str) and value.startswith(prefix)
 
 
@@ -295,7 +304,7 @@ class Node:
 
     __slots__ = ()
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
         """Compute this node's value from the conversation variables."""
         raise NotImplementedError
 
@@ -310,7 +319,7 @@ class Constant(Node):
 
     value: Any
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
         return self.value
 
 
@@ -320,19 +329,29 @@ class Variable(Node):
 
     path: str
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
         value = resolve_path(variables, self.path)
         return None if value is MISSING else value
 
 
 @dataclass(frozen=True, slots=True)
 class ListDisplay(Node):
-    """A list literal; a fresh list each time, since compiled trees are shared."""
+    """A list literal; a fresh list each time, since compiled trees are shared.
+
+    Its size is counted item by item as it is built: references are cheap to hold
+    but each one is serialised in full, so ``[s, s, s, ...]`` is as large as its
+    copies."""
 
     items: tuple[Node, ...]
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
-        return [item.evaluate(variables) for item in self.items]
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
+        values = []
+        size = 1
+        for item in self.items:
+            value = item.evaluate(variables, budget)
+            size = budget.check(size + 1 + budget.size_of(value))
+            values.append(value)
+        return budget.built(values, size)
 
     def children(self) -> tuple[Node, ...]:
         return self.items
@@ -344,8 +363,8 @@ class Not(Node):
 
     operand: Node
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
-        return not truthy(self.operand.evaluate(variables))
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
+        return not truthy(self.operand.evaluate(variables, budget))
 
     def children(self) -> tuple[Node, ...]:
         return (self.operand,)
@@ -358,11 +377,11 @@ class Negate(Node):
     operand: Node
     column: int
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
-        value = self.operand.evaluate(variables)
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
+        value = self.operand.evaluate(variables, budget)
         if not _is_number(value):
             _fail(f"cannot negate {_type_name(value)}", self.column)
-        return -value
+        return _checked(-value)
 
     def children(self) -> tuple[Node, ...]:
         return (self.operand,)
@@ -375,11 +394,11 @@ class BoolOp(Node):
     operator: str
     operands: tuple[Node, ...]
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
         # Short-circuits, and always yields a boolean rather than an operand.
         stop_on = self.operator == "or"
         for operand in self.operands:
-            if truthy(operand.evaluate(variables)) is stop_on:
+            if truthy(operand.evaluate(variables, budget)) is stop_on:
                 return stop_on
         return not stop_on
 
@@ -395,9 +414,9 @@ class Compare(Node):
     left: Node
     right: Node
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
-        left = self.left.evaluate(variables)
-        right = self.right.evaluate(variables)
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
+        left = self.left.evaluate(variables, budget)
+        right = self.right.evaluate(variables, budget)
         if self.operator == "==":
             return _equal(left, right)
         if self.operator == "!=":
@@ -423,10 +442,11 @@ class Arithmetic(Node):
     first: Node
     rest: tuple[tuple[str, int, Node], ...]  # (operator, column, operand)
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
-        result = self.first.evaluate(variables)
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
+        result = self.first.evaluate(variables, budget)
         for operator, column, operand in self.rest:
-            result = _arithmetic(operator, result, operand.evaluate(variables), column)
+            right = operand.evaluate(variables, budget)
+            result = _arithmetic(operator, result, right, column, budget)
         return result
 
     def children(self) -> tuple[Node, ...]:
@@ -441,10 +461,10 @@ class Call(Node):
     arguments: tuple[Node, ...]
     column: int
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
         _, implementation = _FUNCTIONS[self.name]
-        values = [argument.evaluate(variables) for argument in self.arguments]
-        return implementation(self.column, *values)
+        values = [argument.evaluate(variables, budget) for argument in self.arguments]
+        return implementation(self.column, budget, *values)
 
     def children(self) -> tuple[Node, ...]:
         return self.arguments
@@ -472,10 +492,12 @@ class Expression:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_paths", frozenset(_collect_paths(self.root)))
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
-        """Evaluate against ``variables``; only :class:`ExpressionError` escapes."""
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget | None = None) -> Any:
+        """Evaluate against ``variables``; only :class:`ExpressionError` and, past a
+        bound of ``budget`` (by default ``max_value_bytes``' default),
+        :class:`~trilha.errors.LimitExceeded` escape."""
         try:
-            return self.root.evaluate(variables)
+            return self.root.evaluate(variables, budget or Budget())
         except RecursionError as exc:  # pathologically nested variable data
             raise ExpressionError("value is nested too deeply to evaluate") from exc
 
@@ -603,9 +625,13 @@ def _tokenize(source: str) -> list[_Token]:
             if end < len(source) and (source[end] in _NAME_CHARACTERS or source[end] == "."):
                 _fail("invalid number", position + 1)
             text = match.group()
+            if "." not in text and len(text.lstrip("0")) > len(str(INT_MAX)):
+                _fail("number does not fit in 64 bits", position + 1)
             value = float(text) if "." in text else int(text)
             if isinstance(value, float) and not math.isfinite(value):
                 _fail("number is too large", position + 1)
+            if isinstance(value, int) and value > INT_MAX:
+                _fail("number does not fit in 64 bits", position + 1)
             tokens.append(_Token(_Kind.CONSTANT, text, value, position + 1))
             position = end
         elif character in _NAME_CHARACTERS:
@@ -822,6 +848,6 @@ def compile_expression(source: str) -> Expression:
     return Expression(source, _Parser(_tokenize(source)).parse())
 
 
-def evaluate(source: str, variables: Mapping[str, Any]) -> Any:
+def evaluate(source: str, variables: Mapping[str, Any], budget: Budget | None = None) -> Any:
     """Compile (through the cache) and evaluate in one call, for one-off conditions."""
-    return compile_expression(source).evaluate(variables)
+    return compile_expression(source).evaluate(variables, budget)

@@ -14,7 +14,6 @@ know every type.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
@@ -30,6 +29,7 @@ from pydantic import (
 
 from trilha.core.expressions import compile_expression
 from trilha.core.paths import is_valid_path
+from trilha.core.patterns import compile_pattern
 from trilha.core.tenancy import reference_denial
 from trilha.core.wire import WireModel
 from trilha.errors import ExpressionError, FlowValidationError
@@ -185,10 +185,7 @@ class AnswerRule(WireModel):
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"pattern does not compile: {exc}") from exc
+            compile_pattern(value)  # its ValueError names why: the field's problem
         return value
 
     def choice_options(self) -> list[ChoiceOption]:

@@ -8,6 +8,12 @@ execute anything. Text that merely looks like a placeholder but is not a valid
 path, such as ``{{ 1+1 }}`` or an unclosed ``{{``, is left exactly as written
 rather than rejected, because a chatbot message may legitimately contain
 braces.
+
+Rendering counts what it writes against a :class:`~trilha.core.budget.Budget`
+(``[engine] max_value_bytes``) as it goes: a template repeating a placeholder of a
+large variable thousands of times fails with
+:class:`~trilha.errors.LimitExceeded` at the first substitution past the bound,
+before the text is joined.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
+from trilha.core.budget import Budget
 from trilha.core.paths import MISSING, resolve_path
 
 __all__ = ["render", "render_url", "render_value", "template_paths", "to_text"]
@@ -55,38 +62,49 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
-def render(template: str, variables: Mapping[str, Any]) -> str:
+def render(template: str, variables: Mapping[str, Any], budget: Budget | None = None) -> str:
     """Replace every ``{{ path }}`` in ``template`` with the formatted value.
 
     A missing variable renders as the empty string instead of failing, because
     a message with a blank is better than a conversation that stops.
     """
+    budget = budget or Budget()
+    budget.spend(len(template))
     if "{{" not in template:
         return template
-    return _PLACEHOLDER_RE.sub(
-        lambda match: to_text(resolve_path(variables, match.group(1))), template
-    )
+    return _PLACEHOLDER_RE.sub(lambda match: _piece(match, variables, budget), template)
 
 
-def render_value(value: Any, variables: Mapping[str, Any]) -> Any:
+def _piece(match: re.Match[str], variables: Mapping[str, Any], budget: Budget) -> str:
+    """One placeholder's text, counted before it is made (a value's text is about
+    as large as its JSON)."""
+    value = resolve_path(variables, match.group(1))
+    budget.spend(budget.size_of(value))
+    return to_text(value)
+
+
+def render_value(value: Any, variables: Mapping[str, Any], budget: Budget | None = None) -> Any:
     """Render every string inside a JSON-like ``value`` (dict values, list items).
 
     A string that is exactly one placeholder, such as ``"{{customer}}"``,
     yields the raw variable so that numbers, booleans and objects keep their
     type in a JSON body (``None`` when missing); the value is shared, not
     copied. Dict keys are not rendered: they are the shape of the request,
-    which the flow author fixed, not data.
+    which the flow author fixed, not data. The whole value shares ``budget``: a
+    shared reference counts as often as it appears.
     """
+    budget = budget or Budget()
     if isinstance(value, str):
         match = _PLACEHOLDER_RE.fullmatch(value)
         if match is not None:
             raw = resolve_path(variables, match.group(1))
+            budget.spend(budget.size_of(raw))
             return None if raw is MISSING else raw
-        return render(value, variables)
+        return render(value, variables, budget)
     if isinstance(value, dict):
-        return {key: render_value(item, variables) for key, item in value.items()}
+        return {key: render_value(item, variables, budget) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [render_value(item, variables) for item in value]
+        return [render_value(item, variables, budget) for item in value]
     return value
 
 
@@ -99,7 +117,7 @@ def template_paths(template: str) -> list[str]:
     return list(dict.fromkeys(match.group(1) for match in _PLACEHOLDER_RE.finditer(template)))
 
 
-def render_url(template: str, variables: Mapping[str, Any]) -> str:
+def render_url(template: str, variables: Mapping[str, Any], budget: Budget | None = None) -> str:
     """Render a URL template, percent-encoding each value as one URL component.
 
     Text a contact typed must not add query parameters or path segments
@@ -107,10 +125,12 @@ def render_url(template: str, variables: Mapping[str, Any]) -> str:
     systems. A template that is exactly one placeholder is the author's whole
     URL and is left as is.
     """
+    budget = budget or Budget()
     if "{{" not in template:
         return template
     if _PLACEHOLDER_RE.fullmatch(template.strip()):
-        return render(template, variables)
+        return render(template, variables, budget)
+    budget.spend(len(template))
     return _PLACEHOLDER_RE.sub(
-        lambda match: quote(to_text(resolve_path(variables, match.group(1))), safe=""), template
+        lambda match: quote(_piece(match, variables, budget), safe=""), template
     )

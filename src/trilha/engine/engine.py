@@ -22,6 +22,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from trilha.config import Config
+from trilha.core.budget import check_value, json_bytes
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -37,11 +38,19 @@ from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.core.tenancy import check_entry, flow_candidates
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery
-from trilha.engine.turn import _Turn, describe_error, new_id, new_worker_id, set_path
+from trilha.engine.turn import (
+    _Turn,
+    describe_error,
+    new_id,
+    new_worker_id,
+    set_path,
+    with_path,
+)
 from trilha.errors import (
     AccessDenied,
     CorruptedRecord,
     FlowNotFound,
+    LimitExceeded,
     NodeTimeout,
     StaleLease,
     StoreError,
@@ -75,6 +84,9 @@ __all__ = [
 
 S = ExecutionStatus
 T = TypeVar("T")
+
+#: the ``meta`` key holding the step that last consumed a reply from the contact
+LAST_INPUT_SEQ = "lastInputSeq"
 
 
 def _outbound(ex: Execution, seq: int, index: str, text: str, now: float) -> OutboundMessage:
@@ -409,6 +421,12 @@ class Engine(Recovery):
                     )
                 error = describe_error(exc)
                 result = self._node_failed(ex, flow, node, turn, exc, error)
+            else:
+                try:
+                    self._within_budget(ex, result)
+                except LimitExceeded as exc:
+                    error = describe_error(exc)
+                    result = self._node_failed(ex, flow, node, turn, exc, error)
             duration = self.clock.now() - started
             flow, done = await self._step_done(
                 ex,
@@ -431,6 +449,51 @@ class Engine(Recovery):
                     FAILURE_MESSAGE,
                 )
                 return
+            if self._runaway(ex, turn):
+                return
+
+    def _within_budget(self, ex: Execution, result: StepResult) -> None:
+        """The values a node assigns, and the variables they would leave, fit their
+        bounds (DESIGN §9): measured before anything is applied, so a node that passes
+        one fails with kind ``limit`` and takes its fallback from the state it had."""
+        if not result.variables:
+            return
+        bounds = self.config.engine
+        trial = ex.variables
+        for name, value in result.variables.items():
+            check_value(name, value, bounds.max_value_bytes)
+            trial = with_path(trial, name, value)
+        size = json_bytes(trial)
+        if size > bounds.max_state_bytes:
+            raise LimitExceeded(
+                f"the execution's variables would be {size} bytes; the limit is"
+                f" {bounds.max_state_bytes} (max_state_bytes)",
+                limit=bounds.max_state_bytes,
+            )
+
+    def _runaway(self, ex: Execution, turn: _Turn) -> bool:
+        """End an execution past its lifetime budget of steps, or of steps without a
+        reply from the contact (a loop through a delay never ends a turn, so the
+        per-turn bound alone would let it run for ever); True when it ended."""
+        bounds = self.config.engine
+        quiet = ex.step_seq - int(ex.meta.get(LAST_INPUT_SEQ, 0))
+        if ex.step_seq >= bounds.max_steps_per_execution:
+            reason = f"more than {bounds.max_steps_per_execution} steps in this execution"
+            setting, limit = "max_steps_per_execution", bounds.max_steps_per_execution
+        elif quiet >= bounds.max_steps_without_input:
+            reason = f"{quiet} steps without a reply from the contact (a loop?)"
+            setting, limit = "max_steps_without_input", bounds.max_steps_without_input
+        else:
+            return False
+        self._log(turn, "ERROR", "execution.limit", None, {"limit": setting, "value": limit})
+        ex.error = {
+            "type": "LimitExceeded",
+            "code": LimitExceeded.code,
+            "kind": "limit",
+            "message": f"{reason} ({setting})",
+        }
+        self._end(turn, End(S.FAILED, Outcome.FAILED, f"{reason} ({setting})"), FAILURE_MESSAGE)
+        return True
 
     async def _step_done(
         self,
@@ -564,6 +627,7 @@ class Engine(Recovery):
         if result.consumed_input and turn.inbound is not None:
             consumed = {"messageId": turn.inbound.message_id, "text": turn.inbound.text}
             commit.applied_inbox.append((turn.inbound.id, seq))
+            ex.meta = {**ex.meta, LAST_INPUT_SEQ: seq}
             turn.inbound = None
             self._log(turn, "INFO", "message.received", node, consumed)
         for name, value in result.variables.items():

@@ -39,6 +39,19 @@ def set_path(variables: dict[str, Any], path: str, value: Any) -> None:
     set_path(child, ".".join(rest), value)
 
 
+def with_path(variables: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """``variables`` with ``a.b.c`` assigned, as :func:`set_path` would, but as a new
+    mapping that shares every untouched part and leaves ``variables`` as it was."""
+    head, *rest = path.split(".")
+    out = dict(variables)
+    if not rest:
+        out[head] = value
+        return out
+    child = variables.get(head)
+    out[head] = with_path(child if isinstance(child, dict) else {}, ".".join(rest), value)
+    return out
+
+
 def describe_error(exc: BaseException) -> dict[str, Any]:
     details = exc.details if isinstance(exc, TrilhaError) else {}
     return {

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from trilha.config import Config
+from trilha.core.budget import Budget
 from trilha.core.execution import InboundMessage
 from trilha.core.flow import Flow, NodeBase
 from trilha.core.states import ExecutionStatus, Outcome
@@ -108,6 +109,11 @@ class StepContext:
     resumed_by: str | None = None
     #: the process's circuit breakers, one per dependency, shared by every execution
     breakers: BreakerRegistry | None = None
+
+    def budget(self, what: str = "the value") -> Budget:
+        """A fresh bound (``[engine] max_value_bytes``) for one value the step builds:
+        a message, a request body, an expression's result (DESIGN §9)."""
+        return Budget(self.config.engine.max_value_bytes, what)
 
 
 class Processor(Protocol):

@@ -17,7 +17,8 @@ class ConditionProcessor:
 
     async def run(self, node: ConditionNode, ctx: StepContext) -> StepResult:
         for i, branch in enumerate(node.branches):
-            if truthy(compile_expression(branch.when).evaluate(ctx.variables)):
+            when = compile_expression(branch.when)
+            if truthy(when.evaluate(ctx.variables, ctx.budget(f"branches[{i}].when"))):
                 return StepResult(next_node=branch.next, output={"branch": i, "when": branch.when})
         if node.default is not None:
             return StepResult(next_node=node.default, output={"branch": "default"})

@@ -16,6 +16,8 @@ class EndProcessor:
 
     async def run(self, node: EndNode, ctx: StepContext) -> StepResult:
         return StepResult(
-            messages=[render(node.text, ctx.variables)] if node.text else [],
+            messages=[render(node.text, ctx.variables, ctx.budget("the message"))]
+            if node.text
+            else [],
             end=End(reason=f"reached end '{node.id}'"),
         )

@@ -16,9 +16,13 @@ class HandoffProcessor:
     effectful: ClassVar[bool] = False
 
     async def run(self, node: HandoffNode, ctx: StepContext) -> StepResult:
-        reason = render(node.reason, ctx.variables) if node.reason else None
+        reason = (
+            render(node.reason, ctx.variables, ctx.budget("the reason")) if node.reason else None
+        )
         return StepResult(
-            messages=[render(node.text, ctx.variables)] if node.text else [],
+            messages=[render(node.text, ctx.variables, ctx.budget("the message"))]
+            if node.text
+            else [],
             handoff=HandoffRequest(node.queue, reason),
             end=End(outcome=Outcome.ESCALATED, reason=f"handed off to queue '{node.queue}'"),
             output={"queue": node.queue},

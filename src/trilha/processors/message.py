@@ -15,5 +15,5 @@ class MessageProcessor:
     effectful: ClassVar[bool] = False
 
     async def run(self, node: MessageNode, ctx: StepContext) -> StepResult:
-        text = render(node.text, ctx.variables)
+        text = render(node.text, ctx.variables, ctx.budget("the message"))
         return StepResult(messages=[text], output={"text": text})

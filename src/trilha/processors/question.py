@@ -2,14 +2,15 @@
 
 The node keeps ``{"asked": true, "invalid": N}`` as node state while it
 waits, so a crash between the question and the reply neither repeats the
-question nor forgets how many wrong answers were given.
+question nor forgets how many wrong answers were given. A reply longer than
+``[engine] max_input_chars`` is an invalid answer before any check reads it.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from trilha.core.answers import Accepted, check_answer
+from trilha.core.answers import Accepted, Refused, check_answer
 from trilha.core.flow import QuestionNode
 from trilha.core.states import Outcome
 from trilha.core.templates import render
@@ -25,7 +26,7 @@ class QuestionProcessor:
         asked = bool(ctx.node_state.get("asked"))
         timeout = ctx.flow.settings.input_timeout_seconds
         if not asked or ctx.inbound is None:
-            text = render(node.text, ctx.variables)
+            text = render(node.text, ctx.variables, ctx.budget("the question"))
             return StepResult(
                 messages=[] if asked else [text],
                 wait=WaitInput(timeout),
@@ -33,7 +34,12 @@ class QuestionProcessor:
                 output={"asked": text},
             )
         answer = ctx.inbound.text
-        verdict = check_answer(node.validate_, answer)
+        longest = ctx.config.engine.max_input_chars
+        verdict: Accepted | Refused = (
+            Refused(f"longer than {longest} characters (max_input_chars)")
+            if len(answer) > longest  # refused before any check reads it
+            else check_answer(node.validate_, answer)
+        )
         if isinstance(verdict, Accepted):
             return StepResult(
                 variables={node.variable: verdict.value},
@@ -42,7 +48,9 @@ class QuestionProcessor:
             )
         invalid = int(ctx.node_state.get("invalid", 0)) + 1
         if invalid <= node.max_invalid:
-            retry_text = render(node.invalid_text or node.text, ctx.variables)
+            retry_text = render(
+                node.invalid_text or node.text, ctx.variables, ctx.budget("the question")
+            )
             return StepResult(
                 messages=[retry_text],
                 wait=WaitInput(timeout),

@@ -21,7 +21,8 @@ class SetProcessor:
     async def run(self, node: SetNode, ctx: StepContext) -> StepResult:
         values: dict[str, Any] = {}
         for name, value in node.variables.items():
-            values[name] = render_value(value, ctx.variables)
+            values[name] = render_value(value, ctx.variables, ctx.budget(f"the value of '{name}'"))
         for name, source in node.expressions_.items():
-            values[name] = compile_expression(source).evaluate(ctx.variables | values)
+            budget = ctx.budget(f"the value of '{name}'")
+            values[name] = compile_expression(source).evaluate(ctx.variables | values, budget)
         return StepResult(variables=values, output=values)
