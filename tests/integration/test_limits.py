@@ -228,4 +228,3 @@ def test_the_email_check_is_linear(size: int) -> None:
     assert not is_email(reply)
     assert is_email(reply.strip())
     assert time.monotonic() - started < 0.5
-
