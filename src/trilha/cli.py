@@ -682,7 +682,7 @@ async def _bootstrap_key(store_url: str | None) -> None:
         markup=False,
     )
     if sys.stderr.isatty():  # a person, not a log store: show it once
-        err.print("  the key (keep it now, it is not shown again):", markup=False)
+        err.print("  the key (shown on this terminal only, once):", markup=False)
         err.print(plain, markup=False)
 
 
