@@ -40,7 +40,13 @@ from trilha.errors import ConfigError, TrilhaError
 from trilha.observability.logging import get_logger, throttle_loop_errors
 from trilha.observability.metrics import Listener
 from trilha.processors.registry import Processors
-from trilha.runtime import Runtime, load_folder, publish_all, runtime
+from trilha.runtime import (
+    Runtime,
+    load_folder,
+    publish_all,
+    runtime,
+    warn_unowned_dependencies,
+)
 
 log = get_logger("trilha.api")
 
@@ -219,6 +225,7 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
             processors=processors,
             with_metrics=True,
         ) as rt:
+            warn_unowned_dependencies(cfg)
             await publish_all(rt, shared_flows)
             engines = [rt.engine]
             state = ServeState(options, cfg, rt, engines)

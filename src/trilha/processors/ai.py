@@ -49,7 +49,7 @@ class AiProcessor(DependencyClient):
     effectful: ClassVar[bool] = True
 
     async def run(self, node: AiNode, ctx: StepContext) -> StepResult:
-        text = render(node.text, ctx.variables)
+        text = render(node.text, ctx.variables, ctx.budget("the text to classify"))
         intent: str | None = None
         confidence: float | None = None
         source = "keywords"
@@ -63,7 +63,7 @@ class AiProcessor(DependencyClient):
                     raise
                 problem = f"dependency '{node.dependency}' is unavailable (circuit open)"
             except (NodeError, LimitExceeded) as exc:  # an answer too large: wrong shape
-                if exc.details.get("kind") == "configuration":
+                if exc.details.get("kind") in ("configuration", "forbidden"):
                     raise  # a deployment mistake, not the service being down
                 problem = str(exc)
         if intent is None:

@@ -37,8 +37,13 @@ class HttpProcessor(DependencyClient):
         reply = await self.send(
             node_target(node, ctx),
             node.method,
-            headers={k: render(v, ctx.variables) for k, v in node.headers.items()},
-            json=render_value(node.body, ctx.variables) if node.body is not None else None,
+            headers={
+                k: render(v, ctx.variables, ctx.budget(f"header {k}"))
+                for k, v in node.headers.items()
+            },
+            json=render_value(node.body, ctx.variables, ctx.budget("the request body"))
+            if node.body is not None
+            else None,
         )
         data: Any
         try:

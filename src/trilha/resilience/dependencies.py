@@ -47,7 +47,9 @@ import httpx
 from trilha.config import Config, DependencyConfig
 from trilha.core.policies import TRANSIENT, classify
 from trilha.core.templates import render_url
+from trilha.core.tenancy import dependency_denial
 from trilha.errors import (
+    AccessDenied,
     DependencyUnavailable,
     LimitExceeded,
     NodeError,
@@ -106,15 +108,26 @@ def resolve(
     dependency: str | None,
     path: str,
     *,
+    flow_id: str,
+    institution_id: str,
     timeout: float | None = None,
 ) -> Target:
     """Where a node's request for ``path`` goes: on ``dependency`` when named, else
-    ``path`` is a plain URL. ``timeout`` is the node's own, if it sets one."""
+    ``path`` is a plain URL. ``timeout`` is the node's own, if it sets one.
+
+    The node runs in the flow stored as ``flow_id`` for ``institution_id``: a
+    dependency that does not serve them raises :class:`AccessDenied` before anything
+    of it (its URL, its secret headers) is used (:mod:`trilha.core.tenancy`)."""
     allowed = tuple(config.http.allow_private)
     max_bytes = config.http.max_response_bytes
     if dependency is None:
         return Target(path, timeout or config.http.default_timeout_seconds, max_bytes, allowed)
     dep = declared(config, dependency)
+    denied = dependency_denial(
+        dependency, dep.institutions, flow_id=flow_id, institution_id=institution_id
+    )
+    if denied is not None:
+        raise AccessDenied(denied, dependency=dependency)
     return Target(
         url=join_url(dep, dependency, path),
         timeout=timeout or dep.timeout_seconds,
@@ -143,7 +156,9 @@ def node_target(node: CallingNode, ctx: StepContext) -> Target:
         ctx.config,
         ctx.breakers,
         node.dependency,
-        render_url(node.url, ctx.variables),
+        render_url(node.url, ctx.variables, ctx.budget("the url")),
+        flow_id=ctx.flow.id,
+        institution_id=ctx.institution_id,
         timeout=node.timeout_seconds,
     )
 
