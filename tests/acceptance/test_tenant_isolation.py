@@ -5,8 +5,11 @@ flows and the platform's dependencies (issue 14, findings 1 and 2)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from test_api_conversation import problem, start_body, until
 
@@ -147,3 +150,110 @@ headers = {{ Authorization = "Bearer platform-secret" }}
     _, output = api.stop()
     warned = [json.loads(line) for line in output.splitlines() if "dependency.unowned" in line]
     assert [w["context"]["metadata"]["dependency"] for w in warned] == ["internal"]
+
+
+def _ended(client: Any, execution_id: str) -> dict[str, Any]:
+    """The execution once it has ended (or waits for input), read through the API."""
+
+    def check() -> dict[str, Any] | None:
+        body: dict[str, Any] = client.get(f"/v1/executions/{execution_id}").json()
+        return body if body["status"] in ("completed", "failed", "waiting_input") else None
+
+    found: dict[str, Any] = until(check, what=f"execution {execution_id} to settle")
+    return found
+
+
+def _failed_steps(client: Any, execution_id: str) -> list[dict[str, Any]]:
+    steps = client.get(f"/v1/executions/{execution_id}/steps").json()["steps"]
+    return [s for s in steps if s.get("error")]
+
+
+def test_a_hostile_flow_fails_its_nodes_not_the_service(cli: Cli, tmp_path: Path) -> None:
+    """Findings 4-6 and 10 as found, through one real trilha serve: a regex bomb with a
+    31-character reply, a set node sharing one large string in nested lists, a chain of
+    x*x, and a loop through a delay. Each ends in kind limit (or the invalid-answer
+    path) within seconds, the server's memory and store stay small, and another
+    institution's requests answer all along."""
+    config = '[channel]\nkind = "memory"\n[engine]\nmax_steps_without_input = 200\n'
+    api = start_api(cli, tmp_path, config=config)
+    server = psutil.Process(api.process.pid)
+    rss_before = server.memory_info().rss
+    regex = {
+        "id": "bomb",
+        "start": "q",
+        "nodes": [
+            {
+                "id": "q",
+                "type": "question",
+                "text": "code?",
+                "variable": "code",
+                "validate": {"kind": "regex", "pattern": "(a+)+$"},
+                "invalidText": "no",
+                "maxInvalid": 5,
+                "next": "end",
+            },
+            {"id": "end", "type": "end"},
+        ],
+    }
+    row = "[" + ", ".join(["a_s"] * 40) + "]"
+    values = {
+        "id": "values",
+        "start": "make",
+        "nodes": [
+            {
+                "id": "make",
+                "type": "set",
+                "expressions": {
+                    "a_s": "'" + "x" * 1_500 + "'",
+                    "b_rows": row,
+                    "c_table": "[" + ", ".join(["b_rows"] * 40) + "]",
+                },
+                "fallback": {"next": "square"},
+                "next": "square",
+            },
+            {
+                "id": "square",
+                "type": "set",
+                "expressions": {"x": "x * x * x * x * x * x * x * x * x * x * x * x"},
+                "fallback": {"next": "end"},
+                "next": "end",
+            },
+            {"id": "end", "type": "end", "text": "done"},
+        ],
+    }
+    loop = {
+        "id": "loop",
+        "start": "wait",
+        "nodes": [
+            {"id": "wait", "type": "delay", "seconds": 0.001, "next": "again"},
+            {"id": "again", "type": "set", "variables": {"n": 1}, "next": "wait"},
+        ],
+    }
+    with api.client("acme_operator") as acme, api.client("beta_operator") as beta:
+        for flow in (regex, values, loop):
+            assert acme.put(f"/v1/flows/{flow['id']}", json=flow).status_code == 201
+        bomb = acme.post("/v1/executions", json=start_body("r", flow="bomb")).json()
+        _ended(acme, bomb["executionId"])
+        sent = time.monotonic()
+        reply = {"messageId": "m1", "contactId": "contact-r", "text": "a" * 31 + "!"}
+        assert acme.post("/v1/conversations/r/messages", json=reply).status_code == 202
+        until(lambda: _bot_texts(acme, bomb["executionId"])[-1:] == ["no"], what="the re-ask")
+        regex_seconds = time.monotonic() - sent
+        assert regex_seconds < 10  # Python's engine took 41 s on this reply
+
+        made = acme.post("/v1/executions", json=start_body("v", flow="values", variables={"x": 99}))
+        done = _ended(acme, made.json()["executionId"])
+        assert done["status"] == "completed"
+        failed = _failed_steps(acme, done["executionId"])
+        assert [s["error"]["kind"] for s in failed] == ["limit", "limit"]
+        assert "64 bits" in failed[1]["error"]["message"]
+
+        looping = acme.post("/v1/executions", json=start_body("l", flow="loop")).json()
+        ended = _ended(acme, looping["executionId"])
+        assert ended["status"] == "failed"
+        assert "max_steps_without_input" in ended["error"]["message"]
+
+        assert beta.get("/v1/executions").status_code == 200
+    assert server.memory_info().rss - rss_before < 200 * 2**20  # the attack took 4.9 GB
+    store_bytes = sum(p.stat().st_size for p in tmp_path.glob("api.db*"))
+    assert store_bytes < 50 * 2**20  # the attack grew SQLite by 8.5 GB
