@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
+from trilha.core.budget import INT_MAX, INT_MIN
+
 #: the deepest nesting of objects and lists accepted in variables and payloads
 MAX_JSON_DEPTH = 32
 
@@ -30,7 +32,7 @@ def storable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
+        if not INT_MIN <= value <= INT_MAX:
             raise ValueError("integers must fit in 64 bits")
     elif isinstance(value, float):
         if not math.isfinite(value):

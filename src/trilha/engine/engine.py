@@ -138,9 +138,10 @@ class Engine(Recovery):
 
     # flows --------------------------------------------------------------------------------
 
-    async def publish(self, flow: Flow) -> int:
-        """Store ``flow``: an unchanged definition keeps its version, a changed one is the next."""
-        return await self.store.publish_flow(flow.id, flow.wire(), self.clock.now())
+    async def publish(self, flow: Flow, wire: dict[str, Any] | None = None) -> int:
+        """Store ``flow`` (``wire``: its wire form, when the caller made it already): an
+        unchanged definition keeps its version, a changed one is the next."""
+        return await self.store.publish_flow(flow.id, wire or flow.wire(), self.clock.now())
 
     async def flow(self, flow_id: str, version: int | None = None) -> Flow:
         if version is not None and (flow_id, version) in self._flows:
@@ -152,7 +153,9 @@ class Engine(Recovery):
         cached = self._flows.get((flow_id, stored.version))
         if cached is not None:
             return cached
-        flow = load_flow(stored.definition, self.processors.node_types)
+        # a large flow takes a hundred milliseconds to check: off the loop other
+        # executions (and, in trilha serve, every request) run on
+        flow = await asyncio.to_thread(load_flow, stored.definition, self.processors.node_types)
         self._flows[(flow_id, stored.version)] = flow
         return flow
 
