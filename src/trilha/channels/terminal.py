@@ -1,4 +1,11 @@
-"""Prints the bot's messages on the terminal, for ``trilha run`` and a local worker."""
+"""Prints the bot's messages on the terminal, for ``trilha run`` and a local worker.
+
+A message is built from what contacts and services sent, so it goes through a
+:class:`~trilha.observability.terminal.SafeConsole`: its control characters print
+escaped, never obeyed. A bot message may span lines; when many conversations share
+the terminal (``show_conversation``) its newlines print as ``\\n`` instead, so one
+conversation's text cannot forge a line of another's.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,23 @@ from rich.console import Console
 from rich.markup import escape
 
 from trilha.core.execution import OutboundMessage
+from trilha.observability.terminal import SafeConsole, field
 
 
 class TerminalChannel:
     name = "terminal"
 
     def __init__(self, console: Console | None = None, *, show_conversation: bool = False) -> None:
-        self.console = console or Console(highlight=False)
+        self.console = console or SafeConsole(highlight=False, emoji=False)
         self.show_conversation = show_conversation
 
     async def deliver(self, message: OutboundMessage) -> None:
-        who = f"[dim]{escape(message.conversation_id)}[/dim] " if self.show_conversation else ""
-        self.console.print(f"{who}[bold cyan]bot>[/bold cyan] {escape(message.text)}")
+        if self.show_conversation:
+            who = f"[dim]{field(message.conversation_id)}[/dim] "
+            text = field(message.text)
+        else:
+            who, text = "", escape(message.text)
+        self.console.print(f"{who}[bold cyan]bot>[/bold cyan] {text}")
 
     async def aclose(self) -> None:
         return None
