@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
 from test_api_conversation import problem, start_body, until
 
 from conftest import Cli, start_api
