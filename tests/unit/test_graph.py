@@ -11,22 +11,30 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trilha.core.flow import Flow, load_flow
+from graph_shapes import SHAPES, back_edges, long_edges, size
+from trilha.core.flow import MAX_FLOW_BYTES, MAX_NODES, Flow, load_flow, parse_flow
 from trilha.core.graph import (
+    GAP_Y,
     LABEL_LIMIT,
+    LANE,
     MARGIN,
+    MAX_WAYPOINTS,
     NODE_HEIGHT,
     NODE_WIDTH,
+    POLL_EVERY,
+    SHARED_LANES_FROM,
     Edge,
     Layout,
     PlacedNode,
     edges,
     layout,
 )
+from trilha.errors import LimitExceeded
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.json"))
@@ -115,8 +123,14 @@ def check_back_edges(flow: Flow, drawn: Layout) -> None:
     assert not _cyclic(flow, [d.edge for d in drawn.edges if not d.back])
 
 
-def check_layout(flow: Flow, drawn: Layout) -> None:
-    """Every geometric property the debugger relies on."""
+def inside(x: float, y: float, p: PlacedNode) -> bool:
+    return p.x + EPS < x < p.x + p.width - EPS and p.y + EPS < y < p.y + p.height - EPS
+
+
+def check_layout(flow: Flow, drawn: Layout, *, shared_lanes: bool = False) -> int:
+    """Every geometric property the debugger relies on; ``shared_lanes``: back edges
+    may share a lane where their spans do not overlap or they close into one node.
+    Returns how many forward edges run down a lane (without waypoints)."""
     ids = [n.id for n in flow.nodes]
     # every node placed once, with its type
     assert sorted(p.id for p in drawn.nodes) == sorted(ids)
@@ -141,7 +155,10 @@ def check_layout(flow: Flow, drawn: Layout) -> None:
     assert [d.edge for d in drawn.edges] == edges(flow)
     check_back_edges(flow, drawn)
     right = max(p.x + p.width for p in drawn.nodes)
+    left = min(p.x for p in drawn.nodes)
+    laned = 0  # forward edges without waypoints
     lanes: list[float] = []
+    spans: dict[float, list[tuple[float, float, str]]] = {}
     for d in drawn.edges:
         src, dst = placed[d.edge.source], placed[d.edge.target]
         assert len(d.points) >= 2
@@ -160,6 +177,7 @@ def check_layout(flow: Flow, drawn: Layout) -> None:
             assert y1 < y0  # a loop closes upwards
             assert middle and all(x > right for x, _ in middle)
             lanes.append(middle[0][0])
+            spans.setdefault(middle[0][0], []).append((y1, y0, d.edge.target))
             continue
         (x0, y0), (x1, y1) = d.points[0], d.points[-1]
         assert y0 == pytest.approx(src.y + src.height), d  # on the source's bottom edge
@@ -169,7 +187,23 @@ def check_layout(flow: Flow, drawn: Layout) -> None:
         ys = [y for _, y in d.points]
         assert all(b >= a - EPS for a, b in itertools.pairwise(ys)), d
         assert y1 > y0
-    assert len(set(lanes)) == len(lanes)
+        # its bends (waypoints, or the turns into and out of a lane) are in no node
+        for x, y in d.points[1:-1]:
+            assert not any(inside(x, y, p) for p in drawn.nodes), (d, x, y)
+        if d.points[1][1] - y0 == pytest.approx(GAP_Y / 3):  # down a lane left of the
+            # nodes: out of the source, across the gap below its layer, down the lane,
+            # across the gap above the target's layer, into it; parallel to the axes
+            assert len(d.points) == 6 and d.points[2][0] < left, d
+            laned += 1
+            for k, ((xa, ya), (xb, yb)) in enumerate(itertools.pairwise(d.points)):
+                assert (xa == pytest.approx(xb)) if k % 2 == 0 else (ya == pytest.approx(yb))
+            assert src.y + src.height < d.points[1][1] < d.points[3][1] < dst.y
+    if not shared_lanes:
+        assert len(set(lanes)) == len(lanes)
+    for one_lane in spans.values():  # in one lane: no overlap, but into the same node
+        for (top1, bottom1, into1), (top2, bottom2, into2) in itertools.combinations(one_lane, 2):
+            assert into1 == into2 or bottom1 < top2 or bottom2 < top1, one_lane
+    return laned
 
 
 # --------------------------------------------------------------------------- examples
@@ -346,12 +380,12 @@ def test_a_self_loop_is_a_back_edge_beside_its_node() -> None:
     ask = next(p for p in drawn.nodes if p.id == "ask")
     assert loop.back and loop.edge.kind == "invalid"
     right = ask.x + NODE_WIDTH
-    assert loop.points == [
+    assert loop.points == (
         (right, ask.y + 14),
         (right + 22, ask.y + 8),
         (right + 22, ask.y + 44),
         (right, ask.y + 38),
-    ]
+    )
     assert drawn.width >= right + 22
 
 
@@ -535,3 +569,121 @@ def _cyclic(flow: Flow, kept: list[Edge]) -> bool:
             if indegree[t] == 0:
                 ready.append(t)
     return seen != len(out)
+
+
+# --------------------------------------------------------------------------- large flows
+
+
+def check_large(flow: Flow, drawn: Layout) -> None:
+    """The properties of :func:`check_layout` that the debugger needs most, checked in
+    linear time (its pairwise checks would take longer than the layout)."""
+    placed = {p.id: p for p in drawn.nodes}
+    assert len(placed) == len(drawn.nodes) == len(flow.nodes)
+    assert placed[flow.start].y == MARGIN == min(p.y for p in drawn.nodes)
+    rows: dict[float, list[PlacedNode]] = {}
+    for p in drawn.nodes:
+        assert p.x >= -EPS and p.x + p.width <= drawn.width + EPS, p
+        assert p.y + p.height <= drawn.height + EPS, p
+        rows.setdefault(p.y, []).append(p)
+    for row in rows.values():  # no two overlap
+        row.sort(key=lambda p: p.x)
+        for a, b in itertools.pairwise(row):
+            assert a.x + a.width <= b.x + EPS, (a, b)
+    assert [d.edge for d in drawn.edges] == edges(flow)
+    for d in drawn.edges:
+        for x, y in d.points:
+            assert -EPS <= x <= drawn.width + EPS and -EPS <= y <= drawn.height + EPS, d
+        if d.back:
+            continue
+        src, dst = placed[d.edge.source], placed[d.edge.target]
+        (x0, y0), (x1, y1) = d.points[0], d.points[-1]
+        assert y0 == pytest.approx(src.y + src.height) and src.x <= x0 <= src.x + src.width
+        assert y1 == pytest.approx(dst.y) and dst.x <= x1 <= dst.x + dst.width
+        assert all(b >= a - EPS for a, b in itertools.pairwise(y for _, y in d.points)), d
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_largest_flows_lay_out_in_bounded_work(shape: str) -> None:
+    """The largest flows validation accepts, in the shapes hardest to draw, lay out with
+    a bounded number of waypoints in work linear in their size (counted by the layout's
+    polls of ``stop``), and still make a drawing the debugger can use."""
+    definition = SHAPES[shape]()
+    flow, problems = parse_flow(definition, source_bytes=size(definition))
+    assert flow is not None, problems
+    assert len(flow.nodes) >= MAX_NODES - 10 or size(definition) > 0.9 * MAX_FLOW_BYTES
+    polls = 0
+
+    def stop() -> bool:
+        nonlocal polls
+        polls += 1
+        return False
+
+    drawn = layout(flow, stop=stop)
+    check_large(flow, drawn)
+    count = len(flow.nodes) + len(edges(flow))
+    # two ends a forward edge, four a loop, six one down a lane: the rest are waypoints
+    assert sum(len(d.points) for d in drawn.edges) <= 6 * len(drawn.edges) + MAX_WAYPOINTS
+    assert polls * POLL_EVERY <= 24 * (count + MAX_WAYPOINTS)
+    assert orjson.loads(drawn.encode()) == json.loads(json.dumps(drawn.wire()))
+
+
+def test_a_layout_told_to_stop_ends_with_a_limit_error() -> None:
+    """``stop`` answering true ends the layout, at its first poll, with kind limit."""
+    polls = 0
+
+    def stop() -> bool:
+        nonlocal polls
+        polls += 1
+        return True
+
+    with pytest.raises(LimitExceeded, match="stopped") as raised:
+        layout(load_flow(SHAPES["dense"]()), stop=stop)
+    assert polls == 1 and raised.value.details["kind"] == "limit"
+
+
+def test_edges_beyond_the_waypoint_budget_run_down_one_lane_per_target() -> None:
+    """Past MAX_WAYPOINTS the longest edges lose their waypoints (the shortest keep
+    theirs) and run down a lane left of the nodes, shared by the edges into one node."""
+    flow = load_flow(long_edges(150))  # two edges a node into the end: ~22,000 layers crossed
+    drawn = layout(flow)
+    laned = check_layout(flow, drawn)
+    assert laned > 0
+    lane_edges = [d for d in drawn.edges if len(d.points) == 6 and d.points[2][0] < MARGIN * 2]
+    assert len(lane_edges) == laned
+    assert {d.points[2][0] for d in lane_edges} == {MARGIN + LANE}  # all into one node
+    step = NODE_HEIGHT + GAP_Y
+    crossed = {id(d): round((d.points[-1][1] - d.points[0][1] - GAP_Y) / step) for d in drawn.edges}
+    routed = [d for d in drawn.edges if d not in lane_edges and not d.back]
+    assert max(crossed[id(d)] for d in routed) <= min(crossed[id(d)] for d in lane_edges)
+    waypoints = sum(len(d.points) - 2 for d in routed)
+    assert 0.9 * MAX_WAYPOINTS <= waypoints <= MAX_WAYPOINTS
+
+
+def test_back_edges_share_lanes_in_a_large_flow() -> None:
+    """From SHARED_LANES_FROM nodes on, loops whose spans do not overlap, or that close
+    into one node, share a lane: far fewer lanes than loops."""
+    flow = load_flow(back_edges(SHARED_LANES_FROM + 50))
+    drawn = layout(flow)
+    check_layout(flow, drawn, shared_lanes=True)
+    loops = [d for d in drawn.edges if d.back and d.edge.source != d.edge.target]
+    lanes = {d.points[1][0] for d in loops}
+    assert len(loops) > 500 and len(lanes) < len(loops) / 3
+    # below the threshold, one lane each, as always
+    small = load_flow(back_edges(SHARED_LANES_FROM - 50))
+    check_layout(small, layout(small))
+
+
+@PROPERTY
+@given(flows(), st.integers(0, 4), st.booleans())
+def test_random_flows_lay_out_with_small_bounds(
+    data: dict[str, Any], max_waypoints: int, share: bool
+) -> None:
+    """With a waypoint budget of a few and shared lanes from one node on, every flow is
+    still a drawing with every property the debugger relies on."""
+    flow = load_flow(data)
+    drawn = layout(flow, max_waypoints=max_waypoints, shared_lanes_from=1 if share else 10**9)
+    check_layout(flow, drawn, shared_lanes=share)
+    assert (
+        layout(flow, max_waypoints=max_waypoints, shared_lanes_from=1 if share else 10**9) == drawn
+    )

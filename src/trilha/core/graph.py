@@ -10,25 +10,40 @@ every client. It is the classic layered (Sugiyama) scheme, kept small:
    points down;
 3. an edge spanning several layers gets a waypoint per layer crossed, which then
    takes part in the ordering like a small node (edges go around nodes, not
-   through them);
+   through them), shortest edges first, up to :data:`MAX_WAYPOINTS` in the whole
+   drawing; an edge beyond that runs down a lane left of the drawing instead;
 4. nodes within a layer are ordered by the barycentre of their neighbours, in
-   sweeps down and up, which removes most crossings;
+   sweeps down and up, keeping the order with the fewest crossings;
 5. x positions are pulled towards the neighbours' centre and then pushed apart
    to the minimum gap, left to right.
 
-Loop-closing ("back") edges are drawn up the right-hand side of the drawing.
-Flows are small (at most a few hundred nodes), so clarity beats speed here:
-every step is at worst quadratic in a layer's width.
+Loop-closing ("back") edges are drawn up the right-hand side of the drawing, one
+lane each; in a large flow (:data:`SHARED_LANES_FROM` nodes) loops whose spans do
+not overlap, or that close into the same node, share a lane.
+
+Flows are untrusted and may be as large as validation allows (5,000 nodes, 1 MiB:
+tens of thousands of edges), so every step is linear or ``n log n`` in nodes, edges
+and waypoints, and the waypoints are bounded: drawn naively, a 5,000-node chain
+whose every node also points at the end needs 12.5 million waypoints, and counting
+crossings pair by pair is quadratic in a layer's edges. What a small flow looks
+like is unchanged by these bounds: it stays far below them. A caller with a time
+budget passes ``stop``, polled all along; when it answers true the layout ends
+with :class:`~trilha.errors.LimitExceeded`.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from trilha.core.flow import AiNode, ConditionNode, Flow, JumpNode, NodeBase
+from trilha.errors import LimitExceeded
 
 NODE_WIDTH = 176.0
 NODE_HEIGHT = 52.0
@@ -41,6 +56,17 @@ MARGIN = 24.0
 LANE = 18.0
 SWEEPS = 6
 LABEL_LIMIT = 40
+#: waypoints one drawing makes at most (20,000 cost about a second on a 5,000-node
+#: flow); the examples need tens
+MAX_WAYPOINTS = 10_000
+#: from this many nodes on, back edges share lanes (thousands of loops would otherwise
+#: widen the drawing by 18 px each)
+SHARED_LANES_FROM = 300
+#: units of work between two polls of ``stop``
+POLL_EVERY = 1_024
+
+#: asked now and then while laying out: true ends the layout (LimitExceeded)
+Stop = Callable[[], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +105,9 @@ class PlacedNode:
 @dataclass(slots=True)
 class PlacedEdge:
     edge: Edge
-    points: list[tuple[float, float]]
+    #: a tuple of tuples of floats, which the garbage collector stops tracking (a list
+    #: it would walk at every full collection: a large flow has tens of thousands)
+    points: tuple[tuple[float, float], ...]
     back: bool
 
     def wire(self) -> dict[str, Any]:
@@ -89,7 +117,7 @@ class PlacedEdge:
             "field": self.edge.field,
             "kind": self.edge.kind,
             "label": self.edge.label,
-            "points": [[round(x, 1), round(y, 1)] for x, y in self.points],
+            "points": tuple([(round(x, 1), round(y, 1)) for x, y in self.points]),
             "back": self.back,
         }
 
@@ -108,6 +136,10 @@ class Layout:
             "nodes": [n.wire() for n in self.nodes],
             "edges": [e.wire() for e in self.edges],
         }
+
+    def encode(self) -> bytes:
+        """:meth:`wire` as JSON (orjson: a tenth of the time of ``json``)."""
+        return orjson.dumps(self.wire())
 
 
 def _short(text: str) -> str:
@@ -149,227 +181,374 @@ def node_label(node: NodeBase) -> str:
     return _short(node.label or node.id)
 
 
+class _Budget:
+    """Counts work and polls ``stop`` every :data:`POLL_EVERY` units of it."""
+
+    __slots__ = ("done", "stop")
+
+    def __init__(self, stop: Stop | None) -> None:
+        self.stop = stop
+        self.done = 0
+
+    def spend(self, work: int = 1) -> None:
+        self.done += work
+        if self.done >= POLL_EVERY:
+            self.done = 0
+            if self.stop is not None and self.stop():
+                raise LimitExceeded("the layout was stopped before it finished")
+
+
 @dataclass(slots=True)
 class _Graph:
-    """The working graph: real nodes and waypoints, with layers and orders."""
+    """The working graph: the flow's nodes (numbered in flow order) and then the
+    waypoints, with their layers, their order in each layer and their x positions.
+    Numbers and lists rather than ids and dicts: the layout is a few passes over
+    tens of thousands of these."""
 
-    order: dict[int, list[str]] = field(default_factory=dict)
-    layer: dict[str, int] = field(default_factory=dict)
-    width: dict[str, float] = field(default_factory=dict)
-    down: dict[str, list[str]] = field(default_factory=dict)
-    up: dict[str, list[str]] = field(default_factory=dict)
-    x: dict[str, float] = field(default_factory=dict)
+    #: per layer, its members left to right
+    order: list[list[int]]
+    layer: list[int] = field(default_factory=list)
+    #: half of each member's width
+    half: list[float] = field(default_factory=list)
+    down: list[list[int]] = field(default_factory=list)
+    up: list[list[int]] = field(default_factory=list)
+    x: list[float] = field(default_factory=list)
 
-    def link(self, a: str, b: str) -> None:
-        self.down.setdefault(a, []).append(b)
-        self.up.setdefault(b, []).append(a)
+    def add(self, rank: int, width: float) -> int:
+        self.layer.append(rank)
+        self.half.append(width / 2)
+        self.down.append([])
+        self.up.append([])
+        self.x.append(0.0)
+        self.order[rank].append(len(self.layer) - 1)
+        return len(self.layer) - 1
+
+    def link(self, a: int, b: int) -> None:
+        self.down[a].append(b)
+        self.up[b].append(a)
 
 
-def _back_edges(flow: Flow, all_edges: list[Edge]) -> set[int]:
+def _back_edges(
+    start: int | None, count: int, all_edges: list[tuple[int, int]], budget: _Budget
+) -> set[int]:
     """Indexes of the edges to draw up the side: those that close a cycle, found by DFS
     from ``start`` (then from any node not reached, in flow order), and those from a
     node ``start`` does not reach into one it does (so ``start`` stays on top)."""
-    out: dict[str, list[int]] = {}
-    for i, e in enumerate(all_edges):
-        out.setdefault(e.source, []).append(i)
-    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    out: list[list[int]] = [[] for _ in range(count)]
+    for i, (source, _) in enumerate(all_edges):
+        out[source].append(i)
+    state = [0] * count  # 1: on the stack, 2: done
     back: set[int] = set()
-    from_start: set[str] = set()
-    for root in [flow.start, *(n.id for n in flow.nodes)]:
-        if root in state or flow.node(root) is None:
+    from_start = [False] * count
+    for root in [*([] if start is None else [start]), *range(count)]:
+        if state[root]:
             continue
-        stack: list[tuple[str, Iterator[int]]] = [(root, iter(out.get(root, [])))]
+        stack: list[tuple[int, Iterator[int]]] = [(root, iter(out[root]))]
         state[root] = 1
         while stack:
-            node_id, it = stack[-1]
+            budget.spend()
+            node, it = stack[-1]
             step = next(it, None)
             if step is None:
-                state[node_id] = 2
+                state[node] = 2
                 stack.pop()
                 continue
-            target = all_edges[step].target
-            seen = state.get(target)
-            if seen == 1 or target in from_start:
+            target = all_edges[step][1]
+            seen = state[target]
+            if seen == 1 or from_start[target]:
                 back.add(step)
-            elif seen is None:
+            elif not seen:
                 state[target] = 1
-                stack.append((target, iter(out.get(target, []))))
-        if root == flow.start:
-            from_start = set(state)
+                stack.append((target, iter(out[target])))
+        if root == start:
+            from_start = [bool(s) for s in state]
     return back
 
 
-def _layers(flow: Flow, forward: list[Edge]) -> dict[str, int]:
+def _layers(
+    start: int | None, count: int, forward: list[tuple[int, int]], budget: _Budget
+) -> list[int]:
     """Longest distance from a root over the acyclic edges (Kahn's order)."""
-    ids = [n.id for n in flow.nodes]
-    incoming = dict.fromkeys(ids, 0)
-    for e in forward:
-        incoming[e.target] += 1
-    layer = dict.fromkeys(ids, 0)
-    ready = [i for i in ids if incoming[i] == 0]
+    incoming = [0] * count
+    out: list[list[int]] = [[] for _ in range(count)]
+    for source, target in forward:
+        incoming[target] += 1
+        out[source].append(target)
+    layer = [0] * count
     # the start node first, so it sits on top even when something points at it
-    ready.sort(key=lambda i: i != flow.start)
-    out: dict[str, list[str]] = {}
-    for e in forward:
-        out.setdefault(e.source, []).append(e.target)
+    ready = deque(sorted((i for i in range(count) if incoming[i] == 0), key=lambda i: i != start))
     while ready:
-        node_id = ready.pop(0)
-        for target in out.get(node_id, []):
-            layer[target] = max(layer[target], layer[node_id] + 1)
+        node = ready.popleft()
+        targets = out[node]
+        budget.spend(1 + len(targets))
+        for target in targets:
+            layer[target] = max(layer[target], layer[node] + 1)
             incoming[target] -= 1
             if incoming[target] == 0:
                 ready.append(target)
     return layer
 
 
-def _barycentre(node_id: str, neighbours: list[str], position: dict[str, int]) -> float:
-    placed = [position[n] for n in neighbours if n in position]
-    return sum(placed) / len(placed) if placed else float(position.get(node_id, 0))
+def _with_waypoints(spans: list[int], most: int) -> list[bool]:
+    """Which edges (by their number of layers crossed) get waypoints: all of them when
+    they fit in ``most``, else the shortest first while they fit (a short edge routed
+    among the nodes reads better than a long one)."""
+    if sum(spans) <= most:
+        return [True] * len(spans)
+    chosen = [False] * len(spans)
+    used = 0
+    for span, k in sorted(zip(spans, range(len(spans)), strict=True)):
+        if used + span > most:
+            break
+        used += span
+        chosen[k] = True
+    return chosen
 
 
-def _order(g: _Graph) -> None:
+def _inversions(values: list[int]) -> int:
+    """Pairs ``i < j`` with ``values[i] > values[j]``, counted with a Fenwick tree."""
+    size = max(values, default=-1) + 1
+    tree = [0] * (size + 1)
+    count = 0
+    for seen, value in enumerate(values):
+        i, at_most = value + 1, 0
+        while i > 0:
+            at_most += tree[i]
+            i -= i & -i
+        count += seen - at_most
+        i = value + 1
+        while i <= size:
+            tree[i] += 1
+            i += i & -i
+    return count
+
+
+def _order(g: _Graph, budget: _Budget) -> None:
     """Barycentre sweeps, down then up, keeping the ordering with fewest crossings."""
-
-    def positions() -> dict[str, int]:
-        return {n: i for nodes in g.order.values() for i, n in enumerate(nodes)}
+    pos = [0] * len(g.layer)
+    for nodes in g.order:
+        for i, n in enumerate(nodes):
+            pos[n] = i
+    at = pos.__getitem__
 
     def crossings() -> int:
+        """Edges between two layers cross when their ends are in opposite orders:
+        taken by their upper end left to right, then by their lower end, the
+        crossings are the inversions of their lower ends."""
         total = 0
-        pos = positions()
-        for rank in sorted(g.order)[:-1]:
-            pairs = [(pos[a], pos[b]) for a in g.order[rank] for b in g.down.get(a, [])]
-            total += sum(
-                1
-                for i, (a1, b1) in enumerate(pairs)
-                for a2, b2 in pairs[i + 1 :]
-                if (a1 - a2) * (b1 - b2) < 0
-            )
+        for nodes in g.order[:-1]:
+            lower = [b for a in nodes for b in sorted(map(at, g.down[a]))]
+            budget.spend(1 + len(lower))
+            total += _inversions(lower)
         return total
 
-    best = {r: list(ns) for r, ns in g.order.items()}
+    best = [list(nodes) for nodes in g.order]
     best_crossings = crossings()
-    ranks = sorted(g.order)
     for sweep in range(SWEEPS):
         downward = sweep % 2 == 0
-        for rank in ranks[1:] if downward else list(reversed(ranks))[1:]:
-            pos = positions()
-            neighbours = g.up if downward else g.down
-            g.order[rank].sort(key=lambda n: _barycentre(n, neighbours.get(n, []), pos))
+        neighbours = g.up if downward else g.down
+
+        def barycentre(n: int, neighbours: list[list[int]] = neighbours) -> float:
+            around = neighbours[n]
+            return sum(map(at, around)) / len(around) if around else float(pos[n])
+
+        for nodes in g.order[1:] if downward else list(reversed(g.order))[1:]:
+            budget.spend(1 + len(nodes))
+            nodes.sort(key=barycentre)
+            for i, n in enumerate(nodes):
+                pos[n] = i
         now = crossings()
         if now < best_crossings:
-            best, best_crossings = {r: list(ns) for r, ns in g.order.items()}, now
+            best, best_crossings = [list(nodes) for nodes in g.order], now
     g.order = best
 
 
-def _place_x(g: _Graph) -> None:
+def _place_x(g: _Graph, budget: _Budget) -> None:
     """Pack each layer, then rounds of: pull every node to its neighbours' centre,
     and separate the layer to the minimum gaps by the mean of a left-to-right and a
     right-to-left pass (both keep the gaps, so their mean does; it does not drift)."""
-    for nodes in g.order.values():
-        x = 0.0
+    x, half = g.x, g.half
+    for nodes in g.order:
+        left = 0.0
         for n in nodes:
-            g.x[n] = x + g.width[n] / 2
-            x += g.width[n] + GAP_X
-    ranks = sorted(g.order)
+            x[n] = left + half[n]
+            left += 2 * half[n] + GAP_X
+    at = x.__getitem__
     for sweep in range(SWEEPS + 1):
         downward = sweep % 2 == 0
-        for rank in ranks if downward else list(reversed(ranks)):
-            nodes = g.order[rank]
+        for nodes in g.order if downward else list(reversed(g.order)):
+            budget.spend(1 + len(nodes))
             for n in nodes:
                 around = (
-                    [*g.up.get(n, []), *g.down.get(n, [])]
-                    if sweep == SWEEPS
-                    else (g.up if downward else g.down).get(n, [])
+                    [*g.up[n], *g.down[n]] if sweep == SWEEPS else (g.up if downward else g.down)[n]
                 )
                 if around:
-                    g.x[n] = sum(g.x[m] for m in around) / len(around)
-            _separate(g, nodes)
-    lowest = min(g.x[n] - g.width[n] / 2 for n in g.x)
-    for n in g.x:
-        g.x[n] += MARGIN - lowest
+                    x[n] = sum(map(at, around)) / len(around)
+            _separate(x, half, nodes)
+    lowest = min(x[n] - half[n] for n in range(len(x)))
+    for n in range(len(x)):
+        x[n] += MARGIN - lowest
 
 
-def _separate(g: _Graph, nodes: list[str]) -> None:
-    def gap(a: str, b: str) -> float:
-        return (g.width[a] + g.width[b]) / 2 + GAP_X
-
-    rightward = [g.x[n] for n in nodes]
+def _separate(x: list[float], half: list[float], nodes: list[int]) -> None:
+    rightward = [x[n] for n in nodes]
     for i in range(1, len(nodes)):
-        rightward[i] = max(rightward[i], rightward[i - 1] + gap(nodes[i - 1], nodes[i]))
-    leftward = [g.x[n] for n in nodes]
+        least = rightward[i - 1] + half[nodes[i - 1]] + half[nodes[i]] + GAP_X
+        if rightward[i] < least:
+            rightward[i] = least
+    leftward = [x[n] for n in nodes]
     for i in range(len(nodes) - 2, -1, -1):
-        leftward[i] = min(leftward[i], leftward[i + 1] - gap(nodes[i], nodes[i + 1]))
+        most = leftward[i + 1] - half[nodes[i]] - half[nodes[i + 1]] - GAP_X
+        if leftward[i] > most:
+            leftward[i] = most
     for n, a, b in zip(nodes, rightward, leftward, strict=True):
-        g.x[n] = (a + b) / 2
+        x[n] = (a + b) / 2
 
 
-def layout(flow: Flow) -> Layout:
-    """Place the flow's nodes top to bottom and route its edges."""
+def _shared_lanes(spans: Iterable[tuple[int, int, int]]) -> dict[int, int]:
+    """Lanes (0, 1, ...) for groups of edges given as ``(first layer, last layer, group)``
+    (a group's edges run into one node: they share its lane), fewest lanes such that
+    two groups in one lane never overlap, not even at an end (interval partitioning:
+    by first layer, each into the lane that came free earliest)."""
+    lanes: dict[int, int] = {}
+    free: list[tuple[int, int]] = []  # (last layer of the lane's latest group, lane)
+    count = 0
+    for first, last, group in sorted(spans):
+        if free and free[0][0] < first:
+            lane = heapq.heappop(free)[1]
+        else:
+            lane, count = count, count + 1
+        lanes[group] = lane
+        heapq.heappush(free, (last, lane))
+    return lanes
+
+
+def _groups(spans: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The spans of edges into one node merged into one: ``(first, last, node)``."""
+    merged: dict[int, tuple[int, int]] = {}
+    for first, last, node in spans:
+        known = merged.get(node)
+        merged[node] = (
+            (first, last) if known is None else (min(first, known[0]), max(last, known[1]))
+        )
+    return [(first, last, node) for node, (first, last) in merged.items()]
+
+
+def layout(
+    flow: Flow,
+    *,
+    stop: Stop | None = None,
+    max_waypoints: int = MAX_WAYPOINTS,
+    shared_lanes_from: int = SHARED_LANES_FROM,
+) -> Layout:
+    """Place the flow's nodes top to bottom and route its edges; ``stop`` is asked now
+    and then whether to give up (then :class:`~trilha.errors.LimitExceeded`)."""
+    budget = _Budget(stop)
     all_edges = edges(flow)
-    back = _back_edges(flow, all_edges)
-    forward = [
-        Edge(e.target, e.source, e.field, e.kind, e.label) if i in back else e
-        for i, e in enumerate(all_edges)
-        if e.source != e.target
+    number = {n.id: i for i, n in enumerate(flow.nodes)}
+    # a flow built without validation may name a start it does not have
+    count, start = len(flow.nodes), number.get(flow.start)
+    ends = [(number[e.source], number[e.target]) for e in all_edges]
+    back = _back_edges(start, count, ends, budget)
+    # each edge of the flow as it points in the layering (loops turned around), in
+    # order; a node's edge to itself has none
+    forward: list[tuple[int, int] | None] = [
+        None if a == b else (b, a) if i in back else (a, b) for i, (a, b) in enumerate(ends)
     ]
-    layer = _layers(flow, forward)
-    g = _Graph(layer=dict(layer))
-    for n in flow.nodes:
-        g.width[n.id] = NODE_WIDTH
-        g.order.setdefault(layer[n.id], []).append(n.id)
-    routes: list[list[str]] = []  # the chain of ids each forward edge passes through
-    for k, e in enumerate(forward):
-        chain = [e.source]
-        for rank in range(layer[e.source] + 1, layer[e.target]):
-            waypoint = f"\0{k}:{rank}"
-            g.layer[waypoint], g.width[waypoint] = rank, WAYPOINT_WIDTH
-            g.order.setdefault(rank, []).append(waypoint)
-            chain.append(waypoint)
-        chain.append(e.target)
-        for a, b in itertools.pairwise(chain):
-            g.link(a, b)
+    layer = _layers(start, count, [f for f in forward if f is not None], budget)
+    g = _Graph(order=[[] for _ in range(max(layer, default=0) + 1)])
+    for n in range(count):
+        g.add(layer[n], NODE_WIDTH)
+    routed = [f for f in forward if f is not None]
+    chosen = iter(_with_waypoints([layer[b] - layer[a] - 1 for a, b in routed], max_waypoints))
+    # the chain of nodes each edge passes through; None: a loop on one node, or an
+    # edge without waypoints, which runs down a lane instead
+    routes: list[list[int] | None] = []
+    for f in forward:
+        if f is None or not next(chosen):
+            routes.append(None)
+            continue
+        a, b = f
+        chain = [a, *(g.add(rank, WAYPOINT_WIDTH) for rank in range(layer[a] + 1, layer[b])), b]
+        budget.spend(len(chain))
+        for u, v in itertools.pairwise(chain):
+            g.link(u, v)
         routes.append(chain)
-    _order(g)
-    _place_x(g)
+    _order(g, budget)
+    _place_x(g, budget)
+    x = g.x
+
+    # edges without waypoints run down lanes left of the nodes, those into one node in one
+    left = _shared_lanes(
+        _groups(
+            (layer[a], layer[b], b)
+            for i, ((a, b), route) in enumerate(zip(ends, routes, strict=True))
+            if route is None and a != b and i not in back
+        )
+    )
+    left_lanes = max(left.values(), default=-1) + 1
+    if left_lanes:
+        shift = (left_lanes + 1) * LANE
+        for n in range(len(x)):
+            x[n] += shift
+    # back edges run up lanes right of the nodes: one each, or in a large flow shared
+    shared = (
+        _shared_lanes(
+            _groups(
+                (layer[b], layer[a], b) for i, (a, b) in enumerate(ends) if i in back and a != b
+            )
+        )
+        if count >= shared_lanes_from
+        else None
+    )
 
     def top(rank: int) -> float:
         return MARGIN + rank * (NODE_HEIGHT + GAP_Y)
 
-    right = max(g.x[n] + g.width[n] / 2 for n in g.x)
-    nodes_by_id = {n.id: n for n in flow.nodes}
+    right = max(x[n] + g.half[n] for n in range(len(x)))
     placed = [
-        PlacedNode(n.id, n.type, node_label(n), g.x[n.id] - NODE_WIDTH / 2, top(layer[n.id]))
-        for n in (nodes_by_id[i] for nodes in g.order.values() for i in nodes if i in nodes_by_id)
+        PlacedNode(node.id, node.type, node_label(node), x[n] - NODE_WIDTH / 2, top(layer[n]))
+        for n, node in enumerate(flow.nodes)
     ]
     placed.sort(key=lambda p: (p.y, p.x))
     drawn: list[PlacedEdge] = []
     lane = 0
-    k = 0
-    for i, e in enumerate(all_edges):
-        if e.source == e.target:  # a node that sends back to itself (re-ask): a loop
-            x, y = g.x[e.source] + NODE_WIDTH / 2, top(layer[e.source])
-            points = [(x, y + 14), (x + 22, y + 8), (x + 22, y + 44), (x, y + 38)]
-            drawn.append(PlacedEdge(e, points, True))
-            continue
-        chain = routes[k]
-        k += 1
-        if i in back:
-            lane += 1
+    drop = GAP_Y / 3
+    for i, (e, (a, b), route) in enumerate(zip(all_edges, ends, routes, strict=True)):
+        budget.spend()
+        if a == b:  # a node that sends back to itself (re-ask): a loop
+            side, y = x[a] + NODE_WIDTH / 2, top(layer[a])
+            loop = ((side, y + 14), (side + 22, y + 8), (side + 22, y + 44), (side, y + 38))
+            drawn.append(PlacedEdge(e, loop, True))
+        elif i in back:
+            lane = shared[b] + 1 if shared is not None else lane + 1
             out_x = right + lane * LANE
-            src_y = top(layer[e.source]) + NODE_HEIGHT / 2
-            dst_y = top(layer[e.target]) + NODE_HEIGHT / 2
-            points = [
-                (g.x[e.source] + NODE_WIDTH / 2, src_y),
+            src_y = top(layer[a]) + NODE_HEIGHT / 2
+            dst_y = top(layer[b]) + NODE_HEIGHT / 2
+            up = (
+                (x[a] + NODE_WIDTH / 2, src_y),
                 (out_x, src_y),
                 (out_x, dst_y),
-                (g.x[e.target] + NODE_WIDTH / 2, dst_y),
-            ]
-            drawn.append(PlacedEdge(e, points, True))
-            continue
-        points = [(g.x[chain[0]], top(g.layer[chain[0]]) + NODE_HEIGHT)]
-        points += [(g.x[w], top(g.layer[w]) + NODE_HEIGHT / 2) for w in chain[1:-1]]
-        points.append((g.x[chain[-1]], top(g.layer[chain[-1]])))
-        drawn.append(PlacedEdge(e, points, False))
-    height = top(max(layer.values(), default=0)) + NODE_HEIGHT + MARGIN
-    width = right + MARGIN + lane * LANE + (LANE if lane else 0)
+                (x[b] + NODE_WIDTH / 2, dst_y),
+            )
+            drawn.append(PlacedEdge(e, up, True))
+        elif route is None:  # down its lane on the left, turning in the gaps between layers
+            lane_x = MARGIN + (left_lanes - left[b]) * LANE
+            src_y, dst_y = top(layer[a]) + NODE_HEIGHT, top(layer[b])
+            down = (
+                (x[a], src_y),
+                (x[a], src_y + drop),
+                (lane_x, src_y + drop),
+                (lane_x, dst_y - drop),
+                (x[b], dst_y - drop),
+                (x[b], dst_y),
+            )
+            drawn.append(PlacedEdge(e, down, False))
+        else:
+            middle = [(x[w], top(g.layer[w]) + NODE_HEIGHT / 2) for w in route[1:-1]]
+            bends = ((x[a], top(layer[a]) + NODE_HEIGHT), *middle, (x[b], top(layer[b])))
+            drawn.append(PlacedEdge(e, bends, False))
+    lanes = max(shared.values(), default=-1) + 1 if shared is not None else lane
+    height = top(max(layer, default=0)) + NODE_HEIGHT + MARGIN
+    width = right + MARGIN + lanes * LANE + (LANE if lanes else 0)
     return Layout(placed, drawn, width, height)
