@@ -310,6 +310,17 @@ class ApiConfig(WireModel):
     #: its file descriptors (``ulimit -n``), whatever it is set to
     max_streams_per_key: int = Field(default=8, ge=1, le=10_000)
     max_streams: int = Field(default=256, ge=1, le=100_000)
+    #: the longest a flow's drawing (GET /v1/executions/{id}/graph) may take to compute,
+    #: waiting for a free slot included; past it the request answers 503 (kind limit).
+    #: The largest flows validation accepts take about a second
+    graph_seconds: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
+    #: drawings computed at once in the process, each in a thread; requests for other
+    #: flows wait for a slot. Threads share the interpreter's lock, so more than one
+    #: adds no speed, only contention with the event loop
+    graph_concurrency: int = Field(default=1, ge=1, le=64)
+    #: bytes of computed drawings kept, per flow version, least recently used out first
+    #: (the largest flow's is about 7 MB); 0 keeps none
+    graph_cache_bytes: int = Field(default=64 * 2**20, ge=0, le=2**34)
 
 
 class Config(WireModel):

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from trilha.api.app import state_of
 from trilha.api.auth import Viewer
+from trilha.api.drawings import Drawings
 from trilha.api.problems import problems
 from trilha.api.routes.executions import (
     ExecutionIdPath,
@@ -25,10 +26,10 @@ from trilha.api.routes.executions import (
     read_scope,
 )
 from trilha.core.execution import iso, verified_state
-from trilha.core.graph import layout
 from trilha.core.states import ExecutionStatus
 from trilha.core.variable_history import Edit, Snapshot, variable_history
 from trilha.core.wire import WireModel
+from trilha.errors import FlowNotFound
 from trilha.observability.alerts import alert_json
 
 router = APIRouter(tags=["insight"])
@@ -132,21 +133,49 @@ class GraphOut(WireModel):
 @router.get(
     "/v1/executions/{executionId}/graph",
     summary="The flow the execution runs, laid out to draw (pixels, top-left origin)",
-    responses={200: {"model": GraphOut}, **problems(404)},
+    description=(
+        "Computed once per flow version, off the event loop, and kept; a drawing that"
+        " takes longer than `[api] graph_seconds` answers 503 (`kind: limit`)."
+    ),
+    responses={
+        200: {"model": GraphOut},
+        **problems(
+            404,
+            **{
+                "503": "The drawing took longer than `[api] graph_seconds` (`kind: limit`,"
+                " with Retry-After), or the store is unavailable."
+            },
+        ),
+    },
 )
-async def graph(request: Request, execution_id: ExecutionIdPath, principal: Viewer) -> JSONResponse:
+async def graph(request: Request, execution_id: ExecutionIdPath, principal: Viewer) -> Response:
     runtime = state_of(request.app).runtime
     ex = await load_execution(runtime.store, principal, execution_id)
-    flow = await runtime.engine.flow(ex.flow_id, ex.flow_version)
-    return JSONResponse(
-        {
-            "executionId": ex.id,
-            "flowId": flow.id,
-            "flowVersion": flow.version,
-            "start": flow.start,
-            **layout(flow).wire(),
-        }
+
+    async def definition() -> Any:
+        stored = await runtime.store.get_flow(ex.flow_id, ex.flow_version)
+        if stored is None:
+            raise FlowNotFound(f"no version {ex.flow_version} of flow '{ex.flow_id}' in the store")
+        return stored.definition
+
+    # keyed by the stored id, which names the owner: never by the flow's name alone
+    drawing = await drawings_of(request.app).get(
+        (ex.flow_id, ex.flow_version), definition, runtime.engine.processors.node_types
     )
+    return Response(drawing.response_body(ex.id), media_type="application/json")
+
+
+def drawings_of(app: Any) -> Drawings:
+    """The process's drawings, made at the first request with ``[api]``'s settings."""
+    found: Drawings | None = getattr(app.state, "drawings", None)
+    if found is None:
+        api = state_of(app).config.api
+        found = app.state.drawings = Drawings(
+            seconds=api.graph_seconds,
+            concurrency=api.graph_concurrency,
+            max_bytes=api.graph_cache_bytes,
+        )
+    return found
 
 
 class ChangeOut(WireModel):
