@@ -105,12 +105,13 @@ async def converse(
     latencies: list[float],
     answer_times: list[float],
     failures: list[str],
+    institution: str = "bench",
 ) -> None:
     started = await client.post(
         "/v1/executions",
         json={
             "flowId": "echo",
-            "institutionId": "bench",
+            "institutionId": institution,
             "conversationId": conversation,
             "contactId": f"contact-{conversation}",
             "variables": {},
