@@ -64,6 +64,8 @@ MAX_WAYPOINTS = 10_000
 SHARED_LANES_FROM = 300
 #: units of work between two polls of ``stop``
 POLL_EVERY = 1_024
+#: nodes or edges encoded per call to orjson
+_ENCODE_CHUNK = 256
 
 #: asked now and then while laying out: true ends the layout (LimitExceeded)
 Stop = Callable[[], bool]
@@ -138,8 +140,21 @@ class Layout:
         }
 
     def encode(self) -> bytes:
-        """:meth:`wire` as JSON (orjson: a tenth of the time of ``json``)."""
-        return orjson.dumps(self.wire())
+        """:meth:`wire` as JSON, a few hundred nodes or edges per call to orjson: one
+        call over a large flow's megabytes would hold the interpreter lock for tens of
+        milliseconds, while the event loop of a server waits for it."""
+
+        def items(parts: list[PlacedNode] | list[PlacedEdge]) -> bytes:
+            chunks = [
+                orjson.dumps([p.wire() for p in parts[i : i + _ENCODE_CHUNK]])[1:-1]
+                for i in range(0, len(parts), _ENCODE_CHUNK)
+            ]
+            return b"[" + b",".join(chunks) + b"]"
+
+        size = orjson.dumps({"width": round(self.width, 1), "height": round(self.height, 1)})
+        return b"".join(
+            [size[:-1], b',"nodes":', items(self.nodes), b',"edges":', items(self.edges), b"}"]
+        )
 
 
 def _short(text: str) -> str:
@@ -165,9 +180,14 @@ def _edge_label(node: NodeBase, rel: str) -> tuple[str, str]:
 def edges(flow: Flow) -> list[Edge]:
     """Every edge of the flow, in node order, to nodes that exist (a dangling target
     is a validation error, not something to draw)."""
+    return _edges(flow, _Budget(None))
+
+
+def _edges(flow: Flow, budget: _Budget) -> list[Edge]:
     found: list[Edge] = []
     for node in flow.nodes:
         for rel, target in node.targets():
+            budget.spend()
             if flow.node(target) is None:
                 continue
             kind, label = _edge_label(node, rel)
@@ -236,6 +256,7 @@ def _back_edges(
     node ``start`` does not reach into one it does (so ``start`` stays on top)."""
     out: list[list[int]] = [[] for _ in range(count)]
     for i, (source, _) in enumerate(all_edges):
+        budget.spend()
         out[source].append(i)
     state = [0] * count  # 1: on the stack, 2: done
     back: set[int] = set()
@@ -289,19 +310,26 @@ def _layers(
     return layer
 
 
-def _with_waypoints(spans: list[int], most: int) -> list[bool]:
+def _with_waypoints(spans: list[int], most: int, budget: _Budget) -> list[bool]:
     """Which edges (by their number of layers crossed) get waypoints: all of them when
     they fit in ``most``, else the shortest first while they fit (a short edge routed
     among the nodes reads better than a long one)."""
     if sum(spans) <= most:
         return [True] * len(spans)
     chosen = [False] * len(spans)
+    # shortest first, in flow order among equals: by buckets, as sorting tens of
+    # thousands of pairs would hold the interpreter lock in one call
+    by_span: dict[int, list[int]] = {}
+    for k, span in enumerate(spans):
+        by_span.setdefault(span, []).append(k)
+    budget.spend(len(spans))
     used = 0
-    for span, k in sorted(zip(spans, range(len(spans)), strict=True)):
-        if used + span > most:
-            break
-        used += span
-        chosen[k] = True
+    for span in sorted(by_span):
+        for k in by_span[span]:
+            if used + span > most:
+                return chosen
+            used += span
+            chosen[k] = True
     return chosen
 
 
@@ -444,7 +472,7 @@ def layout(
     """Place the flow's nodes top to bottom and route its edges; ``stop`` is asked now
     and then whether to give up (then :class:`~trilha.errors.LimitExceeded`)."""
     budget = _Budget(stop)
-    all_edges = edges(flow)
+    all_edges = _edges(flow, budget)
     number = {n.id: i for i, n in enumerate(flow.nodes)}
     # a flow built without validation may name a start it does not have
     count, start = len(flow.nodes), number.get(flow.start)
@@ -458,9 +486,11 @@ def layout(
     layer = _layers(start, count, [f for f in forward if f is not None], budget)
     g = _Graph(order=[[] for _ in range(max(layer, default=0) + 1)])
     for n in range(count):
+        budget.spend()
         g.add(layer[n], NODE_WIDTH)
     routed = [f for f in forward if f is not None]
-    chosen = iter(_with_waypoints([layer[b] - layer[a] - 1 for a, b in routed], max_waypoints))
+    spans = [layer[b] - layer[a] - 1 for a, b in routed]
+    chosen = iter(_with_waypoints(spans, max_waypoints, budget))
     # the chain of nodes each edge passes through; None: a loop on one node, or an
     # edge without waypoints, which runs down a lane instead
     routes: list[list[int] | None] = []
@@ -479,13 +509,12 @@ def layout(
     x = g.x
 
     # edges without waypoints run down lanes left of the nodes, those into one node in one
-    left = _shared_lanes(
-        _groups(
-            (layer[a], layer[b], b)
-            for i, ((a, b), route) in enumerate(zip(ends, routes, strict=True))
-            if route is None and a != b and i not in back
-        )
-    )
+    laned: list[tuple[int, int, int]] = []
+    for i, ((a, b), route) in enumerate(zip(ends, routes, strict=True)):
+        budget.spend()
+        if route is None and a != b and i not in back:
+            laned.append((layer[a], layer[b], b))
+    left = _shared_lanes(_groups(laned))
     left_lanes = max(left.values(), default=-1) + 1
     if left_lanes:
         shift = (left_lanes + 1) * LANE
