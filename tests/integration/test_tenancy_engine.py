@@ -9,13 +9,16 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
-from conftest import Harness, LocalServer
 from trilha.config import Config, DependencyConfig
 from trilha.core.flow import NodeBase
 from trilha.core.states import ExecutionStatus
 from trilha.errors import AccessDenied, FlowValidationError
 from trilha.processors.base import Jump, StepContext, StepResult
 from trilha.processors.registry import Processors
+
+# the root conftest's fixtures (its module name is shared with other folders')
+Harness = Any
+LocalServer = Any
 
 SECRET = {
     "id": "beta/secret",
