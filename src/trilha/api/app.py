@@ -281,6 +281,9 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
                 for task in state.tasks:
                     task.cancel()
                 await asyncio.gather(*state.tasks, return_exceptions=True)
+                drawings = getattr(app.state, "drawings", None)
+                if drawings is not None:
+                    drawings.close()
                 restore_loop_errors()
                 log.info("api.stopped")
 

@@ -9,15 +9,14 @@ goes through :class:`Drawings`:
   version never changes once published, and the stored id carries the owner
   (``INSTITUTION/FLOW``), so two tenants' flows of one name never share an entry.
   It is bounded in bytes (``[api] graph_cache_bytes``), least recently used out first;
-- on a miss, the flow is parsed, laid out and encoded in a thread. The layout polls
-  :meth:`Drawings._stop` every few thousand steps, which sleeps a moment: that hands
-  the interpreter lock to the event loop at once, instead of after the switch
-  interval (5 ms) at every ``await`` the loop makes meanwhile. The garbage
-  collector is paused from the read of the definition to the end of the drawing
-  (:func:`_collector_paused`): their hundreds of thousands of objects would set off
-  several full collections, each walking the whole heap with the lock held (50 to
-  80 ms apiece in a served process on a small machine: the longest stalls of the
-  loop), though they make no cycles for it to find;
+- on a miss, the flow is parsed, laid out and encoded in a separate process
+  (:func:`_draw_in_child`, a pool of ``[api] graph_concurrency`` workers started at
+  the first drawing). A thread would share the interpreter with the event loop: one
+  institution redrawing large flows took two thirds of the replies of another
+  (``bench/neighbours.py``); a process takes its own core and none of the loop's
+  time, and its garbage collections stall nothing of the server's. The definition
+  goes there as JSON and the drawing comes back as bytes, so neither side spends
+  long converting;
 - requests for a drawing being computed wait for that computation (single flight),
   and at most ``[api] graph_concurrency`` computations run at once;
 - each computation has ``[api] graph_seconds``, counted from the request that
@@ -32,12 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import math
+import multiprocessing
+import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,9 @@ import orjson
 from trilha.api.problems import Problem
 from trilha.core.flow import NodeTypes, load_flow
 from trilha.core.graph import layout
-from trilha.errors import LimitExceeded
+from trilha.errors import FlowError, LimitExceeded
 from trilha.observability.logging import get_logger
+from trilha.processors.registry import Processors
 
 log = get_logger("trilha.api")
 
@@ -56,8 +58,10 @@ Key = tuple[str, int]
 
 #: how long a flow version whose layout ran out of time is refused without trying
 REFUSE_SECONDS = 60.0
-#: the pause the layout thread takes at each poll, handing the interpreter lock over
-YIELD_SECONDS = 0.0001
+#: how long past its deadline a drawing process may take to say it stopped
+LATE_SECONDS = 2.0
+#: how often a drawing process checks that the server that started it still runs
+PARENT_CHECK_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,36 +88,47 @@ class Drawing:
 
 
 def draw(definition: Any, node_types: NodeTypes, stop: Callable[[], bool]) -> Drawing:
-    """Parse, lay out and encode a flow: the whole of a computation, for a thread."""
-    with _collector_paused():
-        flow = load_flow(definition, node_types)
-        members = layout(flow, stop=stop).encode()[1:]
-        return Drawing(flow.id, flow.version, flow.start, members)
+    """Parse, lay out and encode a flow: the whole of a computation."""
+    flow = load_flow(definition, node_types)
+    members = layout(flow, stop=stop).encode()[1:]
+    return Drawing(flow.id, flow.version, flow.start, members)
 
 
-_paused = 0
-_was_enabled = False
-_pause_lock = threading.Lock()
+_child_types: NodeTypes | None = None
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No automatic garbage collection while any drawing runs (they may overlap);
-    what was pending is collected when the last one ends, as usual. Objects freed by
-    their reference counts (nearly all of a drawing's) are freed meanwhile."""
-    global _paused, _was_enabled
-    with _pause_lock:
-        if _paused == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _paused += 1
+def _child_setup(parent: int) -> None:
+    """A drawing process's start: it writes nothing to the server's output (its pipes
+    would stay open after the server died), and it ends when the server does, however
+    the server ended (SIGKILL included), instead of living on as an orphan."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="trilha-graph-parent", daemon=True).start()
+
+
+def _draw_in_child(definition: bytes, deadline: float) -> tuple[str, Any]:
+    """A drawing, in a process of the pool: ``("ok", drawing)``, or the failure as
+    ``(kind, message)`` (an exception whose constructor takes more than a message
+    would not cross the process boundary intact). ``deadline`` is on the monotonic
+    clock, which every process of the machine shares."""
+    global _child_types
+    if _child_types is None:  # the node types of the installed processors, once
+        _child_types = Processors.from_entry_points().node_types
     try:
-        yield
-    finally:
-        with _pause_lock:
-            _paused -= 1
-            if _paused == 0 and _was_enabled:
-                gc.enable()
+        drawing = draw(orjson.loads(definition), _child_types, lambda: time.monotonic() >= deadline)
+    except LimitExceeded as exc:
+        return "limit", str(exc)
+    except FlowError as exc:
+        return "flow", str(exc)
+    return "ok", drawing
 
 
 class Drawings:
@@ -123,15 +138,15 @@ class Drawings:
         self.seconds = seconds
         self.max_bytes = max_bytes
         self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._pool: ProcessPoolExecutor | None = None
         self._cache: OrderedDict[Key, Drawing] = OrderedDict()
         self._cached_bytes = 0
         self._running: dict[Key, asyncio.Future[Drawing]] = {}
         self._refused: dict[Key, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def get(
-        self, key: Key, definition: Callable[[], Awaitable[Any]], node_types: NodeTypes
-    ) -> Drawing:
+    async def get(self, key: Key, definition: Callable[[], Awaitable[Any]]) -> Drawing:
         """The drawing of ``key``, whose flow definition ``definition()`` reads."""
         cached = self._cache.get(key)
         if cached is not None:
@@ -142,7 +157,7 @@ class Drawings:
         if running is None:
             running = asyncio.get_running_loop().create_future()
             self._running[key] = running
-            task = asyncio.create_task(self._compute(key, definition, node_types, running))
+            task = asyncio.create_task(self._compute(key, definition, running))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         # shielded: a client that goes away does not cancel what others wait for
@@ -152,7 +167,6 @@ class Drawings:
         self,
         key: Key,
         definition: Callable[[], Awaitable[Any]],
-        node_types: NodeTypes,
         result: asyncio.Future[Drawing],
     ) -> None:
         loop = asyncio.get_running_loop()
@@ -166,17 +180,14 @@ class Drawings:
                 result.set_exception(self._busy())
                 return
             try:
-                # paused from the read on: parsing a 1 MiB definition alone makes tens
-                # of thousands of objects, enough to set off a full collection
-                with _collector_paused():
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            raw = await definition()
-                    except TimeoutError:
-                        log.warning("graph.busy", flowId=key[0], version=key[1])
-                        result.set_exception(self._busy())
-                        return
-                    await self._run(key, raw, node_types, result, deadline)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        raw = await definition()
+                except TimeoutError:
+                    log.warning("graph.busy", flowId=key[0], version=key[1])
+                    result.set_exception(self._busy())
+                    return
+                await self._run(key, raw, result, deadline)
             finally:
                 self._slots.release()
         except asyncio.CancelledError:  # the server is stopping: so are the waiters
@@ -194,56 +205,62 @@ class Drawings:
         self,
         key: Key,
         raw: Any,
-        node_types: NodeTypes,
         result: asyncio.Future[Drawing],
         deadline: float,
     ) -> None:
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[Drawing] = loop.create_future()
-        stop = threading.Event()
-
-        def work() -> None:
-            begin = time.perf_counter()
-            try:
-                drawing = draw(raw, node_types, lambda: self._stop(stop))
-            except BaseException as exc:  # handed to the loop, which raises it to the waiters
-                outcome: tuple[Drawing | None, BaseException | None] = (None, exc)
-            else:
-                outcome = (drawing, None)
-                log.info(
-                    "graph.drawn",
-                    flowId=key[0],
-                    version=key[1],
-                    seconds=round(time.perf_counter() - begin, 3),
-                    bytes=len(drawing.members),
-                )
-            # the loop may have closed (the server stopped): then nobody waits
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, done, *outcome)
-
-        threading.Thread(target=work, name="trilha-graph", daemon=True).start()
+        begin = loop.time()
+        encoded = orjson.dumps(raw)
+        done = loop.run_in_executor(self._processes(), _draw_in_child, encoded, deadline)
         try:
-            drawing = await asyncio.wait_for(asyncio.shield(done), deadline - loop.time())
-        except asyncio.CancelledError:
-            stop.set()  # the thread ends at its next poll
-            raise
+            # a moment past the deadline: the drawing stops itself at it, and says so
+            outcome, value = await asyncio.wait_for(
+                asyncio.shield(done), deadline - loop.time() + LATE_SECONDS
+            )
         except TimeoutError:
-            stop.set()
+            outcome, value = "limit", "no answer from the drawing process in time"
+            await asyncio.wait([done])  # the slot stays taken until the process is free
+        if outcome == "limit":
             self._refused[key] = loop.time() + REFUSE_SECONDS
             log.warning("graph.too_slow", flowId=key[0], version=key[1], seconds=self.seconds)
             result.set_exception(self._too_slow(REFUSE_SECONDS))
-            # the slot stays taken until the thread has noticed and stopped
-            await asyncio.wait([done])
-            if not done.cancelled():
-                done.exception()
             return
+        if outcome == "flow":
+            raise FlowError(str(value))
+        drawing: Drawing = value
+        log.info(
+            "graph.drawn",
+            flowId=key[0],
+            version=key[1],
+            seconds=round(loop.time() - begin, 3),
+            bytes=len(drawing.members),
+        )
         self._keep(key, drawing)
         result.set_result(drawing)
 
-    @staticmethod
-    def _stop(stop: threading.Event) -> bool:
-        time.sleep(YIELD_SECONDS)  # the event loop takes the interpreter lock meanwhile
-        return stop.is_set()
+    def _processes(self) -> ProcessPoolExecutor:
+        """The drawing processes, started at the first drawing (a served process that
+        draws nothing starts none). Spawned, not forked: the server has threads."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._concurrency,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_child_setup,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the drawing processes (the server is stopping): a drawing under way is
+        not waited for."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.terminate()
 
     def _keep(self, key: Key, drawing: Drawing) -> None:
         size = len(drawing.members)
@@ -289,14 +306,3 @@ def _limit(detail: str, retry_after: float, seconds: float) -> Problem:
         headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
         extra={"kind": "limit", "limit": seconds, "setting": "api.graph_seconds"},
     )
-
-
-def _settle(
-    future: asyncio.Future[Drawing], value: Drawing | None, error: BaseException | None
-) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    elif value is not None:
-        future.set_result(value)

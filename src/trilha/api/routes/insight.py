@@ -159,9 +159,7 @@ async def graph(request: Request, execution_id: ExecutionIdPath, principal: View
         return stored.definition
 
     # keyed by the stored id, which names the owner: never by the flow's name alone
-    drawing = await drawings_of(request.app).get(
-        (ex.flow_id, ex.flow_version), definition, runtime.engine.processors.node_types
-    )
+    drawing = await drawings_of(request.app).get((ex.flow_id, ex.flow_version), definition)
     return Response(drawing.response_body(ex.id), media_type="application/json")
 
 
