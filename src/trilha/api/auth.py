@@ -95,18 +95,20 @@ class RateLimiter:
     burst: int
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
-    def take(self, key_id: str, now: float | None = None) -> float:
-        """Spend one token; 0.0 when allowed, else the seconds until one is back."""
+    def take(self, key_id: str, now: float | None = None, *, cost: float = 1.0) -> float:
+        """Spend ``cost`` tokens (one request's worth by default; a costly request, more,
+        at most a whole burst); 0.0 when allowed, else the seconds until they are back."""
         now = time.monotonic() if now is None else now
+        cost = min(cost, float(self.burst))
         bucket = self._buckets.get(key_id)
         if bucket is None:
             bucket = self._buckets[key_id] = _Bucket(float(self.burst), now)
         bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.rate)
         bucket.at = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
             return 0.0
-        return (1.0 - bucket.tokens) / self.rate
+        return (cost - bucket.tokens) / self.rate
 
 
 @dataclass(slots=True)
@@ -184,7 +186,17 @@ async def authenticated(request: Request) -> Principal:
             kind="unauthorized",
             headers=_UNAUTHORIZED,
         )
-    wait = ring.limiter.take(principal.key_id)
+    charge(request, principal)
+    return principal
+
+
+def charge(request: Request, principal: Principal, cost: float = 1.0) -> None:
+    """Spend ``cost`` requests of the key's rate limit, or answer 429 with Retry-After.
+    Every request costs one; one whose work grows with its size (a flow to check)
+    costs more, so a key's share of the server's time is bounded, not only its count
+    of requests."""
+    ring: KeyRing = request.app.state.keys
+    wait = ring.limiter.take(principal.key_id, cost=cost)
     if wait > 0:
         raise Problem(
             429,
@@ -192,7 +204,6 @@ async def authenticated(request: Request) -> Principal:
             kind="rate_limited",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    return principal
 
 
 async def writer(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:

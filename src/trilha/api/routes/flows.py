@@ -17,7 +17,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from trilha.api.app import state_of
-from trilha.api.auth import Principal, Viewer, Writer
+from trilha.api.auth import Principal, Viewer, Writer, charge
 from trilha.api.problems import Problem, not_found
 from trilha.api.wire import storable
 from trilha.config import Config
@@ -29,6 +29,9 @@ from trilha.runtime import dependency_access_problems
 from trilha.store.base import Store, StoredFlow
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
+
+#: a published flow costs one request of its key's rate limit per this many bytes
+BYTES_PER_REQUEST = 16_384
 
 FlowIdPath = Annotated[
     str,
@@ -99,6 +102,11 @@ async def publish(
 ) -> JSONResponse:
     state = state_of(request.app)
     owner = owner_for(principal, institution_id)
+    # checking a flow costs CPU in proportion to its size: it spends the key's rate
+    # limit in proportion too (a 1 MiB flow, 64 requests' worth), beyond the request
+    extra = len(await request.body()) / BYTES_PER_REQUEST - 1
+    if extra > 0:
+        charge(request, principal, extra)
     body_id = definition.get("id", flow_id)
     if body_id != flow_id:
         raise Problem(
