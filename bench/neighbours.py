@@ -42,6 +42,8 @@ import uvicorn
 
 from _report import add_store_dir, drop_store_folder, fmt, percentile, print_table, store_folder
 from api import ECHO, TRILHA, Receiver, converse, free_port
+from trilha.api.auth import new_key
+from trilha.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -100,24 +102,37 @@ LOOP = {
 }
 
 
-def start_server(folder: Path, hook_port: int) -> tuple[subprocess.Popen[str], str, dict[str, str]]:
-    """``trilha serve`` with a webhook channel to ``hook_port`` and keys of two tenants."""
+async def make_keys(store_url: str, wanted: dict[str, int]) -> dict[str, list[str]]:
+    """Operator keys per institution, made in the store as ``trilha keys create`` does."""
+    store = open_store(store_url)
+    await store.open()
+    keys: dict[str, list[str]] = {}
+    try:
+        for institution, count in wanted.items():
+            for _ in range(count):
+                key, plain = new_key(institution, "operator", now=time.time())
+                await store.create_api_key(key)
+                keys.setdefault(institution, []).append(plain)
+    finally:
+        await store.close()
+    return keys
+
+
+def start_server(
+    folder: Path, hook_port: int, conversations: int
+) -> tuple[subprocess.Popen[str], str, dict[str, list[str]]]:
+    """``trilha serve`` with a webhook channel to ``hook_port`` and the default rate
+    limits; acme gets one key, beta one per conversation (a key's 50 requests a
+    second would bound beta's rate, not the neighbour)."""
     api_port = free_port()
     store = f"sqlite:///{folder / 'neighbours.db'}"
     (folder / "trilha.toml").write_text(
         f'[channel]\nkind = "webhook"\nurl = "http://127.0.0.1:{hook_port}/messages"\n'
-        f"[api]\nrate_limit_per_second = 1000\nrate_limit_burst = 1000\n"
         f'[logging]\nlevel = "error"\n',
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRILHA_")}
-    keys = {}
-    for institution in ("beta", "acme"):
-        made = subprocess.run(
-            [str(TRILHA), "keys", "create", "--institution", institution, "--store", store],
-            capture_output=True, text=True, check=True, env=env,
-        )  # fmt: skip
-        keys[institution] = made.stdout.strip().splitlines()[-1]
+    keys = asyncio.run(make_keys(store, {"acme": 1, "beta": conversations}))
     server = subprocess.Popen(
         [str(TRILHA), "serve", "--port", str(api_port), "--store", store],
         cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -138,9 +153,15 @@ class Attacker:
     def count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
 
-    def expect(self, response: httpx.Response, *statuses: int) -> bool:
+    async def expect(self, response: httpx.Response, *statuses: int) -> bool:
+        """Whether the answer was one of ``statuses``; past the key's rate limit, waits
+        as told (acme spends its whole budget: that is the attack)."""
         if response.status_code in statuses:
             return True
+        if response.status_code == 429:
+            self.count("rate limited (429)")
+            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+            return False
         self.unexpected.append(f"acme {response.request.url.path}: {response.status_code}")
         return False
 
@@ -155,7 +176,7 @@ class Attacker:
                 "replace": True,
             },
         )
-        if not self.expect(started, 201):
+        if not await self.expect(started, 201):
             return None
         execution_id: str = started.json()["executionId"]
         return execution_id
@@ -166,7 +187,7 @@ class Attacker:
             conversation = f"regex-{lane}-{n}"
             n += 1
             if await self.start("regex", conversation) is None:
-                return
+                continue
             await asyncio.sleep(0.05)
             for i in range(100):
                 if self.stop.is_set():
@@ -181,7 +202,7 @@ class Attacker:
                 )
                 if reply.status_code == 409:  # the question gave up: a new conversation
                     break
-                if self.expect(reply, 202):
+                if await self.expect(reply, 202):
                     self.count("regex replies")
                 await asyncio.sleep(0.02)
 
@@ -208,14 +229,14 @@ class Attacker:
             version += 1
             flow["nodes"][0]["label"] = f"version {version}"  # a new version: no cache
             published = await self.client.put("/v1/flows/largest", json=flow | {"id": "largest"})
-            if not self.expect(published, 201):
-                return
+            if not await self.expect(published, 201):
+                continue
             execution_id = await self.start("largest", "graph")
             if execution_id is None:
-                return
+                continue
             began = time.perf_counter()
             drawn = await self.client.get(f"/v1/executions/{execution_id}/graph", timeout=120)
-            if self.expect(drawn, 200, 503):
+            if await self.expect(drawn, 200, 503):
                 self.count("graphs drawn" if drawn.status_code == 200 else "graphs refused")
                 self.graph_seconds.append(time.perf_counter() - began)
 
@@ -233,29 +254,40 @@ class Attacker:
                 if response.status_code == 429:
                     self.count("streams refused (429)")
                     break
-                if not self.expect(response, 200):
+                if not await self.expect(response, 200):
                     break
                 self.count("streams held")
             await self.stop.wait()
 
 
 async def beta_phase(
-    url: str, key: str, receiver: Receiver, conversations: int, seconds: float, tag: str
+    url: str, keys: list[str], receiver: Receiver, conversations: int, seconds: float, tag: str
 ) -> dict[str, Any]:
     latencies: list[float] = []
     answers: list[float] = []
     failures: list[str] = []
-    limits = httpx.Limits(max_connections=conversations + 10)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(
-        base_url=url, headers=headers, timeout=60, limits=limits
-    ) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+                )
+            )
+            for key in keys
+        ]
         begin = time.perf_counter()
         until = begin + seconds
         await asyncio.gather(
             *(
                 converse(
-                    client, receiver, f"{tag}-{i}", until, latencies, answers, failures, "beta"
+                    clients[i],
+                    receiver,
+                    f"{tag}-{i}",
+                    until,
+                    latencies,
+                    answers,
+                    failures,
+                    "beta",
                 )
                 for i in range(conversations)
             )
@@ -272,7 +304,9 @@ async def beta_phase(
     }
 
 
-async def run(args: argparse.Namespace, url: str, keys: dict[str, str], hook_port: int) -> Any:
+async def run(
+    args: argparse.Namespace, url: str, keys: dict[str, list[str]], hook_port: int
+) -> Any:
     receiver = Receiver()
     hook = uvicorn.Server(
         uvicorn.Config(
@@ -281,14 +315,14 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], hook_por
     )
     hook_task = asyncio.create_task(hook.serve())
     try:
-        headers = {"Authorization": f"Bearer {keys['acme']}"}
+        headers = {"Authorization": f"Bearer {keys['acme'][0]}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as acme:
             for _ in range(200):
                 with contextlib.suppress(httpx.TransportError):
                     if (await acme.get("/readyz")).status_code == 200:
                         break
                 await asyncio.sleep(0.05)
-            beta_headers = {"Authorization": f"Bearer {keys['beta']}"}
+            beta_headers = {"Authorization": f"Bearer {keys['beta'][0]}"}
             async with httpx.AsyncClient(base_url=url, headers=beta_headers) as beta:
                 (await beta.put("/v1/flows/echo", json=ECHO)).raise_for_status()
             for flow in (REGEX, VALUES, LOOP):
@@ -304,7 +338,7 @@ async def run(args: argparse.Namespace, url: str, keys: dict[str, str], hook_por
                 ("values", attacker.values),
                 ("loops", attacker.loops),
                 ("graphs", attacker.graphs),
-                ("streams", partial(attacker.streams, url, keys["acme"])),
+                ("streams", partial(attacker.streams, url, keys["acme"][0])),
             ]
             attacks = [asyncio.create_task(make()) for name, make in plan if name in chosen]
             await asyncio.sleep(1.0)  # let the attacks get going first
@@ -349,7 +383,7 @@ def main() -> None:
     folder = store_folder(args.store_dir)
     try:
         hook_port = free_port()
-        server, url, keys = start_server(folder, hook_port)
+        server, url, keys = start_server(folder, hook_port, args.conversations)
         try:
             result = asyncio.run(run(args, url, keys, hook_port))
         finally:
