@@ -257,7 +257,12 @@ def _slot(request: Request, principal: Principal) -> StreamSlot:
             whose,
             kind="limit_exceeded",
             headers={"Retry-After": str(STREAMS_RETRY_AFTER_SECONDS)},
-            extra={"limit": full.limit, "scope": full.scope},
+            extra={
+                "kind": "limit",
+                "limit": full.limit,
+                "scope": full.scope,
+                "setting": "api.max_streams_per_key" if full.scope == "key" else "api.max_streams",
+            },
         ) from None
 
 
