@@ -102,6 +102,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     config = (
         '[channel]\nkind = "memory"\n'
         f'[dependencies.crm]\nbase_url = "http://127.0.0.1:{closed_port()}"\n'
+        'institutions = ["acme"]\n'
     )
     api = start_api(cli, tmp, "--flows", str(EXAMPLES), config=config)
     try:
