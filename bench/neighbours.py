@@ -48,58 +48,9 @@ from trilha.store import open_store
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from graph_shapes import long_edges  # noqa: E402 - the shapes the graph tests draw
+from hostile_flows import LOOP, REGEX, VALUES  # noqa: E402 - the flows the tests refuse
 
-REGEX = {
-    "id": "regex",
-    "start": "q",
-    "nodes": [
-        {
-            "id": "q",
-            "type": "question",
-            "text": "code?",
-            "variable": "code",
-            "validate": {"kind": "regex", "pattern": "(a+)+$"},
-            "invalidText": "no",
-            "maxInvalid": 100,
-            "next": "end",
-        },
-        {"id": "end", "type": "end"},
-    ],
-}
-VALUES = {
-    "id": "values",
-    "start": "make",
-    "nodes": [
-        {
-            "id": "make",
-            "type": "set",
-            "expressions": {
-                "a_s": "'" + "x" * 1_500 + "'",
-                "b_rows": "[" + ", ".join(["a_s"] * 40) + "]",
-                "c_table": "[" + ", ".join(["b_rows"] * 40) + "]",
-            },
-            "fallback": {"next": "square"},
-            "next": "square",
-        },
-        {
-            "id": "square",
-            "type": "set",
-            "expressions": {"x": " * ".join(["x"] * 40)},
-            "fallback": {"next": "end"},
-            "next": "end",
-        },
-        {"id": "end", "type": "end"},
-    ],
-}
 ATTACKS = ("regex", "values", "loops", "graphs", "streams")
-LOOP = {
-    "id": "loop",
-    "start": "wait",
-    "nodes": [
-        {"id": "wait", "type": "delay", "seconds": 0.001, "next": "again"},
-        {"id": "again", "type": "set", "variables": {"n": 1}, "next": "wait"},
-    ],
-}
 
 
 async def make_keys(store_url: str, wanted: dict[str, int]) -> dict[str, list[str]]:

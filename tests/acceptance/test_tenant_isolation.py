@@ -13,6 +13,7 @@ import psutil
 from test_api_conversation import problem, start_body, until
 
 from conftest import Cli, start_api
+from hostile_flows import LOOP, REGEX, VALUES, lookup
 
 SECRET = {
     "id": "secret",
@@ -85,24 +86,8 @@ def test_dependencies_serve_only_the_institutions_they_name(
     http_server.route("GET", "/me", body={"name": "Beta Corp"})
     flows = tmp_path / "flows"
     flows.mkdir()
-    lookup = {
-        "id": "lookup",
-        "start": "call",
-        "nodes": [
-            {
-                "id": "call",
-                "type": "http",
-                "dependency": "crm",
-                "url": "/me",
-                "saveAs": "me",
-                "fallback": {"next": "no"},
-                "next": "yes",
-            },
-            {"id": "yes", "type": "end", "text": "hello {{me.name}}"},
-            {"id": "no", "type": "end", "text": "refused"},
-        ],
-    }
-    (flows / "lookup.json").write_text(json.dumps(lookup), encoding="utf-8")
+    shared = lookup("hello {{me.name}}")
+    (flows / "lookup.json").write_text(json.dumps(shared), encoding="utf-8")
     config = f"""
 [channel]
 kind = "memory"
@@ -121,7 +106,7 @@ base_url = "{http_server.url}"
 headers = {{ Authorization = "Bearer platform-secret" }}
 """
     api = start_api(cli, tmp_path, "--flows", str(flows), config=config)
-    own = lookup | {"id": "mine"}
+    own = shared | {"id": "mine"}
     with api.client("acme_operator") as acme, api.client("beta_operator") as beta:
         for dependency in ("crm", "internal", "undeclared"):
             flow = json.loads(json.dumps(own))
@@ -177,61 +162,10 @@ def test_a_hostile_flow_fails_its_nodes_not_the_service(cli: Cli, tmp_path: Path
     api = start_api(cli, tmp_path, config=config)
     server = psutil.Process(api.process.pid)
     rss_before = server.memory_info().rss
-    regex = {
-        "id": "bomb",
-        "start": "q",
-        "nodes": [
-            {
-                "id": "q",
-                "type": "question",
-                "text": "code?",
-                "variable": "code",
-                "validate": {"kind": "regex", "pattern": "(a+)+$"},
-                "invalidText": "no",
-                "maxInvalid": 5,
-                "next": "end",
-            },
-            {"id": "end", "type": "end"},
-        ],
-    }
-    row = "[" + ", ".join(["a_s"] * 40) + "]"
-    values = {
-        "id": "values",
-        "start": "make",
-        "nodes": [
-            {
-                "id": "make",
-                "type": "set",
-                "expressions": {
-                    "a_s": "'" + "x" * 1_500 + "'",
-                    "b_rows": row,
-                    "c_table": "[" + ", ".join(["b_rows"] * 40) + "]",
-                },
-                "fallback": {"next": "square"},
-                "next": "square",
-            },
-            {
-                "id": "square",
-                "type": "set",
-                "expressions": {"x": "x * x * x * x * x * x * x * x * x * x * x * x"},
-                "fallback": {"next": "end"},
-                "next": "end",
-            },
-            {"id": "end", "type": "end", "text": "done"},
-        ],
-    }
-    loop = {
-        "id": "loop",
-        "start": "wait",
-        "nodes": [
-            {"id": "wait", "type": "delay", "seconds": 0.001, "next": "again"},
-            {"id": "again", "type": "set", "variables": {"n": 1}, "next": "wait"},
-        ],
-    }
     with api.client("acme_operator") as acme, api.client("beta_operator") as beta:
-        for flow in (regex, values, loop):
+        for flow in (REGEX, VALUES, LOOP):
             assert acme.put(f"/v1/flows/{flow['id']}", json=flow).status_code == 201
-        bomb = acme.post("/v1/executions", json=start_body("r", flow="bomb")).json()
+        bomb = acme.post("/v1/executions", json=start_body("r", flow="regex")).json()
         _ended(acme, bomb["executionId"])
         sent = time.monotonic()
         reply = {"messageId": "m1", "contactId": "contact-r", "text": "a" * 31 + "!"}

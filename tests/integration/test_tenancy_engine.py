@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
+from hostile_flows import lookup
 from trilha.config import Config, DependencyConfig
 from trilha.core.flow import NodeBase
 from trilha.core.states import ExecutionStatus
@@ -144,26 +145,7 @@ async def test_a_dependency_not_allowed_is_never_called(
             }
         )
     )
-    await _store(
-        h,
-        {
-            "id": "lookup",
-            "start": "call",
-            "nodes": [
-                {
-                    "id": "call",
-                    "type": "http",
-                    "dependency": "crm",
-                    "url": "/me",
-                    "saveAs": "me",
-                    "fallback": {"next": "no"},
-                    "next": "yes",
-                },
-                {"id": "yes", "type": "end", "text": "called"},
-                {"id": "no", "type": "end", "text": "refused"},
-            ],
-        },
-    )
+    await _store(h, lookup())
     acme = await h.start("lookup", conversation="a", institution_id="acme")
     await h.settle(acme.id)
     assert h.channel.texts(acme.id) == ["refused"]
