@@ -139,7 +139,10 @@ def crm() -> Iterator[Crm]:
 def served(cli: Cli, tmp_path: Path, crm: Crm) -> Api:
     """The examples as shared flows, and a ``crm`` dependency the test controls."""
     examples = Path(__file__).resolve().parents[2] / "examples"
-    config = f'[channel]\nkind = "memory"\n[dependencies.crm]\nbase_url = "{crm.url}"\n'
+    config = (
+        f'[channel]\nkind = "memory"\n[dependencies.crm]\nbase_url = "{crm.url}"\n'
+        'institutions = ["acme"]\n'
+    )
     return start_api(cli, tmp_path, "--flows", str(examples), config=config)
 
 
