@@ -8,6 +8,7 @@ repository.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -21,6 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+from trilha.api.auth import new_key
+from trilha.store import open_store
 
 TRILHA = Path(sys.executable).parent / "trilha"
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,18 +160,29 @@ def start_api(
     names one) and config in ``tmp_path``, ready to answer."""
     store = store or f"sqlite:///{tmp_path / 'api.db'}"
     (tmp_path / "trilha.toml").write_text(config, encoding="utf-8")
-    keys = {}
-    for name, institution, role in (
-        ("acme_operator", "acme", "operator"),
-        ("acme_viewer", "acme", "viewer"),
-        ("beta_operator", "beta", "operator"),
-        ("admin", "ops", "admin"),
-    ):
-        made = cli("keys", "create", "--institution", institution, "--role", role, "--store", store)
-        assert made.returncode == 0, made.stderr
-        keys[name] = made.stdout.strip().splitlines()[-1]
+    keys = asyncio.run(_make_keys(store))
     process, url = serve(cli, tmp_path, store, *args, env=env)
     return Api(url, process, store, keys)
+
+
+async def _make_keys(store_url: str) -> dict[str, str]:
+    """The keys of ``Api``, stored as ``trilha keys create`` stores them (whose own tests
+    are in test_api_basics): made in this process, four CLI starts less per server."""
+    store = open_store(store_url)
+    await store.open()
+    keys = {}
+    try:
+        for name, institution, role in (
+            ("acme_operator", "acme", "operator"),
+            ("acme_viewer", "acme", "viewer"),
+            ("beta_operator", "beta", "operator"),
+            ("admin", "ops", "admin"),
+        ):
+            key, keys[name] = new_key(institution, role, now=time.time())
+            await store.create_api_key(key)
+    finally:
+        await store.close()
+    return keys
 
 
 @pytest.fixture
