@@ -102,3 +102,15 @@ def test_json_text_is_exact_json_without_raw_controls() -> None:
     assert not raw(encoded)
     assert "Olá" in encoded and "\\u009b" in encoded and "\\u202e" in encoded
     assert json.loads(encoded) == data
+
+
+def test_json_log_lines_escape_what_a_terminal_would_obey() -> None:
+    """A process log line in JSON carries a contact's C1 and bidi characters escaped
+    (orjson escapes only C0), and still decodes to the same text."""
+    from trilha.observability.logging import render_json
+
+    text = "Eve\x1b[2J\u202e evil \x9b31m ção"
+    line = render_json({"message": text})
+    assert "\u202e" not in line and "\x9b" not in line and "\x1b" not in line
+    assert "ção" in line
+    assert json.loads(line)["message"] == text

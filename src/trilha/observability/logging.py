@@ -51,7 +51,7 @@ from trilha.config import LoggingConfig
 from trilha.core.execution import Execution, LogRecord, iso
 from trilha.errors import ConfigError
 from trilha.observability.masking import mask_text, mask_value, masked_record
-from trilha.observability.terminal import visible
+from trilha.observability.terminal import escaped_json, visible
 from trilha.observability.trail import IDENTITY_KEYS, Identity, console_line, level_rank, wire
 
 __all__ = [
@@ -204,7 +204,9 @@ def _finish(_: WrappedLogger, __: str, event: EventDict) -> tuple[tuple[Any, ...
 
 
 def render_json(line: Mapping[str, Any]) -> str:
-    return orjson.dumps(line, default=str).decode()
+    """One JSON line; characters a terminal would obey (C1, bidi overrides) escaped, as
+    a person may read the log with ``cat`` or ``tail`` (orjson escapes only C0)."""
+    return escaped_json(orjson.dumps(line, default=str).decode())
 
 
 def _render_console(color: bool) -> Callable[[Mapping[str, Any]], str]:

@@ -91,10 +91,15 @@ def field(value: object) -> str:
 def json_text(data: Any, **options: Any) -> str:
     """``json.dumps(data, ensure_ascii=False, **options)`` with DEL, C1 and bidi
     characters and lone surrogates ``\\u``-escaped too: valid JSON that decodes to
-    the same values, readable (accents stay as they are) and harmless on a terminal.
-    Those characters occur only inside JSON strings, so escaping them in the encoded
-    text is exact."""
-    return json.dumps(data, ensure_ascii=False, **options).translate(_JSON)
+    the same values, readable (accents stay as they are) and harmless on a terminal."""
+    return escaped_json(json.dumps(data, ensure_ascii=False, **options))
+
+
+def escaped_json(encoded: str) -> str:
+    """JSON text (from any encoder that escapes C0 itself) with DEL, C1, bidi and
+    separator characters and lone surrogates ``\\u``-escaped. Those characters occur
+    only inside JSON strings, so escaping them in the encoded text is exact."""
+    return encoded.translate(_JSON)
 
 
 class SafeConsole(Console):
