@@ -63,7 +63,11 @@ def test_an_institution_cannot_enter_another_institutions_flow(cli: Cli, tmp_pat
         assert refused["errors"][0]["field"] == "settings.fallback.fallbackFlowId"
 
         # by its bare name, 'secret' is acme's own flow or a shared one: beta's never
-        assert acme.put("/v1/flows/main", json=_jumping("secret")).status_code == 201
+        published = acme.put("/v1/flows/main", json=_jumping("secret"))
+        assert published.status_code == 201
+        assert published.json()["warnings"] == [
+            "nodes[0].flowId: warning: no flow 'secret' exists for institution 'acme' (yet)"
+        ]
         started = acme.post("/v1/executions", json=start_body("c1", flow="main"))
         assert started.status_code == 201, started.text
         eid = started.json()["executionId"]
@@ -75,6 +79,7 @@ def test_an_institution_cannot_enter_another_institutions_flow(cli: Cli, tmp_pat
         assert not any("beta" in text for text in _bot_texts(acme, eid))
         steps = acme.get(f"/v1/executions/{eid}/steps").json()["steps"]
         assert all(step.get("flowId", "acme/main") != "beta/secret" for step in steps)
+        assert steps[0]["error"]["kind"] == "configuration"  # a flow never published
 
 
 def test_dependencies_serve_only_the_institutions_they_name(

@@ -67,7 +67,7 @@ def classify(error_type: str, *, status: int | None = None, kind: str | None = N
             return ErrorKind.DEPENDENCY_UNAVAILABLE
         case "ExpressionError" | "ValidationError":
             return ErrorKind.VALIDATION
-        case "ConfigError":
+        case "ConfigError" | "FlowNotFound":  # a flow naming one never published
             return ErrorKind.CONFIGURATION
         case "LimitExceeded":
             return ErrorKind.LIMIT

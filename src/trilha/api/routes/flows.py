@@ -32,6 +32,8 @@ router = APIRouter(prefix="/v1/flows", tags=["flows"])
 
 #: a published flow costs one request of its key's rate limit per this many bytes
 BYTES_PER_REQUEST = 16_384
+#: the flows a publication looks up to warn about missing ones (a flow may name many)
+MAX_REFERENCES_CHECKED = 50
 
 FlowIdPath = Annotated[
     str,
@@ -143,6 +145,7 @@ async def publish(
                 for p in problems
             ],
         )
+    problems += await _missing_references(state.runtime.store, owner, flow)
     before = await state.runtime.store.get_flow(flow.id)
     version = await state.runtime.engine.publish(flow, wire)
     stored = await state.runtime.store.get_flow(flow.id, version)
@@ -152,6 +155,33 @@ async def publish(
         flow_json(stored) | {"warnings": [str(p) for p in problems if p.severity == "warning"]},
         status_code=201 if created else 200,
     )
+
+
+async def _missing_references(store: Store, owner: str | None, flow: Flow) -> list[FlowProblem]:
+    """Warnings for the flows an institution's ``flow`` names that do not exist for it
+    yet: it may be published first, but a contact reaching the node would meet an
+    error. (A shared flow's names resolve per running institution: nothing to say.)"""
+    found: list[FlowProblem] = []
+    if owner is None:
+        return found
+    positions = {node.id: i for i, node in enumerate(flow.nodes)}
+    named = [
+        (f"nodes[{positions[node.id]}].{rel}", reference)
+        for node in flow.nodes
+        for rel, reference in node.flow_references()
+    ]
+    if flow.settings.fallback.fallback_flow_id:
+        named.append(("settings.fallback.fallbackFlowId", flow.settings.fallback.fallback_flow_id))
+    for path, reference in named[:MAX_REFERENCES_CHECKED]:
+        if await resolve(store, owner, reference) is None:
+            found.append(
+                FlowProblem(
+                    path,
+                    f"no flow '{reference}' exists for institution '{owner}' (yet)",
+                    "warning",
+                )
+            )
+    return found
 
 
 def _check(
