@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,9 @@ def start_api(
     names one) and config in ``tmp_path``, ready to answer."""
     store = store or f"sqlite:///{tmp_path / 'api.db'}"
     (tmp_path / "trilha.toml").write_text(config, encoding="utf-8")
-    keys = asyncio.run(_make_keys(store))
+    # in a thread of its own: a browser test's Playwright runs an event loop here
+    with ThreadPoolExecutor(1) as thread:
+        keys = thread.submit(asyncio.run, _make_keys(store)).result()
     process, url = serve(cli, tmp_path, store, *args, env=env)
     return Api(url, process, store, keys)
 
