@@ -114,16 +114,23 @@ def _child_setup(parent: int) -> None:
     threading.Thread(target=watch, name="trilha-graph-parent", daemon=True).start()
 
 
+def _child_node_types() -> NodeTypes:
+    """The node types of the installed processors, loaded once per drawing process."""
+    global _child_types
+    if _child_types is None:
+        _child_types = Processors.from_entry_points().node_types
+    return _child_types
+
+
 def _draw_in_child(definition: bytes, deadline: float) -> tuple[str, Any]:
     """A drawing, in a process of the pool: ``("ok", drawing)``, or the failure as
     ``(kind, message)`` (an exception whose constructor takes more than a message
     would not cross the process boundary intact). ``deadline`` is on the monotonic
     clock, which every process of the machine shares."""
-    global _child_types
-    if _child_types is None:  # the node types of the installed processors, once
-        _child_types = Processors.from_entry_points().node_types
     try:
-        drawing = draw(orjson.loads(definition), _child_types, lambda: time.monotonic() >= deadline)
+        drawing = draw(
+            orjson.loads(definition), _child_node_types(), lambda: time.monotonic() >= deadline
+        )
     except LimitExceeded as exc:
         return "limit", str(exc)
     except FlowError as exc:
@@ -249,6 +256,15 @@ class Drawings:
                 initargs=(os.getpid(),),
             )
         return self._pool
+
+    def warm(self) -> None:
+        """Start the drawing processes now, loaded, if they are not running (a page
+        that will ask for drawings opened): the first drawing then waits for none."""
+        if self._pool is not None:
+            return
+        for _ in range(self._concurrency):
+            started = self._processes().submit(_child_node_types)
+            started.add_done_callback(lambda done: done.exception())
 
     def close(self) -> None:
         """Stop the drawing processes (the server is stopping): a drawing under way is

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from trilha.api.problems import Problem
+from trilha.api.routes.insight import drawings_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,10 +57,14 @@ async def debugger_root() -> RedirectResponse:
 
 
 @router.get("/debugger/{name:path}")
-async def debugger_file(name: str) -> Response:
+async def debugger_file(request: Request, name: str) -> Response:
     """A file of the page; ``/debugger/`` and any unknown route of the page's own
-    (``/debugger/executions/ID``) answer ``index.html``, which routes on the client."""
+    (``/debugger/executions/ID``) answer ``index.html``, which routes on the client.
+    The page will ask for flows' drawings: the drawing process starts now, so the
+    first one does not wait for it (about a second)."""
     path = FILES.get(name)
+    if path is None or name == "index.html":
+        drawings_of(request.app).warm()
     if path is None:
         if "." in name.rsplit("/", 1)[-1] or ".." in name.split("/"):
             raise Problem(404, f"no file '{name}' in the debugger", kind="not_found")
