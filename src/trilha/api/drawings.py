@@ -246,8 +246,9 @@ class Drawings:
         result.set_result(drawing)
 
     def _processes(self) -> ProcessPoolExecutor:
-        """The drawing processes, started at the first drawing (a served process that
-        draws nothing starts none). Spawned, not forked: the server has threads."""
+        """The drawing processes, started by :meth:`warm` or the first drawing (a
+        served process nobody draws with starts none). Spawned, not forked: the server
+        has threads."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self._concurrency,
