@@ -11,8 +11,9 @@ goes through :class:`Drawings`:
   It is bounded in bytes (``[api] graph_cache_bytes``), least recently used out first;
 - on a miss, the flow is parsed, laid out and encoded in a separate process
   (:func:`_draw_in_child`, a pool of ``[api] graph_concurrency`` workers started
-  when the debugger's page is served, or else at the first drawing). A thread would share the interpreter with the event loop: one
-  institution redrawing large flows took two thirds of the replies of another
+  when the debugger's page is served, or else at the first drawing). A thread would
+  share the interpreter with the event loop: one institution redrawing large flows
+  took two thirds of the replies of another
   (``bench/neighbours.py``); a process takes its own core and none of the loop's
   time, and its garbage collections stall nothing of the server's. The definition
   goes there as JSON and the drawing comes back as bytes, so neither side spends
