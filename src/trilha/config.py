@@ -18,7 +18,7 @@ out of the file; a missing variable is a :class:`ConfigError` naming it.
     timeout_seconds = 5
     health_url = "/health"              # optional: GET, 2xx is healthy
     retry = { max_attempts = 3, initial_interval_seconds = 1 }
-    breaker = { failure_threshold = 5, open_seconds = 30, half_open_probes = 1 }
+    breaker = { failure_rate = 0.5, window = 20, count = ["timeout", "connect", "5xx"] }
 
     [channel]
     kind = "webhook"                    # terminal | webhook | memory
@@ -41,7 +41,7 @@ from trilha.core.alerts import DEFAULT_RULES, AlertRule
 from trilha.core.flow import RetryPolicy, format_loc
 from trilha.core.wire import WireModel
 from trilha.errors import ConfigError
-from trilha.resilience.breaker import BreakerSettings
+from trilha.resilience.breaker import DEFAULT_COUNT, BreakerSettings, parse_count
 
 #: an institution id (as API keys carry it), or ``*`` for every institution
 INSTITUTION_PATTERN = r"^(?:\*|[A-Za-z0-9_.\-]+)$"
@@ -79,15 +79,47 @@ class HttpConfig(WireModel):
 class BreakerConfig(WireModel):
     """A dependency's circuit breaker (see :mod:`trilha.resilience.breaker`)."""
 
-    #: consecutive transient failures (timeouts, connection errors, 5xx, 429) that open it
-    failure_threshold: int = Field(default=5, ge=1, le=10_000)
+    #: the share of failures, among the last ``window`` calls, that opens it
+    failure_rate: float = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
+    #: how many of the latest calls the failure rate is measured over
+    window: int = Field(default=20, ge=1, le=1_000)
+    #: the fewest calls in the window before the rate may open it
+    min_calls: int = Field(default=10, ge=1, le=1_000)
     #: how long an open breaker fails calls fast before it lets probes through
     open_seconds: float = Field(default=30.0, gt=0, le=86_400, allow_inf_nan=False)
-    #: calls let through at once while half-open; a success closes it, a failure reopens it
-    half_open_probes: int = Field(default=1, ge=1, le=1_000)
+    #: calls let through while half-open; once all are answered it closes when their
+    #: failure rate is below ``failure_rate``, else opens again
+    half_open_probes: int = Field(default=3, ge=1, le=1_000)
+    #: consecutive failures that open it whatever the rate; off unless set
+    failure_threshold: int | None = Field(default=None, ge=1, le=10_000)
+    #: what counts as the dependency failing: timeout, connect, 4xx, 5xx or a status;
+    #: any other failure is the request's own (retried, then its fallback)
+    count: list[str] = Field(default_factory=lambda: list(DEFAULT_COUNT), max_length=200)
+
+    @field_validator("count")
+    @classmethod
+    def _known_tokens(cls, value: list[str]) -> list[str]:
+        return list(parse_count(value))
+
+    @model_validator(mode="after")
+    def _min_calls_fit(self) -> Self:
+        if self.min_calls > self.window:
+            raise ValueError(
+                f"min_calls ({self.min_calls}) is larger than window ({self.window}):"
+                " the breaker could never open on its failure rate"
+            )
+        return self
 
     def settings(self) -> BreakerSettings:
-        return BreakerSettings(self.failure_threshold, self.open_seconds, self.half_open_probes)
+        return BreakerSettings(
+            failure_rate=self.failure_rate,
+            window=self.window,
+            min_calls=self.min_calls,
+            open_seconds=self.open_seconds,
+            half_open_probes=self.half_open_probes,
+            failure_threshold=self.failure_threshold,
+            count=tuple(self.count),
+        )
 
 
 class DependencyConfig(WireModel):

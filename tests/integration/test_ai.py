@@ -195,7 +195,7 @@ async def test_open_breaker_skips_the_nlp(
     make_harness: Callable[..., Any], http_server: Any
 ) -> None:
     """Once the NLP's breaker is open, later executions use keywords without calling it."""
-    http_server.route("POST", "/classify", status=500)
+    http_server.route("POST", "/classify", status=503)
     h = make_harness(nlp(http_server.url, failure_threshold=2))
     await h.publish(triage())
     for i in range(4):
@@ -232,7 +232,7 @@ async def test_wait_for_dependency_then_keywords(
 ) -> None:
     """With waitForDependency an open breaker parks the execution; when the wait is spent
     the keywords classify (degraded)."""
-    http_server.route("POST", "/classify", status=500)
+    http_server.route("POST", "/classify", status=503)
     h = make_harness(nlp(http_server.url, failure_threshold=1, open_seconds=600))
     await h.publish(triage(waitForDependency={"maxWaitSeconds": 60}))
     await classify(h, "boleto", conversation="c0")

@@ -72,7 +72,7 @@ def only(
     deps = {}
     if server is not None:
         deps["svc"] = DependencyConfig(
-            base_url=server.url, breaker=BreakerConfig(failure_threshold=10_000)
+            base_url=server.url, breaker=BreakerConfig(count=[])
         )
     all_rules = {key: AlertRuleConfig(enabled=False) for key in RULE_KEYS} | rules
     return Config(dependencies=deps, alerts=AlertsConfig(rules=all_rules, webhook=webhook))

@@ -223,7 +223,7 @@ def closed_port() -> int:
 async def world(make_harness: Callable[..., Any]) -> World:
     down = f"http://127.0.0.1:{closed_port()}"
     # a breaker that never opens: every execution calls, so each fails the same way
-    never = BreakerConfig(failure_threshold=10_000)
+    never = BreakerConfig(count=[])
     h = make_harness(Config(dependencies={"svc": DependencyConfig(base_url=down, breaker=never)}))
     made = World(h)
     await made.publish()

@@ -27,7 +27,13 @@ timeout_seconds = 5
 health_url = "/health"
 headers = { Authorization = "Bearer ${CRM_TOKEN}" }
 retry = { max_attempts = 3, initial_interval_seconds = 1 }
-breaker = { failure_threshold = 5, open_seconds = 30, half_open_probes = 1 }
+
+[dependencies.crm.breaker]
+failure_rate = 0.25
+window = 40
+min_calls = 8
+open_seconds = 30
+count = ["timeout", "connect", "5xx"]
 """
 
 
@@ -93,7 +99,14 @@ def test_issue_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert dep.timeout_seconds == 5
     assert dep.health_url == "/health"
     assert dep.retry == RetryPolicy(max_attempts=3, initial_interval_seconds=1)
-    assert dep.breaker.settings() == BreakerSettings(5, 30, 1)
+    assert dep.breaker.settings() == BreakerSettings(
+        failure_rate=0.25,
+        window=40,
+        min_calls=8,
+        open_seconds=30,
+        half_open_probes=3,
+        count=("timeout", "connect", "5xx"),
+    )
     assert dep.resolved_headers("crm") == {"Authorization": "Bearer s3cret"}
 
 
@@ -106,7 +119,8 @@ def test_defaults_and_camel_case(tmp_path: Path) -> None:
     )
     dep = load_config(path).dependencies["nlp"]
     assert dep.retry is None and dep.health_url is None
-    assert dep.breaker.settings() == BreakerSettings(failure_threshold=5, open_seconds=5)
+    assert dep.breaker.settings() == BreakerSettings(open_seconds=5)
+    assert dep.breaker.settings().count == ("timeout", "connect", "429", "502", "503", "504")
     assert dep.timeout_seconds == 10
 
 
@@ -128,6 +142,19 @@ def test_missing_environment_variable_is_named(monkeypatch: pytest.MonkeyPatch) 
         ('base_url = "http://a.example"\nbreaker = { failure_threshold = 0 }', "failure_threshold"),
         ('base_url = "http://a.example"\nretry = { max_attempts = 0 }', "max_attempts"),
         ('base_url = "http://a.example"\nbreaker = { opn_seconds = 1 }', "opn_seconds"),
+        (
+            'base_url = "http://a.example"\nbreaker = { count = ["timeout", "5xxx"] }',
+            r"dependencies\.crm\.breaker\.count: .*unknown entry '5xxx'",
+        ),
+        (
+            'base_url = "http://a.example"\nbreaker = { count = ["200"] }',
+            "unknown entry '200'.*from 400 to 599",
+        ),
+        ('base_url = "http://a.example"\nbreaker = { failure_rate = 1.5 }', "failure_rate"),
+        (
+            'base_url = "http://a.example"\nbreaker = { window = 5, min_calls = 6 }',
+            r"min_calls \(6\) is larger than window \(5\)",
+        ),
     ],
 )
 def test_bad_dependency_is_refused(tmp_path: Path, body: str, message: str) -> None:
@@ -168,9 +195,9 @@ async def test_declared_loopback_dependency_is_allowed_plain_url_is_not(
 async def test_breaker_opens_after_failures_then_fails_fast(
     make_harness: Callable[..., Any], http_server: Any
 ) -> None:
-    """After failure_threshold 500s the breaker opens: the next call fails fast with
+    """After failure_threshold 503s the breaker opens: the next call fails fast with
     DependencyUnavailable, without reaching the server, and the fallback runs."""
-    http_server.route("GET", "/customers", status=500, body={"e": "down"})
+    http_server.route("GET", "/customers", status=503, body={"e": "down"})
     h = make_harness(crm(http_server.url, failure_threshold=3))
     await h.publish(call_flow())
     for i in range(3):
@@ -187,6 +214,7 @@ async def test_breaker_opens_after_failures_then_fails_fast(
     assert step.error is not None
     assert step.error["details"]["dependency"] == "crm"
     assert step.error["details"]["retry_at"] == h.engine.breakers.get("crm").retry_at()
+    assert step.error["details"]["request"] == f"GET {http_server.url}/customers"
     assert "circuit open" in step.error["message"]
 
 
@@ -217,15 +245,19 @@ async def test_timeouts_and_connection_errors_count_as_failures(
     )
     h = make_harness(config)
     await h.publish(call_flow("/slow"))
-    _, errors = await run_one(h, "c1")
+    slow, errors = await run_one(h, "c1")
     assert errors == ["NodeTimeout"]
-    assert h.engine.breakers.get("crm").failures == 1
+    (step,) = [c for c in await h.store.checkpoints(slow.id) if c.error]
+    assert step.error is not None
+    assert step.error["details"]["request"] == f"GET {http_server.url}/slow"
+    assert h.engine.breakers.get("crm").snapshot().failures == 1
     await h.publish(call_flow(dependency="gone") | {"id": "gone", "start": "call"})
     gone = await h.start("gone", conversation="c2")
     await h.settle()
     (step,) = [c for c in await h.store.checkpoints(gone.id) if c.error]
     assert step.error is not None and step.error["details"]["kind"] == "connection"
-    assert h.engine.breakers.get("gone").failures == 1
+    assert step.error["details"]["request"].startswith("GET http://127.0.0.1:")
+    assert h.engine.breakers.get("gone").snapshot().failures == 1
 
 
 @pytest.mark.parametrize("status", [400, 404, 422])
@@ -241,6 +273,29 @@ async def test_client_errors_do_not_open_the_breaker(
         assert errors == ["NodeError"]
     assert len(http_server.requests) == 4
     assert h.engine.breakers.get("crm").state is BreakerState.CLOSED
+
+
+async def test_a_500_fails_the_request_not_the_dependency(
+    make_harness: Callable[..., Any], http_server: Any
+) -> None:
+    """By default a 500 fails the node (its fallback runs) but counts as the dependency
+    answering, so a window full of them leaves the breaker closed; a dependency whose
+    count lists 5xx is opened by them."""
+    http_server.route("GET", "/customers", status=500)
+    h = make_harness(crm(http_server.url, window=4, min_calls=4))
+    await h.publish(call_flow())
+    for i in range(6):
+        ex, errors = await run_one(h, f"c{i}")
+        assert errors == ["NodeError"] and await bot_texts(h, ex.id) == ["sorry"]
+    snap = h.engine.breakers.get("crm").snapshot()
+    assert snap.state is BreakerState.CLOSED and (snap.calls, snap.failures) == (4, 0)
+    strict = crm(http_server.url, window=4, min_calls=4, count=["timeout", "connect", "5xx"])
+    other = make_harness(strict, worker_id="w2")
+    for i in range(4):
+        await run_one(other, f"s{i}")
+    assert other.engine.breakers.get("crm").state is BreakerState.OPEN
+    _, errors = await run_one(other, "s-fast")
+    assert errors == ["DependencyUnavailable"] and len(http_server.requests) == 10
 
 
 async def test_rate_limiting_counts_as_failure(
@@ -278,10 +333,10 @@ async def test_breaker_is_shared_by_executions_of_a_process_only(
 async def test_half_open_probe_after_open_seconds(
     make_harness: Callable[..., Any], http_server: Any
 ) -> None:
-    """After open_seconds one call goes through: a failure re-opens the breaker, a
-    success closes it."""
-    http_server.route("GET", "/customers", status=500)
-    h = make_harness(crm(http_server.url, failure_threshold=1, open_seconds=30))
+    """After open_seconds half_open_probes calls (here one) go through: a failure
+    re-opens the breaker, a success closes it."""
+    http_server.route("GET", "/customers", status=503)
+    h = make_harness(crm(http_server.url, failure_threshold=1, open_seconds=30, half_open_probes=1))
     await h.publish(call_flow())
     await run_one(h, "c1")
     breaker = h.engine.breakers.get("crm")
@@ -330,7 +385,7 @@ async def test_wait_for_dependency_resumes_when_it_is_back(
 ) -> None:
     """With waitForDependency an open breaker parks the execution in recovering; once
     the breaker lets a probe through and the call succeeds, the flow goes on."""
-    http_server.route("GET", "/customers", status=500)
+    http_server.route("GET", "/customers", status=503)
     h = make_harness(crm(http_server.url, failure_threshold=1, open_seconds=30))
     await h.publish(call_flow(waitForDependency={"maxWaitSeconds": 300}))
     await run_one(h, "c1")
@@ -352,7 +407,7 @@ async def test_wait_for_dependency_is_bounded(
     make_harness: Callable[..., Any], http_server: Any
 ) -> None:
     """When the dependency stays down past maxWaitSeconds the node's fallback runs."""
-    http_server.route("GET", "/customers", status=500)
+    http_server.route("GET", "/customers", status=503)
     h = make_harness(crm(http_server.url, failure_threshold=1, open_seconds=30))
     await h.publish(call_flow(waitForDependency={"maxWaitSeconds": 60}))
     await run_one(h, "c1")
@@ -394,7 +449,7 @@ async def test_healthy_probe_closes_the_breaker(
 ) -> None:
     """A healthy probe given the dependency's breaker closes it at once."""
     http_server.route("GET", "/health", body={})
-    http_server.route("GET", "/customers", status=500)
+    http_server.route("GET", "/customers", status=503)
     h = make_harness(crm(http_server.url, failure_threshold=1))
     await h.publish(call_flow())
     await run_one(h, "c1")

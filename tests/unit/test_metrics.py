@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from trilha.config import MetricsConfig
 from trilha.engine.clock import FakeClock
 from trilha.observability.metrics import OTHER, Metrics, error_kind
-from trilha.resilience.breaker import BreakerRegistry, BreakerSettings
+from trilha.resilience.breaker import BreakerRegistry, BreakerSettings, Call
 
 NAMES = [
     "trilha_node_executions_total",
@@ -112,7 +112,7 @@ def test_breaker_gauge_reads_states_at_render_time() -> None:
         (("dependency", "crm"),): 0,
         (("dependency", "payments"),): 0,
     }
-    pay.record_failure()
+    pay.record(Call("timeout"))
     assert samples(m, "trilha_breaker_state")[(("dependency", "payments"),)] == 2
     clock.advance(11)
     assert pay.allow()

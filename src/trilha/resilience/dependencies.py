@@ -11,12 +11,14 @@ makes the call under that breaker:
 
 - an open breaker fails fast with :class:`~trilha.errors.DependencyUnavailable`
   (carrying ``dependency`` and ``retry_at``) and no request goes out;
-- timeouts, connection errors, 5xx, 408 and 429 count as failures of the
-  dependency; any other answer (2xx-4xx: a 4xx is the caller's fault) as a
-  success;
+- every call that went out is told to the breaker (:class:`~trilha.resilience.breaker.Call`:
+  its kind, status, request and latency), which decides by the dependency's
+  ``breaker.count`` whether it counts against the dependency (by default timeouts,
+  connection errors, 429, 502, 503 and 504) or only against the request;
 - failures raise :class:`~trilha.errors.NodeError` with the details the
   engine's classifier reads: ``status`` and ``retry_after`` for an HTTP answer,
-  ``kind`` (``timeout`` / ``connection``) otherwise;
+  ``kind`` (``timeout`` / ``connection``) otherwise, and always ``request``
+  (``"METHOD URL"``), so a failed step says which request failed;
 - the answer is streamed and the call aborted with
   :class:`~trilha.errors.LimitExceeded` (``kind = "limit"``: not retried, not
   held against the dependency) once it passes ``max_bytes``, as sent or after
@@ -36,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import ssl
+import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +48,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from trilha.config import Config, DependencyConfig
-from trilha.core.policies import TRANSIENT, classify
 from trilha.core.templates import render_url
 from trilha.core.tenancy import dependency_denial
 from trilha.errors import (
@@ -57,7 +59,7 @@ from trilha.errors import (
     TrilhaError,
 )
 from trilha.netguard import check_url, guarded_client, pinned
-from trilha.resilience.breaker import BreakerRegistry, CircuitBreaker
+from trilha.resilience.breaker import BreakerRegistry, Call, CircuitBreaker
 
 if TYPE_CHECKING:
     from trilha.processors.base import StepContext
@@ -228,15 +230,20 @@ class DependencyClient:
         ``target.max_bytes``; an answer of 400 or more raises NodeError (see the module)."""
         what = f"{method} {target.url}"
         breaker = target.breaker
-        if breaker is not None and not breaker.allow():
-            raise DependencyUnavailable(
-                f"dependency '{target.dependency}' is unavailable (circuit open)",
-                dependency=target.dependency,
-                retry_at=breaker.retry_at(),
-            )
+        epoch = 0
+        if breaker is not None:
+            if not breaker.allow():
+                raise DependencyUnavailable(
+                    f"dependency '{target.dependency}' is unavailable (circuit open)",
+                    dependency=target.dependency,
+                    retry_at=breaker.retry_at(),
+                    request=what,
+                )
+            epoch = breaker.epoch
         merged = httpx.Headers({"accept-encoding": _ACCEPT_ENCODING})
         merged.update(target.headers)
         merged.update(headers or {})
+        began = time.perf_counter()
         try:
             try:
                 # one bound for all of it: resolving, connecting and reading every byte
@@ -251,20 +258,26 @@ class DependencyClient:
             except httpx.HTTPError as exc:
                 raise NodeError(f"{what} failed: {exc}", kind="connection") from exc
         except (NodeError, LimitExceeded) as exc:
-            _record(breaker, exc.details)
+            exc.details.setdefault("request", what)
+            _record(breaker, epoch, exc.details, str(exc), time.perf_counter() - began)
             raise
         except BaseException:  # cancelled: no verdict on the dependency
             if breaker is not None:
-                breaker.release()
+                breaker.release(epoch)
             raise
         status = reply.status_code
-        _record(breaker, {"status": status})
+        failure = None
         if status >= 400:
-            raise NodeError(
+            failure = NodeError(
                 f"{what} answered {status}",
                 status=status,
                 retry_after=reply.headers.get("retry-after"),
+                request=what,
             )
+        details = {"status": status, "request": what}
+        _record(breaker, epoch, details, str(failure or ""), time.perf_counter() - began)
+        if failure is not None:
+            raise failure
         return reply
 
     async def _exchange(
@@ -352,17 +365,34 @@ def _decode(layers: Sequence[_Inflater], data: bytes) -> Iterator[bytes]:
         yield from _decode(layers[1:], piece)
 
 
-def _record(breaker: CircuitBreaker | None, details: Mapping[str, Any]) -> None:
-    """Tell the breaker how the call went: transient failures count against the
-    dependency, any other answer (a 4xx, one too large) for it."""
+#: how the errors of :meth:`DependencyClient.send` read to a breaker (``kind`` detail)
+_CALL_KINDS: Final = {"timeout": "timeout", "connection": "connect"}
+
+
+def _record(
+    breaker: CircuitBreaker | None,
+    epoch: int,
+    details: Mapping[str, Any],
+    message: str,
+    latency: float,
+) -> None:
+    """Tell the breaker how the call went: an answer (whatever its status) or no answer
+    (a timeout, a connection error); a call refused on this side (a blocked address, a
+    bad configuration) tells nothing about the dependency and only frees its slot."""
     if breaker is None:
         return
-    if classify("NodeError", status=details.get("status"), kind=details.get("kind")) in TRANSIENT:
-        breaker.record_failure()
-    elif details.get("status") is not None:
-        breaker.record_success()
+    status = details.get("status")
+    kind = _CALL_KINDS.get(str(details.get("kind")))
+    request = details.get("request")
+    request = request if isinstance(request, str) else None
+    if isinstance(status, int):
+        breaker.record(Call("status", status, request, message, latency), epoch)
+    elif kind == "timeout":
+        breaker.record(Call("timeout", None, request, message, latency), epoch)
+    elif kind == "connect":
+        breaker.record(Call("connect", None, request, message, latency), epoch)
     else:
-        breaker.release()
+        breaker.release(epoch)
 
 
 async def probe(
@@ -377,7 +407,8 @@ async def probe(
     Without a health URL there is nothing to ask, so the answer is ``True`` and
     the next real call, let through by the half-open breaker, is the probe.
     The call goes through ``client`` like a node's (pinned address, no cookies,
-    a capped body). A healthy answer closes ``breaker`` when one is given. Never raises.
+    a capped body). A healthy answer closes ``breaker`` when one is given, whatever
+    its probes said (the health URL speaks for the whole service). Never raises.
     """
     if dep.health_url is None:
         return True
@@ -395,5 +426,5 @@ async def probe(
         return False
     healthy = 200 <= reply.status_code < 300
     if healthy and breaker is not None:
-        breaker.record_success()
+        breaker.healthy(f"GET {target.url}", reply.status_code)
     return healthy
