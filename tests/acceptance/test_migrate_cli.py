@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pgcluster import PgCluster, run_sync
-from trilha.store.migrations import latest_version
+from trilha.store.migrations import latest_version, load
 
 pytestmark = pytest.mark.slow
 
@@ -96,13 +96,20 @@ def test_a_newer_schema_is_refused_by_every_command(
 def test_sqlite_migrates_itself_but_refuses_a_newer_file(cli: Any) -> None:
     path = cli.cwd / "old.db"
     url = f"sqlite:///{path}"
-    assert cli("migrate", "--store", url).returncode == 0
-    # an older file: the last migration not applied yet
-    last = latest_version("sqlite")
+    # an older file: every migration but the last applied, as that trilha applied them
+    *older, newest = load("sqlite")
+    last = newest.version
     with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE workers")
-        conn.execute("DROP INDEX executions_leased")
-        conn.execute("DELETE FROM schema_migrations WHERE version = ?", (last,))
+        conn.execute(
+            "CREATE TABLE schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        for migration in older:
+            conn.executescript(migration.sql)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, 0)",
+                (migration.version, migration.name),
+            )
     assert cli("worker", "--until-idle", "--store", url).returncode == 0
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (last,)

@@ -150,6 +150,58 @@ class StoredResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class StepErrorMatch:
+    """Which failed steps count (``GET /v1/executions?errorNode=..&since=..``); ``None``
+    fields do not narrow. A failed step is a checkpoint with an error."""
+
+    #: only steps that started at or after this
+    since: float | None = None
+    node_id: str | None = None
+    #: the error's kind (:class:`~trilha.core.policies.ErrorKind` values)
+    kind: str | None = None
+    #: the HTTP status the dependency answered
+    status: int | None = None
+    dependency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedStep:
+    """An execution's failed step, with the input it failed on: the request of an http
+    or ai step (``METHOD URL``), else the step's own input. As stored: not masked."""
+
+    execution_id: str
+    seq: int
+    node_id: str | None
+    at: float
+    input: Any
+    error: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroup:
+    """Failed steps alike: the same flow, node, dependency, error kind and HTTP status.
+    ``type`` and ``message`` are the newest one's, as are ``inputs`` (distinct, newest
+    first; as stored: not masked)."""
+
+    flow_id: str
+    node_id: str | None
+    node_type: str | None
+    dependency: str | None
+    kind: str | None
+    status: int | None
+    type: str | None
+    message: str | None
+    #: failed steps
+    count: int
+    #: distinct executions they belong to
+    executions: int
+    first_seen: float
+    last_seen: float
+    example_execution_id: str
+    inputs: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionFilter:
     """What ``GET /v1/executions`` narrows by; ``None`` fields do not filter."""
 
@@ -165,6 +217,10 @@ class ExecutionFilter:
     stuck_before: float | None = None
     #: only executions with an error now or a step that failed on the way
     with_errors: bool = False
+    #: only ended executions with this outcome
+    outcome: str | None = None
+    #: only executions with a failed step that matches
+    failed_step: StepErrorMatch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +499,15 @@ class Store(Protocol):
         """How many executions are in each status (statuses with none are left out);
         with ``institution_id``, that institution's only."""
 
+    async def count_by_outcome(self, institution_id: str | None = None) -> dict[str, int]:
+        """How many ended executions have each outcome (outcomes with none are left
+        out); with ``institution_id``, that institution's only."""
+
+    async def waiting_for_dependencies(self, institution_id: str | None = None) -> dict[str, int]:
+        """How many executions wait for each dependency (``recovering``, waiting for
+        ``dependency``; the one named in their error); with ``institution_id``, that
+        institution's only."""
+
     async def status_since(self, execution_ids: Sequence[str]) -> dict[str, float]:
         """When each execution entered its current state (its latest transition);
         ids with no transition are left out."""
@@ -460,6 +525,25 @@ class Store(Protocol):
     ) -> StoreStats:
         """Success by node type, turn times by flow (mean, p95, max), errors by
         institution and the ``limit`` slowest nodes, over steps and turns since ``since``."""
+
+    async def error_groups(
+        self,
+        since: float,
+        *,
+        institution_id: str | None = None,
+        flow_id: str | None = None,
+        limit: int = 50,
+        inputs: int = 10,
+    ) -> list[ErrorGroup]:
+        """The failed steps since ``since``, grouped by flow, node, dependency, error
+        kind and HTTP status: the ``limit`` biggest groups, biggest first, each with up
+        to ``inputs`` distinct failing inputs (newest first)."""
+
+    async def failed_steps(
+        self, execution_ids: Sequence[str], match: StepErrorMatch
+    ) -> dict[str, FailedStep]:
+        """Each execution's latest failed step that ``match`` admits (executions with
+        none are left out)."""
 
     async def purge_logs(self, ended_before: float, *, limit: int = 10_000) -> int:
         """Delete up to ``limit`` trail lines of executions that ended before

@@ -77,7 +77,9 @@ from trilha.store import migrations
 from trilha.store.base import (
     ApiKey,
     Claimed,
+    ErrorGroup,
     ExecutionFilter,
+    FailedStep,
     FlowTurnStats,
     InboundResult,
     InstitutionErrors,
@@ -86,6 +88,7 @@ from trilha.store.base import (
     QueueStats,
     SlowNode,
     StepCommit,
+    StepErrorMatch,
     StoredFlow,
     StoredResponse,
     StoreStats,
@@ -102,9 +105,13 @@ from trilha.store.rows import (
     EXEC_FIELDS,
     INBOX_COLUMNS,
     OUTBOX_COLUMNS,
+    STEP_ERROR_COLUMNS,
+    STEP_ERROR_GROUP,
     TERMINAL_SQL,
     TRANSITION_COLUMNS,
     Row,
+    dependency_waited_for,
+    error_groups_from_rows,
     execution_params,
     json_or_none,
     lenient_json,
@@ -113,11 +120,13 @@ from trilha.store.rows import (
     row_to_api_key,
     row_to_checkpoint,
     row_to_execution,
+    row_to_failed_step,
     row_to_inbound,
     row_to_outbound,
     row_to_trail_event,
     row_to_transition,
     salvage,
+    step_error_rows,
     stored_status,
 )
 
@@ -667,6 +676,41 @@ class PostgresStore:
 
         return await self._read(run)
 
+    async def count_by_outcome(self, institution_id: str | None = None) -> dict[str, int]:
+        async def run(conn: Connection) -> dict[str, int]:
+            if institution_id is None:
+                rows = await conn.fetch(
+                    "SELECT outcome, COUNT(*) FROM executions WHERE outcome IS NOT NULL"
+                    " GROUP BY outcome"
+                )
+            else:
+                rows = await conn.fetch(
+                    "SELECT outcome, COUNT(*) FROM executions WHERE institution_id = $1"
+                    " AND outcome IS NOT NULL GROUP BY outcome",
+                    institution_id,
+                )
+            return {str(r[0]): int(r[1]) for r in rows}
+
+        return await self._read(run)
+
+    async def waiting_for_dependencies(self, institution_id: str | None = None) -> dict[str, int]:
+        async def run(conn: Connection) -> dict[str, int]:
+            params = _Params()
+            sql = (
+                "SELECT error FROM executions WHERE status = 'recovering'"
+                " AND waiting_for = 'dependency'"
+            )
+            if institution_id is not None:
+                sql += f" AND institution_id = {params.add(institution_id)}"
+            counts: dict[str, int] = {}
+            for row in await conn.fetch(sql, *params.values):
+                name = dependency_waited_for(row[0])
+                if name is not None:
+                    counts[name] = counts.get(name, 0) + 1
+            return counts
+
+        return await self._read(run)
+
     async def status_since(self, execution_ids: Sequence[str]) -> dict[str, float]:
         ids = list(dict.fromkeys(execution_ids))
 
@@ -813,6 +857,9 @@ class PostgresStore:
                         for c in commit.checkpoints
                     ],
                 )
+                failed = step_error_rows(ex, commit.checkpoints)
+                if failed:
+                    await conn.executemany(_INSERT_STEP_ERROR, failed)
             await _insert_transitions(conn, commit.transitions)
             if commit.outbox:
                 await conn.executemany(
@@ -1375,6 +1422,58 @@ class PostgresStore:
 
         return await self._read(run)
 
+    async def error_groups(
+        self,
+        since: float,
+        *,
+        institution_id: str | None = None,
+        flow_id: str | None = None,
+        limit: int = 50,
+        inputs: int = 10,
+    ) -> list[ErrorGroup]:
+        async def run(conn: Connection) -> list[ErrorGroup]:
+            params = _Params()
+            where = _step_error_terms(
+                StepErrorMatch(since=since),
+                params,
+                institution_id=institution_id,
+                flow_id=flow_id,
+            )
+            groups = await conn.fetch(
+                f"SELECT {STEP_ERROR_GROUP}, MAX(node_type), COUNT(*),"
+                " COUNT(DISTINCT execution_id), MIN(at), MAX(at) FROM step_errors"
+                f" WHERE {where} GROUP BY {STEP_ERROR_GROUP}"
+                f" ORDER BY COUNT(*) DESC, MAX(at) DESC, {STEP_ERROR_GROUP}"
+                f" LIMIT {int(limit)}",
+                *params.values,
+            )
+            examples = await conn.fetch(
+                _ERROR_EXAMPLES.format(where=where, inputs=int(inputs)), *params.values
+            )
+            return error_groups_from_rows(groups, examples)
+
+        return await self._read(run)
+
+    async def failed_steps(
+        self, execution_ids: Sequence[str], match: StepErrorMatch
+    ) -> dict[str, FailedStep]:
+        ids = list(dict.fromkeys(execution_ids))
+
+        async def run(conn: Connection) -> dict[str, FailedStep]:
+            params = _Params(ids)
+            where = _step_error_terms(match, params, alias="s.")
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (s.execution_id) s.execution_id, s.seq, s.node_id, s.at,"
+                " s.input, c.error FROM step_errors s JOIN checkpoints c"
+                " ON c.execution_id = s.execution_id AND c.seq = s.seq"
+                f" WHERE s.execution_id = ANY($1::text[]) AND {where}"
+                " ORDER BY s.execution_id, s.seq DESC",
+                *params.values,
+            )
+            return {row[0]: row_to_failed_step(row) for row in rows}
+
+        return await self._read(run) if ids else {}
+
     async def purge_logs(self, ended_before: float, *, limit: int = 10_000) -> int:
         async def run(conn: Connection) -> int:
             # ids come from a sequence and are never handed out twice: the newest line
@@ -1674,6 +1773,22 @@ _UPDATE_EXECUTION = (
     + f" WHERE id = ${len(COMMIT_FIELDS) + 3} AND fencing_token = ${len(COMMIT_FIELDS) + 4}"
     + f" AND lease_owner = ${len(COMMIT_FIELDS) + 5}"
 )
+_INSERT_STEP_ERROR = (
+    f"INSERT INTO step_errors ({STEP_ERROR_COLUMNS})"
+    f" VALUES ({', '.join(f'${i}' for i in range(1, len(STEP_ERROR_COLUMNS.split(',')) + 1))})"
+)
+#: the newest failure of each distinct input per error group, newest first, ``inputs``
+#: of each group (the group's newest failure is its first row: its example)
+_ERROR_EXAMPLES = (
+    f"SELECT {STEP_ERROR_GROUP}, input, execution_id, type, message FROM ("
+    f" SELECT *, ROW_NUMBER() OVER (PARTITION BY {STEP_ERROR_GROUP}"
+    "  ORDER BY at DESC, execution_id DESC, seq DESC) AS n FROM ("
+    f"  SELECT {STEP_ERROR_GROUP}, input, execution_id, type, message, at, seq,"
+    f"  ROW_NUMBER() OVER (PARTITION BY {STEP_ERROR_GROUP}, input"
+    "   ORDER BY at DESC, execution_id DESC, seq DESC) AS per_input"
+    "  FROM step_errors WHERE {where}) AS distinct_inputs WHERE per_input = 1) AS ranked"
+    " WHERE n <= {inputs} ORDER BY n"
+)
 #: every column but the id ($1..$28), by id ($29); operator_write adds its guards as $30..
 _UPDATE_EXECUTION_BY_ID = (
     "UPDATE executions SET "
@@ -1862,6 +1977,33 @@ async def _stored_response(conn: Connection, scope: str, key: str) -> StoredResp
     return StoredResponse(row[0], int(row[1]), lenient_json(row[2]), row[3])
 
 
+def _step_error_terms(
+    match: StepErrorMatch,
+    params: _Params,
+    *,
+    institution_id: str | None = None,
+    flow_id: str | None = None,
+    alias: str = "",
+) -> str:
+    """The AND-ed SQL terms over step_errors (columns prefixed with ``alias``) that
+    admit the failed steps ``match`` admits, of ``institution_id`` and ``flow_id`` when
+    given; ``TRUE`` when nothing narrows."""
+    terms: list[str] = []
+    for column, value in (
+        ("institution_id", institution_id),
+        ("flow_id", flow_id),
+        ("node_id", match.node_id),
+        ("kind", match.kind),
+        ("status", match.status),
+        ("dependency", match.dependency),
+    ):
+        if value is not None:
+            terms.append(f"{alias}{column} = {params.add(value)}")
+    if match.since is not None:
+        terms.append(f"{alias}at >= {params.add(match.since)}")
+    return " AND ".join(terms) or "TRUE"
+
+
 def _execution_terms(where: ExecutionFilter | None, params: _Params) -> list[str]:
     """The AND-ed terms of a listing's filter (PostgreSQL's planner picks the index)."""
     terms: list[str] = []
@@ -1873,9 +2015,13 @@ def _execution_terms(where: ExecutionFilter | None, params: _Params) -> list[str
         ("institution_id", where.institution_id),
         ("flow_id", where.flow_id),
         ("status", where.status),
+        ("outcome", where.outcome),
     ):
         if value is not None:
             terms.append(f"{column} = {params.add(value)}")
+    if where.failed_step is not None:
+        found = _step_error_terms(where.failed_step, params, institution_id=where.institution_id)
+        terms.append(f"id IN (SELECT execution_id FROM step_errors WHERE {found})")
     if where.with_errors:
         terms.append(
             "(error IS NOT NULL OR EXISTS (SELECT 1 FROM checkpoints c"

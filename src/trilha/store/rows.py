@@ -11,6 +11,7 @@ be read of it is salvaged for recovery.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 import orjson
@@ -28,7 +29,7 @@ from trilha.core.execution import (
 )
 from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
 from trilha.errors import CorruptedRecord
-from trilha.store.base import ApiKey, TrailEvent
+from trilha.store.base import ApiKey, ErrorGroup, FailedStep, TrailEvent
 
 
 def loads_or_none(text: str | None) -> Any:
@@ -391,3 +392,133 @@ def row_to_checkpoint(r: Any) -> Checkpoint:
         r[12],
         r[13],
     )
+
+
+# failed steps ------------------------------------------------------------------------
+
+#: a step_errors row's columns, in the order :func:`step_error_params` gives them
+STEP_ERROR_COLUMNS = (
+    "execution_id, seq, institution_id, flow_id, node_id, node_type, dependency, kind,"
+    " status, type, message, input, at"
+)
+#: what failed steps are grouped by (``GET /v1/errors``)
+STEP_ERROR_GROUP = "flow_id, node_id, dependency, kind, status"
+#: the longest message and input (as JSON text) a step_errors row keeps: enough to
+#: tell one failure from another, not a copy of a large reply
+STEP_ERROR_TEXT_MAX = 2_000
+
+
+def _text(value: Any) -> str | None:
+    return value[:STEP_ERROR_TEXT_MAX] if isinstance(value, str) else None
+
+
+def failing_input(checkpoint: Checkpoint) -> Any:
+    """What a step failed on: the request of a dependency call (``METHOD URL``, in the
+    error's details), else the step's own input (a reply)."""
+    error = checkpoint.error if isinstance(checkpoint.error, dict) else {}
+    details = error.get("details")
+    request = details.get("request") if isinstance(details, dict) else None
+    return request if isinstance(request, str) else checkpoint.input
+
+
+def step_error_params(ex: Execution, checkpoint: Checkpoint) -> tuple[Any, ...] | None:
+    """The step_errors row of a checkpoint (``STEP_ERROR_COLUMNS`` order), or ``None``
+    when its step did not fail. The flow is the one the step ran in, from the
+    checkpoint's state: a failure that sends the execution to a fallback flow commits
+    with the execution already in that flow."""
+    error = checkpoint.error
+    if not isinstance(error, dict):
+        return None
+    details = error.get("details")
+    details = details if isinstance(details, dict) else {}
+    status = details.get("status")
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        status = None
+    flow_id = ex.flow_id
+    try:
+        flow = orjson.loads(checkpoint.state).get("flow")
+        if isinstance(flow, list) and flow and isinstance(flow[0], str):
+            flow_id = flow[0]
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    failed_on = json_or_none(failing_input(checkpoint))
+    if failed_on is not None and len(failed_on) > STEP_ERROR_TEXT_MAX:
+        failed_on = dumps(failed_on[:STEP_ERROR_TEXT_MAX] + "…")
+    return (
+        checkpoint.execution_id,
+        checkpoint.seq,
+        ex.institution_id,
+        flow_id,
+        checkpoint.node_id,
+        checkpoint.node_type,
+        _text(details.get("dependency")),
+        _text(error.get("kind")),
+        status,
+        _text(error.get("type")),
+        _text(error.get("message")),
+        failed_on,
+        checkpoint.started_at,
+    )
+
+
+def step_error_rows(commit_execution: Execution, checkpoints: list[Checkpoint]) -> list[Any]:
+    """The step_errors rows of a commit's checkpoints (most commits have none)."""
+    rows = []
+    for checkpoint in checkpoints:
+        if checkpoint.error is not None:
+            row = step_error_params(commit_execution, checkpoint)
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def error_groups_from_rows(groups: Sequence[Any], examples: Sequence[Any]) -> list[ErrorGroup]:
+    """Error groups from the two queries every backend runs: the aggregate (``groups``:
+    the group's columns, node type, count, executions, first and last seen) and the
+    newest failure of each distinct input per group, newest first (``examples``: the
+    group's columns, input, execution id, type, message)."""
+    newest: dict[tuple[Any, ...], list[Any]] = {}
+    for row in examples:
+        newest.setdefault(tuple(row[:5]), []).append(row)
+    found = []
+    for row in groups:
+        key = tuple(row[:5])
+        inputs = newest.get(key, [])
+        head = inputs[0] if inputs else None
+        found.append(
+            ErrorGroup(
+                flow_id=row[0],
+                node_id=row[1],
+                node_type=row[5],
+                dependency=row[2],
+                kind=row[3],
+                status=None if row[4] is None else int(row[4]),
+                type=None if head is None else head[7],
+                message=None if head is None else head[8],
+                count=int(row[6]),
+                executions=int(row[7]),
+                first_seen=float(row[8]),
+                last_seen=float(row[9]),
+                example_execution_id="" if head is None else head[6],
+                inputs=[lenient_json(r[5]) for r in inputs if r[5] is not None],
+            )
+        )
+    return found
+
+
+def row_to_failed_step(row: Any) -> FailedStep:
+    """A failed step from (execution_id, seq, node_id, at, input, the checkpoint's error)."""
+    return FailedStep(
+        row[0], int(row[1]), row[2], float(row[3]), lenient_json(row[4]), lenient_json(row[5])
+    )
+
+
+def dependency_waited_for(error_text: Any) -> str | None:
+    """The dependency a waiting execution's error names (``None`` when it names none or
+    cannot be read: a corrupted row is counted by no dependency)."""
+    try:
+        error = orjson.loads(error_text) if isinstance(error_text, str | bytes) else None
+    except orjson.JSONDecodeError:
+        return None
+    name = error.get("dependency") if isinstance(error, dict) else None
+    return name if isinstance(name, str) else None

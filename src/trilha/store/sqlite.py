@@ -56,7 +56,9 @@ from trilha.store import migrations
 from trilha.store.base import (
     ApiKey,
     Claimed,
+    ErrorGroup,
     ExecutionFilter,
+    FailedStep,
     FlowTurnStats,
     InboundResult,
     InstitutionErrors,
@@ -65,6 +67,7 @@ from trilha.store.base import (
     QueueStats,
     SlowNode,
     StepCommit,
+    StepErrorMatch,
     StoredFlow,
     StoredResponse,
     StoreStats,
@@ -81,10 +84,14 @@ from trilha.store.rows import (
     EXEC_FIELDS,
     INBOX_COLUMNS,
     OUTBOX_COLUMNS,
+    STEP_ERROR_COLUMNS,
+    STEP_ERROR_GROUP,
     TERMINAL_SQL,
     TRAIL_MARK,
     TRANSITION_COLUMNS,
     Row,
+    dependency_waited_for,
+    error_groups_from_rows,
     execution_params,
     json_or_none,
     lenient_json,
@@ -93,11 +100,13 @@ from trilha.store.rows import (
     row_to_api_key,
     row_to_checkpoint,
     row_to_execution,
+    row_to_failed_step,
     row_to_inbound,
     row_to_outbound,
     row_to_trail_event,
     row_to_transition,
     salvage,
+    step_error_rows,
     stored_status,
 )
 
@@ -503,6 +512,44 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def count_by_outcome(self, institution_id: str | None = None) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            # off the partial outcome indexes alone: only ended executions are read
+            if institution_id is None:
+                rows = conn.execute(
+                    "SELECT outcome, COUNT(*) FROM executions WHERE outcome IS NOT NULL"
+                    " GROUP BY outcome"
+                )
+            else:
+                rows = conn.execute(
+                    "SELECT outcome, COUNT(*) FROM executions"
+                    " INDEXED BY executions_institution_outcome"
+                    " WHERE institution_id = ? AND outcome IS NOT NULL GROUP BY outcome",
+                    (institution_id,),
+                )
+            return {str(outcome): int(n) for outcome, n in rows}
+
+        return await self._read(run)
+
+    async def waiting_for_dependencies(self, institution_id: str | None = None) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            sql = (
+                "SELECT error FROM executions WHERE status = 'recovering'"
+                " AND +waiting_for = 'dependency'"
+            )
+            params: tuple[Any, ...] = ()
+            if institution_id is not None:
+                sql += " AND +institution_id = ?"
+                params = (institution_id,)
+            counts: dict[str, int] = {}
+            for (error,) in conn.execute(sql, params):
+                name = dependency_waited_for(error)
+                if name is not None:
+                    counts[name] = counts.get(name, 0) + 1
+            return counts
+
+        return await self._read(run)
+
     async def status_since(self, execution_ids: Sequence[str]) -> dict[str, float]:
         ids = list(dict.fromkeys(execution_ids))
 
@@ -672,6 +719,9 @@ class SQLiteStore:
                         for c in commit.checkpoints
                     ],
                 )
+                failed = step_error_rows(ex, commit.checkpoints)
+                if failed:
+                    conn.executemany(_INSERT_STEP_ERROR, failed)
             _insert_transitions(conn, commit.transitions)
             if commit.outbox:
                 conn.executemany(
@@ -1205,6 +1255,54 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def error_groups(
+        self,
+        since: float,
+        *,
+        institution_id: str | None = None,
+        flow_id: str | None = None,
+        limit: int = 50,
+        inputs: int = 10,
+    ) -> list[ErrorGroup]:
+        where, params = _step_error_terms(
+            StepErrorMatch(since=since), institution_id=institution_id, flow_id=flow_id
+        )
+
+        def run(conn: sqlite3.Connection) -> list[ErrorGroup]:
+            groups = conn.execute(
+                f"SELECT {STEP_ERROR_GROUP}, MAX(node_type), COUNT(*),"
+                " COUNT(DISTINCT execution_id), MIN(at), MAX(at) FROM step_errors"
+                f" WHERE {where} GROUP BY {STEP_ERROR_GROUP}"
+                f" ORDER BY COUNT(*) DESC, MAX(at) DESC, {STEP_ERROR_GROUP} LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            examples = conn.execute(_ERROR_EXAMPLES.format(where=where), (*params, inputs))
+            return error_groups_from_rows(groups, examples.fetchall())
+
+        return await self._read(run)
+
+    async def failed_steps(
+        self, execution_ids: Sequence[str], match: StepErrorMatch
+    ) -> dict[str, FailedStep]:
+        ids = list(dict.fromkeys(execution_ids))
+        where, params = _step_error_terms(match, alias="s.")
+
+        def run(conn: sqlite3.Connection) -> dict[str, FailedStep]:
+            rows = conn.execute(
+                "SELECT s.execution_id, s.seq, s.node_id, s.at, s.input, c.error"
+                " FROM step_errors s JOIN checkpoints c"
+                " ON c.execution_id = s.execution_id AND c.seq = s.seq"
+                f" WHERE s.execution_id IN ({', '.join('?' * len(ids))}) AND {where}"
+                " ORDER BY s.execution_id, s.seq DESC",
+                (*ids, *params),
+            ).fetchall()
+            found: dict[str, FailedStep] = {}
+            for row in rows:
+                found.setdefault(row[0], row_to_failed_step(row))
+            return found
+
+        return await self._read(run) if ids else {}
+
     async def purge_logs(self, ended_before: float, *, limit: int = 10_000) -> int:
         def run(conn: sqlite3.Connection) -> int:
             # SQLite gives a new row max(id) + 1: were the newest line deleted, its id
@@ -1550,6 +1648,22 @@ _UPDATE_EXECUTION = (
     + ", lease_owner = ?, lease_expires_at = ?"
     + " WHERE id = ? AND fencing_token = ? AND lease_owner = ?"
 )
+_INSERT_STEP_ERROR = (
+    f"INSERT INTO step_errors ({STEP_ERROR_COLUMNS})"
+    f" VALUES ({', '.join('?' * len(STEP_ERROR_COLUMNS.split(',')))})"
+)
+#: the newest failure of each distinct input per error group, newest first, the first
+#: ``?`` of each group (the group's newest failure is its first row: its example)
+_ERROR_EXAMPLES = (
+    f"SELECT {STEP_ERROR_GROUP}, input, execution_id, type, message FROM ("
+    f" SELECT *, ROW_NUMBER() OVER (PARTITION BY {STEP_ERROR_GROUP}"
+    "  ORDER BY at DESC, execution_id DESC, seq DESC) AS n FROM ("
+    f"  SELECT {STEP_ERROR_GROUP}, input, execution_id, type, message, at, seq,"
+    f"  ROW_NUMBER() OVER (PARTITION BY {STEP_ERROR_GROUP}, input"
+    "   ORDER BY at DESC, execution_id DESC, seq DESC) AS per_input"
+    "  FROM step_errors WHERE {where}) WHERE per_input = 1)"
+    " WHERE n <= ? ORDER BY n"
+)
 _UPDATE_EXECUTION_BY_ID = (
     "UPDATE executions SET "
     + ", ".join(f"{f} = ?" for f in EXEC_FIELDS[1:])
@@ -1705,32 +1819,96 @@ def _quarantine(
 # the API -------------------------------------------------------------------------------
 
 
+def _step_error_terms(
+    match: StepErrorMatch,
+    *,
+    institution_id: str | None = None,
+    flow_id: str | None = None,
+    alias: str = "",
+) -> tuple[str, list[Any]]:
+    """The AND-ed SQL terms over step_errors (columns prefixed with ``alias``) that
+    admit the failed steps ``match`` admits, of ``institution_id`` and ``flow_id`` when
+    given, with their parameters; ``1 = 1`` when nothing narrows."""
+    terms: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("institution_id", institution_id),
+        ("flow_id", flow_id),
+        ("node_id", match.node_id),
+        ("kind", match.kind),
+        ("status", match.status),
+        ("dependency", match.dependency),
+    ):
+        if value is not None:
+            terms.append(f"{alias}{column} = ?")
+            params.append(value)
+    if match.since is not None:
+        terms.append(f"{alias}at >= ?")
+        params.append(match.since)
+    return " AND ".join(terms) or "1 = 1", params
+
+
 def _execution_filter(where: ExecutionFilter | None) -> tuple[str, list[str], list[Any]]:
-    """What a listing reads from, and the SQL terms (AND-ed) with their parameters.
+    """What a listing reads from, and the SQL terms (AND-ed) with their parameters
+    (the parameters of what it reads from first: it comes first in the query).
 
     SQLite has no statistics to tell a conversation (a handful of rows) from a tenant
     (millions), so the listing names the filter that leads: the most selective one
     given, read newest first off its (column, created_at) index; the other filters are
-    written with a unary ``+`` and checked row by row."""
+    written with a unary ``+`` and checked row by row. Failed steps are few next to
+    executions: when they filter, they lead (the executions they name are read by id
+    and sorted), unless a conversation or a contact does; an outcome leads with the
+    tenant, off their (institution_id, outcome, created_at) index."""
     terms: list[str] = []
     params: list[Any] = []
     if where is None:
         return "executions", terms, params
+    source = "executions"
     filters = {
         "conversation_id": where.conversation_id,
         "contact_id": where.contact_id,
         "institution_id": where.institution_id,
         "flow_id": where.flow_id,
         "status": where.status,
+        "outcome": where.outcome,
     }
     # few executions are active at once; an ended status is most of the table
     active = where.status is not None and stored_status(where.status) not in TERMINAL
-    order = ["conversation_id", "contact_id", "status" if active else "", "institution_id"]
-    lead = next((c for c in [*order, "flow_id", "status"] if filters.get(c) is not None), None)
+    first = next(
+        (
+            c
+            for c in ("conversation_id", "contact_id", "status" if active else "")
+            if filters.get(c) is not None
+        ),
+        None,
+    )
+    leads: set[str | None]
+    failed = where.failed_step
+    if first is not None:
+        leads = {first}
+    elif failed is not None:
+        leads = set()
+        found, params = _step_error_terms(failed, institution_id=where.institution_id)
+        # CROSS JOIN: SQLite reads the failed steps first, then each execution by id
+        source = (
+            f"(SELECT DISTINCT execution_id AS failed_id FROM step_errors WHERE {found})"
+            " CROSS JOIN executions ON executions.id = failed_id"
+        )
+    elif where.outcome is not None:
+        leads = {"outcome", "institution_id"}
+    else:
+        order = ["institution_id", "flow_id", "status"]
+        leads = {next((c for c in order if filters.get(c) is not None), None)}
     for column, value in filters.items():
         if value is not None:
-            terms.append(f"{column} = ?" if column == lead else f"+{column} = ?")
+            terms.append(f"{column} = ?" if column in leads else f"+{column} = ?")
             params.append(value)
+    if failed is not None and source == "executions":
+        found, found_params = _step_error_terms(failed, alias="s.")
+        terms.append(
+            f"EXISTS (SELECT 1 FROM step_errors s WHERE s.execution_id = executions.id AND {found})"
+        )
+        params += found_params
     if where.with_errors:
         terms.append(
             "(error IS NOT NULL OR EXISTS (SELECT 1 FROM checkpoints c"
@@ -1747,10 +1925,11 @@ def _execution_filter(where: ExecutionFilter | None) -> tuple[str, list[str], li
             "(wake_at IS NULL OR wake_at < ? OR due_at < ?)",
         ]
         params += [where.stuck_before] * 3
-        # the active executions are few next to the ended ones: sort the stuck among
-        # them rather than walk a whole index newest first
-        return "executions INDEXED BY executions_active", terms, params
-    return "executions", terms, params
+        if source == "executions":
+            # the active executions are few next to the ended ones: sort the stuck among
+            # them rather than walk a whole index newest first
+            source = "executions INDEXED BY executions_active"
+    return source, terms, params
 
 
 def _stored_response(conn: sqlite3.Connection, scope: str, key: str) -> StoredResponse | None:
