@@ -50,6 +50,26 @@ export function withQuery(path, params = {}) {
 }
 
 /**
+ * The page's own view of an API URL the server handed out (an alert's evidence, an
+ * error group's executions): `/v1/errors?…` is the Errors view, `/v1/executions?…`
+ * the list, with the same query; null for anything else, so a link from the
+ * server never leads off the debugger.
+ */
+export function viewOf(url) {
+  if (typeof url !== "string" || !url) return null;
+  let parsed;
+  try {
+    parsed = new URL(url, location.origin);
+  } catch {
+    return null;
+  }
+  if (parsed.origin !== location.origin) return null;
+  if (parsed.pathname === "/v1/errors") return `/debugger/errors${parsed.search}`;
+  if (parsed.pathname === "/v1/executions") return `/debugger/${parsed.search}`;
+  return null;
+}
+
+/**
  * Call the API; resolves to the parsed JSON body (or null on 202/204 without one).
  * options: {method, body, signal, key, quiet401}
  */

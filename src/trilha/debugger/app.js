@@ -1,33 +1,45 @@
 // The page's entry point: who is logged in, which view is on screen, and the
-// routing between them. Routes are real paths (/debugger/ and
-// /debugger/executions/<id>, served index.html by the API) so a link to an
-// execution can be shared and opened in a new tab. Each view is a
-// mount(container, ctx) -> {unmount} pair that owns its fetches and streams, so
-// leaving a view stops everything it started.
+// routing between them. Routes are real paths (/debugger/,
+// /debugger/executions/<id>, /debugger/errors, /debugger/dependencies, served
+// index.html by the API) so a link to any of them can be shared and opened in a
+// new tab. Each view is a mount(container, ctx) -> {unmount} pair that owns its
+// fetches and streams, so leaving a view stops everything it started. The alert
+// banner belongs to the page, not a view: an alert stays in sight on every view
+// while it fires, and its links lead into the views.
 
 import { api, getKey, onUnauthorized, setKey } from "./api.js";
+import { AlertBanner } from "./counts.js";
+import { mountDependencies } from "./dependencies.js";
 import { setupDialog } from "./dialog.js";
 import { h } from "./dom.js";
+import { mountErrors } from "./errors.js";
 import { mountExecution } from "./execution.js";
 import { mountList } from "./list.js";
 import { mountLogin } from "./login.js";
 import "./metrics.js";
 
 const main = document.getElementById("main");
-const state = { me: null, view: null };
+const state = { me: null, view: null, alerts: null };
 
 function route() {
   const match = location.pathname.match(/^\/debugger\/executions\/([^/]+)\/?$/);
   if (match) return { name: "execution", id: decodeURIComponent(match[1]) };
+  if (/^\/debugger\/errors\/?$/.test(location.pathname)) return { name: "errors" };
+  if (/^\/debugger\/dependencies\/?$/.test(location.pathname)) return { name: "dependencies" };
   return { name: "list" };
 }
+
+const VIEWS = {
+  list: (ctx) => mountList(main, ctx),
+  errors: (ctx) => mountErrors(main, ctx),
+  dependencies: (ctx) => mountDependencies(main, ctx),
+};
 
 function unmountView() {
   state.view?.unmount?.();
   state.view = null;
   main.replaceChildren();
   document.getElementById("counts").replaceChildren();
-  document.getElementById("alerts").hidden = true;
 }
 
 function render() {
@@ -38,7 +50,17 @@ function render() {
   }
   const where = route();
   const ctx = { me: state.me, navigate };
-  state.view = where.name === "execution" ? mountExecution(main, where.id, ctx) : mountList(main, ctx);
+  markView(where.name);
+  state.view = where.name === "execution" ? mountExecution(main, where.id, ctx) : VIEWS[where.name](ctx);
+}
+
+/** The header's view links: the one on screen is marked (an execution is the list's). */
+function markView(name) {
+  const current = name === "execution" ? "list" : name;
+  for (const link of document.querySelectorAll("#views a")) {
+    if (link.dataset.view === current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
 }
 
 export function navigate(url, { replace = false } = {}) {
@@ -52,10 +74,14 @@ export function navigate(url, { replace = false } = {}) {
 function showIdentity() {
   const identity = document.getElementById("identity");
   const who = document.getElementById("who");
+  document.getElementById("views").hidden = !state.me;
   if (!state.me) {
     identity.hidden = true;
+    state.alerts?.stop();
+    state.alerts = null;
     return;
   }
+  state.alerts ??= new AlertBanner(document.getElementById("alerts"));
   const { institutionId, role, keyId } = state.me;
   who.replaceChildren(
     h("span.tenant", { title: "institution", text: institutionId || "all institutions" }),

@@ -8,6 +8,7 @@
 
 import { api, ApiError, withQuery } from "./api.js";
 import { Controls, controlsOf } from "./controls.js";
+import { DependencyStates } from "./dependencies.js";
 import { clear, h, setText } from "./dom.js";
 import { executionHeader } from "./facts.js";
 import { FlowGraph } from "./graph.js";
@@ -34,6 +35,8 @@ export function mountExecution(container, executionId, { me }) {
   let controls = null;
   let stream = null;
   let tick = 0;
+  // the breaker of the dependency it waits for, asked again as the execution changes
+  const dependencies = new DependencyStates(() => header?.showDependency(dependencies));
 
   const root = h("section.execution-view", { "aria-busy": "true" });
   const crumbs = h("nav.crumbs", { "aria-label": "Breadcrumb" }, h("a", { href: "/debugger/", text: "← Executions" }));
@@ -235,6 +238,8 @@ export function mountExecution(container, executionId, { me }) {
     if (gone || !header) return;
     execution = ex;
     header.update(ex);
+    if (header.dependency()) dependencies.refresh();
+    else header.showDependency(null);
     controls.update(ex);
     view.variables.setAllowed(controlsOf(ex, me).variables);
     if (ex.transcript) view.transcript.update(ex.transcript);
@@ -267,6 +272,7 @@ export function mountExecution(container, executionId, { me }) {
 
   function updateClocks() {
     if (header && execution) header.tick(Date.now());
+    if (header?.dependency()) dependencies.refresh(); // a breaker closes on its own clock
   }
 
   function notFound() {
@@ -289,6 +295,7 @@ export function mountExecution(container, executionId, { me }) {
   }
 
   function teardown() {
+    dependencies.stop();
     stream?.stop();
     stream = null;
     clearTimeout(timer);

@@ -9,16 +9,23 @@
 // worker should take it; null: nothing is due). Due for more than
 // OVERDUE_MS with no lease is flagged, there and in a warning line under the
 // facts: no worker is taking the work.
+//
+// The error line keeps the error that started the execution's trouble beside the
+// last one ("started with: GET …/91234 answered 500; last: circuit open"): the
+// last alone hides the cause behind its consequence. An execution waiting for a
+// dependency whose circuit breaker is open says so, with why the breaker opened.
 
+import { dependencyFlag, updateDependencyFlag } from "./dependencies.js";
 import { ago, clock, h, maskedContact, parseTime, setText } from "./dom.js";
-import { badge, isTerminal, setBadge, stateOf } from "./status.js";
+import { errorSummary, sameError } from "./errors.js";
+import { isTerminal, outcomeOf, setStatusBadges, stateOf, statusBadges } from "./status.js";
 
 /** Due for a worker longer than this with nobody holding it: flagged (the sweeper's grace). */
 export const OVERDUE_MS = 30000;
 
 /** The title block of `ex`: {el, update(ex), tick(now)}. */
 export function executionHeader(ex) {
-  const stateBadge = badge(ex.status);
+  const stateBadges = statusBadges(ex.status, ex.outcome);
   const facts = new Map();
   const dl = h("dl.facts");
   const fact = (key, label, mono = false) => {
@@ -37,16 +44,22 @@ export function executionHeader(ex) {
   fact("inState", "In state");
   fact("attempts", "Attempts / steps");
   fact("outcome", "Outcome");
-  const error = h("p.exec-error", { role: "note", hidden: true });
+  const firstError = h("span.first-error");
+  const lastError = h("span.last-error");
+  const error = h("p.exec-error", { role: "note", hidden: true }, firstError, lastError);
   const stuck = h("p.exec-stuck", { role: "note", hidden: true });
+  const depFlag = dependencyFlag("");
+  const depNote = h("p.exec-dep", { role: "note", hidden: true });
   const el = h(
     "header.exec-head",
     {},
-    h("div.title-row", {}, h("h1", {}, h("span.muted", { text: "Execution " }), h("code.exec-id", { text: ex.executionId })), stateBadge),
+    h("div.title-row", {}, h("h1", {}, h("span.muted", { text: "Execution " }), h("code.exec-id", { text: ex.executionId })), stateBadges, depFlag),
     dl,
     error,
+    depNote,
     stuck,
   );
+  let dependency = null;
   let created = null;
   let since = null;
   let lastStatus = ex.status;
@@ -76,7 +89,7 @@ export function executionHeader(ex) {
   return {
     el,
     update(next) {
-      setBadge(stateBadge, next.status);
+      setStatusBadges(stateBadges, next.status, next.outcome);
       setText(facts.get("flow"), `${next.flowId} v${next.flowVersion}`);
       setText(facts.get("institution"), next.institutionId || "");
       setText(facts.get("conversation"), next.conversationId || "");
@@ -85,6 +98,8 @@ export function executionHeader(ex) {
       paused = next.status === "paused";
       ended = isTerminal(next.status);
       waiting = next.waitingFor || "";
+      dependency = next.waitingForDependency || null;
+      if (dependency && waiting === "dependency") waiting = `dependency ${dependency}`;
       if (paused) waiting = `${waiting || "operator"} (paused${next.pausedFrom ? ` from ${stateOf(next.pausedFrom).label}` : ""}`;
       due = parseTime(next.dueAt);
       facts.get("waiting").title = next.dueAt ? `${paused ? "its wait was due" : "due"} ${clock(next.dueAt)}` : "";
@@ -92,15 +107,30 @@ export function executionHeader(ex) {
       leaseOwner = next.leaseOwner || null;
       leaseUntil = parseTime(next.leaseExpiresAt);
       setText(facts.get("attempts"), `${next.attempts ?? 0} / ${next.steps ?? 0}`);
-      setText(facts.get("outcome"), next.outcome || (next.endedAt ? "ended" : "—"));
+      setText(facts.get("outcome"), next.outcome ? outcomeOf(next.outcome).label : next.endedAt ? "ended" : "—");
       created = parseTime(next.createdAt);
       if (next.statusSince) since = parseTime(next.statusSince);
       else if (since === null || next.status !== lastStatus) since = parseTime(next.updatedAt) ?? created;
       lastStatus = next.status;
       const err = next.error;
-      error.hidden = !err;
-      error.textContent = err ? `Error: ${[err.type, err.code, err.message].filter(Boolean).join(" · ")}` : "";
+      const first = next.firstError && !sameError(next.firstError, err) ? next.firstError : null;
+      error.hidden = !err && !first;
+      setText(firstError, first ? `Started with: ${errorSummary(first)}` : "");
+      firstError.hidden = !first;
+      setText(lastError, err ? `${first ? "Last" : "Error"}: ${errorSummary(err)}` : "");
+      lastError.hidden = !err;
       this.tick(Date.now());
+    },
+    /** The dependency it waits for, if any (what the page asks the breakers about). */
+    dependency() {
+      return dependency;
+    },
+    /** Flag a wait for a dependency whose breaker is open, from `states` (DependencyStates). */
+    showDependency(states) {
+      updateDependencyFlag(depFlag, dependency, states);
+      const open = !depFlag.hidden;
+      depNote.hidden = !open;
+      setText(depNote, open ? `${states.describe(dependency)} This execution waits for it to close.` : "");
     },
     tick(now) {
       setText(facts.get("age"), ago(created === null ? null : now - created));

@@ -8,21 +8,42 @@
 //    contact come masked, so they can only rule an execution out;
 //  - summaryVerdict: from the execution itself (GET /v1/executions/{id}),
 //    whether it matches, or that only the server can tell ("server": stuck, and a
-//    step that failed earlier for with-errors).
+//    step that failed earlier for with-errors and the failed-step filters).
+//
+// The failed-step filters (errorNode, errorKind, errorStatus, errorDependency,
+// since) come from a link, an error group's or an alert's evidence, not from the
+// form: the form carries them as hidden fields and says in words what they ask,
+// with a link back to the list without them.
 
-import { api } from "./api.js";
-import { h } from "./dom.js";
-import { STATES } from "./status.js";
+import { api, withQuery } from "./api.js";
+import { clock, h } from "./dom.js";
+import { isTerminal, OUTCOMES, outcomeOf, STATES } from "./status.js";
 
-export const FILTERS = ["status", "flowId", "institutionId", "conversationId", "contactId", "stuck", "withErrors"];
+/** what a failed step must match; set by links, kept by the form as hidden fields */
+export const STEP_FILTERS = ["errorNode", "errorKind", "errorStatus", "errorDependency", "since"];
+export const FILTERS = ["status", "outcome", "flowId", "institutionId", "conversationId", "contactId", "stuck", "withErrors", ...STEP_FILTERS];
+/** the longest value a filter read from the URL may have (the API's own bound is 200) */
+const MAX_VALUE = 200;
 
 export function readFilters() {
   const query = new URLSearchParams(location.search);
   const out = {};
-  for (const name of FILTERS) out[name] = query.get(name) || "";
+  for (const name of FILTERS) out[name] = (query.get(name) || "").slice(0, MAX_VALUE);
   out.stuck = out.stuck === "true" ? "true" : "";
   out.withErrors = out.withErrors === "true" ? "true" : "";
+  if (out.outcome === "expired") out.outcome = "timeout"; // the API's synonym, one spelling here
   return out;
+}
+
+/** Whether the list asks for executions with a failed step like the one named. */
+export function stepFiltered(filters) {
+  return STEP_FILTERS.some((name) => filters[name]);
+}
+
+/** Whether an execution's outcome is the one asked for (`expired` is `timeout`). */
+export function outcomeMatches(wanted, outcome) {
+  if (!wanted) return true;
+  return outcomeOf(wanted).id === outcomeOf(outcome || "").id;
 }
 
 export function formFilters(form) {
@@ -40,7 +61,9 @@ export function sameFilters(a, b) {
 
 /** Whether any filter narrows the list (an institution alone is applied to every event). */
 export function narrowed(filters) {
-  return Boolean(filters.status || filters.flowId || filters.conversationId || filters.contactId || filters.stuck || filters.withErrors);
+  return Boolean(
+    filters.status || filters.outcome || filters.flowId || filters.conversationId || filters.contactId || filters.stuck || filters.withErrors || stepFiltered(filters),
+  );
 }
 
 /** A stored flow id (`acme/greet`, or `greet` for a shared flow) against the filter's value. */
@@ -66,7 +89,8 @@ export function maskedCouldBe(shown, raw) {
 
 /** Whether a just-started execution (its folded first lines) surely belongs in the list. */
 export function acceptsNew(filters, fold) {
-  if (filters.stuck || filters.withErrors || filters.contactId) return false;
+  // a new execution has no outcome and no failed step yet
+  if (filters.stuck || filters.withErrors || filters.contactId || filters.outcome || stepFiltered(filters)) return false;
   const line = fold.started;
   if (filters.status && (fold.status || line.status) !== filters.status) return false;
   if (filters.conversationId && line.context?.conversationId !== filters.conversationId) return false;
@@ -77,6 +101,7 @@ export function acceptsNew(filters, fold) {
 /** Whether an execution's latest events (folded) rule out that it matches the filters now. */
 export function ruledOut(filters, fold) {
   if (filters.status && fold.status && fold.status !== filters.status) return true;
+  if (filters.outcome && fold.status && !isTerminal(fold.status)) return true; // no outcome while active
   if (filters.flowId && fold.flowId && !flowMatches(filters.flowId, fold.flowId)) return true;
   if (filters.conversationId && fold.conversationId && !maskedCouldBe(fold.conversationId, filters.conversationId)) return true;
   if (filters.contactId && fold.contactId && !maskedCouldBe(fold.contactId, filters.contactId)) return true;
@@ -99,7 +124,8 @@ export function eventVerdict(filters, fold) {
   if (fold.started) return "maybe";
   if (filters.status && fold.reached?.includes(filters.status)) return "maybe";
   if (filters.flowId && fold.flowChanged) return "maybe";
-  if (filters.withErrors && fold.errorHint) return "maybe";
+  if (filters.outcome && fold.reached?.some(isTerminal)) return "maybe";
+  if ((filters.withErrors || stepFiltered(filters)) && fold.errorHint) return "maybe";
   return "no";
 }
 
@@ -115,7 +141,9 @@ export function summaryVerdict(filters, ex) {
   if (filters.contactId && ex.contactId !== filters.contactId) return never;
   if (filters.flowId && !flowMatches(filters.flowId, ex.flowId)) return { match: false };
   if (filters.status && ex.status !== filters.status) return { match: false };
+  if (filters.outcome && !outcomeMatches(filters.outcome, ex.outcome)) return { match: false };
   if (filters.stuck) return { match: "server" };
+  if (stepFiltered(filters)) return { match: "server" }; // which step failed, and its input
   if (filters.withErrors && !ex.error) return { match: "server" }; // a step that failed on the way?
   return { match: true };
 }
@@ -128,15 +156,13 @@ export function filterForm(filters, { admin, me }) {
     h("option", { value: "", text: "any state" }),
     STATES.map((s) => h("option", { value: s.id, text: s.label, selected: filters.status === s.id })),
   );
-  const flow = h("select", { name: "flowId", id: "f-flow" }, h("option", { value: "", text: "any flow" }));
-  if (filters.flowId) flow.append(h("option", { value: filters.flowId, text: filters.flowId, selected: true }));
-  api("/v1/flows")
-    .then((answer) => {
-      for (const item of answer.flows || []) {
-        if (item.flowId !== filters.flowId) flow.append(h("option", { value: item.flowId, text: item.flowId }));
-      }
-    })
-    .catch(() => {}); // the select still offers "any flow"
+  const outcome = h(
+    "select",
+    { name: "outcome", id: "f-outcome" },
+    h("option", { value: "", text: "any outcome" }),
+    OUTCOMES.map((o) => h("option", { value: o.id, text: o.label, title: o.title, selected: filters.outcome === o.id })),
+  );
+  const flow = flowSelect("f-flow", filters.flowId);
   const text = (name, label, placeholder, help = "") =>
     h(
       "label.field.inline",
@@ -163,6 +189,7 @@ export function filterForm(filters, { admin, me }) {
     "form.filters",
     { role: "search", "aria-label": "Filter executions" },
     h("label.field.inline", { for: "f-status" }, h("span", { text: "Status" }), status),
+    h("label.field.inline", { for: "f-outcome", title: "how it ended: escalated, expired, failed…" }, h("span", { text: "Outcome" }), outcome),
     h("label.field.inline", { for: "f-flow" }, h("span", { text: "Flow" }), flow),
     institution,
     text("conversationId", "Conversation", "exact id"),
@@ -174,7 +201,50 @@ export function filterForm(filters, { admin, me }) {
     ),
     check("stuck", "Stuck", "active executions past their due time that nothing is moving on"),
     check("withErrors", "With errors", "an error now, or any failed step"),
+    STEP_FILTERS.filter((name) => filters[name]).map((name) => h("input", { type: "hidden", name, value: filters[name] })),
+    stepFilterNote(filters),
   );
+}
+
+/** A select of the key's flows (`name="flowId"`), `selected` kept even before they load. */
+export function flowSelect(id, selected) {
+  const flow = h("select", { name: "flowId", id }, h("option", { value: "", text: "any flow" }));
+  if (selected) flow.append(h("option", { value: selected, text: selected, selected: true }));
+  api("/v1/flows")
+    .then((answer) => {
+      for (const item of answer.flows || []) {
+        if (item.flowId !== selected) flow.append(h("option", { value: item.flowId, text: item.flowId }));
+      }
+    })
+    .catch(() => {}); // the select still offers "any flow"
+  return flow;
+}
+
+/** The failed-step filters in words, with the way back to the list without them. */
+function stepFilterNote(filters) {
+  if (!stepFiltered(filters)) return null;
+  const parts = [];
+  if (filters.errorNode) parts.push(["node", filters.errorNode]);
+  if (filters.errorDependency) parts.push(["dependency", filters.errorDependency]);
+  if (filters.errorKind) parts.push(["kind", filters.errorKind]);
+  if (filters.errorStatus) parts.push(["status", filters.errorStatus]);
+  if (filters.since) parts.push(["since", sinceText(filters.since)]);
+  const without = { ...filters };
+  for (const name of STEP_FILTERS) without[name] = "";
+  return h(
+    "p.step-filter",
+    {},
+    h("span", { text: "With a failed step: " }),
+    parts.map(([what, value]) => h("span.step-term", {}, `${what} `, h("b.mono", { text: value }))),
+    h("a", { href: withQuery("/debugger/", without), text: "show every execution" }),
+  );
+}
+
+/** A `since` (unix seconds, as the API takes it) as a local time; anything else as given. */
+export function sinceText(since) {
+  const seconds = Number(since);
+  if (!Number.isFinite(seconds) || seconds <= 0) return String(since);
+  return clock(new Date(seconds * 1000).toISOString()).replace(/\.000$/, "");
 }
 
 export function debounce(fn, ms) {

@@ -27,10 +27,17 @@
 //    A row that stops matching stays, dimmed and marked "no longer matches",
 //    until the next reload or filter change: rows never jump out under the
 //    pointer, and what just happened to them stays in view.
+//  - a list filtered by a failed step (an error group's executions) has a column
+//    with each execution's failing input (the request, for a call), so a pattern
+//    in them is seen on one page;
+//  - a row waiting for a dependency whose circuit breaker is open says so, from
+//    GET /v1/dependencies, asked again every few seconds while such rows are shown.
 
 import { api, withQuery } from "./api.js";
 import { AlertBanner, StateCounts } from "./counts.js";
-import { ago, clear, h, maskedContact, parseTime, setText, shortId } from "./dom.js";
+import { DependencyStates, dependencyFlag, updateDependencyFlag } from "./dependencies.js";
+import { ago, clear, clock, h, maskedContact, parseTime, setText, shortId } from "./dom.js";
+import { errorSummary, failingInput, sameError, shortInput } from "./errors.js";
 import {
   acceptsNew,
   debounce,
@@ -39,18 +46,21 @@ import {
   flowMatches,
   formFilters,
   narrowed,
+  outcomeMatches,
   readFilters,
   ruledOut,
   sameFilters,
+  stepFiltered,
   summaryVerdict,
 } from "./filters.js";
 import { metrics } from "./metrics.js";
 import { KeyedQueue } from "./queue.js";
 import { follow } from "./sse.js";
-import { badge, isTerminal, setBadge, stateOf } from "./status.js";
+import { isTerminal, setStatusBadges, stateOf, statusBadges } from "./status.js";
 
 const PAGE = 200;
 const MAX_PAGE = 500; // the API's largest page
+const DEPENDENCIES_EVERY_MS = 5000;
 const STUCK_EVERY_MS = 10000;
 /** single refetches a re-query may do for executions older than its answer reaches */
 const BATCH_SINGLES = 5;
@@ -84,22 +94,25 @@ export function mountList(container, { me }) {
   let staleCount = 0;
 
   // ------------------------------------------------------------------ layout
+  // the failed-step filters change only by a link (a new view), so the column is fixed here
+  const withInput = stepFiltered(filters);
+  const columns = [
+    ["id", "Execution"],
+    ["status", "Status"],
+    ["flow", "Flow"],
+    ["tenant", "Institution"],
+    ["contact", "Contact"],
+    withInput ? ["input", "Failing input", "the failed step's input: the request, for a call"] : null,
+    ["node", "Current node"],
+    ["age", "Age", "", "num"],
+    ["since", "In state", "", "num"],
+  ].filter(Boolean);
   const tbody = h("tbody");
   const table = h(
     "table.grid.executions",
-    { "aria-label": "Executions, newest first" },
-    h("colgroup", {}, ["id", "status", "flow", "tenant", "contact", "node", "age", "since"].map((c) => h(`col.c-${c}`))),
-    h(
-      "thead",
-      {},
-      h(
-        "tr",
-        {},
-        ["Execution", "Status", "Flow", "Institution", "Contact", "Current node", "Age", "In state"].map((name, i) =>
-          h("th", { scope: "col", class: i >= 6 ? "num" : "", text: name }),
-        ),
-      ),
-    ),
+    { "aria-label": "Executions, newest first", class: `grid executions${withInput ? " with-input" : ""}` },
+    h("colgroup", {}, columns.map(([c]) => h(`col.c-${c}`))),
+    h("thead", {}, h("tr", {}, columns.map(([, name, title, cls]) => h("th", { scope: "col", class: cls || "", title: title || null, text: name })))),
     tbody,
   );
   const empty = h("p.empty", { hidden: true, text: "No executions match these filters." });
@@ -121,7 +134,17 @@ export function mountList(container, { me }) {
   );
 
   const counts = new StateCounts(document.getElementById("counts"), filters, { admin });
-  const alerts = new AlertBanner(document.getElementById("alerts"));
+  // breakers of the dependencies rows wait for: asked for only while such rows are shown
+  const dependencies = new DependencyStates(() => {
+    for (const row of rows.values()) row.showDependency(dependencies);
+  });
+  const dependencyWatch = setInterval(() => {
+    if (anyWaitsForDependency()) dependencies.refresh();
+  }, DEPENDENCIES_EVERY_MS);
+  function anyWaitsForDependency() {
+    for (const row of rows.values()) if (row.dependency()) return true;
+    return false;
+  }
 
   // ---------------------------------------------------------------- filters
   form.addEventListener("submit", (event) => event.preventDefault());
@@ -165,12 +188,13 @@ export function mountList(container, { me }) {
       const fragment = document.createDocumentFragment();
       for (const item of page.executions) {
         if (rows.has(item.executionId)) continue;
-        const row = new Row(item);
+        const row = new Row(item, withInput);
         rows.set(row.id, row);
         watcher.observe(row.tr);
         fragment.append(row.tr);
       }
       tbody.append(fragment);
+      if (anyWaitsForDependency()) dependencies.refresh();
       metrics.rows = rows.size;
       cursor = page.nextCursor;
       const last = page.executions[page.executions.length - 1];
@@ -275,8 +299,9 @@ export function mountList(container, { me }) {
     }
     const fold = held.get(id);
     held.delete(id);
-    const row = new Row(item);
+    const row = new Row(item, withInput);
     insertRow(row);
+    row.showDependency(dependencies);
     if (fold) row.apply(fold, filters);
     noteStale(row, false);
   }
@@ -433,6 +458,7 @@ export function mountList(container, { me }) {
       }
     }
     if (data.message === "execution.flow_changed") fold.flowChanged = true;
+    if (data.message === "execution.ended" && context?.metadata?.outcome) fold.outcome = context.metadata.outcome;
     if (data.level === "ERROR" || data.level === "CRITICAL") fold.errorHint = true;
     fold.at = at;
     if (!frame) frame = requestAnimationFrame(flush);
@@ -447,7 +473,7 @@ export function mountList(container, { me }) {
     for (const [id, fold] of pending) {
       let row = rows.get(id);
       if (!row && fold.started && !judge.has(id) && acceptsNew(filters, fold)) {
-        row = new Row(startedSummary(fold.started));
+        row = new Row(startedSummary(fold.started), withInput);
         rows.set(id, row);
         watcher.observe(row.tr);
         fresh.push(row);
@@ -528,7 +554,8 @@ export function mountList(container, { me }) {
       clearInterval(tick);
       watcher.disconnect();
       counts.stop();
-      alerts.stop();
+      dependencies.stop();
+      clearInterval(dependencyWatch);
     },
   };
 }
@@ -537,7 +564,7 @@ export function mountList(container, { me }) {
 
 /** One table row: its data, its element and direct references to the cells that change. */
 class Row {
-  constructor(data) {
+  constructor(data, withInput = false) {
     this.id = data.executionId;
     this.data = data;
     this.created = parseTime(data.createdAt);
@@ -546,7 +573,8 @@ class Row {
     this.clientMismatch = null; // the filters the page can check (status, flow)
     this.serverMismatch = null; // what the server said (stuck, with errors)
     this.stale = false;
-    this.badge = badge(data.status);
+    this.badges = statusBadges(data.status, data.outcome);
+    this.depFlag = null; // "circuit open", made the first time it is needed
     this.note = null; // "no longer matches", made the first time it is needed
     this.nodeText = document.createTextNode(data.currentNodeId || "—");
     this.flow = h("td.mono", { text: data.flowId || "" });
@@ -555,18 +583,20 @@ class Row {
     const link = h("a.mono", { href: `/debugger/executions/${encodeURIComponent(this.id)}`, title: this.id, text: shortId(this.id) });
     const node = h("td.mono.node", {}, this.nodeText);
     if (data.error) {
-      const details = errorDetails(data.error, `err-${this.id}`);
+      const details = errorDetails(data.error, data.firstError, `err-${this.id}`);
       node.append(details);
       link.setAttribute("aria-describedby", `err-${this.id}`); // the full error, for keyboard and screen readers
     }
+    const input = withInput ? inputCell(data.failedStep) : null;
     this.tr = h(
       "tr",
       { dataset: { id: this.id } },
       h("td.id", {}, link),
-      h("td.status", {}, this.badge),
+      h("td.status", {}, this.badges),
       this.flow,
       h("td", { text: data.institutionId || "" }),
       h("td.mono", { text: maskedContact(data) }),
+      input,
       node,
       this.age,
       this.inState,
@@ -582,9 +612,16 @@ class Row {
     if (fold.status && fold.status !== this.data.status) {
       this.data.status = fold.status;
       this.since = parseTime(fold.statusAt) ?? eventTime ?? Date.now();
-      setBadge(this.badge, fold.status);
       this.tr.classList.toggle("ended", isTerminal(fold.status));
+      // what it waited for is the past now; the next reload says what it waits for
+      this.data.waitingForDependency = null;
+      this.showDependency(null);
+      // active: no outcome (an operator's retry revives a failed one); ended: known from its
+      // end line (execution.ended), undefined until then
+      this.data.outcome = isTerminal(fold.status) ? undefined : null;
     }
+    if (fold.outcome) this.data.outcome = fold.outcome;
+    setStatusBadges(this.badges, this.data.status, this.data.outcome);
     if (fold.nodeId && fold.nodeId !== this.data.currentNodeId) {
       this.data.currentNodeId = fold.nodeId;
       this.nodeText.nodeValue = fold.nodeId;
@@ -595,6 +632,8 @@ class Row {
     }
     let why = null;
     if (filters.status && this.data.status !== filters.status) why = `now ${stateOf(this.data.status).label}: no longer matches the filters`;
+    else if (filters.outcome && this.data.outcome !== undefined && !outcomeMatches(filters.outcome, this.data.outcome))
+      why = `now ${stateOf(this.data.status).label}: no longer matches the filters`;
     else if (filters.flowId && !flowMatches(filters.flowId, this.data.flowId)) why = `now in flow ${this.data.flowId}: no longer matches the filters`;
     if (why !== this.clientMismatch) {
       this.clientMismatch = why;
@@ -613,10 +652,26 @@ class Row {
     this.stale = Boolean(why);
     this.tr.classList.toggle("stale", this.stale);
     if (!this.note && !why) return;
-    this.note ??= this.badge.parentNode.appendChild(h("span.nomatch", { text: "no longer matches" }));
+    this.note ??= this.badges.parentNode.appendChild(h("span.nomatch", { text: "no longer matches" }));
     this.note.hidden = !this.stale;
     if (why) this.note.title = why;
     else this.note.removeAttribute("title");
+  }
+
+  /** The dependency this execution waits for, if it does. */
+  dependency() {
+    return this.data.waitingForDependency || null;
+  }
+
+  /** Flag the row when the dependency it waits for has its breaker open (null: unflag). */
+  showDependency(states) {
+    const name = this.dependency();
+    if (!this.depFlag) {
+      if (!name || !states?.isOpen(name)) return;
+      this.depFlag = dependencyFlag(name);
+      this.badges.after(this.depFlag);
+    }
+    updateDependencyFlag(this.depFlag, name, states);
   }
 
   tick(now) {
@@ -626,18 +681,33 @@ class Row {
 }
 
 /** The error an execution holds, as a one-line summary (type and the start of
- * the message, cut to the cell) that opens to the whole text, also from the keyboard. */
-function errorDetails(error, id) {
+ * the message, cut to the cell) that opens to the whole text, also from the keyboard.
+ * When its trouble started with another error (a 500 before "circuit open"), the
+ * summary starts with that one, and the whole text says both. */
+function errorDetails(error, first, id) {
   const object = typeof error === "object" && error !== null;
   const type = (object && error.type) || "error";
   const message = object ? error.message || (error.code ? String(error.code) : "") : String(error);
-  const full = object ? [error.type, error.code, error.message].filter(Boolean).join(" · ") || "error" : String(error);
+  const started = first && !sameError(first, error) ? first : null;
+  const full = errorSummary(error) || "error";
+  const summary = started
+    ? h("summary", { title: `started with: ${errorSummary(started)}; last: ${full}` }, h("span.err-type", { text: "started with" }), `: ${started.message || started.type || ""} · last: ${message || type}`)
+    : h("summary", { title: full }, h("span.err-type", { text: type }), message ? `: ${message}` : "");
   return h(
     "details.err",
     {},
-    h("summary", { title: full }, h("span.err-type", { text: type }), message ? `: ${message}` : ""),
-    h("p.err-full", { id, text: `Error: ${full}` }),
+    summary,
+    h("p.err-full", { id, text: started ? `Started with: ${errorSummary(started)}. Last error: ${full}` : `Error: ${full}` }),
   );
+}
+
+/** The failed step's input as one line (the request for a call), its error and time in the title. */
+function inputCell(step) {
+  if (!step) return h("td.mono.input", {}, h("span.muted", { text: "—" }));
+  const text = failingInput(step);
+  const error = errorSummary(step.error);
+  const title = [text, `step ${step.seq ?? "?"} at ${step.nodeId || "?"}`, step.at ? clock(step.at) : "", error].filter(Boolean).join(" · ");
+  return h("td.mono.input", { title }, shortInput(text));
 }
 
 /** Whether row `a` comes before row `b`: newest first, as the server pages them. */
@@ -659,6 +729,7 @@ function startedSummary(line) {
     createdAt: line.timestamp,
     updatedAt: line.timestamp,
     statusSince: line.timestamp,
+    outcome: null,
     error: null,
   };
 }
