@@ -53,17 +53,19 @@ def start(served: Any, key: str, conversation: str, contact: str = CONTACT) -> s
     return str(answer.json()["executionId"])
 
 
-def screenshot(page: Page, tmp_path: Path, name: str) -> None:
-    """Save ``name`` in tmp_path (and in docs/ with TRILHA_DOCS_SCREENSHOTS=1)."""
+def screenshot(page: Page, tmp_path: Path, name: str, *, full_page: bool = True) -> None:
+    """Save ``name`` (a path under docs/, e.g. ``img/x.png``) in tmp_path, and in docs/
+    with TRILHA_DOCS_SCREENSHOTS=1; ``full_page=False`` keeps to the viewport."""
     path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     toast = page.locator("#toast")
     if toast.is_visible():
         toast.click()  # dismissed: it floats over whatever is under it
         expect(toast).to_be_hidden()
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     assert path.stat().st_size > 0
     if os.environ.get("TRILHA_DOCS_SCREENSHOTS") == "1":
-        (ROOT / "docs").mkdir(exist_ok=True)
+        (ROOT / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, ROOT / "docs" / name)
 
 
@@ -233,7 +235,8 @@ def test_a_viewer_sees_the_controls_disabled_with_the_reason(
 def test_the_pages_fit_a_phone_without_sideways_scrolling(
     served: Any, open_page: Callable[..., Page]
 ) -> None:
-    """At 375 px the body never overflows: wide tables and the graph scroll in place."""
+    """At 375 px the body never overflows: wide tables and the graph scroll in place, in
+    the list, the Errors and Dependencies views and an execution."""
     execution_id = start(served, "acme_operator", "conv-phone")
     page = open_page(width=375, height=812, scheme="dark")
     login(page, served.url, served.keys["acme_operator"])
@@ -248,6 +251,10 @@ def test_the_pages_fit_a_phone_without_sideways_scrolling(
         )
 
     assert overflow() == 0
+    for view, loaded in (("errors", ".errors-view .empty"), ("dependencies", ".deps-view .empty")):
+        page.goto(f"{served.url}/debugger/{view}")
+        expect(page.locator(loaded)).to_be_visible()
+        assert overflow() == 0, f"the {view} view overflows sideways"
     page.goto(f"{served.url}/debugger/executions/{execution_id}")
     expect(page.locator(".flow-graph")).to_be_visible()
     for tab in ("conversation", "timeline", "variables", "logs", "history"):

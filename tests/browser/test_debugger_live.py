@@ -392,7 +392,7 @@ def test_a_stuck_execution_says_why_and_the_stuck_list_picks_it_up(
 def test_at_a_phones_width_every_state_chip_and_tab_is_on_screen(
     serve_flow: Callable[..., Any], open_page: Callable[..., Page]
 ) -> None:
-    """At 375 px the state chips and the tabs wrap instead of hiding off-screen;
+    """At 375 px the state and outcome chips and the tabs wrap instead of hiding off-screen;
     the contact filter says it wants the full id."""
     served = serve_flow(GREET_FLOW)
     execution_id = start(served, "greet", "conv-phone")
@@ -412,7 +412,9 @@ def test_at_a_phones_width_every_state_chip_and_tab_is_on_screen(
                 found.append(item.inner_text())
         return found
 
-    expect(page.locator("#counts .count")).to_have_count(12)
+    # all, the 11 states, the 6 outcomes
+    expect(page.locator("#counts .outcomes")).to_be_visible()
+    expect(page.locator("#counts .count")).to_have_count(18)
     assert off_screen("#counts .count") == []
     page.goto(f"{served.url}/debugger/executions/{execution_id}")
     expect(page.locator("#tab-history")).to_be_visible()
