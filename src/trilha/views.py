@@ -7,8 +7,26 @@ from typing import Any
 
 from trilha.core.controls import controls
 from trilha.core.execution import Checkpoint, Execution, Transition, iso
-from trilha.observability.masking import mask_text
-from trilha.store.base import Store
+from trilha.engine.recovery import FIRST_ERROR
+from trilha.observability.masking import mask_text, mask_value
+from trilha.store.base import FailedStep, Store
+
+
+def first_error(ex: Execution) -> dict[str, Any] | None:
+    """The error that started the execution's trouble: the first failure since it was
+    last healthy, as the engine keeps it; an error recorded before the engine kept
+    first errors is its own first."""
+    kept = ex.meta.get(FIRST_ERROR)
+    return kept if isinstance(kept, dict) else ex.error
+
+
+def waiting_for_dependency(ex: Execution) -> str | None:
+    """The dependency an execution waits for (recovering until its breaker lets a call
+    through), named by its error."""
+    if ex.waiting_for != "dependency" or ex.error is None:
+        return None
+    name = ex.error.get("dependency")
+    return name if isinstance(name, str) else None
 
 
 def execution_summary(ex: Execution, status_since: float | None = None) -> dict[str, Any]:
@@ -37,7 +55,10 @@ def execution_summary(ex: Execution, status_since: float | None = None) -> dict[
         "attempts": ex.attempts,
         "steps": ex.step_seq,
         "variables": ex.variables,
-        "error": ex.error,
+        # errors quote requests (a URL with a CPF): shown masked, as the trail is
+        "error": mask_value(ex.error),
+        "firstError": mask_value(first_error(ex)),
+        "waitingForDependency": waiting_for_dependency(ex),
         "createdAt": iso(ex.created_at),
         "updatedAt": iso(ex.updated_at),
         "endedAt": iso(ex.ended_at),
@@ -52,6 +73,17 @@ def transition_view(t: Transition) -> dict[str, Any]:
         "actor": t.actor,
         "nodeId": t.node_id,
         "at": iso(t.at),
+    }
+
+
+def failed_step_view(step: FailedStep) -> dict[str, Any]:
+    """A listed execution's failed step: what it failed on and how, masked."""
+    return {
+        "seq": step.seq,
+        "nodeId": step.node_id,
+        "at": iso(step.at),
+        "input": mask_value(step.input),
+        "error": mask_value(step.error),
     }
 
 

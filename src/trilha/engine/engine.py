@@ -37,7 +37,7 @@ from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.core.tenancy import check_entry, flow_candidates
 from trilha.engine.clock import Clock, SystemClock
-from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery
+from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery, recovered
 from trilha.engine.turn import (
     _Turn,
     describe_error,
@@ -653,7 +653,7 @@ class Engine(Recovery):
         if error is None and not isinstance(result.wait, WaitRecovery):
             ex.attempts = 0
             if node is not None and ex.error is not None and ex.error.get("nodeId") == node_id:
-                ex.error = None  # the node recovered: its error is history (in the trail)
+                recovered(ex)  # the node recovered: its errors are history (in the trail)
         if result.degraded:
             self._move(turn, S.DEGRADED, f"node '{node_id}' ran on reduced function")
         done = True

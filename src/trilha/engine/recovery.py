@@ -46,6 +46,25 @@ S = ExecutionStatus
 
 FAILURE_MESSAGE = "Sorry, something went wrong on our side. Please try again later."
 ESCALATION_MESSAGE = "Sorry, I could not finish this here. A person will continue with you shortly."
+#: the ``meta`` key holding the error that started an execution's trouble: the first
+#: failure since it was last healthy, kept while later ones replace ``error`` (a 500
+#: stays visible behind the "circuit open" it caused), dropped when it recovers
+FIRST_ERROR = "firstError"
+
+
+def record_failure(ex: Execution, error: dict[str, Any], at: float) -> None:
+    """Make ``error`` the execution's error now, and its first error unless it already
+    has one (it has been failing since then)."""
+    ex.error = error
+    if FIRST_ERROR not in ex.meta:
+        ex.meta = {**ex.meta, FIRST_ERROR: {**error, "at": at}}
+
+
+def recovered(ex: Execution) -> None:
+    """The execution is healthy again: neither its error nor its first error stays."""
+    ex.error = None
+    if FIRST_ERROR in ex.meta:
+        ex.meta = {k: v for k, v in ex.meta.items() if k != FIRST_ERROR}
 
 
 def _open_entry(turn: _Turn, node_id: str | None) -> LogRecord | None:
@@ -253,7 +272,12 @@ class Recovery(ABC):
         kind = classify(type(exc).__name__, status=details.get("status"), kind=details.get("kind"))
         attempt = ex.attempts + 1
         error["kind"] = kind.value
-        ex.error = {
+        dependency = getattr(node, "dependency", None)
+        if isinstance(dependency, str):
+            # the step's error names what it called, whatever the exception carried, so
+            # failures group by dependency (GET /v1/errors)
+            error["details"] = {"dependency": dependency, **(error.get("details") or {})}
+        summary: dict[str, Any] = {
             "type": error["type"],
             "message": error["message"],
             "code": error["code"],
@@ -261,7 +285,12 @@ class Recovery(ABC):
             "nodeId": node.id,
             "attempt": attempt,
         }
-        dependency = getattr(node, "dependency", None)
+        if isinstance(dependency, str):
+            summary["dependency"] = dependency
+        for key in ("status", "request"):
+            if isinstance(details.get(key), int | str):
+                summary[key] = details[key]
+        record_failure(ex, summary, now)
         retry_after = parse_retry_after(details.get("retry_after"), now)
         if kind is ErrorKind.DEPENDENCY_UNAVAILABLE:
             return self._dependency_down(ex, flow, node, turn, details, dependency, error)
@@ -439,12 +468,11 @@ class Recovery(ABC):
             {"missingNodeId": missing, "flowId": flow.id, "flowVersion": flow.version},
         )
         why = f"node '{missing}' not found in flow '{flow.id}' v{flow.version}"
-        ex.error = {
-            "type": "NodeNotFound",
-            "code": "node_not_found",
-            "message": why,
-            "nodeId": missing,
-        }
+        record_failure(
+            ex,
+            {"type": "NodeNotFound", "code": "node_not_found", "message": why, "nodeId": missing},
+            self.clock.now(),
+        )
         for target, via in (
             (
                 prev.fallback.next if prev and prev.fallback else None,
