@@ -114,6 +114,19 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
 )
 
 
+#: the shortest stretch of time the evidence behind an alert covers, before it began
+EVIDENCE_MIN_SECONDS = 300.0
+
+
+def evidence_since(rule: AlertRule, state: AlertState) -> float:
+    """Where the evidence behind an alert starts: the stretch the rule judged when the
+    alert began (its window, or its delay for a rule without one, at least
+    :data:`EVIDENCE_MIN_SECONDS`) before it became pending, else before it fired (a
+    resolved alert), else before its last change."""
+    began = state.active_at or state.fired_at or state.updated_at
+    return began - max(rule.window_seconds, rule.for_seconds, EVIDENCE_MIN_SECONDS)
+
+
 def breached(rule: AlertRule, value: float | None) -> bool:
     """Whether ``value`` is over the rule's threshold; an unknown value never is."""
     return value is not None and value > rule.threshold

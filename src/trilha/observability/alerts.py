@@ -42,6 +42,7 @@ from trilha.core.alerts import (
     AlertStatus,
     Signal,
     advance,
+    evidence_since,
     format_signal,
 )
 from trilha.core.execution import iso
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AlertEvaluator",
     "WebhookSink",
+    "alert_evidence",
     "alert_json",
     "format_age",
     "format_value",
@@ -91,6 +93,24 @@ def alert_json(state: AlertState, *, updated: bool = True) -> dict[str, Any]:
     if updated:
         body["updatedAt"] = iso(state.updated_at)
     return body
+
+
+def alert_evidence(state: AlertState, rules: Iterable[AlertRule]) -> dict[str, str | None]:
+    """Where to look for what is behind an alert, as API paths (each answers only the
+    caller's institution's): the executions that show it (with failed steps since its
+    window began; with a timed-out step, for slow turns; stuck, for a backlog; none for
+    the host's memory) and the error groups since then. ``rules`` are the rules as
+    configured (windows differ); a rule no longer configured is read as its default."""
+    rule = {r.name: r for r in (*DEFAULT_RULES, *rules)}.get(state.rule)
+    if rule is None:
+        return {"executions": None, "errors": None}
+    since = int(evidence_since(rule, state))
+    executions = {
+        Signal.ERROR_RATE: f"/v1/executions?since={since}",
+        Signal.TURN_SECONDS: f"/v1/executions?errorKind=timeout&since={since}",
+        Signal.QUEUE_DUE: "/v1/executions?stuck=true",
+    }.get(rule.signal)
+    return {"executions": executions, "errors": f"/v1/errors?since={since}"}
 
 
 def _finite(value: float | None) -> float | None:

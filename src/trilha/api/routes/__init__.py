@@ -6,6 +6,8 @@ from fastapi import APIRouter
 
 from trilha.api.routes import (
     debugger,
+    dependencies,
+    errors,
     events,
     executions,
     flows,
@@ -19,6 +21,8 @@ ROUTERS: list[APIRouter] = [
     health.router,
     flows.router,
     insight.router,  # before executions: /v1/executions/counts is not an id
+    errors.router,
+    dependencies.router,
     executions.router,
     messages.router,
     operator.router,

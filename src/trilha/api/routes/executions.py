@@ -24,7 +24,8 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
@@ -38,7 +39,8 @@ from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
 from trilha.api.wire import JsonObject
 from trilha.core.execution import Execution, iso
-from trilha.core.flow import FLOW_ID_PATTERN
+from trilha.core.flow import FLOW_ID_PATTERN, FLOW_REFERENCE_PATTERN
+from trilha.core.policies import ErrorKind
 from trilha.core.wire import WireModel
 from trilha.errors import (
     ConversationBusy,
@@ -47,8 +49,14 @@ from trilha.errors import (
     TrilhaError,
 )
 from trilha.observability import trail
-from trilha.store.base import ExecutionFilter, Store
-from trilha.views import execution_summary, execution_view, step_view, transition_view
+from trilha.store.base import ExecutionFilter, StepErrorMatch, Store
+from trilha.views import (
+    execution_summary,
+    execution_view,
+    failed_step_view,
+    step_view,
+    transition_view,
+)
 
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
@@ -90,6 +98,37 @@ LevelName = Literal[
     "critical",
 ]
 OutcomeName = Literal["completed", "escalated", "failed", "cancelled", "timeout", "invalid_input"]
+#: what ``?outcome=`` takes: an outcome, or ``expired`` (the contact never answered, or
+#: the turn ran out: the outcome ``timeout``)
+OutcomeQueryName = Literal[
+    "completed", "escalated", "failed", "cancelled", "timeout", "invalid_input", "expired"
+]
+OUTCOME_SYNONYMS = {"expired": "timeout"}
+ErrorKindName = Literal[
+    "timeout",
+    "connection",
+    "rate_limited",
+    "server",
+    "client",
+    "validation",
+    "blocked",
+    "dependency_unavailable",
+    "configuration",
+    "limit",
+    "forbidden",
+    "internal",
+]
+if set(get_args(ErrorKindName)) != {k.value for k in ErrorKind}:
+    raise RuntimeError("the error kinds changed: update ErrorKindName")
+#: a flow as the store names it: ``NAME`` (shared, or resolved for the key's
+#: institution) or ``INSTITUTION/NAME``
+STORED_FLOW_ID_PATTERN = FLOW_REFERENCE_PATTERN
+#: a node id, as flows write them
+NODE_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+#: a dependency's name, as ``[dependencies.NAME]`` declares it
+DEPENDENCY_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+#: how far ahead of the server's clock ``since`` may be (a client's clock runs ahead)
+SINCE_AHEAD_SECONDS = 86_400
 
 ExecutionIdPath = Annotated[
     str,
@@ -143,10 +182,39 @@ class ExecutionSummaryOut(WireModel):
     attempts: int
     steps: int
     variables: dict[str, Any]
-    error: dict[str, Any] | None
+    error: dict[str, Any] | None = Field(
+        description="The latest error (masked): what the execution failed on last."
+    )
+    first_error: dict[str, Any] | None = Field(
+        description="The error that started its trouble, the first since it was last"
+        " healthy (masked): a `500` stays here behind a later `circuit open` in `error`."
+    )
+    waiting_for_dependency: str | None = Field(
+        description="The dependency it waits for (recovering until its breaker lets a"
+        " call through), else null."
+    )
     created_at: str | None
     updated_at: str | None
     ended_at: str | None
+
+
+class FailedStepOut(WireModel):
+    """The listed execution's latest failed step that the error filters match."""
+
+    seq: int
+    node_id: str | None
+    at: str | None
+    input: Any = Field(
+        description="What it failed on (masked): the request of an http or ai step"
+        " (`METHOD URL`), else the step's input."
+    )
+    error: dict[str, Any] | None = Field(description="The step's error (masked).")
+
+
+class ListedExecutionOut(ExecutionSummaryOut):
+    failed_step: FailedStepOut | None = Field(
+        default=None, description="Only with an error filter (`errorNode`, `since`...)."
+    )
 
 
 class ControlOut(WireModel):
@@ -167,7 +235,7 @@ class ExecutionOut(ExecutionSummaryOut):
 
 
 class ExecutionPage(WireModel):
-    executions: list[ExecutionSummaryOut]
+    executions: list[ListedExecutionOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
 
 
@@ -341,6 +409,58 @@ async def load_execution(store: Store, principal: Principal, execution_id: str) 
     return ex
 
 
+#: ``?since=`` of the listings: unix seconds or an ISO-8601 time with its zone
+SinceQuery = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        description="Only failures at or after this time: unix seconds (`1767225600`) or"
+        " ISO-8601 with a zone (`2026-01-01T00:00:00Z`).",
+    ),
+]
+
+
+def parse_since(value: str, now: float) -> float:
+    """``?since=`` as unix seconds; 422 naming ``query.since`` for anything else."""
+    text = value.strip()
+    try:
+        since = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise _bad_since(
+                f"{value!r} is neither unix seconds nor an ISO-8601 time with a zone"
+            ) from None
+        since = moment.timestamp()
+    if not math.isfinite(since) or since < 0:
+        raise _bad_since(f"{value!r} is not a time after 1970")
+    if since > now + SINCE_AHEAD_SECONDS:
+        raise _bad_since(f"{value!r} is more than a day in the future")
+    return since
+
+
+def _bad_since(message: str) -> Problem:
+    return Problem(
+        422,
+        f"since: {message}",
+        kind="invalid",
+        errors=[{"field": "query.since", "message": message}],
+    )
+
+
+async def stored_flow_id(store: Store, institution: str | None, flow_id: str) -> str:
+    """The stored id a listing's ``flowId`` means: ``INSTITUTION/NAME`` as given (the
+    institution filter still applies, so another tenant's matches nothing), a bare
+    name the institution's own flow of that name, else the shared one."""
+    if "/" in flow_id or institution is None:
+        return flow_id
+    found = await resolve(store, institution, flow_id)
+    return found.flow_id if found is not None else flow_id
+
+
 def encode_cursor(created_at: float, execution_id: str) -> str:
     raw = orjson.dumps([created_at, execution_id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -499,9 +619,22 @@ async def list_executions(
     request: Request,
     principal: Viewer,
     status: Annotated[StatusName | None, Query(description="Only this state.")] = None,
+    outcome: Annotated[
+        OutcomeQueryName | None,
+        Query(
+            description="Only ended executions that ended so: `escalated` (handed to a"
+            " person), `expired` (the same as `timeout`: the contact never answered, or"
+            " the turn ran out)..."
+        ),
+    ] = None,
     flow_id: Annotated[
         str | None,
-        Query(alias="flowId", pattern=FLOW_ID_PATTERN, max_length=200, description="This flow."),
+        Query(
+            alias="flowId",
+            pattern=STORED_FLOW_ID_PATTERN,
+            max_length=200,
+            description="This flow: its name, or its stored id `INSTITUTION/NAME`.",
+        ),
     ] = None,
     conversation_id: Annotated[
         str | None, Query(alias="conversationId", pattern=EXTERNAL_ID_PATTERN, max_length=200)
@@ -523,6 +656,38 @@ async def list_executions(
             description="Only executions with an error now or a step that failed on the way.",
         ),
     ] = False,
+    error_node: Annotated[
+        str | None,
+        Query(
+            alias="errorNode",
+            pattern=NODE_ID_PATTERN,
+            max_length=100,
+            description="Only executions with a step of this node that failed.",
+        ),
+    ] = None,
+    error_kind: Annotated[
+        ErrorKindName | None,
+        Query(alias="errorKind", description="... that failed with this kind of error."),
+    ] = None,
+    error_status: Annotated[
+        int | None,
+        Query(
+            alias="errorStatus",
+            ge=100,
+            le=599,
+            description="... on this HTTP status from the dependency.",
+        ),
+    ] = None,
+    error_dependency: Annotated[
+        str | None,
+        Query(
+            alias="errorDependency",
+            pattern=DEPENDENCY_PATTERN,
+            max_length=200,
+            description="... calling this dependency.",
+        ),
+    ] = None,
+    since: SinceQuery = None,
     institution_id: InstitutionQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[
@@ -532,32 +697,41 @@ async def list_executions(
     state = state_of(request.app)
     store = state.runtime.store
     institution = read_scope(principal, institution_id)
-    stored_flow = flow_id
-    if flow_id is not None and institution is not None:
-        found = await resolve(store, institution, flow_id)
-        stored_flow = found.flow_id if found is not None else flow_id
     now = state.runtime.engine.clock.now()
+    failed: StepErrorMatch | None = None
+    if (error_node, error_kind, error_status, error_dependency, since) != (None,) * 5:
+        failed = StepErrorMatch(
+            since=parse_since(since, now) if since is not None else None,
+            node_id=error_node,
+            kind=error_kind,
+            status=error_status,
+            dependency=error_dependency,
+        )
     where = ExecutionFilter(
         institution_id=institution,
         status=status,
-        flow_id=stored_flow,
+        outcome=OUTCOME_SYNONYMS.get(outcome, outcome) if outcome is not None else None,
+        flow_id=await stored_flow_id(store, institution, flow_id) if flow_id else None,
         conversation_id=conversation_id,
         contact_id=contact_id,
         stuck_before=now - state.runtime.worker.sweeper.grace_seconds if stuck else None,
         with_errors=with_errors,
+        failed_step=failed,
     )
     before = decode_cursor(cursor) if cursor is not None else None
     found_page = await store.list_executions(limit=limit + 1, where=where, before=before)
     page = found_page[:limit]
     more = len(found_page) > limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
-    since = await store.status_since([ex.id for ex in page])
-    return JSONResponse(
-        {
-            "executions": [execution_summary(ex, since.get(ex.id)) for ex in page],
-            "nextCursor": next_cursor,
-        }
-    )
+    ids = [ex.id for ex in page]
+    status_since = await store.status_since(ids)
+    listed = [execution_summary(ex, status_since.get(ex.id)) for ex in page]
+    if failed is not None:
+        steps = await store.failed_steps(ids, failed)
+        for ex, shown in zip(page, listed, strict=True):
+            step = steps.get(ex.id)
+            shown["failedStep"] = failed_step_view(step) if step is not None else None
+    return JSONResponse({"executions": listed, "nextCursor": next_cursor})
 
 
 @router.get(

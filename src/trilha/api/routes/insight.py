@@ -26,11 +26,11 @@ from trilha.api.routes.executions import (
     read_scope,
 )
 from trilha.core.execution import iso, verified_state
-from trilha.core.states import ExecutionStatus
+from trilha.core.states import ExecutionStatus, Outcome
 from trilha.core.variable_history import Edit, Snapshot, variable_history
 from trilha.core.wire import WireModel
 from trilha.errors import FlowNotFound
-from trilha.observability.alerts import alert_json
+from trilha.observability.alerts import alert_evidence, alert_json
 
 router = APIRouter(tags=["insight"])
 
@@ -52,12 +52,18 @@ async def me(principal: Viewer) -> dict[str, Any]:
 
 class Counts(WireModel):
     counts: dict[str, int] = Field(description="Every one of the 11 states, 0 included.")
+    outcomes: dict[str, int] = Field(
+        description="Ended executions by how they ended, every outcome, 0 included:"
+        " `completed`, `escalated` (handed to a person; its state is `completed`),"
+        " `failed`, `cancelled`, `timeout` (listed with `?outcome=expired` too),"
+        " `invalid_input`."
+    )
     total: int
 
 
 @router.get(
     "/v1/executions/counts",
-    summary="How many executions are in each state",
+    summary="How many executions are in each state, and how the ended ones ended",
     responses={200: {"model": Counts}, **problems(404, 422)},
 )
 async def counts(
@@ -66,15 +72,35 @@ async def counts(
     institution_id: InstitutionQuery = None,
 ) -> JSONResponse:
     institution = read_scope(principal, institution_id)
-    found = await state_of(request.app).runtime.store.count_by_status(institution)
-    every = {s.value: found.get(s.value, 0) for s in ExecutionStatus}
-    return JSONResponse({"counts": every, "total": sum(found.values())})
+    store = state_of(request.app).runtime.store
+    found = await store.count_by_status(institution)
+    ended = await store.count_by_outcome(institution)
+    return JSONResponse(
+        {
+            "counts": {s.value: found.get(s.value, 0) for s in ExecutionStatus},
+            "outcomes": {o.value: ended.get(o.value, 0) for o in Outcome},
+            "total": sum(found.values()),
+        }
+    )
+
+
+class EvidenceOut(WireModel):
+    """Where to look for what is behind an alert: API paths, answered for the caller's
+    institution only."""
+
+    executions: str | None = Field(
+        description="The executions that show it: failed steps since its window began"
+        " (error rate), a timed-out step (slow turn), stuck (backlog); null for memory."
+    )
+    errors: str | None = Field(description="The error groups since its window began.")
 
 
 class AlertOut(WireModel):
     rule: str
     instance: str
-    status: Literal["inactive", "pending", "firing", "resolved"]
+    status: Literal["inactive", "pending", "firing", "resolved"] = Field(
+        description="`pending`: over its threshold, not yet for its delay."
+    )
     severity: str
     value: float | None
     threshold: float | None
@@ -83,6 +109,7 @@ class AlertOut(WireModel):
     fired_at: str | None
     resolved_at: str | None
     updated_at: str | None
+    evidence: EvidenceOut
 
 
 class AlertsOut(WireModel):
@@ -91,12 +118,17 @@ class AlertsOut(WireModel):
 
 @router.get(
     "/v1/alerts",
-    summary="The alerts' states as last evaluated (the platform's, shared by every tenant)",
+    summary="The alerts' states as last evaluated (the platform's, shared by every tenant),"
+    " each with links to its evidence",
     responses={200: {"model": AlertsOut}, **problems()},
 )
 async def alerts(request: Request, principal: Viewer) -> JSONResponse:
-    found = await state_of(request.app).runtime.store.alerts()
-    return JSONResponse({"alerts": [alert_json(a) for a in found]})
+    state = state_of(request.app)
+    found = await state.runtime.store.alerts()
+    rules = state.config.alerts.active_rules()
+    return JSONResponse(
+        {"alerts": [alert_json(a) | {"evidence": alert_evidence(a, rules)} for a in found]}
+    )
 
 
 class GraphNodeOut(WireModel):
