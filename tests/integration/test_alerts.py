@@ -71,9 +71,7 @@ def only(
     ``server`` whose breaker never opens (every call really fails)."""
     deps = {}
     if server is not None:
-        deps["svc"] = DependencyConfig(
-            base_url=server.url, breaker=BreakerConfig(count=[])
-        )
+        deps["svc"] = DependencyConfig(base_url=server.url, breaker=BreakerConfig(count=[]))
     all_rules = {key: AlertRuleConfig(enabled=False) for key in RULE_KEYS} | rules
     return Config(dependencies=deps, alerts=AlertsConfig(rules=all_rules, webhook=webhook))
 
