@@ -122,7 +122,7 @@ def chaos(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the fault-injection scenarios and measure the six validation criteria.
+    """Run the fault-injection scenarios and measure the eight validation criteria.
 
     Every scenario but the worker crashes is a deterministic simulation on a fake
     clock (the same --seed replays the same history); the crashes SIGKILL real

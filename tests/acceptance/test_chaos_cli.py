@@ -41,7 +41,7 @@ def test_every_scenario_meets_every_required_level(cli: Cli, tmp_path: Path) -> 
     report = report_of(folder)
     assert report["passed"] is True
     verdicts = {c["id"]: c["verdict"] for c in report["criteria"]}
-    assert sorted(verdicts) == [1, 2, 3, 4, 5, 6]
+    assert sorted(verdicts) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert "fail" not in verdicts.values(), report["criteria"]
     names = [s["name"] for s in report["scenarios"]]
     assert names == [
@@ -54,12 +54,23 @@ def test_every_scenario_meets_every_required_level(cli: Cli, tmp_path: Path) -> 
         "worker_crashes",
         "everything",
         "half_dependencies_down",
+        "partial_dependency_failure",
     ]
     for scenario in report["scenarios"]:
         assert sum(scenario["outcomes"].values()) == EXECUTIONS, scenario["name"]
         assert scenario["outcomes"].get("unfinished", 0) == 0, scenario["name"]
         if scenario["name"] != "overload":  # overload injects load, not faults
             assert scenario["faults"], scenario["name"]  # the faults really happened
+    # the CRM fails a third of its inputs: those take the node's fallback, the others are
+    # served, and the breaker (which a 500 does not count against) never takes them down
+    partial = next(s for s in report["scenarios"] if s["name"] == "partial_dependency_failure")
+    figures = partial["partialFailure"]
+    assert figures["dependency"] == "crm" and figures["injected"] is True, figures
+    assert figures["badInputs"] > 0 and figures["goodInputs"] > figures["badInputs"], figures
+    assert figures["goodServed"] == figures["goodInputs"], figures
+    assert figures["badFellBack"] == figures["badInputs"], figures
+    assert partial["outcomes"].get("escalated", 0) == 0, partial["outcomes"]
+    assert partial["faults"]["failed_by_input"] >= figures["badInputs"]
     crashes = next(s for s in report["scenarios"] if s["name"] == "worker_crashes")
     assert crashes["faults"]["worker_kill"] >= 1 and crashes["simulated"] is False
     # the table on stdout, and a report a browser opens offline

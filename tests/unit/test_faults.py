@@ -8,6 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from trilha.chaos.contact import answer, think_seconds
+from trilha.chaos.measure import FailingInputs
+from trilha.chaos.scenarios import InputFailures
 from trilha.core.answers import Refused, check_answer
 from trilha.core.faults import (
     Corruption,
@@ -108,3 +110,32 @@ def test_the_simulated_contact_answers_what_the_question_accepts(rule: dict[str,
     text = answer(question)
     assert not isinstance(check_answer(AnswerRule.model_validate(rule), text), Refused), text
     assert 1 <= think_seconds(1, "ex", "q", 1) <= 20
+
+
+def test_input_failures_fail_the_same_requests_every_time() -> None:
+    failures = InputFailures("crm", 1 / 3)
+    paths = [f"/customers/{i}?full=1" for i in range(6_000)]
+    first = [failures.fails(3, "GET", p) for p in paths]
+    assert first == [failures.fails(3, "get", p) for p in paths]  # a retry never mends it
+    assert 0.30 < sum(first) / len(first) < 0.37
+    assert first != [failures.fails(4, "GET", p) for p in paths]  # another seed, others
+    assert not any(InputFailures("crm", 0).fails(3, "GET", p) for p in paths)
+
+
+def test_failing_inputs_judge_a_step_by_the_request_it_recorded() -> None:
+    failures = InputFailures("crm", 0.5)
+    inputs = FailingInputs(failures, 9, frozenset({"lookup"}))
+    paths = [f"/customers/{i}" for i in range(200)]
+    bad = next(p for p in paths if failures.fails(9, "GET", p))
+    good = next(p for p in paths if not failures.fails(9, "GET", p))
+
+    def error(request: object) -> dict[str, object]:
+        return {"kind": "http_error", "details": {"request": request}}
+
+    assert inputs.failed(error(f"GET http://127.0.0.1:9/{bad.lstrip('/')}"))
+    assert not inputs.failed(error(f"GET http://127.0.0.1:9{good}"))
+    # a step whose error names no request (a timeout before one went out, a bad
+    # expression) is not one the dependency failed by input
+    assert not inputs.failed(error(None))
+    assert not inputs.failed(error("garbage"))
+    assert not inputs.failed({"kind": "timeout"})

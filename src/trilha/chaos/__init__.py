@@ -1,2 +1,2 @@
 """``trilha chaos``: fault-injection scenarios run against the engine, measured
-against the six validation criteria, and reported as JSON and self-contained HTML."""
+against the eight validation criteria, and reported as JSON and self-contained HTML."""

@@ -1,4 +1,4 @@
-"""The six validation criteria, measured from what a run left in the store and logs.
+"""The eight validation criteria, measured from what a run left in the store and logs.
 
 Nothing here trusts the harness's own bookkeeping: a fault counts when the
 store shows it (a failed step, a restore from a corrupted row, a lease taken
@@ -14,14 +14,25 @@ a trace is complete when the trail alone tells the story the store holds.
 | 4 | time from a common fault to recovery | < 30 s | p99 < 2 s |
 | 5 | escalation to a human | < 1 % | < 0.1 % |
 | 6 | basic path with half the dependencies down | kept: >= 90 % | >= 99 % |
+| 7 | good inputs served while a dependency fails others | >= 99 % | 100 % |
+| 8 | failing inputs take their fallback, no person | all | all |
+
+Criteria 7 and 8 are the partial failure's (issue 22): a dependency answering 500 to
+a share of its inputs must not take the others down with them. An execution's input is
+judged by the requests its steps record (``request`` in a failed step's error) against
+the scenario's :class:`~trilha.chaos.scenarios.InputFailures`, the same pure function
+the stand-in answered by; a call that went through was, by that function, a good one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+from trilha.chaos.scenarios import InputFailures
+from trilha.core.execution import Checkpoint, Transition
 from trilha.core.percentiles import percentile
 from trilha.core.policies import TRANSIENT, classify
 from trilha.core.states import ExecutionStatus, Outcome
@@ -37,6 +48,8 @@ CRITERIA: tuple[tuple[int, str, str, str], ...] = (
     (4, "time from a common fault to recovery", "< 30 s", "p99 < 2 s"),
     (5, "escalation to a human", "< 1 %", "< 0.1 %"),
     (6, "basic path kept with half the dependencies down", ">= 90 %", ">= 99 %"),
+    (7, "good inputs served while a dependency fails others", ">= 99 %", "100 %"),
+    (8, "failing inputs take their fallback, no person", "all", "all"),
 )
 
 #: the states an execution is back to health in after a fault
@@ -68,6 +81,14 @@ class Measures:
     #: executions that reached a good end (completed, not escalated)
     basic_path: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    #: with a dependency failing some inputs: executions that called it with good ones,
+    #: and those of them that ended well without taking the node's fallback...
+    good_inputs: int = 0
+    good_served: int = 0
+    #: ...executions that called it with a failing one, and those of them that took the
+    #: node's fallback and ended well without a person
+    bad_inputs: int = 0
+    bad_fell_back: int = 0
 
     def add(self, other: Measures) -> None:
         self.executions += other.executions
@@ -80,6 +101,10 @@ class Measures:
         self.recovery_seconds += other.recovery_seconds
         self.escalated += other.escalated
         self.basic_path += other.basic_path
+        self.good_inputs += other.good_inputs
+        self.good_served += other.good_served
+        self.bad_inputs += other.bad_inputs
+        self.bad_fell_back += other.bad_fell_back
         for key, n in other.outcomes.items():
             self.outcomes[key] = self.outcomes.get(key, 0) + n
 
@@ -97,10 +122,59 @@ def _transient(error: Any) -> bool:
     return kind in TRANSIENT
 
 
+@dataclass(frozen=True, slots=True)
+class FailingInputs:
+    """What criteria 7 and 8 are judged by: the inputs a dependency fails, the run's
+    seed, and the nodes (ids) that call that dependency."""
+
+    failures: InputFailures
+    seed: int
+    nodes: frozenset[str]
+
+    def failed(self, error: Mapping[str, Any]) -> bool:
+        """Whether a failed step's request is one the dependency fails by input."""
+        details = error.get("details")
+        request = details.get("request") if isinstance(details, dict) else None
+        if not isinstance(request, str) or " " not in request:
+            return False
+        method, url = request.split(" ", 1)
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        return self.failures.fails(self.seed, method, path)
+
+    def judge(
+        self,
+        m: Measures,
+        checkpoints: Sequence[Checkpoint],
+        transitions: Sequence[Transition],
+        good_end: bool,
+    ) -> None:
+        """Count one execution into criteria 7 and 8 (not at all if it never called)."""
+        calls = [c for c in checkpoints if c.node_id in self.nodes]
+        if not calls:
+            return
+        fell_back = any(
+            t.node_id in self.nodes
+            and t.target in (ExecutionStatus.FALLBACK, ExecutionStatus.DEGRADED)
+            for t in transitions
+        )
+        if any(c.error and self.failed(c.error) for c in calls):
+            m.bad_inputs += 1
+            m.bad_fell_back += fell_back and good_end
+        else:
+            m.good_inputs += 1
+            m.good_served += good_end and not fell_back
+
+
 async def measure(
-    store: Store, execution_ids: Sequence[str], *, now: float, grace: float = 60.0
+    store: Store,
+    execution_ids: Sequence[str],
+    *,
+    now: float,
+    grace: float = 60.0,
+    inputs: FailingInputs | None = None,
 ) -> Measures:
-    """Every criterion's raw figures for these executions."""
+    """Every criterion's raw figures for these executions (7 and 8 given ``inputs``)."""
     m = Measures(executions=len(execution_ids))
     for execution_id in execution_ids:
         violations = await check_execution(store, execution_id, now=now, grace=grace) or []
@@ -144,6 +218,8 @@ async def measure(
         m.outcomes[outcome] = m.outcomes.get(outcome, 0) + 1
         m.escalated += ex.outcome is Outcome.ESCALATED
         m.basic_path += good_end
+        if inputs is not None:
+            inputs.judge(m, checkpoints, transitions, good_end)
         # healthy again: waiting for the contact or a timer, or completed (an execution
         # that failed, timed out or was cancelled did not recover)
         healthy = [
@@ -207,9 +283,12 @@ def _pct(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value * 100:.{digits}f} %"
 
 
-def verdicts(m: Measures, basic: Measures | None) -> list[dict[str, Any]]:
-    """The six criteria from ``m`` (criterion 6 from ``basic``, the half-dependencies
-    scenario, when it ran): measured value, its display, and pass / target / fail."""
+def verdicts(
+    m: Measures, basic: Measures | None, partial: Measures | None = None
+) -> list[dict[str, Any]]:
+    """The criteria from ``m`` (criterion 6 from ``basic``, the half-dependencies
+    scenario, 7 and 8 from ``partial``, the partial failure's, when they ran): measured
+    value, its display, and pass / target / fail."""
     out: list[dict[str, Any]] = []
 
     def add(cid: int, measured: float | None, verdict: str, display: str, detail: str) -> None:
@@ -304,5 +383,30 @@ def verdicts(m: Measures, basic: Measures | None) -> list[dict[str, Any]]:
             _pct(kept),
             f"{basic.basic_path:,} of {basic.executions:,} executions completed their basic"
             " path with half the dependencies down",
+        )
+    if partial is not None:
+        served = _share(partial.good_served, partial.good_inputs)
+        add(
+            7,
+            served,
+            "n/a"
+            if served is None
+            else "target"
+            if served == 1
+            else "pass"
+            if served >= 0.99
+            else "fail",
+            _pct(served),
+            f"{partial.good_served:,} of {partial.good_inputs:,} executions whose inputs the"
+            " dependency serves ended well without its fallback or a person",
+        )
+        fell_back = _share(partial.bad_fell_back, partial.bad_inputs)
+        add(
+            8,
+            fell_back,
+            "n/a" if fell_back is None else "target" if fell_back == 1 else "fail",
+            _pct(fell_back),
+            f"{partial.bad_fell_back:,} of {partial.bad_inputs:,} executions whose input the"
+            " dependency fails took the node's fallback and ended without a person",
         )
     return out

@@ -6,7 +6,7 @@ runs ``trilha worker`` processes in real time and SIGKILLs them
 (:mod:`trilha.chaos.crash`). Each scenario's executions are then measured from
 its store and its process log (:mod:`trilha.chaos.measure`), and the run's
 criteria are those of all its executions together (criterion 6: of the
-half-dependencies scenario).
+half-dependencies scenario; 7 and 8: of the partial failure's).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import trilha
 from trilha.chaos.crash import run_crashes
-from trilha.chaos.measure import Measures, measure, outage_recoveries, verdicts
+from trilha.chaos.measure import FailingInputs, Measures, measure, outage_recoveries, verdicts
 from trilha.chaos.report import histogram, write_report
 from trilha.chaos.scenarios import Scenario, matrix
 from trilha.chaos.services import Services
@@ -109,7 +109,7 @@ async def run_chaos(options: ChaosOptions, progress: Progress | None = None) -> 
     base = load_config(options.config) if options.config else Config()
     used = sorted({name for flow in flows for _, name in dependencies_used(flow)})
     declared = {name: dep.base_url for name, dep in base.dependencies.items()}
-    scenarios = select(matrix(used), options.scenario)
+    scenarios = select(matrix(used, called_with_input(flows)), options.scenario)
     work = options.work or Path(tempfile.mkdtemp(prefix="trilha-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -120,10 +120,18 @@ async def run_chaos(options: ChaosOptions, progress: Progress | None = None) -> 
         for name in sorted(set(used) & set(declared))
         if not await _answers(declared[name])
     ]
+    warnings += [
+        f"{s.name}: dependency '{s.input_failures.dependency}' is your own service"
+        f" ({declared[s.input_failures.dependency]}): trilha cannot make it fail for some"
+        " inputs, so this scenario injects nothing"
+        for s in scenarios
+        if s.input_failures is not None and s.input_failures.dependency in declared
+    ]
     config = _rewired(base, services, used)
     results: list[dict[str, Any]] = []
     total = Measures()
     basic: Measures | None = None
+    partial: Measures | None = None
     try:
         for scenario in scenarios:
             await services.reset()
@@ -136,9 +144,11 @@ async def run_chaos(options: ChaosOptions, progress: Progress | None = None) -> 
             total.add(measured)
             if scenario.basic_path:
                 basic = measured
+            if scenario.input_failures is not None:
+                partial = measured
     finally:
         await services.close()
-    criteria = verdicts(total, basic)
+    criteria = verdicts(total, basic, partial)
     passed = all(c["verdict"] != "fail" for c in criteria)
     report: dict[str, Any] = {
         "trilha": trilha.__version__,
@@ -181,6 +191,16 @@ def replay_command(options: ChaosOptions, scenario: str) -> str:
     return " ".join(parts)
 
 
+def called_with_input(flows: list[Flow]) -> str | None:
+    """The first dependency the flows call with a variable in the URL: the one whose
+    inputs can differ, so the one a partial failure is staged on."""
+    for flow in flows:
+        for node_id, name in dependencies_used(flow):
+            if "{{" in str(getattr(flow.node(node_id), "url", "")):
+                return name
+    return None
+
+
 def _rewired(base: Config, services: Services, used: list[str]) -> Config:
     """The configuration the engine runs with: every dependency through its gate, the
     messages into memory (the channel is not under test), the trail kept whole."""
@@ -213,6 +233,16 @@ async def _scenario(
 ) -> tuple[dict[str, Any], Measures]:
     log_path = folder / "process.log"
     began = time.monotonic()
+    failures = scenario.input_failures
+    inputs = None
+    if failures is not None and services.fail_inputs(failures, options.seed):
+        callers = frozenset(
+            node_id
+            for flow in flows
+            for node_id, name in dependencies_used(flow)
+            if name == failures.dependency
+        )
+        inputs = FailingInputs(failures, options.seed, callers)
 
     def report(ended: int, total: int) -> None:
         if progress is not None:
@@ -237,7 +267,7 @@ async def _scenario(
         finally:
             reset_logging()
     try:
-        measured = await measure(run.store, run.started_ids, now=run.ended)
+        measured = await measure(run.store, run.started_ids, now=run.ended, inputs=inputs)
         history = await digest(run.store, run.started_ids) if not scenario.real_processes else None
     finally:
         await run.store.close()
@@ -249,6 +279,8 @@ async def _scenario(
             continue
     measured.recovery_seconds += outage_recoveries(lines)
     measured.outcomes.setdefault("unfinished", 0)  # measured: executions not ended
+    if inputs is not None:
+        run.faults["failed_by_input"] += services.failed_inputs()
     values = measured.recovery_seconds
     result: dict[str, Any] = {
         "name": scenario.name,
@@ -261,7 +293,11 @@ async def _scenario(
         "faults": dict(sorted(run.faults.items())),
         "criteria": {
             str(c["id"]): {k: c[k] for k in ("measured", "display", "verdict", "detail")}
-            for c in verdicts(measured, measured if scenario.basic_path else None)
+            for c in verdicts(
+                measured,
+                measured if scenario.basic_path else None,
+                measured if failures is not None else None,
+            )
         },
         "recoverySeconds": {
             "count": len(values),
@@ -277,6 +313,17 @@ async def _scenario(
         "store": str(folder / f"{scenario.name}.db"),
         "processLog": [str(p) for p in sorted(folder.glob("*.log"))],  # noqa: ASYNC240
     }
+    if failures is not None:
+        result["partialFailure"] = {
+            "dependency": failures.dependency,
+            "share": round(failures.share, 3),
+            "status": failures.status,
+            "injected": inputs is not None,
+            "goodInputs": measured.good_inputs,
+            "goodServed": measured.good_served,
+            "badInputs": measured.bad_inputs,
+            "badFellBack": measured.bad_fell_back,
+        }
     if any(c["verdict"] == "fail" for c in result["criteria"].values()):
         result["failingSeed"] = options.seed
         result["replay"] = replay_command(options, scenario.name)

@@ -1,6 +1,7 @@
 """The scenario matrix of ``trilha chaos``: one scenario per kind of fault, everything
-at once, and half the dependencies down. Times are seconds since the scenario
-began (simulated time, except for worker crashes, which are real processes)."""
+at once, half the dependencies down, and one dependency failing for a share of its
+inputs. Times are seconds since the scenario began (simulated time, except for worker
+crashes, which are real processes)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,27 @@ from trilha.core.faults import (
     Latency,
     ProcessorFaults,
     Window,
+    chance,
 )
 
 #: the dependencies the built-in flow calls (half of them go down in one scenario)
 BUILT_IN_DEPENDENCIES = ("crm", "score", "agenda", "notify")
+
+
+@dataclass(frozen=True, slots=True)
+class InputFailures:
+    """A dependency that is up but answers ``status`` to a share of its inputs: the same
+    request the same way every time, decided by its method and path (hashed with the
+    seed), not drawn at random per call. Retrying such a request never mends it; the
+    other requests always work (issue 22's CRM failing the codes starting with 9)."""
+
+    dependency: str
+    share: float
+    status: int = 500
+
+    def fails(self, seed: int, method: str, path: str) -> bool:
+        """Whether the dependency fails ``method path`` (``path`` with its query)."""
+        return chance(seed, "input", self.dependency, method.upper(), path) < self.share
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +47,8 @@ class Scenario:
     real_processes: bool = False
     #: criterion 6 is measured here: the share that finished their basic path
     basic_path: bool = False
+    #: a dependency failing for some inputs; criteria 7 and 8 are measured here
+    input_failures: InputFailures | None = None
 
 
 def _outages(dependencies: list[str]) -> list[DependencyOutage]:
@@ -40,9 +60,12 @@ def _outages(dependencies: list[str]) -> list[DependencyOutage]:
     ]
 
 
-def matrix(dependencies: list[str]) -> list[Scenario]:
-    """Every scenario, for a run whose flows call ``dependencies``."""
+def matrix(dependencies: list[str], by_input: str | None = None) -> list[Scenario]:
+    """Every scenario, for a run whose flows call ``dependencies``; ``by_input`` is the
+    one a share of whose inputs fail (default: the first), best one the flows call with
+    an input in the URL."""
     half = dependencies[: max(1, len(dependencies) // 2)] if dependencies else []
+    partial = by_input or (dependencies[0] if dependencies else None)
     processor = ProcessorFaults(probability=0.15)
     latency = Latency(
         processor=Delay(probability=0.3, seconds=0.05, jitter_seconds=0.2),
@@ -116,6 +139,15 @@ def matrix(dependencies: list[str]) -> list[Scenario]:
             f" (half of {len(dependencies)})",
             FaultPlan(dependency_outages=[DependencyOutage(dependencies=half)] if half else []),
             basic_path=True,
+        ),
+        Scenario(
+            "partial_dependency_failure",
+            f"{partial} answers 500 to a third of its requests, the same ones every time"
+            " (by input, not at random), and 200 to the rest"
+            if partial
+            else "no dependency to fail",
+            FaultPlan(),
+            input_failures=InputFailures(partial, 1 / 3) if partial else None,
         ),
     ]
 

@@ -5,8 +5,10 @@ a port of its own that can stop listening (connections refused, the open ones
 reset) and come back on the same port, as a service that goes down and
 restarts. Behind a gate is either the user's own service (``--config`` names
 it) or a :class:`StandIn` that answers the built-in flows' calls the same way
-every time. Both run in the chaos run's event loop: no threads, so a simulated
-run stays deterministic.
+every time; told :meth:`Services.fail_inputs`, a stand-in fails a share of its
+requests, the same ones every time (a partial failure: a gate, which does not read
+HTTP, cannot do that to the user's own service). Both run in the chaos run's event
+loop: no threads, so a simulated run stays deterministic.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from trilha.chaos.scenarios import InputFailures
 from trilha.core.faults import FaultPlan
 
 #: an answer: (status, JSON body)
@@ -57,6 +60,10 @@ class StandIn:
         #: real seconds each answer takes (the crash scenario's slow calls, during which
         #: a worker holds its lease); the simulation keeps it at 0
         self.delay_seconds = 0.0
+        #: the inputs it fails (a partial failure), with the run's seed
+        self.failing: tuple[InputFailures, int] | None = None
+        #: requests it failed so
+        self.failed = 0
         self._server: asyncio.Server | None = None
 
     @property
@@ -93,6 +100,11 @@ class StandIn:
                 if self.delay_seconds:
                     await asyncio.sleep(self.delay_seconds)
                 status, answer = standin_answer(self.name, method, target, body)
+                if self.failing is not None and self.failing[0].fails(
+                    self.failing[1], method, target
+                ):
+                    self.failed += 1
+                    status, answer = self.failing[0].status, {"error": "internal error"}
                 payload = json.dumps(answer).encode()
                 writer.write(
                     f"HTTP/1.1 {status} {'OK' if status < 400 else 'Error'}\r\n"
@@ -213,10 +225,27 @@ class Services:
                 await gate.start()
         return downs
 
+    def fail_inputs(self, failures: InputFailures, seed: int) -> bool:
+        """Make the stand-in of ``failures.dependency`` fail those inputs; False when the
+        dependency is the configuration's own service (behind a gate that cannot)."""
+        standin = self.standins.get(failures.dependency)
+        if standin is None:
+            return False
+        standin.failing = (failures, seed)
+        return True
+
+    def failed_inputs(self) -> int:
+        """Requests the stand-ins failed by input since the last :meth:`reset`."""
+        return sum(standin.failed for standin in self.standins.values())
+
     async def reset(self) -> None:
-        """Every gate up again (between scenarios)."""
+        """Every gate up again and every stand-in answering every input (between
+        scenarios)."""
         for gate in self.gates.values():
             await gate.start()
+        for standin in self.standins.values():
+            standin.failing = None
+            standin.failed = 0
 
     async def close(self) -> None:
         for gate in self.gates.values():
