@@ -52,6 +52,8 @@ LISTINGS = {
     ("get", "/v1/events"),
     ("get", "/v1/me"),
     ("get", "/v1/alerts"),
+    ("get", "/v1/errors"),
+    ("get", "/v1/dependencies"),
 }
 
 
