@@ -609,6 +609,7 @@ class Row {
     const eventTime = parseTime(fold.at);
     if (eventTime !== null && this.updated !== null && eventTime < this.updated) return; // older than the row
     if (eventTime !== null) this.updated = eventTime;
+    const shown = [this.data.status, this.data.outcome];
     if (fold.status && fold.status !== this.data.status) {
       this.data.status = fold.status;
       this.since = parseTime(fold.statusAt) ?? eventTime ?? Date.now();
@@ -621,7 +622,7 @@ class Row {
       this.data.outcome = isTerminal(fold.status) ? undefined : null;
     }
     if (fold.outcome) this.data.outcome = fold.outcome;
-    setStatusBadges(this.badges, this.data.status, this.data.outcome);
+    if (shown[0] !== this.data.status || shown[1] !== this.data.outcome) setStatusBadges(this.badges, this.data.status, this.data.outcome);
     if (fold.nodeId && fold.nodeId !== this.data.currentNodeId) {
       this.data.currentNodeId = fold.nodeId;
       this.nodeText.nodeValue = fold.nodeId;
