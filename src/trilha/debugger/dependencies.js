@@ -11,7 +11,7 @@
 import { api } from "./api.js";
 import { ago, clock, h, parseTime, setText } from "./dom.js";
 import { Throttled } from "./refresh.js";
-import { follow } from "./sse.js";
+import { follow, liveIndicator } from "./sse.js";
 
 const STATES = {
   closed: { label: "closed", glyph: "●", title: "calls go through" },
@@ -178,18 +178,7 @@ export function mountDependencies(container) {
 
   const throttle = new Throttled(load, { everyMs: 2000, idleMs: 3000 });
   const stream = follow("/v1/events", {
-    onOpen: () => {
-      setText(live, "live");
-      live.className = "live on";
-    },
-    onDrop: () => {
-      setText(live, "reconnecting…");
-      live.className = "live off";
-    },
-    onFatal: (status) => {
-      setText(live, `no live updates (HTTP ${status})`);
-      live.className = "live off";
-    },
+    ...liveIndicator(live),
     onEvent: () => throttle.changed(),
   });
   throttle.refresh();

@@ -15,7 +15,7 @@ import { api, viewOf, withQuery } from "./api.js";
 import { ago, clock, h, parseTime, setText, shortId } from "./dom.js";
 import { flowSelect, sinceText } from "./filters.js";
 import { Throttled } from "./refresh.js";
-import { follow } from "./sse.js";
+import { follow, liveIndicator } from "./sse.js";
 
 const WINDOWS = [
   [900, "the last 15 minutes"],
@@ -207,18 +207,7 @@ export function mountErrors(container) {
 
   const throttle = new Throttled(load, { everyMs: 2000, idleMs: 15000 });
   const stream = follow("/v1/events", {
-    onOpen: () => {
-      setText(live, "live");
-      live.className = "live on";
-    },
-    onDrop: () => {
-      setText(live, "reconnecting…");
-      live.className = "live off";
-    },
-    onFatal: (status) => {
-      setText(live, `no live updates (HTTP ${status})`);
-      live.className = "live off";
-    },
+    ...liveIndicator(live),
     onEvent: (type, data) => {
       // a failed step logs at WARN (retried, degraded) or ERROR
       if (data.level === "ERROR" || data.level === "CRITICAL" || data.level === "WARN" || data.context?.error) throttle.changed();

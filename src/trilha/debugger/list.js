@@ -55,7 +55,7 @@ import {
 } from "./filters.js";
 import { metrics } from "./metrics.js";
 import { KeyedQueue } from "./queue.js";
-import { follow } from "./sse.js";
+import { follow, liveIndicator } from "./sse.js";
 import { isTerminal, setStatusBadges, stateOf, statusBadges } from "./status.js";
 
 const PAGE = 200;
@@ -502,18 +502,7 @@ export function mountList(container, { me }) {
   }
 
   const stream = follow("/v1/events", {
-    onOpen: () => {
-      setText(live, "live");
-      live.className = "live on";
-    },
-    onDrop: () => {
-      setText(live, "reconnecting…");
-      live.className = "live off";
-    },
-    onFatal: (status) => {
-      setText(live, `no live updates (HTTP ${status})`);
-      live.className = "live off";
-    },
+    ...liveIndicator(live),
     onEvent: (type, data) => {
       metrics.eventsReceived += 1;
       if (bufferedDuringLoad) bufferedDuringLoad.push([type, data]);

@@ -6,6 +6,7 @@
 // (an execution's stream after it ended) stops it for good.
 
 import { authHeaders, reportUnauthorized } from "./api.js";
+import { setText } from "./dom.js";
 
 const MIN_BACKOFF = 500;
 const MAX_BACKOFF = 5000;
@@ -97,6 +98,23 @@ async function read(body, onFrame) {
 }
 
 /** One frame of lines `field: value`; comments (`: keep-alive`) are skipped. */
+/**
+ * The handlers that keep a view's "live" indicator (`el`) telling whether its
+ * stream is connected, for the views whose stream has nothing else to say about
+ * it: spread them into follow()'s handlers.
+ */
+export function liveIndicator(el) {
+  const show = (text, state) => {
+    setText(el, text);
+    el.className = `live ${state}`;
+  };
+  return {
+    onOpen: () => show("live", "on"),
+    onDrop: () => show("reconnecting…", "off"),
+    onFatal: (status) => show(`no live updates (HTTP ${status})`, "off"),
+  };
+}
+
 export function parseFrame(block) {
   let id = null;
   let event = "message";

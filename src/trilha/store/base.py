@@ -163,6 +163,22 @@ class StepErrorMatch:
     status: int | None = None
     dependency: str | None = None
 
+    def equalities(
+        self, *, institution_id: str | None = None, flow_id: str | None = None
+    ) -> list[tuple[str, str | int]]:
+        """The ``step_errors`` columns this match (of ``institution_id`` and ``flow_id``
+        when given) pins to a value, for the backends to write their own SQL with;
+        ``since`` is a range, left to them."""
+        pinned: tuple[tuple[str, str | int | None], ...] = (
+            ("institution_id", institution_id),
+            ("flow_id", flow_id),
+            ("node_id", self.node_id),
+            ("kind", self.kind),
+            ("status", self.status),
+            ("dependency", self.dependency),
+        )
+        return [(column, value) for column, value in pinned if value is not None]
+
 
 @dataclass(frozen=True, slots=True)
 class FailedStep:

@@ -1989,16 +1989,8 @@ def _step_error_terms(
     admit the failed steps ``match`` admits, of ``institution_id`` and ``flow_id`` when
     given; ``TRUE`` when nothing narrows."""
     terms: list[str] = []
-    for column, value in (
-        ("institution_id", institution_id),
-        ("flow_id", flow_id),
-        ("node_id", match.node_id),
-        ("kind", match.kind),
-        ("status", match.status),
-        ("dependency", match.dependency),
-    ):
-        if value is not None:
-            terms.append(f"{alias}{column} = {params.add(value)}")
+    for column, value in match.equalities(institution_id=institution_id, flow_id=flow_id):
+        terms.append(f"{alias}{column} = {params.add(value)}")
     if match.since is not None:
         terms.append(f"{alias}at >= {params.add(match.since)}")
     return " AND ".join(terms) or "TRUE"

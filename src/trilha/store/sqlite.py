@@ -1831,17 +1831,9 @@ def _step_error_terms(
     given, with their parameters; ``1 = 1`` when nothing narrows."""
     terms: list[str] = []
     params: list[Any] = []
-    for column, value in (
-        ("institution_id", institution_id),
-        ("flow_id", flow_id),
-        ("node_id", match.node_id),
-        ("kind", match.kind),
-        ("status", match.status),
-        ("dependency", match.dependency),
-    ):
-        if value is not None:
-            terms.append(f"{alias}{column} = ?")
-            params.append(value)
+    for column, value in match.equalities(institution_id=institution_id, flow_id=flow_id):
+        terms.append(f"{alias}{column} = ?")
+        params.append(value)
     if match.since is not None:
         terms.append(f"{alias}at >= ?")
         params.append(match.since)

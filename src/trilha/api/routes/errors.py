@@ -23,7 +23,7 @@ from trilha.api.app import state_of
 from trilha.api.auth import Viewer
 from trilha.api.problems import problems
 from trilha.api.routes.executions import (
-    STORED_FLOW_ID_PATTERN,
+    FlowIdQuery,
     InstitutionQuery,
     SinceQuery,
     parse_since,
@@ -89,15 +89,7 @@ async def errors(
     request: Request,
     principal: Viewer,
     since: SinceQuery = None,
-    flow_id: Annotated[
-        str | None,
-        Query(
-            alias="flowId",
-            pattern=STORED_FLOW_ID_PATTERN,
-            max_length=200,
-            description="Only this flow: its name, or its stored id `INSTITUTION/NAME`.",
-        ),
-    ] = None,
+    flow_id: FlowIdQuery = None,
     institution_id: InstitutionQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_GROUPS, description="The biggest groups.")] = 50,
 ) -> JSONResponse:

@@ -420,6 +420,18 @@ SinceQuery = Annotated[
 ]
 
 
+#: ``?flowId=`` of the listings: a flow's name, or its stored id
+FlowIdQuery = Annotated[
+    str | None,
+    Query(
+        alias="flowId",
+        pattern=STORED_FLOW_ID_PATTERN,
+        max_length=200,
+        description="Only this flow: its name, or its stored id `INSTITUTION/NAME`.",
+    ),
+]
+
+
 def parse_since(value: str, now: float) -> float:
     """``?since=`` as unix seconds; 422 naming ``query.since`` for anything else."""
     text = value.strip()
@@ -627,15 +639,7 @@ async def list_executions(
             " the turn ran out)..."
         ),
     ] = None,
-    flow_id: Annotated[
-        str | None,
-        Query(
-            alias="flowId",
-            pattern=STORED_FLOW_ID_PATTERN,
-            max_length=200,
-            description="This flow: its name, or its stored id `INSTITUTION/NAME`.",
-        ),
-    ] = None,
+    flow_id: FlowIdQuery = None,
     conversation_id: Annotated[
         str | None, Query(alias="conversationId", pattern=EXTERNAL_ID_PATTERN, max_length=200)
     ] = None,
