@@ -15,9 +15,13 @@ from trilha.store.base import FailedStep, Store
 def first_error(ex: Execution) -> dict[str, Any] | None:
     """The error that started the execution's trouble: the first failure since it was
     last healthy, as the engine keeps it; an error recorded before the engine kept
-    first errors is its own first."""
+    first errors is its own first. ``at`` (kept as unix seconds) is an ISO-8601 time on
+    the wire, as every other time is."""
     kept = ex.meta.get(FIRST_ERROR)
-    return kept if isinstance(kept, dict) else ex.error
+    if not isinstance(kept, dict):
+        return ex.error
+    at = kept.get("at")
+    return {**kept, "at": iso(at)} if isinstance(at, int | float) else kept
 
 
 def waiting_for_dependency(ex: Execution) -> str | None:

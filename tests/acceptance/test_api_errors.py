@@ -265,6 +265,10 @@ def test_dependencies_answer_the_breaker(staged: Staged) -> None:
     assert (crm["name"], crm["state"], crm["trip"], crm["refused"]) == ("crm", "closed", None, 0)
     assert crm["recent"]["calls"] >= len(CODES)
     assert crm["recent"]["failures"] == 0 and crm["recent"]["failureRate"] == 0
+    # ...but the 500s are there: the window's calls that failed at all, counted or not
+    recent = crm["recent"]
+    assert 0 < recent["errors"] < recent["calls"], recent
+    assert recent["successRate"] == (recent["calls"] - recent["errors"]) / recent["calls"]
     assert crm["recent"]["p50Ms"] is not None and crm["recent"]["p95Ms"] >= crm["recent"]["p50Ms"]
     assert crm["count"] == ["timeout", "connect", "429", "502", "503", "504"]
     assert crm["waitingExecutions"] == 0
@@ -275,7 +279,15 @@ def test_dependencies_answer_the_breaker(staged: Staged) -> None:
         "closedAt": None,
         "retryAt": None,
         "trip": None,
-        "recent": {"calls": 0, "failures": 0, "failureRate": None, "p50Ms": None, "p95Ms": None},
+        "recent": {
+            "calls": 0,
+            "failures": 0,
+            "failureRate": None,
+            "errors": 0,
+            "successRate": None,
+            "p50Ms": None,
+            "p95Ms": None,
+        },
         "refused": 0,
         "waitingExecutions": 0,
         "count": ["timeout", "connect", "429", "502", "503", "504"],

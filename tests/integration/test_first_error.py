@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trilha.config import BreakerConfig, Config, DependencyConfig
+from trilha.core.execution import iso
 from trilha.core.states import ExecutionStatus
 from trilha.engine.recovery import FIRST_ERROR
 from trilha.views import execution_summary
@@ -87,6 +88,7 @@ async def test_first_error_stays_behind_later_ones(
     )
     shown = execution_summary(ended)
     assert shown["firstError"]["status"] == 500 and shown["error"]["status"] == 404
+    assert shown["firstError"]["at"] == iso(first["at"])  # a time as every other on the wire
     assert shown["waitingForDependency"] is None
     steps = [c.error for c in await h.store.checkpoints(ex.id) if c.error]
     assert [e["details"]["dependency"] for e in steps] == ["crm", "crm"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from trilha.api.routes.dependencies import ANOTHER_INSTITUTIONS_CALL, dependency_json
 from trilha.engine.clock import FakeClock
 from trilha.resilience.breaker import (
     DEFAULT_COUNT,
@@ -97,6 +98,19 @@ def test_failures_that_do_not_count_never_open_it(clock: FakeClock) -> None:
     calls(breaker, *[BAD_INPUT] * 50)
     assert breaker.state is BreakerState.CLOSED
     assert breaker.snapshot().failures == 0 and breaker.snapshot().calls == SETTINGS.window
+    # ...yet an operator reading it sees calls that failed, not a healthy 100 %
+    assert breaker.snapshot().errors == SETTINGS.window
+
+
+def test_the_snapshot_tells_failed_calls_from_counted_failures(clock: FakeClock) -> None:
+    """Every call that did not succeed is an error; only what counts is a failure."""
+    breaker = CircuitBreaker("crm", SETTINGS, clock)
+    calls(breaker, OK, BAD_INPUT, OK, BAD_INPUT)
+    snap = breaker.snapshot()
+    assert (snap.calls, snap.errors, snap.failures) == (4, 2, 0)
+    calls(breaker, TIMEOUT)
+    snap = breaker.snapshot()
+    assert (snap.calls, snap.errors, snap.failures) == (4, 3, 1)  # the first OK slid out
 
 
 # ------------------------------------------------------------------------------ closed
@@ -322,3 +336,26 @@ def test_the_logged_request_is_masked(clock: FakeClock, process_log: Any) -> Non
     calls(breaker, *[phone] * 4)
     opened = process_log.lines()[0]["context"]["metadata"]
     assert opened["request"] == "GET http://crm/contacts/*********21"
+
+
+def test_the_call_that_tripped_it_is_shown_to_its_own_institution_only(
+    clock: FakeClock,
+) -> None:
+    """A breaker is shared by every institution that may call the dependency: beta's
+    failing call (a customer code in its URL) must not reach acme's reading of it."""
+    breaker = CircuitBreaker("crm", SETTINGS, clock)
+    beta_down = Call(
+        "status", 503, "GET http://crm/customers/77001", "GET .../77001 answered 503", 0.02, "beta"
+    )
+    calls(breaker, OK, DOWN, OK, beta_down)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.trip is not None and breaker.trip.institution_id == "beta"
+    snapshot = breaker.snapshot()
+    for reader in ("beta", None):  # its own institution, an admin
+        trip = dependency_json("crm", snapshot, reader)["trip"]
+        assert trip["request"] == "GET http://crm/customers/77001", reader
+        assert "77001" in trip["message"]
+    acme = dependency_json("crm", snapshot, "acme")["trip"]
+    assert (acme["request"], acme["message"]) == (None, ANOTHER_INSTITUTIONS_CALL)
+    assert (acme["kind"], acme["status"], acme["reason"]) == ("status", 503, snapshot.trip.reason)
+    assert "77001" not in str(dependency_json("crm", snapshot, "acme"))

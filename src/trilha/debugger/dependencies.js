@@ -39,7 +39,18 @@ export function tripText(trip) {
 }
 
 function percent(rate) {
-  return rate === null || rate === undefined ? "—" : `${Math.round((1 - rate) * 1000) / 10}%`;
+  return rate === null || rate === undefined ? "—" : `${Math.round(rate * 1000) / 10}%`;
+}
+
+// "20 calls, 35% ok · 13 failed, none counting against it": a 500 the breaker does
+// not count still shows as a call that failed
+function recentText(recent) {
+  const calls = recent.calls ?? 0;
+  const head = `${calls} call${calls === 1 ? "" : "s"}, ${percent(recent.successRate)} ok`;
+  const errors = recent.errors ?? 0;
+  if (!errors) return head;
+  const counted = recent.failures ?? 0;
+  return `${head} · ${errors} failed, ${counted ? counted : "none"} counting against it`;
 }
 
 function ms(value) {
@@ -236,7 +247,7 @@ function dependencyRow(dep) {
     h(
       "td.recent",
       {},
-      h("span.sub", { text: `${recent.calls ?? 0} calls, ${percent(recent.failureRate)} ok` }),
+      h("span.sub", { text: recentText(recent) }),
       h("span.muted.sub", { text: `p50 ${ms(recent.p50Ms)} · p95 ${ms(recent.p95Ms)}` }),
     ),
     h("td.num", { text: String(dep.refused ?? 0) }),

@@ -94,6 +94,14 @@ class Call:
     message: str = ""
     #: seconds from the request to its answer (or to giving up on it)
     latency: float | None = None
+    #: whose call it was: a breaker is shared by every institution allowed to call the
+    #: dependency, and the call that trips it is shown only to its own
+    institution_id: str | None = None
+
+    @property
+    def errored(self) -> bool:
+        """Whether the call failed at all, counted against the dependency or not."""
+        return self.kind != "status" or (self.status or 0) >= 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +140,8 @@ class Trip:
     status: int | None
     request: str | None
     message: str
+    #: whose call it was (see :attr:`Call.institution_id`)
+    institution_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +161,9 @@ class BreakerSnapshot:
     calls: int
     failures: int
     failure_rate: float | None
+    #: the window's calls that failed at all, counted or not (a 500 the breaker does
+    #: not count is still a call that did not succeed)
+    errors: int
     #: seconds, over the window's calls
     latency_p50: float | None
     latency_p95: float | None
@@ -161,6 +174,7 @@ class BreakerSnapshot:
 @dataclass(frozen=True, slots=True)
 class _Verdict:
     failed: bool
+    errored: bool
     latency: float | None
 
 
@@ -222,7 +236,7 @@ class CircuitBreaker:
         if epoch is not None and epoch != self.epoch:
             return  # admitted before the last change of state: tells nothing about this one
         failed = self.settings.counts(call)
-        self._remember(_Verdict(failed, call.latency))
+        self._remember(_Verdict(failed, call.errored, call.latency))
         if self.state is BreakerState.HALF_OPEN:
             self._probes_in_flight = max(0, self._probes_in_flight - 1)
             self._probes.append(failed)
@@ -267,6 +281,7 @@ class CircuitBreaker:
             calls=calls,
             failures=self._failed,
             failure_rate=self._failed / calls if calls else None,
+            errors=sum(v.errored for v in self._window),
             latency_p50=percentile(latencies, 0.5) if latencies else None,
             latency_p95=percentile(latencies, 0.95) if latencies else None,
             refused=self.refused,
@@ -312,7 +327,9 @@ class CircuitBreaker:
     def _open(self, reason: str, call: Call) -> None:
         now = self.clock.now()
         self.opened_at = now
-        self.trip = Trip(now, reason, call.kind, call.status, call.request, call.message)
+        self.trip = Trip(
+            now, reason, call.kind, call.status, call.request, call.message, call.institution_id
+        )
         if self.state is BreakerState.CLOSED:
             self.refused = 0
         log.warning(

@@ -82,6 +82,8 @@ class Target:
     #: the declared dependency, ``None`` for a plain URL
     dependency: str | None = None
     breaker: CircuitBreaker | None = None
+    #: whose call this is (the breaker keeps it with the call that trips it)
+    institution_id: str | None = None
 
 
 def declared(config: Config, name: str) -> DependencyConfig:
@@ -138,6 +140,7 @@ def resolve(
         headers=dep.resolved_headers(dependency),
         dependency=dependency,
         breaker=None if breakers is None else breakers.get(dependency, dep.breaker.settings()),
+        institution_id=institution_id,
     )
 
 
@@ -259,7 +262,7 @@ class DependencyClient:
                 raise NodeError(f"{what} failed: {exc}", kind="connection") from exc
         except (NodeError, LimitExceeded) as exc:
             exc.details.setdefault("request", what)
-            _record(breaker, epoch, exc.details, str(exc), time.perf_counter() - began)
+            _record(target, epoch, exc.details, str(exc), time.perf_counter() - began)
             raise
         except BaseException:  # cancelled: no verdict on the dependency
             if breaker is not None:
@@ -275,7 +278,7 @@ class DependencyClient:
                 request=what,
             )
         details = {"status": status, "request": what}
-        _record(breaker, epoch, details, str(failure or ""), time.perf_counter() - began)
+        _record(target, epoch, details, str(failure or ""), time.perf_counter() - began)
         if failure is not None:
             raise failure
         return reply
@@ -370,7 +373,7 @@ _CALL_KINDS: Final = {"timeout": "timeout", "connection": "connect"}
 
 
 def _record(
-    breaker: CircuitBreaker | None,
+    target: Target,
     epoch: int,
     details: Mapping[str, Any],
     message: str,
@@ -379,18 +382,20 @@ def _record(
     """Tell the breaker how the call went: an answer (whatever its status) or no answer
     (a timeout, a connection error); a call refused on this side (a blocked address, a
     bad configuration) tells nothing about the dependency and only frees its slot."""
+    breaker = target.breaker
     if breaker is None:
         return
     status = details.get("status")
     kind = _CALL_KINDS.get(str(details.get("kind")))
     request = details.get("request")
     request = request if isinstance(request, str) else None
+    whose = target.institution_id
     if isinstance(status, int):
-        breaker.record(Call("status", status, request, message, latency), epoch)
+        breaker.record(Call("status", status, request, message, latency, whose), epoch)
     elif kind == "timeout":
-        breaker.record(Call("timeout", None, request, message, latency), epoch)
+        breaker.record(Call("timeout", None, request, message, latency, whose), epoch)
     elif kind == "connect":
-        breaker.record(Call("connect", None, request, message, latency), epoch)
+        breaker.record(Call("connect", None, request, message, latency, whose), epoch)
     else:
         breaker.release(epoch)
 

@@ -43,8 +43,10 @@ class TripOut(WireModel):
     reason: str = Field(description="`6 of 10 recent calls failed (60% >= 50%)`...")
     kind: Literal["timeout", "connect", "status"]
     status: int | None = Field(description="The HTTP status, for kind `status`.")
-    request: str | None = Field(description="`METHOD URL` (masked).")
-    message: str = Field(description="Masked.")
+    request: str | None = Field(
+        description="`METHOD URL` (masked); null when another institution's call tripped it."
+    )
+    message: str = Field(description="Masked; withheld as `request` is.")
 
 
 class RecentOut(WireModel):
@@ -53,6 +55,10 @@ class RecentOut(WireModel):
     calls: int
     failures: int = Field(description="Of them, the failures that count against it.")
     failure_rate: float | None = Field(description="failures / calls; null with no calls.")
+    errors: int = Field(
+        description="Of them, the calls that failed at all, counted against it or not."
+    )
+    success_rate: float | None = Field(description="(calls - errors) / calls; null with no calls.")
     p50_ms: float | None
     p95_ms: float | None
 
@@ -97,7 +103,7 @@ async def dependencies(
     for name, dep in declared.items():
         snapshot = process_snapshot(name, state.engines)
         shown.append(
-            dependency_json(name, snapshot)
+            dependency_json(name, snapshot, institution)
             | {"waitingExecutions": waiting.get(name, 0), "count": list(dep.breaker.count)}
         )
     return JSONResponse({"dependencies": shown})
@@ -118,8 +124,18 @@ def process_snapshot(name: str, engines: Iterable[Engine]) -> BreakerSnapshot | 
     return max(found, key=lambda s: (_SEVERITY[s.state], s.opened_at or 0.0), default=None)
 
 
-def dependency_json(name: str, snapshot: BreakerSnapshot | None) -> dict[str, Any]:
-    """A dependency's breaker on the wire; one never called is closed, with no calls."""
+#: what a trip's message reads when the call was another institution's
+ANOTHER_INSTITUTIONS_CALL = "a call of another institution"
+
+
+def dependency_json(
+    name: str, snapshot: BreakerSnapshot | None, institution: str | None = None
+) -> dict[str, Any]:
+    """A dependency's breaker on the wire; one never called is closed, with no calls.
+
+    A breaker is shared by every institution that may call the dependency, so the call
+    that tripped it may be another's: ``institution`` (``None``: an admin reading them
+    all) sees why it opened, but that call's request and message only if it was its own."""
     if snapshot is None:
         return {
             "name": name,
@@ -132,12 +148,16 @@ def dependency_json(name: str, snapshot: BreakerSnapshot | None) -> dict[str, An
                 "calls": 0,
                 "failures": 0,
                 "failureRate": None,
+                "errors": 0,
+                "successRate": None,
                 "p50Ms": None,
                 "p95Ms": None,
             },
             "refused": 0,
         }
     trip = snapshot.trip
+    # fails closed: a call of no known institution is not shown to one either
+    foreign = trip is not None and institution is not None and trip.institution_id != institution
     return {
         "name": name,
         "state": snapshot.state.value,
@@ -151,13 +171,17 @@ def dependency_json(name: str, snapshot: BreakerSnapshot | None) -> dict[str, An
             "reason": trip.reason,
             "kind": trip.kind,
             "status": trip.status,
-            "request": None if trip.request is None else mask_text(trip.request),
-            "message": mask_text(trip.message),
+            "request": None if trip.request is None or foreign else mask_text(trip.request),
+            "message": ANOTHER_INSTITUTIONS_CALL if foreign else mask_text(trip.message),
         },
         "recent": {
             "calls": snapshot.calls,
             "failures": snapshot.failures,
             "failureRate": snapshot.failure_rate,
+            "errors": snapshot.errors,
+            "successRate": (snapshot.calls - snapshot.errors) / snapshot.calls
+            if snapshot.calls
+            else None,
             "p50Ms": _ms(snapshot.latency_p50),
             "p95Ms": _ms(snapshot.latency_p95),
         },
