@@ -3,8 +3,10 @@
     python bench/recovery.py [--executions 1000] [--failure-rate 0.3] [--seed 1]
                              [--max-attempts 3] [--faults mixed|503|reset|slow|429]
                              [--node-timeout 0.5] [--rate 0] [--workers 2] [--concurrency 32]
-                             [--breaker-threshold 5] [--breaker-open-seconds 30]
-                             [--timeout 120] [--store-dir DIR]
+                             [--breaker-failure-rate 0.5] [--breaker-window 20]
+                             [--breaker-min-calls 10] [--breaker-threshold N]
+                             [--breaker-open-seconds 30] [--breaker-count LIST]
+                             [--timeout 300] [--store-dir DIR]
 
 A real HTTP server on 127.0.0.1 (a free port, one thread per connection, in a
 process of its own so it does not share the engine's GIL) plays the
@@ -19,8 +21,10 @@ The flow is ``message -> http (svc, saveAs) -> message -> end`` with
 hands the conversation to a person (outcome ``escalated``). The dependency is
 declared through :class:`trilha.config.Config` with a short retry policy
 (``--max-attempts``, 0.05 s initial interval, x2, 0.5 s cap, full jitter) and
-the product's default circuit breaker (5 consecutive failures, open 30 s)
-unless ``--breaker-*`` say otherwise. The real Engine, Worker, Dispatcher and
+the product's default circuit breaker (opens when half of the last 20 calls, at
+least 10, failed in a way that counts; open 30 s; 3 half-open probes) unless
+``--breaker-*`` say otherwise. Every fault served counts against the dependency
+by default (503, 429, a reset, a timeout). The real Engine, Worker, Dispatcher and
 SQLiteStore run on a temp file with the system clock and an in-memory channel:
 ``--workers`` worker loops (one Engine each, as separate processes would
 have, each with its own breakers), each advancing up to ``--concurrency``
@@ -368,8 +372,12 @@ async def run(args: argparse.Namespace, folder: Path, base_url: str) -> RunResul
                     max_interval_seconds=0.5,
                 ),
                 breaker=BreakerConfig(
+                    failure_rate=args.breaker_failure_rate,
+                    window=args.breaker_window,
+                    min_calls=args.breaker_min_calls,
                     failure_threshold=args.breaker_threshold,
                     open_seconds=args.breaker_open_seconds,
+                    count=args.breaker_count,
                 ),
             )
         },
@@ -668,7 +676,7 @@ def notes(served: Counter[str], f: Figures) -> None:
             f"\nnote: {f.refused:,} attempts were refused by an open circuit breaker (no request"
             f"\nwent out) and {f.escalated_without_fault:,} executions escalated without a failed"
             "\ncall of their own: an open breaker is not retried, it escalates at once unless the"
-            "\nnode sets waitForDependency. Compare with --breaker-threshold 1000."
+            "\nnode sets waitForDependency. Compare with --breaker-count '' (nothing counts)."
         )
     timeouts = f.error_kinds["timeout"]
     if timeouts > served["slow"]:
@@ -717,20 +725,43 @@ def main() -> None:
         default=32,
         help="executions each worker claims and advances at once (its batch size)",
     )
+    defaults = BreakerConfig()
+    parser.add_argument(
+        "--breaker-failure-rate",
+        type=float,
+        default=defaults.failure_rate,
+        help="the share of counted failures among the window's calls that opens the breaker",
+    )
+    parser.add_argument(
+        "--breaker-window", type=int, default=defaults.window, help="calls the rate is over"
+    )
+    parser.add_argument(
+        "--breaker-min-calls",
+        type=int,
+        default=defaults.min_calls,
+        help="the fewest calls in the window before the rate may open it",
+    )
     parser.add_argument(
         "--breaker-threshold",
         type=int,
-        default=BreakerConfig().failure_threshold,
-        help="consecutive transient failures that open the dependency's breaker",
+        default=defaults.failure_threshold,
+        help="consecutive counted failures that open it as well (default: off)",
+    )
+    parser.add_argument(
+        "--breaker-count",
+        type=lambda text: [t for t in text.split(",") if t.strip()],
+        default=defaults.count,
+        help="what counts against the dependency, comma-separated (timeout, connect, 4xx,"
+        " 5xx or a status); '' for nothing",
     )
     parser.add_argument(
         "--breaker-open-seconds",
         type=float,
-        default=BreakerConfig().open_seconds,
+        default=defaults.open_seconds,
         help="how long an open breaker refuses calls",
     )
     parser.add_argument(
-        "--timeout", type=float, default=120.0, help="give up on the run after this long"
+        "--timeout", type=float, default=300.0, help="give up on the run after this long"
     )
     add_store_dir(parser)
     args = parser.parse_args()
@@ -743,8 +774,13 @@ def main() -> None:
     )
     print(
         f"retry: {args.max_attempts} attempts, 0.05 s initial, x2, 0.5 s cap, full jitter;"
-        f" node timeout {args.node_timeout:g} s; breaker {args.breaker_threshold} failures /"
-        f" {args.breaker_open_seconds:g} s; {args.workers} worker(s) x {args.concurrency}"
+        f" node timeout {args.node_timeout:g} s; {args.workers} worker(s) x {args.concurrency}"
+    )
+    consecutive = "" if args.breaker_threshold is None else f" or {args.breaker_threshold} in a row"
+    print(
+        f"breaker: opens at {args.breaker_failure_rate:.0%} of the last {args.breaker_window}"
+        f" calls (>= {args.breaker_min_calls}){consecutive} failing, counting"
+        f" {','.join(args.breaker_count) or 'nothing'}; open {args.breaker_open_seconds:g} s"
     )
     print(
         "arrivals: all started at once, then run"
