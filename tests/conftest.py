@@ -154,6 +154,7 @@ def http_server() -> Iterator[LocalServer]:
                     "path": self.path,
                     "headers": dict(self.headers),
                     "body": json.loads(raw) if raw else None,
+                    "raw": raw,
                 }
             )
             key = (self.command, self.path.split("?")[0])

@@ -127,6 +127,9 @@ class DependencyConfig(WireModel):
 
     base_url: str
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Standard Webhooks secrets signing what trilha POSTs to it as a webhook (the
+    #: ``handoff`` desk's notices); see :class:`ChannelConfig`
+    signing_secrets: list[str] = Field(default_factory=list, max_length=2)
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     #: GET it to tell whether the dependency is back (2xx); a path relative to
     #: ``base_url`` or an absolute URL on the same host
@@ -139,6 +142,14 @@ class DependencyConfig(WireModel):
     #: who may call it: institution ids, or ``["*"]`` for every institution; without
     #: it only the shared flows (``--flows DIR``) may (see :mod:`trilha.core.tenancy`)
     institutions: list[Annotated[str, Field(pattern=INSTITUTION_PATTERN)]] | None = None
+    #: the header carrying an ``http`` node's idempotency key (the same on every attempt
+    #: of a step); ``""`` sends none, for a service that refuses unknown headers
+    idempotency_header: str = Field(
+        default="Idempotency-Key", max_length=100, pattern=r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+)?$"
+    )
+    #: the service applies a request at most once per idempotency key, so a ``POST`` or
+    #: ``PATCH`` whose answer was lost may be sent again (see :mod:`trilha.core.policies`)
+    idempotent: bool = False
 
     @field_validator("base_url")
     @classmethod
@@ -166,6 +177,9 @@ class ChannelConfig(WireModel):
     kind: Literal["terminal", "webhook", "memory"] = "terminal"
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Standard Webhooks secrets (``whsec_<base64>``, or ``${NAME}``) that sign what trilha
+    #: POSTs here: the current one, and during a rotation the one it replaces
+    signing_secrets: list[str] = Field(default_factory=list, max_length=2)
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     max_attempts: int = Field(default=10, ge=1, le=1_000)
 
@@ -268,6 +282,9 @@ class AlertRuleConfig(WireModel):
 class AlertWebhookConfig(WireModel):
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Standard Webhooks secrets (``whsec_<base64>``, or ``${NAME}``) that sign what trilha
+    #: POSTs here: the current one, and during a rotation the one it replaces
+    signing_secrets: list[str] = Field(default_factory=list, max_length=2)
     timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=100)
 

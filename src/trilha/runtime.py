@@ -14,6 +14,7 @@ from pathlib import Path
 from trilha.channels.base import Channel
 from trilha.channels.desk import HandoffDesk
 from trilha.channels.memory import MemoryChannel
+from trilha.channels.signing import WebhookSigner
 from trilha.channels.terminal import TerminalChannel
 from trilha.channels.webhook import WebhookChannel
 from trilha.config import Config, expand_env, load_config
@@ -52,7 +53,12 @@ def make_channel(config: Config) -> Channel:
         if not ch.url:
             raise ConfigError("channel.url: required when channel.kind is 'webhook'")
         headers = {k: expand_env(v, f"channel.headers.{k}") for k, v in ch.headers.items()}
-        return WebhookChannel(ch.url, headers=headers, timeout=ch.timeout_seconds)
+        return WebhookChannel(
+            ch.url,
+            headers=headers,
+            timeout=ch.timeout_seconds,
+            signer=WebhookSigner.of(ch.signing_secrets, "channel.signing_secrets"),
+        )
     if ch.kind == "memory":
         return MemoryChannel()
     return TerminalChannel()
@@ -109,7 +115,10 @@ def make_desk(config: Config) -> HandoffDesk | None:
     if dep is None:
         return None
     return HandoffDesk(
-        dep.base_url, headers=dep.resolved_headers("handoff"), timeout=dep.timeout_seconds
+        dep.base_url,
+        headers=dep.resolved_headers("handoff"),
+        timeout=dep.timeout_seconds,
+        signer=WebhookSigner.of(dep.signing_secrets, "dependencies.handoff.signing_secrets"),
     )
 
 
@@ -146,6 +155,26 @@ def dependency_access_problems(flow: Flow, config: Config) -> list[Problem]:
         Problem(f"nodes[{positions[node_id]}].dependency", reason)
         for node_id, reason in dependency_problems(flow.id, dependencies_used(flow), declared)
     ]
+
+
+def warn_unsigned_webhooks(config: Config) -> None:
+    """A webhook sent unsigned lets anyone who learns the receiver's URL speak as trilha;
+    say so at start for each one, with how to sign it."""
+    unsigned = []
+    if config.channel.kind == "webhook" and not config.channel.signing_secrets:
+        unsigned.append("channel")
+    handoff = config.dependencies.get("handoff")
+    if handoff is not None and not handoff.signing_secrets:
+        unsigned.append("dependencies.handoff")
+    if config.alerts.webhook is not None and not config.alerts.webhook.signing_secrets:
+        unsigned.append("alerts.webhook")
+    for where in unsigned:
+        log.warning(
+            "webhook.unsigned",
+            webhook=where,
+            hint=f'add signing_secrets = ["whsec_..."] under [{where}] so the receiver can'
+            " check the Standard Webhooks signature",
+        )
 
 
 def warn_unowned_dependencies(config: Config) -> None:

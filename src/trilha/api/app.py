@@ -46,6 +46,7 @@ from trilha.runtime import (
     publish_all,
     runtime,
     warn_unowned_dependencies,
+    warn_unsigned_webhooks,
 )
 
 log = get_logger("trilha.api")
@@ -226,6 +227,7 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
             with_metrics=True,
         ) as rt:
             warn_unowned_dependencies(cfg)
+            warn_unsigned_webhooks(cfg)
             await publish_all(rt, shared_flows)
             engines = [rt.engine]
             state = ServeState(options, cfg, rt, engines)

@@ -1,10 +1,14 @@
 """Tells the human desk about a handoff: a JSON POST to the declared ``handoff``
-dependency, with an ``Idempotency-Key`` so a repeat after a crash is dropped."""
+dependency, with an ``Idempotency-Key`` so a repeat after a crash is dropped, signed as
+Standard Webhooks says when the dependency has signing secrets."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
+from trilha.channels.signing import WebhookSigner, json_body, signed_headers
 from trilha.core.execution import Handoff, iso
 from trilha.errors import ChannelError
 
@@ -13,8 +17,16 @@ class HandoffDesk:
     """POSTs ``{handoffId, executionId, institutionId, conversationId, contactId, queue,
     reason, at}`` to ``url``; any 2xx is success."""
 
-    def __init__(self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 10.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+        signer: WebhookSigner | None = None,
+    ) -> None:
         self.url = url
+        self.signer = signer
         self._client = httpx.AsyncClient(headers=headers or {}, timeout=timeout, trust_env=False)
 
     async def notify(self, handoff_id: int, handoff: Handoff) -> None:
@@ -29,9 +41,11 @@ class HandoffDesk:
             "reason": handoff.reason,
             "at": iso(handoff.at),
         }
+        content = json_body(body)
+        headers = signed_headers(self.signer, key, content, time.time())
         try:
             response = await self._client.post(
-                self.url, json=body, headers={"Idempotency-Key": key}
+                self.url, content=content, headers=headers | {"Idempotency-Key": key}
             )
         except httpx.HTTPError as exc:
             raise ChannelError(f"handoff desk {self.url}: {exc}") from exc

@@ -1,11 +1,15 @@
-"""POSTs each message as JSON to the platform, with an ``Idempotency-Key`` header."""
+"""POSTs each message as JSON to the platform, with an ``Idempotency-Key`` header and,
+when the channel has signing secrets, signed as Standard Webhooks says (the message's
+idempotency key is its ``webhook-id``: the same on every retry)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
+from trilha.channels.signing import WebhookSigner, json_body, signed_headers
 from trilha.core.execution import OutboundMessage, iso
 from trilha.errors import ChannelError
 
@@ -14,9 +18,15 @@ class WebhookChannel:
     name = "webhook"
 
     def __init__(
-        self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+        signer: WebhookSigner | None = None,
     ) -> None:
         self.url = url
+        self.signer = signer
         self._client = httpx.AsyncClient(headers=headers or {}, timeout=timeout, trust_env=False)
 
     async def deliver(self, message: OutboundMessage) -> None:
@@ -30,9 +40,12 @@ class WebhookChannel:
             "createdAt": iso(message.created_at),
             "idempotencyKey": message.idempotency_key,
         }
+        content = json_body(body)
+        key = message.idempotency_key
+        headers = signed_headers(self.signer, key, content, time.time())
         try:
             response = await self._client.post(
-                self.url, json=body, headers={"Idempotency-Key": message.idempotency_key}
+                self.url, content=content, headers=headers | {"Idempotency-Key": key}
             )
         except httpx.HTTPError as exc:
             raise ChannelError(f"webhook {self.url}: {exc}") from exc

@@ -27,6 +27,8 @@ import contextlib
 import math
 import random
 import socket
+import time
+import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psutil  # type: ignore[import-untyped]  # no stubs in the test extras
 
+from trilha.channels.signing import WebhookSigner, json_body, signed_headers
 from trilha.config import AlertWebhookConfig, Config, expand_env
 from trilha.core.alerts import (
     DEFAULT_RULES,
@@ -172,6 +175,7 @@ class WebhookSink:
             k: expand_env(v, f"alerts.webhook.headers.{k}") for k, v in config.headers.items()
         }
         self._timeout = config.timeout_seconds
+        self._signer = WebhookSigner.of(config.signing_secrets, "alerts.webhook.signing_secrets")
         self._client: httpx.AsyncClient | None = None
         self._last: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -187,7 +191,9 @@ class WebhookSink:
     def send(self, state: AlertState) -> None:
         """Queue ``state`` for delivery after those queued before it; returns at once."""
         body = alert_json(state, updated=False)
-        task = asyncio.create_task(self._after(self._last, body))
+        # one id per notification, kept across its retries (the receiver drops a repeat)
+        message_id = f"msg_{uuid.uuid4().hex}"
+        task = asyncio.create_task(self._after(self._last, message_id, body))
         self._last = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -210,18 +216,23 @@ class WebhookSink:
             await self._client.aclose()
             self._client = None
 
-    async def _after(self, previous: asyncio.Task[None] | None, body: dict[str, Any]) -> None:
+    async def _after(
+        self, previous: asyncio.Task[None] | None, message_id: str, body: dict[str, Any]
+    ) -> None:
         if previous is not None and not previous.done():
             await asyncio.wait({previous})
-        await self._deliver(body)
+        await self._deliver(message_id, body)
 
-    async def _deliver(self, body: dict[str, Any]) -> None:
+    async def _deliver(self, message_id: str, body: dict[str, Any]) -> None:
         where = _safe_url(self.url)
+        content = json_body(body)
         error, attempt = "", 0
         for attempt in range(1, self.max_attempts + 1):
             retry_after: float | None = None
+            # signed at each attempt: its timestamp says when this one was sent
+            headers = signed_headers(self._signer, message_id, content, time.time())
             try:
-                response = await self._http().post(self.url, json=body)
+                response = await self._http().post(self.url, content=content, headers=headers)
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             else:
