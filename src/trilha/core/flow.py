@@ -298,8 +298,23 @@ class HttpNode(NodeBase):
     body: Any = None
     save_as: VariableName | None = None
     wait_for_dependency: WaitForDependency | None = None
+    #: a ``POST`` or ``PATCH`` whose answer was lost (a timeout, a connection cut after
+    #: the request went out) is sent again although its dependency does not declare
+    #: ``idempotent = true``: the author knows a repeat does no harm
+    retry_unsafe: bool = False
 
     _check_wait = field_validator("wait_for_dependency")(_wait_needs_dependency)
+
+    @field_validator("retry_unsafe")
+    @classmethod
+    def _unsafe_method(cls, value: bool, info: ValidationInfo) -> bool:
+        method = info.data.get("method")
+        if value and method not in ("POST", "PATCH"):
+            raise ValueError(
+                f"retryUnsafe is for POST and PATCH; a {method} is retried anyway"
+                " (it is idempotent by HTTP semantics)"
+            )
+        return value
 
 
 class Intent(WireModel):

@@ -29,6 +29,9 @@ class ErrorKind(StrEnum):
     CONFIGURATION = "configuration"
     LIMIT = "limit"  # a bound was passed (value size, reply length, response size...)
     FORBIDDEN = "forbidden"  # another owner's flow, a dependency not allowed
+    #: a request that changes things went out and its answer was lost (a timeout, a
+    #: connection cut): it may have been applied, so it is not sent again
+    AMBIGUOUS = "ambiguous"
     INTERNAL = "internal"
 
 
@@ -40,6 +43,19 @@ TRANSIENT: frozenset[ErrorKind] = frozenset(
         ErrorKind.SERVER,
     }
 )
+
+
+#: methods that may change something each time they are applied (RFC 9110 §9.2.2):
+#: GET, HEAD, PUT and DELETE are idempotent, so repeating one after a lost answer is safe
+UNSAFE_METHODS: frozenset[str] = frozenset({"POST", "PATCH"})
+
+
+def resend_is_safe(method: str, *, dependency_idempotent: bool, retry_unsafe: bool) -> bool:
+    """Whether a request whose answer was lost after it went out may be sent again: an
+    idempotent method, a dependency that applies a key once (``idempotent = true``), or
+    a node that says a repeat does no harm (``retryUnsafe``). Otherwise the failure is
+    :attr:`ErrorKind.AMBIGUOUS` and, not being transient, is never retried."""
+    return method.upper() not in UNSAFE_METHODS or dependency_idempotent or retry_unsafe
 
 
 def classify(error_type: str, *, status: int | None = None, kind: str | None = None) -> ErrorKind:

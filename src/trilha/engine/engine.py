@@ -68,6 +68,7 @@ from trilha.processors.base import (
 )
 from trilha.processors.registry import Processors
 from trilha.resilience.breaker import BreakerRegistry
+from trilha.resilience.dependencies import IDEMPOTENCY_KEY, step_key
 from trilha.store.base import Claimed, StepCommit, Store
 
 # re-exported: callers and tests import these from here
@@ -374,6 +375,10 @@ class Engine(Recovery):
                 return
             if processor.effectful and turn.pending:
                 await self._commit(turn, release=False)
+            key = None
+            if processor.effectful:  # kept for its retries (a crash re-derives it)
+                key = step_key(ex.id, ex.step_seq, ex.node_state)
+                ex.node_state = {**ex.node_state, IDEMPOTENCY_KEY: key}
             ctx = StepContext(
                 execution_id=ex.id,
                 institution_id=ex.institution_id,
@@ -387,6 +392,7 @@ class Engine(Recovery):
                 inbound=turn.inbound,
                 resumed_by=turn.resumed_by,
                 breakers=self.breakers,
+                idempotency_key=key,
             )
             turn.resumed_by = None
             started = self.clock.now()

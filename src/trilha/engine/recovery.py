@@ -37,6 +37,7 @@ from trilha.core.states import ExecutionStatus, Outcome
 from trilha.engine.clock import Clock
 from trilha.engine.turn import _Turn, describe_error
 from trilha.errors import FlowNotFound, StaleLease, StoreError, TrilhaError
+from trilha.observability.masking import mask_text
 from trilha.observability.metrics import Metrics
 from trilha.processors.base import End, HandoffRequest, Jump, StepResult, WaitRecovery
 from trilha.resilience.dependencies import WAIT_STARTED_KEY
@@ -291,6 +292,8 @@ class Recovery(ABC):
             if isinstance(details.get(key), int | str):
                 summary[key] = details[key]
         record_failure(ex, summary, now)
+        if kind is ErrorKind.AMBIGUOUS:
+            self._maybe_applied(turn, node, details, dependency)
         retry_after = parse_retry_after(details.get("retry_after"), now)
         if kind is ErrorKind.DEPENDENCY_UNAVAILABLE:
             return self._dependency_down(ex, flow, node, turn, details, dependency, error)
@@ -338,6 +341,26 @@ class Recovery(ABC):
             self._move(turn, S.FALLBACK, f"{reason}; following its fallback")
             return StepResult(next_node=node.fallback.next, output={"fallback": node.fallback.next})
         return self._exhausted(ex, flow, node, turn, reason)
+
+    def _maybe_applied(
+        self, turn: _Turn, node: NodeBase, details: dict[str, Any], dependency: str | None
+    ) -> None:
+        """The trail's word that a call which changes things may have been applied
+        although the step failed (its answer was lost), so whoever reads the execution
+        knows to check the service before doing it again by hand."""
+        request = details.get("request")
+        self._log(
+            turn,
+            "WARN",
+            "node.call_maybe_applied",
+            node,
+            {
+                "request": mask_text(request) if isinstance(request, str) else None,
+                "dependency": dependency,
+                "idempotencyKey": details.get("idempotency_key"),
+                "cause": details.get("cause"),
+            },
+        )
 
     def _dependency_down(
         self,

@@ -109,6 +109,9 @@ class StepContext:
     resumed_by: str | None = None
     #: the process's circuit breakers, one per dependency, shared by every execution
     breakers: BreakerRegistry | None = None
+    #: an effectful step's idempotency key, the same on every attempt and after a crash
+    #: (:func:`trilha.resilience.dependencies.step_key`); ``None`` for a pure node
+    idempotency_key: str | None = None
 
     def budget(self, what: str = "the value") -> Budget:
         """A fresh bound (``[engine] max_value_bytes``) for one value the step builds:

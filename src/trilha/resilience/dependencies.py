@@ -19,6 +19,14 @@ makes the call under that breaker:
   engine's classifier reads: ``status`` and ``retry_after`` for an HTTP answer,
   ``kind`` (``timeout`` / ``connection``) otherwise, and always ``request``
   (``"METHOD URL"``), so a failed step says which request failed;
+- a failure without an answer says whether the request may have reached the
+  service (``sent``): false when it failed before a byte of it was written
+  (resolving the name, connecting, the TLS handshake, a refused connection),
+  true once its headers began to go out (a timeout waiting for the answer, a
+  connection cut mid-exchange), which httpx's ``trace`` extension tells us; a
+  ``POST`` with ``sent`` may have been applied (see :mod:`trilha.processors.http`);
+- a step's idempotency key, when given, goes in the dependency's
+  ``idempotency_header`` (``Idempotency-Key`` unless renamed; ``""`` sends none);
 - the answer is streamed and the call aborted with
   :class:`~trilha.errors.LimitExceeded` (``kind = "limit"``: not retried, not
   held against the dependency) once it passes ``max_bytes``, as sent or after
@@ -67,6 +75,25 @@ if TYPE_CHECKING:
 #: the node-state key in which the engine keeps when an execution began waiting for
 #: a dependency (``waitForDependency``), read by nodes that degrade once it is spent
 WAIT_STARTED_KEY: Final = "dependencyWaitStartedAt"
+#: where a step's idempotency key goes unless its dependency renames it
+DEFAULT_IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+#: the node-state key keeping a calling step's idempotency key across its retries
+IDEMPOTENCY_KEY: Final = "idempotencyKey"
+
+
+def step_key(execution_id: str, step_seq: int, node_state: Mapping[str, Any]) -> str:
+    """The idempotency key of the call a node is about to make: the same on every
+    attempt of the step and after a crash.
+
+    The first attempt names it after the step it runs as (``<execution>:<seq>``, the
+    scheme of the outbox's message keys, whose ``seq`` is the step's number): the
+    engine commits what came before an effectful node, so a worker taking the
+    execution over after a crash runs it as the same step and derives the same key.
+    A retry is a later step, so the key is then read from the node state, which keeps
+    it (the engine stores it there, see :data:`IDEMPOTENCY_KEY`) until the execution
+    leaves the node; entering the node again later is a new call with a new key."""
+    kept = node_state.get(IDEMPOTENCY_KEY)
+    return kept if isinstance(kept, str) and kept else f"{execution_id}:{step_seq + 1}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +111,10 @@ class Target:
     breaker: CircuitBreaker | None = None
     #: whose call this is (the breaker keeps it with the call that trips it)
     institution_id: str | None = None
+    #: the header carrying a step's idempotency key; ``""`` for none
+    idempotency_header: str = DEFAULT_IDEMPOTENCY_HEADER
+    #: the service applies a request once per key (``idempotent = true``)
+    idempotent: bool = False
 
 
 def declared(config: Config, name: str) -> DependencyConfig:
@@ -141,6 +172,8 @@ def resolve(
         dependency=dependency,
         breaker=None if breakers is None else breakers.get(dependency, dep.breaker.settings()),
         institution_id=institution_id,
+        idempotency_header=dep.idempotency_header,
+        idempotent=dep.idempotent,
     )
 
 
@@ -155,13 +188,18 @@ class CallingNode(Protocol):
     def timeout_seconds(self) -> float | None: ...
 
 
-def node_target(node: CallingNode, ctx: StepContext) -> Target:
-    """:func:`resolve` for a node: its ``url`` template rendered with the variables."""
+def node_target(
+    node: CallingNode, ctx: StepContext, variables: Mapping[str, Any] | None = None
+) -> Target:
+    """:func:`resolve` for a node: its ``url`` template rendered with the variables
+    (``variables`` when given, such as the step's with ``sys``, else the execution's)."""
     return resolve(
         ctx.config,
         ctx.breakers,
         node.dependency,
-        render_url(node.url, ctx.variables, ctx.budget("the url")),
+        render_url(
+            node.url, ctx.variables if variables is None else variables, ctx.budget("the url")
+        ),
         flow_id=ctx.flow.id,
         institution_id=ctx.institution_id,
         timeout=node.timeout_seconds,
@@ -228,9 +266,12 @@ class DependencyClient:
         *,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
+        idempotency_key: str | None = None,
     ) -> Reply:
         """Make the request to the address checked for it and read the answer within
-        ``target.max_bytes``; an answer of 400 or more raises NodeError (see the module)."""
+        ``target.max_bytes``; an answer of 400 or more raises NodeError (see the module).
+        ``idempotency_key`` goes in ``target.idempotency_header`` unless that is empty;
+        a header of the same name in ``headers`` (the node's own) wins."""
         what = f"{method} {target.url}"
         breaker = target.breaker
         epoch = 0
@@ -245,7 +286,10 @@ class DependencyClient:
             epoch = breaker.epoch
         merged = httpx.Headers({"accept-encoding": _ACCEPT_ENCODING})
         merged.update(target.headers)
+        if idempotency_key is not None and target.idempotency_header:
+            merged[target.idempotency_header] = idempotency_key
         merged.update(headers or {})
+        progress = _Progress()
         began = time.perf_counter()
         try:
             try:
@@ -253,13 +297,17 @@ class DependencyClient:
                 async with asyncio.timeout(target.timeout):
                     destination = await check_url(target.url, target.allowed_hosts)
                     with pinned(destination):
-                        reply = await self._exchange(target, method, merged, json, what)
+                        reply = await self._exchange(target, method, merged, json, what, progress)
             except (TimeoutError, httpx.TimeoutException) as exc:
                 raise NodeTimeout(
-                    f"{what} took longer than {target.timeout:g}s", kind="timeout"
+                    f"{what} took longer than {target.timeout:g}s",
+                    kind="timeout",
+                    sent=progress.sent,
                 ) from exc
             except httpx.HTTPError as exc:
-                raise NodeError(f"{what} failed: {exc}", kind="connection") from exc
+                raise NodeError(
+                    f"{what} failed: {exc}", kind="connection", sent=progress.sent
+                ) from exc
         except (NodeError, LimitExceeded) as exc:
             exc.details.setdefault("request", what)
             _record(target, epoch, exc.details, str(exc), time.perf_counter() - began)
@@ -284,15 +332,44 @@ class DependencyClient:
         return reply
 
     async def _exchange(
-        self, target: Target, method: str, headers: httpx.Headers, json: Any, what: str
+        self,
+        target: Target,
+        method: str,
+        headers: httpx.Headers,
+        json: Any,
+        what: str,
+        progress: _Progress,
     ) -> Reply:
         """One request, its answer streamed: the body of an error status is not read."""
         async with self.http().stream(
-            method, target.url, headers=headers, json=json, timeout=target.timeout
+            method,
+            target.url,
+            headers=headers,
+            json=json,
+            timeout=target.timeout,
+            extensions={"trace": progress},
         ) as response:
             status = response.status_code
             body = b"" if status >= 400 else await _read_capped(response, target.max_bytes, what)
             return Reply(status, response.headers, body, response.encoding or "utf-8")
+
+
+class _Progress:
+    """How far a request got, from httpcore's trace events: ``sent`` once its headers
+    began to go out on a connection (HTTP/1.1 or HTTP/2), after which a failure may
+    have left it applied. Before that (resolving, connecting, the TLS handshake, a
+    connection refused or timed out, waiting for a pooled connection) the service
+    cannot have seen it. Kept per call, so a failure is told by what happened to it
+    rather than by the exception's type, which says nothing for a whole-call timeout."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(".send_request_headers.started"):
+            self.sent = True
 
 
 async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
