@@ -116,6 +116,38 @@ class InboundResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """A bot message's delivery: the outbox's state (as stored: ``pending``, ``sent``,
+    ``dead``) and the furthest receipt the channel reported (``None``: none yet).
+    Errors as stored: not masked."""
+
+    outbox_id: int
+    execution_id: str
+    idempotency_key: str
+    text: str
+    step_seq: int
+    created_at: float
+    status: str
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    receipt: str | None = None
+    receipt_at: float | None = None
+    receipt_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    """What a delivery receipt did: ``duplicate`` (this status was reported for the
+    message already: nothing written), ``advanced`` (it moved the delivery state; a late
+    ``sent`` after ``read`` is recorded but does not), and the delivery after it."""
+
+    duplicate: bool
+    advanced: bool
+    delivery: Delivery
+
+
+@dataclass(frozen=True, slots=True)
 class StoredFlow:
     flow_id: str
     version: int
@@ -463,6 +495,32 @@ class Store(Protocol):
         self, message_id: int, *, error: str, retry_at: float | None, now: float
     ) -> None:
         """Record a failed delivery; ``retry_at=None`` gives the message up (dead)."""
+
+    async def record_receipt(
+        self,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        idempotency_key: str,
+        status: str,
+        at: float,
+        error: str | None,
+        now: float,
+    ) -> ReceiptResult | None:
+        """Record the channel's receipt for the outbound message of ``idempotency_key``
+        in the institution's conversation (``None``: no such message there), with a
+        ``message.status`` trail line, in one transaction. A status already recorded
+        for the message is a duplicate (nothing written); the delivery state moves
+        only forward (:func:`trilha.core.delivery.advances`)."""
+
+    async def deliveries(self, execution_id: str) -> list[Delivery]:
+        """The execution's bot messages with their delivery, in transcript order (the
+        step that sent them, then id)."""
+
+    async def undelivered(self, execution_ids: Sequence[str], *, now: float) -> dict[str, int]:
+        """How many messages of each execution are undelivered at ``now``
+        (:func:`trilha.core.delivery.undelivered`), in one grouped query for a page
+        of ids; executions with none are left out."""
 
     # trail --------------------------------------------------------------------
     async def transitions(self, execution_id: str) -> list[Transition]: ...

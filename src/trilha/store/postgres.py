@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -45,6 +46,7 @@ import asyncpg
 import orjson
 
 from trilha.core.alerts import AlertState
+from trilha.core.delivery import advances
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -77,6 +79,7 @@ from trilha.store import migrations
 from trilha.store.base import (
     ApiKey,
     Claimed,
+    Delivery,
     ErrorGroup,
     ExecutionFilter,
     FailedStep,
@@ -86,6 +89,7 @@ from trilha.store.base import (
     LongestTurn,
     NodeTypeStats,
     QueueStats,
+    ReceiptResult,
     SlowNode,
     StepCommit,
     StepErrorMatch,
@@ -95,6 +99,13 @@ from trilha.store.base import (
     Stuck,
     TrailEvent,
     replaced_lines,
+)
+from trilha.store.receipts import (
+    DELIVERY_COLUMNS,
+    late_before,
+    receipt_line,
+    row_to_delivery,
+    undelivered_sql,
 )
 from trilha.store.rows import (
     ACTIVE_SQL,
@@ -1227,6 +1238,88 @@ class PostgresStore:
             )
 
         await self._write(run)
+
+    # delivery receipts ---------------------------------------------------------------------
+
+    async def record_receipt(
+        self,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        idempotency_key: str,
+        status: str,
+        at: float,
+        error: str | None,
+        now: float,
+    ) -> ReceiptResult | None:
+        async def run(conn: Connection) -> ReceiptResult | None:
+            # the row is locked: two receipts of one message decide the state in turn
+            row = await conn.fetchrow(
+                f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE idempotency_key = $1"
+                " AND institution_id = $2 AND conversation_id = $3 FOR UPDATE",
+                idempotency_key,
+                institution_id,
+                conversation_id,
+            )
+            if row is None:
+                return None
+            before = row_to_delivery(row)
+            inserted = await conn.fetchval(
+                "INSERT INTO delivery_receipts (outbox_id, status, at, error, received_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (outbox_id, status) DO NOTHING"
+                " RETURNING id",
+                before.outbox_id,
+                status,
+                at,
+                error,
+                now,
+            )
+            if inserted is None:
+                return ReceiptResult(duplicate=True, advanced=False, delivery=before)
+            advanced = advances(before.receipt, status)
+            after = before
+            if advanced:
+                await conn.execute(
+                    "UPDATE outbox SET delivery_status = $1, delivery_at = $2,"
+                    " delivery_error = $3 WHERE id = $4",
+                    status,
+                    at,
+                    error,
+                    before.outbox_id,
+                )
+                after = replace(before, receipt=status, receipt_at=at, receipt_error=error)
+            line = receipt_line(
+                after, status=status, at=at, error=error, advanced=advanced, now=now
+            )
+            await _insert_logs(conn, [line])
+            return ReceiptResult(duplicate=False, advanced=advanced, delivery=after)
+
+        return await self._write(run)
+
+    async def deliveries(self, execution_id: str) -> list[Delivery]:
+        async def run(conn: Connection) -> list[Delivery]:
+            rows = await conn.fetch(
+                f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE execution_id = $1"
+                " ORDER BY step_seq, id",
+                execution_id,
+            )
+            return [row_to_delivery(r) for r in rows]
+
+        return await self._read(run)
+
+    async def undelivered(self, execution_ids: Sequence[str], *, now: float) -> dict[str, int]:
+        ids = list(dict.fromkeys(execution_ids))
+
+        async def run(conn: Connection) -> dict[str, int]:
+            rows = await conn.fetch(
+                "SELECT execution_id, COUNT(*) FROM outbox WHERE execution_id = ANY($1::text[])"
+                f" AND {undelivered_sql('$2')} GROUP BY execution_id",
+                ids,
+                late_before(now),
+            )
+            return {str(r[0]): int(r[1]) for r in rows}
+
+        return await self._read(run) if ids else {}
 
     # trail --------------------------------------------------------------------------------
 

@@ -21,12 +21,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
 from trilha.core.alerts import AlertState
+from trilha.core.delivery import advances
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -56,6 +58,7 @@ from trilha.store import migrations
 from trilha.store.base import (
     ApiKey,
     Claimed,
+    Delivery,
     ErrorGroup,
     ExecutionFilter,
     FailedStep,
@@ -65,6 +68,7 @@ from trilha.store.base import (
     LongestTurn,
     NodeTypeStats,
     QueueStats,
+    ReceiptResult,
     SlowNode,
     StepCommit,
     StepErrorMatch,
@@ -74,6 +78,13 @@ from trilha.store.base import (
     Stuck,
     TrailEvent,
     replaced_lines,
+)
+from trilha.store.receipts import (
+    DELIVERY_COLUMNS,
+    late_before,
+    receipt_line,
+    row_to_delivery,
+    undelivered_sql,
 )
 from trilha.store.rows import (
     ACTIVE_SQL,
@@ -1052,6 +1063,77 @@ class SQLiteStore:
             )
 
         await self._write(run)
+
+    # delivery receipts ---------------------------------------------------------------------
+
+    async def record_receipt(
+        self,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        idempotency_key: str,
+        status: str,
+        at: float,
+        error: str | None,
+        now: float,
+    ) -> ReceiptResult | None:
+        def run(conn: sqlite3.Connection) -> ReceiptResult | None:
+            row = conn.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE idempotency_key = ?"
+                " AND institution_id = ? AND conversation_id = ?",
+                (idempotency_key, institution_id, conversation_id),
+            ).fetchone()
+            if row is None:
+                return None
+            before = row_to_delivery(row)
+            inserted = conn.execute(
+                "INSERT INTO delivery_receipts (outbox_id, status, at, error, received_at)"
+                " VALUES (?,?,?,?,?) ON CONFLICT (outbox_id, status) DO NOTHING",
+                (before.outbox_id, status, at, error, now),
+            ).rowcount
+            if inserted == 0:
+                return ReceiptResult(duplicate=True, advanced=False, delivery=before)
+            advanced = advances(before.receipt, status)
+            after = before
+            if advanced:
+                conn.execute(
+                    "UPDATE outbox SET delivery_status = ?, delivery_at = ?, delivery_error = ?"
+                    " WHERE id = ?",
+                    (status, at, error, before.outbox_id),
+                )
+                after = replace(before, receipt=status, receipt_at=at, receipt_error=error)
+            line = receipt_line(
+                after, status=status, at=at, error=error, advanced=advanced, now=now
+            )
+            _insert_logs(conn, [line])
+            return ReceiptResult(duplicate=False, advanced=advanced, delivery=after)
+
+        return await self._write(run)
+
+    async def deliveries(self, execution_id: str) -> list[Delivery]:
+        def run(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM outbox WHERE execution_id = ?"
+                " ORDER BY step_seq, id",
+                (execution_id,),
+            ).fetchall()
+            return [row_to_delivery(r) for r in rows]
+
+        return await self._read(run)
+
+    async def undelivered(self, execution_ids: Sequence[str], *, now: float) -> dict[str, int]:
+        ids = list(dict.fromkeys(execution_ids))
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                f"SELECT execution_id, COUNT(*) FROM outbox WHERE execution_id IN ({marks})"
+                f" AND {undelivered_sql('?')} GROUP BY execution_id",
+                (*ids, late_before(now)),
+            ).fetchall()
+            return {str(r[0]): int(r[1]) for r in rows}
+
+        return await self._read(run) if ids else {}
 
     # trail --------------------------------------------------------------------------------
 
