@@ -292,6 +292,58 @@ class Stuck:
     reason: str
 
 
+#: the outbox states a listing can ask for: waiting for (another) attempt, or given up
+OutboxStatus = Literal["pending", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """An outbound message as operators see it: where it stands in its delivery."""
+
+    id: int
+    idempotency_key: str
+    execution_id: str
+    institution_id: str
+    conversation_id: str
+    contact_id: str
+    text: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: float | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Redrive:
+    """What :meth:`Store.redrive_outbox` did: ``redriven`` (``item`` as it is now),
+    ``not_found`` (absent, or another institution's) or ``sent`` (delivered already:
+    nothing to send again)."""
+
+    outcome: Literal["redriven", "not_found", "sent"]
+    item: OutboxItem | None = None
+
+
+def redriven_line(item: OutboxItem, *, actor: str, now: float) -> LogRecord:
+    """The trail line of a redrive (``item`` as it was before it): the same in every
+    backend, so the trail tells who sent a given-up message again, and after what."""
+    return LogRecord(
+        item.execution_id,
+        "INFO",
+        "message.redriven",
+        now,
+        None,
+        None,
+        {
+            "idempotencyKey": item.idempotency_key,
+            "actor": actor,
+            "from": item.status,
+            "attempts": item.attempts,
+            "lastError": item.last_error,
+        },
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     """What is due now and what waits, for ``--until-idle`` and the metrics."""
@@ -489,12 +541,45 @@ class Store(Protocol):
     ) -> list[OutboundMessage]:
         """Lease pending outbound messages, oldest first."""
 
-    async def mark_sent(self, message_ids: list[int], *, now: float) -> None: ...
+    async def mark_sent(
+        self, message_ids: list[int], *, now: float, logs: Sequence[LogRecord] = ()
+    ) -> None:
+        """Record deliveries the channel accepted, with their trail lines
+        (``message.delivered``) in the same transaction."""
 
     async def mark_failed(
-        self, message_id: int, *, error: str, retry_at: float | None, now: float
+        self,
+        message_id: int,
+        *,
+        error: str,
+        retry_at: float | None,
+        now: float,
+        logs: Sequence[LogRecord] = (),
     ) -> None:
-        """Record a failed delivery; ``retry_at=None`` gives the message up (dead)."""
+        """Record a failed delivery; ``retry_at=None`` gives the message up (dead). The
+        trail lines (``message.delivery_failed``, ``message.dead``) land with it."""
+
+    async def list_outbox(
+        self,
+        status: OutboxStatus,
+        *,
+        institution_id: str | None = None,
+        after: int | None = None,
+        limit: int = 50,
+    ) -> list[OutboxItem]:
+        """Messages in ``status`` (of ``institution_id`` only, when given), oldest first
+        (by id), after the id ``after`` (keyset pagination)."""
+
+    async def count_dead_outbox(self, institution_id: str | None = None) -> int:
+        """How many messages were given up (the dead-messages alert and gauge)."""
+
+    async def redrive_outbox(
+        self, message_id: int, *, institution_id: str | None, now: float, actor: str
+    ) -> Redrive:
+        """Make a dead or pending message due now with its attempts reset, writing a
+        ``message.redriven`` trail line naming ``actor``, in one transaction. A message
+        of another institution than ``institution_id`` (``None``: any) is not found; a
+        sent one is left alone."""
 
     async def record_receipt(
         self,

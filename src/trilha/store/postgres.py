@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -88,8 +89,11 @@ from trilha.store.base import (
     InstitutionErrors,
     LongestTurn,
     NodeTypeStats,
+    OutboxItem,
+    OutboxStatus,
     QueueStats,
     ReceiptResult,
+    Redrive,
     SlowNode,
     StepCommit,
     StepErrorMatch,
@@ -98,6 +102,7 @@ from trilha.store.base import (
     StoreStats,
     Stuck,
     TrailEvent,
+    redriven_line,
     replaced_lines,
 )
 from trilha.store.receipts import (
@@ -116,6 +121,7 @@ from trilha.store.rows import (
     EXEC_FIELDS,
     INBOX_COLUMNS,
     OUTBOX_COLUMNS,
+    OUTBOX_ITEM_COLUMNS,
     STEP_ERROR_COLUMNS,
     STEP_ERROR_GROUP,
     TERMINAL_SQL,
@@ -134,6 +140,7 @@ from trilha.store.rows import (
     row_to_failed_step,
     row_to_inbound,
     row_to_outbound,
+    row_to_outbox_item,
     row_to_trail_event,
     row_to_transition,
     salvage,
@@ -1211,7 +1218,9 @@ class PostgresStore:
 
         return await self._write(run)
 
-    async def mark_sent(self, message_ids: list[int], *, now: float) -> None:
+    async def mark_sent(
+        self, message_ids: list[int], *, now: float, logs: Sequence[LogRecord] = ()
+    ) -> None:
         async def run(conn: Connection) -> None:
             await conn.execute(
                 "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1,"
@@ -1219,12 +1228,19 @@ class PostgresStore:
                 now,
                 list(message_ids),
             )
+            await _insert_logs(conn, list(logs))
 
         if message_ids:
             await self._write(run)
 
     async def mark_failed(
-        self, message_id: int, *, error: str, retry_at: float | None, now: float
+        self,
+        message_id: int,
+        *,
+        error: str,
+        retry_at: float | None,
+        now: float,
+        logs: Sequence[LogRecord] = (),
     ) -> None:
         async def run(conn: Connection) -> None:
             await conn.execute(
@@ -1236,8 +1252,71 @@ class PostgresStore:
                 "pending" if retry_at is not None else "dead",
                 message_id,
             )
+            await _insert_logs(conn, list(logs))
 
         await self._write(run)
+
+    async def list_outbox(
+        self,
+        status: OutboxStatus,
+        *,
+        institution_id: str | None = None,
+        after: int | None = None,
+        limit: int = 50,
+    ) -> list[OutboxItem]:
+        async def run(conn: Connection) -> list[OutboxItem]:
+            params = _Params()
+            sql = (
+                f"SELECT {OUTBOX_ITEM_COLUMNS} FROM outbox WHERE status = {params.add(status)}"
+                f" AND id > {params.add(after or 0)}"
+            )
+            if institution_id is not None:
+                sql += f" AND institution_id = {params.add(institution_id)}"
+            sql += f" ORDER BY id LIMIT {params.add(limit)}"
+            return [row_to_outbox_item(r) for r in await conn.fetch(sql, *params.values)]
+
+        return await self._read(run)
+
+    async def count_dead_outbox(self, institution_id: str | None = None) -> int:
+        async def run(conn: Connection) -> int:
+            if institution_id is None:
+                found = await conn.fetchval("SELECT COUNT(*) FROM outbox WHERE status = 'dead'")
+            else:
+                found = await conn.fetchval(
+                    "SELECT COUNT(*) FROM outbox WHERE status = 'dead' AND institution_id = $1",
+                    institution_id,
+                )
+            return int(found)
+
+        return await self._read(run)
+
+    async def redrive_outbox(
+        self, message_id: int, *, institution_id: str | None, now: float, actor: str
+    ) -> Redrive:
+        async def run(conn: Connection) -> Redrive:
+            row = await conn.fetchrow(
+                f"SELECT {OUTBOX_ITEM_COLUMNS} FROM outbox WHERE id = $1 FOR UPDATE", message_id
+            )
+            if row is None:
+                return Redrive("not_found")
+            item = row_to_outbox_item(row)
+            if institution_id is not None and item.institution_id != institution_id:
+                return Redrive("not_found")
+            if item.status == "sent":
+                return Redrive("sent", item)
+            # the lease is left as it is: a pending message out with a dispatcher now is
+            # not handed to a second one
+            await conn.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1"
+                " WHERE id = $2",
+                now,
+                message_id,
+            )
+            await _insert_logs(conn, [redriven_line(item, actor=actor, now=now)])
+            redriven = dataclasses.replace(item, status="pending", attempts=0, next_attempt_at=now)
+            return Redrive("redriven", redriven)
+
+        return await self._write(run)
 
     # delivery receipts ---------------------------------------------------------------------
 

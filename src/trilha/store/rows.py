@@ -29,7 +29,7 @@ from trilha.core.execution import (
 )
 from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
 from trilha.errors import CorruptedRecord
-from trilha.store.base import ApiKey, ErrorGroup, FailedStep, TrailEvent
+from trilha.store.base import ApiKey, ErrorGroup, FailedStep, OutboxItem, TrailEvent
 
 
 def loads_or_none(text: str | None) -> Any:
@@ -522,3 +522,27 @@ def dependency_waited_for(error_text: Any) -> str | None:
         return None
     name = error.get("dependency") if isinstance(error, dict) else None
     return name if isinstance(name, str) else None
+
+
+#: an outbox row as the outbox listing reads it (:func:`row_to_outbox_item`)
+OUTBOX_ITEM_COLUMNS = (
+    "id, idempotency_key, execution_id, institution_id, conversation_id, contact_id, text,"
+    " status, attempts, last_error, next_attempt_at, created_at"
+)
+
+
+def row_to_outbox_item(row: Any) -> OutboxItem:
+    return OutboxItem(
+        id=int(row[0]),
+        idempotency_key=row[1],
+        execution_id=row[2],
+        institution_id=row[3],
+        conversation_id=row[4],
+        contact_id=row[5],
+        text=row[6],
+        status=row[7],
+        attempts=int(row[8]),
+        last_error=row[9],
+        next_attempt_at=None if row[10] is None else float(row[10]),
+        created_at=float(row[11]),
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
 import queue
 import sqlite3
@@ -67,8 +68,11 @@ from trilha.store.base import (
     InstitutionErrors,
     LongestTurn,
     NodeTypeStats,
+    OutboxItem,
+    OutboxStatus,
     QueueStats,
     ReceiptResult,
+    Redrive,
     SlowNode,
     StepCommit,
     StepErrorMatch,
@@ -77,6 +81,7 @@ from trilha.store.base import (
     StoreStats,
     Stuck,
     TrailEvent,
+    redriven_line,
     replaced_lines,
 )
 from trilha.store.receipts import (
@@ -95,6 +100,7 @@ from trilha.store.rows import (
     EXEC_FIELDS,
     INBOX_COLUMNS,
     OUTBOX_COLUMNS,
+    OUTBOX_ITEM_COLUMNS,
     STEP_ERROR_COLUMNS,
     STEP_ERROR_GROUP,
     TERMINAL_SQL,
@@ -114,6 +120,7 @@ from trilha.store.rows import (
     row_to_failed_step,
     row_to_inbound,
     row_to_outbound,
+    row_to_outbox_item,
     row_to_trail_event,
     row_to_transition,
     salvage,
@@ -1042,18 +1049,27 @@ class SQLiteStore:
 
         return await self._write(run)
 
-    async def mark_sent(self, message_ids: list[int], *, now: float) -> None:
+    async def mark_sent(
+        self, message_ids: list[int], *, now: float, logs: Sequence[LogRecord] = ()
+    ) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
                 " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
                 [(now, i) for i in message_ids],
             )
+            _insert_logs(conn, list(logs))
 
         await self._write(run)
 
     async def mark_failed(
-        self, message_id: int, *, error: str, retry_at: float | None, now: float
+        self,
+        message_id: int,
+        *,
+        error: str,
+        retry_at: float | None,
+        now: float,
+        logs: Sequence[LogRecord] = (),
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -1061,8 +1077,65 @@ class SQLiteStore:
                 " status = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
                 (error[:2000], retry_at, "pending" if retry_at is not None else "dead", message_id),
             )
+            _insert_logs(conn, list(logs))
 
         await self._write(run)
+
+    async def list_outbox(
+        self,
+        status: OutboxStatus,
+        *,
+        institution_id: str | None = None,
+        after: int | None = None,
+        limit: int = 50,
+    ) -> list[OutboxItem]:
+        def run(conn: sqlite3.Connection) -> list[OutboxItem]:
+            sql = f"SELECT {OUTBOX_ITEM_COLUMNS} FROM outbox WHERE status = ? AND id > ?"
+            params: list[Any] = [status, after or 0]
+            if institution_id is not None:
+                sql += " AND institution_id = ?"
+                params.append(institution_id)
+            rows = conn.execute(sql + " ORDER BY id LIMIT ?", (*params, limit)).fetchall()
+            return [row_to_outbox_item(r) for r in rows]
+
+        return await self._read(run)
+
+    async def count_dead_outbox(self, institution_id: str | None = None) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            sql, params = "SELECT COUNT(*) FROM outbox WHERE status = 'dead'", []
+            if institution_id is not None:
+                sql += " AND institution_id = ?"
+                params.append(institution_id)
+            return int(conn.execute(sql, params).fetchone()[0])
+
+        return await self._read(run)
+
+    async def redrive_outbox(
+        self, message_id: int, *, institution_id: str | None, now: float, actor: str
+    ) -> Redrive:
+        def run(conn: sqlite3.Connection) -> Redrive:
+            row = conn.execute(
+                f"SELECT {OUTBOX_ITEM_COLUMNS} FROM outbox WHERE id = ?", (message_id,)
+            ).fetchone()
+            if row is None:
+                return Redrive("not_found")
+            item = row_to_outbox_item(row)
+            if institution_id is not None and item.institution_id != institution_id:
+                return Redrive("not_found")
+            if item.status == "sent":
+                return Redrive("sent", item)
+            # the lease is left as it is: a pending message out with a dispatcher now is
+            # not handed to a second one
+            conn.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?"
+                " WHERE id = ?",
+                (now, message_id),
+            )
+            _insert_logs(conn, [redriven_line(item, actor=actor, now=now)])
+            redriven = dataclasses.replace(item, status="pending", attempts=0, next_attempt_at=now)
+            return Redrive("redriven", redriven)
+
+        return await self._write(run)
 
     # delivery receipts ---------------------------------------------------------------------
 
