@@ -1,10 +1,11 @@
 """Automatic recovery against a flaky HTTP dependency: retries, escalations, time to recover.
 
     python bench/recovery.py [--executions 1000] [--failure-rate 0.3] [--seed 1]
-                             [--max-attempts 3] [--faults mixed|503|reset|slow|429]
+                             [--max-attempts 3] [--retry-rounds 3] [--retry-round-seconds 1]
+                             [--faults mixed|503|reset|slow|429]
                              [--node-timeout 0.5] [--rate 0] [--workers 2] [--concurrency 32]
-                             [--breaker-failure-rate 0.5] [--breaker-window 20]
-                             [--breaker-min-calls 10] [--breaker-threshold N]
+                             [--breaker-failure-rate 0.7] [--breaker-window 40]
+                             [--breaker-min-calls 20] [--breaker-threshold N]
                              [--breaker-open-seconds 30] [--breaker-count LIST]
                              [--timeout 300] [--store-dir DIR]
 
@@ -20,15 +21,20 @@ The flow is ``message -> http (svc, saveAs) -> message -> end`` with
 ``settings.fallback.escalateToHuman``, so a node whose attempts are spent
 hands the conversation to a person (outcome ``escalated``). The dependency is
 declared through :class:`trilha.config.Config` with a short retry policy
-(``--max-attempts``, 0.05 s initial interval, x2, 0.5 s cap, full jitter) and
-the product's default circuit breaker (opens when half of the last 20 calls, at
-least 10, failed in a way that counts; open 30 s; 3 half-open probes) unless
-``--breaker-*`` say otherwise. Every fault served counts against the dependency
-by default (503, 429, a reset, a timeout). The real Engine, Worker, Dispatcher and
-SQLiteStore run on a temp file with the system clock and an in-memory channel:
-``--workers`` worker loops (one Engine each, as separate processes would
-have, each with its own breakers), each advancing up to ``--concurrency``
-executions at once (its claim batch), tick until every execution is terminal;
+(``--max-attempts``, 0.05 s initial interval, x2, 0.5 s cap, full jitter), the
+product's default rounds of it (``--retry-rounds``: a round whose attempts all
+failed in a way that counts against the dependency is followed, after a pause of
+0.5-1 x ``--retry-round-seconds`` doubling per round, by another) and the
+product's default circuit breaker (opens when 70 % of the last 40 calls, at least
+20, failed in a way that counts; open 30 s; 3 half-open probes) unless
+``--breaker-*`` say otherwise. ``--retry-rounds 1 --breaker-failure-rate 0.5
+--breaker-window 20 --breaker-min-calls 10`` are the defaults before issue 17.
+Every fault served counts against the dependency by default (503, 429, a reset,
+a timeout). The real Engine, Worker, Dispatcher and SQLiteStore run on a temp
+file with the system clock and an in-memory channel: ``--workers`` worker loops
+(one Engine each, as separate processes would have, each with its own breakers),
+each advancing up to ``--concurrency`` executions at once (its claim batch), tick
+until every execution is terminal;
 executions in ``recovering`` wake on their own when their backoff is due.
 By default all executions are started first (a burst); ``--rate`` starts them
 at that many a second while the workers run instead.
@@ -371,6 +377,8 @@ async def run(args: argparse.Namespace, folder: Path, base_url: str) -> RunResul
                     initial_interval_seconds=0.05,
                     max_interval_seconds=0.5,
                 ),
+                retry_rounds=args.retry_rounds,
+                retry_round_seconds=args.retry_round_seconds,
                 breaker=BreakerConfig(
                     failure_rate=args.breaker_failure_rate,
                     window=args.breaker_window,
@@ -474,12 +482,14 @@ class Figures:
     handoffs: int = 0
     escalation_handoffs: int = 0
     attempts_per_execution: Counter[int] = field(default_factory=Counter)
-    over_budget: int = 0  # executions with more calls than --max-attempts
+    over_budget: int = 0  # executions with more calls than --max-attempts x --retry-rounds
     recovery_seconds: list[float] = field(default_factory=list)
     wake_lag_seconds: list[float] = field(default_factory=list)
 
 
 def analyse(trails: list[Trail], max_attempts: int) -> Figures:
+    """The figures; ``max_attempts`` is every round's together (the most calls a node
+    may make)."""
     f = Figures(executions=len(trails))
     for trail in trails:
         ex = trail.execution
@@ -493,7 +503,7 @@ def analyse(trails: list[Trail], max_attempts: int) -> Figures:
         f.refused += len(rows) - len(calls)
         f.error_kinds.update(str((c.error or {}).get("kind")) for c in rows if c.error)
         f.attempts_per_execution[len(rows)] += 1
-        f.over_budget += len(rows) > max_attempts
+        f.over_budget += len(calls) > max_attempts
         outcome = ex.outcome
         if failed:
             f.faulted += 1
@@ -533,7 +543,8 @@ def seconds(value: float) -> str:
 
 
 def report(args: argparse.Namespace, result: RunResult, served: Counter[str], f: Figures) -> None:
-    p, n = args.failure_rate, args.max_attempts
+    # every fault served counts against the dependency, so a node makes up to n calls
+    p, n = args.failure_rate, args.max_attempts * args.retry_rounds
     exhaustion = p**n  # every one of the n attempts fails
     recovered_expected = 1 - p ** (n - 1)  # given a first failure, one of the n-1 others works
     calls_expected = (1 - p**n) / (1 - p) if p < 1 else float(n)
@@ -600,7 +611,7 @@ def report(args: argparse.Namespace, result: RunResult, served: Counter[str], f:
                 "handoffs recorded (queue escalation)",
                 f"{f.handoffs:,} ({f.escalation_handoffs:,})",
             ),
-            ("more http attempts than --max-attempts", fmt(f.over_budget)),
+            ("more http calls than --max-attempts x --retry-rounds", fmt(f.over_budget)),
             (
                 "http attempts per execution",
                 ", ".join(f"{k}: {v:,}" for k, v in sorted(f.attempts_per_execution.items())),
@@ -702,6 +713,20 @@ def main() -> None:
     parser.add_argument(
         "--max-attempts", type=int, default=3, help="attempts per call (product default 3)"
     )
+    dependency_defaults = DependencyConfig(base_url="http://127.0.0.1")
+    parser.add_argument(
+        "--retry-rounds",
+        type=int,
+        default=dependency_defaults.retry_rounds,
+        help="rounds of --max-attempts while the failures count against the dependency"
+        " (product default 3; 1: off)",
+    )
+    parser.add_argument(
+        "--retry-round-seconds",
+        type=float,
+        default=dependency_defaults.retry_round_seconds,
+        help="the pause before round 2 (0.5-1 x this), doubling per round",
+    )
     parser.add_argument(
         "--faults",
         choices=("mixed", *FAULTS),
@@ -776,6 +801,10 @@ def main() -> None:
         f"retry: {args.max_attempts} attempts, 0.05 s initial, x2, 0.5 s cap, full jitter;"
         f" node timeout {args.node_timeout:g} s; {args.workers} worker(s) x {args.concurrency}"
     )
+    print(
+        f"rounds: {args.retry_rounds} of {args.max_attempts} attempts while the failures count,"
+        f" {args.retry_round_seconds:g} s pause before round 2 (jittered, doubling)"
+    )
     consecutive = "" if args.breaker_threshold is None else f" or {args.breaker_threshold} in a row"
     print(
         f"breaker: opens at {args.breaker_failure_rate:.0%} of the last {args.breaker_window}"
@@ -793,7 +822,7 @@ def main() -> None:
     finally:
         served = dependency.stop()
         drop_store_folder(folder, args.store_dir)
-    figures = analyse(result.trails, args.max_attempts)
+    figures = analyse(result.trails, args.max_attempts * args.retry_rounds)
     report(args, result, served, figures)
     print(
         "\nrecovery time: from the first failed attempt's start to the end of the successful"

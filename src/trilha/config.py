@@ -41,7 +41,14 @@ from trilha.core.alerts import DEFAULT_RULES, AlertRule
 from trilha.core.flow import RetryPolicy, format_loc
 from trilha.core.wire import WireModel
 from trilha.errors import ConfigError
-from trilha.resilience.breaker import DEFAULT_COUNT, BreakerSettings, parse_count
+from trilha.resilience.breaker import (
+    DEFAULT_COUNT,
+    DEFAULT_FAILURE_RATE,
+    DEFAULT_MIN_CALLS,
+    DEFAULT_WINDOW,
+    BreakerSettings,
+    parse_count,
+)
 
 #: an institution id (as API keys carry it), or ``*`` for every institution
 INSTITUTION_PATTERN = r"^(?:\*|[A-Za-z0-9_.\-]+)$"
@@ -80,11 +87,11 @@ class BreakerConfig(WireModel):
     """A dependency's circuit breaker (see :mod:`trilha.resilience.breaker`)."""
 
     #: the share of failures, among the last ``window`` calls, that opens it
-    failure_rate: float = Field(default=0.5, gt=0, le=1, allow_inf_nan=False)
+    failure_rate: float = Field(default=DEFAULT_FAILURE_RATE, gt=0, le=1, allow_inf_nan=False)
     #: how many of the latest calls the failure rate is measured over
-    window: int = Field(default=20, ge=1, le=1_000)
+    window: int = Field(default=DEFAULT_WINDOW, ge=1, le=1_000)
     #: the fewest calls in the window before the rate may open it
-    min_calls: int = Field(default=10, ge=1, le=1_000)
+    min_calls: int = Field(default=DEFAULT_MIN_CALLS, ge=1, le=1_000)
     #: how long an open breaker fails calls fast before it lets probes through
     open_seconds: float = Field(default=30.0, gt=0, le=86_400, allow_inf_nan=False)
     #: calls let through while half-open; once all are answered it closes when their
@@ -136,6 +143,12 @@ class DependencyConfig(WireModel):
     health_url: str | None = Field(default=None, min_length=1, max_length=2_000)
     #: the retry policy of nodes calling this dependency that do not set their own
     retry: RetryPolicy | None = None
+    #: rounds of a node's attempts (``max_attempts`` each) while its calls fail in ways
+    #: that count against this dependency (``breaker.count``): a round spent so leaves
+    #: the execution ``recovering`` for a pause, then the next round begins; ``1``: off
+    retry_rounds: int = Field(default=3, ge=1, le=10)
+    #: the pause before round 2 (0.5 to 1 times this, jittered), doubling per round
+    retry_round_seconds: float = Field(default=1.0, gt=0, le=3_600, allow_inf_nan=False)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     #: the shortest pause between two probes while an execution waits for the dependency
     wait_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3_600, allow_inf_nan=False)
@@ -181,7 +194,12 @@ class ChannelConfig(WireModel):
     #: POSTs here: the current one, and during a rotation the one it replaces
     signing_secrets: list[str] = Field(default_factory=list, max_length=2)
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    #: attempts per message before it is given up (``dead``: kept, listed, redriven)
     max_attempts: int = Field(default=10, ge=1, le=1_000)
+    #: the pause after a message's first failed attempt (with jitter: half to all of it);
+    #: it doubles with each attempt up to ``max_backoff_seconds``
+    backoff_seconds: float = Field(default=0.5, gt=0, le=3_600, allow_inf_nan=False)
+    max_backoff_seconds: float = Field(default=300.0, gt=0, le=86_400, allow_inf_nan=False)
 
 
 class MetricsConfig(WireModel):
@@ -300,7 +318,7 @@ class AlertWebhookConfig(WireModel):
 class AlertsConfig(WireModel):
     enabled: bool = True
     evaluation_interval_seconds: float = Field(default=15.0, gt=0, le=3_600)
-    #: keys: error_rate, slow_turn, queue_backlog, memory
+    #: keys: error_rate, slow_turn, queue_backlog, memory, dead_messages
     rules: dict[str, AlertRuleConfig] = Field(default_factory=dict)
     webhook: AlertWebhookConfig | None = None
 

@@ -94,6 +94,10 @@ async def runtime(
         clock=clk,
         lease_seconds=cfg.engine.lease_seconds,
         max_attempts=cfg.channel.max_attempts,
+        backoff_seconds=cfg.channel.backoff_seconds,
+        max_backoff_seconds=cfg.channel.max_backoff_seconds,
+        metrics=metrics,
+        store_level=cfg.logging.store_level,
         dispatcher_id=f"dispatch-{engine.worker_id}",
         desk=make_desk(cfg),
     )

@@ -179,7 +179,7 @@ def test_an_execution_streams_live_and_resumes_with_exactly_what_it_missed(
         assert first.type == "log" and first.data["message"] == "execution.started"
         assert {e.type for e in live.events} >= {"log", "node", "message", "state"}
         question = next(e for e in live.events if e.type == "message")
-        assert question.data["message"] == "message.sent"
+        assert question.data["message"] == "message.queued"
         for event in live.events:
             assert event.data["executionId"] == eid and event.data["institutionId"] == "acme"
             assert event.data["flowId"] == "onboarding"
@@ -187,7 +187,7 @@ def test_an_execution_streams_live_and_resumes_with_exactly_what_it_missed(
 
         accepted = reply(acme, "conv-live", "Maria Silva")
         live.until(has("message.received"))
-        live.until(has("message.sent", text="Thanks, Maria Silva. What is your CPF (11 digits)?"))
+        live.until(has("message.queued", text="Thanks, Maria Silva. What is your CPF (11 digits)?"))
         got = next(e for e in live.events if e.data["message"] == "message.received")
         assert got.type == "message" and got.received_at - accepted < 5
         live.until(

@@ -101,7 +101,7 @@ def test_a_workers_steps_stream_live_from_the_api_process(
             # woken by the notification, not by a poll 30 s away
             latency = received(live.events)[-1].received_at - accepted
             assert latency < 10, latency
-        live.until(has("message.sent", text="And your e-mail?"), timeout=20)
+        live.until(has("message.queued", text="And your e-mail?"), timeout=20)
         time.sleep(0.5)  # what the worker writes after the question, if anything
         seen = live.ids
         live.close()

@@ -33,6 +33,7 @@ THRESHOLDS = {
     "TrilhaTurnTooSlow": 'le="30.0"',
     "TrilhaQueueBacklog": "> 100",
     "TrilhaMemoryHigh": "> 80",
+    "TrilhaDeadMessages": "> 0",
 }
 
 
@@ -63,7 +64,7 @@ def test_promtool_accepts_the_rules() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 5 rules found" in result.stdout
 
 
 def test_the_rules_fire_and_resolve_as_their_unit_tests_say() -> None:
@@ -105,6 +106,7 @@ def exposition() -> dict[str, list[dict[str, str]]]:
     metrics.node("http", ok=True)
     metrics.turn("onboarding", 31.0)
     metrics.queue_due.set(3)
+    metrics.outbox_dead.set(1)
     samples: dict[str, list[dict[str, str]]] = {}
     for family in text_string_to_metric_families(metrics.render().decode()):
         for sample in family.samples:

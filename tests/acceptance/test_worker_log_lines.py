@@ -37,7 +37,7 @@ def test_worker_prints_the_trail_as_json_lines(cli: Any, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     ours = [line for line in parse(result.stdout) if line["executionId"] == execution_id]
     messages = [line["message"] for line in ours]
-    assert "message.received" in messages and "message.sent" in messages
+    assert "message.received" in messages and "message.queued" in messages
     assert "node.entered" not in messages  # INFO by default
     assert ours[0]["context"]["institutionId"] == IDENTITY["institutionId"]
 

@@ -31,7 +31,7 @@ INPUT_TIMEOUT = 3600.0
 
 
 def speaking(commit: StepCommit, *, replies: dict[int, str] | None = None) -> StepCommit:
-    """``commit`` as the engine writes it: a ``message.sent`` trail line per outbox
+    """``commit`` as the engine writes it: a ``message.queued`` trail line per outbox
     message, and the input of the step that consumed a reply naming that reply."""
     ex = commit.execution
     logs = [
@@ -40,7 +40,7 @@ def speaking(commit: StepCommit, *, replies: dict[int, str] | None = None) -> St
             LogRecord(
                 ex.id,
                 "INFO",
-                "message.sent",
+                "message.queued",
                 m.created_at,
                 ex.current_node_id,
                 None,
@@ -242,7 +242,7 @@ async def test_check_execution_of_an_unknown_id_is_none(store: Store) -> None:
 
 
 async def test_check_execution_reads_the_trail_from_the_store(store: Store, make: Make) -> None:
-    """A step whose messages have no ``message.sent`` line (written by something else)."""
+    """A step whose messages have no ``message.queued`` line (written by something else)."""
     ex = await make.create(store)
     claimed = await make.claim(store, ex)
     await store.commit_step(make.step(claimed.execution, texts=("hi",), release=True), now=T0 + 1)

@@ -25,12 +25,12 @@ from trilha.config import (
     Config,
     DependencyConfig,
 )
-from trilha.core.alerts import AlertState, AlertStatus
+from trilha.core.alerts import DEFAULT_RULES, AlertState, AlertStatus
 from trilha.observability.alerts import AlertEvaluator, run_alerts
 from trilha.store.sqlite import SQLiteStore
 
 A = AlertStatus
-RULE_KEYS = ("error_rate", "slow_turn", "queue_backlog", "memory")
+RULE_KEYS = tuple(rule.key for rule in DEFAULT_RULES)
 
 CALL = {
     "id": "call",

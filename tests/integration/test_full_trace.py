@@ -602,7 +602,7 @@ BROKEN_TRAILS: dict[str, tuple[Callable[[list[dict[str, Any]]], None], str]] = {
         "running -> running is not in the transition table",
     ),
     "no end": (_drop("execution.ended"), "in completed but no execution.ended line"),
-    "an unmasked message": (_edit("message.sent", _unmask), "an unmasked e-mail in a message"),
+    "an unmasked message": (_edit("message.queued", _unmask), "an unmasked e-mail in a message"),
     "lines out of order": (_swap_first_two, "a trail not opened by its start"),
 }
 
@@ -647,7 +647,7 @@ def _other_error(line: dict[str, Any]) -> None:
 
 #: each damage, and what the comparison must find it in
 UNSEEN_DAMAGE: dict[str, tuple[Callable[[list[dict[str, Any]]], None], set[str]]] = {
-    "a lost message": (_drop("message.sent"), {"bot messages", "transcript"}),
+    "a lost message": (_drop("message.queued"), {"bot messages", "transcript"}),
     "a lost step": (_drop_step, {"steps"}),
     "a wrong duration": (_edit("node.left", _longer), {"steps"}),
     "a wrong error": (_edit("node.retry_scheduled", _other_error), {"steps", "retries"}),
@@ -711,7 +711,7 @@ async def test_trace_problems_names_a_story_the_store_contradicts(retried_trail:
     """A stored trail that reads as a story but lost a message: the comparison with the
     outbox and the transcript finds it."""
     h, execution_id, _ = retried_trail
-    delete_log(h, execution_id, "message.sent")
+    delete_log(h, execution_id, "message.queued")
     problems = await trace_problems(h.store, execution_id)
     assert [problem.split(":")[0] for problem in problems] == ["bot messages", "transcript"]
     assert "Um momento..." in problems[0]

@@ -14,7 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trilha.config import AlertRuleConfig, AlertsConfig, AlertWebhookConfig, Config, load_config
-from trilha.core.alerts import DEFAULT_RULES, AlertRule, AlertState, AlertStatus, Signal, advance
+from trilha.core.alerts import (
+    DEFAULT_RULES,
+    AlertRule,
+    AlertState,
+    AlertStatus,
+    Signal,
+    advance,
+    breached,
+)
 from trilha.engine.clock import FakeClock
 from trilha.errors import ConfigError
 from trilha.observability.alerts import (
@@ -45,9 +53,18 @@ def run(
 
 
 def test_the_defaults_are_design_section_5() -> None:
-    """Error rate > 5 % over 5 min, a turn > 30 s, > 100 due, memory > 80 %."""
+    """Error rate > 5 % over 5 min, a turn > 30 s, > 100 due, memory > 80 %; and (issue
+    17) any dead message, at once."""
     by_key = {r.key: r for r in DEFAULT_RULES}
-    assert set(by_key) == {"error_rate", "slow_turn", "queue_backlog", "memory"}
+    assert set(by_key) == {"error_rate", "slow_turn", "queue_backlog", "memory", "dead_messages"}
+    dead = by_key["dead_messages"]
+    assert (dead.name, dead.signal, dead.threshold, dead.for_seconds) == (
+        "TrilhaDeadMessages",
+        Signal.DEAD_MESSAGES,
+        0,
+        0,
+    )
+    assert not breached(dead, 0) and breached(dead, 1)
     assert (by_key["error_rate"].threshold, by_key["error_rate"].window_seconds) == (0.05, 300)
     assert by_key["slow_turn"].threshold == 30
     assert by_key["queue_backlog"].threshold == 100
@@ -173,7 +190,7 @@ def test_the_configuration_changes_thresholds_windows_and_drops_disabled_rules()
         }
     )
     rules = {r.key: r for r in config.active_rules()}
-    assert set(rules) == {"error_rate", "slow_turn", "queue_backlog"}
+    assert set(rules) == {"error_rate", "slow_turn", "queue_backlog", "dead_messages"}
     assert (rules["error_rate"].threshold, rules["error_rate"].window_seconds) == (0.1, 60)
     assert rules["error_rate"].min_events == 5 and rules["error_rate"].for_seconds == 60
     assert rules["slow_turn"].for_seconds == 10 and rules["slow_turn"].severity == "critical"
@@ -265,6 +282,7 @@ def test_the_listing_shows_configured_rules_nothing_stored_yet() -> None:
     stored, _ = advance(QUEUE, None, 150, T0)
     shown = shown_states([stored], DEFAULT_RULES, T0)
     assert [(s.rule, s.status) for s in shown] == [
+        ("TrilhaDeadMessages", A.INACTIVE),
         ("TrilhaErrorRateHigh", A.INACTIVE),
         ("TrilhaMemoryHigh", A.INACTIVE),
         ("TrilhaQueueBacklog", A.FIRING),

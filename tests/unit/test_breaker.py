@@ -4,6 +4,7 @@ their ratio, stale verdicts, the snapshot and the log lines."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -159,11 +160,79 @@ def test_consecutive_failures_open_it_when_asked(clock: FakeClock) -> None:
 def test_without_failure_threshold_a_run_below_min_calls_does_not_open_it(
     clock: FakeClock,
 ) -> None:
-    """The consecutive trigger is off by default: five failures of five calls, min_calls 10."""
+    """The consecutive trigger is off by default: 19 failures of 19 calls, min_calls 20."""
     breaker = CircuitBreaker("crm", BreakerSettings(), clock)
-    calls(breaker, *[DOWN] * 9)
+    calls(breaker, *[DOWN] * 19)
     assert breaker.state is BreakerState.CLOSED
     calls(breaker, DOWN)
+    assert breaker.state is BreakerState.OPEN
+
+
+# ------------------------------------------------------------------------------ the defaults
+
+
+def flaky(seed: int, n: int, share: float) -> list[Call]:
+    """``n`` calls of which each fails (a counted 503 or timeout) with ``share``."""
+    rng = random.Random(seed)
+    return [
+        (DOWN if rng.random() < 0.5 else TIMEOUT) if rng.random() < share else OK for _ in range(n)
+    ]
+
+
+def test_the_defaults_are_70_percent_of_the_last_40_with_at_least_20() -> None:
+    """Issue 17: 50 % of the last 20 opened by chance on a dependency failing 30 % at random."""
+    s = BreakerSettings()
+    assert (s.failure_rate, s.window, s.min_calls, s.half_open_probes) == (0.7, 40, 20, 3)
+    assert s.failure_threshold is None and s.open_seconds == 30
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_a_dependency_failing_30_percent_at_random_does_not_open_it(
+    clock: FakeClock, seed: int
+) -> None:
+    """20,000 calls, 30 % of them failing at random: never open with the defaults (the
+    former 50 %-of-20 opened within the first few hundred, as asserted beside it)."""
+    stream = flaky(seed, 20_000, 0.3)
+    breaker = CircuitBreaker("crm", BreakerSettings(), clock)
+    calls(breaker, *stream)
+    assert breaker.state is BreakerState.CLOSED and not breaker.changes
+    former = CircuitBreaker(
+        "crm", BreakerSettings(failure_rate=0.5, window=20, min_calls=10), clock
+    )
+    for call in stream[:2_000]:
+        if not former.allow():
+            break
+        former.record(call, former.epoch)
+    assert former.state is BreakerState.OPEN
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_outage_after_flaky_traffic_opens_it_within_thirty_calls(
+    clock: FakeClock, seed: int
+) -> None:
+    """A dependency that goes down is told from one that is flaky in a few calls."""
+    breaker = CircuitBreaker("crm", BreakerSettings(), clock)
+    calls(breaker, *flaky(seed, 200, 0.3))
+    assert breaker.state is BreakerState.CLOSED
+    needed = 0
+    while breaker.state is BreakerState.CLOSED and needed < 40:
+        calls(breaker, TIMEOUT)
+        needed += 1
+    assert breaker.state is BreakerState.OPEN and needed <= 30, needed
+    assert breaker.trip is not None and "recent calls failed" in breaker.trip.reason
+
+
+def test_with_the_defaults_one_good_probe_of_three_closes_it(clock: FakeClock) -> None:
+    """Half-open, 2 failed probes of 3 are 67 %, below 70 %: a flaky dependency that
+    answers some of its probes is back; three failed probes of three open it again."""
+    breaker = CircuitBreaker("crm", BreakerSettings(), clock)
+    calls(breaker, *[DOWN] * 20)
+    clock.advance(30)
+    calls(breaker, DOWN, OK, DOWN)
+    assert breaker.state is BreakerState.CLOSED
+    calls(breaker, *[DOWN] * 20)
+    clock.advance(30)
+    calls(breaker, DOWN, DOWN, TIMEOUT)
     assert breaker.state is BreakerState.OPEN
 
 

@@ -93,7 +93,7 @@ def line(message: str, at: float = T0, **context: Any) -> LogRecord:
 
 
 def sent(key: str) -> LogRecord:
-    return line("message.sent", idempotencyKey=key, text="hi")
+    return line("message.queued", idempotencyKey=key, text="hi")
 
 
 def inbound(row: int, message_id: str, applied_at: float | None = None) -> InboundMessage:

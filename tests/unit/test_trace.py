@@ -45,7 +45,7 @@ def operator(operation: str, source: str, target: str, reason: str | None) -> Lo
 
 STEP = [
     log("DEBUG", "node.entered", "hi", attempt=1),
-    log("INFO", "message.sent", "hi", idempotencyKey="k1", text="Olá"),
+    log("INFO", "message.queued", "hi", idempotencyKey="k1", text="Olá"),
     log("DEBUG", "node.left", "hi", duration=0.5, outcome="ok"),
 ]
 END = [

@@ -68,8 +68,12 @@ EVENT_TYPES: dict[str, str] = {
     "execution.state_changed": "state",
     "node.entered": "node",
     "node.left": "node",
-    "message.sent": "message",
+    "message.queued": "message",
     "message.received": "message",
+    "message.delivered": "message",
+    "message.delivery_failed": "message",
+    "message.dead": "message",
+    "message.redriven": "message",
 }
 LOG = "log"
 #: the last event of an execution's stream: it reached a terminal state (no ``id:``)

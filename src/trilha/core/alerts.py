@@ -1,13 +1,14 @@
 """Alert rules and the life of an alert, as pure functions (DESIGN §5); no I/O.
 
 A rule compares one signal (the step error rate, the longest turn, the due queue,
-the host's memory) against a threshold, the way Prometheus alerting rules do: a
-breach makes the alert *pending*; a breach that lasts ``for_seconds`` makes it
-*firing*; a signal back under the threshold makes a firing alert *resolved* (kept
-so people can see when) and a pending one *inactive* again, without a word to
-anyone. Only the moves to firing and to resolved are notified.
+the host's memory, the messages given up) against a threshold, the way Prometheus
+alerting rules do: a breach makes the alert *pending*; a breach that lasts
+``for_seconds`` makes it *firing*; a signal back under the threshold makes a firing
+alert *resolved* (kept so people can see when) and a pending one *inactive* again,
+without a word to anyone. Only the moves to firing and to resolved are notified.
 
-The four defaults are DESIGN §5's rules; ``[alerts.rules.NAME]`` in
+The defaults are DESIGN §5's four rules and ``dead_messages`` (issue 17: an
+outbound message given up is never silent); ``[alerts.rules.NAME]`` in
 ``trilha.toml`` changes their thresholds, windows, delays and severities. The
 same rules, in PromQL, ship in ``deploy/prometheus/alerts.yml``.
 """
@@ -39,6 +40,8 @@ class Signal(StrEnum):
     QUEUE_DUE = "queue_due"
     #: the host's memory in use, as a fraction (per host)
     MEMORY = "memory"
+    #: outbound messages given up after their last attempt, not redriven (store-wide)
+    DEAD_MESSAGES = "dead_messages"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ _LABELS = {
     Signal.TURN_SECONDS: "longest turn",
     Signal.QUEUE_DUE: "executions due and unclaimed",
     Signal.MEMORY: "host memory in use",
+    Signal.DEAD_MESSAGES: "messages given up (dead)",
 }
 
 
@@ -111,6 +115,9 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule("slow_turn", "TrilhaTurnTooSlow", Signal.TURN_SECONDS, 30, 300, 0, "warning"),
     AlertRule("queue_backlog", "TrilhaQueueBacklog", Signal.QUEUE_DUE, 100, 0, 60, "warning"),
     AlertRule("memory", "TrilhaMemoryHigh", Signal.MEMORY, 0.8, 0, 120, "warning"),
+    # fires while any message is dead: a contact was not told something, and only a
+    # redrive (or a fix of the channel, then a redrive) resolves it
+    AlertRule("dead_messages", "TrilhaDeadMessages", Signal.DEAD_MESSAGES, 0, 0, 0, "warning"),
 )
 
 

@@ -24,8 +24,10 @@ The rules:
   the step counter agrees (N, or N + 1 after a final notice).
 - ``outbox``: each message belongs to a committed step (or is the final notice of
   an ended execution), and the outbox and the trail agree message for message: a
-  message without its ``message.sent`` line was written twice or by something
-  else; a ``message.sent`` line without its message was lost.
+  message without its ``message.queued`` line was written twice or by something
+  else; a ``message.queued`` line without its message was lost. A message the trail
+  says was delivered (``message.delivered``) is sent in the outbox, and one it says
+  was given up (``message.dead``, not redriven since) is dead there.
 - ``inbox``: the contact's messages are applied in the order they arrived, each
   by a step that recorded it as its input, and an execution waiting for input
   with a message not yet applied is due now (else the reply is stranded).
@@ -274,7 +276,7 @@ def _outbox(
             )
     if _trail_kept(logs):
         said = Counter(
-            str(r.context.get("idempotencyKey")) for r in logs if r.message == "message.sent"
+            str(r.context.get("idempotencyKey")) for r in logs if r.message == "message.queued"
         )
         for key in sorted(set(said) - set(keys)):
             out.append(("outbox", f"message {key} was sent by a step but is missing", "error"))
@@ -283,6 +285,33 @@ def _outbox(
         for key, n in said.items():
             if n > 1:
                 out.append(("outbox", f"message {key} was sent {n} times by steps", "error"))
+        out += _deliveries(outbox, logs)
+    return out
+
+
+#: the outbox state the trail's last word on a message means (each line is written in
+#: the same store write as the state it tells)
+_DELIVERY_STATE = {
+    "message.delivered": "sent",
+    "message.dead": "dead",
+    "message.redriven": "pending",
+}
+
+
+def _deliveries(outbox: Sequence[OutboundMessage], logs: Sequence[LogRecord]) -> list[_Finding]:
+    """The trail's last delivery line about each message agrees with the outbox: a
+    message told delivered is sent, one told given up is dead, one redriven since is
+    pending (a delivery or a failure after it would have said so)."""
+    last: dict[str, str] = {}
+    for r in logs:
+        if r.message in _DELIVERY_STATE:
+            last[str(r.context.get("idempotencyKey"))] = r.message
+    status = {m.idempotency_key: m.status for m in outbox}
+    out: list[_Finding] = []
+    for key, line in sorted(last.items()):
+        if key in status and status[key] != _DELIVERY_STATE[line]:
+            what = f"message {key} is {status[key]} in the outbox, the trail's last word is {line}"
+            out.append(("outbox", what, "error"))
     return out
 
 

@@ -165,6 +165,32 @@ def retry_decision(
     return Retry(delay=delay, attempt=attempt + 1)
 
 
+def next_round(
+    *,
+    spent: int,
+    rounds: int,
+    pause_seconds: float,
+    rng: random.Random,
+    retry_after: float | None = None,
+) -> Retry | GiveUp:
+    """Whether a node whose round ``spent`` (1-based) of attempts failed, each time in a
+    way that says its dependency is in trouble, gets another round, and after how long.
+
+    A round is the seed's "max 3 attempts with exponential backoff"; a dependency failing
+    a share of its calls at random spends one now and then (30 %: one round in 37), and
+    the next round, after a longer pause, mends it as the first would have. The pause
+    is ``pause_seconds`` doubling per round, jittered to half of it at least (rounds of
+    many executions do not land together), never shorter than a ``Retry-After``.
+    Attempts in all are bounded by ``rounds`` times the policy's ``max_attempts``."""
+    if spent >= rounds:
+        return GiveUp(f"{spent} of {rounds} rounds of attempts failed")
+    ceiling = pause_seconds * 2 ** (spent - 1)
+    delay = rng.uniform(ceiling / 2, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, ceiling * 10))
+    return Retry(delay=delay, attempt=1)
+
+
 @dataclass(frozen=True, slots=True)
 class Exhausted:
     """Where an execution goes once a node's retries and own fallback are spent."""

@@ -5,19 +5,48 @@ a step that did not happen; it is marked sent after the channel accepted it,
 so a crash in between re-sends it with the same idempotency key. A failed
 delivery is retried with exponential backoff; after ``max_attempts`` it is
 marked dead (kept, visible, never silently dropped).
+
+Nothing about a delivery is silent: the execution's trail (and the process log)
+tells ``message.delivered`` when the channel accepted a message, a WARN
+``message.delivery_failed`` for every failed attempt (the status or error, the
+attempt, the next try) and an ERROR ``message.dead`` when it is given up; the
+lines are written in the same store write as the outcome they tell, so the trail
+never says more or less than the outbox. Failures are counted in
+``trilha_outbox_delivery_failures_total``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from typing import TYPE_CHECKING, Any
 
 from trilha.channels.base import Channel
 from trilha.channels.desk import HandoffDesk
-from trilha.core.execution import OutboundMessage
+from trilha.core.execution import LogRecord, OutboundMessage, iso
 from trilha.engine.clock import Clock, SystemClock
 from trilha.errors import ChannelError
+from trilha.observability.logging import echo_trail
+from trilha.observability.trail import level_rank
 from trilha.store.base import Store
+
+if TYPE_CHECKING:
+    from trilha.observability.metrics import Metrics
+
+
+def failure_reason(exc: ChannelError) -> str:
+    """A bounded label for why a delivery failed: the HTTP status class the channel
+    answered, else a timeout, a connection that could not be made, or ``error``."""
+    status = exc.details.get("status")
+    if isinstance(status, int):
+        return f"http_{status // 100}xx" if 100 <= status < 600 else "error"
+    cause = exc.__cause__
+    name = type(cause).__name__ if cause is not None else ""
+    if "Timeout" in name or isinstance(cause, TimeoutError):
+        return "timeout"
+    if "Connect" in name or "Network" in name or isinstance(cause, ConnectionError | OSError):
+        return "connection"
+    return "error"
 
 
 class Dispatcher:
@@ -29,19 +58,30 @@ class Dispatcher:
         clock: Clock | None = None,
         dispatcher_id: str = "dispatcher",
         max_attempts: int = 10,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 300.0,
         lease_seconds: float = 30.0,
         batch_size: int = 256,
         desk: HandoffDesk | None = None,
+        metrics: Metrics | None = None,
+        store_level: str = "DEBUG",
     ) -> None:
         self.store = store
         self.channel = channel
         self.clock = clock or SystemClock()
         self.dispatcher_id = dispatcher_id
         self.max_attempts = max_attempts
+        #: the pause after the first failed attempt; it doubles per attempt up to the cap
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
         self.lease_seconds = lease_seconds
         self.batch_size = batch_size
         #: where handoffs are announced (the ``handoff`` dependency), if declared
         self.desk = desk
+        self.metrics = metrics
+        #: lines below this level are echoed to the process log but not stored
+        #: (``logging.store_level``, as the engine does)
+        self._store_floor = level_rank(store_level)
 
     async def run_once(self) -> int:
         """Deliver what is due now; returns how many messages were handled."""
@@ -55,15 +95,24 @@ class Dispatcher:
         for message in messages:
             key = (message.institution_id, message.conversation_id)
             by_conversation.setdefault(key, []).append(message)
-        sent: list[int] = []
+        sent: list[OutboundMessage] = []
         # conversations are independent: deliver them side by side, so one slow
         # webhook call does not hold every other contact's reply behind it
         await asyncio.gather(*(self._deliver(queue, sent) for queue in by_conversation.values()))
         if sent:
-            await self.store.mark_sent(sent, now=self.clock.now())
+            now = self.clock.now()
+            lines = [
+                self._line(m, "INFO", "message.delivered", {"attempt": m.attempts + 1}, now)
+                for m in sent
+            ]
+            await self.store.mark_sent(
+                [m.id for m in sent if m.id is not None], now=now, logs=self._stored(lines)
+            )
+            for message, line in zip(sent, lines, strict=True):
+                echo_trail([line], message)
         return len(messages) + await self._notify_handoffs()
 
-    async def _deliver(self, queue: list[OutboundMessage], sent: list[int]) -> None:
+    async def _deliver(self, queue: list[OutboundMessage], sent: list[OutboundMessage]) -> None:
         """One conversation's messages, in order; the first failure stops the rest
         (they are retried after it, keeping the order the contact reads them in)."""
         for message in queue:
@@ -71,16 +120,64 @@ class Dispatcher:
             try:
                 await self.channel.deliver(message)
             except ChannelError as exc:
-                attempts = message.attempts + 1
-                retry_at = None
-                if attempts < self.max_attempts:
-                    backoff = min(300.0, 0.5 * 2 ** (attempts - 1))
-                    retry_at = self.clock.now() + backoff * (0.5 + random.random() / 2)
-                await self.store.mark_failed(
-                    message.id, error=str(exc), retry_at=retry_at, now=self.clock.now()
-                )
+                await self._failed(message, exc)
                 return
-            sent.append(message.id)
+            sent.append(message)
+
+    async def _failed(self, message: OutboundMessage, exc: ChannelError) -> None:
+        """Record a failed attempt: retry later with backoff, or give the message up,
+        and say which in the trail, the process log and the failure counter."""
+        assert message.id is not None
+        now = self.clock.now()
+        attempts = message.attempts + 1
+        retry_at = None
+        if attempts < self.max_attempts:
+            backoff = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempts - 1))
+            retry_at = now + backoff * (0.5 + random.random() / 2)
+        status = exc.details.get("status")
+        reason = failure_reason(exc)
+        failure: dict[str, Any] = {
+            "attempt": attempts,
+            "maxAttempts": self.max_attempts,
+            "status": status if isinstance(status, int) else None,
+            "error": str(exc),
+            "reason": reason,
+            "nextAttemptAt": iso(retry_at),
+            "retryInSeconds": None if retry_at is None else round(retry_at - now, 3),
+        }
+        lines = [self._line(message, "WARN", "message.delivery_failed", failure, now)]
+        if retry_at is None:
+            given_up = {k: failure[k] for k in ("status", "error", "reason")}
+            lines.append(
+                self._line(
+                    message, "ERROR", "message.dead", {"attempts": attempts, **given_up}, now
+                )
+            )
+        await self.store.mark_failed(
+            message.id, error=str(exc), retry_at=retry_at, now=now, logs=self._stored(lines)
+        )
+        echo_trail(lines, message)
+        if self.metrics is not None:
+            self.metrics.delivery_failed(message.institution_id, reason)
+
+    def _stored(self, lines: list[LogRecord]) -> list[LogRecord]:
+        return [r for r in lines if level_rank(r.level) >= self._store_floor]
+
+    @staticmethod
+    def _line(
+        message: OutboundMessage, level: str, event: str, context: dict[str, Any], now: float
+    ) -> LogRecord:
+        """A trail line about ``message``: which one (its idempotency key, the one the
+        channel receives) and the step that sent it."""
+        return LogRecord(
+            message.execution_id,
+            level,
+            event,
+            now,
+            None,
+            None,
+            {"idempotencyKey": message.idempotency_key, "stepSeq": message.step_seq, **context},
+        )
 
     async def _notify_handoffs(self) -> int:
         if self.desk is None:

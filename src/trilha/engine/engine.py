@@ -806,12 +806,14 @@ class Engine(Recovery):
 
     def _send(self, turn: _Turn, node: NodeBase | None, message: OutboundMessage) -> None:
         """Queue ``message`` for the contact in this step's commit, and say so in the trail
-        (the store masks the text), so the trail alone tells what the contact was told."""
+        (``message.queued``; the store masks the text), so the trail alone tells what the
+        contact was told. The dispatcher adds ``message.delivered`` once the channel took
+        it (or ``message.delivery_failed`` / ``message.dead``)."""
         turn.commit.outbox.append(message)
         self._log(
             turn,
             "INFO",
-            "message.sent",
+            "message.queued",
             node,
             {"idempotencyKey": message.idempotency_key, "text": message.text},
         )

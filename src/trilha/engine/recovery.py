@@ -24,12 +24,14 @@ from trilha.core.execution import (
 )
 from trilha.core.flow import Flow, NodeBase
 from trilha.core.policies import (
+    TRANSIENT,
     ErrorKind,
     GiveUp,
     Retry,
     after_exhaustion,
     classify,
     effective_retry,
+    next_round,
     parse_retry_after,
     retry_decision,
 )
@@ -41,6 +43,7 @@ from trilha.observability.masking import mask_text
 from trilha.observability.metrics import Metrics
 from trilha.processors.base import End, HandoffRequest, Jump, StepResult, WaitRecovery
 from trilha.resilience.dependencies import WAIT_STARTED_KEY
+from trilha.resilience.rounds import RETRY_ROUND_KEY, counts_against, retry_round
 from trilha.store.base import StepCommit, Store
 
 S = ExecutionStatus
@@ -302,12 +305,36 @@ class Recovery(ABC):
         decision = retry_decision(
             policy, kind=kind, attempt=attempt, rng=self.rng, retry_after=retry_after
         )
+        spent = retry_round(ex.node_state)
+        # a node's own ``retry`` is its author's exact budget; rounds are the dependency's
+        rounds = dep_config.retry_rounds if dep_config is not None and node.retry is None else 1
+        another = False
+        if (
+            isinstance(decision, GiveUp)
+            and rounds > 1
+            and attempt >= policy.max_attempts
+            and kind in TRANSIENT
+            and kind.value not in policy.non_retryable
+            and counts_against(dep_config, kind, details)
+        ):
+            assert dep_config is not None  # counts_against said so
+            more = next_round(
+                spent=spent,
+                rounds=rounds,
+                pause_seconds=dep_config.retry_round_seconds,
+                rng=self.rng,
+                retry_after=retry_after,
+            )
+            another = isinstance(more, Retry)
+            decision = more if another else GiveUp(f"{decision.reason}, in each of {spent} rounds")
         deadline = self._deadline(ex, flow)
         if isinstance(decision, Retry) and deadline is not None and now + decision.delay > deadline:
             # waiting would only end in a timeout: take the fallback path now instead
             decision = GiveUp(f"a retry in {decision.delay:.2f}s would outlast the turn")
         if isinstance(decision, Retry):
-            ex.attempts = attempt
+            ex.attempts = 0 if another else attempt
+            if another:  # the next round's attempts count from 1 again
+                ex.node_state = {**ex.node_state, RETRY_ROUND_KEY: spent + 1}
             if self.metrics is not None:
                 self.metrics.retry(node.type)
             due = now + decision.delay
@@ -319,16 +346,19 @@ class Recovery(ABC):
                 {
                     "attempt": attempt,
                     "maxAttempts": policy.max_attempts,
+                    "round": spent,
+                    "rounds": rounds,
                     "delaySeconds": round(decision.delay, 3),
                     "error": error,
                 },
             )
+            then = f"round {spent + 1}/{rounds}" if another else "retrying"
             return StepResult(
                 wait=WaitRecovery(
                     due,
                     "retry",
                     f"node '{node.id}' attempt {attempt}/{policy.max_attempts} failed"
-                    f" ({kind.value}: {exc}); retrying in {decision.delay:.2f}s",
+                    f" ({kind.value}: {exc}); {then} in {decision.delay:.2f}s",
                 ),
                 node_state=ex.node_state,
                 output={"error": kind.value, "attempt": attempt},

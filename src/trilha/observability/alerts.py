@@ -8,9 +8,9 @@ whose write wins tells anyone. So a fleet of ten workers sends one notification
 per change, and a worker that dies mid-evaluation loses nothing the next one
 will not redo.
 
-Store-wide rules (error rate, slow turn, queue) use the instance ``""``; the
-memory rule is per host (its instance is the host name), since the host that
-runs out of memory is the one to look at.
+Store-wide rules (error rate, slow turn, queue, dead messages) use the instance
+``""``; the memory rule is per host (its instance is the host name), since the host
+that runs out of memory is the one to look at.
 
 Sinks: a log line (CRITICAL for a critical alert firing, WARN for a warning
 one, INFO when it resolves) and, when ``[alerts.webhook]`` is set, a JSON POST.
@@ -102,18 +102,22 @@ def alert_evidence(state: AlertState, rules: Iterable[AlertRule]) -> dict[str, s
     """Where to look for what is behind an alert, as API paths (each answers only the
     caller's institution's): the executions that show it (with failed steps since its
     window began; with a timed-out step, for slow turns; stuck, for a backlog; none for
-    the host's memory) and the error groups since then. ``rules`` are the rules as
-    configured (windows differ); a rule no longer configured is read as its default."""
+    the host's memory) and the error groups since then; for dead messages, the
+    messages themselves (``outbox``), which is where they are redriven from. ``rules``
+    are the rules as configured (windows differ); a rule no longer configured is read
+    as its default."""
     rule = {r.name: r for r in (*DEFAULT_RULES, *rules)}.get(state.rule)
     if rule is None:
-        return {"executions": None, "errors": None}
+        return {"executions": None, "errors": None, "outbox": None}
+    if rule.signal is Signal.DEAD_MESSAGES:
+        return {"executions": None, "errors": None, "outbox": "/v1/outbox?status=dead"}
     since = int(evidence_since(rule, state))
     executions = {
         Signal.ERROR_RATE: f"/v1/executions?since={since}",
         Signal.TURN_SECONDS: f"/v1/executions?errorKind=timeout&since={since}",
         Signal.QUEUE_DUE: "/v1/executions?stuck=true",
     }.get(rule.signal)
-    return {"executions": executions, "errors": f"/v1/errors?since={since}"}
+    return {"executions": executions, "errors": f"/v1/errors?since={since}", "outbox": None}
 
 
 def _finite(value: float | None) -> float | None:
@@ -382,6 +386,8 @@ class AlertEvaluator:
             return None if longest is None else longest.seconds
         if rule.signal is Signal.QUEUE_DUE:
             return float((await self.store.queue_stats(now)).due)
+        if rule.signal is Signal.DEAD_MESSAGES:
+            return float(await self.store.count_dead_outbox())
         return host_memory()
 
     async def _step(

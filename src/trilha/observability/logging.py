@@ -41,14 +41,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import orjson
 import structlog
 from structlog.types import EventDict, WrappedLogger
 
 from trilha.config import LoggingConfig
-from trilha.core.execution import Execution, LogRecord, iso
+from trilha.core.execution import LogRecord, iso
 from trilha.errors import ConfigError
 from trilha.observability.masking import mask_text, mask_value, masked_record
 from trilha.observability.terminal import escaped_json, visible
@@ -399,7 +399,21 @@ def _is_tty(stream: TextIO) -> bool:
 # the trail's echo --------------------------------------------------------------------------
 
 
-def echo_trail(records: Iterable[LogRecord], execution: Execution) -> None:
+class Owned(Protocol):
+    """Whose trail lines these are: an execution, or one of its outbound messages (the
+    dispatcher's lines)."""
+
+    @property
+    def institution_id(self) -> str: ...
+
+    @property
+    def conversation_id(self) -> str: ...
+
+    @property
+    def contact_id(self) -> str: ...
+
+
+def echo_trail(records: Iterable[LogRecord], execution: Owned) -> None:
     """Print the committed trail lines of ``execution`` that pass its institution's
     level. Called after the store committed them: stdout never tells of a step that
     did not happen."""

@@ -147,6 +147,18 @@ class Metrics:
         self.outbox_pending = Gauge(
             "trilha_outbox_pending", "Outbound messages not yet delivered.", registry=r
         )
+        self.outbox_dead = Gauge(
+            "trilha_outbox_dead",
+            "Outbound messages given up after their last attempt, until redriven.",
+            registry=r,
+        )
+        self.delivery_failures = Counter(
+            "trilha_outbox_delivery_failures",
+            "Failed attempts to deliver an outbound message, by institution (top N, the"
+            " rest as 'other') and reason (http_4xx, http_5xx, timeout, connection, error).",
+            ["institution", "reason"],
+            registry=r,
+        )
         self.queue_wait = Histogram(
             "trilha_queue_wait_seconds",
             "Time from an execution's wake time until a worker claimed it.",
@@ -205,6 +217,9 @@ class Metrics:
     def waited(self, seconds: float) -> None:
         self.queue_wait.observe(max(seconds, 0.0))
 
+    def delivery_failed(self, institution_id: str, reason: str) -> None:
+        self.delivery_failures.labels(self.institution(institution_id), reason).inc()
+
     # the store's gauges ------------------------------------------------------------------
 
     async def refresh_store(self, store: Store, now: float) -> None:
@@ -213,6 +228,7 @@ class Metrics:
         self.queue_due.set(stats.due)
         self.queue_waiting.set(stats.waiting)
         self.outbox_pending.set(stats.pending_outbox)
+        self.outbox_dead.set(await store.count_dead_outbox())
         counts = await store.count_by_status()
         for status in ExecutionStatus:
             if not status.terminal:

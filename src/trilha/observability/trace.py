@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from trilha.store.base import Store
 
 __all__ = [
+    "DELIVERY_LINES",
     "DONE_BY_OPERATOR",
     "FAILURE_LINES",
     "LEVEL_OF",
@@ -74,8 +75,12 @@ U = TypeVar("U")
 LEVEL_OF: dict[str, str] = {
     "execution.started": "INFO",
     "execution.state_changed": "INFO",
-    "message.sent": "INFO",
+    "message.queued": "INFO",
     "message.received": "INFO",
+    "message.delivered": "INFO",
+    "message.redriven": "INFO",
+    "message.delivery_failed": "WARN",
+    "message.dead": "ERROR",
     "node.entered": "DEBUG",
     "node.left": "DEBUG",
     "node.retry_scheduled": "WARN",
@@ -86,6 +91,11 @@ LEVEL_OF: dict[str, str] = {
     "node.failed": "ERROR",
     "execution.corrupted": "ERROR",
 }
+#: what became of a queued message (the dispatcher's lines, an operator's redrive): written
+#: whenever delivery happens, so also after the execution ended (its last message)
+DELIVERY_LINES = frozenset(
+    {"message.delivered", "message.delivery_failed", "message.dead", "message.redriven"}
+)
 #: how a node can leave: done, failed (with an error in the trail), cut by the turn timeout
 NODE_OUTCOMES = frozenset({"ok", "error", "timeout"})
 #: lines that tell why a node failed; the error is on the line
@@ -355,9 +365,13 @@ def read_trace(wire_lines: Sequence[Mapping[str, Any]], *, mid_step: bool = Fals
         _require(isinstance(line.get("timestamp"), str), at, "a line without its time")
         _require(isinstance(line.get("message"), str), at, "a line without its message")
         _require(_identity(at) == identity, at, "a line without the execution's identity")
-        # the last node's exit is logged after the end it led to, nothing else is
+        # the last node's exit is logged after the end it led to, and its messages are
+        # delivered after it; nothing else is
         closing_node = line["message"] == "node.left" and trace.open_node is not None
-        _require(trace.ending is None or closing_node, at, "a line after the execution ended")
+        delivery = line["message"] in DELIVERY_LINES
+        _require(
+            trace.ending is None or closing_node or delivery, at, "a line after the execution ended"
+        )
         _read_line(trace, at)
     _require(
         trace.open_node is None or mid_step,
@@ -422,13 +436,16 @@ def _read_line(trace: Trace, at: _At) -> None:
         trace.turn_timeouts.append(str(hit))
     elif message == "execution.state_changed" or message.startswith("operator."):
         _state_change(trace, at, message, metadata)
-    elif message in ("message.sent", "message.received"):
-        sent = message == "message.sent"
+    elif message in ("message.queued", "message.received"):
+        sent = message == "message.queued"
         key = metadata.get("idempotencyKey" if sent else "messageId")
         key = _text(key, at, "a message without text", empty=True)
         text = _text(metadata.get("text"), at, "a message without text", empty=True)
         _no_personal_data(text, at, "a message")
         trace.messages.append(Exchange("bot" if sent else "contact", key, text))
+    elif message in DELIVERY_LINES:
+        # which message: whether it was queued is the story's question (bot messages)
+        _text(metadata.get("idempotencyKey"), at, "a delivery without its message")
     elif message == "execution.corrupted":
         _read_corruption(trace, at, metadata)
     elif message == "execution.flow_changed":

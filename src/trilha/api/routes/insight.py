@@ -93,6 +93,9 @@ class EvidenceOut(WireModel):
         " (error rate), a timed-out step (slow turn), stuck (backlog); null for memory."
     )
     errors: str | None = Field(description="The error groups since its window began.")
+    outbox: str | None = Field(
+        description="The messages given up (dead messages); null for the other rules."
+    )
 
 
 class AlertOut(WireModel):
