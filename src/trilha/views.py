@@ -10,6 +10,7 @@ from trilha.core.execution import Checkpoint, Execution, Transition, iso
 from trilha.engine.recovery import FIRST_ERROR
 from trilha.observability.masking import mask_text, mask_value
 from trilha.store.base import FailedStep, Store
+from trilha.transcript import transcript_view, undelivered_count
 
 
 def first_error(ex: Execution) -> dict[str, Any] | None:
@@ -33,9 +34,12 @@ def waiting_for_dependency(ex: Execution) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def execution_summary(ex: Execution, status_since: float | None = None) -> dict[str, Any]:
+def execution_summary(
+    ex: Execution, status_since: float | None = None, *, undelivered: int = 0
+) -> dict[str, Any]:
     """The execution's own fields (what a listing shows); ``status_since`` is when it
-    entered its current state (:meth:`Store.status_since`)."""
+    entered its current state (:meth:`Store.status_since`), ``undelivered`` how many
+    of its messages are undelivered (:meth:`Store.undelivered`)."""
     return {
         "executionId": ex.id,
         "flowId": ex.flow_id,
@@ -63,6 +67,7 @@ def execution_summary(ex: Execution, status_since: float | None = None) -> dict[
         "error": mask_value(ex.error),
         "firstError": mask_value(first_error(ex)),
         "waitingForDependency": waiting_for_dependency(ex),
+        "undelivered": undelivered,
         "createdAt": iso(ex.created_at),
         "updatedAt": iso(ex.updated_at),
         "endedAt": iso(ex.ended_at),
@@ -114,11 +119,12 @@ async def execution_view(
     operator controls it allows at ``now`` (all refused with ``read_only`` as the
     reason when the caller may only read)."""
     transcript = await store.transcript(ex.id)
+    deliveries = await store.deliveries(ex.id)
     history = await store.transitions(ex.id)
     since = history[-1].at if history else None
     return {
-        **execution_summary(ex, since),
-        "transcript": [t.wire() for t in transcript],
+        **execution_summary(ex, since, undelivered=undelivered_count(deliveries, now=now)),
+        "transcript": transcript_view(transcript, deliveries, now=now),
         "history": [transition_view(t) for t in history],
         "controls": {name: c.wire() for name, c in controls(ex, now, read_only=read_only).items()},
     }

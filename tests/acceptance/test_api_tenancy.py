@@ -37,6 +37,11 @@ BODIES: dict[tuple[str, str], Any] = {
         "contactId": "k",
         "text": "let me in",
     },
+    ("post", "/v1/conversations/{conversationId}/statuses"): {
+        "idempotencyKey": "intruder-key",
+        "status": "read",
+        "at": 1767225600,
+    },
     ("post", "/v1/executions/{executionId}/advance"): {"toNodeId": "end"},
     ("patch", "/v1/executions/{executionId}/variables"): {"set": {"code": "stolen"}},
 }

@@ -15,6 +15,7 @@ from trilha.api.routes import (
     insight,
     messages,
     operator,
+    statuses,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -25,6 +26,7 @@ ROUTERS: list[APIRouter] = [
     dependencies.router,
     executions.router,
     messages.router,
+    statuses.router,
     operator.router,
     events.router,
     debugger.router,

@@ -50,6 +50,7 @@ from trilha.errors import (
 )
 from trilha.observability import trail
 from trilha.store.base import ExecutionFilter, StepErrorMatch, Store
+from trilha.transcript import transcript_view
 from trilha.views import (
     execution_summary,
     execution_view,
@@ -116,6 +117,7 @@ ErrorKindName = Literal[
     "configuration",
     "limit",
     "forbidden",
+    "ambiguous",
     "internal",
 ]
 if set(get_args(ErrorKindName)) != {k.value for k in ErrorKind}:
@@ -142,10 +144,36 @@ ExecutionIdPath = Annotated[
 ExternalId = Annotated[str, Field(min_length=1, max_length=200, pattern=EXTERNAL_ID_PATTERN)]
 
 
+class DeliveryStateOut(WireModel):
+    """The channel's furthest report on a bot message (``POST .../statuses``)."""
+
+    status: Literal["sent", "delivered", "read", "failed"]
+    at: str | None
+    error: str | None = Field(default=None, description="Why it failed (masked).")
+
+
 class TranscriptEntryOut(WireModel):
+    """A line of the conversation; bot messages also tell where their delivery stands."""
+
     sender: Literal["bot", "contact"] = Field(alias="from")
     text: str
     at: str
+    outbox: Literal["queued", "pending", "sent", "dead"] | None = Field(
+        default=None,
+        description="Bot messages: queued (not tried yet), pending (failed, to be tried"
+        " again), sent (the channel accepted it) or dead (given up).",
+    )
+    attempts: int | None = None
+    next_attempt_at: str | None = Field(default=None, description="Queued or pending: when.")
+    last_error: str | None = Field(default=None, description="The last failed try (masked).")
+    delivery: DeliveryStateOut | None = Field(
+        default=None, description="The channel's receipt, null before any."
+    )
+    undelivered: bool | None = Field(
+        default=None,
+        description="Bot messages: dead, failed, or pending after a failed try or for"
+        " longer than 30 s.",
+    )
 
 
 class TransitionOut(WireModel):
@@ -192,6 +220,10 @@ class ExecutionSummaryOut(WireModel):
     waiting_for_dependency: str | None = Field(
         description="The dependency it waits for (recovering until its breaker lets a"
         " call through), else null."
+    )
+    undelivered: int = Field(
+        description="How many of its messages are undelivered: dead, reported failed by"
+        " the channel, or pending after a failed try or for longer than 30 s."
     )
     created_at: str | None
     updated_at: str | None
@@ -729,7 +761,11 @@ async def list_executions(
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
     ids = [ex.id for ex in page]
     status_since = await store.status_since(ids)
-    listed = [execution_summary(ex, status_since.get(ex.id)) for ex in page]
+    undelivered = await store.undelivered(ids, now=now)
+    listed = [
+        execution_summary(ex, status_since.get(ex.id), undelivered=undelivered.get(ex.id, 0))
+        for ex in page
+    ]
     if failed is not None:
         steps = await store.failed_steps(ids, failed)
         for ex, shown in zip(page, listed, strict=True):
@@ -840,7 +876,11 @@ async def get_logs(
 async def get_transcript(
     request: Request, execution_id: ExecutionIdPath, principal: Viewer
 ) -> JSONResponse:
-    store = state_of(request.app).runtime.store
+    state = state_of(request.app)
+    store = state.runtime.store
     ex = await load_execution(store, principal, execution_id)
-    transcript = [t.wire() for t in await store.transcript(ex.id)]
+    entries = await store.transcript(ex.id)
+    deliveries = await store.deliveries(ex.id)
+    now = state.runtime.engine.clock.now()
+    transcript = transcript_view(entries, deliveries, now=now)
     return JSONResponse({"executionId": ex.id, "transcript": transcript})
