@@ -1210,6 +1210,132 @@ def send(
     _print_status_line(_run(main()))
 
 
+# ----------------------------------------------------------------------------------- outbox
+
+#: ``trilha outbox --redrive ID`` exits with this when there is no such message (or it was
+#: delivered already: nothing to send again)
+OUTBOX_REFUSED_EXIT = 2
+#: how many messages ``trilha outbox`` reads per page (``--redrive-all`` pages through all)
+OUTBOX_PAGE = 500
+
+
+@app.command()
+def outbox(
+    status: Annotated[
+        str,
+        typer.Option(
+            "--status", help="dead (every attempt failed) or pending (waiting for an attempt)."
+        ),
+    ] = "dead",
+    institution: Annotated[
+        str | None, typer.Option("--institution", help="Only this institution's messages.")
+    ] = None,
+    redrive: Annotated[
+        int | None,
+        typer.Option("--redrive", min=1, help="Send this message (its id) again, now."),
+    ] = None,
+    redrive_all: Annotated[
+        bool,
+        typer.Option("--redrive-all", help="Send every listed message (--status) again, now."),
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=OUTBOX_PAGE, help="How many to list.")
+    ] = 50,
+    actor: ActorOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the messages the dispatcher gave up on (dead) or that wait for another attempt
+    (pending), oldest first; or send them again: a redriven message is due now with its
+    attempts reset (a running worker sends it) and its trail says who redrove it."""
+    import re
+
+    from trilha.core.flow import FLOW_ID_PATTERN
+    from trilha.outbox import MAX_ID, item_view
+    from trilha.store.base import OutboxItem, OutboxStatus, Redrive
+
+    if status not in ("dead", "pending"):
+        raise ConfigError(f"--status {status!r}: expected dead or pending")
+    if redrive is not None and redrive_all:
+        raise ConfigError("--redrive and --redrive-all: give one of them")
+    if redrive is not None and redrive > MAX_ID:
+        raise ConfigError(f"--redrive {redrive}: no message has an id that large")
+    if institution is not None and not re.fullmatch(FLOW_ID_PATTERN, institution):
+        raise ConfigError(f"--institution {institution!r}: letters, digits, '_', '.' and '-' only")
+    who = _actor(actor)
+    wanted: OutboxStatus = "dead" if status == "dead" else "pending"
+
+    async def main() -> tuple[list[OutboxItem], list[Redrive]]:
+        st = open_store(store, must_exist=True)
+        await st.open()
+        try:
+            if redrive is not None:
+                done = await st.redrive_outbox(
+                    redrive, institution_id=institution, now=time.time(), actor=who
+                )
+                return [], [done]
+            if not redrive_all:
+                return await st.list_outbox(wanted, institution_id=institution, limit=limit), []
+            results: list[Redrive] = []
+            after: int | None = None
+            while page := await st.list_outbox(
+                wanted, institution_id=institution, after=after, limit=OUTBOX_PAGE
+            ):
+                for item in page:
+                    results.append(
+                        await st.redrive_outbox(
+                            item.id, institution_id=institution, now=time.time(), actor=who
+                        )
+                    )
+                after = page[-1].id
+            return [], results
+        finally:
+            await st.close()
+
+    listed, redriven = _run(main())
+    if redrive is not None:
+        (done,) = redriven
+        if done.outcome != "redriven" or done.item is None:
+            why = "was delivered already" if done.outcome == "sent" else "is not in the outbox"
+            if as_json:
+                sys.stdout.write(json_text({"redriven": [], "refused": {redrive: why}}) + "\n")
+            err.print(f"[red]message {redrive} {why}: nothing to send again[/red]")
+            raise typer.Exit(OUTBOX_REFUSED_EXIT)
+    if redrive is not None or redrive_all:
+        items = [r.item for r in redriven if r.outcome == "redriven" and r.item is not None]
+        if as_json:
+            sys.stdout.write(json_text({"redriven": [item_view(i) for i in items]}) + "\n")
+            return
+        for item in items:
+            out.print(f"redriven {item.id} ({field(item.execution_id)}): due now")
+        out.print(f"{len(items)} message(s) redriven by {field(who)}; a running worker sends them")
+        return
+    if as_json:
+        sys.stdout.write(json_text({"messages": [item_view(i) for i in listed]}) + "\n")
+        return
+    table = Table("id", "institution", "execution", "contact", "attempts", "last error", "text")
+    table.add_column("next try" if wanted == "pending" else "queued")
+    for item in listed:
+        view = item_view(item)
+        table.add_row(
+            str(item.id),
+            field(item.institution_id),
+            field(item.execution_id),
+            field(view["contactMasked"]),
+            str(item.attempts),
+            field(view["lastError"] or "-"),
+            field(_shortened(item.text)),
+            (view["nextAttemptAt"] if wanted == "pending" else view["createdAt"]) or "-",
+        )
+    out.print(table)
+    if not listed:
+        err.print(f"no {wanted} messages")
+
+
+def _shortened(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 # ---------------------------------------------------------------------------------- operate
 
 IdArg = Annotated[str, typer.Argument(help="The execution's id.")]

@@ -15,6 +15,7 @@ from trilha.api.routes import (
     insight,
     messages,
     operator,
+    outbox,
     statuses,
 )
 
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     messages.router,
     statuses.router,
     operator.router,
+    outbox.router,
     events.router,
     debugger.router,
 ]
