@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from trilha.chaos.contact import answer, think_seconds
 from trilha.chaos.measure import FailingInputs
-from trilha.chaos.scenarios import InputFailures
+from trilha.chaos.scenarios import FLAKY_FAULTS, InputFailures, RandomFailures, matrix
 from trilha.core.answers import Refused, check_answer
 from trilha.core.faults import (
     Corruption,
@@ -139,3 +139,25 @@ def test_failing_inputs_judge_a_step_by_the_request_it_recorded() -> None:
     assert not inputs.failed(error(None))
     assert not inputs.failed(error("garbage"))
     assert not inputs.failed({"kind": "timeout"})
+
+
+def test_random_failures_fail_a_share_of_calls_the_same_way_every_run() -> None:
+    """Call n fails by the seed alone: a share near the asked one, each fault kind in
+    about equal parts, the same calls in any order, another seed other calls."""
+    flaky = RandomFailures("crm", 0.3)
+    faults = [flaky.fault(1, n) for n in range(1, 20_001)]
+    failed = [f for f in faults if f is not None]
+    assert 0.28 < len(failed) / len(faults) < 0.32
+    for kind in FLAKY_FAULTS:
+        assert 0.3 < failed.count(kind) / len(failed) < 0.37
+    assert [flaky.fault(1, n) for n in reversed(range(1, 20_001))] == faults[::-1]
+    assert [flaky.fault(2, n) for n in range(1, 20_001)] != faults
+    assert all(RandomFailures("crm", 0.0).fault(1, n) is None for n in range(1, 1_000))
+
+
+def test_the_flaky_scenario_fails_the_dependency_called_with_an_input() -> None:
+    (flaky,) = [s for s in matrix(["crm", "score"], "score") if s.name == "flaky_dependency"]
+    assert flaky.random_failures == RandomFailures("score", 0.3)
+    assert flaky.plan.model_dump() == type(flaky.plan)().model_dump()  # nothing else injected
+    (none,) = [s for s in matrix([]) if s.name == "flaky_dependency"]
+    assert none.random_failures is None

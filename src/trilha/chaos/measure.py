@@ -262,6 +262,29 @@ async def measure(
     return m
 
 
+async def fell_back(store: Store, execution_ids: Sequence[str], nodes: frozenset[str]) -> int:
+    """Executions that left one of ``nodes`` by its fallback (``fallback`` or
+    ``degraded``): a flaky dependency's calls given up on."""
+    count = 0
+    for execution_id in execution_ids:
+        transitions = await store.transitions(execution_id)
+        count += any(
+            t.node_id in nodes and t.target in (ExecutionStatus.FALLBACK, ExecutionStatus.DEGRADED)
+            for t in transitions
+        )
+    return count
+
+
+def breaker_openings(process_log: Iterable[dict[str, Any]], dependency: str) -> int:
+    """How many times the process log says ``dependency``'s breaker opened."""
+    return sum(
+        1
+        for line in process_log
+        if line.get("message") == "breaker.opened"
+        and ((line.get("context") or {}).get("metadata") or {}).get("dependency") == dependency
+    )
+
+
 def outage_recoveries(process_log: Iterable[dict[str, Any]]) -> list[float]:
     """How long each store outage lasted for the processes that met it (their
     ``store.available`` lines)."""

@@ -26,7 +26,15 @@ from urllib.parse import urlsplit
 
 import trilha
 from trilha.chaos.crash import run_crashes
-from trilha.chaos.measure import FailingInputs, Measures, measure, outage_recoveries, verdicts
+from trilha.chaos.measure import (
+    FailingInputs,
+    Measures,
+    breaker_openings,
+    fell_back,
+    measure,
+    outage_recoveries,
+    verdicts,
+)
 from trilha.chaos.report import histogram, write_report
 from trilha.chaos.scenarios import Scenario, matrix
 from trilha.chaos.services import Services
@@ -126,6 +134,13 @@ async def run_chaos(options: ChaosOptions, progress: Progress | None = None) -> 
         " inputs, so this scenario injects nothing"
         for s in scenarios
         if s.input_failures is not None and s.input_failures.dependency in declared
+    ]
+    warnings += [
+        f"{s.name}: dependency '{s.random_failures.dependency}' is your own service"
+        f" ({declared[s.random_failures.dependency]}): trilha cannot make it fail at random,"
+        " so this scenario injects nothing"
+        for s in scenarios
+        if s.random_failures is not None and s.random_failures.dependency in declared
     ]
     config = _rewired(base, services, used)
     results: list[dict[str, Any]] = []
@@ -243,6 +258,14 @@ async def _scenario(
             if name == failures.dependency
         )
         inputs = FailingInputs(failures, options.seed, callers)
+    flaky = scenario.random_failures
+    flaky_injected = flaky is not None and services.fail_randomly(flaky, options.seed)
+    flaky_nodes = frozenset(
+        node_id
+        for flow in flows
+        for node_id, name in dependencies_used(flow)
+        if flaky is not None and name == flaky.dependency
+    )
 
     def report(ended: int, total: int) -> None:
         if progress is not None:
@@ -269,6 +292,7 @@ async def _scenario(
     try:
         measured = await measure(run.store, run.started_ids, now=run.ended, inputs=inputs)
         history = await digest(run.store, run.started_ids) if not scenario.real_processes else None
+        gave_up = await fell_back(run.store, run.started_ids, flaky_nodes) if flaky else 0
     finally:
         await run.store.close()
     lines = []
@@ -281,6 +305,9 @@ async def _scenario(
     measured.outcomes.setdefault("unfinished", 0)  # measured: executions not ended
     if inputs is not None:
         run.faults["failed_by_input"] += services.failed_inputs()
+    flaky_requests, flaked = services.flaky_calls()
+    if flaky is not None:
+        run.faults["failed_at_random"] += flaked
     values = measured.recovery_seconds
     result: dict[str, Any] = {
         "name": scenario.name,
@@ -323,6 +350,16 @@ async def _scenario(
             "goodServed": measured.good_served,
             "badInputs": measured.bad_inputs,
             "badFellBack": measured.bad_fell_back,
+        }
+    if flaky is not None:
+        result["flakyDependency"] = {
+            "dependency": flaky.dependency,
+            "share": flaky.share,
+            "injected": flaky_injected,
+            "calls": flaky_requests,
+            "failedCalls": flaked,
+            "breakerOpenings": breaker_openings(lines, flaky.dependency),
+            "fellBack": gave_up,
         }
     if any(c["verdict"] == "fail" for c in result["criteria"].values()):
         result["failingSeed"] = options.seed

@@ -1,7 +1,7 @@
 """The scenario matrix of ``trilha chaos``: one scenario per kind of fault, everything
-at once, half the dependencies down, and one dependency failing for a share of its
-inputs. Times are seconds since the scenario began (simulated time, except for worker
-crashes, which are real processes)."""
+at once, half the dependencies down, one dependency failing for a share of its inputs,
+and one failing a share of its calls at random. Times are seconds since the scenario
+began (simulated time, except for worker crashes, which are real processes)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,29 @@ class InputFailures:
         return chance(seed, "input", self.dependency, method.upper(), path) < self.share
 
 
+#: what a flaky dependency's failed call is, in equal shares: a refusal saying it is
+#: overloaded, a rate limit, a connection reset (each counts against it by default)
+FLAKY_FAULTS: tuple[str, ...] = ("503", "429", "reset")
+
+
+@dataclass(frozen=True, slots=True)
+class RandomFailures:
+    """A dependency that is up but fails a share of its calls at random, whatever they
+    ask: call ``n`` fails by the seed, so a run replays, and the same request asked
+    again may well be answered (issue 17: "a dependency failing 30 % of calls at
+    random"). Unlike :class:`InputFailures`, retrying mends it."""
+
+    dependency: str
+    share: float
+
+    def fault(self, seed: int, n: int) -> str | None:
+        """The fault served to the dependency's ``n``-th request, or ``None``: answer it."""
+        if chance(seed, "flaky", self.dependency, n) >= self.share:
+            return None
+        pick = chance(seed, "flaky-fault", self.dependency, n)
+        return FLAKY_FAULTS[int(pick * len(FLAKY_FAULTS))]
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
@@ -49,6 +72,8 @@ class Scenario:
     basic_path: bool = False
     #: a dependency failing for some inputs; criteria 7 and 8 are measured here
     input_failures: InputFailures | None = None
+    #: a dependency failing a share of its calls at random, with the product's defaults
+    random_failures: RandomFailures | None = None
 
 
 def _outages(dependencies: list[str]) -> list[DependencyOutage]:
@@ -148,6 +173,16 @@ def matrix(dependencies: list[str], by_input: str | None = None) -> list[Scenari
             else "no dependency to fail",
             FaultPlan(),
             input_failures=InputFailures(partial, 1 / 3) if partial else None,
+        ),
+        Scenario(
+            "flaky_dependency",
+            f"{partial} fails 30 % of its calls at random (503, 429 or a connection reset,"
+            " in equal shares) and answers the rest, with the product's default retry"
+            " rounds and circuit breaker"
+            if partial
+            else "no dependency to fail",
+            FaultPlan(),
+            random_failures=RandomFailures(partial, 0.3) if partial else None,
         ),
     ]
 

@@ -7,7 +7,8 @@ restarts. Behind a gate is either the user's own service (``--config`` names
 it) or a :class:`StandIn` that answers the built-in flows' calls the same way
 every time; told :meth:`Services.fail_inputs`, a stand-in fails a share of its
 requests, the same ones every time (a partial failure: a gate, which does not read
-HTTP, cannot do that to the user's own service). Both run in the chaos run's event
+HTTP, cannot do that to the user's own service); told :meth:`Services.fail_randomly`,
+it fails a share of its calls at random (a flaky dependency). Both run in the chaos run's event
 loop: no threads, so a simulated run stays deterministic.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from trilha.chaos.scenarios import InputFailures
+from trilha.chaos.scenarios import InputFailures, RandomFailures
 from trilha.core.faults import FaultPlan
 
 #: an answer: (status, JSON body)
@@ -64,6 +65,11 @@ class StandIn:
         self.failing: tuple[InputFailures, int] | None = None
         #: requests it failed so
         self.failed = 0
+        #: the share of its calls it fails at random (a flaky dependency), with the seed
+        self.flaky: tuple[RandomFailures, int] | None = None
+        #: requests it failed at random, and requests it answered while flaky
+        self.flaked = 0
+        self.flaky_requests = 0
         self._server: asyncio.Server | None = None
 
     @property
@@ -79,6 +85,15 @@ class StandIn:
             self._server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    def _flaky_fault(self) -> str | None:
+        """The fault to serve this request when flaky (``None``: answer it)."""
+        if self.flaky is None:
+            return None
+        self.flaky_requests += 1
+        fault = self.flaky[0].fault(self.flaky[1], self.flaky_requests)
+        self.flaked += fault is not None
+        return fault
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -99,7 +114,12 @@ class StandIn:
                 self.requests += 1
                 if self.delay_seconds:
                     await asyncio.sleep(self.delay_seconds)
+                fault = self._flaky_fault()
+                if fault == "reset":
+                    return  # the connection is cut without an answer (finally: abort)
                 status, answer = standin_answer(self.name, method, target, body)
+                if fault is not None:
+                    status, answer = int(fault), {"error": "try again later"}
                 if self.failing is not None and self.failing[0].fails(
                     self.failing[1], method, target
                 ):
@@ -234,6 +254,23 @@ class Services:
         standin.failing = (failures, seed)
         return True
 
+    def fail_randomly(self, failures: RandomFailures, seed: int) -> bool:
+        """Make the stand-in of ``failures.dependency`` fail that share of its calls at
+        random; False when the dependency is the configuration's own service."""
+        standin = self.standins.get(failures.dependency)
+        if standin is None:
+            return False
+        standin.flaky = (failures, seed)
+        return True
+
+    def flaky_calls(self) -> tuple[int, int]:
+        """(requests, of which failed at random) by the flaky stand-ins since the last
+        :meth:`reset`."""
+        return (
+            sum(standin.flaky_requests for standin in self.standins.values()),
+            sum(standin.flaked for standin in self.standins.values()),
+        )
+
     def failed_inputs(self) -> int:
         """Requests the stand-ins failed by input since the last :meth:`reset`."""
         return sum(standin.failed for standin in self.standins.values())
@@ -246,6 +283,8 @@ class Services:
         for standin in self.standins.values():
             standin.failing = None
             standin.failed = 0
+            standin.flaky = None
+            standin.flaked = standin.flaky_requests = 0
 
     async def close(self) -> None:
         for gate in self.gates.values():
