@@ -1,7 +1,8 @@
 """Automatic recovery against a flaky HTTP dependency: retries, escalations, time to recover.
 
     python bench/recovery.py [--executions 1000] [--failure-rate 0.3] [--seed 1]
-                             [--max-attempts 3] [--retry-rounds 3] [--retry-round-seconds 1]
+                             [--max-attempts 3] [--retry-initial 0.05] [--retry-cap 0.5]
+                             [--retry-rounds 3] [--retry-round-seconds 1]
                              [--faults mixed|503|reset|slow|429]
                              [--node-timeout 0.5] [--rate 0] [--workers 2] [--concurrency 32]
                              [--breaker-failure-rate 0.7] [--breaker-window 40]
@@ -21,7 +22,8 @@ The flow is ``message -> http (svc, saveAs) -> message -> end`` with
 ``settings.fallback.escalateToHuman``, so a node whose attempts are spent
 hands the conversation to a person (outcome ``escalated``). The dependency is
 declared through :class:`trilha.config.Config` with a short retry policy
-(``--max-attempts``, 0.05 s initial interval, x2, 0.5 s cap, full jitter), the
+(``--max-attempts``, ``--retry-initial`` 0.05 s, x2, ``--retry-cap`` 0.5 s, full
+jitter; ``--retry-initial 1 --retry-cap 60`` is the product's policy), the
 product's default rounds of it (``--retry-rounds``: a round whose attempts all
 failed in a way that counts against the dependency is followed, after a pause of
 0.5-1 x ``--retry-round-seconds`` doubling per round, by another) and the
@@ -374,8 +376,8 @@ async def run(args: argparse.Namespace, folder: Path, base_url: str) -> RunResul
                 base_url=base_url,
                 retry=RetryPolicy(
                     max_attempts=args.max_attempts,
-                    initial_interval_seconds=0.05,
-                    max_interval_seconds=0.5,
+                    initial_interval_seconds=args.retry_initial,
+                    max_interval_seconds=args.retry_cap,
                 ),
                 retry_rounds=args.retry_rounds,
                 retry_round_seconds=args.retry_round_seconds,
@@ -713,6 +715,20 @@ def main() -> None:
     parser.add_argument(
         "--max-attempts", type=int, default=3, help="attempts per call (product default 3)"
     )
+    policy_defaults = RetryPolicy()
+    parser.add_argument(
+        "--retry-initial",
+        type=float,
+        default=0.05,
+        help="the first backoff (the product's default policy:"
+        f" {policy_defaults.initial_interval_seconds:g})",
+    )
+    parser.add_argument(
+        "--retry-cap",
+        type=float,
+        default=0.5,
+        help=f"the longest backoff (product default {policy_defaults.max_interval_seconds:g})",
+    )
     dependency_defaults = DependencyConfig(base_url="http://127.0.0.1")
     parser.add_argument(
         "--retry-rounds",
@@ -798,7 +814,8 @@ def main() -> None:
         f" svc fails {args.failure_rate:.0%} of requests ({args.faults}), seed {args.seed}"
     )
     print(
-        f"retry: {args.max_attempts} attempts, 0.05 s initial, x2, 0.5 s cap, full jitter;"
+        f"retry: {args.max_attempts} attempts, {args.retry_initial:g} s initial, x2,"
+        f" {args.retry_cap:g} s cap, full jitter;"
         f" node timeout {args.node_timeout:g} s; {args.workers} worker(s) x {args.concurrency}"
     )
     print(
@@ -827,7 +844,8 @@ def main() -> None:
     print(
         "\nrecovery time: from the first failed attempt's start to the end of the successful"
         "\nattempt of the http node, per execution that completed after at least one failed"
-        "\ncall; it includes the backoffs (jittered, 0.05 s x 2^k, capped at 0.5 s), the wait"
+        f"\ncall; it includes the backoffs (jittered, {args.retry_initial:g} s x 2^k, capped at"
+        f" {args.retry_cap:g} s), the pauses between rounds, the wait"
         "\nfor a worker to claim the execution again, and timed-out attempts. In a burst a"
         "\nretry waits behind the executions started before it (claims go by wake time):"
         "\nsee 'retry ran after its due time'; --rate spreads the arrivals instead."
