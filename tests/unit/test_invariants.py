@@ -949,3 +949,45 @@ def test_a_second_final_notice_is_reported() -> None:
         records, outbox=[*records.outbox, extra], logs=[*records.logs, sent(f"{EID}:9:end")]
     )
     assert [r for r, _, _ in found(bad)] == ["outbox"]
+
+
+def delivery(message: str, key: str) -> LogRecord:
+    return line(message, idempotencyKey=key)
+
+
+def test_the_trails_last_delivery_word_agrees_with_the_outbox() -> None:
+    """delivered -> sent, dead -> dead, redriven -> pending: a redrive after a death is
+    the last word until the next attempt says otherwise."""
+    records = completed()
+    key = f"{EID}:1:0"
+    sent_one = [
+        dataclasses.replace(m, status="sent") if m.idempotency_key == key else m
+        for m in records.outbox
+    ]
+    told = dataclasses.replace(
+        records, outbox=sent_one, logs=[*records.logs, delivery("message.delivered", key)]
+    )
+    assert found(told) == []
+    redriven = dataclasses.replace(
+        records,
+        outbox=[
+            dataclasses.replace(m, status="pending") if m.idempotency_key == key else m
+            for m in records.outbox
+        ],
+        logs=[*records.logs, delivery("message.dead", key), delivery("message.redriven", key)],
+    )
+    assert found(redriven) == []
+
+
+def test_a_message_told_delivered_that_the_outbox_holds_as_dead() -> None:
+    records = completed()
+    key = f"{EID}:2:0"
+    dead = dataclasses.replace(
+        records,
+        outbox=[
+            dataclasses.replace(m, status="dead") if m.idempotency_key == key else m
+            for m in records.outbox
+        ],
+        logs=[*records.logs, delivery("message.delivered", key)],
+    )
+    only(dead, "outbox", f"message {key} is dead in the outbox", "last word is message.delivered")

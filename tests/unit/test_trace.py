@@ -155,3 +155,35 @@ def test_problems_say_what_they_are_about() -> None:
     assert [p.split(":")[0] for p in problems] == ["identity", "flows", "bot messages"]
     assert "checkpoints []" in problems[1]
     assert problems[2].endswith("store nothing")
+
+
+def test_deliveries_are_told_after_the_end_that_queued_them() -> None:
+    """The dispatcher delivers an execution's last message after its end: its lines
+    (at their own levels) are part of the story; nothing else is, and a delivery line
+    must name its message."""
+    delivered = [
+        log("WARN", "message.delivery_failed", idempotencyKey="k1", attempt=1, status=503),
+        log("ERROR", "message.dead", idempotencyKey="k1", attempts=1),
+        log("INFO", "message.redriven", idempotencyKey="k1", actor="key:k"),
+        log("INFO", "message.delivered", idempotencyKey="k1"),
+    ]
+    trace = read_trace(trail_lines([started(), *STEP, *END, *delivered]))
+    problems = story_problems(trace, execution(), [checkpoint()], history(), OUTBOX, TRANSCRIPT)
+    assert problems == []
+    with pytest.raises(TrailIncomplete, match=r"message\.dead logged at WARN"):
+        read_trace(
+            trail_lines([started(), *STEP, *END, log("WARN", "message.dead", idempotencyKey="k1")])
+        )
+    with pytest.raises(TrailIncomplete, match="a delivery without its message"):
+        read_trace(trail_lines([started(), *STEP, *END, log("INFO", "message.delivered")]))
+    with pytest.raises(TrailIncomplete, match="a line after the execution ended"):
+        read_trace(
+            trail_lines(
+                [
+                    started(),
+                    *STEP,
+                    *END,
+                    log("INFO", "message.queued", idempotencyKey="k2", text="x"),
+                ]
+            )
+        )
