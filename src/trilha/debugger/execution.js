@@ -5,6 +5,9 @@
 // parts are refetched together at most every 400 ms, so a burst of lines costs
 // one round of requests and a key's rate limit is never approached. The layout
 // is two columns on wide screens (the flow graph | tabs) and one on a phone.
+// While a message is queued or being retried the execution is read again every
+// few seconds: one pending past due becomes undelivered with no line to say so,
+// and its delivery goes on after the execution (and its stream) ended.
 
 import { api, ApiError, withQuery } from "./api.js";
 import { Controls, controlsOf } from "./controls.js";
@@ -18,6 +21,8 @@ import { tabWidget } from "./tabs.js";
 import { VariablesPanel } from "./variables.js";
 
 const REFRESH_EVERY_MS = 400;
+/** how often an execution with messages still on their way is read again */
+const DELIVERY_EVERY_MS = 5000;
 const TABS = [
   { id: "conversation", label: "Conversation", panel: "transcript" },
   { id: "timeline", label: "Timeline", panel: "timeline" },
@@ -35,6 +40,7 @@ export function mountExecution(container, executionId, { me }) {
   let controls = null;
   let stream = null;
   let tick = 0;
+  let appliedAt = 0; // when the execution was last read (its transcript's delivery)
   // the breaker of the dependency it waits for, asked again as the execution changes
   const dependencies = new DependencyStates(() => header?.showDependency(dependencies));
 
@@ -237,6 +243,7 @@ export function mountExecution(container, executionId, { me }) {
   function applyExecution(ex) {
     if (gone || !header) return;
     execution = ex;
+    appliedAt = Date.now();
     header.update(ex);
     if (header.dependency()) dependencies.refresh();
     else header.showDependency(null);
@@ -272,6 +279,8 @@ export function mountExecution(container, executionId, { me }) {
 
   function updateClocks() {
     if (header && execution) header.tick(Date.now());
+    const onTheirWay = execution?.transcript?.some((t) => t.outbox === "queued" || t.outbox === "pending");
+    if (onTheirWay && Date.now() - appliedAt > DELIVERY_EVERY_MS) want("execution");
     if (header?.dependency()) dependencies.refresh(); // a breaker closes on its own clock
   }
 

@@ -14,7 +14,10 @@
 // last one ("started with: GET …/91234 answered 500; last: circuit open"): the
 // last alone hides the cause behind its consequence. An execution waiting for a
 // dependency whose circuit breaker is open says so, with why the breaker opened.
+// One with undelivered messages (dead, reported failed, pending past due) is
+// flagged with how many, and a line says where to see them.
 
+import { setUndelivered, undeliveredFlag } from "./delivery.js";
 import { dependencyFlag, updateDependencyFlag } from "./dependencies.js";
 import { ago, clock, h, maskedContact, parseTime, setText } from "./dom.js";
 import { errorSummary, sameError } from "./errors.js";
@@ -50,13 +53,16 @@ export function executionHeader(ex) {
   const stuck = h("p.exec-stuck", { role: "note", hidden: true });
   const depFlag = dependencyFlag("");
   const depNote = h("p.exec-dep", { role: "note", hidden: true });
+  const undelivered = undeliveredFlag(ex.undelivered);
+  const undeliveredNote = h("p.exec-undelivered", { role: "note", hidden: true });
   const el = h(
     "header.exec-head",
     {},
-    h("div.title-row", {}, h("h1", {}, h("span.muted", { text: "Execution " }), h("code.exec-id", { text: ex.executionId })), stateBadges, depFlag),
+    h("div.title-row", {}, h("h1", {}, h("span.muted", { text: "Execution " }), h("code.exec-id", { text: ex.executionId })), stateBadges, depFlag, undelivered),
     dl,
     error,
     depNote,
+    undeliveredNote,
     stuck,
   );
   let dependency = null;
@@ -119,6 +125,13 @@ export function executionHeader(ex) {
       firstError.hidden = !first;
       setText(lastError, err ? `${first ? "Last" : "Error"}: ${errorSummary(err)}` : "");
       lastError.hidden = !err;
+      const lost = Number(next.undelivered) || 0;
+      setUndelivered(undelivered, lost);
+      undeliveredNote.hidden = lost <= 0;
+      setText(
+        undeliveredNote,
+        lost > 0 ? `${lost === 1 ? "A message" : `${lost} messages`} to the contact ${lost === 1 ? "was" : "were"} not delivered: see the Conversation tab.` : "",
+      );
       this.tick(Date.now());
     },
     /** The dependency it waits for, if any (what the page asks the breakers about). */

@@ -32,9 +32,15 @@
 //    in them is seen on one page;
 //  - a row waiting for a dependency whose circuit breaker is open says so, from
 //    GET /v1/dependencies, asked again every few seconds while such rows are shown.
+//  - a row with undelivered messages (the summary's `undelivered`: dead, reported
+//    failed, pending past due) is flagged with how many. A delivery line of the
+//    stream (delivered, failed attempt, dead, redriven, a receipt) has the count read
+//    again (GET /v1/executions/{id}; many at once: one re-query of the page), at most
+//    every 3 s per execution; a failed attempt or a dead message flags the row at once.
 
 import { api, withQuery } from "./api.js";
 import { AlertBanner, StateCounts } from "./counts.js";
+import { setUndelivered, undeliveredFlag } from "./delivery.js";
 import { DependencyStates, dependencyFlag, updateDependencyFlag } from "./dependencies.js";
 import { ago, clear, clock, h, maskedContact, parseTime, setText, shortId } from "./dom.js";
 import { errorSummary, failingInput, sameError, shortInput } from "./errors.js";
@@ -64,6 +70,10 @@ const DEPENDENCIES_EVERY_MS = 5000;
 const STUCK_EVERY_MS = 10000;
 /** single refetches a re-query may do for executions older than its answer reaches */
 const BATCH_SINGLES = 5;
+/** trail lines that change how many of an execution's messages are undelivered */
+const DELIVERY_LINES = new Set(["message.delivered", "message.delivery_failed", "message.dead", "message.redriven", "message.status"]);
+/** of those, the ones that make a message undelivered (the row is flagged before the recount) */
+const UNDELIVERED_LINES = new Set(["message.delivery_failed", "message.dead"]);
 
 export function mountList(container, { me }) {
   const admin = me.role === "admin";
@@ -92,6 +102,16 @@ export function mountList(container, { me }) {
   });
   let stuckTimer = 0;
   let staleCount = 0;
+  // rows whose messages' delivery changed: their undelivered count is read again
+  const recounts = new KeyedQueue((id) => recountOne(id), {
+    concurrency: 2,
+    delayMs: 300,
+    cooldownMs: 3000,
+    minGapMs: 200,
+    batch: (ids) => recountMany(ids),
+    batchFrom: 5,
+    batchEveryMs: 3000,
+  });
 
   // ------------------------------------------------------------------ layout
   // the failed-step filters change only by a link (a new view), so the column is fixed here
@@ -429,6 +449,35 @@ export function mountList(container, { me }) {
     }
   }
 
+  // ------------------------------------------------------------- delivery
+  async function recountOne(id) {
+    if (!rows.has(id)) return;
+    let ex;
+    try {
+      ex = await api(`/v1/executions/${encodeURIComponent(id)}`);
+    } catch {
+      return; // the next delivery line asks again
+    }
+    if (!gone) rows.get(id)?.setUndelivered(ex.undelivered);
+  }
+
+  async function recountMany(ids) {
+    let page;
+    try {
+      page = await api(withQuery("/v1/executions", { ...filters, limit: Math.min(MAX_PAGE, rows.size + 50) }));
+    } catch {
+      return;
+    }
+    if (gone) return;
+    const seen = new Set();
+    for (const ex of page.executions) {
+      seen.add(ex.executionId);
+      rows.get(ex.executionId)?.setUndelivered(ex.undelivered);
+    }
+    const missed = ids.filter((id) => !seen.has(id) && rows.has(id)).slice(0, BATCH_SINGLES);
+    await Promise.all(missed.map((id) => recountOne(id)));
+  }
+
   // ----------------------------------------------------------------- events
   function ingest(type, data) {
     const id = data.executionId;
@@ -460,6 +509,8 @@ export function mountList(container, { me }) {
     if (data.message === "execution.flow_changed") fold.flowChanged = true;
     if (data.message === "execution.ended" && context?.metadata?.outcome) fold.outcome = context.metadata.outcome;
     if (data.level === "ERROR" || data.level === "CRITICAL") fold.errorHint = true;
+    if (DELIVERY_LINES.has(data.message)) fold.delivery = true;
+    if (UNDELIVERED_LINES.has(data.message)) fold.undelivered = true;
     fold.at = at;
     if (!frame) frame = requestAnimationFrame(flush);
   }
@@ -485,6 +536,7 @@ export function mountList(container, { me }) {
       }
       const was = row.stale;
       row.apply(fold, filters);
+      if (fold.delivery) recounts.add(id);
       if (row.stale !== was) noteStale(row, was);
       applied += fold.events;
     }
@@ -536,6 +588,7 @@ export function mountList(container, { me }) {
     unmount() {
       gone = true;
       judge.stop();
+      recounts.stop();
       clearInterval(stuckTimer);
       stream.stop();
       loading?.abort();
@@ -563,6 +616,7 @@ class Row {
     this.serverMismatch = null; // what the server said (stuck, with errors)
     this.stale = false;
     this.badges = statusBadges(data.status, data.outcome);
+    this.undelivered = undeliveredFlag(data.undelivered);
     this.depFlag = null; // "circuit open", made the first time it is needed
     this.note = null; // "no longer matches", made the first time it is needed
     this.nodeText = document.createTextNode(data.currentNodeId || "—");
@@ -581,7 +635,7 @@ class Row {
       "tr",
       { dataset: { id: this.id } },
       h("td.id", {}, link),
-      h("td.status", {}, this.badges),
+      h("td.status", {}, this.badges, this.undelivered),
       this.flow,
       h("td", { text: data.institutionId || "" }),
       h("td.mono", { text: maskedContact(data) }),
@@ -591,7 +645,16 @@ class Row {
       this.inState,
     );
     this.tr.classList.toggle("ended", isTerminal(data.status));
+    this.tr.classList.toggle("has-undelivered", (data.undelivered ?? 0) > 0);
     this.tick(Date.now());
+  }
+
+  /** Show how many of its messages are undelivered (0: the flag hides). */
+  setUndelivered(count) {
+    const n = Number(count) || 0;
+    this.data.undelivered = n;
+    setUndelivered(this.undelivered, n);
+    this.tr.classList.toggle("has-undelivered", n > 0);
   }
 
   apply(fold, filters) {
@@ -611,6 +674,7 @@ class Row {
       this.data.outcome = isTerminal(fold.status) ? undefined : null;
     }
     if (fold.outcome) this.data.outcome = fold.outcome;
+    if (fold.undelivered && !(this.data.undelivered > 0)) this.setUndelivered(1); // the recount says how many
     if (shown[0] !== this.data.status || shown[1] !== this.data.outcome) setStatusBadges(this.badges, this.data.status, this.data.outcome);
     if (fold.nodeId && fold.nodeId !== this.data.currentNodeId) {
       this.data.currentNodeId = fold.nodeId;

@@ -8,6 +8,7 @@
 // value in place (<details>), and the step's duration sits under its start.
 
 import { clear, clock, duration, h, jsonLine, jsonPretty, setText } from "./dom.js";
+import { deliveryMark } from "./delivery.js";
 import { badge } from "./status.js";
 
 export class TranscriptPanel {
@@ -23,13 +24,15 @@ export class TranscriptPanel {
     clear(this.list);
     for (const entry of entries) {
       const who = entry.from === "contact" ? "contact" : "bot";
+      // a bot message tells where its delivery stands (ticks, a clock, a red mark)
+      const mark = who === "bot" ? deliveryMark(entry) : null;
       this.list.append(
         h(
-          `li.bubble.${who}`,
+          `li.bubble.${who}${who === "bot" && entry.undelivered ? ".undelivered" : ""}`,
           {},
           h("span.who", { text: who === "bot" ? "bot" : "contact" }),
           h("p.text", { text: entry.text ?? "" }),
-          h("time", { datetime: entry.at || "", text: clock(entry.at) }),
+          h("span.meta", {}, h("time", { datetime: entry.at || "", text: clock(entry.at) }), mark),
         ),
       );
     }
