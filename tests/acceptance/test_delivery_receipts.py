@@ -224,3 +224,8 @@ def test_a_failure_is_masked_and_undelivered_messages_are_counted(
         shown = acme.get(f"/v1/executions/{dead}").json()
         assert shown["undelivered"] == 1 and shown["transcript"][0]["outbox"] == "dead"
         assert beta.get("/v1/executions?flowId=asks").json()["executions"] == []
+    # the process log tells the receipt too, masked as the trail is
+    code, output = served.stop()
+    assert code == 0, output
+    assert "message.status" in output and key in output
+    assert "98765-4321" not in output
