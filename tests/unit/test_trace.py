@@ -166,6 +166,7 @@ def test_deliveries_are_told_after_the_end_that_queued_them() -> None:
         log("ERROR", "message.dead", idempotencyKey="k1", attempts=1),
         log("INFO", "message.redriven", idempotencyKey="k1", actor="key:k"),
         log("INFO", "message.delivered", idempotencyKey="k1"),
+        log("INFO", "message.status", idempotencyKey="k1", status="read"),  # a receipt
     ]
     trace = read_trace(trail_lines([started(), *STEP, *END, *delivered]))
     problems = story_problems(trace, execution(), [checkpoint()], history(), OUTBOX, TRANSCRIPT)

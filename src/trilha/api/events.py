@@ -74,6 +74,7 @@ EVENT_TYPES: dict[str, str] = {
     "message.delivery_failed": "message",
     "message.dead": "message",
     "message.redriven": "message",
+    "message.status": "message",
 }
 LOG = "log"
 #: the last event of an execution's stream: it reached a terminal state (no ``id:``)

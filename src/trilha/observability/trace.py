@@ -91,10 +91,17 @@ LEVEL_OF: dict[str, str] = {
     "node.failed": "ERROR",
     "execution.corrupted": "ERROR",
 }
-#: what became of a queued message (the dispatcher's lines, an operator's redrive): written
-#: whenever delivery happens, so also after the execution ended (its last message)
+#: what became of a queued message (the dispatcher's lines, an operator's redrive, the
+#: channel's receipts): written whenever delivery happens, so also after the execution
+#: ended (its last message)
 DELIVERY_LINES = frozenset(
-    {"message.delivered", "message.delivery_failed", "message.dead", "message.redriven"}
+    {
+        "message.delivered",
+        "message.delivery_failed",
+        "message.dead",
+        "message.redriven",
+        "message.status",
+    }
 )
 #: how a node can leave: done, failed (with an error in the trail), cut by the turn timeout
 NODE_OUTCOMES = frozenset({"ok", "error", "timeout"})

@@ -10,7 +10,8 @@ answer ``text/event-stream``. Every trail line is one event::
 ``state`` is ``execution.state_changed``; ``node`` is ``node.entered`` and
 ``node.left``; ``message`` is ``message.queued`` (a step queued it for the contact),
 ``message.received`` and what became of a queued message (``message.delivered``,
-``message.delivery_failed``, ``message.dead``, ``message.redriven``); every
+``message.delivery_failed``, ``message.dead``, ``message.redriven``, and the channel's
+receipts, ``message.status``); every
 other line (``execution.started``, ``execution.ended``, retries, operator
 actions, warnings...) is ``log``. ``status`` is the execution's status when the
 line was read (for a live line, what the commit that wrote it left).
