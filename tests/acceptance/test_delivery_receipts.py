@@ -175,6 +175,8 @@ def test_a_receipt_is_refused_by_field_and_told_nothing_of_others(
             ({"at": "2026-01-01T10:00:00"}, "body.at"),  # no zone
             ({"at": 4102444800}, "body.at"),  # 2100: more than a day ahead
             ({"at": -1}, "body.at"),
+            ({"at": True}, "body.at"),
+            ({"at": None}, "body.at"),
             ({"status": "seen"}, "body.status"),
             ({"error": "x" * 1001}, "body.error"),
             ({"idempotencyKey": ""}, "body.idempotencyKey"),

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import Field, PlainValidator, WithJsonSchema
 
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Writer
@@ -44,6 +44,27 @@ log = get_logger("trilha.api.statuses")
 
 #: the longest failure text kept: a channel's error code and sentence, not a page
 MAX_ERROR = 1_000
+#: the longest ``at`` string: an ISO-8601 time with fractions and a zone is ~32
+MAX_AT = 40
+
+
+def _at_shape(value: Any) -> str | float:
+    """``at`` as sent: a number or a short string (its meaning is checked against the
+    clock in :func:`parse_at`); a JSON ``true`` is not the time 1 (1970)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("must be unix seconds or an ISO-8601 time with a zone")
+    if isinstance(value, str) and not 0 < len(value) <= MAX_AT:
+        raise ValueError(f"must be 1 to {MAX_AT} characters")
+    return value if isinstance(value, str) else float(value)
+
+
+AtValue = Annotated[
+    str | float,
+    PlainValidator(_at_shape),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "maxLength": MAX_AT}, {"type": "number"}]}, mode="validation"
+    ),
+]
 
 
 class StatusIn(WireModel):
@@ -53,7 +74,7 @@ class StatusIn(WireModel):
         description="The message's key, as the webhook channel sent it (`idempotencyKey`)."
     )
     status: ReceiptStatus = Field(description="What became of the message.")
-    at: Annotated[str, Field(min_length=1, max_length=40)] | float = Field(
+    at: AtValue = Field(
         description="When: ISO-8601 with a zone (`2026-01-01T12:00:00Z`) or unix seconds;"
         " at most a day ahead."
     )
