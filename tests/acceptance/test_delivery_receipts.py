@@ -169,6 +169,11 @@ def test_a_receipt_is_refused_by_field_and_told_nothing_of_others(
         assert theirs["type"] == "urn:trilha:problem:not_found"
         with served.client("acme_viewer") as viewer:
             problem(report(viewer, "wa:2", key, "read", 1767261602), 403)
+        with served.client("admin") as admin:
+            unnamed = problem(report(admin, "wa:2", key, "read", 1767261602), 422)
+            assert unnamed["errors"][0]["field"] == "body.institutionId"
+            named = report(admin, "wa:2", key, "delivered", 1767261602, institutionId="acme")
+            assert named.status_code == 200 and named.json()["delivery"]["status"] == "delivered"
 
         for body, field in (
             ({"at": "yesterday"}, "body.at"),
@@ -184,13 +189,13 @@ def test_a_receipt_is_refused_by_field_and_told_nothing_of_others(
             sent = {"idempotencyKey": key, "status": "read", "at": 1767261602, **body}
             refused = problem(acme.post("/v1/conversations/wa:2/statuses", json=sent), 422)
             assert field in {e["field"] for e in refused["errors"]}, refused
-        assert not [
-            line
-            for line in acme.get(
-                f"/v1/executions/{receiver.bodies[-1]['executionId']}/logs"
-            ).json()["logs"]
+        # only the admin's receipt was recorded: nothing refused left a line
+        logs = acme.get(f"/v1/executions/{receiver.bodies[-1]['executionId']}/logs").json()
+        assert [
+            line["context"]["metadata"]["status"]
+            for line in logs["logs"]
             if line["message"] == "message.status"
-        ]
+        ] == ["delivered"]
 
 
 def test_a_failure_is_masked_and_undelivered_messages_are_counted(

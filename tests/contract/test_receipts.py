@@ -5,10 +5,12 @@ conversation, and the undelivered count follows the outbox and the receipts."""
 
 from __future__ import annotations
 
+import asyncio
+
 from trilha.core.execution import Execution
 from trilha.store.base import Store
 
-from .conftest import LEASE, T0, Make
+from .conftest import LEASE, T0, Backend, Make
 
 
 async def _with_messages(store: Store, make: Make, *texts: str, **fields: object) -> Execution:
@@ -211,3 +213,35 @@ async def test_undelivered_counts_dead_failed_retrying_and_late_messages(
     later = await store.undelivered(ids, now=T0 + 31)
     assert later == {troubled.id: 3, fresh.id: 1}
     assert await store.undelivered([], now=T0) == {}
+
+
+async def test_receipts_racing_from_many_handles_keep_one_state(
+    backend: Backend, make: Make
+) -> None:
+    """Every status sent three times at once over three connections: each is recorded
+    once, and the state is the furthest whatever order they landed in."""
+    first = await backend.open()
+    ex = await _with_messages(first, make, "hello")
+    key = f"{ex.id}:1:0"
+    handles = [first, await backend.open(), await backend.open()]
+    results = await asyncio.gather(
+        *(
+            handle.record_receipt(
+                institution_id=ex.institution_id,
+                conversation_id=ex.conversation_id,
+                idempotency_key=key,
+                status=status,
+                at=T0 + n,
+                error=None,
+                now=T0 + n,
+            )
+            for n, status in enumerate(["sent", "delivered", "read", "failed"])
+            for handle in handles
+        )
+    )
+    recorded = [r for r in results if r is not None and not r.duplicate]
+    assert len(recorded) == 4 and len(results) == 12
+    (delivery,) = await first.deliveries(ex.id)
+    assert (delivery.receipt, delivery.receipt_at) == ("read", T0 + 2)
+    lines = [r for r in await first.logs(ex.id) if r.message == "message.status"]
+    assert sorted(r.context["status"] for r in lines) == ["delivered", "failed", "read", "sent"]
