@@ -13,7 +13,13 @@ from trilha.core.flow import RetryPolicy, load_flow
 from trilha.core.policies import ErrorKind, GiveUp, classify, resend_is_safe, retry_decision
 from trilha.errors import FlowValidationError
 from trilha.processors.http import with_sys
-from trilha.resilience.dependencies import IDEMPOTENCY_KEY, step_key
+from trilha.resilience.dependencies import (
+    CALL_STARTED_KEY,
+    IDEMPOTENCY_KEY,
+    begin_call,
+    call_ended,
+    step_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -83,3 +89,20 @@ def test_the_idempotency_settings_of_a_dependency() -> None:
         with pytest.raises(ValidationError) as err:
             DependencyConfig(base_url="https://crm.example.com", idempotency_header=bad)
         assert "idempotency_header" in str(err.value)
+
+
+def test_an_attempt_begun_and_not_ended_reads_as_interrupted() -> None:
+    """The mark ``begin_call`` leaves is only found again when the attempt never ended
+    in its process (a crash): ``call_ended`` removes it, and a retry is a new attempt."""
+    key, interrupted, state = begin_call("e1", 2, 0, {"x": 1})
+    assert (key, interrupted) == ("e1:3", False)
+    assert state == {"x": 1, IDEMPOTENCY_KEY: "e1:3", CALL_STARTED_KEY: 1}
+    # the worker died during attempt 1: the one taking over runs attempt 1 again
+    again = begin_call("e1", 2, 0, state)
+    assert again[:2] == ("e1:3", True)
+    # attempt 1 ended (it failed and a retry was scheduled, a later step): attempt 2
+    retry = begin_call("e1", 3, 1, call_ended(state))
+    assert retry[:2] == ("e1:3", False)
+    # a wait for the dependency keeps the attempt count but not the mark
+    assert begin_call("e1", 4, 1, call_ended(retry[2]))[:2] == ("e1:3", False)
+    assert CALL_STARTED_KEY not in call_ended(state)

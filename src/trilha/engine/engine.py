@@ -68,7 +68,7 @@ from trilha.processors.base import (
 )
 from trilha.processors.registry import Processors
 from trilha.resilience.breaker import BreakerRegistry
-from trilha.resilience.dependencies import IDEMPOTENCY_KEY, step_key
+from trilha.resilience.dependencies import begin_call, call_ended
 from trilha.store.base import Claimed, StepCommit, Store
 
 # re-exported: callers and tests import these from here
@@ -373,12 +373,14 @@ class Engine(Recovery):
                     FAILURE_MESSAGE,
                 )
                 return
-            if processor.effectful and turn.pending:
+            key, interrupted = None, False
+            if processor.effectful:
+                # the steps before the effect, the call's key and the mark that this attempt
+                # began are durable before anything goes out (see begin_call)
+                key, interrupted, ex.node_state = begin_call(
+                    ex.id, ex.step_seq, ex.attempts, ex.node_state
+                )
                 await self._commit(turn, release=False)
-            key = None
-            if processor.effectful:  # kept for its retries (a crash re-derives it)
-                key = step_key(ex.id, ex.step_seq, ex.node_state)
-                ex.node_state = {**ex.node_state, IDEMPOTENCY_KEY: key}
             ctx = StepContext(
                 execution_id=ex.id,
                 institution_id=ex.institution_id,
@@ -393,6 +395,7 @@ class Engine(Recovery):
                 resumed_by=turn.resumed_by,
                 breakers=self.breakers,
                 idempotency_key=key,
+                interrupted=interrupted,
             )
             turn.resumed_by = None
             started = self.clock.now()
@@ -410,13 +413,17 @@ class Engine(Recovery):
             bounds = [b for b in (node_bound, turn_left if processor.effectful else None) if b]
             bound = min(bounds) if bounds else None
             try:
-                work = processor.run(node, ctx)
-                if bound is not None:
-                    work = asyncio.wait_for(work, max(bound, 0.001))
-                if processor.effectful:
-                    result = await self._holding_lease(ex, work)
-                else:
-                    result = await work
+                try:
+                    work = processor.run(node, ctx)
+                    if bound is not None:
+                        work = asyncio.wait_for(work, max(bound, 0.001))
+                    if processor.effectful:
+                        result = await self._holding_lease(ex, work)
+                    else:
+                        result = await work
+                finally:
+                    if processor.effectful:  # the attempt ended here, not in a crash
+                        ex.node_state = call_ended(ex.node_state)
             except StaleLease:
                 raise
             except Exception as exc:  # a failing node must not take the worker down

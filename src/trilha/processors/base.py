@@ -112,6 +112,9 @@ class StepContext:
     #: an effectful step's idempotency key, the same on every attempt and after a crash
     #: (:func:`trilha.resilience.dependencies.step_key`); ``None`` for a pure node
     idempotency_key: str | None = None
+    #: this attempt already began in a worker that died or lost the execution during it:
+    #: its call may have gone out (an effectful node decides whether to make it again)
+    interrupted: bool = False
 
     def budget(self, what: str = "the value") -> Budget:
         """A fresh bound (``[engine] max_value_bytes``) for one value the step builds:

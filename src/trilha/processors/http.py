@@ -16,7 +16,11 @@ timeout, a connection cut mid-exchange) may have been applied: it is sent again
 only when its dependency declares ``idempotent = true`` (it applies a key once)
 or the node says ``"retryUnsafe": true``. Otherwise the node fails with
 ``kind = "ambiguous"``, which is never retried: the engine takes the node's
-fallback and writes ``node.call_maybe_applied`` in the trail. A failure before
+fallback and writes ``node.call_maybe_applied`` in the trail. A worker that dies
+(or loses the execution) during the call leaves the same doubt: the engine
+marks the attempt as begun before the request goes out, and the worker that
+takes over runs the node as *interrupted*, which sends the call again (same key)
+only on those same terms. A failure before
 anything went out (a refused connection, a name that does not resolve) and an
 answer saying the request was not applied (``503``, ``429``) are retried as
 before, as is every ``GET``, ``PUT`` and ``DELETE``.
@@ -55,6 +59,17 @@ class HttpProcessor(DependencyClient):
         key = ctx.idempotency_key
         variables = with_sys(ctx.variables, key)
         target = node_target(node, ctx, variables)
+        if ctx.interrupted and not _resend_is_safe(node, target):
+            raise NodeError(
+                f"{node.method} {target.url}: a worker stopped during this call; it may have"
+                " been applied, so it is not sent again (the dependency does not declare"
+                " idempotent = true)",
+                kind=ErrorKind.AMBIGUOUS.value,
+                cause="interrupted",
+                request=f"{node.method} {target.url}",
+                sent=True,
+                idempotency_key=key,
+            )
         try:
             reply = await self.send(
                 target,
@@ -97,9 +112,7 @@ def _ambiguous(node: HttpNode, target: Target, exc: NodeError, key: str | None) 
     lost and sending it again could apply it twice; ``None`` when it may be retried."""
     if exc.details.get("sent") is not True:
         return None  # an answer (a status), or nothing reached the service
-    if resend_is_safe(
-        node.method, dependency_idempotent=target.idempotent, retry_unsafe=node.retry_unsafe
-    ):
+    if _resend_is_safe(node, target):
         return None
     return NodeError(
         f"{exc}; the {node.method} may have been applied, so it is not sent again"
@@ -109,4 +122,10 @@ def _ambiguous(node: HttpNode, target: Target, exc: NodeError, key: str | None) 
         request=exc.details.get("request"),
         sent=True,
         idempotency_key=key,
+    )
+
+
+def _resend_is_safe(node: HttpNode, target: Target) -> bool:
+    return resend_is_safe(
+        node.method, dependency_idempotent=target.idempotent, retry_unsafe=node.retry_unsafe
     )

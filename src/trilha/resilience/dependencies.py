@@ -79,6 +79,8 @@ WAIT_STARTED_KEY: Final = "dependencyWaitStartedAt"
 DEFAULT_IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 #: the node-state key keeping a calling step's idempotency key across its retries
 IDEMPOTENCY_KEY: Final = "idempotencyKey"
+#: the node-state key marking the attempt whose call is under way (see :func:`begin_call`)
+CALL_STARTED_KEY: Final = "callStartedAttempt"
 
 
 def step_key(execution_id: str, step_seq: int, node_state: Mapping[str, Any]) -> str:
@@ -94,6 +96,26 @@ def step_key(execution_id: str, step_seq: int, node_state: Mapping[str, Any]) ->
     leaves the node; entering the node again later is a new call with a new key."""
     kept = node_state.get(IDEMPOTENCY_KEY)
     return kept if isinstance(kept, str) and kept else f"{execution_id}:{step_seq + 1}"
+
+
+def begin_call(
+    execution_id: str, step_seq: int, attempts: int, node_state: Mapping[str, Any]
+) -> tuple[str, bool, dict[str, Any]]:
+    """What the engine records, and commits, before an effectful node runs: the step's
+    key (:func:`step_key`) and that attempt ``attempts + 1`` began. Returns the key,
+    whether that same attempt had already begun (a worker died or lost the execution
+    during it, so its call may have gone out: the node is *interrupted*), and the node
+    state to keep. :func:`call_ended` removes the mark when the attempt ends in the
+    process, whatever its result, so only an attempt cut short leaves it behind."""
+    key = step_key(execution_id, step_seq, node_state)
+    attempt = attempts + 1
+    interrupted = node_state.get(CALL_STARTED_KEY) == attempt
+    return key, interrupted, {**node_state, IDEMPOTENCY_KEY: key, CALL_STARTED_KEY: attempt}
+
+
+def call_ended(node_state: Mapping[str, Any]) -> dict[str, Any]:
+    """The node state without the mark of an attempt under way (see :func:`begin_call`)."""
+    return {k: v for k, v in node_state.items() if k != CALL_STARTED_KEY}
 
 
 @dataclass(frozen=True, slots=True)
