@@ -161,6 +161,9 @@ def test_a_failing_webhook_is_told_counted_alerted_and_redriven(
         }
         assert all(f["nextAttemptAt"] for f in facts[:-1]) and facts[-1]["nextAttemptAt"] is None
         assert all(f["idempotencyKey"] == item["idempotencyKey"] for f in facts)
+        errors = [line["context"]["error"] for line in failed]
+        assert {e["type"] for e in errors} == {"ChannelError"}  # the receiver refused it
+        assert all("503" in e["message"] for e in errors)
         (gave_up,) = [line for line in lines if line["message"] == "message.dead"]
         assert gave_up["level"] == "ERROR" and gave_up["context"]["metadata"]["attempts"] == 3
 

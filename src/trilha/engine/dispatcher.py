@@ -140,7 +140,9 @@ class Dispatcher:
             "attempt": attempts,
             "maxAttempts": self.max_attempts,
             "status": status if isinstance(status, int) else None,
-            "error": str(exc),
+            # the wire's {type, message, stack}: what failed underneath (ConnectError,
+            # ReadTimeout...), else the channel's own refusal
+            "error": {"type": type(exc.__cause__ or exc).__name__, "message": str(exc)},
             "reason": reason,
             "nextAttemptAt": iso(retry_at),
             "retryInSeconds": None if retry_at is None else round(retry_at - now, 3),
