@@ -475,6 +475,10 @@ class Figures:
     failed_calls: int = 0
     refused: int = 0  # attempts refused by an open breaker: no request went out
     error_kinds: Counter[str] = field(default_factory=Counter)
+    #: timeouts by whether the request had gone out (its headers began to be written)
+    #: before the node gave up: one that never went out waited on this side (connecting
+    #: or for a pooled connection), not for the dependency's answer
+    timeouts_unsent: int = 0
     faulted: int = 0  # executions with at least one failed call
     faulted_recovered: int = 0  # ... that completed with outcome completed
     faulted_escalated: int = 0
@@ -504,6 +508,11 @@ def analyse(trails: list[Trail], max_attempts: int) -> Figures:
         f.failed_calls += len(failed)
         f.refused += len(rows) - len(calls)
         f.error_kinds.update(str((c.error or {}).get("kind")) for c in rows if c.error)
+        f.timeouts_unsent += sum(
+            (c.error or {}).get("kind") == "timeout"
+            and ((c.error or {}).get("details") or {}).get("sent") is False
+            for c in rows
+        )
         f.attempts_per_execution[len(rows)] += 1
         f.over_budget += len(calls) > max_attempts
         outcome = ex.outcome
@@ -636,6 +645,7 @@ def report(args: argparse.Namespace, result: RunResult, served: Counter[str], f:
                 (f"  error kind {kind}", fmt(count))
                 for kind, count in sorted(f.error_kinds.items(), key=lambda kv: -kv[1])
             ),
+            ("  timeouts before the request went out", fmt(f.timeouts_unsent)),
             ("refused by an open breaker (no request)", fmt(f.refused)),
             ("breaker openings (engines' breakers)", fmt(result.breaker_openings)),
             ("server saw requests (cross-check)", fmt(sum(served.values()))),
