@@ -129,6 +129,10 @@ class BreakerConfig(WireModel):
         )
 
 
+#: an HTTP header's name (RFC 9110 token)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
 class DependencyConfig(WireModel):
     """A service flows may call by name (``http`` and ``ai`` nodes): the CRM, the NLP..."""
 
@@ -157,12 +161,20 @@ class DependencyConfig(WireModel):
     institutions: list[Annotated[str, Field(pattern=INSTITUTION_PATTERN)]] | None = None
     #: the header carrying an ``http`` node's idempotency key (the same on every attempt
     #: of a step); ``""`` sends none, for a service that refuses unknown headers
-    idempotency_header: str = Field(
-        default="Idempotency-Key", max_length=100, pattern=r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+)?$"
-    )
+    idempotency_header: str = Field(default="Idempotency-Key", max_length=100)
     #: the service applies a request at most once per idempotency key, so a ``POST`` or
     #: ``PATCH`` whose answer was lost may be sent again (see :mod:`trilha.core.policies`)
     idempotent: bool = False
+
+    @field_validator("idempotency_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if value and not _HEADER_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a header name (letters, digits and -, as in"
+                ' "X-Request-Id"); "" sends no key'
+            )
+        return value
 
     @field_validator("base_url")
     @classmethod

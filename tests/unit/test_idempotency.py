@@ -4,14 +4,15 @@ kind never being retried, the step's key, and the validation of the new settings
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from trilha.config import DependencyConfig
+from trilha.config import DependencyConfig, load_config
 from trilha.core.flow import RetryPolicy, load_flow
 from trilha.core.policies import ErrorKind, GiveUp, classify, resend_is_safe, retry_decision
-from trilha.errors import FlowValidationError
+from trilha.errors import ConfigError, FlowValidationError
 from trilha.processors.http import with_sys
 from trilha.resilience.dependencies import (
     CALL_STARTED_KEY,
@@ -106,3 +107,23 @@ def test_an_attempt_begun_and_not_ended_reads_as_interrupted() -> None:
     # a wait for the dependency keeps the attempt count but not the mark
     assert begin_call("e1", 4, 1, call_ended(retry[2]))[:2] == ("e1:3", False)
     assert CALL_STARTED_KEY not in call_ended(state)
+
+
+def test_a_bad_header_name_in_the_toml_is_named(tmp_path: Path) -> None:
+    toml = tmp_path / "trilha.toml"
+    toml.write_text(
+        '[dependencies.bookings]\nbase_url = "https://b.example.com"\n'
+        'idempotency_header = "X Request"\nidempotent = true\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(toml)
+    assert "dependencies.bookings.idempotency_header" in str(err.value)
+    assert "not a header name" in str(err.value)
+    toml.write_text(
+        '[dependencies.bookings]\nbase_url = "https://b.example.com"\n'
+        'idempotency_header = ""\nidempotent = true\n',
+        encoding="utf-8",
+    )
+    dep = load_config(toml).dependencies["bookings"]
+    assert (dep.idempotency_header, dep.idempotent) == ("", True)
