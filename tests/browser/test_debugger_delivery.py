@@ -166,6 +166,15 @@ def test_ticks_move_with_the_receipts_and_undelivered_executions_are_flagged(
         "1 undelivered", timeout=15_000
     )
     screenshot(page, tmp_path, "img/debugger-undelivered.png", full_page=False)
+    # sent again once the platform takes it: the flag goes, live
+    receiver.refuse.discard("wa:late")
+    with served.client("acme_operator") as client:
+        dead_ones = client.get("/v1/outbox?status=dead").json()["messages"]
+        (message,) = [m for m in dead_ones if m["executionId"] == late]
+        redriven = client.post(f"/v1/outbox/{message['id']}/redrive")
+        assert redriven.status_code == 200, redriven.text
+    expect(page.locator(f'tr[data-id="{late}"] .undelivered-flag')).to_be_hidden(timeout=15_000)
+    expect(flags[dead]).to_be_visible()
 
     # the ok execution: one tick once the channel took it, two when delivered, two blue
     # when read, as the receipts arrive with the page open; a late "sent" does not

@@ -33,10 +33,13 @@
 //  - a row waiting for a dependency whose circuit breaker is open says so, from
 //    GET /v1/dependencies, asked again every few seconds while such rows are shown.
 //  - a row with undelivered messages (the summary's `undelivered`: dead, reported
-//    failed, pending past due) is flagged with how many. A delivery line of the
-//    stream (delivered, failed attempt, dead, redriven, a receipt) has the count read
-//    again (GET /v1/executions/{id}; many at once: one re-query of the page), at most
-//    every 3 s per execution; a failed attempt or a dead message flags the row at once.
+//    failed, pending past due) is flagged with how many. A delivery line that can
+//    add one (a failed attempt, a dead message, a `failed` receipt) flags the row at
+//    once and has the count read again (GET /v1/executions/{id}; many at once: one
+//    re-query of the page), at most every 3 s per execution; one that can only take
+//    one away (delivered, redriven, another receipt) does so only for a flagged row,
+//    so a healthy stream of deliveries costs no request. A message that becomes late
+//    with no line at all (no dispatcher running) shows at the next reload.
 
 import { api, withQuery } from "./api.js";
 import { AlertBanner, StateCounts } from "./counts.js";
@@ -70,10 +73,10 @@ const DEPENDENCIES_EVERY_MS = 5000;
 const STUCK_EVERY_MS = 10000;
 /** single refetches a re-query may do for executions older than its answer reaches */
 const BATCH_SINGLES = 5;
-/** trail lines that change how many of an execution's messages are undelivered */
-const DELIVERY_LINES = new Set(["message.delivered", "message.delivery_failed", "message.dead", "message.redriven", "message.status"]);
-/** of those, the ones that make a message undelivered (the row is flagged before the recount) */
+/** trail lines that may make a message undelivered (the row is flagged before the recount) */
 const UNDELIVERED_LINES = new Set(["message.delivery_failed", "message.dead"]);
+/** trail lines that may settle an undelivered message */
+const SETTLING_LINES = new Set(["message.delivered", "message.redriven", "message.status"]);
 
 export function mountList(container, { me }) {
   const admin = me.role === "admin";
@@ -509,8 +512,9 @@ export function mountList(container, { me }) {
     if (data.message === "execution.flow_changed") fold.flowChanged = true;
     if (data.message === "execution.ended" && context?.metadata?.outcome) fold.outcome = context.metadata.outcome;
     if (data.level === "ERROR" || data.level === "CRITICAL") fold.errorHint = true;
-    if (DELIVERY_LINES.has(data.message)) fold.delivery = true;
-    if (UNDELIVERED_LINES.has(data.message)) fold.undelivered = true;
+    const receipt = data.message === "message.status" ? context?.metadata?.status : null;
+    if (UNDELIVERED_LINES.has(data.message) || receipt === "failed") fold.undelivered = true;
+    else if (SETTLING_LINES.has(data.message)) fold.settling = true;
     fold.at = at;
     if (!frame) frame = requestAnimationFrame(flush);
   }
@@ -536,7 +540,7 @@ export function mountList(container, { me }) {
       }
       const was = row.stale;
       row.apply(fold, filters);
-      if (fold.delivery) recounts.add(id);
+      if (fold.undelivered || (fold.settling && row.data.undelivered > 0)) recounts.add(id);
       if (row.stale !== was) noteStale(row, was);
       applied += fold.events;
     }
