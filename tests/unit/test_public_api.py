@@ -31,5 +31,7 @@ def test_no_accidental_exports() -> None:
         "api",
         "views",
         "chaos",
+        "outbox",
+        "transcript",
     }
     assert public - submodules == set(trilha.__all__) - {"__version__"}
