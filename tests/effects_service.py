@@ -34,7 +34,7 @@ class BookingService:
     script: list[str] = field(default_factory=list)
     dedupe: bool = False
     key_header: str = "Idempotency-Key"
-    slow_seconds: float = 1.5
+    slow_seconds: float = 2.5
     #: every request received: method, path, headers (lower-cased names), body
     requests: list[dict[str, Any]] = field(default_factory=list)
     #: bookings applied, per key (``None`` for a request without one)

@@ -31,7 +31,7 @@ def book(**extra: Any) -> dict[str, Any]:
         "dependency": "bookings",
         "method": "POST",
         "url": "/bookings",
-        "timeoutSeconds": 0.4,
+        "timeoutSeconds": 0.8,
         "body": {"slot": "{{slot}}"},
         "saveAs": "booking",
         "retry": {"maxAttempts": 3, "initialIntervalSeconds": 1, "jitter": False},
@@ -288,7 +288,7 @@ async def test_entering_the_node_again_is_a_new_call_with_a_new_key(
 # ------------------------------------------------------------------- what the client tells
 
 
-def target(url: str, timeout: float = 0.4) -> Target:
+def target(url: str, timeout: float = 0.8) -> Target:
     return Target(url=url, timeout=timeout, max_bytes=65_536, allowed_hosts=("127.0.0.1",))
 
 
@@ -345,6 +345,7 @@ async def test_nothing_was_sent_when_connecting_hangs() -> None:
 async def test_the_request_was_sent_when_its_answer_is_lost(lost: str, kind: str) -> None:
     with booking_service(script=[lost]) as service:
         details = await failure(f"{service.url}/bookings")
+        service.wait_applied(1)  # a loaded machine may read it late: applied all the same
         assert service.total_applied() == 1
         (request,) = service.requests
     assert details["kind"] == kind and details["sent"] is True
@@ -366,3 +367,59 @@ async def test_a_node_header_of_the_same_name_wins() -> None:
             await client.aclose()
         (request,) = service.requests
     assert request["headers"]["idempotency-key"] == "mine"
+
+
+async def test_the_trail_line_masks_the_request(make_harness: Callable[..., Harness]) -> None:
+    """The request in ``node.call_maybe_applied`` is masked like every log line (a CPF in
+    the path), while the service got it whole."""
+    with booking_service(script=["slow"]) as service:
+        h = harness_for(make_harness, service.url)
+        await h.publish(booking_flow(url="/bookings/{{cpf}}"))
+        ex = await h.start("booking", variables={"slot": "a", "cpf": "12345678909"})
+        ex = await run_out(h, ex.id)
+        (request,) = service.requests
+    assert request["path"] == "/bookings/12345678909"
+    (line,) = [r for r in await trail(h, ex.id) if r.message == "node.call_maybe_applied"]
+    assert "12345678909" not in str(line.context)
+    assert line.context["request"].startswith(f"POST {service.url}/bookings/")
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+async def test_a_worker_lost_mid_call_leaves_the_doubt_to_the_next(
+    make_harness: Callable[..., Harness], idempotent: bool
+) -> None:
+    """A worker stopped during the POST (its task cancelled: nothing after the request is
+    committed) and its lease run out: the next worker finds the attempt begun. An
+    idempotent service gets the POST again with the same key; another is not asked."""
+    with booking_service(script=["slow"], slow_seconds=1.0, dedupe=True) as service:
+        first = harness_for(make_harness, service.url, idempotent=idempotent)
+        await first.publish(booking_flow(timeoutSeconds=5))
+        ex = await first.start("booking", variables={"slot": "a"})
+        running = asyncio.ensure_future(first.settle())
+        for _ in range(500):  # until the request is at the service (at most 5 s)
+            if service.requests:
+                break
+            await asyncio.sleep(0.01)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        first.clock.advance(first.engine.config.engine.lease_seconds + 60)
+        second = make_harness(
+            Config(
+                dependencies={
+                    "bookings": DependencyConfig(base_url=service.url, idempotent=idempotent)
+                }
+            ),
+            worker_id="w2",
+        )
+        ex = await run_out(second, ex.id)
+        assert service.total_applied() == 1
+        keys = service.sent_keys()
+    assert keys == [f"{ex.id}:1"] * (2 if idempotent else 1)
+    lines = await trail(second, ex.id)
+    maybe = [r for r in lines if r.message == "node.call_maybe_applied"]
+    if idempotent:
+        assert ex.current_node_id == "done" and not maybe
+    else:
+        assert ex.current_node_id == "sorry"
+        assert [m.context["cause"] for m in maybe] == ["interrupted"]
