@@ -16,6 +16,11 @@ failing. With ``waitForDependency`` an open breaker makes the execution wait for
 the service instead (the engine parks it and re-runs the node), and the keywords
 are used once the wait is spent.
 
+The ``POST`` changes nothing at the service (it classifies a text), so it is safe
+to repeat: unlike an ``http`` node's, it carries no idempotency key, a lost answer
+is not *ambiguous*, and a worker taking over an execution interrupted during the
+call simply asks again (see :mod:`trilha.processors.http`).
+
 Keywords match case- and accent-insensitively, as whole words or phrases
 (``"segunda via"``); a trailing ``*`` matches any ending (``"cancel*"``
 matches "cancelar" and "cancelamento"). The intent with the most matching
