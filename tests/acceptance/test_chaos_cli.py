@@ -89,6 +89,7 @@ def test_every_scenario_meets_every_required_level(cli: Cli, tmp_path: Path) -> 
         assert line in run.stdout
     html = (folder / "report.html").read_text(encoding="utf-8")
     assert "<svg" in html and "http://" not in html and "<script" not in html
+    assert "Flaky dependency" in html and "breaker openings" in html
 
 
 def test_a_seed_replays_the_same_history(cli: Cli, tmp_path: Path) -> None:

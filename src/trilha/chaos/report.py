@@ -374,6 +374,7 @@ def _scenario(n: int, s: Mapping[str, Any], names: Mapping[str, str]) -> str:
     tables = [
         _counts_table("Outcomes", "outcome", _map(s.get("outcomes")), _num(s.get("executions"))),
         _counts_table("Faults injected", "fault", _map(s.get("faults")), None),
+        _flaky_table(_map(s.get("flakyDependency"))),
     ]
     if any(tables):
         parts.append(f'<div class="cols">{"".join(tables)}</div>\n')
@@ -390,6 +391,20 @@ def _scenario(n: int, s: Mapping[str, Any], names: Mapping[str, str]) -> str:
     parts.append(_violations(_list(s.get("violations"))))
     parts.append("</section>\n")
     return "".join(parts)
+
+
+def _flaky_table(flaky: Mapping[str, Any]) -> str:
+    """A dependency failing at random (``flaky_dependency``): what it did, and whether
+    the breaker or a fallback took it for down."""
+    if not flaky:
+        return ""
+    counts = {
+        f"calls to {flaky.get('dependency', '?')}": flaky.get("calls"),
+        "failed at random": flaky.get("failedCalls"),
+        "breaker openings": flaky.get("breakerOpenings"),
+        "executions that fell back": flaky.get("fellBack"),
+    }
+    return _counts_table("Flaky dependency", "what", counts, None)
 
 
 def _counts_table(title: str, what: str, counts: Mapping[str, Any], total: float | None) -> str:
