@@ -18,7 +18,8 @@ out of the file; a missing variable is a :class:`ConfigError` naming it.
     timeout_seconds = 5
     health_url = "/health"              # optional: GET, 2xx is healthy
     retry = { max_attempts = 3, initial_interval_seconds = 1 }
-    breaker = { failure_rate = 0.5, window = 20, count = ["timeout", "connect", "5xx"] }
+    retry_rounds = 3                    # rounds of those attempts while it looks flaky
+    breaker = { failure_rate = 0.7, window = 40, count = ["timeout", "connect", "5xx"] }
 
     [channel]
     kind = "webhook"                    # terminal | webhook | memory
