@@ -8,9 +8,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from trilha.core.alerts import DEFAULT_RULES
+
 ROOT = Path(__file__).resolve().parents[2]
 FAQ = ROOT / "examples" / "faq.json"
-NAMES = ("TrilhaErrorRateHigh", "TrilhaMemoryHigh", "TrilhaQueueBacklog", "TrilhaTurnTooSlow")
+NAMES = tuple(sorted(rule.name for rule in DEFAULT_RULES))
 FIRING = 3
 
 
