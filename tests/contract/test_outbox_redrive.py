@@ -94,9 +94,7 @@ async def test_a_redrive_makes_a_dead_message_due_now(store: Store, make: Make) 
     (dead,) = await _kill(store, ex)
     assert await store.claim_outbox("d2", now=T0 + 100, lease_seconds=LEASE, limit=10) == []
 
-    done = await store.redrive_outbox(
-        dead, institution_id="inst-1", now=T0 + 200, actor="key:ops1"
-    )
+    done = await store.redrive_outbox(dead, institution_id="inst-1", now=T0 + 200, actor="key:ops1")
     assert done.outcome == "redriven" and done.item is not None
     assert (done.item.id, done.item.status, done.item.attempts) == (dead, "pending", 0)
     assert done.item.next_attempt_at == T0 + 200
