@@ -54,10 +54,7 @@ class ErrorGroupOut(WireModel):
     node_id: str | None
     node_type: str | None
     dependency: str | None = Field(description="The dependency the node called, if any.")
-    kind: str | None = Field(
-        description="timeout, connection, rate_limited, server, client, validation,"
-        " blocked, dependency_unavailable, configuration, limit, forbidden, internal."
-    )
+    kind: str | None = Field(description="One of: " + ", ".join(sorted(KINDS)) + ".")
     status: int | None = Field(description="The HTTP status the dependency answered.")
     type: str | None = Field(description="The newest failure's error type.")
     message: str | None = Field(description="The newest failure's message (masked).")
