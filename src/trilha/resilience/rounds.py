@@ -2,12 +2,12 @@
 (max 3 attempts)" for a node calling a declared dependency (issue 17).
 
 A round is a node's retry policy run once: ``max_attempts`` attempts with exponential
-backoff and jitter. When every attempt of a round failed in a way that says the
-dependency is in trouble (what its breaker counts: by default a timeout, a connection
+backoff and jitter. When a round ends (its last attempt failed) on a failure that says
+the dependency is in trouble (what its breaker counts: by default a timeout, a connection
 error, ``429``, ``502``, ``503``, ``504``), the execution stays ``recovering`` for a
 longer pause and the next round begins, up to the dependency's ``retry_rounds``
 (default 3); then the node's fallback, the flow's fallback flow, a person. A failure
-that is the request's own (a ``500``, a ``404``) ends the node after one round, as
+that is the request's own (a ``500``, a ``404``) ending a round ends the node there, as
 another round would meet it again (issue 22). The pure decision is
 :func:`trilha.core.policies.next_round`; this module tells which round a node is in
 and whether a failure counts.
