@@ -52,8 +52,8 @@ export function withQuery(path, params = {}) {
 /**
  * The page's own view of an API URL the server handed out (an alert's evidence, an
  * error group's executions): `/v1/errors?…` is the Errors view, `/v1/executions?…`
- * the list, with the same query; null for anything else, so a link from the
- * server never leads off the debugger.
+ * the list, `/v1/outbox?…` the Outbox view, with the same query; null for anything
+ * else, so a link from the server never leads off the debugger.
  */
 export function viewOf(url) {
   if (typeof url !== "string" || !url) return null;
@@ -66,6 +66,7 @@ export function viewOf(url) {
   if (parsed.origin !== location.origin) return null;
   if (parsed.pathname === "/v1/errors") return `/debugger/errors${parsed.search}`;
   if (parsed.pathname === "/v1/executions") return `/debugger/${parsed.search}`;
+  if (parsed.pathname === "/v1/outbox") return `/debugger/outbox${parsed.search}`;
   return null;
 }
 

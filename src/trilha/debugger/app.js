@@ -1,8 +1,8 @@
 // The page's entry point: who is logged in, which view is on screen, and the
 // routing between them. Routes are real paths (/debugger/,
-// /debugger/executions/<id>, /debugger/errors, /debugger/dependencies, served
-// index.html by the API) so a link to any of them can be shared and opened in a
-// new tab. Each view is a mount(container, ctx) -> {unmount} pair that owns its
+// /debugger/executions/<id>, /debugger/errors, /debugger/dependencies,
+// /debugger/outbox, served index.html by the API) so a link to any of them can
+// be shared and opened in a new tab. Each view is a mount(container, ctx) -> {unmount} pair that owns its
 // fetches and streams, so leaving a view stops everything it started. The alert
 // banner belongs to the page, not a view: an alert stays in sight on every view
 // while it fires, and its links lead into the views.
@@ -17,6 +17,7 @@ import { mountExecution } from "./execution.js";
 import { mountList } from "./list.js";
 import { mountLogin } from "./login.js";
 import "./metrics.js";
+import { mountOutbox } from "./outbox.js";
 
 const main = document.getElementById("main");
 const state = { me: null, view: null, alerts: null };
@@ -26,6 +27,7 @@ function route() {
   if (match) return { name: "execution", id: decodeURIComponent(match[1]) };
   if (/^\/debugger\/errors\/?$/.test(location.pathname)) return { name: "errors" };
   if (/^\/debugger\/dependencies\/?$/.test(location.pathname)) return { name: "dependencies" };
+  if (/^\/debugger\/outbox\/?$/.test(location.pathname)) return { name: "outbox" };
   return { name: "list" };
 }
 
@@ -33,6 +35,7 @@ const VIEWS = {
   list: (ctx) => mountList(main, ctx),
   errors: (ctx) => mountErrors(main, ctx),
   dependencies: (ctx) => mountDependencies(main, ctx),
+  outbox: (ctx) => mountOutbox(main, ctx),
 };
 
 function unmountView() {

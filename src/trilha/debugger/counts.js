@@ -6,7 +6,8 @@
 //
 // The banner is the start of an investigation: each alert links to the evidence
 // the server names for it (the error groups since the breach began, the
-// executions behind it), opened in the debugger's own views, so the cause is a
+// executions behind it; for dead messages, the Outbox view's dead list, where
+// they are redriven from), opened in the debugger's own views, so the cause is a
 // click away. Pending alerts (breaching, not firing yet) are shown as pending.
 
 import { api, ApiError, viewOf, withQuery } from "./api.js";
@@ -159,6 +160,7 @@ function alertItem(alert) {
   const pending = alert.status === "pending";
   const errors = viewOf(alert.evidence?.errors);
   const executions = viewOf(alert.evidence?.executions);
+  const outbox = viewOf(alert.evidence?.outbox);
   const since = pending ? alert.activeAt : alert.firedAt || alert.activeAt;
   return h(
     `li.alert.a-${pending ? "pending" : "firing"}`,
@@ -170,12 +172,13 @@ function alertItem(alert) {
     ": ",
     alert.summary || `value ${alert.value} over ${alert.threshold}`,
     since ? h("span.muted", { text: ` · ${pending ? "breaching since" : "since"} ${clock(since)}` }) : null,
-    errors || executions
+    errors || executions || outbox
       ? h(
           "span.evidence",
           {},
           errors ? h("a.evidence-errors", { href: errors, text: "See the errors behind it →" }) : null,
           executions ? h("a.evidence-executions", { href: executions, text: "the executions" }) : null,
+          outbox ? h("a.evidence-outbox", { href: outbox, text: "See the undelivered messages →" }) : null,
         )
       : null,
   );
