@@ -199,6 +199,28 @@ def test_worker_killed_inside_a_slow_http_node(cli: Any, tmp_path: Path, http_se
     assert [r["path"] for r in http_server.requests] == ["/customers/123"] * 2
 
 
+def freeze_outside_a_write(process: Any, db: Path) -> None:
+    """SIGSTOP ``process`` at a moment it holds no write transaction on ``db``: frozen
+    inside its call, not inside one of the writes its other tasks make meanwhile (its
+    dispatcher polling the outbox, its lease renewals). A process stopped while it holds
+    SQLite's write lock locks every other writer out, which is SQLite's rule, not what
+    this test is about."""
+    for _ in range(100):
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(0.02)
+        conn = sqlite3.connect(db, timeout=0.1, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+        finally:
+            conn.close()
+    raise AssertionError("the worker always held the write lock")
+
+
 def test_a_frozen_worker_cannot_commit_after_losing_its_lease(
     cli: Any, tmp_path: Path, http_server: Any
 ) -> None:
@@ -212,7 +234,7 @@ def test_a_frozen_worker_cannot_commit_after_losing_its_lease(
 
     frozen = cli.spawn(*worker_args)
     wait_for("the http call", lambda: len(http_server.requests) >= 1)
-    frozen.send_signal(signal.SIGSTOP)
+    freeze_outside_a_write(frozen, db)
     try:
         second = cli(*worker_args, "--until-idle", timeout=30)
         assert second.returncode == 0, second.stderr
