@@ -153,6 +153,10 @@ class EventStreamResponse(Response):
                 async with aclosing(self.frames) as frames:
                     async for chunk in frames:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        # a turn of the loop per frame: a replayed backlog is sent without
+                        # waiting on anything, and without it the loop never hears that the
+                        # client left (every write to the dead socket logs a plain line)
+                        await asyncio.sleep(0)
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:
                 pass  # the client went away mid-send: nothing left to tell it
