@@ -36,6 +36,12 @@ export function errorSummary(error) {
 }
 
 /** Whether two errors say the same (the first error and the last may be one). */
+// "Open its 30 executions →", "Open its execution →"
+function openText(count) {
+  if (count === 1) return "Open its execution →";
+  return count === null || count === undefined ? "Open its executions →" : `Open its ${count} executions →`;
+}
+
 export function sameError(a, b) {
   if (!a || !b) return a === b;
   return a.type === b.type && a.message === b.message && a.code === b.code;
@@ -275,7 +281,7 @@ function groupRow(group) {
       "td.actions",
       {},
       executions
-        ? h("a.open-executions", { href: executions, text: `Open its ${group.executions ?? ""} executions →`.replace("  ", " ") })
+        ? h("a.open-executions", { href: executions, text: openText(group.executions) })
         : null,
       example ? h("a.example", { href: `/debugger/executions/${encodeURIComponent(example)}`, title: example, text: `example ${shortId(example)}` }) : null,
     ),
