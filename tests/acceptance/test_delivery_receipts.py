@@ -7,11 +7,8 @@ as undelivered."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from test_api_conversation import problem, until
 from conftest import Api, Cli, start_api
 from trilha.api.routes.executions import ExecutionPage, TranscriptOut
 from trilha.api.routes.statuses import StatusRecorded
+from webhook_receiver import WebhookReceiver, webhook_receiver
 
 FLOW = {
     "id": "asks",
@@ -33,56 +31,15 @@ FLOW = {
 }
 
 
-class Receiver:
-    """The platform's webhook: records each message's body; answers 500 to the
-    conversations in ``refuse``, 200 to the others."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.refuse: set[str] = set()
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
-                with receiver._lock:
-                    receiver.bodies.append(body)
-                refused = body["conversationId"] in receiver.refuse
-                with contextlib.suppress(OSError):
-                    self.send_response(500 if refused else 200)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def key_of(self, conversation: str) -> str | None:
-        with self._lock:
-            keys = [b["idempotencyKey"] for b in self.bodies if b["conversationId"] == conversation]
-        return keys[0] if keys else None
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver()
-    made._thread.start()
-    try:
+def receiver() -> Iterator[WebhookReceiver]:
+    """The platform's webhook: 500 to the conversations in ``refuse``, 200 to others."""
+    with webhook_receiver(refuse_status=500) as made:
         yield made
-    finally:
-        made._server.shutdown()
-        made._server.server_close()
 
 
 @pytest.fixture
-def served(cli: Cli, tmp_path: Path, receiver: Receiver) -> Api:
+def served(cli: Cli, tmp_path: Path, receiver: WebhookReceiver) -> Api:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "asks.json").write_text(json.dumps(FLOW), encoding="utf-8")
@@ -120,7 +77,7 @@ def bot_items(client: httpx.Client, execution_id: str) -> list[dict[str, Any]]:
 
 
 def test_receipts_move_the_ticks_forward_and_reach_the_trail(
-    served: Api, receiver: Receiver
+    served: Api, receiver: WebhookReceiver
 ) -> None:
     with served.client() as acme:
         eid = start(acme, "wa:1")
@@ -155,7 +112,7 @@ def test_receipts_move_the_ticks_forward_and_reach_the_trail(
 
 
 def test_a_receipt_is_refused_by_field_and_told_nothing_of_others(
-    served: Api, receiver: Receiver
+    served: Api, receiver: WebhookReceiver
 ) -> None:
     with served.client() as acme, served.client("beta_operator") as beta:
         start(acme, "wa:2")
@@ -190,7 +147,7 @@ def test_a_receipt_is_refused_by_field_and_told_nothing_of_others(
             refused = problem(acme.post("/v1/conversations/wa:2/statuses", json=sent), 422)
             assert field in {e["field"] for e in refused["errors"]}, refused
         # only the admin's receipt was recorded: nothing refused left a line
-        logs = acme.get(f"/v1/executions/{receiver.bodies[-1]['executionId']}/logs").json()
+        logs = acme.get(f"/v1/executions/{receiver.bodies()[-1]['executionId']}/logs").json()
         assert [
             line["context"]["metadata"]["status"]
             for line in logs["logs"]
@@ -199,7 +156,7 @@ def test_a_receipt_is_refused_by_field_and_told_nothing_of_others(
 
 
 def test_a_failure_is_masked_and_undelivered_messages_are_counted(
-    served: Api, receiver: Receiver
+    served: Api, receiver: WebhookReceiver
 ) -> None:
     receiver.refuse.add("wa:dead")
     with served.client() as acme, served.client("beta_operator") as beta:

@@ -9,12 +9,9 @@ institution only, and a redrive (API or ``trilha outbox``) sends it:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from test_api_conversation import problem, until
 
 from conftest import Api, Cli, start_api
 from trilha.api.routes.outbox import OutboxItemOut, OutboxPage
+from webhook_receiver import WebhookReceiver, webhook_receiver
 
 FLOW = {
     "id": "asks",
@@ -36,58 +34,20 @@ FLOW = {
 MAX_ATTEMPTS = 3
 
 
-class FlakyReceiver:
-    """The platform's webhook: 503 while ``failing``, else 200; counts what it got."""
-
-    def __init__(self) -> None:
-        self.failing = True
-        self.accepted: list[dict[str, Any]] = []
-        self.refused = 0
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
-                with receiver._lock:
-                    failing = receiver.failing
-                    if failing:
-                        receiver.refused += 1
-                    else:
-                        receiver.accepted.append(body)
-                with contextlib.suppress(OSError):
-                    self.send_response(503 if failing else 200)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def texts(self) -> list[str]:
-        with self._lock:
-            return [b["text"] for b in self.accepted]
-
-
 @pytest.fixture
-def receiver() -> Iterator[FlakyReceiver]:
-    made = FlakyReceiver()
-    made._thread.start()
-    try:
+def receiver() -> Iterator[WebhookReceiver]:
+    """The platform's webhook: 503 while ``refuse_all`` is set, else 200."""
+    with webhook_receiver(refuse_all=True) as made:
         yield made
-    finally:
-        made._server.shutdown()
-        made._server.server_close()
+
+
+def texts(receiver: WebhookReceiver) -> list[str]:
+    """What the webhook accepted, in order."""
+    return [b["text"] for b in receiver.accepted()]
 
 
 @pytest.fixture
-def served(cli: Cli, tmp_path: Path, receiver: FlakyReceiver) -> Api:
+def served(cli: Cli, tmp_path: Path, receiver: WebhookReceiver) -> Api:
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "asks.json").write_text(json.dumps(FLOW), encoding="utf-8")
@@ -130,7 +90,7 @@ def dead_alert(client: httpx.Client) -> dict[str, Any] | None:
 
 
 def test_a_failing_webhook_is_told_counted_alerted_and_redriven(
-    served: Api, receiver: FlakyReceiver
+    served: Api, receiver: WebhookReceiver
 ) -> None:
     with (
         served.client() as acme,
@@ -146,7 +106,7 @@ def test_a_failing_webhook_is_told_counted_alerted_and_redriven(
         assert "503" in item["lastError"] and item["institutionId"] == "acme"
         assert item["contactId"] == "5511987654321"
         assert "98765" not in item["contactMasked"]
-        assert receiver.refused == MAX_ATTEMPTS
+        assert receiver.refused() == MAX_ATTEMPTS
 
         # the trail: queued, a WARN per failed attempt (status, attempt, next try), dead
         lines = trail(acme, eid)
@@ -198,11 +158,11 @@ def test_a_failing_webhook_is_told_counted_alerted_and_redriven(
         assert acme.get("/v1/outbox?status=pending").json()["messages"] == []
 
         # the channel is back: a redrive sends it, and the trail says who and what
-        receiver.failing = False
+        receiver.refuse_all = False
         redriven = acme.post(f"/v1/outbox/{item['id']}/redrive")
         assert redriven.status_code == 200, redriven.text
         assert (redriven.json()["status"], redriven.json()["attempts"]) == ("pending", 0)
-        until(lambda: receiver.texts() == ["name?"], what="the message delivered")
+        until(lambda: texts(receiver) == ["name?"], what="the message delivered")
         lines = until(
             lambda: (t := trail(acme, eid)) and t[-1]["message"] == "message.delivered" and t,
             what="message.delivered in the trail",
@@ -252,15 +212,15 @@ def test_the_listing_pages_by_cursor_and_refuses_bad_input_by_field(served: Api)
 
 
 def test_trilha_outbox_lists_escaped_and_redrives(
-    served: Api, receiver: FlakyReceiver, cli: Cli
+    served: Api, receiver: WebhookReceiver, cli: Cli
 ) -> None:
     """The CLI over the same store: a table with the stored text escaped, ``--json``,
     ``--institution``, ``--redrive ID`` (refused for an unknown one) and ``--redrive-all``."""
     with served.client() as acme, served.client("beta_operator") as beta:
-        receiver.failing = False
+        receiver.refuse_all = False
         eid = start(acme, "wa:cli")
-        until(lambda: receiver.texts() == ["name?"], what="the question delivered")
-        receiver.failing = True
+        until(lambda: texts(receiver) == ["name?"], what="the question delivered")
+        receiver.refuse_all = True
         hostile = "Ana\x1b]0;pwned\x07\x1b[31m"
         reply = acme.post(
             "/v1/conversations/wa:cli/messages",
@@ -286,15 +246,15 @@ def test_trilha_outbox_lists_escaped_and_redrives(
     refused = cli("outbox", *store, "--status", "sent")
     assert refused.returncode != 0 and "--status" in refused.stderr
 
-    receiver.failing = False
+    receiver.refuse_all = False
     one = cli("outbox", *store, "--redrive", str(mine["id"]), "--actor", "cli:ana", "--json")
     assert one.returncode == 0, one.stderr
     assert [m["id"] for m in json.loads(one.stdout)["redriven"]] == [mine["id"]]
-    until(lambda: f"bye {hostile}" in receiver.texts(), what="the redriven message delivered")
+    until(lambda: f"bye {hostile}" in texts(receiver), what="the redriven message delivered")
     rest = cli("outbox", *store, "--redrive-all")
     assert rest.returncode == 0, rest.stderr
     assert "1 message(s) redriven" in rest.stdout
-    until(lambda: len(receiver.texts()) == 3, what="beta's message delivered")
+    until(lambda: len(texts(receiver)) == 3, what="beta's message delivered")
     assert json.loads(cli("outbox", *store, "--json").stdout)["messages"] == []
     with served.client() as acme:
         redriven = [line for line in trail(acme, eid) if line["message"] == "message.redriven"]

@@ -12,17 +12,16 @@ moving as receipts arrive; at a phone's width nothing overflows.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 from test_debugger import login, screenshot
+
+from webhook_receiver import WebhookReceiver, webhook_receiver
 
 pytestmark = pytest.mark.slow
 
@@ -38,61 +37,24 @@ FLOW = {
 HOLD_SECONDS = 4.0
 
 
-class Receiver:
-    """The platform's webhook: records each message's key by (conversation, text);
-    refuses the conversations in ``refuse`` and holds those in ``hold``."""
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """The platform's webhook: 500 to the conversations in ``refuse``, answers held
+    back ``HOLD_SECONDS`` for those in ``hold``."""
+    with webhook_receiver(refuse_status=500) as made:
+        made.hold_seconds = HOLD_SECONDS
+        yield made
 
-    def __init__(self) -> None:
-        self.keys: dict[tuple[str, str], str] = {}
-        self.refuse: set[str] = set()
-        self.hold: set[str] = set()
-        self._lock = threading.Lock()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
-                conversation = body["conversationId"]
-                with receiver._lock:
-                    receiver.keys[(conversation, body["text"])] = body["idempotencyKey"]
-                if conversation in receiver.hold:
-                    time.sleep(HOLD_SECONDS)
-                self.send_response(500 if conversation in receiver.refuse else 200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def key(self, conversation: str, text: str) -> str:
-        deadline = time.monotonic() + 20
-        while True:
-            with self._lock:
-                found = self.keys.get((conversation, text))
-            if found:
-                return found
-            assert time.monotonic() < deadline, f"{text!r} never reached the webhook"
-            time.sleep(0.05)
+def key(receiver: WebhookReceiver, conversation: str, text: str) -> str:
+    """The key of ``conversation``'s message saying ``text``, once it reached the webhook."""
+    found = receiver.key_of(conversation, text, wait=20)
+    assert found, f"{text!r} never reached the webhook"
+    return found
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver()
-    thread = threading.Thread(target=made.server.serve_forever, daemon=True)
-    thread.start()
-    yield made
-    made.server.shutdown()
-    made.server.server_close()
-
-
-@pytest.fixture
-def served(serve_flow: Callable[..., Any], receiver: Receiver) -> Any:
+def served(serve_flow: Callable[..., Any], receiver: WebhookReceiver) -> Any:
     return serve_flow(
         FLOW,
         config=f'[channel]\nkind = "webhook"\nurl = "{receiver.url}"\nmax_attempts = 1\n'
@@ -131,17 +93,17 @@ def undelivered(served: Any, execution_id: str) -> int:
 
 
 def test_ticks_move_with_the_receipts_and_undelivered_executions_are_flagged(
-    served: Any, receiver: Receiver, open_page: Callable[..., Page], tmp_path: Path
+    served: Any, receiver: WebhookReceiver, open_page: Callable[..., Page], tmp_path: Path
 ) -> None:
     receiver.refuse.add("wa:dead")
     ok = start(served, "wa:ok")
     dead = start(served, "wa:dead")
     failed = start(served, "wa:failed")
-    question = receiver.key("wa:ok", "Your name?")
+    question = key(receiver, "wa:ok", "Your name?")
     receipt(
         served,
         "wa:failed",
-        receiver.key("wa:failed", "Your name?"),
+        key(receiver, "wa:failed", "Your name?"),
         "failed",
         error="131026: +55 11 98765-4321 is not on WhatsApp",
     )
@@ -220,7 +182,7 @@ def test_ticks_move_with_the_receipts_and_undelivered_executions_are_flagged(
 
 
 def test_a_message_on_its_way_shows_a_clock_then_its_tick(
-    served: Any, receiver: Receiver, open_page: Callable[..., Page]
+    served: Any, receiver: WebhookReceiver, open_page: Callable[..., Page]
 ) -> None:
     receiver.hold.add("wa:slow")
     slow = start(served, "wa:slow")
@@ -234,12 +196,12 @@ def test_a_message_on_its_way_shows_a_clock_then_its_tick(
 
 
 def test_delivery_marks_fit_a_phone(
-    served: Any, receiver: Receiver, open_page: Callable[..., Page]
+    served: Any, receiver: WebhookReceiver, open_page: Callable[..., Page]
 ) -> None:
     """At 375 px the flagged list and the marked transcript never overflow sideways."""
     receiver.refuse.add("wa:phone")
     execution_id = start(served, "wa:phone")
-    receiver.key("wa:phone", "Your name?")
+    key(receiver, "wa:phone", "Your name?")
     page = open_page(width=375, height=812, scheme="dark")
     login(page, served.url, served.keys["acme_operator"])
     expect(page.locator(f'tr[data-id="{execution_id}"] .undelivered-flag')).to_be_visible()

@@ -16,18 +16,17 @@ problem's detail.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, Route, expect
 from test_debugger import confirm, login, screenshot
+
+from webhook_receiver import WebhookReceiver, webhook_receiver
 
 pytestmark = pytest.mark.slow
 
@@ -65,49 +64,20 @@ enabled = false
 """
 
 
-class Receiver:
-    """The platform's webhook: answers 503 while ``refuse`` is set, 200 otherwise, and
-    counts the messages it took."""
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """The platform's webhook: 503 while ``refuse_all`` is set, else 200."""
+    with webhook_receiver(refuse_all=True) as made:
+        yield made
 
-    def __init__(self) -> None:
-        self.refuse = True
-        self.taken: list[str] = []
-        self._lock = threading.Lock()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
-                refused = receiver.refuse
-                if not refused:
-                    with receiver._lock:
-                        receiver.taken.append(body["conversationId"])
-                self.send_response(503 if refused else 200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+def taken(receiver: WebhookReceiver) -> list[str]:
+    """The conversations of the messages it accepted."""
+    return [b["conversationId"] for b in receiver.accepted()]
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    made = Receiver()
-    thread = threading.Thread(target=made.server.serve_forever, daemon=True)
-    thread.start()
-    yield made
-    made.server.shutdown()
-    made.server.server_close()
-
-
-@pytest.fixture
-def served(serve_flow: Callable[..., Any], receiver: Receiver) -> Any:
+def served(serve_flow: Callable[..., Any], receiver: WebhookReceiver) -> Any:
     return serve_flow(
         FLOW,
         config=f'[channel]\nkind = "webhook"\nurl = "{receiver.url}"\nmax_attempts = 2\n'
@@ -154,7 +124,7 @@ def firing(served: Any) -> dict[str, Any] | None:
 
 
 def test_from_the_dead_messages_alert_to_a_redriven_message(
-    served: Any, receiver: Receiver, open_page: Callable[..., Page], tmp_path: Path
+    served: Any, receiver: WebhookReceiver, open_page: Callable[..., Page], tmp_path: Path
 ) -> None:
     """Banner -> one click -> the dead message (text as text, contact masked, attempts,
     the 503, a link to its execution) -> Redrive, confirmed -> gone from the dead list,
@@ -195,7 +165,7 @@ def test_from_the_dead_messages_alert_to_a_redriven_message(
     screenshot(page, tmp_path, "img/debugger-outbox.png", full_page=False)
 
     # the platform takes messages again: redriven, confirmed, gone from the dead list
-    receiver.refuse = False
+    receiver.refuse_all = False
     redrive.click()
     dialog = page.locator("dialog#confirm")
     expect(dialog).to_contain_text(f"Redrive message {message['id']}?")
@@ -206,7 +176,7 @@ def test_from_the_dead_messages_alert_to_a_redriven_message(
     expect(page.locator(".outbox-view .empty")).to_have_text(
         "No message is dead: every message was delivered or is still being tried."
     )
-    wait_for("the redriven message to arrive", lambda: "wa:outbox" in receiver.taken)
+    wait_for("the redriven message to arrive", lambda: "wa:outbox" in taken(receiver))
 
     # nor pending: it was delivered; and its execution is no longer flagged
     page.locator('.outbox-status a[data-status="pending"]').click()
@@ -246,7 +216,7 @@ def test_a_viewer_sees_the_dead_messages_but_no_enabled_redrive_even_on_a_phone(
 
 
 def test_a_redrive_the_server_refuses_shows_its_detail(
-    served: Any, receiver: Receiver, open_page: Callable[..., Page]
+    served: Any, receiver: WebhookReceiver, open_page: Callable[..., Page]
 ) -> None:
     """The row is stale (no live updates: the event stream is cut) and the message was
     redriven and delivered behind the page's back: the server's 409 is the toast."""
@@ -263,10 +233,10 @@ def test_a_redrive_the_server_refuses_shows_its_detail(
     row = page.locator(f'table.outbox tbody tr[data-id="{message["id"]}"]')
     expect(row).to_be_visible()
 
-    receiver.refuse = False
+    receiver.refuse_all = False
     with served.client("acme_operator") as client:
         assert client.post(f"/v1/outbox/{message['id']}/redrive").status_code == 200
-    wait_for("the message to be delivered", lambda: "wa:stale" in receiver.taken)
+    wait_for("the message to be delivered", lambda: "wa:stale" in taken(receiver))
 
     def sent() -> bool:
         with served.client("acme_operator") as client:
