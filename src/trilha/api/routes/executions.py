@@ -466,32 +466,40 @@ FlowIdQuery = Annotated[
 
 def parse_since(value: str, now: float) -> float:
     """``?since=`` as unix seconds; 422 naming ``query.since`` for anything else."""
-    text = value.strip()
-    try:
-        since = float(text)
-    except ValueError:
+    return parse_time(value, now, "query.since")
+
+
+def parse_time(value: str | float, now: float, field: str) -> float:
+    """A time the API is given (``?since=``, a receipt's ``at``) as unix seconds: a
+    number, or a string of one or of an ISO-8601 time with its zone; after 1970 and at
+    most a day ahead (a clock that far off is a bug). 422 naming ``field`` otherwise."""
+    if isinstance(value, str):
+        text = value.strip()
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            seconds = float(text)
         except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
-            raise _bad_since(
-                f"{value!r} is neither unix seconds nor an ISO-8601 time with a zone"
-            ) from None
-        since = moment.timestamp()
-    if not math.isfinite(since) or since < 0:
-        raise _bad_since(f"{value!r} is not a time after 1970")
-    if since > now + SINCE_AHEAD_SECONDS:
-        raise _bad_since(f"{value!r} is more than a day in the future")
-    return since
+            try:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                moment = None
+            if moment is None or moment.tzinfo is None:
+                raise _bad_time(
+                    field, f"{value!r} is neither unix seconds nor an ISO-8601 time with a zone"
+                ) from None
+            seconds = moment.timestamp()
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise _bad_time(field, f"{value!r} is not a time after 1970")
+    if seconds > now + SINCE_AHEAD_SECONDS:
+        raise _bad_time(field, f"{value!r} is more than a day in the future")
+    return seconds
 
 
-def _bad_since(message: str) -> Problem:
+def _bad_time(field: str, message: str) -> Problem:
+    name = field.rsplit(".", 1)[-1]
     return Problem(
-        422,
-        f"since: {message}",
-        kind="invalid",
-        errors=[{"field": "query.since", "message": message}],
+        422, f"{name}: {message}", kind="invalid", errors=[{"field": field, "message": message}]
     )
 
 

@@ -17,8 +17,6 @@ often comes after the flow finished).
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -29,7 +27,7 @@ from trilha.api.app import state_of
 from trilha.api.auth import Principal, Writer
 from trilha.api.idempotency import IdempotencyKey, idempotent
 from trilha.api.problems import Problem, problems
-from trilha.api.routes.executions import SINCE_AHEAD_SECONDS, ExternalId, institution_for
+from trilha.api.routes.executions import ExternalId, institution_for, parse_time
 from trilha.api.routes.messages import ConversationIdPath
 from trilha.api.wire import Text
 from trilha.core.delivery import ReceiptStatus
@@ -175,36 +173,8 @@ async def _record(
 
 
 def parse_at(value: str | float, now: float) -> float:
-    """``at`` as unix seconds: a number, or a string of one or of an ISO-8601 time with
-    its zone; after 1970 and at most a day ahead (a clock that far off is a bug, and
-    the state would show a time that has not come). 422 naming ``body.at`` otherwise."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            try:
-                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                moment = None
-            if moment is None or moment.tzinfo is None:
-                raise _bad_at(
-                    f"{value!r} is neither unix seconds nor an ISO-8601 time with a zone"
-                ) from None
-            seconds = moment.timestamp()
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise _bad_at(f"{value!r} is not a time after 1970")
-    if seconds > now + SINCE_AHEAD_SECONDS:
-        raise _bad_at(f"{value!r} is more than a day in the future")
-    return seconds
-
-
-def _bad_at(message: str) -> Problem:
-    return Problem(
-        422, f"at: {message}", kind="invalid", errors=[{"field": "body.at", "message": message}]
-    )
+    """``at`` as unix seconds (see :func:`parse_time`); 422 naming ``body.at``."""
+    return parse_time(value, now, "body.at")
 
 
 def _recorded(conversation_id: str, body: StatusIn, result: ReceiptResult) -> dict[str, Any]:
