@@ -18,8 +18,6 @@ the same JSON from :mod:`trilha.views` (the acceptance tests hold the two togeth
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import math
 import time
@@ -27,13 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Viewer, Writer
+from trilha.api.cursors import decode_cursor, encode_cursor
 from trilha.api.idempotency import IdempotencyKey, idempotent, request_key
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
@@ -513,30 +511,16 @@ async def stored_flow_id(store: Store, institution: str | None, flow_id: str) ->
     return found.flow_id if found is not None else flow_id
 
 
-def encode_cursor(created_at: float, execution_id: str) -> str:
-    raw = orjson.dumps([created_at, execution_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[float, str]:
-    """The (created_at, id) a cursor holds; 422 naming ``cursor`` for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, execution_id = orjson.loads(raw)
-        if (
-            isinstance(created_at, bool)
-            or not isinstance(created_at, int | float)
-            or not math.isfinite(created_at)
-            or not isinstance(execution_id, str)
-        ):
-            raise ValueError("unexpected content")
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise Problem(
-            422,
-            "the cursor is not one this API gave out",
-            kind="invalid",
-            errors=[{"field": "query.cursor", "message": "pass nextCursor as it was given"}],
-        ) from None
+def _execution_position(values: Any) -> tuple[float, str]:
+    """The (created_at, id) a listing's cursor holds."""
+    created_at, execution_id = values
+    if (
+        isinstance(created_at, bool)
+        or not isinstance(created_at, int | float)
+        or not math.isfinite(created_at)
+        or not isinstance(execution_id, str)
+    ):
+        raise ValueError("unexpected content")
     return float(created_at), execution_id
 
 
@@ -762,7 +746,7 @@ async def list_executions(
         with_errors=with_errors,
         failed_step=failed,
     )
-    before = decode_cursor(cursor) if cursor is not None else None
+    before = decode_cursor(cursor, _execution_position) if cursor is not None else None
     found_page = await store.list_executions(limit=limit + 1, where=where, before=before)
     page = found_page[:limit]
     more = len(found_page) > limit

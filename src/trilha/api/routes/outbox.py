@@ -13,17 +13,15 @@ institution's message is 404; a sent one is 409 (there is nothing to send again)
 
 from __future__ import annotations
 
-import base64
-import binascii
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from trilha.api.app import state_of
 from trilha.api.auth import Viewer, Writer
+from trilha.api.cursors import decode_cursor, encode_cursor
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.executions import InstitutionQuery, actor_of, read_scope
 from trilha.core.wire import WireModel
@@ -57,27 +55,14 @@ class OutboxPage(WireModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
 
 
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(["outbox", last_id])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The last id of the previous page; 422 naming ``cursor`` for anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        tag, last_id = orjson.loads(raw)
-        if tag != "outbox" or isinstance(last_id, bool) or not isinstance(last_id, int):
-            raise ValueError("unexpected content")
-        if not 0 <= last_id <= MAX_ID:
-            raise ValueError("out of range")
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise Problem(
-            422,
-            "the cursor is not one this API gave out",
-            kind="invalid",
-            errors=[{"field": "query.cursor", "message": "pass nextCursor as it was given"}],
-        ) from None
-    return int(last_id)
+def _outbox_position(values: Any) -> int:
+    """The last id of the previous page, as an outbox cursor holds it."""
+    tag, last_id = values
+    if tag != "outbox" or isinstance(last_id, bool) or not isinstance(last_id, int):
+        raise ValueError("unexpected content")
+    if not 0 <= last_id <= MAX_ID:
+        raise ValueError("out of range")
+    return last_id
 
 
 @router.get(
@@ -100,7 +85,7 @@ async def list_outbox(
 ) -> JSONResponse:
     store = state_of(request.app).runtime.store
     institution = read_scope(principal, institution_id)
-    after = decode_cursor(cursor) if cursor is not None else None
+    after = decode_cursor(cursor, _outbox_position) if cursor is not None else None
     found = await store.list_outbox(
         status, institution_id=institution, after=after, limit=limit + 1
     )
@@ -109,7 +94,7 @@ async def list_outbox(
     return JSONResponse(
         {
             "messages": [item_view(m) for m in page],
-            "nextCursor": encode_cursor(page[-1].id) if more else None,
+            "nextCursor": encode_cursor("outbox", page[-1].id) if more else None,
         }
     )
 
