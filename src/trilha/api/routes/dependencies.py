@@ -136,25 +136,22 @@ def dependency_json(
     A breaker is shared by every institution that may call the dependency, so the call
     that tripped it may be another's: ``institution`` (``None``: an admin reading them
     all) sees why it opened, but that call's request and message only if it was its own."""
-    if snapshot is None:
-        return {
-            "name": name,
-            "state": BreakerState.CLOSED.value,
-            "openedAt": None,
-            "closedAt": None,
-            "retryAt": None,
-            "trip": None,
-            "recent": {
-                "calls": 0,
-                "failures": 0,
-                "failureRate": None,
-                "errors": 0,
-                "successRate": None,
-                "p50Ms": None,
-                "p95Ms": None,
-            },
-            "refused": 0,
-        }
+    if snapshot is None:  # never called here: closed, with no calls
+        snapshot = BreakerSnapshot(
+            name=name,
+            state=BreakerState.CLOSED,
+            opened_at=None,
+            closed_at=None,
+            retry_at=None,
+            trip=None,
+            calls=0,
+            failures=0,
+            failure_rate=None,
+            errors=0,
+            latency_p50=None,
+            latency_p95=None,
+            refused=0,
+        )
     trip = snapshot.trip
     # fails closed: a call of no known institution is not shown to one either
     foreign = trip is not None and institution is not None and trip.institution_id != institution
