@@ -47,6 +47,10 @@ class WebhookChannel:
             response = await self._client.post(
                 self.url, content=content, headers=headers | {"Idempotency-Key": key}
             )
+        except httpx.TimeoutException as exc:
+            raise ChannelError(f"webhook {self.url}: {exc}", reason="timeout") from exc
+        except httpx.ConnectError as exc:
+            raise ChannelError(f"webhook {self.url}: {exc}", reason="connection") from exc
         except httpx.HTTPError as exc:
             raise ChannelError(f"webhook {self.url}: {exc}") from exc
         if response.status_code >= 300:

@@ -36,15 +36,18 @@ if TYPE_CHECKING:
 
 def failure_reason(exc: ChannelError) -> str:
     """A bounded label for why a delivery failed: the HTTP status class the channel
-    answered, else a timeout, a connection that could not be made, or ``error``."""
+    answered, else a timeout or a connection that could not be made (as the channel
+    says in ``reason``, or as its cause shows), or ``error``."""
     status = exc.details.get("status")
     if isinstance(status, int):
         return f"http_{status // 100}xx" if 100 <= status < 600 else "error"
+    reason = exc.details.get("reason")
+    if reason in ("timeout", "connection"):
+        return str(reason)
     cause = exc.__cause__
-    name = type(cause).__name__ if cause is not None else ""
-    if "Timeout" in name or isinstance(cause, TimeoutError):
+    if isinstance(cause, TimeoutError):
         return "timeout"
-    if "Connect" in name or "Network" in name or isinstance(cause, ConnectionError | OSError):
+    if isinstance(cause, OSError):  # ConnectionError is one
         return "connection"
     return "error"
 
