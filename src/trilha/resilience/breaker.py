@@ -115,6 +115,28 @@ DEFAULT_WINDOW: Final = 40
 DEFAULT_MIN_CALLS: Final = 20
 
 
+#: how a failed call's error ``kind`` (:class:`~trilha.core.policies.ErrorKind` values)
+#: reads to a breaker when no answer came
+_NO_ANSWER: Final[dict[str, CallKind]] = {"timeout": "timeout", "connection": "connect"}
+
+
+def call_of(
+    error_kind: object,
+    status: object,
+    request: str | None = None,
+    message: str = "",
+    latency: float | None = None,
+    institution_id: str | None = None,
+) -> Call | None:
+    """How a call reads to its breaker: an answer (any ``status``), else a timeout or a
+    connection error by its error ``kind``; ``None`` for a call refused on this side (a
+    blocked address, a bad configuration), which tells nothing about the dependency."""
+    if isinstance(status, int) and not isinstance(status, bool):
+        return Call("status", status, request, message, latency, institution_id)
+    kind = _NO_ANSWER.get(str(error_kind))
+    return None if kind is None else Call(kind, None, request, message, latency, institution_id)
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
     #: the share of counted failures, among the window's calls (or the probes'), that opens it

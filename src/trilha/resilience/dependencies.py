@@ -67,7 +67,7 @@ from trilha.errors import (
     TrilhaError,
 )
 from trilha.netguard import check_url, guarded_client, pinned
-from trilha.resilience.breaker import BreakerRegistry, Call, CircuitBreaker
+from trilha.resilience.breaker import BreakerRegistry, CircuitBreaker, call_of
 
 if TYPE_CHECKING:
     from trilha.processors.base import StepContext
@@ -467,10 +467,6 @@ def _decode(layers: Sequence[_Inflater], data: bytes) -> Iterator[bytes]:
         yield from _decode(layers[1:], piece)
 
 
-#: how the errors of :meth:`DependencyClient.send` read to a breaker (``kind`` detail)
-_CALL_KINDS: Final = {"timeout": "timeout", "connection": "connect"}
-
-
 def _record(
     target: Target,
     epoch: int,
@@ -484,19 +480,19 @@ def _record(
     breaker = target.breaker
     if breaker is None:
         return
-    status = details.get("status")
-    kind = _CALL_KINDS.get(str(details.get("kind")))
     request = details.get("request")
-    request = request if isinstance(request, str) else None
-    whose = target.institution_id
-    if isinstance(status, int):
-        breaker.record(Call("status", status, request, message, latency, whose), epoch)
-    elif kind == "timeout":
-        breaker.record(Call("timeout", None, request, message, latency, whose), epoch)
-    elif kind == "connect":
-        breaker.record(Call("connect", None, request, message, latency, whose), epoch)
-    else:
+    call = call_of(
+        details.get("kind"),
+        details.get("status"),
+        request if isinstance(request, str) else None,
+        message,
+        latency,
+        target.institution_id,
+    )
+    if call is None:
         breaker.release(epoch)
+    else:
+        breaker.record(call, epoch)
 
 
 async def probe(

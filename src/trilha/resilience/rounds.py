@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from trilha.config import DependencyConfig
 from trilha.core.policies import ErrorKind
-from trilha.resilience.breaker import Call
+from trilha.resilience.breaker import call_of
 
 #: the ``node_state`` key holding the round a node's attempts are in (absent: round 1);
 #: kept with the node's state, so it survives a crash and ends when the node is left
@@ -40,13 +40,5 @@ def counts_against(
     ``breaker.count``: the failures that earn another round (``False`` without one)."""
     if dependency is None:
         return False
-    status = details.get("status")
-    if isinstance(status, int) and not isinstance(status, bool):
-        call = Call("status", status)
-    elif kind is ErrorKind.TIMEOUT:
-        call = Call("timeout")
-    elif kind is ErrorKind.CONNECTION:
-        call = Call("connect")
-    else:
-        return False
-    return dependency.breaker.settings().counts(call)
+    call = call_of(kind.value, details.get("status"))
+    return call is not None and dependency.breaker.settings().counts(call)
