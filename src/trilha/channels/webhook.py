@@ -14,6 +14,49 @@ from trilha.core.execution import OutboundMessage, iso
 from trilha.errors import ChannelError
 
 
+class WebhookPost:
+    """POSTs JSON bodies to one receiver, each with its ``Idempotency-Key`` (also its
+    ``webhook-id`` when signed); any 2xx is success, anything else a ChannelError
+    saying why (the status answered, or ``reason`` timeout / connection). Shared by
+    the channel and the handoff desk, whose receivers are webhooks alike."""
+
+    def __init__(
+        self,
+        what: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+        signer: WebhookSigner | None = None,
+    ) -> None:
+        self.what = what
+        self.url = url
+        self.signer = signer
+        self._client = httpx.AsyncClient(headers=headers or {}, timeout=timeout, trust_env=False)
+
+    async def __call__(self, key: str, body: dict[str, Any]) -> None:
+        content = json_body(body)
+        headers = signed_headers(self.signer, key, content, time.time())
+        where = f"{self.what} {self.url}"
+        try:
+            response = await self._client.post(
+                self.url, content=content, headers=headers | {"Idempotency-Key": key}
+            )
+        except httpx.TimeoutException as exc:
+            raise ChannelError(f"{where}: {exc}", reason="timeout") from exc
+        except httpx.ConnectError as exc:
+            raise ChannelError(f"{where}: {exc}", reason="connection") from exc
+        except httpx.HTTPError as exc:
+            raise ChannelError(f"{where}: {exc}") from exc
+        if response.status_code >= 300:
+            raise ChannelError(
+                f"{where} answered {response.status_code}", status=response.status_code
+            )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
 class WebhookChannel:
     name = "webhook"
 
@@ -26,37 +69,22 @@ class WebhookChannel:
         signer: WebhookSigner | None = None,
     ) -> None:
         self.url = url
-        self.signer = signer
-        self._client = httpx.AsyncClient(headers=headers or {}, timeout=timeout, trust_env=False)
+        self._post = WebhookPost("webhook", url, headers=headers, timeout=timeout, signer=signer)
 
     async def deliver(self, message: OutboundMessage) -> None:
-        body: dict[str, Any] = {
-            "executionId": message.execution_id,
-            "institutionId": message.institution_id,
-            "conversationId": message.conversation_id,
-            "contactId": message.contact_id,
-            "text": message.text,
-            "payload": message.payload,
-            "createdAt": iso(message.created_at),
-            "idempotencyKey": message.idempotency_key,
-        }
-        content = json_body(body)
-        key = message.idempotency_key
-        headers = signed_headers(self.signer, key, content, time.time())
-        try:
-            response = await self._client.post(
-                self.url, content=content, headers=headers | {"Idempotency-Key": key}
-            )
-        except httpx.TimeoutException as exc:
-            raise ChannelError(f"webhook {self.url}: {exc}", reason="timeout") from exc
-        except httpx.ConnectError as exc:
-            raise ChannelError(f"webhook {self.url}: {exc}", reason="connection") from exc
-        except httpx.HTTPError as exc:
-            raise ChannelError(f"webhook {self.url}: {exc}") from exc
-        if response.status_code >= 300:
-            raise ChannelError(
-                f"webhook {self.url} answered {response.status_code}", status=response.status_code
-            )
+        await self._post(
+            message.idempotency_key,
+            {
+                "executionId": message.execution_id,
+                "institutionId": message.institution_id,
+                "conversationId": message.conversation_id,
+                "contactId": message.contact_id,
+                "text": message.text,
+                "payload": message.payload,
+                "createdAt": iso(message.created_at),
+                "idempotencyKey": message.idempotency_key,
+            },
+        )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._post.aclose()
