@@ -129,18 +129,15 @@ async def run_chaos(options: ChaosOptions, progress: Progress | None = None) -> 
         if not await _answers(declared[name])
     ]
     warnings += [
-        f"{s.name}: dependency '{s.input_failures.dependency}' is your own service"
-        f" ({declared[s.input_failures.dependency]}): trilha cannot make it fail for some"
-        " inputs, so this scenario injects nothing"
-        for s in scenarios
-        if s.input_failures is not None and s.input_failures.dependency in declared
-    ]
-    warnings += [
-        f"{s.name}: dependency '{s.random_failures.dependency}' is your own service"
-        f" ({declared[s.random_failures.dependency]}): trilha cannot make it fail at random,"
+        f"{s.name}: dependency '{failing.dependency}' is your own service"
+        f" ({declared[failing.dependency]}): trilha cannot make it fail {how},"
         " so this scenario injects nothing"
         for s in scenarios
-        if s.random_failures is not None and s.random_failures.dependency in declared
+        for failing, how in (
+            (s.input_failures, "for some inputs"),
+            (s.random_failures, "at random"),
+        )
+        if failing is not None and failing.dependency in declared
     ]
     config = _rewired(base, services, used)
     results: list[dict[str, Any]] = []
