@@ -155,6 +155,10 @@ class OutboundMessage:
     created_at: float
     step_seq: int
     payload: dict[str, Any] | None = None
+    #: the structured message (:mod:`trilha.core.content`'s wire form: ``type``, ``text``,
+    #: ``buttons``, ``list``, ``media``, ``location``...) as the channel renders it;
+    #: ``text`` above is its plain rendering. ``None``: a plain text message.
+    content: dict[str, Any] | None = None
     id: int | None = None
     status: str = "pending"
     attempts: int = 0
@@ -175,6 +179,10 @@ class InboundMessage:
     execution_id: str | None = None
     payload: dict[str, Any] | None = None
     applied_at: float | None = None
+    #: what the contact sent, structured: ``{"type": "text" | "button" | "list" | "media" |
+    #: "location", "text"?, "replyId"?, "media"?, "location"?, "language"?}``; ``None`` for
+    #: a plain text (``text`` holds it)
+    content: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,9 +234,14 @@ class TranscriptEntry:
     sender: str  # "bot" | "contact"
     text: str
     at: float
+    #: the structured message, when it was more than a text (see the messages' ``content``)
+    content: dict[str, Any] | None = None
 
     def wire(self) -> dict[str, Any]:
-        return {"from": self.sender, "text": self.text, "at": iso(self.at)}
+        shown: dict[str, Any] = {"from": self.sender, "text": self.text, "at": iso(self.at)}
+        if self.content is not None:
+            shown["content"] = self.content
+        return shown
 
 
 def verified_state(cp: Checkpoint) -> dict[str, Any] | None:
