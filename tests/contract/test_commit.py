@@ -110,6 +110,35 @@ async def test_stale_commit_writes_nothing(store: Store, make: Make) -> None:
     assert third.inbound == first.inbound
 
 
+@pytest.mark.parametrize("release", [True, False], ids=["release", "keep-lease"])
+async def test_the_token_alone_fences_off_the_same_worker_after_its_lease_lapsed(
+    store: Store, make: Make, release: bool
+) -> None:
+    """w1 claims, its lease lapses, w1 claims again: the owner is the same, only the fencing
+    token tells the two claims apart. A commit or a renewal under the first token raises
+    StaleLease and writes nothing; a commit under the second lands."""
+    ex = await make.create(store)
+    first = await make.claim(store, ex, worker="w1")
+    second = await make.claim(store, ex, worker="w1", now=T0 + LEASE + 1)
+    assert second.execution.lease_owner == first.execution.lease_owner == "w1"
+    assert second.execution.fencing_token == first.execution.fencing_token + 1
+    before = await make.trail(store, ex.id)
+
+    late = make.step(first.execution, texts=["late"], release=release)
+    with pytest.raises(StaleLease):
+        await store.commit_step(late, now=T0 + LEASE + 2)
+    with pytest.raises(StaleLease):
+        await store.renew_lease(ex.id, "w1", first.execution.fencing_token, T0 + 3 * LEASE)
+    assert await make.trail(store, ex.id) == before
+
+    current = make.step(second.execution, texts=["current"], release=release)
+    await store.commit_step(current, now=T0 + LEASE + 3)
+    after = await make.trail(store, ex.id)
+    assert [m.text for m in after.outbox] == ["current"]
+    assert [c.seq for c in after.checkpoints] == [1]
+    assert after.execution.fencing_token == second.execution.fencing_token
+
+
 async def test_commit_with_a_token_never_issued_is_refused(store: Store, make: Make) -> None:
     """A commit whose token is newer than the current one is refused like a stale one."""
     ex = await make.create(store)
