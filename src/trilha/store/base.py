@@ -499,8 +499,14 @@ class Store(Protocol):
         payload: dict[str, Any] | None,
         now: float,
         execution_id: str | None = None,
+        content: dict[str, Any] | None = None,
     ) -> InboundResult:
-        """Durably store a contact's message and wake the execution waiting for it."""
+        """Durably store a contact's message and wake the execution waiting for it.
+
+        ``content`` is the message structured (a button reply, a photo, a location:
+        :attr:`~trilha.core.execution.InboundMessage.content`), ``None`` for a plain
+        text; ``text`` is always its plain rendering, for every reader of text alone.
+        A duplicate keeps the first delivery's text and content."""
 
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats: ...
 

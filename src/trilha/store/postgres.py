@@ -142,6 +142,7 @@ from trilha.store.rows import (
     row_to_outbound,
     row_to_outbox_item,
     row_to_trail_event,
+    row_to_transcript_entry,
     row_to_transition,
     salvage,
     step_error_rows,
@@ -883,7 +884,8 @@ class PostgresStore:
                 await conn.executemany(
                     "INSERT INTO outbox (idempotency_key, execution_id, institution_id,"
                     " conversation_id, contact_id, channel, text, payload, step_seq, created_at,"
-                    " next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    " next_attempt_at, content)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     [
                         (
                             m.idempotency_key,
@@ -897,6 +899,7 @@ class PostgresStore:
                             m.step_seq,
                             m.created_at,
                             m.created_at,
+                            json_or_none(m.content),
                         )
                         for m in commit.outbox
                     ],
@@ -936,6 +939,7 @@ class PostgresStore:
         payload: dict[str, Any] | None,
         now: float,
         execution_id: str | None = None,
+        content: dict[str, Any] | None = None,
     ) -> InboundResult:
         async def run(conn: Connection) -> InboundResult:
             conversation, contact = conversation_id, contact_id
@@ -974,8 +978,8 @@ class PostgresStore:
             target = row[0] if row is not None and status not in TERMINAL else None
             inserted = await conn.fetchrow(
                 "INSERT INTO inbox (institution_id, conversation_id, message_id, contact_id,"
-                " text, payload, received_at, execution_id)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " text, payload, received_at, execution_id, content)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                 " ON CONFLICT (institution_id, conversation_id, message_id) DO NOTHING"
                 f" RETURNING {INBOX_COLUMNS}",
                 institution,
@@ -986,6 +990,7 @@ class PostgresStore:
                 json_or_none(payload),
                 now,
                 target,
+                json_or_none(content),
             )
             if inserted is None:  # the same message, stored by a concurrent delivery
                 again = await _inbox_row(conn, institution, conversation, message_id)
@@ -1429,13 +1434,13 @@ class PostgresStore:
                 # a reply comes before the messages of the step that consumed it;
                 # replies not yet applied come last
                 "SELECT 'bot' AS who, text, created_at AS at, step_seq::bigint AS seq,"
-                " 1 AS side, id FROM outbox WHERE execution_id = $1"
+                " 1 AS side, id, content FROM outbox WHERE execution_id = $1"
                 " UNION ALL SELECT 'contact', text, received_at,"
-                " COALESCE(applied_step::bigint, 9223372036854775807), 0, id"
+                " COALESCE(applied_step::bigint, 9223372036854775807), 0, id, content"
                 " FROM inbox WHERE execution_id = $1 ORDER BY 4, 5, 6",
                 execution_id,
             )
-            return [TranscriptEntry(r[0], r[1], r[2]) for r in rows]
+            return [row_to_transcript_entry(r) for r in rows]
 
         return await self._read(run)
 

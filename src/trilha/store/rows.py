@@ -23,6 +23,7 @@ from trilha.core.execution import (
     InboundMessage,
     LogRecord,
     OutboundMessage,
+    TranscriptEntry,
     Transition,
     checksum,
     dumps,
@@ -97,15 +98,16 @@ COLUMN_INDEX = {name: i for i, name in enumerate((*EXEC_FIELDS, "lease_owner", "
 COMMIT_FIELDS = tuple(f for f in EXEC_FIELDS[1:] if f != "fencing_token")
 
 
+#: the rows are read by position (row_to_inbound, row_to_outbound): a new column goes last
 INBOX_COLUMNS = (
     "id, institution_id, conversation_id, message_id, contact_id, text, received_at,"
-    " execution_id, payload, applied_at"
+    " execution_id, payload, applied_at, content"
 )
 
 
 OUTBOX_COLUMNS = (
     "idempotency_key, execution_id, institution_id, conversation_id, contact_id, channel, text,"
-    " created_at, step_seq, payload, id, status, attempts, sent_at"
+    " created_at, step_seq, payload, id, status, attempts, sent_at, content"
 )
 
 
@@ -258,6 +260,7 @@ def row_to_inbound(row: Any) -> InboundMessage:
         execution_id=row[7],
         payload=loads_or_none(row[8]),
         applied_at=row[9],
+        content=loads_or_none(row[10]),
     )
 
 
@@ -277,7 +280,14 @@ def row_to_outbound(row: Any) -> OutboundMessage:
         status=row[11],
         attempts=row[12],
         sent_at=row[13],
+        content=loads_or_none(row[14]),
     )
+
+
+def row_to_transcript_entry(row: Any) -> TranscriptEntry:
+    """A transcript line as the backends' transcript query selects it: sender, text,
+    time, three ordering columns (step, side, id), then the content."""
+    return TranscriptEntry(row[0], row[1], row[2], loads_or_none(row[6]))
 
 
 def row_to_alert(row: Any) -> AlertState:

@@ -122,6 +122,7 @@ from trilha.store.rows import (
     row_to_outbound,
     row_to_outbox_item,
     row_to_trail_event,
+    row_to_transcript_entry,
     row_to_transition,
     salvage,
     step_error_rows,
@@ -745,7 +746,7 @@ class SQLiteStore:
                 conn.executemany(
                     "INSERT INTO outbox (idempotency_key, execution_id, institution_id,"
                     " conversation_id, contact_id, channel, text, payload, step_seq, created_at,"
-                    " next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " next_attempt_at, content) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             m.idempotency_key,
@@ -759,6 +760,7 @@ class SQLiteStore:
                             m.step_seq,
                             m.created_at,
                             m.created_at,
+                            json_or_none(m.content),
                         )
                         for m in commit.outbox
                     ],
@@ -797,6 +799,7 @@ class SQLiteStore:
         payload: dict[str, Any] | None,
         now: float,
         execution_id: str | None = None,
+        content: dict[str, Any] | None = None,
     ) -> InboundResult:
         def run(conn: sqlite3.Connection) -> InboundResult:
             conversation, contact = conversation_id, contact_id
@@ -834,7 +837,7 @@ class SQLiteStore:
             target = row[0] if row is not None and status not in TERMINAL else None
             inserted = conn.execute(
                 "INSERT INTO inbox (institution_id, conversation_id, message_id, contact_id, text,"
-                " payload, received_at, execution_id) VALUES (?,?,?,?,?,?,?,?)"
+                " payload, received_at, execution_id, content) VALUES (?,?,?,?,?,?,?,?,?)"
                 f" RETURNING {INBOX_COLUMNS}",
                 (
                     institution,
@@ -845,6 +848,7 @@ class SQLiteStore:
                     json_or_none(payload),
                     now,
                     target,
+                    json_or_none(content),
                 ),
             ).fetchone()
             if target is not None:
@@ -1235,14 +1239,14 @@ class SQLiteStore:
             rows = conn.execute(
                 # a reply comes before the messages of the step that consumed it;
                 # replies not yet applied come last
-                "SELECT 'bot', text, created_at, step_seq, 1, id FROM outbox"
+                "SELECT 'bot', text, created_at, step_seq, 1, id, content FROM outbox"
                 " WHERE execution_id = ?"
                 " UNION ALL SELECT 'contact', text, received_at,"
-                " COALESCE(applied_step, 9223372036854775807), 0, id"
+                " COALESCE(applied_step, 9223372036854775807), 0, id, content"
                 " FROM inbox WHERE execution_id = ? ORDER BY 4, 5, 6",
                 (execution_id, execution_id),
             ).fetchall()
-            return [TranscriptEntry(r[0], r[1], r[2]) for r in rows]
+            return [row_to_transcript_entry(r) for r in rows]
 
         return await self._read(run)
 
