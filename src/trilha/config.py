@@ -33,7 +33,7 @@ import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -199,6 +199,9 @@ class DependencyConfig(WireModel):
         }
 
 
+Renderable = Literal["buttons", "list", "media", "location"]
+
+
 class ChannelConfig(WireModel):
     kind: Literal["terminal", "webhook", "memory"] = "terminal"
     url: str | None = None
@@ -213,6 +216,11 @@ class ChannelConfig(WireModel):
     #: it doubles with each attempt up to ``max_backoff_seconds``
     backoff_seconds: float = Field(default=0.5, gt=0, le=3_600, allow_inf_nan=False)
     max_backoff_seconds: float = Field(default=300.0, gt=0, le=86_400, allow_inf_nan=False)
+    #: what the platform behind the webhook shows besides text: any of ``buttons``,
+    #: ``list``, ``media``, ``location`` (all by default); the rest is degraded (buttons
+    #: to a list, a list to numbered text, media to caption and link, a place to its
+    #: address and a map link) and the trail says so
+    renders: list[Renderable] = Field(default_factory=lambda: list(get_args(Renderable)))
 
 
 class MetricsConfig(WireModel):

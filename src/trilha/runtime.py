@@ -58,6 +58,7 @@ def make_channel(config: Config) -> Channel:
             headers=headers,
             timeout=ch.timeout_seconds,
             signer=WebhookSigner.of(ch.signing_secrets, "channel.signing_secrets"),
+            renders=frozenset(ch.renders),
         )
     if ch.kind == "memory":
         return MemoryChannel()
@@ -87,7 +88,9 @@ async def runtime(
         if with_metrics
         else None
     )
-    engine = Engine(store, processors=processors, config=cfg, clock=clk, metrics=metrics)
+    engine = Engine(
+        store, processors=processors, config=cfg, clock=clk, metrics=metrics, renders=chan.renders
+    )
     dispatcher = Dispatcher(
         store,
         chan,

@@ -145,7 +145,7 @@ def test_field_errors_name_the_field() -> None:
     del data["nodes"][0]["text"]
     data["nodes"][3]["colour"] = "red"
     got = errors(data)
-    assert "nodes[0].text: missing: this field is required" in got
+    assert "nodes[0].text: missing: a message needs a text, media or a location" in got
     assert any(
         m.startswith("nodes[1].maxInvalid: Input should be greater than or equal to 0") for m in got
     )
@@ -185,7 +185,10 @@ def test_choice_needs_options_and_regex_needs_pattern() -> None:
     """A choice question without options or a regex without pattern is refused."""
     data = checkout()
     data["nodes"][1]["validate"] = {"kind": "choice"}
-    assert "nodes[1].validate.options: missing: kind 'choice' needs options" in errors(data)
+    assert (
+        "nodes[1].validate.options: missing: kind 'choice' needs options"
+        " (or the question's buttons or list)" in errors(data)
+    )
 
 
 def test_size_limits() -> None:

@@ -256,6 +256,7 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
                     config=quiet,
                     clock=rt.engine.clock,
                     metrics=rt.metrics,
+                    renders=rt.engine.renders,
                 )
                 engines.append(engine)
                 worker = Worker(engine, None, sweep_interval_seconds=float("inf"))

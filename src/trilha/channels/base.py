@@ -15,6 +15,9 @@ from trilha.core.execution import OutboundMessage
 
 class Channel(Protocol):
     name: str
+    #: what the channel shows besides text (:data:`trilha.core.content.CAPABILITIES`);
+    #: the engine degrades the rest the same way every time before it is queued
+    renders: frozenset[str]
 
     async def deliver(self, message: OutboundMessage) -> None:
         """Deliver or raise :class:`~trilha.errors.ChannelError`."""

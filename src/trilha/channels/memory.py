@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from trilha.core.content import CAPABILITIES
 from trilha.core.execution import OutboundMessage
 
 
 class MemoryChannel:
     name = "memory"
+    renders = CAPABILITIES
 
     def __init__(self) -> None:
         self.messages: list[OutboundMessage] = []

@@ -17,7 +17,11 @@ from trilha.observability.terminal import SafeConsole, field
 
 
 class TerminalChannel:
+    """Shows text only: buttons and lists arrive as numbered options (a reply by number
+    picks one), media as its caption and link, a place as its address and a map link."""
+
     name = "terminal"
+    renders: frozenset[str] = frozenset()
 
     def __init__(self, console: Console | None = None, *, show_conversation: bool = False) -> None:
         self.console = console or SafeConsole(highlight=False, emoji=False)

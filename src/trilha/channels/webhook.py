@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from trilha.channels.signing import WebhookSigner, json_body, signed_headers
+from trilha.core.content import CAPABILITIES
 from trilha.core.execution import OutboundMessage, iso
 from trilha.errors import ChannelError
 
@@ -58,6 +59,10 @@ class WebhookPost:
 
 
 class WebhookChannel:
+    """POSTs each message to the platform: ``text`` (its plain rendering, for simple
+    platforms) and ``content`` (the structured message, ``type`` first). What the
+    platform cannot show is declared in ``[channel] renders`` and degraded before."""
+
     name = "webhook"
 
     def __init__(
@@ -67,8 +72,10 @@ class WebhookChannel:
         headers: dict[str, str] | None = None,
         timeout: float = 10.0,
         signer: WebhookSigner | None = None,
+        renders: frozenset[str] = CAPABILITIES,
     ) -> None:
         self.url = url
+        self.renders = renders
         self._post = WebhookPost("webhook", url, headers=headers, timeout=timeout, signer=signer)
 
     async def deliver(self, message: OutboundMessage) -> None:
@@ -80,6 +87,7 @@ class WebhookChannel:
                 "conversationId": message.conversation_id,
                 "contactId": message.contact_id,
                 "text": message.text,
+                "content": message.content or {"type": "text", "text": message.text},
                 "payload": message.payload,
                 "createdAt": iso(message.created_at),
                 "idempotencyKey": message.idempotency_key,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,28 @@ class Refused:
     reason: str
 
 
-def check_answer(rule: AnswerRule, text: str) -> Accepted | Refused:
-    """Validate ``text`` against ``rule``; the accepted value is normalised."""
+def check_answer(
+    rule: AnswerRule,
+    text: str,
+    content: Mapping[str, Any] | None = None,
+    offered: Sequence[Mapping[str, Any]] | None = None,
+) -> Accepted | Refused:
+    """Validate a reply against ``rule``; the accepted value is normalised.
+
+    ``content`` is the reply's structured form (a button pressed, a photo, a place),
+    ``None`` for a typed text; ``offered`` the options the question showed (its
+    buttons or list rows, as rendered), which a ``choice`` matches first."""
+    kind = (content or {}).get("type", "text")
+    if rule.kind == "media":
+        return _media(rule, content) if kind == "media" else Refused(f"expected media, got {kind}")
+    if rule.kind == "location":
+        if kind != "location" or not isinstance((content or {}).get("location"), Mapping):
+            return Refused(f"expected a location, got {kind}")
+        return Accepted(dict(content["location"]))  # type: ignore[index]
+    if kind in ("media", "location"):
+        return Refused(f"expected a typed answer, got {kind}")
+    if rule.kind == "choice" and offered:
+        return _offered(offered, text, (content or {}).get("replyId"))
     answer = text.strip()
     if not answer:
         return Refused("empty answer")
@@ -104,6 +125,42 @@ def fold(text: str) -> str:
     """Case- and accent-insensitive form, so 'Não' matches 'nao'."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c)).strip(" .!")
+
+
+def _offered(offered: Sequence[Mapping[str, Any]], text: str, reply_id: Any) -> Accepted | Refused:
+    """A reply to buttons or a list: the pressed id first, then a typed id, title or
+    synonym, then the option's number (what a channel showing numbered text asks for)."""
+    if isinstance(reply_id, str):
+        for option in offered:
+            if option.get("id") == reply_id:
+                return Accepted(reply_id)
+    folded = fold(text)
+    if not folded:
+        return Refused("empty answer")
+    for option in offered:
+        names = [option.get("id"), option.get("title"), *option.get("synonyms", ())]
+        if folded in (fold(n) for n in names if isinstance(n, str)):
+            return Accepted(option["id"])
+    if folded.isdigit() and len(folded) <= 3 and 1 <= int(folded) <= len(offered):
+        return Accepted(offered[int(folded) - 1]["id"])
+    return Refused("not one of the options")
+
+
+def _media(rule: AnswerRule, content: Mapping[str, Any] | None) -> Accepted | Refused:
+    media = (content or {}).get("media")
+    if not isinstance(media, Mapping):
+        return Refused("expected media, got none")
+    mime = str(media.get("mimeType") or "").lower()
+    if rule.accept and not any(_mime_matches(pattern, mime) for pattern in rule.accept):
+        shown = mime or "no MIME type"
+        return Refused(f"{shown} is not accepted (accept: {', '.join(rule.accept)})")
+    return Accepted(dict(media))
+
+
+def _mime_matches(pattern: str, mime: str) -> bool:
+    family, _, sub = pattern.partition("/")
+    got_family, _, got_sub = mime.partition("/")
+    return family == got_family and sub in ("*", got_sub.split(";", 1)[0].strip())
 
 
 def _choice(rule: AnswerRule, answer: str) -> Accepted | Refused:

@@ -27,6 +27,13 @@ from pydantic import (
     field_validator,
 )
 
+from trilha.core.content import (
+    ContentFields,
+    LanguageTag,
+    Localized,
+    content_problems,
+    localized_texts,
+)
 from trilha.core.expressions import compile_expression
 from trilha.core.paths import is_valid_path
 from trilha.core.patterns import compile_pattern
@@ -44,6 +51,8 @@ FLOW_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 FLOW_REFERENCE_PATTERN = r"^(?:[A-Za-z0-9_.\-]+/)?[A-Za-z0-9_.\-]+$"
 NodeId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 VariableName = Annotated[str, Field(min_length=1, max_length=200)]
+#: a MIME type or a family of them (``image/*``)
+MIME_PATTERN = r"^[a-z]+/(?:\*|[a-z0-9][a-z0-9.+\-]*)$"
 
 
 # ----------------------------------------------------------------------------- problems
@@ -158,9 +167,15 @@ def to_wire(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-class MessageNode(NodeBase):
+class MessageNode(ContentFields, NodeBase):
+    """Send a message and move on: a text, buttons, a list, media or a location."""
+
     type: Literal["message"]
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    text: Localized | None = Field(
+        default=None,
+        description="What to say (a template, or a map of language tags to templates);"
+        " optional with media or a location.",
+    )
 
 
 class ChoiceOption(WireModel):
@@ -173,9 +188,22 @@ class ChoiceOption(WireModel):
 class AnswerRule(WireModel):
     """How a question's answer is validated (see :mod:`trilha.core.answers`)."""
 
-    kind: Literal["text", "number", "email", "phone", "regex", "choice"] = "text"
+    kind: Literal["text", "number", "email", "phone", "regex", "choice", "media", "location"] = (
+        Field(
+            default="text",
+            description="What a valid answer is. `choice` takes its options from `options`, or"
+            " from the question's buttons or list rows; `media` and `location` want a reply of"
+            " that type.",
+        )
+    )
     pattern: str | None = Field(default=None, max_length=1_000)
     options: list[ChoiceOption | str] = Field(default_factory=list)
+    accept: list[Annotated[str, Field(pattern=MIME_PATTERN, max_length=255)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="For `media`: the MIME types accepted, such as `image/*` or"
+        " `application/pdf` (any when empty).",
+    )
     min: float | None = None
     max: float | None = None
     min_length: int | None = Field(default=None, ge=0)
@@ -192,14 +220,18 @@ class AnswerRule(WireModel):
         return [ChoiceOption(value=o) if isinstance(o, str) else o for o in self.options]
 
 
-class QuestionNode(NodeBase):
+class QuestionNode(ContentFields, NodeBase):
+    """Ask, wait for the reply, validate it and save it in ``variable``."""
+
     target_fields = ("next", "on_invalid", "on_timeout")
 
     type: Literal["question"]
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    text: Localized = Field(description="The question (a template, or a map of languages).")
     variable: VariableName
     validate_: AnswerRule = Field(default_factory=AnswerRule, alias="validate")
-    invalid_text: str | None = Field(default=None, max_length=MAX_TEXT)
+    invalid_text: Localized | None = Field(
+        default=None, description="Said instead of the question after an invalid answer."
+    )
     max_invalid: int = Field(default=2, ge=0, le=100)
     on_invalid: NodeId | None = None
     on_timeout: NodeId | None = None
@@ -257,20 +289,24 @@ class JumpNode(NodeBase):
         yield "flowId", self.flow_id
 
 
-class HandoffNode(NodeBase):
+class HandoffNode(ContentFields, NodeBase):
+    """Hand the conversation to a person's queue."""
+
     terminal = True
 
     type: Literal["handoff"]
     queue: str = Field(min_length=1, max_length=200)
-    text: str | None = Field(default=None, max_length=MAX_TEXT)
+    text: Localized | None = Field(default=None, description="Said to the contact first.")
     reason: str | None = Field(default=None, max_length=1_000)
 
 
-class EndNode(NodeBase):
+class EndNode(ContentFields, NodeBase):
+    """Complete the execution, optionally saying goodbye."""
+
     terminal = True
 
     type: Literal["end"]
-    text: str | None = Field(default=None, max_length=MAX_TEXT)
+    text: Localized | None = Field(default=None, description="Said to the contact last.")
 
 
 class WaitForDependency(WireModel):
@@ -411,6 +447,11 @@ class Flow(WireModel):
     description: str | None = Field(default=None, max_length=4_000)
     start: NodeId
     settings: FlowSettings = Field(default_factory=FlowSettings)
+    default_language: LanguageTag | None = Field(
+        default=None,
+        description="The language of texts written as a map of languages when the"
+        " contact's (`sys.language`) has none.",
+    )
     on_missing_node: NodeId | None = None
     nodes: list[Any] = Field(min_length=1, max_length=MAX_NODES)
 
@@ -592,6 +633,11 @@ def _graph_problems(
                 yield Problem(f"nodes[{i}].{rel}", f"bad expression: {exc}")
         if isinstance(node, QuestionNode):
             yield from _question_problems(i, node)
+        if isinstance(node, ContentFields):
+            yield from _said_problems(i, node)
+        for rel, name in _variables_written(node):
+            if name == "sys" or name.startswith("sys."):
+                yield Problem(f"nodes[{i}].{rel}", "sys.* is read-only (trilha sets it)")
         if isinstance(node, SetNode):
             for name in [*node.variables, *node.expressions_]:
                 if not is_valid_path(name):
@@ -602,6 +648,7 @@ def _graph_problems(
                 "no next node; the execution completes after this node",
                 "warning",
             )
+    yield from _language_problems(nodes, positions)
     if isinstance(start, str) and start in known and len(nodes) == len(known):
         reachable = _reachable(start, edges, on_missing if isinstance(on_missing, str) else None)
         for node in nodes:
@@ -645,8 +692,63 @@ def _question_problems(i: int, node: QuestionNode) -> Iterator[Problem]:
         yield Problem(f"nodes[{i}].variable", f"'{node.variable}' is not a valid variable path")
     if rule.kind == "regex" and not rule.pattern:
         yield Problem(f"nodes[{i}].validate.pattern", "missing: kind 'regex' needs a pattern")
-    if rule.kind == "choice" and not rule.options:
-        yield Problem(f"nodes[{i}].validate.options", "missing: kind 'choice' needs options")
+    offers = node.buttons is not None or node.list_ is not None
+    if rule.kind == "choice" and not rule.options and not offers:
+        yield Problem(
+            f"nodes[{i}].validate.options",
+            "missing: kind 'choice' needs options (or the question's buttons or list)",
+        )
+    if rule.accept and rule.kind != "media":
+        yield Problem(f"nodes[{i}].validate.accept", "accept is for kind 'media'")
+
+
+def _said_problems(i: int, node: ContentFields) -> Iterator[Problem]:
+    """WhatsApp's limits on what the node says, and a message that says nothing."""
+    text = getattr(node, "text", None)
+    for rel, message in content_problems(node, text):
+        yield Problem(f"nodes[{i}].{rel}", message)
+    if isinstance(node, MessageNode) and text is None and not (node.media or node.location):
+        yield Problem(f"nodes[{i}].text", "missing: a message needs a text, media or a location")
+    for rel, value in localized_texts(node, text):
+        if isinstance(value, dict) and not any(t.strip() for t in value.values()):
+            yield Problem(f"nodes[{i}].{rel}", "every language's text is empty")
+
+
+def _variables_written(node: NodeBase) -> Iterator[tuple[str, str]]:
+    """``(wire path, variable)`` for every variable the node assigns."""
+    if isinstance(node, QuestionNode):
+        yield "variable", node.variable
+    if isinstance(node, SetNode):
+        for name in node.variables:
+            yield f"variables.{name}", name
+        for name in node.expressions_:
+            yield f"expressions.{name}", name
+    save_as = getattr(node, "save_as", None)
+    if isinstance(save_as, str):
+        yield "saveAs", save_as
+
+
+def _language_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iterator[Problem]:
+    """A text written in some of the flow's languages but not all of them: a contact
+    speaking the missing one reads the default language there (a warning)."""
+    texts: list[tuple[str, dict[str, str]]] = []
+    for node in nodes:
+        if not isinstance(node, ContentFields):
+            continue
+        i = positions.get(node.id, 0)
+        pairs = list(localized_texts(node, getattr(node, "text", None)))
+        if isinstance(node, QuestionNode) and node.invalid_text is not None:
+            pairs.append(("invalidText", node.invalid_text))
+        texts.extend((f"nodes[{i}].{rel}", v) for rel, v in pairs if isinstance(v, dict))
+    languages = sorted({tag for _, value in texts for tag in value})
+    for where, value in texts:
+        missing = [tag for tag in languages if tag not in value]
+        if missing:
+            yield Problem(
+                where,
+                f"no text in {', '.join(missing)} (other texts of the flow have one)",
+                "warning",
+            )
 
 
 def _reachable(start: str, edges: dict[str, list[str]], extra: str | None) -> set[str]:

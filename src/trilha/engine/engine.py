@@ -23,15 +23,18 @@ from typing import Any, TypeVar
 
 from trilha.config import Config
 from trilha.core.budget import check_value, json_bytes
+from trilha.core.content import CAPABILITIES
 from trilha.core.execution import (
     Checkpoint,
     Execution,
     Handoff,
+    InboundMessage,
     LogRecord,
     OutboundMessage,
     Transition,
     TurnRecord,
     checksum,
+    iso,
 )
 from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
@@ -55,7 +58,7 @@ from trilha.errors import (
     StaleLease,
     StoreError,
 )
-from trilha.observability.logging import echo_trail
+from trilha.observability.logging import echo_trail, get_logger
 from trilha.observability.metrics import Metrics, error_kind
 from trilha.observability.trail import level_rank
 from trilha.processors.base import (
@@ -85,12 +88,20 @@ __all__ = [
 
 S = ExecutionStatus
 T = TypeVar("T")
+log = get_logger("trilha.engine")
 
 #: the ``meta`` key holding the step that last consumed a reply from the contact
 LAST_INPUT_SEQ = "lastInputSeq"
 
 
-def _outbound(ex: Execution, seq: int, index: str, text: str, now: float) -> OutboundMessage:
+def _outbound(
+    ex: Execution,
+    seq: int,
+    index: str,
+    text: str,
+    now: float,
+    content: dict[str, Any] | None = None,
+) -> OutboundMessage:
     """A message of step ``seq``; its key ``execution:seq:index`` is what makes delivery
     at most once per step."""
     return OutboundMessage(
@@ -103,7 +114,41 @@ def _outbound(ex: Execution, seq: int, index: str, text: str, now: float) -> Out
         text=text,
         created_at=now,
         step_seq=seq,
+        content=content,
     )
+
+
+def sys_context(ex: Execution, flow: Flow, now: float) -> dict[str, Any]:
+    """What a flow reads under ``sys``: who and where it runs, the contact's language
+    (``contact.language``, else the flow's default) and the step's time. Computed for
+    each step and never stored, so it cannot be stale or written (publishing refuses a
+    write under ``sys``)."""
+    contact = ex.variables.get("contact")
+    language = contact.get("language") if isinstance(contact, dict) else None
+    return {
+        "executionId": ex.id,
+        "institutionId": ex.institution_id,
+        "conversationId": ex.conversation_id,
+        "contactId": ex.contact_id,
+        "flowId": ex.flow_id,
+        "flowVersion": ex.flow_version,
+        "channel": ex.channel,
+        "language": language if isinstance(language, str) else flow.default_language,
+        "now": iso(now),
+    }
+
+
+def _hear_language(ex: Execution, inbound: InboundMessage) -> None:
+    """A reply that says its language (the platform knows the contact's) sets
+    ``contact.language`` before the node reads it, so the next texts speak it."""
+    language = (inbound.content or {}).get("language")
+    contact = ex.variables.get("contact")
+    if (
+        isinstance(language, str)
+        and language
+        and (not isinstance(contact, dict) or contact.get("language") != language)
+    ):
+        set_path(ex.variables, "contact.language", language)
 
 
 class Engine(Recovery):
@@ -119,8 +164,11 @@ class Engine(Recovery):
         worker_id: str | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        renders: frozenset[str] = CAPABILITIES,
     ) -> None:
         self.store = store
+        #: what the channel shows besides text; the rest is degraded when said
+        self.renders = renders
         self.processors = processors or Processors.from_entry_points()
         self.config = config or Config()
         self.clock = clock or SystemClock()
@@ -301,8 +349,18 @@ class Engine(Recovery):
                 await self._restore(ex, turn, claimed.corruption)
             else:
                 await self._advance(ex, turn)
-        except StaleLease:
-            return  # another worker owns it now; it resumes from the last checkpoint
+        except StaleLease as exc:
+            # another worker (or an operator) took it: it resumes from the last checkpoint.
+            # Said, so a late step the fence refused is visible, not silently dropped
+            log.warning(
+                "execution.lease_lost",
+                executionId=ex.id,
+                institutionId=ex.institution_id,
+                workerId=self.worker_id,
+                fencingToken=ex.fencing_token,
+                error=exc,
+            )
+            return
         except StoreError:
             raise  # the worker loop backs off and retries; the lease protects the row
         except Exception as exc:  # a bug must not wedge the execution or kill the worker
@@ -381,15 +439,19 @@ class Engine(Recovery):
                     ex.id, ex.step_seq, ex.attempts, ex.node_state
                 )
                 await self._commit(turn, release=False)
+            now = self.clock.now()
+            if turn.inbound is not None:
+                _hear_language(ex, turn.inbound)
             ctx = StepContext(
                 execution_id=ex.id,
                 institution_id=ex.institution_id,
                 conversation_id=ex.conversation_id,
                 contact_id=ex.contact_id,
                 flow=flow,
-                variables=ex.variables,
+                variables={**ex.variables, "sys": sys_context(ex, flow, now)},
                 node_state=ex.node_state,
-                now=self.clock.now(),
+                now=now,
+                renders=self.renders,
                 config=self.config,
                 inbound=turn.inbound,
                 resumed_by=turn.resumed_by,
@@ -648,8 +710,15 @@ class Engine(Recovery):
             self._log(turn, "INFO", "message.received", node, consumed)
         for name, value in result.variables.items():
             set_path(ex.variables, name, value)
-        for i, text in enumerate(result.messages):
-            self._send(turn, node, _outbound(ex, seq, str(i), text, now))
+        for i, said in enumerate(result.messages):
+            if isinstance(said, str):
+                self._send(turn, node, _outbound(ex, seq, str(i), said, now))
+                continue
+            for note in said.truncated:
+                self._log(turn, "WARN", "message.truncated", node, {"reason": note})
+            if said.degraded:
+                self._log(turn, "INFO", "message.degraded", node, {"changes": list(said.degraded)})
+            self._send(turn, node, _outbound(ex, seq, str(i), said.text, now, said.content))
         if result.handoff is not None:
             commit.handoffs.append(
                 Handoff(

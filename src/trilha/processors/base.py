@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 from trilha.config import Config
 from trilha.core.budget import Budget
+from trilha.core.content import CAPABILITIES, Said
 from trilha.core.execution import InboundMessage
 from trilha.core.flow import Flow, NodeBase
 from trilha.core.states import ExecutionStatus, Outcome
@@ -76,7 +77,8 @@ class StepResult:
     wait: WaitInput | WaitTimer | WaitRecovery | None = None
     end: End | None = None
     jump: Jump | None = None
-    messages: list[str] = field(default_factory=list)
+    #: what to say: plain texts, or rendered content (:func:`trilha.processors.saying.say`)
+    messages: list[str | Said] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)
     #: scratch kept while the execution stays on this node; cleared when it moves on
     node_state: dict[str, Any] | None = None
@@ -115,6 +117,9 @@ class StepContext:
     #: this attempt already began in a worker that died or lost the execution during it:
     #: its call may have gone out (an effectful node decides whether to make it again)
     interrupted: bool = False
+    #: what the channel can show besides text (``buttons``, ``list``, ``media``,
+    #: ``location``): the rest is degraded (:func:`trilha.core.content.degrade`)
+    renders: frozenset[str] = CAPABILITIES
 
     def budget(self, what: str = "the value") -> Budget:
         """A fresh bound (``[engine] max_value_bytes``) for one value the step builds:

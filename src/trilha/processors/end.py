@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from trilha.core.flow import EndNode
-from trilha.core.templates import render
 from trilha.processors.base import End, StepContext, StepResult
+from trilha.processors.saying import say
 
 
 class EndProcessor:
@@ -15,9 +15,8 @@ class EndProcessor:
     effectful: ClassVar[bool] = False
 
     async def run(self, node: EndNode, ctx: StepContext) -> StepResult:
+        speaks = node.text is not None or node.rich()
         return StepResult(
-            messages=[render(node.text, ctx.variables, ctx.budget("the message"))]
-            if node.text
-            else [],
+            messages=[say(ctx, node.text, node, "the message")] if speaks else [],
             end=End(reason=f"reached end '{node.id}'"),
         )

@@ -8,6 +8,7 @@ from trilha.core.flow import HandoffNode
 from trilha.core.states import Outcome
 from trilha.core.templates import render
 from trilha.processors.base import End, HandoffRequest, StepContext, StepResult
+from trilha.processors.saying import say
 
 
 class HandoffProcessor:
@@ -19,10 +20,9 @@ class HandoffProcessor:
         reason = (
             render(node.reason, ctx.variables, ctx.budget("the reason")) if node.reason else None
         )
+        speaks = node.text is not None or node.rich()
         return StepResult(
-            messages=[render(node.text, ctx.variables, ctx.budget("the message"))]
-            if node.text
-            else [],
+            messages=[say(ctx, node.text, node, "the message")] if speaks else [],
             handoff=HandoffRequest(node.queue, reason),
             end=End(outcome=Outcome.ESCALATED, reason=f"handed off to queue '{node.queue}'"),
             output={"queue": node.queue},

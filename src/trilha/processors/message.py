@@ -1,12 +1,12 @@
-"""``message``: send a text to the contact and move on."""
+"""``message``: say a text, buttons, a list, media or a place to the contact, and move on."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
 from trilha.core.flow import MessageNode
-from trilha.core.templates import render
 from trilha.processors.base import StepContext, StepResult
+from trilha.processors.saying import say
 
 
 class MessageProcessor:
@@ -15,5 +15,5 @@ class MessageProcessor:
     effectful: ClassVar[bool] = False
 
     async def run(self, node: MessageNode, ctx: StepContext) -> StepResult:
-        text = render(node.text, ctx.variables, ctx.budget("the message"))
-        return StepResult(messages=[text], output={"text": text})
+        said = say(ctx, node.text, node, "the message")
+        return StepResult(messages=[said], output={"text": said.text})

@@ -1,0 +1,677 @@
+"""What a message says beyond its text: buttons, lists, media, locations, languages.
+
+A node's content is written once by the flow's author and shown by channels that can
+render very different things (WhatsApp shows reply buttons and lists; a terminal or a
+plain SMS gateway shows text). So this module keeps three steps apart, all pure:
+
+1. **The models** a node carries (:class:`Button`, :class:`ListSpec`, :class:`Media`,
+   :class:`Location`, texts that may be a map of language tags) and the limits
+   WhatsApp's Cloud API documents, checked when a flow is published
+   (:func:`content_problems`, each problem with its path).
+2. **Rendering** (:func:`render_content`): templates filled in, the contact's language
+   chosen, a list's rows built from a variable (``rowsFrom``). A limit that only a
+   rendered value can break (a templated title too long) is truncated with an
+   ellipsis and noted, never a failed step: a conversation must not stop because a
+   service returned a long name.
+3. **Degradation** (:func:`degrade`): what the channel cannot show is replaced the
+   same way every time (buttons -> a list -> numbered text options that a reply by
+   number matches; media -> caption and URL; a location -> name, address and a map
+   link), and noted so the trail says so.
+
+The rendered form is the wire form platforms receive as ``content``; :func:`plain`
+is its text-only rendering, the ``text`` every old reader keeps getting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import Field, field_validator
+
+from trilha.core.wire import WireModel
+
+__all__ = [
+    "CAPABILITIES",
+    "Button",
+    "ContentFields",
+    "ListSpec",
+    "Localized",
+    "Location",
+    "Media",
+    "Said",
+    "choose_language",
+    "content_problems",
+    "degrade",
+    "localized_texts",
+    "options_of",
+    "plain",
+    "render_content",
+]
+
+#: what a channel may be able to show besides text
+CAPABILITIES: Final = frozenset({"buttons", "list", "media", "location"})
+
+# WhatsApp Cloud API's documented limits (interactive and media messages)
+MAX_BODY: Final = 4_096
+MAX_BUTTONS: Final = 3
+MAX_BUTTON_ID: Final = 256
+MAX_BUTTON_TITLE: Final = 20
+MAX_ROWS: Final = 10
+MAX_SECTIONS: Final = 10
+MAX_ROW_TITLE: Final = 24
+MAX_ROW_DESCRIPTION: Final = 72
+MAX_ROW_ID: Final = 200
+MAX_LIST_BUTTON: Final = 20
+MAX_SECTION_TITLE: Final = 24
+MAX_HEADER: Final = 60
+MAX_FOOTER: Final = 60
+MAX_CAPTION: Final = 1_024
+MAX_FILENAME: Final = 240
+MAX_URL: Final = 2_000
+#: what a template may be before rendering (rendering may grow or shrink it)
+MAX_TEMPLATE: Final = 4_096
+ELLIPSIS: Final = "…"
+
+LANGUAGE_TAG: Final = r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}$"
+LanguageTag = Annotated[str, Field(pattern=LANGUAGE_TAG, max_length=35)]
+Template = Annotated[str, Field(max_length=MAX_TEMPLATE)]
+#: a text, or a map of language tags to texts (``{"pt-BR": "Olá", "en": "Hello"}``)
+Localized = Template | Annotated[dict[LanguageTag, Template], Field(min_length=1, max_length=50)]
+
+#: a list's button when buttons are shown as a list, in the contact's language
+_OPTIONS_LABEL: Final = {"pt": "Opções", "es": "Opciones", "en": "Options"}
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class Button(WireModel):
+    """One reply button; a reply matches its ``id``, then its ``title`` and ``synonyms``."""
+
+    id: str = Field(
+        min_length=1, max_length=MAX_URL, description="What the reply carries back (a template)."
+    )
+    title: Localized = Field(description="What the button shows: at most 20 characters.")
+    synonyms: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Other words a typed reply may use to pick this button.",
+    )
+
+
+class Row(WireModel):
+    """One row of a list message."""
+
+    id: str = Field(
+        min_length=1, max_length=MAX_URL, description="What the reply carries back (a template)."
+    )
+    title: Localized = Field(description="At most 24 characters.")
+    description: Localized | None = Field(default=None, description="At most 72 characters.")
+    synonyms: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Other words a typed reply may use to pick this row.",
+    )
+
+
+class RowsFrom(WireModel):
+    """Rows built from a list variable: one per item, ``this`` being the item."""
+
+    items: str = Field(
+        min_length=1,
+        max_length=2_000,
+        description="An expression giving the list, such as `slots` or `slots.morning`.",
+    )
+    id: str = Field(
+        min_length=1, max_length=MAX_URL, description="Each row's id, e.g. `{{this.id}}`."
+    )
+    title: Localized = Field(description="Each row's title, e.g. `{{this.label}}`.")
+    description: Localized | None = Field(default=None, description="Each row's description.")
+
+
+class Section(WireModel):
+    """A titled group of rows; its rows are listed, or built from a variable."""
+
+    title: Localized | None = Field(default=None, description="At most 24 characters.")
+    rows: list[Row] = Field(default_factory=list, max_length=100, description="The rows.")
+    rows_from: RowsFrom | None = Field(
+        default=None, description="Build the rows from a list variable instead."
+    )
+
+
+class ListSpec(WireModel):
+    """A list message: a button that opens sections of rows (at most 10 rows in all)."""
+
+    button: Localized = Field(description="The button opening the list: at most 20 characters.")
+    sections: list[Section] = Field(
+        min_length=1, max_length=100, description="At most 10 sections."
+    )
+
+
+class Media(WireModel):
+    """An image, video, audio, document or sticker, sent by link."""
+
+    kind: Literal["image", "video", "audio", "document", "sticker"] = Field(
+        description="What the link is."
+    )
+    url: str = Field(min_length=1, max_length=MAX_URL, description="An https URL (a template).")
+    caption: Localized | None = Field(default=None, description="At most 1,024 characters.")
+    filename: str | None = Field(
+        default=None, max_length=MAX_FILENAME, description="A document's file name."
+    )
+
+
+class Location(WireModel):
+    """A place on the map."""
+
+    latitude: float | str = Field(description="-90 to 90, or a template giving the number.")
+    longitude: float | str = Field(description="-180 to 180, or a template giving the number.")
+    name: Localized | None = Field(default=None, description="The place's name.")
+    address: Localized | None = Field(default=None, description="Its address.")
+
+    @field_validator("latitude", "longitude")
+    @classmethod
+    def _in_range(cls, value: float | str, info: Any) -> float | str:
+        if isinstance(value, str):
+            if "{{" not in value:
+                raise ValueError("a number, or a template such as '{{place.lat}}'")
+            return value
+        bound = 90 if info.field_name == "latitude" else 180
+        if not -bound <= value <= bound:
+            raise ValueError(f"must be between -{bound} and {bound}")
+        return value
+
+
+class ContentFields(WireModel):
+    """What a message may carry beside its ``text`` (message, question, handoff, end)."""
+
+    header: Localized | None = Field(
+        default=None, description="A title above the text (buttons or list): at most 60."
+    )
+    footer: Localized | None = Field(
+        default=None, description="A line below the text (buttons or list): at most 60."
+    )
+    buttons: list[Button] | None = Field(
+        default=None, max_length=100, description="1 to 3 reply buttons."
+    )
+    list_: ListSpec | None = Field(
+        default=None, alias="list", description="A list of options behind a button."
+    )
+    media: Media | None = Field(default=None, description="An image, video, audio, document...")
+    location: Location | None = Field(default=None, description="A place on the map.")
+
+    def rich(self) -> bool:
+        return any(
+            part is not None for part in (self.buttons, self.list_, self.media, self.location)
+        )
+
+
+# ----------------------------------------------------------------------------- publish checks
+
+
+def _text_variants(value: Localized | None) -> Iterator[tuple[str, str]]:
+    """``(path suffix, text)`` for a text or each language of a localized one."""
+    if value is None:
+        return
+    if isinstance(value, str):
+        yield "", value
+    else:
+        for tag, text in value.items():
+            yield f".{tag}", text
+
+
+def _too_long(path: str, value: Localized | None, limit: int, what: str) -> Iterator[Problem_]:
+    """A literal text past its limit is the author's to fix; a templated one is only
+    known when rendered (and then truncated)."""
+    for suffix, text in _text_variants(value):
+        if "{{" not in text and len(text) > limit:
+            yield path + suffix, f"at most {limit} characters for {what}; this one has {len(text)}"
+
+
+Problem_ = tuple[str, str]
+
+
+def content_problems(node: ContentFields, text: Localized | None) -> Iterator[Problem_]:
+    """``(path relative to the node, message)`` for every WhatsApp limit the node's
+    literal content breaks, and for parts that cannot go together."""
+    parts = [
+        name
+        for name, part in (
+            ("buttons", node.buttons),
+            ("list", node.list_),
+            ("media", node.media),
+            ("location", node.location),
+        )
+        if part is not None
+    ]
+    if len(parts) > 1:
+        yield parts[1], f"a message carries one of buttons, list, media, location (also {parts[0]})"
+    yield from _too_long("text", text, MAX_BODY, "a message")
+    if node.buttons is not None:
+        if not node.buttons:
+            yield "buttons", "at least 1 button"
+        if len(node.buttons) > MAX_BUTTONS:
+            yield f"buttons[{MAX_BUTTONS}]", f"at most {MAX_BUTTONS} buttons"
+        seen: set[str] = set()
+        for i, button in enumerate(node.buttons):
+            if "{{" not in button.id and len(button.id) > MAX_BUTTON_ID:
+                yield f"buttons[{i}].id", f"at most {MAX_BUTTON_ID} characters"
+            if button.id in seen:
+                yield f"buttons[{i}].id", f"button id '{button.id}' is used twice"
+            seen.add(button.id)
+            yield from _too_long(f"buttons[{i}].title", button.title, MAX_BUTTON_TITLE, "a button")
+    if node.list_ is not None:
+        yield from _list_problems(node.list_)
+    if node.media is not None:
+        yield from _too_long("media.caption", node.media.caption, MAX_CAPTION, "a caption")
+        url = node.media.url
+        if "{{" not in url and not url.startswith(("https://", "http://")):
+            yield "media.url", "an http(s) URL"
+    for name, value in (("header", node.header), ("footer", node.footer)):
+        if value is not None and node.buttons is None and node.list_ is None:
+            yield name, f"a {name} goes with buttons or a list"
+        yield from _too_long(name, value, MAX_HEADER, f"a {name}")
+    if (node.buttons is not None or node.list_ is not None) and text is None:
+        yield "text", "missing: buttons and lists need a text"
+
+
+def _list_problems(spec: ListSpec) -> Iterator[Problem_]:
+    yield from _too_long("list.button", spec.button, MAX_LIST_BUTTON, "a list's button")
+    if len(spec.sections) > MAX_SECTIONS:
+        yield f"list.sections[{MAX_SECTIONS}]", f"at most {MAX_SECTIONS} sections"
+    rows = 0
+    seen: set[str] = set()
+    for s, section in enumerate(spec.sections):
+        where = f"list.sections[{s}]"
+        yield from _too_long(f"{where}.title", section.title, MAX_SECTION_TITLE, "a section title")
+        if section.rows and section.rows_from is not None:
+            yield f"{where}.rowsFrom", "a section has rows or rowsFrom, not both"
+        if not section.rows and section.rows_from is None:
+            yield f"{where}.rows", "missing: a section needs rows or rowsFrom"
+        if len(spec.sections) > 1 and section.title is None:
+            yield f"{where}.title", "missing: a list of several sections titles each"
+        for r, row in enumerate(section.rows):
+            rows += 1
+            if rows == MAX_ROWS + 1:
+                yield f"{where}.rows[{r}]", f"at most {MAX_ROWS} rows in all"
+            if "{{" not in row.id and len(row.id) > MAX_ROW_ID:
+                yield f"{where}.rows[{r}].id", f"at most {MAX_ROW_ID} characters"
+            if row.id in seen:
+                yield f"{where}.rows[{r}].id", f"row id '{row.id}' is used twice"
+            seen.add(row.id)
+            yield from _too_long(f"{where}.rows[{r}].title", row.title, MAX_ROW_TITLE, "a row")
+            yield from _too_long(
+                f"{where}.rows[{r}].description",
+                row.description,
+                MAX_ROW_DESCRIPTION,
+                "a row's description",
+            )
+
+
+def localized_texts(node: ContentFields, text: Localized | None) -> Iterator[tuple[str, Localized]]:
+    """``(path, text)`` for every text the node shows, for language and template checks."""
+    if text is not None:
+        yield "text", text
+    for name, value in (("header", node.header), ("footer", node.footer)):
+        if value is not None:
+            yield name, value
+    for i, button in enumerate(node.buttons or ()):
+        yield f"buttons[{i}].title", button.title
+    if node.list_ is not None:
+        yield "list.button", node.list_.button
+        for s, section in enumerate(node.list_.sections):
+            where = f"list.sections[{s}]"
+            if section.title is not None:
+                yield f"{where}.title", section.title
+            for r, row in enumerate(section.rows):
+                yield f"{where}.rows[{r}].title", row.title
+                if row.description is not None:
+                    yield f"{where}.rows[{r}].description", row.description
+            if section.rows_from is not None:
+                yield f"{where}.rowsFrom.title", section.rows_from.title
+                if section.rows_from.description is not None:
+                    yield f"{where}.rowsFrom.description", section.rows_from.description
+    if node.media is not None and node.media.caption is not None:
+        yield "media.caption", node.media.caption
+    if node.location is not None:
+        for name, value in (("name", node.location.name), ("address", node.location.address)):
+            if value is not None:
+                yield f"location.{name}", value
+
+
+def plain_templates(node: ContentFields) -> Iterator[tuple[str, str]]:
+    """``(path, template)`` for every id and URL the node renders (texts are in
+    :func:`localized_texts`)."""
+    for i, button in enumerate(node.buttons or ()):
+        yield f"buttons[{i}].id", button.id
+    if node.list_ is not None:
+        for s, section in enumerate(node.list_.sections):
+            for r, row in enumerate(section.rows):
+                yield f"list.sections[{s}].rows[{r}].id", row.id
+            if section.rows_from is not None:
+                yield f"list.sections[{s}].rowsFrom.id", section.rows_from.id
+    if node.media is not None:
+        yield "media.url", node.media.url
+        if node.media.filename is not None:
+            yield "media.filename", node.media.filename
+    if node.location is not None:
+        for name, coordinate in (
+            ("latitude", node.location.latitude),
+            ("longitude", node.location.longitude),
+        ):
+            if isinstance(coordinate, str):
+                yield f"location.{name}", coordinate
+
+
+# ----------------------------------------------------------------------------- languages
+
+
+def choose_language(text: Localized, language: str | None, default: str | None) -> str:
+    """The text in the contact's ``language``: the exact tag, else one of the same
+    language (``pt`` for ``pt-BR`` and back), else the flow's ``default``, else the
+    first one written."""
+    if isinstance(text, str):
+        return text
+    for wanted in (language, default):
+        if not wanted:
+            continue
+        found = _match_tag(text, wanted)
+        if found is not None:
+            return found
+    return next(iter(text.values()))
+
+
+def _match_tag(texts: Mapping[str, str], wanted: str) -> str | None:
+    lowered = {tag.lower(): value for tag, value in texts.items()}
+    exact = lowered.get(wanted.lower())
+    if exact is not None:
+        return exact
+    primary = wanted.split("-", 1)[0].lower()
+    for tag, value in lowered.items():
+        if tag.split("-", 1)[0] == primary:
+            return value
+    return None
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    """A message ready for the outbox: its plain text, its structured content (``None``
+    for a plain text) and what rendering and degradation had to change."""
+
+    text: str
+    content: dict[str, Any] | None = None
+    #: limits a rendered value broke (truncated): WARN lines of the trail
+    truncated: tuple[str, ...] = ()
+    #: what the channel could not show and how it was shown instead
+    degraded: tuple[str, ...] = ()
+
+
+#: fills one template: ``(template, extra variables) -> text``; the processor binds the
+#: execution's variables and the step's budget, so this module stays free of both
+Fill = Callable[[str, Mapping[str, Any] | None], str]
+#: evaluates a ``rowsFrom.items`` expression against the variables
+Evaluate = Callable[[str], Any]
+
+
+@dataclass(slots=True)
+class _Renderer:
+    fill: Fill
+    evaluate: Evaluate
+    language: str | None
+    default: str | None
+    truncated: list[str] = field(default_factory=list)
+
+    def text(
+        self,
+        value: Localized,
+        limit: int,
+        where: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        rendered = self.fill(choose_language(value, self.language, self.default), extra)
+        return self.cut(rendered, limit, where)
+
+    def cut(self, text: str, limit: int, where: str) -> str:
+        if len(text) <= limit:
+            return text
+        self.truncated.append(
+            f"{where} rendered {len(text)} characters; cut to {limit} (WhatsApp's limit)"
+        )
+        return text[: limit - 1] + ELLIPSIS
+
+
+def render_content(
+    text: Localized | None,
+    node: ContentFields,
+    *,
+    fill: Fill,
+    evaluate: Evaluate,
+    language: str | None,
+    default_language: str | None,
+) -> Said:
+    """Render a node's text and content for the contact's ``language``."""
+    r = _Renderer(fill, evaluate, language, default_language)
+    body = r.text(text, MAX_BODY, "text") if text is not None else ""
+    if not node.rich():
+        return Said(body, None, tuple(r.truncated))
+    content: dict[str, Any] = {"type": "text", "text": body}
+    if node.header is not None:
+        content["header"] = r.text(node.header, MAX_HEADER, "header")
+    if node.footer is not None:
+        content["footer"] = r.text(node.footer, MAX_FOOTER, "footer")
+    if node.buttons is not None:
+        content["type"] = "buttons"
+        content["buttons"] = [
+            {
+                "id": r.cut(r.fill(b.id, None), MAX_BUTTON_ID, f"buttons[{i}].id"),
+                "title": r.text(b.title, MAX_BUTTON_TITLE, f"buttons[{i}].title"),
+            }
+            for i, b in enumerate(node.buttons[:MAX_BUTTONS])
+        ]
+    elif node.list_ is not None:
+        content["type"] = "list"
+        content["list"] = _render_list(node.list_, r)
+    elif node.media is not None:
+        content["type"] = "media"
+        content["media"] = _render_media(node.media, r)
+    elif node.location is not None:
+        content["type"] = "location"
+        content["location"] = _render_location(node.location, r)
+    return Said(plain(content), content, tuple(r.truncated))
+
+
+def _render_list(spec: ListSpec, r: _Renderer) -> dict[str, Any]:
+    sections: list[dict[str, Any]] = []
+    total = 0
+    dropped = 0
+    for s, section in enumerate(spec.sections[:MAX_SECTIONS]):
+        where = f"list.sections[{s}]"
+        rows: list[dict[str, Any]] = []
+        for row_id, title, description, row_where, extra in _section_rows(section, where, r):
+            if total >= MAX_ROWS:
+                dropped += 1
+                continue
+            total += 1
+            shown = {
+                "id": r.cut(r.fill(row_id, extra), MAX_ROW_ID, f"{row_where}.id"),
+                "title": r.text(title, MAX_ROW_TITLE, f"{row_where}.title", extra),
+            }
+            if description is not None:
+                text = r.text(description, MAX_ROW_DESCRIPTION, f"{row_where}.description", extra)
+                if text:
+                    shown["description"] = text
+            rows.append(shown)
+        if not rows:
+            continue  # an empty section (a service returned no item) is not shown
+        out: dict[str, Any] = {"rows": rows}
+        if section.title is not None:
+            out["title"] = r.text(section.title, MAX_SECTION_TITLE, f"{where}.title")
+        sections.append(out)
+    if dropped:
+        r.truncated.append(
+            f"list has {total + dropped} rows; the first {MAX_ROWS} are shown (WhatsApp's limit)"
+        )
+    return {"button": r.text(spec.button, MAX_LIST_BUTTON, "list.button"), "sections": sections}
+
+
+def _section_rows(
+    section: Section, where: str, r: _Renderer
+) -> Iterator[tuple[str, Localized, Localized | None, str, Mapping[str, Any] | None]]:
+    for i, row in enumerate(section.rows):
+        yield row.id, row.title, row.description, f"{where}.rows[{i}]", None
+    spec = section.rows_from
+    if spec is None:
+        return
+    items = r.evaluate(spec.items)
+    if not isinstance(items, list | tuple):
+        return  # a missing or non-list variable: no rows (the section is left out)
+    for i, item in enumerate(items):
+        if i >= MAX_ROWS * MAX_SECTIONS:
+            return  # no more could be shown; the caller counts what it dropped
+        extra = {"this": item, "@index": i, "@number": i + 1}
+        yield spec.id, spec.title, spec.description, f"{where}.rowsFrom[{i}]", extra
+
+
+def _render_media(media: Media, r: _Renderer) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "kind": media.kind,
+        "url": r.cut(r.fill(media.url, None), MAX_URL, "url"),
+    }
+    if media.caption is not None:
+        caption = r.text(media.caption, MAX_CAPTION, "media.caption")
+        if caption:
+            out["caption"] = caption
+    if media.filename is not None:
+        out["filename"] = r.cut(r.fill(media.filename, None), MAX_FILENAME, "media.filename")
+    return out
+
+
+def _render_location(location: Location, r: _Renderer) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "latitude": _coordinate(location.latitude, 90, "latitude", r),
+        "longitude": _coordinate(location.longitude, 180, "longitude", r),
+    }
+    for name, value in (("name", location.name), ("address", location.address)):
+        if value is not None:
+            text = r.text(value, 1_000, f"location.{name}")
+            if text:
+                out[name] = text
+    return out
+
+
+def _coordinate(value: float | str, bound: int, what: str, r: _Renderer) -> float:
+    if not isinstance(value, str):
+        return float(value)
+    text = r.fill(value, None).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not -bound <= number <= bound:  # also NaN
+        r.truncated.append(f"location.{what} rendered {text[:40]!r}, not a {what}: 0 shown")
+        return 0.0
+    return number
+
+
+# ----------------------------------------------------------------------------- plain text
+
+
+def _numbered(options: Sequence[Mapping[str, Any]]) -> str:
+    lines = []
+    for n, option in enumerate(options, 1):
+        description = option.get("description")
+        suffix = f" — {description}" if description else ""
+        lines.append(f"{n}. {option['title']}{suffix}")
+    return "\n".join(lines)
+
+
+def map_link(latitude: float, longitude: float) -> str:
+    """A link any phone opens in its maps app (Google Maps' documented search URL)."""
+    return f"https://www.google.com/maps/search/?api=1&query={latitude:.6f}%2C{longitude:.6f}"
+
+
+def plain(content: Mapping[str, Any]) -> str:
+    """The content as text only: what a channel that shows nothing else prints, and the
+    ``text`` every message keeps. Options are numbered, so a reply by number matches."""
+    kind = content.get("type", "text")
+    body = str(content.get("text", ""))
+    parts = [str(content["header"])] if content.get("header") else []
+    if body:
+        parts.append(body)
+    if kind in ("buttons", "list"):
+        parts.append(_numbered(options_of(content)))
+    elif kind == "media":
+        media = content["media"]
+        parts.extend(p for p in (media.get("caption"), media["url"]) if p)
+    elif kind == "location":
+        place = content["location"]
+        parts.extend(p for p in (place.get("name"), place.get("address")) if p)
+        parts.append(map_link(place["latitude"], place["longitude"]))
+    if content.get("footer"):
+        parts.append(str(content["footer"]))
+    return "\n\n".join(parts) if kind in ("buttons", "list") else "\n".join(parts)
+
+
+def options_of(content: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The options a rendered message offers, in the order they are numbered: its
+    buttons, or its list's rows section after section."""
+    if content.get("type") == "buttons":
+        return [dict(b) for b in content.get("buttons", ())]
+    if content.get("type") == "list":
+        return [dict(row) for s in content["list"]["sections"] for row in s["rows"]]
+    return [dict(o) for o in content.get("options", ())]  # numbered text kept them
+
+
+# ----------------------------------------------------------------------------- degradation
+
+
+def degrade(said: Said, renders: frozenset[str], language: str | None = None) -> Said:
+    """``said`` as a channel that renders ``renders`` can show it, the same way every
+    time: buttons it cannot show become a list, a list becomes numbered text, media
+    becomes its caption and URL, a location its name, address and a map link."""
+    content = said.content
+    if content is None:
+        return said
+    kind = content["type"]
+    notes: list[str] = []
+    if kind == "buttons" and "buttons" not in renders:
+        if "list" in renders:
+            label = _OPTIONS_LABEL.get((language or "en").split("-", 1)[0].lower(), "Options")
+            rows = [{"id": b["id"], "title": b["title"]} for b in content["buttons"]]
+            content = {k: v for k, v in content.items() if k != "buttons"} | {
+                "type": "list",
+                "list": {"button": label, "sections": [{"rows": rows}]},
+            }
+            notes.append("buttons shown as a list (the channel cannot show buttons)")
+            kind = "list"
+        else:
+            notes.append("buttons shown as numbered options (the channel cannot show buttons)")
+            return _as_text(said, content, notes)
+    if kind == "list" and "list" not in renders:
+        notes.append("list shown as numbered options (the channel cannot show lists)")
+        return _as_text(said, content, notes)
+    if kind == "media" and "media" not in renders:
+        notes.append("media shown as its caption and link (the channel cannot show media)")
+        return _as_text(said, content, notes)
+    if kind == "location" and "location" not in renders:
+        notes.append("location shown as its name, address and a map link")
+        return _as_text(said, content, notes)
+    if not notes:
+        return said
+    return Said(plain(content), content, said.truncated, tuple(notes))
+
+
+def _as_text(said: Said, content: Mapping[str, Any], notes: list[str]) -> Said:
+    """The message as plain text; its ``content`` says so (``type: text``) and keeps the
+    options it numbered, so a reply by number still finds them."""
+    text = plain(content)
+    shown: dict[str, Any] = {"type": "text", "text": text}
+    options = options_of(content)
+    if options:
+        shown["options"] = [{"id": o["id"], "title": o["title"]} for o in options]
+    return Said(text, shown, said.truncated, tuple(notes))
