@@ -221,34 +221,86 @@ def freeze_outside_a_write(process: Any, db: Path) -> None:
     raise AssertionError("the worker always held the write lock")
 
 
+class Lines:
+    """Reads a spawned process's stdout (JSON log lines) as it writes them, so a test
+    can wait for a line instead of sleeping."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._stdout = process.stdout
+        self.lines: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for text in self._stdout:
+            if text.startswith("{"):
+                self.lines.append(json.loads(text))
+
+    def first(self, what: str, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            found.extend(line for line in list(self.lines) if predicate(line))
+            return bool(found)
+
+        wait_for(what, seen, timeout=30)
+        return found[0]
+
+    def join(self) -> None:
+        self._thread.join(timeout=10)
+
+
 def test_a_frozen_worker_cannot_commit_after_losing_its_lease(
     cli: Any, tmp_path: Path, http_server: Any
 ) -> None:
-    """SIGSTOP mid-call, another worker finishes, SIGCONT: the late commit is fenced off."""
+    """SIGSTOP mid-call, another worker takes over and finishes, SIGCONT: the thawed worker
+    ends its call, tries to commit the late step, and the fence refuses it (its log says
+    so); nothing it did reaches the store."""
     http_server.route("GET", "/customers/123", body={"name": "Ana", "balance": 10}, delay=2.5)
     db = tmp_path / "t.db"
     store = f"sqlite:///{db}"
-    config = write_config(tmp_path / "trilha.toml", dependency_url=http_server.url)
+    # three missed beats (0.6 s) free a frozen worker's leases for the other worker
+    config = write_config(
+        tmp_path / "trilha.toml", dependency_url=http_server.url, engine="heartbeat_seconds = 0.2"
+    )
     [execution_id] = create_executions(store, config, [SLOW_CALL], [("slow-call", {"cpf": "123"})])
-    worker_args = ("worker", "--store", store, "--config", config, "--lease-seconds", "1")
 
-    frozen = cli.spawn(*worker_args)
+    # a long lease: it is renewed every 20 s during the call, so the thawed worker's call
+    # ends before any renewal and the late step reaches the commit (the fence under test)
+    frozen = cli.spawn("worker", "--store", store, "--config", config, "--lease-seconds", "60")
+    lines = Lines(frozen)
     wait_for("the http call", lambda: len(http_server.requests) >= 1)
     freeze_outside_a_write(frozen, db)
+    tables = ("executions", "checkpoints", "outbox", "transitions", "handoffs")
     try:
-        second = cli(*worker_args, "--until-idle", timeout=30)
+        second = cli(
+            "worker", "--store", store, "--config", config, "--lease-seconds", "1",
+            "--until-idle", timeout=60,
+        )  # fmt: skip
         assert second.returncode == 0, second.stderr
-        tables = ("executions", "checkpoints", "outbox", "transitions", "handoffs")
         before = {t: query(db, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}  # noqa: S608
+        assert before["executions"][0][0] == execution_id
     finally:
         frozen.send_signal(signal.SIGCONT)
-    time.sleep(1.5)  # the thawed worker finishes its call and tries to commit it
+    refused = lines.first(
+        "the thawed worker's refused commit",
+        lambda line: (
+            line["message"] == "execution.lease_lost" and line["executionId"] == execution_id
+        ),
+    )
+    assert refused["level"] == "WARN"
+    assert refused["context"]["error"]["type"] == "StaleLease"
+    assert "commit on" in refused["context"]["error"]["message"]
+    assert "refused" in refused["context"]["error"]["message"]
     after = {t: query(db, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}  # noqa: S608
     assert after == before
     frozen.send_signal(signal.SIGTERM)
-    _, stderr = frozen.communicate(timeout=10)
-    assert frozen.returncode == 0, stderr
-    assert "Traceback" not in stderr
+    assert frozen.wait(timeout=10) == 0
+    lines.join()
+    assert frozen.stderr is not None
+    assert "Traceback" not in frozen.stderr.read()
+    assert [line["message"] for line in lines.lines].count("execution.lease_lost") == 1
 
     ex = show(cli, execution_id, store)
     assert (ex["status"], ex["outcome"]) == ("completed", "completed")
@@ -307,20 +359,22 @@ def test_worker_killed_while_waiting_on_a_delay(cli: Any, tmp_path: Path) -> Non
     worker_args = ("worker", "--store", store, "--config", config, "--lease-seconds", "1")
 
     first = cli.spawn(*worker_args)
+    waiting = "SELECT status, step_seq, due_at, wake_at, waiting_for FROM executions"
+    seen: list[tuple[Any, ...]] = []
 
     def waiting_and_delivered() -> bool:
-        status = query(db, "SELECT status FROM executions")[0][0]
+        seen[:] = query(db, waiting)
         pending = query(db, "SELECT COUNT(*) FROM outbox WHERE status != 'sent'")[0][0]
-        return bool(status == "waiting_delay" and pending == 0)
+        return bool(seen[0][0] == "waiting_delay" and pending == 0)
 
     wait_for("the delay", waiting_and_delivered)
     kill(first)
-    [(due_at, wake_at, waiting_for)] = query(
-        db, "SELECT due_at, wake_at, waiting_for FROM executions"
-    )
+    # read before the kill, and unchanged after it: the worker died while it waited (not
+    # a clock reading taken later, which a slow machine would push past the due time)
+    [(_, _, due_at, wake_at, waiting_for)] = seen
+    assert query(db, waiting) == seen, "the killed worker had fired the timer already"
     assert waiting_for == "timer"
     assert wake_at == due_at
-    assert time.time() < due_at, "the worker was killed after the timer was due"
 
     second = cli.spawn(*worker_args)
     wait_for(
