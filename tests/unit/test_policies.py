@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import statistics
 
 import pytest
 from hypothesis import given
@@ -75,18 +76,23 @@ def test_full_jitter_stays_under_the_ceiling(attempt: int, seed: int) -> None:
     assert 0 <= decision.delay <= min(60, 2 ** (attempt - 1))
 
 
-def test_same_seed_same_schedule() -> None:
-    """Decisions are deterministic for a given random source."""
-    policy = RetryPolicy(max_attempts=5)
-    a = [
-        retry_decision(policy, kind=ErrorKind.SERVER, attempt=i, rng=random.Random(7))
-        for i in range(1, 5)
-    ]
-    b = [
-        retry_decision(policy, kind=ErrorKind.SERVER, attempt=i, rng=random.Random(7))
-        for i in range(1, 5)
-    ]
-    assert a == b
+def test_full_jitter_spreads_delays_over_the_whole_range() -> None:
+    """Full jitter draws each delay from [0, ceiling]: over many random sources the delays
+    differ, reach near both ends of the range and centre on its middle, so a constant
+    delay (none at all, or always the ceiling) fails here."""
+    policy = RetryPolicy(max_attempts=50)
+    ceiling = 16  # attempt 5: 2 ** 4 seconds, under the 60 s cap
+    delays = []
+    for seed in range(500):
+        decision = retry_decision(
+            policy, kind=ErrorKind.TIMEOUT, attempt=5, rng=random.Random(seed)
+        )
+        assert isinstance(decision, Retry)
+        delays.append(decision.delay)
+    assert all(0 <= d <= ceiling for d in delays)
+    assert len(set(delays)) > 450
+    assert min(delays) < 0.05 * ceiling and max(delays) > 0.95 * ceiling
+    assert 0.4 * ceiling < statistics.mean(delays) < 0.6 * ceiling
 
 
 def test_attempts_run_out() -> None:
