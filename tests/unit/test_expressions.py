@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import re
 import string
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from trilha.core.budget import DEFAULT_MAX_VALUE_BYTES, INT_MAX, Budget
 from trilha.core.expressions import (
+    FUNCTION_NAMES,
     MAX_DEPTH,
     MAX_SOURCE_LENGTH,
     Expression,
@@ -178,7 +180,20 @@ def test_evaluates(source: str, expected: Any) -> None:
         ("1.5.2", "invalid number at column 1"),
         ("x > 1" + "0" * 400 + ".5", "number is too large at column 5"),
         ("1 < x < 3", "comparisons cannot be chained; combine them with 'and' at column 7"),
-        ("items[0]", "subscripts are not supported; use a dotted path such as items.0 at column 6"),
+        ("items[0", "unexpected end of expression at column 8"),
+        ("items[]", "unexpected ']' at column 7"),
+        ("items[0].", "expected a name or index after '.' at column 9"),
+        ("items[0].__class__", "names starting with '__' are not allowed at column 10"),
+        ("items['__class__']", "names starting with '__' are not allowed at column 7"),
+        ("'abc'.upper", "unexpected '.' at column 6"),
+        ("items [0] .name", "unexpected '.' at column 11"),
+        ("@foo", "unknown loop variable '@foo'; use @index, @number, @first or @last at column 1"),
+        ("@index.x", "@index has no fields at column 7"),
+        ("now(1)", "now() takes 0 arguments, got 1 at column 1"),
+        ("today(1, 2)", "today() takes 0 or 1 arguments, got 2 at column 1"),
+        ("format_date(x)", "format_date() takes 2 to 4 arguments, got 1 at column 1"),
+        ("add_days(x)", "add_days() takes 2 arguments, got 1 at column 1"),
+        ("join()", "join() takes 1 or 2 arguments, got 0 at column 1"),
         ("len(a, b)", "len() takes 1 argument, got 2 at column 1"),
         ("contains(a)", "contains() takes 2 arguments, got 1 at column 1"),
         ("system('ls')", "unknown function 'system' at column 1"),
@@ -407,6 +422,286 @@ def test_oversized_integers_are_limits() -> None:
         evaluate("text(n)", {"n": 10**5000})
 
 
+# ------------------------------------------------------------------------- indexing
+
+INDEXED: dict[str, Any] = {
+    "slots": [{"id": "s1", "label": "09:00"}, {"id": "s2", "label": "10:00"}],
+    "choice": 2,
+    "grid": [[1, 2], [3]],
+    "key": "label",
+    "odd": "__class__",
+    "customer": {"name": "Ana", "0": "zero"},
+}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("slots[0]", {"id": "s1", "label": "09:00"}),
+        ("slots[0].label", "09:00"),
+        ("slots[choice - 1].label", "10:00"),
+        ("slots[choice - 1][key]", "10:00"),
+        ("slots[1]['id']", "s2"),
+        ("slots[1.0].id", "s2"),
+        ("slots[0].label.0", None),
+        ("grid[0][1]", 2),
+        ("grid[1].0", 3),
+        ("grid.0[1]", 2),
+        ("[10, 20, 30][2]", 30),
+        ("(slots)[0].id", "s1"),
+        ("customer['name']", "Ana"),
+        ("customer['0']", "zero"),
+        ("customer.0", "zero"),
+        # out of range, negative (no counting from the end), wrong key type: null
+        ("slots[2]", None),
+        ("slots[-1]", None),
+        ("slots[0 - 1]", None),
+        ("slots[1.5]", None),
+        ("slots['0']", None),
+        ("slots[true]", None),
+        ("slots[null]", None),
+        ("customer[0]", None),
+        ("customer[odd]", None),
+        ("customer['missing']", None),
+        ("'abc'[0]", None),
+        ("choice[0]", None),
+        ("missing[0].x", None),
+        ("len(slots)[0]", None),
+        ("slots[choice - 1].label == '10:00'", True),
+        ("-grid[1][0]", -3),
+    ],
+)
+def test_indexing(source: str, expected: Any) -> None:
+    """Lists index by a whole number from 0, objects by text; anything else is null."""
+    assert evaluate(source, INDEXED) == expected
+
+
+def test_indexing_reads_no_python_attributes() -> None:
+    """A key computed at run time only ever looks up a dict key; Python objects give null."""
+    variables = {"obj": _Booby(), "k": "secret", "d": {"secret": 1}}
+    assert evaluate("obj[k]", variables) is None
+    assert evaluate("obj[0]", variables) is None
+    assert evaluate("d[k]", variables) == 1
+    assert evaluate("d['keys']", variables) is None
+
+
+def test_index_paths_are_read() -> None:
+    """The variables an index reads count as read, in order of first reading."""
+    expression = compile_expression("slots[choice - 1].label + names[k]")
+    assert expression.paths() == frozenset({"slots", "choice", "names", "k"})
+    assert expression.ordered_paths() == ("slots", "choice", "names", "k")
+
+
+def test_long_index_chains_do_not_deepen_the_tree() -> None:
+    """A chain of hundreds of steps evaluates without exhausting the Python stack."""
+    nested: Any = "end"
+    for _ in range(300):
+        nested = [nested]
+    assert evaluate("x" + "[0]" * 300, {"x": nested}) == "end"
+    assert evaluate("x" + "[0].0" * 150, {"x": nested}) == "end"
+
+
+# ------------------------------------------------------------------------ functions
+
+SYS = {"sys": {"now": "2025-03-01T02:30:00Z", "executionId": "e-1"}}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        # now() is sys.now, as the engine set it
+        ("now()", "2025-03-01T02:30:00Z"),
+        # today: 02:30 UTC is still the day before in São Paulo (UTC-3)
+        ("today()", "2025-03-01"),
+        ("today('UTC')", "2025-03-01"),
+        ("today('America/Sao_Paulo')", "2025-02-28"),
+        ("today('Asia/Tokyo')", "2025-03-01"),
+        ("today('-03:00')", "2025-02-28"),
+        # format_date: the documented pattern letters
+        ("format_date(now(), 'dd/MM/yyyy HH:mm', 'America/Sao_Paulo')", "28/02/2025 23:30"),
+        ("format_date(now(), 'd/M/yy H:m:s', 'UTC')", "1/3/25 2:30:0"),
+        ("format_date(now(), 'hh:mm a', 'America/Sao_Paulo')", "11:30 PM"),
+        ("format_date(now(), 'h a', 'UTC')", "2 AM"),
+        ("format_date('2025-03-01T12:05:09Z', 'h:mm:ss a')", "12:05:09 PM"),
+        (
+            "format_date(now(), 'EEEE, d MMMM yyyy', 'America/Sao_Paulo')",
+            "Friday, 28 February 2025",
+        ),
+        ("format_date(now(), 'EEE d MMM', 'UTC')", "Sat 1 Mar"),
+        ("format_date(now(), 'y', 'UTC')", "2025"),
+        (
+            "format_date(now(), \"EEEE, dd 'de' MMMM 'às' HH'h'mm\", 'America/Sao_Paulo', 'pt-BR')",
+            "sexta-feira, 28 de fevereiro às 23h30",
+        ),
+        ("format_date('2025-03-03', 'EEE d MMM', null, 'pt')", "seg 3 mar"),
+        ("format_date('2025-03-05', 'EEEE d MMMM', null, 'es-AR')", "miércoles 5 marzo"),
+        ("format_date('2025-03-05', 'EEEE', null, 'fr')", "Wednesday"),
+        ("format_date('2025-03-05', \"dd 'o''clock' ''\")", "05 o'clock '"),
+        ("format_date('2025-03-05', '[dd]-MM.yyyy')", "[05]-03.2025"),
+        # the value's own offset, unless a zone is given; a zone changes with the date (DST)
+        ("format_date('2025-03-01T09:00:00-03:00', 'HH:mm')", "09:00"),
+        ("format_date('2025-03-01T09:00:00-03:00', 'HH:mm', 'UTC')", "12:00"),
+        ("format_date('2025-07-01T12:00:00Z', 'HH:mm', 'America/New_York')", "08:00"),
+        ("format_date('2025-01-15T12:00:00Z', 'HH:mm', 'America/New_York')", "07:00"),
+        ("format_date('2018-12-01T12:00:00Z', 'HH:mm', 'America/Sao_Paulo')", "10:00"),
+        # wall-clock times (no offset) and bare dates are never converted
+        ("format_date('2025-03-01T09:00:00', 'HH:mm', 'Asia/Tokyo')", "09:00"),
+        ("format_date('2025-03-01', 'dd/MM HH:mm', 'Asia/Tokyo')", "01/03 00:00"),
+        # epoch seconds, UTC
+        ("format_date(1740832200, 'yyyy-MM-dd HH:mm', 'America/New_York')", "2025-03-01 07:30"),
+        ("format_date(0, 'yyyy-MM-dd HH:mm:ss')", "1970-01-01 00:00:00"),
+        ("format_date(1.5, 'ss')", "01"),
+        # add_days / add_minutes keep the value's offset
+        ("add_days(now(), 1)", "2025-03-02T02:30:00Z"),
+        ("add_days('2025-03-01T09:00:00-03:00', -1)", "2025-02-28T09:00:00-03:00"),
+        ("add_days('2024-02-28', 1)", "2024-02-29"),
+        ("add_days('2025-03-01', 0.5)", "2025-03-01T12:00:00"),
+        ("add_minutes('2025-03-01T23:30:00-03:00', 45)", "2025-03-02T00:15:00-03:00"),
+        ("add_minutes('2025-03-01T09:00:00', -90)", "2025-03-01T07:30:00"),
+        ("add_minutes('2025-03-01', 90)", "2025-03-01T01:30:00"),
+        ("add_minutes(0, 1)", "1970-01-01T00:01:00Z"),
+        ("add_minutes('2025-03-01T09:00:00.250+05:30', 1)", "2025-03-01T09:01:00.250000+05:30"),
+        # weekday: ISO numbers, 1 is Monday
+        ("weekday('2025-03-03')", 1),
+        ("weekday('2025-03-02')", 7),
+        ("weekday(now())", 6),
+        ("weekday(now(), 'America/Sao_Paulo')", 5),
+        ("weekday(add_days(today('America/Sao_Paulo'), 2))", 7),
+        # null in, null out
+        ("format_date(missing, 'dd')", None),
+        ("add_days(missing, 1)", None),
+        ("add_minutes(null, 1)", None),
+        ("weekday(missing, 'UTC')", None),
+        # join
+        ("join(['a', 'b', 'c'], ' e ')", "a e b e c"),
+        ("join([1, 2.5, true, null, 'x', [1]], '|')", "1|2.5|true||x|[1]"),
+        ("join(['a', 'b'])", "a, b"),
+        ("join([], '-')", ""),
+        ("join(missing, '-')", ""),
+        # the string functions that were already there, once more
+        ("len('olá')", 3),
+        ("upper('olá')", "OLÁ"),
+        ("lower('ÉA')", "éa"),
+        ("trim('  a b ')", "a b"),
+        ("contains(['a'], 'a')", True),
+        ("number(' 12 ')", 12),
+    ],
+)
+def test_functions(source: str, expected: Any) -> None:
+    """Each function of the language, with time zones, offsets, epochs and languages."""
+    result = evaluate(source, SYS)
+    assert result == expected
+    assert type(result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("now()", "now() needs sys.now, the time the engine runs the step at, and it is not set"),
+        ("today('UTC')", "today() needs sys.now, the time the engine runs the step at"),
+    ],
+)
+def test_now_needs_sys_now(source: str, message: str) -> None:
+    """The core never reads the clock: without the engine's sys.now, now() is an error."""
+    for variables in ({}, {"sys": {}}, {"sys": {"now": 5}}):
+        with pytest.raises(ExpressionError, match=re.escape(message)):
+            evaluate(source, variables)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("today('Mars/Olympus')", "today(): unknown time zone 'Mars/Olympus' at column 1"),
+        ("today('../../etc/passwd')", "today(): unknown time zone '../../etc/passwd' at column 1"),
+        ("today('America')", "today(): unknown time zone 'America' at column 1"),
+        ("today('+25:00')", "today(): unknown time zone '+25:00' at column 1"),
+        (
+            "format_date(now(), 'dd', 'Nowhere')",
+            "format_date(): unknown time zone 'Nowhere' at column 1",
+        ),
+        (
+            "weekday(now(), 3)",
+            "weekday(): a time zone is a name such as 'America/Sao_Paulo', not 3 at column 1",
+        ),
+        (
+            "format_date('tomorrow', 'dd')",
+            "format_date(): 'tomorrow' is not an ISO-8601 date at column 1",
+        ),
+        (
+            "add_days('2025-02-30', 1)",
+            "add_days(): '2025-02-30' is not a valid date (day is out of range for month)"
+            " at column 1",
+        ),
+        (
+            "weekday('2025-03-01T25:00:00Z')",
+            "weekday(): '2025-03-01T25:00:00Z' is not a valid date (hour must be in 0..23)"
+            " at column 1",
+        ),
+        ("weekday(true)", "weekday(): expected a date, got a boolean at column 1"),
+        ("weekday([1])", "weekday(): expected an ISO-8601 text or epoch seconds at column 1"),
+        ("weekday(huge)", "weekday(): epoch seconds 1e+300 are out of range at column 1"),
+        (
+            "add_days('9999-12-31', 1)",
+            "add_days(): '9999-12-31' shifted that far is out of range (years 1 to 9999)"
+            " at column 1",
+        ),
+        (
+            "add_minutes(now(), huge)",
+            "add_minutes(): '2025-03-01T02:30:00Z' shifted that far is out of range"
+            " (years 1 to 9999) at column 1",
+        ),
+        ("add_days(now(), '1')", "add_days(): expects a number of days, got string at column 1"),
+        (
+            "format_date(now(), 'dd de MMMM')",
+            "format_date(): pattern letter 'e' is not supported",
+        ),
+        ("format_date(now(), 'YYYY')", "format_date(): pattern letter 'YYYY' is not supported"),
+        ("format_date(now(), 'yyy')", "format_date(): pattern letter 'yyy' is not supported"),
+        ('format_date(now(), "dd \'de")', "has an unclosed quote at column 1"),
+        ("format_date(now(), 5)", "the pattern is a text such as 'dd/MM/yyyy' at column 1"),
+        (
+            f"format_date(now(), '{'d' * 101}')",
+            "format_date(): the pattern is longer than 100 characters at column 1",
+        ),
+        ("join('abc', ',')", "join() expects a list, got string at column 1"),
+        ("join(['a'], 1)", "join() expects a text separator, got number at column 1"),
+    ],
+)
+def test_function_errors_name_the_value(source: str, message: str) -> None:
+    """An unknown zone, an unparseable date or a bad pattern raises ExpressionError naming it."""
+    with pytest.raises(ExpressionError) as info:
+        evaluate(source, {**SYS, "huge": 1e300})
+    assert message in str(info.value)
+
+
+def test_long_date_text_is_refused_unread() -> None:
+    """A date text longer than any ISO-8601 form is refused before it is parsed."""
+    with pytest.raises(ExpressionError, match="is not an ISO-8601 date"):
+        evaluate("weekday(x)", {"x": "2025-03-01" + " " * 10_000})
+
+
+def test_join_is_bounded_by_the_budget() -> None:
+    """join() counts the text it would build and stops before building it."""
+    items = ["x" * 100] * 100
+    assert len(evaluate("join(items, '')", {"items": items}, Budget(20_000))) == 10_000
+    with pytest.raises(LimitExceeded):
+        evaluate("join(items, '')", {"items": items}, Budget(5_000))
+    with pytest.raises(LimitExceeded):
+        evaluate("join(items, sep)", {"items": ["a"] * 1000, "sep": "-" * 100}, Budget(50_000))
+
+
+def test_dates_are_replay_deterministic() -> None:
+    """The same sys.now gives the same results, whenever it is evaluated."""
+    source = "format_date(add_minutes(now(), 30), 'EEEE HH:mm', 'America/Sao_Paulo')"
+    assert {evaluate(source, SYS) for _ in range(3)} == {"Saturday 00:00"}
+
+
+def test_function_names_are_listed() -> None:
+    """FUNCTION_NAMES lists what a template linter may accept, the new functions included."""
+    expected = {"now", "today", "format_date", "add_days", "add_minutes", "weekday", "join"}
+    assert expected | {"len", "upper", "lower", "trim", "contains", "number"} <= FUNCTION_NAMES
+
+
 # ----------------------------------------------------------------------- no escapes
 
 
@@ -487,10 +782,18 @@ _TOKENS = [
     "number(",
     "text(",
     "__",
+    "@index",
+    "].",
+    ").",
+    "now(",
+    "format_date(",
 ]
 
 leaf = st.sampled_from(
-    ["1", "2.5", "0", "'a'", "''", '"b\\n"', "true", "null", "x", "y.z", "items.0", "s"]
+    [
+        *["1", "2.5", "0", "'a'", "''", '"b\\n"', "true", "null", "x", "y.z", "items.0", "s"],
+        *["now()", "'2025-03-01'", "'2025-03-01T09:30:00-03:00'", "'UTC'", "'America/Sao_Paulo'"],
+    ]
 )
 
 
@@ -506,8 +809,18 @@ def _combine(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         | st.tuples(
             st.sampled_from(["len", "lower", "upper", "trim", "number", "text"]), children
         ).map(lambda t: f"{t[0]}({t[1]})")
-        | st.tuples(st.sampled_from(["contains", "startswith"]), children, children).map(
-            lambda t: f"{t[0]}({t[1]}, {t[2]})"
+        | st.tuples(
+            st.sampled_from(["contains", "startswith", "join", "add_days", "add_minutes"]),
+            children,
+            children,
+        ).map(lambda t: f"{t[0]}({t[1]}, {t[2]})")
+        | st.tuples(children, children).map(lambda t: f"{t[0]}[{t[1]}]")
+        | st.tuples(children, st.sampled_from(["a", "0", "z.0"])).map(lambda t: f"({t[0]}).{t[1]}")
+        | st.tuples(children, st.sampled_from(["'dd/MM/yyyy HH:mm'", "'EEEE'", "x"]), children).map(
+            lambda t: f"format_date({t[0]}, {t[1]}, {t[2]})"
+        )
+        | st.tuples(st.sampled_from(["weekday", "today"]), children).map(
+            lambda t: f"{t[0]}({t[1]})"
         )
     )
 
@@ -523,7 +836,16 @@ json_values = st.recursive(
     max_leaves=10,
 )
 variables_strategy = st.fixed_dictionaries(
-    {}, optional={"x": json_values, "y": json_values, "items": json_values, "s": json_values}
+    {},
+    optional={
+        "x": json_values,
+        "y": json_values,
+        "items": json_values,
+        "s": json_values,
+        "sys": st.fixed_dictionaries(
+            {}, optional={"now": st.just("2025-03-01T02:30:00Z") | json_values}
+        ),
+    },
 )
 
 

@@ -6,9 +6,9 @@ end users and remote services filled in, inside a long-running worker. Python's
 so this module has its own small language: a hand-written tokenizer, a
 recursive-descent parser that builds a tree of frozen dataclasses, and an
 evaluator that only knows the operations listed below. Nothing here reaches
-Python attributes, imports, subscripts or arbitrary callables; the only way
-into data is a dotted path resolved by :func:`trilha.core.paths.resolve_path`,
-which only looks into dicts and lists.
+Python attributes, imports or arbitrary callables; the only ways into data are
+a dotted path resolved by :func:`trilha.core.paths.resolve_path` and indexing
+(``slots[choice - 1].label``), and both only look into dicts and lists.
 
 Grammar, loosest binding first::
 
@@ -18,9 +18,14 @@ Grammar, loosest binding first::
     compare := sum [("==" | "!=" | "<" | "<=" | ">" | ">=" | "in" | "not" "in") sum]
     sum     := product (("+" | "-") product)*
     product := unary (("*" | "/" | "%") unary)*
-    unary   := "-" unary | primary
-    primary := number | string | true | false | null | path | name "(" args ")"
+    unary   := "-" unary | postfix
+    postfix := primary ("[" or "]" | "." field ("." field)*)*
+    primary := number | string | true | false | null | path | @name | name "(" args ")"
              | "(" or ")" | "[" [or ("," or)* [","]] "]"
+
+A ``.field`` step follows a ``]`` or ``)`` directly (``slots[0].label``); after a
+name the dots are part of the path. ``@index``, ``@number``, ``@first`` and
+``@last`` are the loop variables of a template's ``{{#each}}`` (null elsewhere).
 
 ``!`` is an alias of ``not`` and binds like it (``!a == b`` is
 ``not (a == b)``). Comparisons do not chain: ``1 < x < 3`` is refused rather
@@ -43,6 +48,15 @@ Semantics chosen so a condition cannot crash a conversation by accident:
   ``text(None)`` is ``""``.
 * ``+`` adds numbers or joins two strings; ``/`` always divides exactly
   (``7 / 2`` is ``3.5``), as a flow author who is not a programmer expects.
+* Indexing takes a list item by a whole number from 0 or an object's value by a
+  text key; an index out of range (negative ones included: there is no counting
+  from the end), a key of the wrong type or a value that is neither list nor
+  object gives ``None``.
+* Dates (``now()``, ``today``, ``format_date``, ``add_days``, ``add_minutes``,
+  ``weekday``; :mod:`trilha.core.dates`) never read the clock: "now" is the
+  ``sys.now`` the engine puts into the variables, so a replayed step computes the
+  same dates. ``now()`` without ``sys.now`` is an error; a ``null`` date gives
+  ``null``.
 * Genuine mistakes raise :class:`~trilha.errors.ExpressionError`: arithmetic
   on the wrong types, division by zero, ``number('abc')``, unknown functions.
 
@@ -67,12 +81,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
+from trilha.core import dates
 from trilha.core.budget import INT_MAX, Budget, check_int
 from trilha.core.paths import MISSING, resolve_path
-from trilha.core.templates import to_text
+from trilha.core.text import to_text
 from trilha.errors import ExpressionError, LimitExceeded
 
 __all__ = [
+    "FUNCTION_NAMES",
+    "LOOP_NAMES",
     "MAX_DEPTH",
     "MAX_SOURCE_LENGTH",
     "Expression",
@@ -83,6 +100,8 @@ __all__ = [
 
 MAX_SOURCE_LENGTH: Final = 2_000
 MAX_DEPTH: Final = 50
+#: the variables a template's ``{{#each}}`` sets for each item, beside ``this``
+LOOP_NAMES: Final = frozenset({"@index", "@number", "@first", "@last"})
 
 
 # --------------------------------------------------------------------------- values
@@ -283,17 +302,102 @@ def _startswith(column: int, budget: Budget, value: Any, prefix: Any) -> Any:
     return isinstance(value, str) and isinstance(prefix, str) and value.startswith(prefix)
 
 
-# name -> (number of arguments, implementation taking the column first)
-_FUNCTIONS: Final[Mapping[str, tuple[int, Callable[..., Any]]]] = {
-    "len": (1, _len),
-    "lower": (1, _string_function("lower", str.lower)),
-    "upper": (1, _string_function("upper", str.upper)),
-    "trim": (1, _string_function("trim", str.strip)),
-    "number": (1, _number),
-    "text": (1, _text),
-    "contains": (2, _contains_function),
-    "startswith": (2, _startswith),
+def _join(column: int, budget: Budget, items: Any, separator: Any = ", ") -> Any:
+    if items is None:
+        return ""
+    if not isinstance(items, list | tuple):
+        _fail(f"join() expects a list, got {_type_name(items)}", column)
+    if not isinstance(separator, str):
+        _fail(f"join() expects a text separator, got {_type_name(separator)}", column)
+    budget.size_of(items)  # the texts are about as large as the items' JSON
+    pieces: list[str] = []
+    size = 2
+    for item in items:
+        piece = to_text(item)
+        size = budget.check(size + len(piece) + len(separator))  # before the join is built
+        pieces.append(piece)
+    return separator.join(pieces)
+
+
+def _sys_now(name: str, column: int, variables: Mapping[str, Any]) -> str:
+    now = resolve_path(variables, "sys.now")
+    if not isinstance(now, str):
+        _fail(
+            f"{name}() needs sys.now, the time the engine runs the step at, and it is not set",
+            column,
+        )
+    return now
+
+
+def _now(column: int, budget: Budget, variables: Mapping[str, Any]) -> Any:
+    return _sys_now("now", column, variables)
+
+
+def _today(column: int, budget: Budget, variables: Mapping[str, Any], tz: Any = None) -> Any:
+    now = _sys_now("today", column, variables)
+    try:
+        return dates.today(now, tz)
+    except dates.DateError as exc:
+        _fail(f"today(): {exc}", column)
+
+
+def _date_function(name: str, operation: Callable[..., Any]) -> Callable[..., Any]:
+    """A function of a date and more: ``null`` for a ``null`` date (absence stays
+    visible, as with ``lower``), and a :class:`~trilha.core.dates.DateError` becomes
+    an :class:`ExpressionError` naming the function."""
+
+    def apply(column: int, budget: Budget, value: Any, *rest: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return operation(value, *rest)
+        except dates.DateError as exc:
+            _fail(f"{name}(): {exc}", column)
+
+    return apply
+
+
+def _shift(unit: str) -> Callable[[Any, Any], str]:
+    def shift(value: Any, amount: Any) -> str:
+        if not _is_number(amount):
+            raise dates.DateError(f"expects a number of {unit}, got {_type_name(amount)}")
+        return dates.add(value, **{unit: amount})
+
+    return shift
+
+
+@dataclass(frozen=True, slots=True)
+class _Function:
+    """A whitelisted function: how many arguments it takes, and its implementation,
+    called with the column and the budget first (and the variables, for the few
+    that read ``sys``)."""
+
+    minimum: int
+    maximum: int
+    implementation: Callable[..., Any]
+    reads_variables: bool = False
+
+
+_FUNCTIONS: Final[Mapping[str, _Function]] = {
+    "len": _Function(1, 1, _len),
+    "lower": _Function(1, 1, _string_function("lower", str.lower)),
+    "upper": _Function(1, 1, _string_function("upper", str.upper)),
+    "trim": _Function(1, 1, _string_function("trim", str.strip)),
+    "number": _Function(1, 1, _number),
+    "text": _Function(1, 1, _text),
+    "contains": _Function(2, 2, _contains_function),
+    "startswith": _Function(2, 2, _startswith),
+    "join": _Function(1, 2, _join),
+    "now": _Function(0, 0, _now, reads_variables=True),
+    "today": _Function(0, 1, _today, reads_variables=True),
+    "format_date": _Function(2, 4, _date_function("format_date", dates.format_date)),
+    "add_days": _Function(2, 2, _date_function("add_days", _shift("days"))),
+    "add_minutes": _Function(2, 2, _date_function("add_minutes", _shift("minutes"))),
+    "weekday": _Function(1, 2, _date_function("weekday", dates.weekday)),
 }
+
+#: the functions expressions and templates may call
+FUNCTION_NAMES: Final = frozenset(_FUNCTIONS)
 
 
 # ----------------------------------------------------------------------------- tree
@@ -453,6 +557,52 @@ class Arithmetic(Node):
         return (self.first, *(operand for _, _, operand in self.rest))
 
 
+def _item(container: Any, key: Any) -> Any:
+    """``container[key]`` for JSON data: a list by a whole number from 0, an object
+    by a text key; ``None`` for anything else (never a Python attribute)."""
+    if isinstance(container, list | tuple):
+        if isinstance(key, bool) or not isinstance(key, int | float):
+            return None
+        if isinstance(key, float) and not key.is_integer():
+            return None
+        index = int(key)
+        return container[index] if 0 <= index < len(container) else None
+    if isinstance(container, dict) and isinstance(key, str):
+        return container.get(key)
+    return None
+
+
+def _field(container: Any, name: str) -> Any:
+    """A ``.name`` step, read as a path segment is: digits index a list."""
+    if isinstance(container, list | tuple):
+        return _item(container, int(name)) if name.isdigit() and len(name) <= 18 else None
+    return _item(container, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Postfix(Node):
+    """Indexing and field steps after a value: ``slots[choice - 1].label``.
+
+    One node with a flat list of steps, like :class:`Arithmetic`, so a long chain
+    does not deepen the tree."""
+
+    base: Node
+    steps: tuple[Node | tuple[str, ...], ...]  # an index expression, or field names
+
+    def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
+        value = self.base.evaluate(variables, budget)
+        for step in self.steps:
+            if isinstance(step, Node):
+                value = _item(value, step.evaluate(variables, budget))
+            else:
+                for name in step:
+                    value = _field(value, name)
+        return value
+
+    def children(self) -> tuple[Node, ...]:
+        return (self.base, *(step for step in self.steps if isinstance(step, Node)))
+
+
 @dataclass(frozen=True, slots=True)
 class Call(Node):
     """A call to one of the whitelisted functions (checked when parsing)."""
@@ -462,9 +612,11 @@ class Call(Node):
     column: int
 
     def evaluate(self, variables: Mapping[str, Any], budget: Budget) -> Any:
-        _, implementation = _FUNCTIONS[self.name]
+        function = _FUNCTIONS[self.name]
         values = [argument.evaluate(variables, budget) for argument in self.arguments]
-        return implementation(self.column, budget, *values)
+        if function.reads_variables:
+            return function.implementation(self.column, budget, variables, *values)
+        return function.implementation(self.column, budget, *values)
 
     def children(self) -> tuple[Node, ...]:
         return self.arguments
@@ -487,10 +639,13 @@ class Expression:
 
     source: str
     root: Node
+    _ordered: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _paths: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_paths", frozenset(_collect_paths(self.root)))
+        ordered = tuple(dict.fromkeys(_collect_paths(self.root)))
+        object.__setattr__(self, "_ordered", ordered)
+        object.__setattr__(self, "_paths", frozenset(ordered))
 
     def evaluate(self, variables: Mapping[str, Any], budget: Budget | None = None) -> Any:
         """Evaluate against ``variables``; only :class:`ExpressionError` and, past a
@@ -505,13 +660,18 @@ class Expression:
         """The variable paths this expression reads, for flow validation."""
         return self._paths
 
+    def ordered_paths(self) -> tuple[str, ...]:
+        """The same paths in order of first reading, for stable messages."""
+        return self._ordered
+
 
 # ------------------------------------------------------------------------ tokenizer
 
 
 class _Kind(enum.Enum):
     CONSTANT = "constant"  # numbers, strings, true/false/null
-    NAME = "name"  # a dotted path, or a function name
+    NAME = "name"  # a dotted path, a loop variable, or a function name
+    FIELD = "field"  # ".name.0" straight after "]" or ")": the names
     OPERATOR = "operator"  # punctuation and keyword operators, normalised
     END = "end"
 
@@ -526,6 +686,8 @@ class _Token:
 
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _PATH_TOKEN: Final = re.compile(rf"{_IDENTIFIER}(?:\.(?:{_IDENTIFIER}|[0-9]+))*")
+_FIELD_TOKEN: Final = re.compile(rf"(?:\.(?:{_IDENTIFIER}|[0-9]+))+")
+_LOOP_TOKEN: Final = re.compile(rf"@{_IDENTIFIER}")
 _NUMBER_TOKEN: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _NAME_CHARACTERS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
@@ -608,6 +770,32 @@ def _read_name(source: str, start: int) -> tuple[_Token, int]:
     return _Token(_Kind.NAME, text, text, start + 1), end
 
 
+def _read_field(source: str, start: int) -> tuple[_Token, int]:
+    match = _FIELD_TOKEN.match(source, start)
+    if match is None:
+        _fail("expected a name or index after '.'", start + 1)
+    end = match.end()
+    if end < len(source) and (source[end] in _NAME_CHARACTERS or source[end] == "."):
+        if source[end] == ".":
+            _fail("expected a name or index after '.'", end + 1)
+        _fail("invalid name or path segment", start + 2)
+    names = tuple(match.group()[1:].split("."))
+    if any(name.startswith("__") for name in names):
+        _fail("names starting with '__' are not allowed", start + 2)
+    return _Token(_Kind.FIELD, match.group(), names, start + 1), end
+
+
+def _read_loop_name(source: str, start: int) -> tuple[_Token, int]:
+    match = _LOOP_TOKEN.match(source, start)
+    name = match.group() if match is not None else "@"
+    if name not in LOOP_NAMES:
+        _fail(f"unknown loop variable {name!r}; use @index, @number, @first or @last", start + 1)
+    end = start + len(name)
+    if end < len(source) and source[end] == ".":
+        _fail(f"{name} has no fields", end + 1)
+    return _Token(_Kind.NAME, name, name, start + 1), end
+
+
 def _tokenize(source: str) -> list[_Token]:
     tokens: list[_Token] = []
     position = 0
@@ -636,6 +824,12 @@ def _tokenize(source: str) -> list[_Token]:
             position = end
         elif character in _NAME_CHARACTERS:
             token, position = _read_name(source, position)
+            tokens.append(token)
+        elif character == "." and position > 0 and source[position - 1] in ")]":
+            token, position = _read_field(source, position)
+            tokens.append(token)
+        elif character == "@":
+            token, position = _read_loop_name(source, position)
             tokens.append(token)
         else:
             symbol = source[position : position + 2]
@@ -773,13 +967,27 @@ class _Parser:
             column = self._advance().column
             with self._nested(column):
                 return Negate(self._unary(), column)
-        node = self._primary()
-        if self._at("["):
-            _fail(
-                "subscripts are not supported; use a dotted path such as items.0",
-                self._peek().column,
-            )
-        return node
+        return self._postfix(self._primary())
+
+    def _postfix(self, node: Node) -> Node:
+        steps: list[Node | tuple[str, ...]] = []
+        while True:
+            if self._at("["):
+                column = self._advance().column
+                with self._nested(column):
+                    key = self._or()
+                self._expect("]")
+                if (
+                    isinstance(key, Constant)
+                    and isinstance(key.value, str)
+                    and key.value.startswith("__")
+                ):
+                    _fail("names starting with '__' are not allowed", column + 1)
+                steps.append(key)
+            elif self._peek().kind is _Kind.FIELD:
+                steps.append(self._advance().value)
+            else:
+                return Postfix(node, tuple(steps)) if steps else node
 
     def _primary(self) -> Node:
         token = self._peek()
@@ -819,14 +1027,21 @@ class _Parser:
         self._advance()  # "("
         with self._nested(name.column):
             arguments = self._sequence(")")
-        arity, _ = _FUNCTIONS[name.value]
-        if len(arguments) != arity:
-            plural = "" if arity == 1 else "s"
+        function = _FUNCTIONS[name.value]
+        if not function.minimum <= len(arguments) <= function.maximum:
             _fail(
-                f"{name.value}() takes {arity} argument{plural}, got {len(arguments)}",
+                f"{name.value}() takes {_arity(function)}, got {len(arguments)}",
                 name.column,
             )
         return Call(name.value, arguments, name.column)
+
+
+def _arity(function: _Function) -> str:
+    low, high = function.minimum, function.maximum
+    if low == high:
+        return f"{low} argument{'' if low == 1 else 's'}"
+    joiner = " or " if high == low + 1 else " to "
+    return f"{low}{joiner}{high} arguments"
 
 
 # ------------------------------------------------------------------------------ API
