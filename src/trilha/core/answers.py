@@ -141,9 +141,21 @@ def _offered(offered: Sequence[Mapping[str, Any]], text: str, reply_id: Any) -> 
         names = [option.get("id"), option.get("title"), *option.get("synonyms", ())]
         if folded in (fold(n) for n in names if isinstance(n, str)):
             return Accepted(option["id"])
-    if folded.isdigit() and len(folded) <= 3 and 1 <= int(folded) <= len(offered):
-        return Accepted(offered[int(folded) - 1]["id"])
+    position = _position(folded, len(offered))
+    if position is not None:
+        return Accepted(offered[position]["id"])
     return Refused("not one of the options")
+
+
+def _position(folded: str, count: int) -> int | None:
+    """The option a reply by number picks (from 0), if it is one. Decimal digits only:
+    ``str.isdigit`` also holds for digits ``int`` cannot read (Kharosthi's), and a
+    reply of thousands of digits is no option's number (nor convertible past 4,300)."""
+    digits = folded.lstrip("0")
+    if not folded.isdecimal() or not digits or len(digits) > len(str(count)):
+        return None
+    number = int(digits)
+    return number - 1 if number <= count else None
 
 
 def _media(rule: AnswerRule, content: Mapping[str, Any] | None) -> Accepted | Refused:
@@ -166,8 +178,9 @@ def _mime_matches(pattern: str, mime: str) -> bool:
 def _choice(rule: AnswerRule, answer: str) -> Accepted | Refused:
     options = rule.choice_options()
     folded = fold(answer)
-    if folded.isdigit() and 1 <= int(folded) <= len(options):
-        return Accepted(options[int(folded) - 1].value)
+    position = _position(folded, len(options))
+    if position is not None:
+        return Accepted(options[position].value)
     for option in options:
         names = [option.value, *([option.label] if option.label else []), *option.synonyms]
         if folded in (fold(n) for n in names):

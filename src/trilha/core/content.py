@@ -24,16 +24,18 @@ is its text-only rendering, the ``text`` every old reader keeps getting.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, WithJsonSchema, field_validator
 
 from trilha.core.wire import WireModel
 
 __all__ = [
     "CAPABILITIES",
+    "LOCALIZED_TAGS",
     "Button",
     "ContentFields",
     "ListSpec",
@@ -75,10 +77,52 @@ MAX_TEMPLATE: Final = 4_096
 ELLIPSIS: Final = "…"
 
 LANGUAGE_TAG: Final = r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}$"
-LanguageTag = Annotated[str, Field(pattern=LANGUAGE_TAG, max_length=35)]
+_LANGUAGE_TAG_RE: Final = re.compile(LANGUAGE_TAG)
+
+
+def _language_tag(value: str) -> str:
+    """A BCP 47 tag as platforms send them (``pt-BR``, ``en``, ``es-419``); the message
+    names the key, since pydantic's would only show the pattern."""
+    if len(value) > 35 or not _LANGUAGE_TAG_RE.match(value):
+        raise ValueError(f"'{value[:40]}' is not a language tag such as 'pt-BR' or 'en'")
+    return value
+
+
+LanguageTag = Annotated[
+    str,
+    AfterValidator(_language_tag),
+    WithJsonSchema({"type": "string", "pattern": LANGUAGE_TAG, "maxLength": 35}),
+]
 Template = Annotated[str, Field(max_length=MAX_TEMPLATE)]
+
+#: the tags pydantic puts in an error's location for :data:`Localized`'s two forms;
+#: :func:`trilha.core.flow.format_loc` leaves them out, so a problem reads
+#: ``nodes[0].text.en``, not ``nodes[0].text.dict[constrained-str,constrained-str].en``
+LOCALIZED_TAGS: Final = frozenset({"<text>", "<languages>"})
+
+
+def _localized_form(value: Any) -> str | None:
+    """Which form a value is, so only that form is validated and reported: a plain
+    union would report a too-long text twice (as a string, and as not a map)."""
+    if isinstance(value, str):
+        return "<text>"
+    if isinstance(value, Mapping):
+        return "<languages>"
+    return None
+
+
 #: a text, or a map of language tags to texts (``{"pt-BR": "Olá", "en": "Hello"}``)
-Localized = Template | Annotated[dict[LanguageTag, Template], Field(min_length=1, max_length=50)]
+Localized = Annotated[
+    Annotated[Template, Tag("<text>")]
+    | Annotated[
+        dict[LanguageTag, Template], Field(min_length=1, max_length=50), Tag("<languages>")
+    ],
+    Discriminator(
+        _localized_form,
+        custom_error_type="localized",
+        custom_error_message="a text, or a map of language tags to texts",
+    ),
+]
 
 #: a list's button when buttons are shown as a list, in the contact's language
 _OPTIONS_LABEL: Final = {"pt": "Opções", "es": "Opciones", "en": "Options"}
@@ -91,9 +135,15 @@ class Button(WireModel):
     """One reply button; a reply matches its ``id``, then its ``title`` and ``synonyms``."""
 
     id: str = Field(
-        min_length=1, max_length=MAX_URL, description="What the reply carries back (a template)."
+        min_length=1,
+        max_length=MAX_URL,
+        description="What a press of the button carries back, and what a `choice` question"
+        " saves: at most 256 characters (a template).",
     )
-    title: Localized = Field(description="What the button shows: at most 20 characters.")
+    title: Localized = Field(
+        description="What the button shows: at most 20 characters (a template, or a map of"
+        " languages)."
+    )
     synonyms: list[Annotated[str, Field(max_length=200)]] = Field(
         default_factory=list,
         max_length=50,
@@ -105,10 +155,15 @@ class Row(WireModel):
     """One row of a list message."""
 
     id: str = Field(
-        min_length=1, max_length=MAX_URL, description="What the reply carries back (a template)."
+        min_length=1,
+        max_length=MAX_URL,
+        description="What picking the row carries back, and what a `choice` question saves:"
+        " at most 200 characters, unique in the list (a template).",
     )
-    title: Localized = Field(description="At most 24 characters.")
-    description: Localized | None = Field(default=None, description="At most 72 characters.")
+    title: Localized = Field(description="What the row shows: at most 24 characters.")
+    description: Localized | None = Field(
+        default=None, description="A second line under the title: at most 72 characters."
+    )
     synonyms: list[Annotated[str, Field(max_length=200)]] = Field(
         default_factory=list,
         max_length=50,
@@ -125,28 +180,49 @@ class RowsFrom(WireModel):
         description="An expression giving the list, such as `slots` or `slots.morning`.",
     )
     id: str = Field(
-        min_length=1, max_length=MAX_URL, description="Each row's id, e.g. `{{this.id}}`."
+        min_length=1,
+        max_length=MAX_URL,
+        description="Each row's id, a template such as `{{this.id}}` (`this` is the item,"
+        " `@index` counts from 0, `@number` from 1).",
     )
-    title: Localized = Field(description="Each row's title, e.g. `{{this.label}}`.")
-    description: Localized | None = Field(default=None, description="Each row's description.")
+    title: Localized = Field(
+        description="Each row's title, such as `{{this.label}}`: cut to 24 characters."
+    )
+    description: Localized | None = Field(
+        default=None, description="Each row's description: cut to 72 characters."
+    )
 
 
 class Section(WireModel):
     """A titled group of rows; its rows are listed, or built from a variable."""
 
-    title: Localized | None = Field(default=None, description="At most 24 characters.")
-    rows: list[Row] = Field(default_factory=list, max_length=100, description="The rows.")
+    title: Localized | None = Field(
+        default=None,
+        description="The section's heading: at most 24 characters; needed when the list has"
+        " several sections.",
+    )
+    rows: list[Row] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The section's rows (at most 10 rows in the whole list).",
+    )
     rows_from: RowsFrom | None = Field(
-        default=None, description="Build the rows from a list variable instead."
+        default=None,
+        description="Build the rows from a list variable instead (one row per item; only"
+        " the first 10 of the list are shown).",
     )
 
 
 class ListSpec(WireModel):
     """A list message: a button that opens sections of rows (at most 10 rows in all)."""
 
-    button: Localized = Field(description="The button opening the list: at most 20 characters.")
+    button: Localized = Field(
+        description="The label of the button opening the list: at most 20 characters."
+    )
     sections: list[Section] = Field(
-        min_length=1, max_length=100, description="At most 10 sections."
+        min_length=1,
+        max_length=100,
+        description="Groups of rows: at most 10 sections, 10 rows in all.",
     )
 
 
@@ -154,22 +230,34 @@ class Media(WireModel):
     """An image, video, audio, document or sticker, sent by link."""
 
     kind: Literal["image", "video", "audio", "document", "sticker"] = Field(
-        description="What the link is."
+        description="What the link is: `image`, `video`, `audio`, `document` or `sticker`."
     )
-    url: str = Field(min_length=1, max_length=MAX_URL, description="An https URL (a template).")
-    caption: Localized | None = Field(default=None, description="At most 1,024 characters.")
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_URL,
+        description="Where the platform fetches it: an http(s) URL (a template).",
+    )
+    caption: Localized | None = Field(
+        default=None, description="Text shown with the media: at most 1,024 characters."
+    )
     filename: str | None = Field(
-        default=None, max_length=MAX_FILENAME, description="A document's file name."
+        default=None,
+        max_length=MAX_FILENAME,
+        description="The file name a `document` is shown with (a template).",
     )
 
 
 class Location(WireModel):
     """A place on the map."""
 
-    latitude: float | str = Field(description="-90 to 90, or a template giving the number.")
-    longitude: float | str = Field(description="-180 to 180, or a template giving the number.")
+    latitude: float | str = Field(
+        description="-90 to 90, or a template giving the number (`{{place.lat}}`)."
+    )
+    longitude: float | str = Field(
+        description="-180 to 180, or a template giving the number (`{{place.lng}}`)."
+    )
     name: Localized | None = Field(default=None, description="The place's name.")
-    address: Localized | None = Field(default=None, description="Its address.")
+    address: Localized | None = Field(default=None, description="The place's address.")
 
     @field_validator("latitude", "longitude")
     @classmethod
@@ -188,19 +276,38 @@ class ContentFields(WireModel):
     """What a message may carry beside its ``text`` (message, question, handoff, end)."""
 
     header: Localized | None = Field(
-        default=None, description="A title above the text (buttons or list): at most 60."
+        default=None,
+        description="A title above the text, with buttons or a list only: at most 60 characters.",
     )
     footer: Localized | None = Field(
-        default=None, description="A line below the text (buttons or list): at most 60."
+        default=None,
+        description="A line below the text, with buttons or a list only: at most 60 characters.",
     )
     buttons: list[Button] | None = Field(
-        default=None, max_length=100, description="1 to 3 reply buttons."
+        default=None,
+        max_length=100,
+        description="1 to 3 reply buttons; a `choice` question takes its options from them."
+        " One of buttons, list, media, location per message.",
     )
     list_: ListSpec | None = Field(
-        default=None, alias="list", description="A list of options behind a button."
+        default=None,
+        alias="list",
+        description="Options behind a button, in sections (at most 10 rows); a `choice`"
+        " question takes its options from its rows.",
     )
-    media: Media | None = Field(default=None, description="An image, video, audio, document...")
-    location: Location | None = Field(default=None, description="A place on the map.")
+    media: Media | None = Field(
+        default=None, description="An image, video, audio, document or sticker, by link."
+    )
+    location: Location | None = Field(
+        default=None, description="A place on the map, with its name and address."
+    )
+
+    def expressions(self) -> Iterator[tuple[str, str]]:
+        """A list's ``rowsFrom.items`` is an expression, checked when the flow is
+        published like a condition's (a typo must not fail the step that shows it)."""
+        for s, section in enumerate(self.list_.sections if self.list_ is not None else ()):
+            if section.rows_from is not None:
+                yield f"list.sections[{s}].rowsFrom.items", section.rows_from.items
 
     def rich(self) -> bool:
         return any(
@@ -444,6 +551,48 @@ class _Renderer:
         )
         return text[: limit - 1] + ELLIPSIS
 
+    def label(
+        self,
+        value: Localized,
+        limit: int,
+        where: str,
+        fallback: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A title WhatsApp refuses when empty (a button's, a row's, a list's button):
+        one that renders blank (a missing variable) shows ``fallback`` instead."""
+        text = self.text(value, limit, where, extra)
+        if text.strip():
+            return text
+        self.truncated.append(f"{where} rendered empty; {fallback[:40]!r} shown instead")
+        return self.cut(fallback, limit, where)
+
+    def option_id(
+        self,
+        template: str,
+        number: int,
+        seen: set[str],
+        limit: int,
+        where: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """An option's id, never empty nor used twice in the message (WhatsApp refuses
+        both, and a reply's id must find one option): the option's number stands in
+        for an empty one, a ``#number`` suffix tells a repeated one apart."""
+        shown = self.cut(self.fill(template, extra), limit, f"{where}.id")
+        if not shown.strip():
+            self.truncated.append(f"{where}.id rendered empty; '{number}' used instead")
+            shown = str(number)
+        base, n = shown, number
+        while shown in seen:  # ends: each turn tries a new suffix, seen is finite
+            suffix = f"#{n}"
+            shown = base[: limit - len(suffix)] + suffix
+            n += 1
+        if shown != base:
+            self.truncated.append(f"{where}.id rendered {base[:40]!r}, used twice; {shown!r}")
+        seen.add(shown)
+        return shown
+
 
 def render_content(
     text: Localized | None,
@@ -454,41 +603,68 @@ def render_content(
     language: str | None,
     default_language: str | None,
 ) -> Said:
-    """Render a node's text and content for the contact's ``language``."""
+    """Render a node's text and content for the contact's ``language``.
+
+    Whatever the templates give, the content stays within WhatsApp's limits: long
+    values are cut with an ellipsis, blank titles and ids are replaced, a list left
+    without rows (its variable missing or empty) is sent as its text; each change is a
+    note in :attr:`Said.truncated`. More than 3 buttons are kept (up to 10) for
+    :func:`degrade` to show as a list."""
     r = _Renderer(fill, evaluate, language, default_language)
     body = r.text(text, MAX_BODY, "text") if text is not None else ""
     if not node.rich():
         return Said(body, None, tuple(r.truncated))
     content: dict[str, Any] = {"type": "text", "text": body}
-    if node.header is not None:
-        content["header"] = r.text(node.header, MAX_HEADER, "header")
-    if node.footer is not None:
-        content["footer"] = r.text(node.footer, MAX_FOOTER, "footer")
-    if node.buttons is not None:
+    if node.buttons is not None or node.list_ is not None:
+        for name, value in (("header", node.header), ("footer", node.footer)):
+            shown = r.text(value, MAX_HEADER, name) if value is not None else ""
+            if shown.strip():
+                content[name] = shown
+    if node.buttons:
         content["type"] = "buttons"
-        content["buttons"] = [
-            {
-                "id": r.cut(r.fill(b.id, None), MAX_BUTTON_ID, f"buttons[{i}].id"),
-                "title": r.text(b.title, MAX_BUTTON_TITLE, f"buttons[{i}].title"),
-            }
-            for i, b in enumerate(node.buttons[:MAX_BUTTONS])
-        ]
+        content["buttons"] = _render_buttons(node.buttons, r)
     elif node.list_ is not None:
-        content["type"] = "list"
-        content["list"] = _render_list(node.list_, r)
+        spec = _render_list(node.list_, r)
+        if spec["sections"]:
+            content["type"] = "list"
+            content["list"] = spec
+        else:
+            r.truncated.append("list has no rows to show (its items are missing or empty)")
+            content = {"type": "text", "text": body}
     elif node.media is not None:
         content["type"] = "media"
         content["media"] = _render_media(node.media, r)
     elif node.location is not None:
         content["type"] = "location"
         content["location"] = _render_location(node.location, r)
-    return Said(plain(content), content, tuple(r.truncated))
+    if content["type"] in ("buttons", "list") and not body.strip():
+        r.truncated.append(f"text rendered empty; {ELLIPSIS!r} sent (WhatsApp needs a text)")
+        content["text"] = ELLIPSIS
+    if content["type"] == "text":
+        return Said(content["text"], None, tuple(r.truncated))
+    return Said(_plain_within(content, r.truncated), content, tuple(r.truncated))
+
+
+def _render_buttons(buttons: Sequence[Button], r: _Renderer) -> list[dict[str, Any]]:
+    if len(buttons) > MAX_ROWS:
+        r.truncated.append(
+            f"{len(buttons)} buttons; the first {MAX_ROWS} are shown (WhatsApp's limit)"
+        )
+    seen: set[str] = set()
+    shown = []
+    for i, button in enumerate(buttons[:MAX_ROWS]):
+        where = f"buttons[{i}]"
+        option = r.option_id(button.id, i + 1, seen, MAX_BUTTON_ID, where)
+        title = r.label(button.title, MAX_BUTTON_TITLE, f"{where}.title", option)
+        shown.append({"id": option, "title": title})
+    return shown
 
 
 def _render_list(spec: ListSpec, r: _Renderer) -> dict[str, Any]:
     sections: list[dict[str, Any]] = []
     total = 0
     dropped = 0
+    seen: set[str] = set()
     for s, section in enumerate(spec.sections[:MAX_SECTIONS]):
         where = f"list.sections[{s}]"
         rows: list[dict[str, Any]] = []
@@ -497,26 +673,38 @@ def _render_list(spec: ListSpec, r: _Renderer) -> dict[str, Any]:
                 dropped += 1
                 continue
             total += 1
+            option = r.option_id(row_id, total, seen, MAX_ROW_ID, row_where, extra)
             shown = {
-                "id": r.cut(r.fill(row_id, extra), MAX_ROW_ID, f"{row_where}.id"),
-                "title": r.text(title, MAX_ROW_TITLE, f"{row_where}.title", extra),
+                "id": option,
+                "title": r.label(title, MAX_ROW_TITLE, f"{row_where}.title", option, extra),
             }
             if description is not None:
                 text = r.text(description, MAX_ROW_DESCRIPTION, f"{row_where}.description", extra)
-                if text:
+                if text.strip():
                     shown["description"] = text
             rows.append(shown)
         if not rows:
             continue  # an empty section (a service returned no item) is not shown
         out: dict[str, Any] = {"rows": rows}
         if section.title is not None:
-            out["title"] = r.text(section.title, MAX_SECTION_TITLE, f"{where}.title")
+            title = r.text(section.title, MAX_SECTION_TITLE, f"{where}.title")
+            if title.strip():
+                out["title"] = title
         sections.append(out)
+    if len(sections) > 1:
+        for s, out in enumerate(sections):
+            if "title" not in out:  # WhatsApp wants every section titled when there are several
+                r.truncated.append(f"list's section {s + 1} has no title; {ELLIPSIS!r} shown")
+                out["title"] = ELLIPSIS
     if dropped:
         r.truncated.append(
             f"list has {total + dropped} rows; the first {MAX_ROWS} are shown (WhatsApp's limit)"
         )
-    return {"button": r.text(spec.button, MAX_LIST_BUTTON, "list.button"), "sections": sections}
+    label = _options_label(r.language or r.default)
+    return {
+        "button": r.label(spec.button, MAX_LIST_BUTTON, "list.button", label),
+        "sections": sections,
+    }
 
 
 def _section_rows(
@@ -630,27 +818,60 @@ def options_of(content: Mapping[str, Any]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- degradation
 
 
+def _options_label(language: str | None) -> str:
+    """The button opening a list trilha made (of buttons; of rows whose button
+    rendered blank), in the contact's language."""
+    return _OPTIONS_LABEL.get((language or "en").split("-", 1)[0].lower(), "Options")
+
+
+def _plain_within(content: Mapping[str, Any], notes: list[str]) -> str:
+    """:func:`plain` within WhatsApp's 4,096 characters for a text: the body gives way,
+    since the options, the link or the place are what the contact acts on."""
+    text = plain(content)
+    excess = len(text) - MAX_BODY
+    if excess <= 0:
+        return text
+    body = str(content.get("text", ""))
+    if len(body) > excess:
+        text = plain({**content, "text": body[: len(body) - excess - 1] + ELLIPSIS})
+    else:
+        text = text[: MAX_BODY - 1] + ELLIPSIS
+    notes.append(
+        f"the message as text has {MAX_BODY + excess} characters; its text was cut to fit"
+        f" {MAX_BODY} (WhatsApp's limit)"
+    )
+    return text
+
+
 def degrade(said: Said, renders: frozenset[str], language: str | None = None) -> Said:
     """``said`` as a channel that renders ``renders`` can show it, the same way every
-    time: buttons it cannot show become a list, a list becomes numbered text, media
-    becomes its caption and URL, a location its name, address and a map link."""
+    time: buttons it cannot show (or more than 3) become a list, a list becomes
+    numbered text, media becomes its caption and URL, a location its name, address and
+    a map link."""
     content = said.content
     if content is None:
         return said
     kind = content["type"]
     notes: list[str] = []
-    if kind == "buttons" and "buttons" not in renders:
-        if "list" in renders:
-            label = _OPTIONS_LABEL.get((language or "en").split("-", 1)[0].lower(), "Options")
+    if kind == "buttons" and ("buttons" not in renders or len(content["buttons"]) > MAX_BUTTONS):
+        why = (
+            "the channel cannot show buttons"
+            if "buttons" not in renders
+            else f"more than {MAX_BUTTONS} buttons"
+        )
+        fits = all(len(b["id"]) <= MAX_ROW_ID for b in content["buttons"])
+        if "list" in renders and fits:
             rows = [{"id": b["id"], "title": b["title"]} for b in content["buttons"]]
             content = {k: v for k, v in content.items() if k != "buttons"} | {
                 "type": "list",
-                "list": {"button": label, "sections": [{"rows": rows}]},
+                "list": {"button": _options_label(language), "sections": [{"rows": rows}]},
             }
-            notes.append("buttons shown as a list (the channel cannot show buttons)")
+            notes.append(f"buttons shown as a list ({why})")
             kind = "list"
         else:
-            notes.append("buttons shown as numbered options (the channel cannot show buttons)")
+            if "list" in renders:
+                why += f", and an id is longer than a list row's {MAX_ROW_ID} characters"
+            notes.append(f"buttons shown as numbered options ({why})")
             return _as_text(said, content, notes)
     if kind == "list" and "list" not in renders:
         notes.append("list shown as numbered options (the channel cannot show lists)")
@@ -663,15 +884,17 @@ def degrade(said: Said, renders: frozenset[str], language: str | None = None) ->
         return _as_text(said, content, notes)
     if not notes:
         return said
-    return Said(plain(content), content, said.truncated, tuple(notes))
+    # a list of buttons reads as the buttons did: rendering noted any cut already
+    return Said(_plain_within(content, []), content, said.truncated, tuple(notes))
 
 
 def _as_text(said: Said, content: Mapping[str, Any], notes: list[str]) -> Said:
     """The message as plain text; its ``content`` says so (``type: text``) and keeps the
     options it numbered, so a reply by number still finds them."""
-    text = plain(content)
+    truncated = list(said.truncated)
+    text = _plain_within(content, truncated)
     shown: dict[str, Any] = {"type": "text", "text": text}
     options = options_of(content)
     if options:
         shown["options"] = [{"id": o["id"], "title": o["title"]} for o in options]
-    return Said(text, shown, said.truncated, tuple(notes))
+    return Said(text, shown, tuple(truncated), tuple(notes))

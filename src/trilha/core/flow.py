@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from trilha.core.content import (
+    LOCALIZED_TAGS,
     ContentFields,
     LanguageTag,
     Localized,
@@ -75,6 +76,10 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
     """Render a pydantic location as a wire path: ``('nodes', 3, 'next')`` -> ``nodes[3].next``."""
     out = ""
     for part in loc:
+        if part in LOCALIZED_TAGS or part == "[key]":
+            # which form of a text (plain or by language), or that a map's key is at fault
+            # (its message names the key): not places in the flow
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -707,7 +712,8 @@ def _said_problems(i: int, node: ContentFields) -> Iterator[Problem]:
     text = getattr(node, "text", None)
     for rel, message in content_problems(node, text):
         yield Problem(f"nodes[{i}].{rel}", message)
-    if isinstance(node, MessageNode) and text is None and not (node.media or node.location):
+    # buttons and lists without a text have content_problems' own message
+    if isinstance(node, MessageNode) and text is None and not node.rich():
         yield Problem(f"nodes[{i}].text", "missing: a message needs a text, media or a location")
     for rel, value in localized_texts(node, text):
         if isinstance(value, dict) and not any(t.strip() for t in value.values()):
