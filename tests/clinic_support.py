@@ -83,21 +83,21 @@ def standin() -> Iterator[Standin]:
 def standin_process(*args: str) -> Iterator[str]:
     """The stand-in as its own process (``python examples/booking_standin.py --port 0``);
     yields its URL, read from the line it prints."""
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, str(STANDIN), "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        found = re.search(r"listening on (http://\S+)", line)
-        assert found, f"the stand-in said {line!r}"
-        yield found.group(1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            found = re.search(r"listening on (http://\S+)", line)
+            assert found, f"the stand-in said {line!r}"
+            yield found.group(1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def example_config(booking_url: str) -> str:
