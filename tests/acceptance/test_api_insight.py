@@ -45,7 +45,7 @@ RETRY_TAIL = "only a recovering execution waiting for its next attempt can be re
 PHONE = "+5511987654321"
 DEBUGGER = Path(__file__).resolve().parents[2] / "src" / "trilha" / "debugger"
 CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
+    "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self';"
     " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 

@@ -6,8 +6,10 @@
 // The timeline fits its panel at laptop width (fixed layout, no sideways
 // scroll): long errors and outputs show their start and open to the whole
 // value in place (<details>), and the step's duration sits under its start.
+// A message's body (buttons, a list, media, a place) is drawn by content.js.
 
 import { clear, clock, duration, h, jsonLine, jsonPretty, setText } from "./dom.js";
+import { messageBody } from "./content.js";
 import { deliveryMark } from "./delivery.js";
 import { badge } from "./status.js";
 
@@ -16,26 +18,36 @@ export class TranscriptPanel {
     this.list = h("ol.chat", { "aria-label": "Conversation" });
     this.empty = h("p.empty", { text: "Nothing said yet." });
     this.el = h("div.panel-body", {}, this.list, this.empty);
+    // each message's body, kept from one answer to the next: a rebuild every few
+    // seconds would otherwise fetch every thumbnail again (only delivery marks change)
+    this.bodies = new Map();
   }
 
   update(transcript) {
     const entries = transcript || [];
     this.empty.hidden = entries.length > 0;
     clear(this.list);
+    const bodies = new Map();
     for (const entry of entries) {
       const who = entry.from === "contact" ? "contact" : "bot";
+      const key = JSON.stringify([who, entry.at, entry.text, entry.content ?? null]);
+      // (a node sits in one place: a second identical message gets its own body)
+      const kept = bodies.has(key) ? undefined : this.bodies.get(key);
+      const body = kept ?? h("div.body", {}, messageBody(entry));
+      if (!bodies.has(key)) bodies.set(key, body);
       // a bot message tells where its delivery stands (ticks, a clock, a red mark)
       const mark = who === "bot" ? deliveryMark(entry) : null;
       this.list.append(
         h(
           `li.bubble.${who}${who === "bot" && entry.undelivered ? ".undelivered" : ""}`,
-          {},
+          { dataset: { type: entry.content?.type ?? "text" } },
           h("span.who", { text: who === "bot" ? "bot" : "contact" }),
-          h("p.text", { text: entry.text ?? "" }),
+          body,
           h("span.meta", {}, h("time", { datetime: entry.at || "", text: clock(entry.at) }), mark),
         ),
       );
     }
+    this.bodies = bodies;
   }
 }
 

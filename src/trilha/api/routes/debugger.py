@@ -4,7 +4,8 @@ No build step and no CDN: the page is plain HTML, CSS and JavaScript modules
 under ``trilha/debugger/``; it talks to the same ``/v1`` API with the key typed
 into its login form, so it sees and may do exactly what that key may. Files are
 served from a fixed list read at import (no path from the request reaches the
-file system), with a Content-Security-Policy that allows only this origin.
+file system), with a Content-Security-Policy that allows only this origin (and
+https images, the thumbnails of images a conversation carries).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ _TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
-#: the page may load and call only its own origin; no inline script, no frames
+#: the page may load and call only its own origin; no inline script, no frames. Images
+#: alone may come from any https origin: a transcript shows an image a message carries
+#: as a thumbnail of its link (never an http one, which the page shows as a link only)
 _HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
+        "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self';"
         " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
