@@ -120,18 +120,33 @@ def _handler(service: BookingService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def free_port() -> int:
-    """A port nothing listens on (connections to it are refused) until one is started."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+@contextmanager
+def refused_port() -> Iterator[socket.socket]:
+    """A port bound but not listening, held for the block: connections to it are refused,
+    and no other socket can take it meanwhile (a port picked and closed could be), until
+    :func:`booking_service` starts listening on it."""
+    held = socket.socket()
+    try:
+        held.bind(("127.0.0.1", 0))
+        yield held
+    finally:
+        held.close()
 
 
 @contextmanager
-def booking_service(port: int = 0, **kwargs: Any) -> Iterator[BookingService]:
+def booking_service(held: socket.socket | None = None, **kwargs: Any) -> Iterator[BookingService]:
+    """The service on a port of its own, or on ``held`` (a socket from
+    :func:`refused_port`), which it starts listening on: no gap in which another
+    socket could take the port."""
     service = BookingService(**kwargs)
-    httpd = _Server(("127.0.0.1", port), _handler(service))
+    if held is None:
+        httpd = _Server(("127.0.0.1", 0), _handler(service))
+    else:
+        httpd = _Server(held.getsockname(), _handler(service), bind_and_activate=False)
+        httpd.socket.close()
+        httpd.socket = held
+        httpd.server_address = held.getsockname()
+        httpd.server_activate()
     service.port = httpd.server_address[1]
     service.url = f"http://127.0.0.1:{service.port}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

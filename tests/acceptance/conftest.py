@@ -93,9 +93,18 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
 
 
 def free_port() -> int:
+    """A port free now; the socket is closed, so it may be taken before the caller's
+    server binds it: start the server again when it says :data:`ADDRESS_IN_USE` (as
+    :func:`serve` does), or give it port 0 where it reports the port it got."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: what a server says as it exits when its port was taken (EADDRINUSE), lower-cased
+ADDRESS_IN_USE = "address already in use"
+#: how many ports a server is started on before a test gives up
+PORT_TRIES = 5
 
 
 @dataclass
@@ -123,30 +132,36 @@ class Api:
 def serve(
     cli: Cli, cwd: Path, store: str, *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], str]:
-    """``trilha serve`` on a free port over ``store``, once it answers ``/readyz``."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(TRILHA), "serve", "--port", str(port), "--store", store, *args],
-        cwd=cwd,
-        env={**cli.env, **(env or {})},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    cli.spawned.append(process)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            output = process.communicate(timeout=10)[0] if process.poll() is not None else ""
+    """``trilha serve`` on a free port over ``store``, once it answers ``/readyz``; started
+    again on another port when the one picked was taken before it could bind it."""
+    for _ in range(PORT_TRIES):
+        port = free_port()
+        process = subprocess.Popen(
+            [str(TRILHA), "serve", "--port", str(port), "--store", store, *args],
+            cwd=cwd,
+            env={**cli.env, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        cli.spawned.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while process.poll() is None:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    return process, url
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("trilha serve did not become ready in 30 s")
+            time.sleep(0.05)
+        output = process.communicate(timeout=10)[0]
+        # uvicorn names the address it could not bind: ours, not another listener's
+        if ADDRESS_IN_USE not in output.lower() or f"'127.0.0.1', {port})" not in output:
             raise AssertionError(f"trilha serve did not become ready:\n{output}")
-        time.sleep(0.05)
+    raise AssertionError(f"trilha serve found no free port in {PORT_TRIES} tries")
 
 
 def start_api(

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from conftest import TRILHA, Api, Cli, free_port, start_api
+from conftest import ADDRESS_IN_USE, PORT_TRIES, TRILHA, Api, Cli, free_port, start_api
 
 FLOW = {"id": "mine", "start": "a", "nodes": [{"id": "a", "type": "end", "text": "bye"}]}
 END_TO_NOWHERE = {"id": "a", "type": "end", "next": "z"}
@@ -205,40 +205,50 @@ def test_sigterm_stops_the_server_cleanly(api: Api) -> None:
 def test_first_start_creates_one_admin_key(cli: Cli, tmp_path: Path) -> None:
     """A store with no key: `trilha serve` puts an admin key in a file only its owner reads
     and prints the file's path; off a terminal, never the key (it would reach the logs)."""
-    port = free_port()
     store = f"sqlite:///{tmp_path / 'fresh.db'}"
     key_file = tmp_path / "fresh.db.admin-key"
-    key_file.write_text("a stale key of an earlier fresh.db\n", encoding="utf-8")
-    key_file.chmod(0o644)  # replaced, never reused with its mode
-    process = subprocess.Popen(
-        [str(TRILHA), "serve", "--port", str(port), "--store", store],
-        cwd=tmp_path,
-        env=cli.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    cli.spawned.append(process)
-    assert process.stdout is not None
-    printed = ""
-    for line in process.stdout:
-        printed += line
-        if "KEY=$(cat " in line:
+    for _ in range(PORT_TRIES):  # a port picked free may be taken before serve binds it
+        for earlier in tmp_path.glob("fresh.db*"):  # a fresh store on each try
+            earlier.unlink()
+        key_file.write_text("a stale key of an earlier fresh.db\n", encoding="utf-8")
+        key_file.chmod(0o644)  # replaced, never reused with its mode
+        port = free_port()
+        process = subprocess.Popen(
+            [str(TRILHA), "serve", "--port", str(port), "--store", store],
+            cwd=tmp_path,
+            env=cli.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        cli.spawned.append(process)
+        assert process.stdout is not None
+        printed = ""
+        for line in process.stdout:
+            printed += line
+            if "KEY=$(cat " in line:
+                break
+        assert f"the key is in {key_file}, readable by you only: KEY=$(cat {key_file})" in printed
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        key = key_file.read_text(encoding="utf-8").strip()
+        assert re.fullmatch(r"trk_[0-9a-f]{12}_[A-Za-z0-9_\-]{43}", key)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        answer = None
+        while process.poll() is None:
+            try:
+                answer = httpx.get(f"{url}/v1/flows", headers={"Authorization": f"Bearer {key}"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        if answer is not None:
             break
-    assert f"the key is in {key_file}, readable by you only: KEY=$(cat {key_file})" in printed
-    assert key_file.stat().st_mode & 0o777 == 0o600
-    key = key_file.read_text(encoding="utf-8").strip()
-    assert re.fullmatch(r"trk_[0-9a-f]{12}_[A-Za-z0-9_\-]{43}", key)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            answer = httpx.get(f"{url}/v1/flows", headers={"Authorization": f"Bearer {key}"})
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        printed += process.communicate(timeout=30)[0]
+        assert ADDRESS_IN_USE in printed.lower(), printed
+    else:
+        raise AssertionError(f"trilha serve found no free port in {PORT_TRIES} tries")
     assert answer.status_code == 200
     process.send_signal(signal.SIGTERM)
     printed += process.communicate(timeout=30)[0]

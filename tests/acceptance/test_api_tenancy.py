@@ -6,6 +6,7 @@ none of it, and afterwards acme's execution is exactly as it was."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -72,16 +73,36 @@ def _acme_world(api: Api) -> dict[str, str]:
         started = acme.post("/v1/executions", json=BODIES[("post", "/v1/executions")])
         assert started.status_code == 201, started.text
         execution_id = started.json()["executionId"]
-        for _ in range(100):  # the worker asks the question
-            if acme.get(f"/v1/executions/{execution_id}").json()["status"] == "waiting_input":
-                break
-            time.sleep(0.05)
+        _until_waiting(acme, execution_id)  # the worker asks the question
     return {
         "executionId": execution_id,
         "flowId": "secret-flow",
         "conversationId": "acme-conv",
         "id": str(_message_id(api, execution_id)),  # /v1/outbox/{id}: acme's question
     }
+
+
+def _until_waiting(client: httpx.Client, execution_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/executions/{execution_id}").json()["status"] != "waiting_input":
+        assert time.monotonic() < deadline, f"{execution_id} never asked its question"
+        time.sleep(0.05)
+
+
+def _beta_world(api: Api) -> str:
+    """beta's own execution: what beta's event stream must show (so a stream that shows
+    nothing at all fails the walk instead of passing it)."""
+    with api.client("beta_operator") as beta:
+        flow = {**SECRET_FLOW, "id": "beta-flow"}
+        assert beta.put("/v1/flows/beta-flow", json=flow).status_code == 201
+        body = {**BODIES[("post", "/v1/executions")], "flowId": "beta-flow"}
+        started = beta.post(
+            "/v1/executions", json={**body, "institutionId": "beta", "conversationId": "b"}
+        )
+        assert started.status_code == 201, started.text
+        execution_id: str = started.json()["executionId"]
+        _until_waiting(beta, execution_id)
+    return execution_id
 
 
 def _message_id(api: Api, execution_id: str) -> int:
@@ -126,27 +147,30 @@ def _snapshot(api: Api, execution_id: str) -> dict[str, Any]:
 
 
 def _call(client: httpx.Client, method: str, path: str, body: Any) -> httpx.Response:
-    if path.endswith("/events"):  # a stream: read what arrives for a moment
-        try:
-            with client.stream(method.upper(), path, timeout=httpx.Timeout(2.0)) as stream:
-                if stream.status_code != 200:
-                    stream.read()
-                    return stream
-                chunks = []
-                try:
-                    for chunk in stream.iter_text():
-                        chunks.append(chunk)
-                except httpx.ReadTimeout:
-                    pass
-                return httpx.Response(200, text="".join(chunks))
-        except httpx.ReadTimeout:
-            return httpx.Response(200, text="")
+    if path.endswith("/events"):
+        # a stream, replayed from its start (the tenant's would start now), read until
+        # nothing more comes for a while: a live stream never ends. A stream that does
+        # not answer at all fails here (ReadTimeout), never passes as an empty 200
+        timeout = httpx.Timeout(10.0, read=3.0)
+        params = {"lastEventId": "0"}
+        with client.stream(method.upper(), path, params=params, timeout=timeout) as stream:
+            if stream.status_code != 200:
+                stream.read()
+                return stream
+            text, deadline = "", time.monotonic() + 15  # pings would keep it going
+            with contextlib.suppress(httpx.ReadTimeout):
+                for chunk in stream.iter_text():
+                    text += chunk
+                    if time.monotonic() > deadline:
+                        break
+            return httpx.Response(200, text=text)
     kwargs = {"json": body} if body is not None else {}
     return client.request(method.upper(), path, **kwargs)
 
 
 def test_a_foreign_key_finds_nothing_of_another_tenant(api: Api) -> None:
     acme = _acme_world(api)
+    betas = _beta_world(api)
     before = _snapshot(api, acme["executionId"])
     with httpx.Client(base_url=api.url) as anonymous:
         document = anonymous.get("/openapi.json").json()
@@ -163,15 +187,18 @@ def test_a_foreign_key_finds_nothing_of_another_tenant(api: Api) -> None:
                 key = (method, template)
                 if key in CREATES_OWN:
                     continue
-                answer = _call(beta, method, path, BODIES.get(key, {} if method != "get" else None))
+                body = BODIES.get(key, {} if method != "get" else None)
+                answer = _call(beta, method, path, body)
                 walked.append(f"{method.upper()} {template} -> {answer.status_code}")
                 if key in LISTINGS:
                     assert answer.status_code == 200, (key, answer.text)
                     text = answer.text
+                    if template == "/v1/events":  # it streams, beta's own lines included
+                        assert betas in text, text[:500]
                     assert acme["executionId"] not in text, (key, text[:500])
                     assert "acme-conv" not in text and "secret-flow" not in text, key
-                    if template == "/v1/executions/counts":  # acme's execution is not counted
-                        assert answer.json()["total"] == 0, answer.text
+                    if template == "/v1/executions/counts":  # beta's own, not acme's
+                        assert answer.json()["total"] == 1, answer.text
                 else:
                     assert answer.status_code == 404, (key, answer.status_code, answer.text)
                     # indistinguishable from an id that exists nowhere

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import TRILHA, Cli, free_port
+from conftest import TRILHA, Cli
 
 KEY = re.compile(r"trk_[0-9a-f]{12}_[A-Za-z0-9_\-]{43}")
 
@@ -40,7 +40,8 @@ def test_first_start_shows_the_key_on_a_terminal(cli: Cli, tmp_path: Path) -> No
     terminal, stderr = pty.openpty()
     try:
         process = subprocess.Popen(
-            [str(TRILHA), "serve", "--port", str(free_port()), "--store", store],
+            # port 0: any free one (the key is shown before the server binds; no request)
+            [str(TRILHA), "serve", "--port", "0", "--store", store],
             cwd=tmp_path,
             env=cli.env,
             stdin=subprocess.DEVNULL,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Cli, free_port, start_api
+from conftest import ADDRESS_IN_USE, PORT_TRIES, Cli, free_port, start_api
 
 pytestmark = pytest.mark.slow
 
@@ -74,9 +74,17 @@ def test_metrics_listen_serves_them_there_without_a_key_and_not_on_the_api(
 ) -> None:
     """With ``[metrics] listen``, /metrics answers there without a key, and the API's
     address answers 404 even to an admin key."""
-    port = free_port()
-    config = f'{MEMORY}\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
-    api = start_api(cli, tmp_path, config=config)
+    for _ in range(PORT_TRIES):  # a port picked free may be taken before serve binds it
+        port = free_port()
+        config = f'{MEMORY}\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
+        try:
+            api = start_api(cli, tmp_path, config=config)
+            break
+        except AssertionError as exc:
+            if ADDRESS_IN_USE not in str(exc).lower():
+                raise
+    else:
+        raise AssertionError(f"no free port for [metrics] listen in {PORT_TRIES} tries")
     scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
     assert scraped.status_code == 200 and "trilha_queue_due" in scraped.text
     with api.client("admin") as admin:
@@ -93,6 +101,6 @@ def test_a_bad_metrics_listen_address_is_refused_by_name(cli: Cli, tmp_path: Pat
     """``[metrics] listen`` that is not HOST:PORT stops ``trilha serve`` with an error
     naming the setting."""
     (tmp_path / "trilha.toml").write_text('[metrics]\nlisten = "9464"\n', encoding="utf-8")
-    answer = cli("serve", "--port", str(free_port()), "--store", f"sqlite:///{tmp_path / 'x.db'}")
+    answer = cli("serve", "--port", "0", "--store", f"sqlite:///{tmp_path / 'x.db'}")
     assert answer.returncode != 0
     assert "metrics.listen" in answer.stderr and "HOST:PORT" in answer.stderr

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import re
 import socket
-import time
 from typing import Any
 
 import httpx
@@ -24,30 +24,33 @@ NAMES = [
 
 
 def free_port() -> int:
+    """A port free now; closed again, so a server given it may find it taken (and is
+    started again on another)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def metrics_url(proc: Any) -> str:
+    """The address a metrics-server says it serves on (its stderr), once it listens."""
+    said = ""
+    for line in proc.stderr:
+        said += line
+        found = re.search(r"metrics at (http://\S+/metrics)", line)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"metrics-server exited without serving:\n{said}")
+
+
 def test_metrics_server_serves_every_metric(cli: Any) -> None:
-    """GET /metrics on a running metrics-server returns every trilha metric name."""
-    port = free_port()
-    proc = cli.spawn(
-        "metrics-server", "--port", str(port), "--store", f"sqlite:///{cli.cwd / 'm.db'}"
-    )
-    deadline = time.monotonic() + 20
-    text = ""
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate(timeout=5)
-        try:
-            response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.1)
-            continue
-        assert response.status_code == 200
-        text = response.text
-        break
-    assert text, "metrics-server did not answer in time"
+    """GET /metrics on a running metrics-server returns every trilha metric name; on
+    port 0 it takes a free port and says which."""
+    proc = cli.spawn("metrics-server", "--port", "0", "--store", f"sqlite:///{cli.cwd / 'm.db'}")
+    url = metrics_url(proc)
+    assert not url.endswith(":0/metrics")
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200
+    text = response.text
     for name in NAMES:
         assert name in text, name
     assert 'trilha_executions{status="running"} 0.0' in text
@@ -57,21 +60,22 @@ def test_metrics_server_serves_every_metric(cli: Any) -> None:
 
 def test_metrics_server_listens_on_the_configured_address(cli: Any) -> None:
     """Without --host/--port, metrics-server serves /metrics on ``[metrics] listen``."""
-    port = free_port()
-    (cli.cwd / "trilha.toml").write_text(
-        f'[metrics]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8"
-    )
-    proc = cli.spawn("metrics-server", "--store", f"sqlite:///{cli.cwd / 'm.db'}")
-    deadline = time.monotonic() + 20
-    while True:
-        assert proc.poll() is None, proc.communicate(timeout=5)
+    for _ in range(5):  # a port picked free may be taken before the server binds it
+        port = free_port()
+        (cli.cwd / "trilha.toml").write_text(
+            f'[metrics]\nlisten = "127.0.0.1:{port}"\n', encoding="utf-8"
+        )
+        proc = cli.spawn("metrics-server", "--store", f"sqlite:///{cli.cwd / 'm.db'}")
         try:
-            response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+            url = metrics_url(proc)
             break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "metrics-server did not answer in time"
-            time.sleep(0.1)
+        except AssertionError as exc:
+            if "address already in use" not in str(exc).lower():
+                raise
+    else:
+        raise AssertionError("metrics-server found no free port in 5 tries")
+    assert url == f"http://127.0.0.1:{port}/metrics"  # the configured address
+    response = httpx.get(url, timeout=10)
     assert response.status_code == 200 and "trilha_queue_due" in response.text
     proc.kill()
-    _, stderr = proc.communicate(timeout=10)
-    assert f"http://127.0.0.1:{port}/metrics" in stderr
+    proc.communicate(timeout=10)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from effects_service import BookingService, booking_service, free_port
+from effects_service import BookingService, booking_service, refused_port
 from trilha.config import Config, DependencyConfig
 from trilha.core.states import ExecutionStatus
 from trilha.errors import NodeError
@@ -168,18 +168,18 @@ async def test_a_refused_connection_is_retried_with_the_same_key(
 ) -> None:
     """Nothing was sent (connection refused): the POST is retried as before, even without
     ``idempotent``; the service, up by the retry, applies it once."""
-    port = free_port()
-    h = harness_for(make_harness, f"http://127.0.0.1:{port}")
-    await h.publish(booking_flow())
-    ex = await h.start("booking", variables={"slot": "mon-10h"})
-    await h.settle()
-    waiting = await h.get(ex.id)
-    assert waiting.status is S.RECOVERING and waiting.attempts == 1
-    assert waiting.error is not None and waiting.error["kind"] == "connection"
-    with booking_service(port=port) as service:
-        ex = await run_out(h, ex.id)
-        assert service.total_applied() == 1
-        (key,) = service.sent_keys()
+    with refused_port() as held:
+        h = harness_for(make_harness, f"http://127.0.0.1:{held.getsockname()[1]}")
+        await h.publish(booking_flow())
+        ex = await h.start("booking", variables={"slot": "mon-10h"})
+        await h.settle()
+        waiting = await h.get(ex.id)
+        assert waiting.status is S.RECOVERING and waiting.attempts == 1
+        assert waiting.error is not None and waiting.error["kind"] == "connection"
+        with booking_service(held) as service:
+            ex = await run_out(h, ex.id)
+            assert service.total_applied() == 1
+            (key,) = service.sent_keys()
     assert ex.current_node_id == "done"
     assert key == f"{ex.id}:1"
     assert not [r for r in await trail(h, ex.id) if r.message == "node.call_maybe_applied"]
@@ -305,7 +305,8 @@ async def failure(url: str) -> dict[str, Any]:
 
 
 async def test_nothing_was_sent_when_the_connection_is_refused() -> None:
-    details = await failure(f"http://127.0.0.1:{free_port()}/bookings")
+    with refused_port() as held:
+        details = await failure(f"http://127.0.0.1:{held.getsockname()[1]}/bookings")
     assert details["kind"] == "connection" and details["sent"] is False
 
 

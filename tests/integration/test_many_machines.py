@@ -193,6 +193,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def serve_api(
+    processes: Processes, tmp_path: Path, common: tuple[str, ...]
+) -> tuple[Proc, str]:
+    """``trilha serve`` (API only) on a free port, once it answers ``/readyz``. The port
+    is free when picked but may be taken before the server binds it: a server that says
+    so as it exits is started again on another port."""
+    for attempt in range(5):
+        port = free_port()
+        api = processes.spawn(
+            f"serve{attempt or ''}", "serve", "--port", str(port), "--workers", "0",
+            "--flows", str(tmp_path / "flows"), *common,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+
+        async def ready(api: Proc = api, url: str = url) -> bool:
+            if api.popen.poll() is not None:
+                return True  # said below
+            with contextlib.suppress(httpx.TransportError):
+                async with httpx.AsyncClient(timeout=5) as probe:
+                    return (await probe.get(f"{url}/readyz")).status_code == 200
+            return False
+
+        await until("trilha serve to be ready", ready, 60)
+        if api.popen.poll() is None:
+            return api, url
+        said = api.err.read_text(errors="replace") + api.out.read_text(errors="replace")
+        assert "address already in use" in said.lower(), f"trilha serve exited\n{api.tail()}"
+    raise AssertionError("trilha serve found no free port in 5 tries")
+
+
 def worker_id_of(proc: Proc, timeout: float = 30) -> str:
     """The id a ``trilha worker`` prints first on stderr: ``worker-... on PostgresStore(...)``."""
     deadline = time.monotonic() + timeout
@@ -534,27 +564,14 @@ async def scenario(
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1]
 
-    port = free_port()
     common = ("--store", store, "--config", str(config), "--log-level", "warn")
-    api = processes.spawn(
-        "serve", "serve", "--port", str(port), "--workers", "0", "--flows", str(tmp_path / "flows"),
-        *common,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    api, url = await serve_api(processes, tmp_path, common)
     async with httpx.AsyncClient(
         base_url=url,
         headers={"Authorization": f"Bearer {key}"},
         timeout=30,
         limits=httpx.Limits(max_connections=CONCURRENCY + 10),
     ) as client:
-
-        async def ready() -> bool:
-            assert api.popen.poll() is None, "trilha serve exited"
-            with contextlib.suppress(httpx.TransportError):
-                return (await client.get("/readyz")).status_code == 200
-            return False
-
-        await until("trilha serve to be ready", ready, 60)
         spawned = [processes.spawn(f"worker{n}", "worker", *common) for n in range(3)]
         workers = {await asyncio.to_thread(worker_id_of, p): p for p in spawned}
         print(f"workers: {', '.join(workers)}")
