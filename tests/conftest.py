@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from pgcluster import PgCluster  # tests/ is on sys.path (rootdir mode)
 from trilha.channels.memory import MemoryChannel
@@ -31,6 +33,16 @@ from trilha.store.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+# Hypothesis in CI (.ci/run sets HYPOTHESIS_PROFILE=ci; so does CI=...): the examples are
+# derived from each test's name, not drawn at random, so a failure on one machine is the
+# same failure on any other; it is printed, with the blob that replays it
+# (@reproduce_failure); and a loaded machine's slow example is no failure (deadline).
+settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+elif os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture
