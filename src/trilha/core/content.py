@@ -728,7 +728,7 @@ def _section_rows(
 def _render_media(media: Media, r: _Renderer) -> dict[str, Any]:
     out: dict[str, Any] = {
         "kind": media.kind,
-        "url": r.cut(r.fill(media.url, None), MAX_URL, "url"),
+        "url": r.cut(r.fill(media.url, None), MAX_URL, "media.url"),
     }
     if media.caption is not None:
         caption = r.text(media.caption, MAX_CAPTION, "media.caption")
