@@ -34,6 +34,7 @@ from trilha.engine.operator import Operator
 from trilha.engine.sweeper import Sweeper
 from trilha.errors import ConfigError, FlowError, TrilhaError
 from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
+from trilha.inbound import InboundContent, language_tag, with_language
 from trilha.observability.logging import configure as configure_logging
 from trilha.observability.metrics import Listener
 from trilha.observability.terminal import SafeConsole, field, json_text
@@ -320,6 +321,12 @@ def run(
         str | None, typer.Option("--conversation", help="Default: a new id.")
     ] = None,
     contact: Annotated[str, typer.Option("--contact")] = "terminal",
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--language", help="The contact's language (BCP 47: pt-BR, en): contact.language."
+        ),
+    ] = None,
     inputs: Annotated[
         list[str], typer.Option("--input", help="The contact's next reply (repeatable).")
     ] = [],  # noqa: B006
@@ -331,7 +338,7 @@ def run(
     """Run a flow in the terminal: an interactive chat, or scripted with --input."""
     from trilha.engine.engine import new_id
 
-    variables = _parse_vars(var)
+    variables = _run_variables(_parse_vars(var), language)
     processors = Processors.from_entry_points()
     folder = load_folder(flows, processors) if flows is not None else []
     loaded = _load_flow_arg(flow, processors)
@@ -398,6 +405,17 @@ def run(
     execution = _run(main())
     if not as_json:
         _print_status_line(execution)
+
+
+def _run_variables(variables: dict[str, Any], language: str | None) -> dict[str, Any]:
+    """The start variables with ``--language`` as ``contact.language``, checked as the
+    API checks a start request's ``language``."""
+    if language is None:
+        return variables
+    try:
+        return with_language(variables, language_tag(language))
+    except ValueError as exc:
+        raise ConfigError(f"--language: {exc}") from None
 
 
 def _print_status_line(ex: Execution, console: Console = err) -> None:
@@ -866,10 +884,16 @@ def _print_execution(data: dict[str, Any]) -> None:
         out.print(f"  error        [red]{field(str(data['error'].get('message')))}[/red]")
     out.print("[bold]variables[/bold]")
     out.print(json_text(data["variables"], indent=2), markup=False)
+    from trilha.transcript import contact_note
+
     out.print("[bold]transcript[/bold]")
     for line in data["transcript"]:
         who = "[cyan]bot>[/cyan]" if line["from"] == "bot" else "[green]contact>[/green]"
-        out.print(f"  {who} {field(line['text'])}")
+        # a bot's text already numbers its options and spells its link out; a contact's
+        # tap, photo or place says its id, file or map link beside its text
+        note = contact_note(line.get("content")) if line["from"] == "contact" else None
+        extra = f" [dim]{field(note)}[/dim]" if note else ""
+        out.print(f"  {who} {field(line['text'])}{extra}")
     table = Table("at", "from", "to", "reason", "by", title="state history", title_justify="left")
     for h in data["history"]:
         table.add_row(h["at"], h["from"] or "-", h["to"], field(h["reason"]), field(h["actor"]))
@@ -1183,7 +1207,13 @@ _CHANGE_KEYS = ("status", "rule", "instance", "severity", "value", "summary", "u
 @app.command()
 def send(
     execution_id: Annotated[str, typer.Argument(help="The execution waiting for the reply.")],
-    text: Annotated[str, typer.Argument(help="The contact's reply.")],
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            help="The contact's reply; for button and list, the title tapped (optional"
+            " for every type but text)."
+        ),
+    ] = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
     message_id: Annotated[
@@ -1192,12 +1222,62 @@ def send(
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Only store the message; a worker applies it.")
     ] = False,
+    kind: Annotated[
+        str, typer.Option("--type", help="text, button, list, media or location.")
+    ] = "text",
+    reply_id: Annotated[
+        str | None, typer.Option("--reply-id", help="button/list: the id of the one tapped.")
+    ] = None,
+    media_kind: Annotated[
+        str | None,
+        typer.Option("--media-kind", help="media: image, video, audio, document or sticker."),
+    ] = None,
+    media_url: Annotated[
+        str | None, typer.Option("--media-url", help="media: the file's http(s) URL.")
+    ] = None,
+    mime_type: Annotated[
+        str | None, typer.Option("--mime-type", help="media: its type, e.g. image/jpeg.")
+    ] = None,
+    caption: Annotated[str | None, typer.Option("--caption", help="media: its caption.")] = None,
+    filename: Annotated[
+        str | None, typer.Option("--filename", help="media: a document's file name.")
+    ] = None,
+    latitude: Annotated[
+        float | None, typer.Option("--latitude", help="location: -90 to 90.")
+    ] = None,
+    longitude: Annotated[
+        float | None, typer.Option("--longitude", help="location: -180 to 180.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="location: the place's name.")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="location: its address.")] = None,
+    language: Annotated[
+        str | None,
+        typer.Option("--language", help="The contact's language, a BCP 47 tag (pt-BR, en)."),
+    ] = None,
 ) -> None:
-    """Deliver a contact's reply to a stored execution, then run it until it waits again."""
+    """Deliver a contact's reply to a stored execution, then run it until it waits again.
+
+    A text by default; --type button/list (with --reply-id), media (--media-kind,
+    --media-url...) or location (--latitude, --longitude...) send what a platform would."""
+    media = {"kind": media_kind, "url": media_url, "mimeType": mime_type}
+    media |= {"caption": caption, "filename": filename}
+    place = {"latitude": latitude, "longitude": longitude, "name": name, "address": address}
+    reply = _inbound_from_flags(
+        {
+            "type": kind,
+            "text": text,
+            "replyId": reply_id,
+            "media": _given(media),
+            "location": _given(place),
+            "language": language,
+        }
+    )
 
     async def main() -> Execution:
         async with runtime(store, config, channel=TerminalChannel(out), must_exist=True) as rt:
-            result = await rt.engine.send(execution_id, text, message_id=message_id)
+            result = await rt.engine.send(
+                execution_id, reply.plain_text(), message_id=message_id, content=reply.content()
+            )
             if result.status == "duplicate":
                 err.print(
                     "[yellow]duplicate message id"
@@ -1208,6 +1288,45 @@ def send(
             return await rt.store.get_execution(execution_id)
 
     _print_status_line(_run(main()))
+
+
+#: the flag (or argument) that gave each field of a reply, to name it in an error
+_SEND_FLAGS = {
+    "type": "--type",
+    "text": "TEXT",
+    "replyId": "--reply-id",
+    "media": "--media-kind/--media-url",
+    "media.kind": "--media-kind",
+    "media.url": "--media-url",
+    "media.mimeType": "--mime-type",
+    "media.caption": "--caption",
+    "media.filename": "--filename",
+    "location": "--latitude/--longitude",
+    "location.latitude": "--latitude",
+    "location.longitude": "--longitude",
+    "location.name": "--name",
+    "location.address": "--address",
+    "language": "--language",
+}
+
+
+def _given(fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The flags of a group that were given, ``None`` when none was."""
+    return {k: v for k, v in fields.items() if v is not None} or None
+
+
+def _inbound_from_flags(fields: dict[str, Any]) -> InboundContent:
+    """The reply ``trilha send`` was given, checked as the API checks a message body;
+    a bad one names the flag: ``--reply-id: required when type is 'button'``."""
+    try:
+        return InboundContent.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{_SEND_FLAGS.get(where, where)}: {message}")
+        raise ConfigError("; ".join(problems)) from None
 
 
 # ----------------------------------------------------------------------------------- outbox

@@ -286,12 +286,20 @@ class Engine(Recovery):
         echo_trail([log], created)
         return created
 
-    async def send(self, execution_id: str, text: str, *, message_id: str | None = None) -> Any:
+    async def send(
+        self,
+        execution_id: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        content: dict[str, Any] | None = None,
+    ) -> Any:
         """Deliver a contact's reply to a stored execution (durably, then wake it).
 
-        The reply is kept even when the execution's row is corrupted: the store takes
-        the conversation from the row's identity columns, and the engine restores the
-        execution when it next claims it."""
+        ``content`` is the reply structured (:meth:`trilha.inbound.InboundContent.content`),
+        ``text`` its plain rendering. The reply is kept even when the execution's row is
+        corrupted: the store takes the conversation from the row's identity columns, and
+        the engine restores the execution when it next claims it."""
         try:
             execution: Execution | None = await self.store.get_execution(execution_id)
         except CorruptedRecord:
@@ -305,6 +313,7 @@ class Engine(Recovery):
             payload=None,
             now=self.clock.now(),
             execution_id=execution_id,
+            content=content,
         )
 
     # the step loop --------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from trilha.errors import (
     ExecutionNotFound,
     TrilhaError,
 )
+from trilha.inbound import Language, with_language
 from trilha.observability import trail
 from trilha.store.base import ExecutionFilter, StepErrorMatch, Store
 from trilha.transcript import transcript_view
@@ -154,8 +155,17 @@ class TranscriptEntryOut(WireModel):
     """A line of the conversation; bot messages also tell where their delivery stands."""
 
     sender: Literal["bot", "contact"] = Field(alias="from")
-    text: str
+    text: str = Field(description="The message as plain text (a structured one's rendering).")
     at: str
+    content: dict[str, Any] | None = Field(
+        default=None,
+        description="Present when the message was more than a text. A bot message's"
+        " `type` is `text`, `buttons`, `list`, `media` or `location`, with those fields as"
+        " the channel received them; a contact's is what it sent: `type` (`text`, `button`,"
+        " `list`, `media`, `location`), `text`, `replyId`, `media` (`kind`, `url`,"
+        " `mimeType`, `caption`, `filename`), `location` (`latitude`, `longitude`, `name`,"
+        " `address`), `language`.",
+    )
     outbox: Literal["queued", "pending", "sent", "dead"] | None = Field(
         default=None,
         description="Bot messages: queued (not tried yet), pending (failed, to be tried"
@@ -358,6 +368,12 @@ class StartExecution(WireModel):
     replace: bool = Field(
         default=False,
         description="Cancel the conversation's active execution instead of answering 409.",
+    )
+    language: Language | None = Field(
+        default=None,
+        description='The contact\'s language (BCP 47: "pt-BR", "en"), set as the start'
+        " variable `contact.language` (merged into `variables.contact`, and winning over a"
+        " language there): the flow's texts are chosen by it (`sys.language`).",
     )
 
 
@@ -582,6 +598,7 @@ async def start_execution(
     store = state.runtime.store
     institution = institution_for(principal, body.institution_id)
     start_key = request_key(request, principal, idempotency_key, body)
+    variables = _start_variables(body)
 
     async def run() -> JSONResponse:
         await refuse_when_overloaded(request)
@@ -599,7 +616,7 @@ async def start_execution(
                 institution_id=institution,
                 conversation_id=body.conversation_id,
                 contact_id=body.contact_id,
-                variables=body.variables,
+                variables=variables,
                 replace=body.replace,
                 actor=actor_of(principal),
                 start_key=start_key,
@@ -610,6 +627,19 @@ async def start_execution(
         return await execution_answer(request, principal, ex, 201)
 
     return await idempotent(request, principal, idempotency_key, body, run)
+
+
+def _start_variables(body: StartExecution) -> dict[str, Any]:
+    """The start variables with the request's ``language`` as ``contact.language``."""
+    try:
+        return with_language(body.variables, body.language)
+    except ValueError as exc:
+        raise Problem(
+            422,
+            str(exc),
+            kind="invalid",
+            errors=[{"field": "body.variables.contact", "message": str(exc)}],
+        ) from None
 
 
 async def _started_by(

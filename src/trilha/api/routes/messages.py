@@ -18,6 +18,12 @@ the active one in the store's transaction: one that ends meanwhile refuses it
 (nothing stored, 404), never silently drops it.
 
 Back-pressure never applies here: replies keep conversations already running moving.
+
+A message has a ``type`` (default ``text``): ``button`` and ``list`` replies carry the
+``replyId`` tapped, ``media`` a file by link, ``location`` a place
+(:mod:`trilha.inbound` checks each). The store keeps the structured form as the
+message's ``content`` and a plain rendering as its ``text``, so readers of text alone
+see the title tapped, the caption or ``[image]``, the place's name or coordinates.
 """
 
 from __future__ import annotations
@@ -37,17 +43,15 @@ from trilha.api.routes.executions import (
     ExternalId,
     institution_for,
 )
-from trilha.api.wire import JsonObject, Text
+from trilha.api.wire import JsonObject
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import FLOW_ID_PATTERN
 from trilha.core.wire import WireModel
 from trilha.errors import CorruptedRecord, ExecutionEnded, ExecutionNotFound
+from trilha.inbound import InboundContent
 from trilha.store.base import InboundResult, Store
 
 router = APIRouter(prefix="/v1/conversations", tags=["messages"])
-
-#: a message's text; WhatsApp's own limit is 4,096 characters
-MAX_TEXT = 10_000
 
 ConversationIdPath = Annotated[
     str,
@@ -60,12 +64,12 @@ ConversationIdPath = Annotated[
 ]
 
 
-class InboundMessageIn(WireModel):
-    """A contact's message, as the platform received it."""
+class InboundMessageIn(InboundContent):
+    """A contact's message, as the platform received it: a text (``{"text": "oi"}``), a
+    button or list reply, a photo or document, a location (:class:`InboundContent`)."""
 
     message_id: ExternalId = Field(description="The platform's id: repeats are ignored.")
     contact_id: ExternalId
-    text: Text = Field(max_length=MAX_TEXT)
     payload: JsonObject | None = Field(
         default=None, description="Anything else the channel carried (a button's value...)."
     )
@@ -164,10 +168,11 @@ async def _store(
         conversation_id=conversation_id,
         message_id=body.message_id,
         contact_id=body.contact_id,
-        text=body.text,
+        text=body.plain_text(),
         payload=body.payload,
         now=now,
         execution_id=execution_id,
+        content=body.content(),
     )
 
 
