@@ -11,9 +11,10 @@ as ``undelivered`` (:func:`trilha.core.delivery.undelivered`). One form for
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trilha.core.content import map_link
 from trilha.core.delivery import outbox_state, undelivered
 from trilha.core.execution import TranscriptEntry, iso
 from trilha.observability.masking import mask_text
@@ -60,6 +61,28 @@ def transcript_view(
                 item.update(bot_message_view(d, now=now))
         shown.append(item)
     return shown
+
+
+def contact_note(content: Mapping[str, Any] | None) -> str | None:
+    """What a contact's structured message adds to its ``text`` on a line of text (``trilha
+    show``): the id a tapped button or row carried, a file's kind, type and link, a
+    place's map link. ``None`` for a typed text, which its text says whole."""
+    if not content:
+        return None
+    kind = content.get("type")
+    if kind in ("button", "list") and content.get("replyId") is not None:
+        return f"[{'button' if kind == 'button' else 'list row'} {content['replyId']}]"
+    media = content.get("media")
+    if kind == "media" and isinstance(media, Mapping):
+        parts = [media.get("kind"), media.get("mimeType"), media.get("filename"), media.get("url")]
+        return "[" + " ".join(str(p) for p in parts if p) + "]"
+    place = content.get("location")
+    if kind == "location" and isinstance(place, Mapping):
+        try:
+            return f"[location {map_link(float(place['latitude']), float(place['longitude']))}]"
+        except (KeyError, TypeError, ValueError):
+            return "[location]"
+    return None
 
 
 def undelivered_count(deliveries: Sequence[Delivery], *, now: float) -> int:
