@@ -133,7 +133,7 @@ def test_booking_in_the_terminal_by_numbers(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_english_where_we_are_scripted(cli: Cli, tmp_path: Path) -> None:
-    """Scripted with --input and contact.language=en: the English menu, '2' picks
+    """Scripted with --input and --language en: the English menu, '2' picks
     'Where we are', and the place prints as its name, address and a map link."""
     with standin_process() as booking_url:
         config = config_for(tmp_path, booking_url)
@@ -144,8 +144,8 @@ def test_english_where_we_are_scripted(cli: Cli, tmp_path: Path) -> None:
             config,
             "--store",
             f"sqlite:///{tmp_path / 'clinic.db'}",
-            "--var",
-            "contact.language=en",
+            "--language",
+            "en",
             "--input",
             "2",
         )

@@ -25,7 +25,7 @@ from clinic_support import (  # tests/ is on sys.path
 from trilha.config import Config, DependencyConfig, load_config
 from trilha.core.execution import Execution
 from trilha.core.states import ExecutionStatus, Outcome
-from trilha.engine.engine import new_id
+from trilha.inbound import InboundContent
 
 Harness = Any
 S = ExecutionStatus
@@ -92,32 +92,21 @@ async def drive(h: Harness, execution_id: str) -> Execution:
     raise AssertionError(f"execution {execution_id} did not come to rest")
 
 
-async def send(
-    h: Harness, execution_id: str, text: str, content: dict[str, Any] | None = None
-) -> Execution:
-    """The contact's message as the API stores it: its plain text and, for a tap, a file,
-    a place or a stated language, its structured content."""
-    ex: Execution = await h.get(execution_id)
-    await h.store.deliver_inbound(
-        institution_id=ex.institution_id,
-        conversation_id=ex.conversation_id,
-        message_id=new_id(),
-        contact_id=ex.contact_id,
-        text=text,
-        payload=None,
-        now=h.clock.now(),
-        execution_id=execution_id,
-        content=content,
-    )
+async def send(h: Harness, execution_id: str, text: str | None = None, **body: Any) -> Execution:
+    """The contact's message given as the API's body (``type``, ``text``, ``replyId``,
+    ``media``, ``language``), checked and stored as the API stores it: its plain text
+    and, for a tap, a file or a stated language, its structured content."""
+    message = InboundContent.model_validate(body if text is None else {"text": text, **body})
+    await h.engine.send(execution_id, message.plain_text(), content=message.content())
     return await drive(h, execution_id)
 
 
 async def tap(h: Harness, execution_id: str, kind: str, reply_id: str, title: str) -> Execution:
-    return await send(h, execution_id, title, {"type": kind, "replyId": reply_id, "text": title})
+    return await send(h, execution_id, title, type=kind, replyId=reply_id)
 
 
 async def upload(h: Harness, execution_id: str, media: dict[str, Any]) -> Execution:
-    return await send(h, execution_id, f"[{media['kind']}]", {"type": "media", "media": media})
+    return await send(h, execution_id, type="media", media=media)
 
 
 async def begin(h: Harness, **contact: Any) -> Execution:
@@ -328,7 +317,7 @@ async def test_a_reply_in_english_switches_the_language(clinic: Harness, booking
     ex = await begin(h, name="John")
     assert said(h, ex.id)[0][1]["buttons"] == MENU_PT  # type: ignore[index]
 
-    ex = await send(h, ex.id, "book", {"type": "text", "text": "book", "language": "en"})
+    ex = await send(h, ex.id, "book", language="en")
     assert ex.variables["contact"]["language"] == "en"
     assert ex.variables["menu"] == "agendar"
     listed = said(h, ex.id)[-1][1]
@@ -426,7 +415,7 @@ async def test_front_desk(clinic: Harness, reply: dict[str, Any]) -> None:
     h = clinic
     ex = await begin(h)
     for _ in range(1 if reply["type"] == "button" else 3):
-        ex = await send(h, ex.id, reply["text"], reply if reply["type"] == "button" else None)
+        ex = await send(h, ex.id, **reply)
 
     assert ex.status is S.COMPLETED and ex.outcome is Outcome.ESCALATED
     assert [hd.queue for hd in await h.store.handoffs(ex.id)] == ["recepcao"]
