@@ -115,7 +115,7 @@ def test_one_key_past_its_stream_limit_gets_429_while_another_tenant_is_served(
         with served.client("beta_operator") as beta:
             started = time.monotonic()
             assert beta.get("/v1/flows").status_code == 200
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 10  # answered, not held behind acme's
         held.append(open_stream(served, "admin", "/v1/events"))  # 11: the process's limit
         body = refused(served, "acme_operator")
         assert body["scope"] == "process" and body["setting"] == "api.max_streams"

@@ -384,8 +384,8 @@ async def test_wake_reads_at_once_instead_of_at_the_next_poll(harness: Harness) 
         started = time.monotonic()
         ex = await start(harness, "onboarding", "woken", "inst-1")
         slow.wake()
-        await reader.until(lambda r: bool(r.events), within=2)
-        assert time.monotonic() - started < 2
+        await reader.until(lambda r: bool(r.events), within=10)
+        assert time.monotonic() - started < 10  # far from the 30 s poll
         assert reader.events[0].record.execution_id == ex.id
         await reader.close()
     finally:

@@ -397,10 +397,11 @@ async def test_a_worker_lost_mid_call_leaves_the_doubt_to_the_next(
         await first.publish(booking_flow(timeoutSeconds=5))
         ex = await first.start("booking", variables={"slot": "a"})
         running = asyncio.ensure_future(first.settle())
-        for _ in range(500):  # until the request is at the service (at most 5 s)
+        for _ in range(3000):  # until the request is at the service
             if service.requests:
                 break
             await asyncio.sleep(0.01)
+        assert service.requests, "the POST never reached the service"
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
