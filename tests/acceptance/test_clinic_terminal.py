@@ -177,3 +177,33 @@ def test_booking_down_in_the_terminal(cli: Cli, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "Desculpe, nosso sistema de agendamento não está respondendo agora." in run.stdout
     assert "completed (outcome escalated)" in run.stderr
+
+
+def test_the_card_sent_with_trilha_send(cli: Cli, tmp_path: Path) -> None:
+    """A scripted run stops at the card question (waiting for the contact); `trilha send
+    --type media` delivers the photo a terminal cannot, and the booking goes through with
+    it."""
+    store = f"sqlite:///{tmp_path / 'clinic.db'}"
+    with standin_process() as booking_url:
+        config = config_for(tmp_path, booking_url)
+        run = cli(
+            "run", CLINIC, "--config", config, "--store", store, "--var", "contact.name=Ana",
+            "--input", "1", "--input", "4",
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert "envie uma foto da sua carteirinha do convênio" in run.stdout
+        waiting = re.search(r"continue with: trilha send (\w+) TEXT", run.stderr)
+        assert waiting, run.stderr
+        sent = cli(
+            "send", waiting.group(1), "--config", config, "--store", store,
+            "--type", "media", "--media-kind", "image", "--mime-type", "image/jpeg",
+            "--media-url", "https://media.example.com/card.jpg",
+        )  # fmt: skip
+        with urllib.request.urlopen(f"{booking_url}/bookings", timeout=10) as reply:
+            bookings: list[dict[str, Any]] = json.load(reply)
+
+    assert sent.returncode == 0, sent.stderr
+    assert "Pronto, Ana! Sua consulta está marcada para qui 12/06 16:00" in sent.stdout
+    assert "completed (outcome completed)" in sent.stderr
+    card = {"kind": "image", "url": "https://media.example.com/card.jpg", "mimeType": "image/jpeg"}
+    assert [(b["slot"]["id"], b["insuranceCard"]) for b in bookings] == [(SLOTS[3]["id"], card)]
