@@ -722,3 +722,14 @@ def test_render_url_and_render_value_fail_only_cleanly(
     with contextlib.suppress(ExpressionError, LimitExceeded):
         render_value({"a": [template, {"b": template}]}, variables, Budget(500))
     assert isinstance(template_paths(template), list)
+
+
+def test_a_loop_body_template_reads_this() -> None:
+    """in_loop reads a template as a loop's body (a rowsFrom field): this is the item."""
+    template = "{{this.label}} #{{@number}} {{name}}{{#each this.rows}}{{this}}{{/each}}"
+    assert lint_template(template, in_loop=True) == []
+    assert [issue.severity for issue in lint_template(template)] == ["warning"] * 3
+    assert template_paths(template, in_loop=True) == ["name"]
+    assert template_paths(template) == ["this.label", "name", "this.rows"]
+    item = {"label": "09:00", "rows": [1, 2]}
+    assert render(template, {"this": item, "@number": 1, "name": "Ana"}) == "09:00 #1 Ana12"

@@ -57,6 +57,7 @@ from trilha.errors import ExpressionError, LimitExceeded
 
 __all__ = [
     "MAX_BLOCK_DEPTH",
+    "MAX_ISSUES",
     "MAX_ITERATIONS",
     "TemplateIssue",
     "lint_template",
@@ -172,14 +173,15 @@ class _Parser:
     """One pass over the template: plain searches for ``{{`` and ``}}``, a stack of
     open blocks, and an issue for every part that will be written literally."""
 
-    def __init__(self, template: str) -> None:
+    def __init__(self, template: str, *, in_loop: bool = False) -> None:
         self._template = template
+        self._base_loops = 1 if in_loop else 0
         self._stack = [_Frame("root", 0, "", None)]
         self._issues: list[TemplateIssue] = []
         self._unshown: dict[str, int] = {}  # severity -> issues past MAX_ISSUES
         self._too_deep = False  # a block deeper than the bound is in the tree
         self._depth_reported = False
-        self._loops = 0  # open {{#each}} bodies (not their {{else}} parts)
+        self._loops = self._base_loops  # open {{#each}} bodies (not their {{else}} parts)
 
     def parse(self) -> _Compiled:
         template = self._template
@@ -367,7 +369,7 @@ class _Parser:
                 )
         outermost = self._stack[1]
         del self._stack[1:]
-        self._loops = 0
+        self._loops = self._base_loops
         self._text(self._template[outermost.start :])
 
 
@@ -377,9 +379,10 @@ def _is_else_if(stripped: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compile(template: str) -> _Compiled:
-    """Parse once: flows render the same few texts over and over."""
-    return _Parser(template).parse()
+def _compile(template: str, in_loop: bool = False) -> _Compiled:
+    """Parse once: flows render the same few texts over and over. ``in_loop`` only
+    changes the lint warnings (the pieces are the same)."""
+    return _Parser(template, in_loop=in_loop).parse()
 
 
 # ------------------------------------------------------------------------ rendering
@@ -565,22 +568,24 @@ def _quote_component(text: str) -> str:
     return quote(text, safe="")
 
 
-def template_paths(template: str) -> list[str]:
+def template_paths(template: str, *, in_loop: bool = False) -> list[str]:
     """List the variable paths ``template`` reads, so a flow can be checked at load time.
 
     Each path appears once, in order of first use, which keeps validation
     messages stable and short. Names a loop sets (``this`` inside ``{{#each}}``,
-    ``@index`` and friends) are not variables of the flow and are left out.
+    ``@index`` and friends) are not variables of the flow and are left out;
+    ``in_loop`` reads the whole template as a loop's body (a ``rowsFrom`` field,
+    rendered once per item), where ``this`` is always the item.
     """
     if "{{" not in template:
         return []
-    return list(dict.fromkeys(_paths(_compile(template).pieces)))
+    return list(dict.fromkeys(_paths(_compile(template).pieces, in_loop=in_loop)))
 
 
-def _paths(pieces: tuple[_Piece, ...]) -> Iterator[str]:
+def _paths(pieces: tuple[_Piece, ...], *, in_loop: bool) -> Iterator[str]:
     """Paths in reading order, walked with a stack of its own: a template that nests
     too deep to render is still listed (and refused by lint)."""
-    stack: list[tuple[Iterator[_Piece], bool]] = [(iter(pieces), False)]
+    stack: list[tuple[Iterator[_Piece], bool]] = [(iter(pieces), in_loop)]
     while stack:
         iterator, in_loop = stack[-1]
         piece = next(iterator, None)
@@ -598,15 +603,16 @@ def _paths(pieces: tuple[_Piece, ...]) -> Iterator[str]:
             stack.append((iter(piece.body), in_loop or piece.kind == "each"))
 
 
-def lint_template(template: str) -> list[TemplateIssue]:
+def lint_template(template: str, *, in_loop: bool = False) -> list[TemplateIssue]:
     """What would keep ``template`` from rendering as written, for publish time.
 
     Errors: an unclosed ``{{``; a block left open, closed by the wrong tag, or a
     stray ``{{/each}}``, ``{{/if}}`` or ``{{else}}``; a placeholder or block whose
     expression does not parse (an unknown function among them); blocks nested too
-    deep. Warnings: a loop variable read outside ``{{#each}}``. A lone ``{`` or
-    ``}`` in chat text is fine.
+    deep. Warnings: a loop variable read outside ``{{#each}}`` (``in_loop`` reads
+    the whole template as a loop's body, as a ``rowsFrom`` field is). A lone ``{``
+    or ``}`` in chat text is fine.
     """
     if "{{" not in template:
         return []
-    return list(_compile(template).issues)
+    return list(_compile(template, in_loop).issues)
