@@ -42,6 +42,28 @@ STANDIN_MODULE = standin_module()
 SLOTS: list[dict[str, str]] = [dict(s) for s in STANDIN_MODULE.SLOTS]
 
 
+#: the English rows' titles, which the clinic writes with format_date from each slot's
+#: ``at`` (the stand-in's ``label`` is Portuguese)
+ENGLISH_TITLES = {
+    "s-0910-0900": "Tue 06/10 9:00 AM",
+    "s-0910-1430": "Tue 06/10 2:30 PM",
+    "s-0911-0800": "Wed 06/11 8:00 AM",
+    "s-0912-1600": "Thu 06/12 4:00 PM",
+}
+
+
+def slot_rows(slots: list[dict[str, str]], language: str = "pt-BR") -> list[dict[str, str]]:
+    """The list rows the clinic shows for ``slots`` in ``language``."""
+    if language == "en":
+        return [
+            {"id": s["id"], "title": ENGLISH_TITLES[s["id"]], "description": f"with {s['doctor']}"}
+            for s in slots
+        ]
+    return [
+        {"id": s["id"], "title": s["label"], "description": f"com {s['doctor']}"} for s in slots
+    ]
+
+
 def clinic_flow() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(CLINIC.read_text(encoding="utf-8"))
     return data

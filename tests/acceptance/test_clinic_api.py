@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clinic_support import CLINIC, SLOTS, Standin, example_config, standin
+from clinic_support import CLINIC, SLOTS, Standin, example_config, slot_rows, standin
 from conftest import Api, Cli, start_api
 from webhook_receiver import WebhookReceiver, webhook_receiver
 
@@ -139,13 +139,6 @@ class Conversation:
         return entries
 
 
-def rows(slots: list[dict[str, str]], preposition: str) -> list[dict[str, str]]:
-    return [
-        {"id": s["id"], "title": s["label"], "description": f"{preposition} {s['doctor']}"}
-        for s in slots
-    ]
-
-
 def test_booking_over_the_api(served: Api, receiver: WebhookReceiver, booking: Standin) -> None:
     """The menu reaches the webhook as buttons, the slots as a list of the stand-in's
     rows, the clinic as a location; a tapped button, a tapped row and a photo posted as
@@ -171,7 +164,7 @@ def test_booking_over_the_api(served: Api, receiver: WebhookReceiver, booking: S
             "text": "Maria Silva, estes são os próximos horários livres. Qual você prefere?",
             "list": {
                 "button": "Ver horários",
-                "sections": [{"title": "Próximos horários", "rows": rows(SLOTS, "com")}],
+                "sections": [{"title": "Próximos horários", "rows": slot_rows(SLOTS)}],
             },
         }
         assert f"2. {SLOTS[1]['label']} — com {SLOTS[1]['doctor']}" in listed["text"]
@@ -240,7 +233,7 @@ def test_english_start_and_a_refused_file(
         chat.reply(type="button", replyId="agendar", text="Book")
         listed = chat.next_body("list")
         assert listed["content"]["list"]["button"] == "See times"
-        assert listed["content"]["list"]["sections"][0]["rows"] == rows(SLOTS, "with")
+        assert listed["content"]["list"]["sections"][0]["rows"] == slot_rows(SLOTS, "en")
 
         chat.reply(text="3")
         asked = chat.next_body()
@@ -267,7 +260,10 @@ def test_english_start_and_a_refused_file(
         }
         chat.reply(type="media", media=pdf)
         confirmation = chat.next_body()
-        assert confirmation["text"].startswith("All set, John Smith! Your appointment is booked")
+        assert confirmation["text"] == (
+            "All set, John Smith! Your appointment is booked for Wednesday, June 11, 8:00 AM"
+            " with Dra. Ana Lima. Reference CLN-1001."
+        )
         place = chat.next_body("location")
         assert place["content"]["location"]["name"] == "Sorriso Dental Clinic"
         ex = chat.ended()

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from test_debugger import login, screenshot
 
-from clinic_support import SLOTS, Standin, clinic_flow, example_config, standin
+from clinic_support import SLOTS, Standin, clinic_flow, example_config, slot_rows, standin
 
 pytestmark = pytest.mark.slow
 
@@ -152,6 +152,9 @@ def test_the_clinic_in_the_debugger(
     list_en = bubble(page, "bot", "these are the next free times")
     expect(list_en.locator(".list-button")).to_have_text("☰See times")
     remaining = [s for s in SLOTS if s["id"] != SLOTS[1]["id"]]
+    expect(list_en.locator(".row-title")).to_have_text(
+        [r["title"] for r in slot_rows(remaining, "en")]
+    )
     expect(list_en.locator(".row-description")).to_have_text(
         [f"with {s['doctor']}" for s in remaining]
     )

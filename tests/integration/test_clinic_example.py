@@ -20,6 +20,7 @@ from clinic_support import (  # tests/ is on sys.path
     SLOTS,
     Standin,
     clinic_flow,
+    slot_rows,
     standin,
 )
 from trilha.config import Config, DependencyConfig, load_config
@@ -122,13 +123,6 @@ def said(h: Harness, execution_id: str) -> list[tuple[str, dict[str, Any] | None
     return [(m.text, m.content) for m in h.channel.messages if m.execution_id == execution_id]
 
 
-def rows(slots: list[dict[str, str]], preposition: str = "com") -> list[dict[str, str]]:
-    return [
-        {"id": s["id"], "title": s["label"], "description": f"{preposition} {s['doctor']}"}
-        for s in slots
-    ]
-
-
 async def assert_booked(
     h: Harness, ex: Execution, booking: Standin, slot: dict[str, str], card: Any
 ) -> None:
@@ -174,7 +168,7 @@ async def test_booking_by_tapping_buttons_and_rows(clinic: Harness, booking: Sta
         "text": "Maria Silva, estes são os próximos horários livres. Qual você prefere?",
         "list": {
             "button": "Ver horários",
-            "sections": [{"title": "Próximos horários", "rows": rows(SLOTS)}],
+            "sections": [{"title": "Próximos horários", "rows": slot_rows(SLOTS)}],
         },
     }
 
@@ -257,7 +251,7 @@ async def test_a_booked_slot_is_no_longer_offered(clinic: Harness, booking: Stan
     second = await send(h, second.id, "1")
     listed = said(h, second.id)[-1][1]
     assert listed is not None
-    assert listed["list"]["sections"][0]["rows"] == rows(SLOTS[1:])
+    assert listed["list"]["sections"][0]["rows"] == slot_rows(SLOTS[1:])
     second = await send(h, second.id, "1")
     second = await upload(h, second.id, PHOTO)
     assert second.status is S.COMPLETED
@@ -288,7 +282,7 @@ async def test_english_contact_reads_english(clinic: Harness, booking: Standin) 
         "text": "John Smith, these are the next free times. Which one suits you?",
         "list": {
             "button": "See times",
-            "sections": [{"title": "Next free times", "rows": rows(SLOTS, "with")}],
+            "sections": [{"title": "Next free times", "rows": slot_rows(SLOTS, "en")}],
         },
     }
     ex = await tap(h, ex.id, "list", SLOTS[0]["id"], SLOTS[0]["label"])
@@ -300,8 +294,10 @@ async def test_english_contact_reads_english(clinic: Harness, booking: Standin) 
     await assert_booked(h, ex, booking, SLOTS[0], PHOTO)
     assert booking.state.bookings[0]["language"] == "en"
     texts = [text for text, _ in said(h, ex.id)]
-    assert texts[-3].startswith("All set, John Smith! Your appointment is booked for")
-    assert texts[-3].endswith("with Dra. Ana Lima. Reference CLN-1001.")
+    assert texts[-3] == (
+        "All set, John Smith! Your appointment is booked for Tuesday, June 10, 9:00 AM"
+        " with Dra. Ana Lima. Reference CLN-1001."
+    )
     place = said(h, ex.id)[-2][1]
     assert place is not None
     assert place["location"]["name"] == "Sorriso Dental Clinic"
