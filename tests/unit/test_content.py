@@ -601,6 +601,27 @@ def test_rows_from_more_than_ten_items_shows_ten_and_notes_it() -> None:
     assert said.truncated == ("list has 12 rows; the first 10 are shown (WhatsApp's limit)",)
 
 
+def test_rows_from_counts_every_item_it_could_not_show() -> None:
+    """The note says how many items there were, however many; @first and @last are set."""
+    fields = {
+        "text": "Pick",
+        "list": a_list(
+            {
+                "rowsFrom": {
+                    "items": "slots",
+                    "id": "{{this}}",
+                    "title": "{{this}}{{#if @first}} first{{/if}}{{#if @last}} last{{/if}}",
+                }
+            }
+        ),
+    }
+    said = rendered(fields, {"slots": list(range(150))})
+    assert said.truncated == ("list has 150 rows; the first 10 are shown (WhatsApp's limit)",)
+    said = rendered(fields, {"slots": [7, 8]})
+    assert said.content is not None
+    assert [r["title"] for r in options_of(said.content)] == ["7 first", "8 last"]
+
+
 @pytest.mark.parametrize("slots", [None, [], "not a list", {"a": 1}])
 def test_rows_from_without_items_sends_the_text(slots: Any) -> None:
     """A missing, empty or non-list variable gives no rows: the list is not sent, its text is."""

@@ -718,10 +718,9 @@ def _section_rows(
     items = r.evaluate(spec.items)
     if not isinstance(items, list | tuple):
         return  # a missing or non-list variable: no rows (the section is left out)
-    for i, item in enumerate(items):
-        if i >= MAX_ROWS * MAX_SECTIONS:
-            return  # no more could be shown; the caller counts what it dropped
-        extra = {"this": item, "@index": i, "@number": i + 1}
+    last = len(items) - 1
+    for i, item in enumerate(items):  # the caller renders the first 10 and counts the rest
+        extra = {"this": item, "@index": i, "@number": i + 1, "@first": i == 0, "@last": i == last}
         yield spec.id, spec.title, spec.description, f"{where}.rowsFrom[{i}]", extra
 
 
