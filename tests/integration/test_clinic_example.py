@@ -427,14 +427,20 @@ DOWN_PT = (
     "Desculpe, nosso sistema de agendamento não está respondendo agora. Vou te passar para"
     " a nossa recepção, que conclui o agendamento com você."
 )
+NOT_BOOKED_PT = (
+    "Desculpe, não consegui confirmar esse horário no sistema agora. Vou te passar para a"
+    " nossa recepção, que conclui o agendamento com você."
+)
 
 
-async def assert_desk_after_outage(h: Harness, ex: Execution, node: str) -> None:
+async def assert_desk_after_failure(
+    h: Harness, ex: Execution, node: str, reason: str, text: str
+) -> None:
+    """``node`` failed, its fallback told the contact ``text`` and handed them to the
+    front desk with ``reason``."""
     assert ex.status is S.COMPLETED and ex.outcome is Outcome.ESCALATED
-    assert [(hd.queue, hd.reason) for hd in await h.store.handoffs(ex.id)] == [
-        ("recepcao", "sistema de agendamento indisponível")
-    ]
-    assert said(h, ex.id)[-1][0] == DOWN_PT
+    assert [(hd.queue, hd.reason) for hd in await h.store.handoffs(ex.id)] == [("recepcao", reason)]
+    assert said(h, ex.id)[-1][0] == text
     history = [(t.target, t.node_id) for t in await h.store.transitions(ex.id)]
     assert (S.FALLBACK, node) in history
     failures = [r for r in await h.store.logs(ex.id) if r.message == "node.failed"]
@@ -449,13 +455,16 @@ async def test_booking_service_down_before_the_list(clinic: Harness, booking: St
     booking.stop()
     ex = await tap(h, ex.id, "button", "agendar", "Agendar")
 
-    await assert_desk_after_outage(h, ex, "fetch_slots")
+    await assert_desk_after_failure(
+        h, ex, "fetch_slots", "sistema de agendamento indisponível", DOWN_PT
+    )
     assert "slots" not in ex.variables
 
 
 async def test_booking_service_down_at_the_booking(clinic: Harness, booking: Standin) -> None:
-    """A booking service answering 503 when the slot is booked takes the same fallback
-    after its retry: nothing is booked, the contact goes to the front desk."""
+    """A booking service answering 503 when the slot is booked: the call is retried, then
+    its fallback says the time could not be confirmed and hands the contact to the front
+    desk, naming the slot; nothing is booked."""
     h = clinic
     ex = await begin(h, name="Ana")
     await send(h, ex.id, "1")
@@ -463,9 +472,31 @@ async def test_booking_service_down_at_the_booking(clinic: Harness, booking: Sta
     booking.state.down = True
     ex = await upload(h, ex.id, PHOTO)
 
-    await assert_desk_after_outage(h, ex, "book")
+    reason = f"o sistema de agendamento não confirmou o horário {SLOTS[0]['id']}"
+    await assert_desk_after_failure(h, ex, "book", reason, NOT_BOOKED_PT)
     assert booking.state.bookings == []
     assert "booking" not in ex.variables
+
+
+async def test_a_slot_taken_meanwhile_goes_to_the_desk(clinic: Harness, booking: Standin) -> None:
+    """Two contacts shown the same list pick the same slot: the first books it, the
+    second's booking is refused (409) and they go to the front desk, not told that the
+    system is down."""
+    h = clinic
+    first = await begin(h, name="Ana")
+    second = await h.start("clinic", "conv-2", variables={"contact": {"name": "Bia"}})
+    await drive(h, second.id)
+    for ex in (first, second):
+        await send(h, ex.id, "Agendar")
+        await send(h, ex.id, SLOTS[2]["label"])
+    first = await upload(h, first.id, PHOTO)
+    second = await upload(h, second.id, PHOTO)
+
+    await assert_booked(h, first, booking, SLOTS[2], PHOTO)
+    reason = f"o sistema de agendamento não confirmou o horário {SLOTS[2]['id']}"
+    await assert_desk_after_failure(h, second, "book", reason, NOT_BOOKED_PT)
+    failure = next(r for r in await h.store.logs(second.id) if r.message == "node.failed")
+    assert "409" in str(failure.context)
 
 
 async def test_no_free_slots_goes_to_the_desk(clinic: Harness, booking: Standin) -> None:
