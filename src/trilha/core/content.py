@@ -475,6 +475,19 @@ def plain_templates(node: ContentFields) -> Iterator[tuple[str, str]]:
 # ----------------------------------------------------------------------------- languages
 
 
+def contact_language(variables: Mapping[str, Any], default: str | None) -> str | None:
+    """The contact's language (``contact.language``, kept by trilha from the start
+    request, the contact's messages or a ``set`` node), else the flow's default."""
+    contact = variables.get("contact")
+    language = contact.get("language") if isinstance(contact, Mapping) else None
+    return language if isinstance(language, str) and language else default
+
+
+def spoken(text: Localized, variables: Mapping[str, Any], default: str | None) -> str:
+    """``text`` in the contact's language (a flow setting such as the timeout message)."""
+    return choose_language(text, contact_language(variables, default), default)
+
+
 def choose_language(text: Localized, language: str | None, default: str | None) -> str:
     """The text in the contact's ``language``: the exact tag, else one of the same
     language (``pt`` for ``pt-BR`` and back), else the flow's ``default``, else the

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     Field,
@@ -34,10 +34,12 @@ from trilha.core.content import (
     Localized,
     content_problems,
     localized_texts,
+    plain_templates,
 )
 from trilha.core.expressions import compile_expression
 from trilha.core.paths import is_valid_path
 from trilha.core.patterns import compile_pattern
+from trilha.core.templates import lint_template, template_paths
 from trilha.core.tenancy import reference_denial
 from trilha.core.wire import WireModel
 from trilha.errors import ExpressionError, FlowValidationError
@@ -116,8 +118,10 @@ class FallbackSettings(WireModel):
 class FlowSettings(WireModel):
     fallback: FallbackSettings = Field(default_factory=FallbackSettings)
     input_timeout_seconds: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
-    timeout_message: str = Field(
-        default="Sorry, this is taking too long. We will get back to you.", max_length=MAX_TEXT
+    timeout_message: Localized = Field(
+        default="Sorry, this is taking too long. We will get back to you.",
+        description="Said when the contact does not answer in time (or a turn runs too"
+        " long): a text, or a map of language tags to texts.",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     #: a corrupted execution with no valid checkpoint: start the flow again with its
@@ -165,6 +169,12 @@ class NodeBase(WireModel):
         """Yield ``(wire path, flow id)`` for every other flow the node may enter, so
         publishing checks who owns it (:mod:`trilha.core.tenancy`)."""
         return iter(())
+
+    def templates(self) -> Iterator[tuple[str, str, bool]]:
+        """Yield ``(wire path, template, in a loop)`` for every template the node
+        renders, so publishing lints them (``in a loop``: ``this`` is an item)."""
+        if isinstance(self, ContentFields):
+            yield from _said_templates(self)
 
 
 def to_wire(name: str) -> str:
@@ -242,6 +252,35 @@ class QuestionNode(ContentFields, NodeBase):
     on_timeout: NodeId | None = None
 
 
+def _said_templates(node: ContentFields) -> Iterator[tuple[str, str, bool]]:
+    texts = list(localized_texts(node, getattr(node, "text", None)))
+    invalid = getattr(node, "invalid_text", None)
+    if invalid is not None:
+        texts.append(("invalidText", invalid))
+    for path, value in texts:
+        in_loop = ".rowsFrom." in path
+        if isinstance(value, str):
+            yield path, value, in_loop
+        else:
+            for tag, text in value.items():
+                yield f"{path}.{tag}", text, in_loop
+    for path, template in plain_templates(node):
+        yield path, template, ".rowsFrom." in path
+
+
+def _value_templates(path: str, value: Any) -> Iterator[tuple[str, str, bool]]:
+    """The strings inside a JSON value (a request body, a set node's literal)."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            yield where, item, False
+        elif isinstance(item, dict):
+            stack.extend((f"{where}.{k}", v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+
+
 class Branch(WireModel):
     when: str = Field(min_length=1, max_length=2_000)
     next: NodeId
@@ -276,6 +315,10 @@ class SetNode(NodeBase):
         for name, source in self.expressions_.items():
             yield f"expressions.{name}", source
 
+    def templates(self) -> Iterator[tuple[str, str, bool]]:
+        for name, value in self.variables.items():
+            yield from _value_templates(f"variables.{name}", value)
+
 
 class DelayNode(NodeBase):
     type: Literal["delay"]
@@ -303,6 +346,11 @@ class HandoffNode(ContentFields, NodeBase):
     queue: str = Field(min_length=1, max_length=200)
     text: Localized | None = Field(default=None, description="Said to the contact first.")
     reason: str | None = Field(default=None, max_length=1_000)
+
+    def templates(self) -> Iterator[tuple[str, str, bool]]:
+        yield from super().templates()
+        if self.reason is not None:
+            yield "reason", self.reason, False
 
 
 class EndNode(ContentFields, NodeBase):
@@ -345,6 +393,12 @@ class HttpNode(NodeBase):
     retry_unsafe: bool = False
 
     _check_wait = field_validator("wait_for_dependency")(_wait_needs_dependency)
+
+    def templates(self) -> Iterator[tuple[str, str, bool]]:
+        yield "url", self.url, False
+        for name, value in self.headers.items():
+            yield f"headers.{name}", value, False
+        yield from _value_templates("body", self.body)
 
     @field_validator("retry_unsafe")
     @classmethod
@@ -417,6 +471,10 @@ class AiNode(NodeBase):
         if not is_valid_path(value):
             raise ValueError(f"'{value}' is not a valid variable path")
         return value
+
+    def templates(self) -> Iterator[tuple[str, str, bool]]:
+        yield "text", self.text, False
+        yield "url", self.url, False
 
     def targets(self) -> Iterator[tuple[str, str]]:
         yield from super().targets()
@@ -654,6 +712,7 @@ def _graph_problems(
                 "warning",
             )
     yield from _language_problems(nodes, positions)
+    yield from _template_problems(nodes, positions)
     if isinstance(start, str) and start in known and len(nodes) == len(known):
         reachable = _reachable(start, edges, on_missing if isinstance(on_missing, str) else None)
         for node in nodes:
@@ -732,6 +791,38 @@ def _variables_written(node: NodeBase) -> Iterator[tuple[str, str]]:
     save_as = getattr(node, "save_as", None)
     if isinstance(save_as, str):
         yield "saveAs", save_as
+
+
+#: variables a flow reads without setting them: trilha's own, and the contact's (the
+#: platform passes ``contact`` at the start; ``contact.language`` is kept by trilha)
+_GIVEN: Final = frozenset({"sys", "contact"})
+
+
+def _template_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iterator[Problem]:
+    """Every template lints (an unclosed ``{{``, a block left open, an expression that
+    does not parse or calls an unknown function: errors), and one reading a variable no
+    node sets is flagged (a warning: it may be a start variable)."""
+    written = {name for node in nodes for _, name in _variables_written(node)}
+    roots = {name.split(".", 1)[0] for name in written} | _GIVEN
+    warned: set[str] = set()
+    for node in nodes:
+        i = positions.get(node.id, 0)
+        for path, template, in_loop in node.templates():
+            if "{{" not in template:
+                continue
+            for issue in lint_template(template, in_loop=in_loop):
+                yield Problem(f"nodes[{i}].{path}", issue.message, issue.severity)
+            for read in template_paths(template, in_loop=in_loop):
+                root = read.split(".", 1)[0]
+                if root in roots or root in warned:
+                    continue
+                warned.add(root)
+                yield Problem(
+                    f"nodes[{i}].{path}",
+                    f"reads '{root}', which no node of the flow sets"
+                    " (a variable given at the start?)",
+                    "warning",
+                )
 
 
 def _language_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iterator[Problem]:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from trilha.config import Config
 from trilha.core.budget import check_value, json_bytes
-from trilha.core.content import CAPABILITIES
+from trilha.core.content import CAPABILITIES, contact_language, spoken
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -123,8 +123,6 @@ def sys_context(ex: Execution, flow: Flow, now: float) -> dict[str, Any]:
     (``contact.language``, else the flow's default) and the step's time. Computed for
     each step and never stored, so it cannot be stale or written (publishing refuses a
     write under ``sys``)."""
-    contact = ex.variables.get("contact")
-    language = contact.get("language") if isinstance(contact, dict) else None
     return {
         "executionId": ex.id,
         "institutionId": ex.institution_id,
@@ -133,7 +131,7 @@ def sys_context(ex: Execution, flow: Flow, now: float) -> dict[str, Any]:
         "flowId": ex.flow_id,
         "flowVersion": ex.flow_version,
         "channel": ex.channel,
-        "language": language if isinstance(language, str) else flow.default_language,
+        "language": contact_language(ex.variables, flow.default_language),
         "now": iso(now),
     }
 
@@ -665,7 +663,7 @@ class Engine(Recovery):
         self._end(
             turn,
             End(S.TIMEOUT, Outcome.TIMEOUT, "no reply from the contact in time"),
-            flow.settings.timeout_message,
+            spoken(flow.settings.timeout_message, ex.variables, flow.default_language),
         )
 
     async def _holding_lease(self, ex: Execution, work: Awaitable[T]) -> T:

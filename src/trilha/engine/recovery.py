@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from trilha.config import Config
+from trilha.core.content import spoken
 from trilha.core.execution import (
     Execution,
     LogRecord,
@@ -255,7 +256,7 @@ class Recovery(ABC):
         self._end(
             turn,
             End(S.TIMEOUT, Outcome.TIMEOUT, f"the turn took longer than {limit:g}s"),
-            flow.settings.timeout_message,
+            spoken(flow.settings.timeout_message, ex.variables, flow.default_language),
         )
 
     # after a failure ------------------------------------------------------------------------
