@@ -24,6 +24,12 @@ out of the file; a missing variable is a :class:`ConfigError` naming it.
     [channel]
     kind = "webhook"                    # terminal | webhook | memory
     url = "http://127.0.0.1:8080/messages"
+
+    [calendars.clinic]                  # business hours flows read by name
+    time_zone = "America/Sao_Paulo"
+    institutions = ["acme"]             # optional: every institution when absent
+    hours = { mon = [["08:00", "12:00"], ["13:00", "18:00"]], sat = [["08:00", "12:00"]] }
+    holidays = ["2025-12-25", { date = "2025-12-24", hours = [["08:00", "12:00"]] }]
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trilha.core.alerts import DEFAULT_RULES, AlertRule
+from trilha.core.calendars import CalendarDefinition, valid_name
 from trilha.core.flow import RetryPolicy, format_loc
 from trilha.core.wire import WireModel
 from trilha.errors import ConfigError
@@ -197,6 +204,22 @@ class DependencyConfig(WireModel):
         return {
             k: expand_env(v, f"dependencies.{name}.headers.{k}") for k, v in self.headers.items()
         }
+
+
+class CalendarConfig(CalendarDefinition):
+    """A calendar of ``trilha.toml`` (``[calendars.NAME]``, see
+    :mod:`trilha.core.calendars`), for the institutions it names. An institution's own
+    calendar of the same name (``PUT /v1/calendars/NAME``) takes its place for it."""
+
+    #: whose calendar it is: institution ids, or ``["*"]``; every institution when absent
+    institutions: list[Annotated[str, Field(pattern=INSTITUTION_PATTERN)]] | None = Field(
+        default=None, max_length=10_000
+    )
+
+    def serves(self, institution_id: str) -> bool:
+        return self.institutions is None or any(
+            who in ("*", institution_id) for who in self.institutions
+        )
 
 
 Renderable = Literal["buttons", "list", "media", "location"]
@@ -409,17 +432,31 @@ class ApiConfig(WireModel):
     #: bytes of computed drawings kept, per flow version, least recently used out first
     #: (the largest flow's is about 7 MB); 0 keeps none
     graph_cache_bytes: int = Field(default=64 * 2**20, ge=0, le=2**34)
+    #: calendars one institution may keep through ``PUT /v1/calendars/{name}`` (those of
+    #: trilha.toml are not counted)
+    max_calendars: int = Field(default=100, ge=1, le=10_000)
 
 
 class Config(WireModel):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     dependencies: dict[str, DependencyConfig] = Field(default_factory=dict)
+    calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
     channel: ChannelConfig = Field(default_factory=ChannelConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+
+    @field_validator("calendars")
+    @classmethod
+    def _calendar_names(cls, value: dict[str, CalendarConfig]) -> dict[str, CalendarConfig]:
+        for name in value:
+            if not valid_name(name):
+                raise ValueError(
+                    f"{name!r} is not a calendar's name (letters, digits, '-' and '_', up to 64)"
+                )
+        return value
 
 
 def expand_env(value: str, where: str) -> str:

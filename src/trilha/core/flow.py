@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from trilha.core.calendars import CALENDAR_NAME_PATTERN, valid_name
 from trilha.core.content import (
     LOCALIZED_TAGS,
     ContentFields,
@@ -36,10 +37,10 @@ from trilha.core.content import (
     localized_texts,
     plain_templates,
 )
-from trilha.core.expressions import compile_expression
+from trilha.core.expressions import calendar_names, compile_expression
 from trilha.core.paths import is_valid_path
 from trilha.core.patterns import compile_pattern
-from trilha.core.templates import lint_template, template_paths
+from trilha.core.templates import lint_template, template_expressions, template_paths
 from trilha.core.tenancy import reference_denial
 from trilha.core.wire import WireModel
 from trilha.errors import ExpressionError, FlowValidationError
@@ -325,6 +326,30 @@ class DelayNode(NodeBase):
     seconds: float = Field(ge=0, le=30 * 86_400)
 
 
+class WaitUntilOpenNode(NodeBase):
+    """Wait until the institution's ``calendar`` is open (``waiting_delay``, a durable
+    timer), then follow ``next``; at once when it is open already."""
+
+    type: Literal["wait_until_open"]
+    calendar: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The calendar's name (`PUT /v1/calendars/{name}`, or `[calendars.NAME]`"
+        " in trilha.toml); the running institution's.",
+        json_schema_extra={"pattern": CALENDAR_NAME_PATTERN},
+    )
+
+    @field_validator("calendar")
+    @classmethod
+    def _calendar_name(cls, value: str) -> str:
+        if not valid_name(value):
+            raise ValueError(
+                f"{value!r} is not a calendar's name (letters, digits, '-' and '_',"
+                " up to 64, such as 'clinic')"
+            )
+        return value
+
+
 class JumpNode(NodeBase):
     terminal = True
 
@@ -489,6 +514,7 @@ BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
     "condition": ConditionNode,
     "set": SetNode,
     "delay": DelayNode,
+    "wait_until_open": WaitUntilOpenNode,
     "jump": JumpNode,
     "handoff": HandoffNode,
     "end": EndNode,
@@ -748,6 +774,53 @@ def dependencies_used(flow: Flow) -> Iterator[tuple[str, str]]:
         name = getattr(node, "dependency", None)
         if isinstance(name, str):
             yield node.id, name
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarUse:
+    """The calendars a flow reads (:func:`calendars_used`)."""
+
+    names: frozenset[str] = frozenset()
+    #: a name computed while the flow runs (``is_open(office)``): any of them
+    dynamic: bool = False
+
+    def __bool__(self) -> bool:
+        return self.dynamic or bool(self.names)
+
+
+def calendars_used(flow: Flow) -> CalendarUse:
+    """The calendars ``flow``'s nodes name (a ``wait_until_open``, an ``is_open`` or
+    ``next_open`` in a condition, a ``set`` or a template), so the engine reads an
+    institution's calendars only for the flows that need them. Worked out once per
+    flow version (the engine keeps the flow)."""
+    cached: CalendarUse | None = flow.__dict__.get("_calendar_use")
+    if cached is not None:
+        return cached
+    names: set[str] = set()
+    dynamic = False
+    for node in flow.nodes:
+        named = getattr(node, "calendar", None)
+        if isinstance(named, str):
+            names.add(named)
+        sources = [source for _, source in node.expressions()]
+        expressions = []
+        for source in sources:
+            try:
+                expressions.append(compile_expression(source))
+            except ExpressionError:
+                continue  # refused at publish; nothing to read here
+        for _, template, _ in node.templates():
+            if "(" in template:  # no call, no calendar: most texts end here
+                expressions.extend(template_expressions(template))
+        for expression in expressions:
+            for name in calendar_names(expression):
+                if name is None:
+                    dynamic = True
+                else:
+                    names.add(name)
+    use = CalendarUse(frozenset(names), dynamic)
+    flow.__dict__["_calendar_use"] = use
+    return use
 
 
 def _question_problems(i: int, node: QuestionNode) -> Iterator[Problem]:
