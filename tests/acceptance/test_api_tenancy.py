@@ -51,7 +51,7 @@ BODIES: dict[tuple[str, str], Any] = {
 }
 #: publishing under a name creates the caller's own flow: it cannot touch acme's (the
 #: walk checks acme's flow is unchanged afterwards)
-CREATES_OWN = {("put", "/v1/flows/{flowId}")}
+CREATES_OWN = {("put", "/v1/flows/{flowId}"), ("put", "/v1/calendars/{name}")}
 #: listings and streams: they answer, but must not mention acme's things
 #: answer 200 with the caller's own things (or the platform's: alerts), never acme's
 LISTINGS = {
@@ -64,12 +64,17 @@ LISTINGS = {
     ("get", "/v1/errors"),
     ("get", "/v1/dependencies"),
     ("get", "/v1/outbox"),
+    ("get", "/v1/calendars"),
 }
+#: acme's calendar: beta finds it nowhere
+SECRET_CALENDAR = {"timeZone": "America/Sao_Paulo", "hours": {"mon": [["08:00", "12:00"]]}}
 
 
 def _acme_world(api: Api) -> dict[str, str]:
     with api.client("acme_operator") as acme:
         assert acme.put("/v1/flows/secret-flow", json=SECRET_FLOW).status_code == 201
+        hours = acme.put("/v1/calendars/secret-hours", json=SECRET_CALENDAR)
+        assert hours.status_code == 201, hours.text
         started = acme.post("/v1/executions", json=BODIES[("post", "/v1/executions")])
         assert started.status_code == 201, started.text
         execution_id = started.json()["executionId"]
@@ -79,6 +84,7 @@ def _acme_world(api: Api) -> dict[str, str]:
         "flowId": "secret-flow",
         "conversationId": "acme-conv",
         "id": str(_message_id(api, execution_id)),  # /v1/outbox/{id}: acme's question
+        "name": "secret-hours",  # /v1/calendars/{name}
     }
 
 
@@ -127,6 +133,7 @@ GHOSTS = {
     "flowId": "no-such-flow",
     "conversationId": "no-such-conv",
     "id": "987654321",
+    "name": "no-such-calendar",
 }
 
 
@@ -143,6 +150,7 @@ def _snapshot(api: Api, execution_id: str) -> dict[str, Any]:
             "execution": acme.get(f"/v1/executions/{execution_id}").json(),
             "history": acme.get(f"/v1/executions/{execution_id}/history").json(),
             "flow": acme.get("/v1/flows/secret-flow").json(),
+            "calendar": acme.get("/v1/calendars/secret-hours").json(),
         }
 
 
@@ -197,6 +205,7 @@ def test_a_foreign_key_finds_nothing_of_another_tenant(api: Api) -> None:
                         assert betas in text, text[:500]
                     assert acme["executionId"] not in text, (key, text[:500])
                     assert "acme-conv" not in text and "secret-flow" not in text, key
+                    assert "secret-hours" not in text, key
                     if template == "/v1/executions/counts":  # beta's own, not acme's
                         assert answer.json()["total"] == 1, answer.text
                 else:
@@ -218,6 +227,8 @@ def test_a_foreign_key_finds_nothing_of_another_tenant(api: Api) -> None:
     assert after["execution"]["variables"] == before["execution"]["variables"]
     assert after["history"] == before["history"]
     assert after["flow"]["version"] == before["flow"]["version"]
+    assert after["calendar"]["definition"] == before["calendar"]["definition"]
+    assert after["calendar"]["updatedAt"] == before["calendar"]["updatedAt"]
     with api.client("acme_operator") as acme_client:
         transcript = acme_client.get(f"/v1/executions/{acme['executionId']}/transcript").json()
     assert "let me in" not in json.dumps(transcript)

@@ -237,7 +237,8 @@ def error_field(loc: tuple[int | str, ...]) -> str:
 @functools.lru_cache(maxsize=128)
 def zone_of(name: str) -> ZoneInfo:
     """The IANA zone ``name`` (:class:`CalendarError` naming it when there is none)."""
-    if len(name) > MAX_ZONE_NAME or _ZONE_NAME.fullmatch(name) is None:
+    # "localtime" is a file of the system's zone folder: the machine's zone, not a name
+    if len(name) > MAX_ZONE_NAME or _ZONE_NAME.fullmatch(name) is None or name == "localtime":
         raise CalendarError(f"{name[:70]!r} is not an IANA time zone (such as 'America/Sao_Paulo')")
     try:
         return ZoneInfo(name)
