@@ -43,6 +43,7 @@ from typing import Annotated, Literal, Self, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from trilha.core.alerts import DEFAULT_RULES, AlertRule
 from trilha.core.calendars import CalendarDefinition, valid_name
@@ -453,8 +454,10 @@ class Config(WireModel):
     def _calendar_names(cls, value: dict[str, CalendarConfig]) -> dict[str, CalendarConfig]:
         for name in value:
             if not valid_name(name):
-                raise ValueError(
-                    f"{name!r} is not a calendar's name (letters, digits, '-' and '_', up to 64)"
+                raise PydanticCustomError(  # as written: no "Value error, " before it
+                    "calendar_name",
+                    f"{name[:70]!r} is not a calendar's name (letters, digits, '-' and '_',"
+                    " up to 64)",
                 )
         return value
 

@@ -261,8 +261,20 @@ def test_flows_branch_and_wait_on_calendars_over_http(served: Api) -> None:
     with served.client() as acme, served.client("beta_operator") as beta:
         assert acme.put("/v1/calendars/always", json=ALWAYS).status_code == 201
         assert acme.put("/v1/calendars/soon", json=closed_until(opens)).status_code == 201
-        for client in (acme, beta):
-            assert client.put("/v1/flows/desk", json=HOURS_FLOW).status_code == 201
+        published = {
+            who: client.put("/v1/flows/desk", json=HOURS_FLOW)
+            for who, client in (("acme", acme), ("beta", beta))
+        }
+        assert {who: answer.status_code for who, answer in published.items()} == {
+            "acme": 201,
+            "beta": 201,
+        }
+        assert published["acme"].json()["warnings"] == []
+        assert published["beta"].json()["warnings"] == [  # beta has none of them (yet)
+            "nodes[0].branches[0].when: warning: no calendar 'always' exists for institution"
+            " 'beta' (yet)",
+            "nodes[2].calendar: warning: no calendar 'soon' exists for institution 'beta' (yet)",
+        ]
         now_open = {**HOURS_FLOW, "id": "desk-open"}
         now_open["nodes"] = [
             n | {"calendar": "always"} if n["id"] == "wait" else n for n in HOURS_FLOW["nodes"]

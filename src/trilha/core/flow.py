@@ -788,37 +788,37 @@ class CalendarUse:
         return self.dynamic or bool(self.names)
 
 
+def node_calendars(node: NodeBase) -> Iterator[tuple[str, str | None]]:
+    """``(wire path, calendar)`` for every calendar ``node`` names: a ``wait_until_open``'s,
+    and the first argument of each ``is_open``/``next_open`` in its expressions and
+    templates (``None`` where the name is computed while the flow runs)."""
+    named = getattr(node, "calendar", None)
+    if isinstance(named, str):
+        yield "calendar", named
+    for path, source in node.expressions():
+        try:
+            expression = compile_expression(source)
+        except ExpressionError:
+            continue  # refused at publish; nothing to read here
+        for name in calendar_names(expression):
+            yield path, name
+    for path, template, _ in node.templates():
+        if "(" not in template:  # no call, no calendar: most texts end here
+            continue
+        for expression in template_expressions(template):
+            for name in calendar_names(expression):
+                yield path, name
+
+
 def calendars_used(flow: Flow) -> CalendarUse:
-    """The calendars ``flow``'s nodes name (a ``wait_until_open``, an ``is_open`` or
-    ``next_open`` in a condition, a ``set`` or a template), so the engine reads an
-    institution's calendars only for the flows that need them. Worked out once per
+    """The calendars ``flow``'s nodes name (:func:`node_calendars`), so the engine reads
+    an institution's calendars only for the flows that need them. Worked out once per
     flow version (the engine keeps the flow)."""
     cached: CalendarUse | None = flow.__dict__.get("_calendar_use")
     if cached is not None:
         return cached
-    names: set[str] = set()
-    dynamic = False
-    for node in flow.nodes:
-        named = getattr(node, "calendar", None)
-        if isinstance(named, str):
-            names.add(named)
-        sources = [source for _, source in node.expressions()]
-        expressions = []
-        for source in sources:
-            try:
-                expressions.append(compile_expression(source))
-            except ExpressionError:
-                continue  # refused at publish; nothing to read here
-        for _, template, _ in node.templates():
-            if "(" in template:  # no call, no calendar: most texts end here
-                expressions.extend(template_expressions(template))
-        for expression in expressions:
-            for name in calendar_names(expression):
-                if name is None:
-                    dynamic = True
-                else:
-                    names.add(name)
-    use = CalendarUse(frozenset(names), dynamic)
+    named = [name for node in flow.nodes for _, name in node_calendars(node)]
+    use = CalendarUse(frozenset(name for name in named if name is not None), None in named)
     flow.__dict__["_calendar_use"] = use
     return use
 

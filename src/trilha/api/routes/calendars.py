@@ -25,14 +25,17 @@ from pydantic import Field
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Viewer, Writer
 from trilha.api.problems import Problem, not_found, problems
+from trilha.config import Config
 from trilha.core import calendars
 from trilha.core.calendars import CALENDAR_NAME_PATTERN, CalendarDefinition
 from trilha.core.dates import iso as iso_date
 from trilha.core.execution import iso
-from trilha.core.flow import FLOW_ID_PATTERN
+from trilha.core.flow import FLOW_ID_PATTERN, Flow, node_calendars
+from trilha.core.flow import Problem as FlowProblem
 from trilha.core.wire import WireModel
 from trilha.engine.calendars import institution_calendars
 from trilha.errors import LimitExceeded
+from trilha.store.base import Store
 
 router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
 
@@ -121,6 +124,32 @@ def calendar_json(
         "nextOpen": opens,
         "definition": definition,
     }
+
+
+async def missing_calendars(
+    store: Store, config: Config, owner: str | None, flow: Flow
+) -> list[FlowProblem]:
+    """Warnings for the calendars an institution's ``flow`` names that it has none of
+    yet: it may be defined after the flow, but a contact reaching the node would meet an
+    error. (A shared flow's calendars are each running institution's: nothing to say.)"""
+    if owner is None:
+        return []
+    named = [
+        (f"nodes[{i}].{path}", name)
+        for i, node in enumerate(flow.nodes)
+        for path, name in node_calendars(node)
+        if name is not None
+    ]
+    if not named:
+        return []
+    known = await institution_calendars(store, config, owner, sorted({n for _, n in named}))
+    found: dict[str, FlowProblem] = {}
+    for path, name in named:
+        if name not in known and name not in found:
+            found[name] = FlowProblem(
+                path, f"no calendar '{name}' exists for institution '{owner}' (yet)", "warning"
+            )
+    return list(found.values())
 
 
 @router.put(
