@@ -355,12 +355,36 @@ def transitions(zone: str) -> list[datetime]:
 
 @st.composite
 def definitions(draw: st.DrawFn, zone: str, around: date) -> dict[str, Any]:
+    """Weekly hours on some days; holidays near ``around`` (closed, or with hours), now and
+    then a long run of closed ones, and now and then an opening months ahead."""
     hours = {day: draw(day_hours()) for day in DAYS if draw(st.booleans())}
-    holidays: list[Any] = []
-    for offset in sorted(draw(st.sets(st.integers(-2, 20), max_size=4))):
+    closed = set(draw(st.sets(st.integers(-2, 20), max_size=4)))
+    if draw(st.booleans()):
+        run_from = draw(st.integers(-3, 10))
+        closed |= set(range(run_from, run_from + draw(st.integers(5, 90))))
+    with_hours = set(draw(st.sets(st.integers(-2, 400), max_size=3))) - closed
+    holidays: list[Any] = [(around + timedelta(days=d)).isoformat() for d in sorted(closed)]
+    for offset in sorted(with_hours):
         day = (around + timedelta(days=offset)).isoformat()
-        holidays.append({"date": day, "hours": draw(day_hours())} if draw(st.booleans()) else day)
+        holidays.append({"date": day, "hours": draw(day_hours())})
     return {"timeZone": zone, "hours": hours, "holidays": holidays}
+
+
+def opening_instants(cal: Calendar, since: date, until: date) -> list[datetime]:
+    """Instants (UTC) of the first and last minute of every interval of every date from
+    ``since`` to ``until``, those that happen (a skipped local time does not)."""
+    found = []
+    day = since
+    while day <= until:
+        for start, end in cal.hours_on(day):
+            for minute in (start, end - 1):
+                wall = datetime(day.year, day.month, day.day) + timedelta(minutes=minute)
+                for fold in (0, 1):
+                    instant = wall.replace(tzinfo=cal.zone, fold=fold).astimezone(UTC)
+                    if instant.astimezone(cal.zone).replace(tzinfo=None) == wall:
+                        found.append(instant)
+        day += timedelta(days=1)
+    return found
 
 
 @st.composite
@@ -385,14 +409,16 @@ def test_next_open_is_open_and_nothing_before_it_is(
     case: tuple[Calendar, datetime, list[float]],
 ) -> None:
     """For any calendar, zone and instant t: next_open(t) is open, not before t, t itself
-    exactly when open, and no instant from t up to it is open (every minute checked when
-    the wait is under two days: offsets and hours change only on whole minutes here)."""
+    exactly when open, and no instant from t up to it is open: none of the intervals'
+    first or last minutes in between, and every minute when the wait is under two days
+    (offsets and hours change only on whole minutes here); with no next opening, none
+    within the horizon."""
     cal, t, samples = case
     found = next_open(cal, t)
     if found is None:
-        assert not cal.ever_open() or not any(
-            is_open(cal, t + timedelta(minutes=m)) for m in range(0, 3 * 24 * 60, 7)
-        )
+        horizon = t + timedelta(days=HORIZON_DAYS)
+        everything = opening_instants(cal, (t - timedelta(days=2)).date(), horizon.date())
+        assert not [u for u in everything if t <= u < horizon]
         return
     # in UTC: arithmetic on a zone's own datetime is wall-clock arithmetic, and an instant
     # in a repeated hour never equals one of another zone (PEP 495)
@@ -406,6 +432,9 @@ def test_next_open_is_open_and_nothing_before_it_is(
     wait = found - t
     for fraction in samples:  # rounded to microseconds: never as far as the opening
         assert not is_open(cal, t + min(wait * fraction, wait - timedelta(microseconds=1)))
+    # every interval's first and last minute in between, however long the wait
+    local = (t - timedelta(days=2)).date(), (found + timedelta(days=2)).date()
+    assert not [u for u in opening_instants(cal, *local) if t <= u < found]
     if wait <= timedelta(days=2):
         minute = t.replace(second=0, microsecond=0) + timedelta(minutes=1)
         while minute < found:

@@ -84,6 +84,8 @@ _DAY: Final = dt.timedelta(days=1)
 _MICROSECOND: Final = dt.timedelta(microseconds=1)
 #: the latest instant a search reaches: any zone's local time is still in year 9999
 _LATEST: Final = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
+#: more than any UTC offset a zone has had (they stay within a day)
+_SLACK: Final = dt.timedelta(hours=26)
 
 
 class CalendarError(ValueError):
@@ -272,6 +274,19 @@ class Calendar:
     def ever_open(self) -> bool:
         return any(self.weekly) or any(self.holidays.values())
 
+    def next_day_with_hours(self, day: dt.date, last: dt.date) -> dt.date | None:
+        """The first date from ``day`` to ``last`` with any opening hours. Cheap however
+        long the closed stretch: with weekly hours it is at most the holidays in a row;
+        without, a look-up among the holidays that open."""
+        if not any(self.weekly):
+            opening = sorted(d for d, spans in self.holidays.items() if spans and d >= day)
+            return opening[0] if opening and opening[0] <= last else None
+        while day <= last:
+            if self.hours_on(day):
+                return day
+            day += _DAY
+        return None
+
 
 def _spans(intervals: list[list[str]] | None) -> tuple[Span, ...]:
     return tuple((_minutes(s), _minutes(e)) for s, e in intervals or ())
@@ -368,8 +383,23 @@ def _next_open(calendar: Calendar, start: dt.datetime, horizon_days: int) -> dt.
         wall = _first_open_wall(calendar, _naive(moment + offset), _naive(end + offset))
         if wall is not None:
             return (wall - offset).replace(tzinfo=dt.UTC).astimezone(zone)
-        moment = end
+        moment = _skip_closed_days(calendar, end, limit)
     return None
+
+
+def _skip_closed_days(calendar: Calendar, moment: dt.datetime, limit: dt.datetime) -> dt.datetime:
+    """Where the search goes on after ``moment``: past the dates with no hours at all (a
+    run of holidays, a calendar open a few days a year), whose instants are all closed.
+    Any zone's wall clock is within :data:`_SLACK` of UTC, so an instant of a date is
+    never more than that away from the date read as UTC: the jump lands two slacks
+    before the next date with hours, and skips only instants of dates without."""
+    naive = _naive(moment)
+    first = (naive - _SLACK).date()
+    found = calendar.next_day_with_hours(first, (_naive(limit) + _SLACK).date())
+    if found is None:
+        return limit
+    jump = dt.datetime(found.year, found.month, found.day, tzinfo=dt.UTC) - 2 * _SLACK
+    return max(moment, min(jump, limit))
 
 
 def _aware(at: dt.datetime) -> dt.datetime:
