@@ -209,20 +209,23 @@ async def list_calendars(
     owner = owner_of(principal, institution_id)
     now = state.runtime.engine.clock.now()
     stored = {c.name: c for c in await state.runtime.store.list_calendars(owner)}
-    seen = await institution_calendars(state.runtime.store, state.config, owner)
+    configured = {n: c for n, c in state.config.calendars.items() if c.serves(owner)}
     out = []
-    for name in sorted(seen):
+    for name in sorted(configured.keys() | stored.keys()):
         own = stored.get(name)
-        out.append(
-            calendar_json(
-                name,
-                owner,
-                seen[name],
-                now,
-                created_at=own.created_at if own else None,
-                updated_at=own.updated_at if own else None,
+        if own is None:
+            out.append(calendar_json(name, owner, configured[name].wire(), now))
+        else:
+            out.append(
+                calendar_json(
+                    name,
+                    owner,
+                    own.definition,
+                    now,
+                    created_at=own.created_at,
+                    updated_at=own.updated_at,
+                )
             )
-        )
     return {"calendars": out}
 
 
