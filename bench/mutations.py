@@ -112,6 +112,21 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "sqlite-commit-fence-removed",
+        "at most once per step: a dead worker's late commit fails (§4 fencing)",
+        "src/trilha/store/sqlite.py",
+        (
+            (
+                '" WHERE id = ? AND fencing_token = ? AND lease_owner = ?"',
+                '" WHERE id = ? AND ? IS NOT NULL AND ? IS NOT NULL"',
+            ),
+        ),
+        (
+            "tests/acceptance/test_crash_safety.py::"
+            "test_a_frozen_worker_cannot_commit_after_losing_its_lease",
+        ),
+    ),
+    Mutation(
         "sqlite-fencing-token-check-alone",
         "at most once per step: a dead worker's late commit fails (§4 fencing)",
         "src/trilha/store/sqlite.py",
