@@ -597,7 +597,7 @@ async def start_execution(
     state = state_of(request.app)
     store = state.runtime.store
     institution = institution_for(principal, body.institution_id)
-    start_key = request_key(request, principal, idempotency_key, body)
+    start_key = request_key(request, principal, institution, idempotency_key, body)
     variables = _start_variables(body)
 
     async def run() -> JSONResponse:
@@ -626,7 +626,7 @@ async def start_execution(
         state.wake()  # this process's workers run it now, not at their next poll
         return await execution_answer(request, principal, ex, 201)
 
-    return await idempotent(request, principal, idempotency_key, body, run)
+    return await idempotent(request, principal, institution, idempotency_key, body, run)
 
 
 def _start_variables(body: StartExecution) -> dict[str, Any]:

@@ -118,7 +118,7 @@ async def _operate(
     """Check the tenant (404), then run ``call`` once per Idempotency-Key."""
     state = state_of(request.app)
     store = state.runtime.store
-    await load_execution(store, principal, execution_id)
+    ex = await load_execution(store, principal, execution_id)
     given = body or OperatorRequest()
 
     async def run() -> JSONResponse:
@@ -126,7 +126,7 @@ async def _operate(
         state.wake()  # resume, advance, retry: due now
         return await execution_answer(request, principal, ex)
 
-    return await idempotent(request, principal, key, body, run)
+    return await idempotent(request, principal, ex.institution_id, key, body, run)
 
 
 def _answers(summary: str, *extra: int) -> dict[str, Any]:
