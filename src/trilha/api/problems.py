@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from trilha.api.wire import PATTERN_REASONS, invisible_character
 from trilha.core.flow import format_loc
 from trilha.errors import (
     ConfigError,
@@ -144,9 +145,23 @@ def _status_extra(exc: TrilhaError) -> dict[str, Any]:
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
-        {"field": format_loc(tuple(err.get("loc", ()))) or "body", "message": err.get("msg", "")}
+        {"field": format_loc(tuple(err.get("loc", ()))) or "body", "message": _message(err)}
         for err in exc.errors()
     ]
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    """The validator's message, but for a pattern that says little to a person, its
+    reason and the offending character (``U+2028 at position 3``)."""
+    message = str(err.get("msg", ""))
+    if err.get("type") != "string_pattern_mismatch":
+        return message
+    reason = PATTERN_REASONS.get(str((err.get("ctx") or {}).get("pattern")))
+    if reason is None:
+        return message
+    given = err.get("input")
+    found = invisible_character(given) if isinstance(given, str) else None
+    return f"{reason}; found {found}" if found else reason
 
 
 def install(app: FastAPI) -> None:
