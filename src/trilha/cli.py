@@ -623,6 +623,7 @@ def serve(
     import uvicorn
 
     from trilha.api.app import ServeOptions, create_app
+    from trilha.api.connections import protocol
 
     cfg = load_config(config)
     configure_logging(_with_level(cfg.logging, log_level) if log_level else cfg.logging)
@@ -641,6 +642,10 @@ def serve(
             # asyncio's loop, but out of file descriptors it fails one accept() a second
             # rather than thousands (see trilha.api.loop)
             loop="trilha.api.loop:SteadyLoop",
+            # h11 with a deadline for a request's headers and a cap on open connections
+            # (see trilha.api.connections); the body's deadline is the app's
+            http=protocol(cfg.api.header_timeout_seconds, cfg.api.max_connections),
+            timeout_keep_alive=cfg.api.keep_alive_seconds,
         )
     )
     err.print(f"[dim]trilha {trilha_version} serving on http://{host}:{port} (docs at /docs)[/dim]")
