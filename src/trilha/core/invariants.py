@@ -55,6 +55,7 @@ from trilha.core.execution import (
     Transition,
     checksum,
 )
+from trilha.core.signals import waited_event
 from trilha.core.states import ExecutionStatus, is_allowed
 
 S = ExecutionStatus
@@ -137,7 +138,8 @@ def _state(ex: Execution, now: float, grace: float) -> list[_Finding]:
         return out
     if status in WAITS or status is S.RECOVERING:
         named = (WAITS[status],) if status in WAITS else _RECOVERY_WAITS
-        if ex.waiting_for not in named:
+        event = waited_event(ex.waiting_for) if status is S.WAITING_INPUT else None
+        if ex.waiting_for not in named and not event:
             out.append(
                 (
                     "state",
@@ -343,7 +345,9 @@ def _inbox(
             out.append(
                 ("inbox", f"message {m.message_id} is marked applied but no step read it", "error")
             )
-    if pending and ex.status is S.WAITING_INPUT and (ex.wake_at is None or ex.wake_at > now):
+    # a wait_event node's wait keeps the replies for the next question: not stranded
+    waits_for_reply = ex.status is S.WAITING_INPUT and waited_event(ex.waiting_for) is None
+    if pending and waits_for_reply and (ex.wake_at is None or ex.wake_at > now):
         out.append(
             (
                 "inbox",
