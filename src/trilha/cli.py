@@ -375,6 +375,8 @@ def run(
                     continue
                 if execution.status is not ExecutionStatus.WAITING_INPUT:
                     break
+                if waited_event(execution.waiting_for):
+                    break  # a reply would not move it: a signal does (trilha signal)
                 if pending:
                     text = pending.pop(0)
                     if not as_json:

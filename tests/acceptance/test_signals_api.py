@@ -323,3 +323,26 @@ def test_trilha_signal_while_the_server_is_down(cli: Cli, tmp_path: Path) -> Non
     late = cli("signal", eid, "payment.confirmed", "--store", api.store)
     assert late.returncode == 1
     assert "error[execution_ended]" in late.stderr and "no more signals" in late.stderr
+
+
+def test_trilha_run_stops_at_an_event_wait_and_signal_moves_it_on(cli: Cli, tmp_path: Path) -> None:
+    """``trilha run`` stops where the flow waits for an event (a reply would not move
+    it) and says how to go on; ``trilha signal`` applies the payload and runs it to its
+    end, printing what the bot says."""
+    flow = tmp_path / "order.json"
+    flow.write_text(json.dumps(ORDER), encoding="utf-8")
+    store = f"sqlite:///{tmp_path / 'cli.db'}"
+    ran = cli("run", flow, "--store", store, "--input", "Ana", "--input", "ignored")
+    assert ran.returncode == 0, ran.stderr
+    assert "bot> Name?" in ran.stdout and "ignored" not in ran.stdout
+    assert "waiting_input at node 'w'" in ran.stderr
+    (line,) = [x for x in ran.stderr.splitlines() if "continue with: trilha signal" in x]
+    execution_id = line.split("trilha signal ")[1].split()[0]
+    assert "waits for event order.paid" in line and "order.paid --payload JSON" in line
+
+    signalled = cli(
+        "signal", execution_id, "order.paid", "--payload", '{"id": 9}', "--store", store
+    )
+    assert signalled.returncode == 0, signalled.stderr
+    assert "bot> Ana: order 9 paid" in signalled.stdout
+    assert f"execution {execution_id}: completed" in signalled.stderr
