@@ -414,3 +414,24 @@ async def test_a_worker_that_lost_its_lease_does_not_apply_the_signal(
     assert signal.consumed_step is not None
     assert [m for m, _ in await trail(second, ex.id)].count("signal.applied") == 1
     assert await bot_texts(second, ex.id) == ["Pay with the link, please.", "Paid 1, thank you!"]
+
+
+async def test_a_payload_the_variables_cannot_hold_fails_the_node(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """A payload that fits max_value_bytes but would push the variables past
+    max_state_bytes fails the node (kind limit) and takes its fallback; the signal is not
+    consumed (it stays listed, pending)."""
+    h = make_harness(Config(engine=EngineConfig(max_value_bytes=200, max_state_bytes=256)))
+    await h.publish(payment_flow(fallback={"next": "late"}))
+    ex = await h.start("pay", variables={"note": "n" * 120})
+    await h.settle()
+    await send_signal(h.engine, ex.id, "payment.confirmed", signal_id="big", payload="x" * 150)
+    await h.settle()
+    done = await h.get(ex.id)
+    assert done.status is S.COMPLETED and done.current_node_id == "late"
+    assert "payment" not in done.variables
+    (failed,) = [c for c in await h.store.checkpoints(ex.id) if c.error is not None]
+    assert failed.node_id == "wait" and "max_state_bytes" in failed.error["message"]
+    assert [s.pending for s in await h.store.signals_for(ex.id)] == [True]
+    assert [m for m, _ in await trail(h, ex.id)] == ["signal.received"]
