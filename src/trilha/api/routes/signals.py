@@ -119,10 +119,13 @@ async def deliver(
     body: SignalIn,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
+    # the tenant first (404), so a kept answer is never replayed across institutions
+    ex = await load_execution(state_of(request.app).runtime.store, principal, execution_id)
+
     async def run() -> JSONResponse:
         return await _deliver(request, principal, execution_id, event, body)
 
-    return await idempotent(request, principal, idempotency_key, body, run)
+    return await idempotent(request, principal, ex.institution_id, idempotency_key, body, run)
 
 
 async def _deliver(
