@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from trilha.core.execution import Execution
-from trilha.core.flow import MAX_REMINDERS, parse_flow
+from trilha.core.flow import MAX_REMINDERS, QuestionNode, parse_flow
 from trilha.core.silence import (
     due_reminders,
     heard,
@@ -65,11 +65,8 @@ def test_a_valid_schedule_publishes() -> None:
     )
     assert flow is not None and [str(p) for p in found if p.severity == "error"] == []
     question = flow.node("ask")
-    assert question is not None and [r.after_seconds for r in question.reminders] == [
-        60,
-        120.5,
-        180,
-    ]  # type: ignore[attr-defined]
+    assert isinstance(question, QuestionNode)
+    assert [r.after_seconds for r in question.reminders] == [60, 120.5, 180]
     assert flow.settings.session_timeout_seconds == 900
     assert flow.wire()["settings"]["sessionTimeoutSeconds"] == 900
     assert flow.wire()["nodes"][0]["reminders"][0]["afterSeconds"] == 60
