@@ -6,12 +6,14 @@ an operator's pause holds it and a resume starts the silence over."""
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 from trilha.config import Config, DependencyConfig
 from trilha.core.states import ExecutionStatus, Outcome, is_allowed
 from trilha.engine.operator import Operator
+from trilha.engine.sweeper import Sweeper
 from trilha.store.base import ExecutionFilter
 
 S = ExecutionStatus
@@ -265,3 +267,19 @@ async def test_a_flow_without_a_session_keeps_no_session_times(harness: Any) -> 
     await harness.settle()
     ex = await harness.get(ex.id)
     assert ex.meta == {} and ex.wake_at == ex.due_at
+
+
+async def test_the_sweeper_restores_a_lost_wake_to_the_expiry(harness: Any) -> None:
+    """A delay's wake time lost by hand: the sweeper puts it back at the session's
+    expiry (before the delay's own due time), and the session ends on time."""
+    await harness.publish(session({"id": "wait", "type": "delay", "seconds": 7200, "next": "bye"}))
+    t0 = harness.clock.now()
+    ex = await harness.start("s")
+    await harness.settle()
+    with sqlite3.connect(harness.store.path) as conn:
+        conn.execute("UPDATE executions SET wake_at = NULL WHERE id = ?", (ex.id,))
+    moved = await Sweeper(harness.store, harness.clock).sweep()
+    assert [m.execution_id for m in moved] == [ex.id]
+    assert (await harness.get(ex.id)).wake_at == t0 + 1800
+    await at(harness, 1800, t0, ex.id)
+    await assert_expired(harness, ex.id, EXPIRY["en"])
