@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trilha.config import Config, DependencyConfig
+from trilha.core.execution import iso
 from trilha.core.states import ExecutionStatus, Outcome, is_allowed
 from trilha.engine.operator import Operator
 from trilha.engine.sweeper import Sweeper
@@ -121,6 +122,8 @@ async def test_expires_from_a_delay_unless_the_contact_wrote_during_it(harness: 
     assert ex.status is S.WAITING_DELAY and ex.wake_at == t0 + 2800
     assert ex.meta["heardAt"] == t0 + 1000
     assert await states(harness, ex.id) == before  # slept again: no state change
+    extended = [r for r in await harness.store.logs(ex.id) if r.message == "session.extended"]
+    assert [r.context["expiresAt"] for r in extended] == [iso(t0 + 2800)]
     ex = await at(harness, 2799, t0, ex.id)
     assert ex.status is S.WAITING_DELAY
     await at(harness, 2800, t0, ex.id)

@@ -89,6 +89,13 @@ class Silence(ABC):
         heard = max(heard_at(ex), latest or 0.0)
         if now < heard + limit:  # they wrote, or were handed back: the session goes on
             ex.meta = session_meta(ex.meta, heard, limit)
+            self._log(
+                turn,
+                "INFO",
+                "session.extended",
+                None,
+                {"lastHeardAt": iso(heard), "expiresAt": iso(heard + limit)},
+            )
             if wait_due(ex, now):
                 return False
             self._wake_early(ex)
