@@ -10,6 +10,7 @@ from typing import Any
 
 from trilha.config import Config, EngineConfig
 from trilha.core.states import ExecutionStatus, Outcome, is_allowed
+from trilha.observability.checker import check_execution
 
 S = ExecutionStatus
 
@@ -55,9 +56,12 @@ async def history_is_consistent(h: Any, execution_id: str) -> None:
 
 
 async def at(h: Any, seconds: float, start: float, execution_id: str) -> Any:
-    """Move the clock to ``start + seconds`` and let the worker do what is due."""
+    """Move the clock to ``start + seconds`` and let the worker do what is due; what it
+    left passes ``trilha check``."""
     h.clock.advance(start + seconds - h.clock.now())
     await h.settle()
+    found = await check_execution(h.store, execution_id, now=h.clock.now(), grace=60.0)
+    assert found is not None and [v for v in found if v.severity == "error"] == []
     return await h.get(execution_id)
 
 

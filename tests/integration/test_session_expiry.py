@@ -15,6 +15,7 @@ from trilha.core.execution import iso
 from trilha.core.states import ExecutionStatus, Outcome, is_allowed
 from trilha.engine.operator import Operator
 from trilha.engine.sweeper import Sweeper
+from trilha.observability.checker import check_execution
 from trilha.store.base import ExecutionFilter
 
 S = ExecutionStatus
@@ -54,8 +55,12 @@ async def states(h: Any, execution_id: str) -> list[str]:
 
 
 async def at(h: Any, seconds: float, start: float, execution_id: str) -> Any:
+    """Move the clock to ``start + seconds`` and let the worker do what is due; what it
+    left passes ``trilha check``."""
     h.clock.advance(start + seconds - h.clock.now())
     await h.settle()
+    found = await check_execution(h.store, execution_id, now=h.clock.now(), grace=60.0)
+    assert found is not None and [v for v in found if v.severity == "error"] == []
     return await h.get(execution_id)
 
 
