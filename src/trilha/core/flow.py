@@ -48,6 +48,10 @@ from trilha.errors import ExpressionError, FlowValidationError
 MAX_NODES = 5_000
 MAX_FLOW_BYTES = 1_048_576
 MAX_TEXT = 4_096
+#: the longest a contact may be waited for (an input timeout, a session)
+MAX_WAIT_SECONDS = 30 * 86_400
+#: reminders one question may send before its input timeout
+MAX_REMINDERS = 10
 
 #: a flow's own name; stored ids may carry an owner in front ("INSTITUTION/NAME")
 FLOW_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
@@ -118,11 +122,24 @@ class FallbackSettings(WireModel):
 
 class FlowSettings(WireModel):
     fallback: FallbackSettings = Field(default_factory=FallbackSettings)
-    input_timeout_seconds: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
+    input_timeout_seconds: float = Field(default=86_400.0, gt=0, le=MAX_WAIT_SECONDS)
     timeout_message: Localized = Field(
         default="Sorry, this is taking too long. We will get back to you.",
         description="Said when the contact does not answer in time (or a turn runs too"
         " long): a text, or a map of language tags to texts.",
+    )
+    session_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        description="End an execution whose contact has been silent this long (since their"
+        " last message, the start, or an operator's resume) with outcome `expired`, wherever"
+        " it waits; not while paused.",
+    )
+    expiry_message: Localized | None = Field(
+        default=None,
+        description="Said when the session expires (a text, or a map of language tags to"
+        " texts); nothing is said without one.",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     #: a corrupted execution with no valid checkpoint: start the flow again with its
@@ -236,6 +253,24 @@ class AnswerRule(WireModel):
         return [ChoiceOption(value=o) if isinstance(o, str) else o for o in self.options]
 
 
+class Reminder(ContentFields):
+    """Said once while a question waits, ``afterSeconds`` after it asked (or after the
+    contact's last reply to it), if no reply came: a text and content like a message's."""
+
+    after_seconds: float = Field(
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds after the question (or the contact's last reply to it); each"
+        " reminder later than the one before and earlier than the input timeout.",
+    )
+    text: Localized | None = Field(
+        default=None,
+        description="What to say (a template, or a map of language tags to templates);"
+        " optional with media or a location.",
+    )
+
+
 class QuestionNode(ContentFields, NodeBase):
     """Ask, wait for the reply, validate it and save it in ``variable``."""
 
@@ -251,6 +286,31 @@ class QuestionNode(ContentFields, NodeBase):
     max_invalid: int = Field(default=2, ge=0, le=100)
     on_invalid: NodeId | None = None
     on_timeout: NodeId | None = None
+    input_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="How long to wait for the reply; overrides `settings.inputTimeoutSeconds`.",
+    )
+    reminders: list[Reminder] = Field(
+        default_factory=list,
+        max_length=MAX_REMINDERS,
+        description="Nudges said while no reply came, each once at its time; then the"
+        " input timeout takes `onTimeout`.",
+    )
+
+    def expressions(self) -> Iterator[tuple[str, str]]:
+        yield from super().expressions()
+        for j, reminder in enumerate(self.reminders):
+            for path, source in reminder.expressions():
+                yield f"reminders[{j}].{path}", source
+
+    def templates(self) -> Iterator[tuple[str, str, bool]]:
+        yield from super().templates()
+        for j, reminder in enumerate(self.reminders):
+            for path, template, in_loop in _said_templates(reminder):
+                yield f"reminders[{j}].{path}", template, in_loop
 
 
 def _said_templates(node: ContentFields) -> Iterator[tuple[str, str, bool]]:
@@ -731,6 +791,7 @@ def _graph_problems(
                 yield Problem(f"nodes[{i}].{rel}", f"bad expression: {exc}")
         if isinstance(node, QuestionNode):
             yield from _question_problems(i, node)
+            yield from _reminder_problems(i, node, _flow_input_timeout(data))
         if isinstance(node, ContentFields):
             yield from _said_problems(i, node)
         for rel, name in _variables_written(node):
@@ -799,6 +860,51 @@ def _question_problems(i: int, node: QuestionNode) -> Iterator[Problem]:
         )
     if rule.accept and rule.kind != "media":
         yield Problem(f"nodes[{i}].validate.accept", "accept is for kind 'media'")
+
+
+def _flow_input_timeout(data: Mapping[str, Any]) -> float:
+    """The flow's ``settings.inputTimeoutSeconds`` as written (its default when it is not
+    a number: that is reported as the setting's own problem)."""
+    settings = data.get("settings")
+    value = settings.get("inputTimeoutSeconds") if isinstance(settings, Mapping) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    default: float = FlowSettings.model_fields["input_timeout_seconds"].default
+    return default
+
+
+def _reminder_problems(i: int, node: QuestionNode, flow_timeout: float) -> Iterator[Problem]:
+    """Reminders come one after another, all before the input timeout ends the wait,
+    and each says something the channel can show."""
+    timeout = node.input_timeout_seconds or flow_timeout
+    whose = (
+        "the question's inputTimeoutSeconds"
+        if node.input_timeout_seconds
+        else ("the flow's settings.inputTimeoutSeconds")
+    )
+    previous: float | None = None
+    for j, reminder in enumerate(node.reminders):
+        where = f"nodes[{i}].reminders[{j}]"
+        after = reminder.after_seconds
+        if previous is not None and after <= previous:
+            yield Problem(
+                f"{where}.afterSeconds",
+                f"{after:g} s is not after the reminder before it ({previous:g} s): reminders"
+                " come in order",
+            )
+        if after >= timeout:
+            yield Problem(
+                f"{where}.afterSeconds",
+                f"{after:g} s is not before {whose} ({timeout:g} s): the wait ends first",
+            )
+        previous = after
+        for rel, message in content_problems(reminder, reminder.text):
+            yield Problem(f"{where}.{rel}", message)
+        if reminder.text is None and not reminder.rich():
+            yield Problem(f"{where}.text", "missing: a reminder needs a text, media or a location")
+        for rel, value in localized_texts(reminder, reminder.text):
+            if isinstance(value, dict) and not any(t.strip() for t in value.values()):
+                yield Problem(f"{where}.{rel}", "every language's text is empty")
 
 
 def _said_problems(i: int, node: ContentFields) -> Iterator[Problem]:
@@ -871,6 +977,10 @@ def _language_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iter
         pairs = list(localized_texts(node, getattr(node, "text", None)))
         if isinstance(node, QuestionNode) and node.invalid_text is not None:
             pairs.append(("invalidText", node.invalid_text))
+        for j, reminder in enumerate(node.reminders if isinstance(node, QuestionNode) else ()):
+            pairs.extend(
+                (f"reminders[{j}].{rel}", v) for rel, v in localized_texts(reminder, reminder.text)
+            )
         texts.extend((f"nodes[{i}].{rel}", v) for rel, v in pairs if isinstance(v, dict))
     languages = sorted({tag for _, value in texts for tag in value})
     for where, value in texts:

@@ -38,10 +38,12 @@ from trilha.core.execution import (
 )
 from trilha.core.flow import Flow, NodeBase, QuestionNode, WaitEventNode, load_flow
 from trilha.core.signals import event_wait, waited_event
+from trilha.core.silence import heard, reminder_due
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.core.tenancy import check_entry, flow_candidates
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery, recovered
+from trilha.engine.silence import Silence
 from trilha.engine.turn import (
     _Turn,
     describe_error,
@@ -152,7 +154,7 @@ def _hear_language(ex: Execution, inbound: InboundMessage) -> None:
         set_path(ex.variables, "contact.language", language)
 
 
-class Engine(Recovery):
+class Engine(Recovery, Silence):
     """Starts executions, feeds them input, and advances claimed ones."""
 
     def __init__(
@@ -378,6 +380,8 @@ class Engine(Recovery):
 
     async def _advance(self, ex: Execution, turn: _Turn) -> None:
         now = self.clock.now()
+        if await self._expire_if_silent(ex, turn):
+            return
         if ex.status is S.WAITING_INPUT and waited_event(ex.waiting_for) is not None:
             if not await self._event_arrived(ex, turn):
                 return
@@ -386,12 +390,17 @@ class Engine(Recovery):
                 turn.resumed_by = "input"
                 self._move(turn, S.RUNNING, "input received")
                 ex.turn_started_at = now
+                ex.meta = heard(ex.meta, turn.inbound.received_at)
             elif ex.due_at is not None and now >= ex.due_at:
                 await self._input_timeout(ex, turn)
                 await self._commit(turn)
                 return
+            elif reminder_due(ex, now):
+                turn.resumed_by = "reminder"
+                self._move(turn, S.RUNNING, f"a reminder is due at '{ex.current_node_id}'")
+                ex.turn_started_at = now
             else:  # woken with nothing to do (a stale wake): go back to sleep
-                ex.wake_at = ex.due_at
+                self._wake_early(ex)
                 await self._commit(turn)
                 return
         elif ex.status is S.WAITING_DELAY:
@@ -809,9 +818,8 @@ class Engine(Recovery):
         elif isinstance(result.wait, WaitInput):
             ex.node_state = result.node_state or {}
             timeout = result.wait.timeout_seconds or flow.settings.input_timeout_seconds
-            self._wait(
-                turn, S.WAITING_INPUT, "input", now + timeout, f"waiting for a reply to '{node_id}'"
-            )
+            due = now + timeout if result.wait.due_at is None else result.wait.due_at
+            self._wait(turn, S.WAITING_INPUT, "input", due, f"waiting for a reply to '{node_id}'")
             self._turn_over(turn, now)
         elif isinstance(result.wait, WaitEvent):
             ex.node_state = result.node_state or {}
@@ -902,6 +910,7 @@ class Engine(Recovery):
         ex = turn.commit.execution
         self._move(turn, status, reason)
         ex.waiting_for, ex.due_at, ex.wake_at = what, due, due
+        self._wake_early(ex)  # a reminder or the session's expiry may come first
 
     def _end(self, turn: _Turn, end: End, message: str | None) -> None:
         ex = turn.commit.execution

@@ -43,6 +43,7 @@ from trilha.core.controls import WAITS, Operation, refusal, resume_target, targe
 from trilha.core.execution import Execution, LogRecord, Transition
 from trilha.core.paths import is_valid_path
 from trilha.core.signals import event_wait
+from trilha.core.silence import next_wake
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.engine import Engine
 from trilha.engine.turn import set_path
@@ -259,7 +260,8 @@ async def _resume(ex: Execution, now: float) -> str:
     if back_to is S.RUNNING:
         ex.wake_at, ex.turn_started_at = now, now
     else:  # the store wakes a waiting_input now if replies (or signals) arrived meanwhile
-        ex.wake_at = now if ex.due_at is None or ex.due_at < now else ex.due_at
+        wake = next_wake(ex)  # the wait's due time, or a reminder or expiry before it
+        ex.wake_at = now if wake is None or wake < now else wake
     return "resumed by an operator"
 
 

@@ -31,6 +31,9 @@ class WaitInput:
     """Wait for the contact's reply (bounded by the flow's input timeout)."""
 
     timeout_seconds: float | None = None
+    #: when the wait times out, when it began before this step (a reminder keeps the
+    #: deadline of the question it repeats); wins over ``timeout_seconds``
+    due_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

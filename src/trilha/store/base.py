@@ -706,6 +706,12 @@ class Store(Protocol):
     async def inbox_for(self, execution_id: str) -> list[InboundMessage]:
         """The contact's messages routed to this execution, in arrival order."""
 
+    async def last_heard_at(self, execution_id: str) -> float | None:
+        """When the execution last heard from its side of the conversation: the latest
+        of its contact's messages routed to it (applied or not) and of its returns from
+        ``paused`` (a person gave it back); ``None`` when neither happened. A session's
+        silence (``settings.sessionTimeoutSeconds``) counts from here."""
+
     async def count_by_status(self, institution_id: str | None = None) -> dict[str, int]:
         """How many executions are in each status (statuses with none are left out);
         with ``institution_id``, that institution's only."""

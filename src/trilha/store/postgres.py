@@ -1553,6 +1553,18 @@ class PostgresStore:
 
         return await self._read(run)
 
+    async def last_heard_at(self, execution_id: str) -> float | None:
+        async def run(conn: Connection) -> float | None:
+            value = await conn.fetchval(
+                "SELECT GREATEST((SELECT MAX(received_at) FROM inbox WHERE execution_id = $1),"
+                " (SELECT MAX(at) FROM transitions WHERE execution_id = $1"
+                " AND source = 'paused'))",
+                execution_id,
+            )
+            return None if value is None else float(value)
+
+        return await self._read(run)
+
     async def execution_ids(
         self, *, after: str | None = None, limit: int = 500, institution_id: str | None = None
     ) -> list[str]:

@@ -1344,6 +1344,18 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    async def last_heard_at(self, execution_id: str) -> float | None:
+        def run(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT MAX(t) FROM (SELECT received_at AS t FROM inbox WHERE execution_id = ?"
+                " UNION ALL SELECT at FROM transitions WHERE execution_id = ?"
+                " AND source = 'paused')",
+                (execution_id, execution_id),
+            ).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._read(run)
+
     async def execution_ids(
         self, *, after: str | None = None, limit: int = 500, institution_id: str | None = None
     ) -> list[str]:

@@ -39,6 +39,7 @@ from trilha.api.wire import PRINTABLE_ID_PATTERN, JsonObject
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import FLOW_ID_PATTERN, FLOW_REFERENCE_PATTERN
 from trilha.core.policies import ErrorKind
+from trilha.core.states import Outcome
 from trilha.core.wire import WireModel
 from trilha.errors import (
     ConversationBusy,
@@ -97,13 +98,11 @@ LevelName = Literal[
     "error",
     "critical",
 ]
-OutcomeName = Literal["completed", "escalated", "failed", "cancelled", "timeout", "invalid_input"]
-#: what ``?outcome=`` takes: an outcome, or ``expired`` (the contact never answered, or
-#: the turn ran out: the outcome ``timeout``)
-OutcomeQueryName = Literal[
+OutcomeName = Literal[
     "completed", "escalated", "failed", "cancelled", "timeout", "invalid_input", "expired"
 ]
-OUTCOME_SYNONYMS = {"expired": "timeout"}
+if set(get_args(OutcomeName)) != {o.value for o in Outcome}:
+    raise RuntimeError("the outcomes changed: update OutcomeName")
 ErrorKindName = Literal[
     "timeout",
     "connection",
@@ -686,11 +685,11 @@ async def list_executions(
     principal: Viewer,
     status: Annotated[StatusName | None, Query(description="Only this state.")] = None,
     outcome: Annotated[
-        OutcomeQueryName | None,
+        OutcomeName | None,
         Query(
             description="Only ended executions that ended so: `escalated` (handed to a"
-            " person), `expired` (the same as `timeout`: the contact never answered, or"
-            " the turn ran out)..."
+            " person), `timeout` (no reply to a question in time, or a turn ran out),"
+            " `expired` (the contact was silent for the flow's `sessionTimeoutSeconds`)..."
         ),
     ] = None,
     flow_id: FlowIdQuery = None,
@@ -768,7 +767,7 @@ async def list_executions(
     where = ExecutionFilter(
         institution_id=institution,
         status=status,
-        outcome=OUTCOME_SYNONYMS.get(outcome, outcome) if outcome is not None else None,
+        outcome=outcome,
         flow_id=await stored_flow_id(store, institution, flow_id) if flow_id else None,
         conversation_id=conversation_id,
         contact_id=contact_id,
