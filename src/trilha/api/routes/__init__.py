@@ -17,6 +17,7 @@ from trilha.api.routes import (
     operator,
     outbox,
     statuses,
+    triggers,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -27,6 +28,7 @@ ROUTERS: list[APIRouter] = [
     dependencies.router,
     executions.router,
     messages.router,
+    triggers.router,
     statuses.router,
     operator.router,
     outbox.router,
