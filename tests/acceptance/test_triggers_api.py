@@ -216,6 +216,14 @@ def test_put_replaces_the_configuration_and_is_checked(api: Api) -> None:
         problem(acme.put("/v1/triggers", json=too_many), 422)
         assert acme.get("/v1/triggers").json()["triggers"] == triggers  # unchanged
 
+        # a flow's interrupts are checked at publish: goTo names a node of the flow
+        broken = {**CLINIC, "id": "broken", "interrupts": [{"keywords": ["x"], "goTo": "nope"}]}
+        refused = problem(acme.put("/v1/flows/broken", json=broken), 422)
+        assert "interrupts[0].goTo" in [e["field"] for e in refused["errors"]]
+        twice = [{"keywords": ["menu"], "goTo": "ask"}, {"keywords": ["Menu"], "goTo": "to_desk"}]
+        refused = problem(acme.put("/v1/flows/broken", json={**broken, "interrupts": twice}), 422)
+        assert "interrupts[1].keywords[0]" in [e["field"] for e in refused["errors"]]
+
         deleted = acme.delete("/v1/triggers")
         assert deleted.status_code == 200 and deleted.json()["source"] == "config"
         assert len(deleted.json()["triggers"]) == 3

@@ -277,6 +277,8 @@ async def test_a_burst_is_one_reply_after_the_window(harness: Harness) -> None:
     assert waiting.status is S.WAITING_INPUT and "said" not in waiting.variables
     assert waiting.wake_at == pytest.approx(harness.clock.now() + 2.0)
     assert waiting.lease_owner is None
+    waits = [r for r in await harness.store.logs(ex.id) if r.message == "message.burst_waiting"]
+    assert [r.context["messages"] for r in waits] == [1, 2]
     assert await violations(harness, ex.id) == []
     harness.clock.advance(1.5)
     await say(harness, ex.id, "uma consulta", "m3")

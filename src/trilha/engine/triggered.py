@@ -16,11 +16,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from trilha.core.bursts import MAX_BURST, burst_of
-from trilha.core.execution import Execution, InboundMessage, LogRecord
+from trilha.core.execution import Execution, InboundMessage, LogRecord, iso
 from trilha.core.flow import Flow
 from trilha.core.keywords import matchable_text
 from trilha.core.triggers import TRIGGER_META, TriggerMatch
 from trilha.errors import FlowNotFound
+from trilha.observability.trail import level_rank
 from trilha.processors.base import StepResult
 
 if TYPE_CHECKING:
@@ -112,13 +113,16 @@ async def gather_burst(engine: Engine, ex: Execution, turn: _Turn) -> bool:
     timed_out = ex.due_at is not None and now >= ex.due_at
     if burst.ready_at is not None and now < burst.ready_at and not timed_out:
         wake = burst.ready_at if ex.due_at is None else min(burst.ready_at, ex.due_at)
+        context = {"messages": len(burst.messages), "until": iso(wake)}
+        engine._log(turn, "DEBUG", "message.burst_waiting", None, context)
         await engine.store.snooze(
             ex.id,
             worker_id=engine.worker_id,
             fencing_token=ex.fencing_token,
             wake_at=wake,
             now=now,
-            logs=turn.commit.logs,
+            # the turn's lines so far, kept as a commit keeps them (``logging.store_level``)
+            logs=[r for r in turn.commit.logs if level_rank(r.level) >= engine._store_floor],
         )
         return True
     turn.inbound = burst.merged()

@@ -151,6 +151,20 @@ def _valid(stored: StoredTriggers) -> list[Trigger]:
     return out
 
 
+async def warn_unknown_flows(store: Store, config: Config) -> None:
+    """Say at start which ``[[triggers]]`` name a flow their institution cannot start
+    (not published yet, or a typo): a message matching one would find nothing to start."""
+    for trigger in config.triggers:
+        if await resolve(store, trigger.institution, trigger.flow_id) is None:
+            log.warning(
+                "trigger.flow_missing",
+                institutionId=trigger.institution,
+                flowId=trigger.flow_id,
+                hint="publish the flow (shared with --flows DIR, or the institution's own)"
+                " or fix flow_id under [[triggers]] in trilha.toml",
+            )
+
+
 def trigger_book(request: Request) -> TriggerBook:
     """The process's :class:`TriggerBook` (made on first use)."""
     book: TriggerBook | None = getattr(request.app.state, "trigger_book", None)
