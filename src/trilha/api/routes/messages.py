@@ -130,11 +130,11 @@ class MessageAccepted(WireModel):
     received_at: str | None = Field(description="When it was first received.")
     started: bool = Field(
         default=False,
-        description="The message started the execution (a trigger matched): it is that"
-        " execution's `sys.trigger`, not a reply.",
+        description="Present (true) only when the message started the execution (a trigger"
+        " matched): it is that execution's `sys.trigger`, not a reply.",
     )
     trigger: TriggerMatchOut | None = Field(
-        default=None, description="When it started one: the trigger it matched."
+        default=None, description="Present only when it started one: the trigger it matched."
     )
 
 
@@ -341,19 +341,15 @@ def _accepted(
     replacing: Execution | None = None,
 ) -> JSONResponse:
     message = result.message
-    trigger = None
-    if match is not None:
-        trigger = match.wire() | {"replaced": replacing.id if replacing is not None else None}
-    return JSONResponse(
-        {
-            "accepted": True,
-            "duplicate": result.status == "duplicate",
-            "messageId": message.message_id,
-            "conversationId": conversation_id,
-            "executionId": message.execution_id,
-            "receivedAt": iso(message.received_at),
-            "started": match is not None,
-            "trigger": trigger,
-        },
-        status_code=202,
-    )
+    answer = {
+        "accepted": True,
+        "duplicate": result.status == "duplicate",
+        "messageId": message.message_id,
+        "conversationId": conversation_id,
+        "executionId": message.execution_id,
+        "receivedAt": iso(message.received_at),
+    }
+    if match is not None:  # only then: a reply is answered exactly as it always was
+        replaced = replacing.id if replacing is not None else None
+        answer |= {"started": True, "trigger": match.wire() | {"replaced": replaced}}
+    return JSONResponse(answer, status_code=202)
