@@ -39,7 +39,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trilha.core.alerts import DEFAULT_RULES, AlertRule
-from trilha.core.flow import RetryPolicy, format_loc
+from trilha.core.flow import FLOW_ID_PATTERN, RetryPolicy, format_loc
+from trilha.core.triggers import Trigger, trigger_problems
 from trilha.core.wire import WireModel
 from trilha.errors import ConfigError
 from trilha.resilience.breaker import (
@@ -427,6 +428,18 @@ class ApiConfig(WireModel):
     max_connections: int = Field(default=1_000, ge=1, le=100_000)
 
 
+class TriggerConfig(Trigger):
+    """``[[triggers]]``: one institution's trigger (see :mod:`trilha.core.triggers`).
+    They are that institution's triggers until it sets its own with ``PUT
+    /v1/triggers``, which replace them (``DELETE /v1/triggers`` returns to these)."""
+
+    institution: str = Field(min_length=1, max_length=200, pattern=FLOW_ID_PATTERN)
+
+
+#: every ``[[triggers]]`` entry, all institutions together
+MAX_CONFIG_TRIGGERS = 10_000
+
+
 class Config(WireModel):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -436,6 +449,30 @@ class Config(WireModel):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    triggers: list[TriggerConfig] = Field(default_factory=list, max_length=MAX_CONFIG_TRIGGERS)
+
+    @field_validator("triggers")
+    @classmethod
+    def _triggers_per_institution(cls, value: list[TriggerConfig]) -> list[TriggerConfig]:
+        """Each institution's triggers obey the rules an API-set list does (one default,
+        a keyword in one trigger only, at most 100), named by their place in the file."""
+        groups: dict[str, list[int]] = {}
+        for i, trigger in enumerate(value):
+            groups.setdefault(trigger.institution, []).append(i)
+        for institution, places in groups.items():
+            mine = [value[i] for i in places]
+            named = [f"triggers[{i}]" for i in places]
+            for path, message in trigger_problems(mine, named.__getitem__):
+                raise ValueError(f"{path}: {message} (institution {institution!r})")
+        return value
+
+    def triggers_of(self, institution_id: str) -> list[Trigger]:
+        """The ``[[triggers]]`` of one institution, in the file's order."""
+        return [
+            Trigger.model_validate(t.model_dump(exclude={"institution"}))
+            for t in self.triggers
+            if t.institution == institution_id
+        ]
 
 
 def expand_env(value: str, where: str) -> str:

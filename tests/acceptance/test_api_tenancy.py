@@ -55,7 +55,12 @@ BODIES: dict[tuple[str, str], Any] = {
 }
 #: publishing under a name creates the caller's own flow: it cannot touch acme's (the
 #: walk checks acme's flow is unchanged afterwards)
-CREATES_OWN = {("put", "/v1/flows/{flowId}")}
+CREATES_OWN = {
+    ("put", "/v1/flows/{flowId}"),
+    # a key's own institution's triggers (acme's are 404 by ?institutionId=: test_triggers_api)
+    ("put", "/v1/triggers"),
+    ("delete", "/v1/triggers"),
+}
 #: listings and streams: they answer, but must not mention acme's things
 #: answer 200 with the caller's own things (or the platform's: alerts), never acme's
 LISTINGS = {
@@ -68,6 +73,7 @@ LISTINGS = {
     ("get", "/v1/errors"),
     ("get", "/v1/dependencies"),
     ("get", "/v1/outbox"),
+    ("get", "/v1/triggers"),
 }
 
 

@@ -296,6 +296,9 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
             warn_unowned_dependencies(cfg)
             warn_unsigned_webhooks(cfg)
             await publish_all(rt, shared_flows)
+            from trilha.api.routes.triggers import warn_unknown_flows  # routes import this
+
+            await warn_unknown_flows(rt.store, cfg)
             engines = [rt.engine]
             state = ServeState(options, cfg, rt, engines)
             app.state.trilha = state

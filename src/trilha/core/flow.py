@@ -37,6 +37,7 @@ from trilha.core.content import (
     plain_templates,
 )
 from trilha.core.expressions import compile_expression
+from trilha.core.keywords import MAX_KEYWORDS, Keyword, KeywordHit, KeywordIndex, repeated_keywords
 from trilha.core.paths import is_valid_path
 from trilha.core.patterns import compile_pattern
 from trilha.core.signals import EventName
@@ -52,6 +53,10 @@ MAX_TEXT = 4_096
 MAX_WAIT_SECONDS = 30 * 86_400
 #: reminders one question may send before its input timeout
 MAX_REMINDERS = 10
+#: the longest ``settings.debounceMs``: a minute of typing
+MAX_DEBOUNCE_MS = 60_000
+#: a flow's ``interrupts``
+MAX_INTERRUPTS = 50
 
 #: a flow's own name; stored ids may carry an owner in front ("INSTITUTION/NAME")
 FLOW_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
@@ -145,10 +150,32 @@ class FlowSettings(WireModel):
     #: a corrupted execution with no valid checkpoint: start the flow again with its
     #: start variables, or end it with a message to the contact
     on_corruption: Literal["restart", "end"] = "restart"
+    debounce_ms: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_DEBOUNCE_MS,
+        description="Contacts type in bursts: messages that arrive within this many"
+        " milliseconds of each other are taken as one reply (their texts joined with a"
+        " newline). The reply is taken once this long has passed after the last one;"
+        " 0 (the default) takes each message as it comes.",
+    )
 
 
 class NodeFallback(WireModel):
     next: NodeId
+
+
+class Interrupt(WireModel):
+    """Words that take the contact to a node of the flow from wherever a question waits
+    for a reply (``atendente``, ``menu``): checked before the question reads the reply,
+    which the interrupt then consumes (see :mod:`trilha.core.keywords`)."""
+
+    keywords: list[Keyword] = Field(
+        min_length=1,
+        max_length=MAX_KEYWORDS,
+        description="Whole words, matched case- and accent-insensitively.",
+    )
+    go_to: NodeId = Field(description="The node of this flow the contact is taken to.")
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -611,10 +638,26 @@ class Flow(WireModel):
         " contact's (`sys.language`) has none.",
     )
     on_missing_node: NodeId | None = None
+    interrupts: list[Interrupt] = Field(
+        default_factory=list,
+        max_length=MAX_INTERRUPTS,
+        description="Keywords that work anywhere in the flow: a reply holding one goes to"
+        " its `goTo` node instead of to the question waiting for it.",
+    )
     nodes: list[Any] = Field(min_length=1, max_length=MAX_NODES)
 
     def node(self, node_id: str) -> NodeBase | None:
         return self._index().get(node_id)
+
+    def interrupt_for(self, text: str) -> KeywordHit[Interrupt] | None:
+        """The interrupt a contact's ``text`` holds a keyword of, if any."""
+        if not self.interrupts:
+            return None
+        index: KeywordIndex[Interrupt] | None = self.__dict__.get("_interrupt_index")
+        if index is None:
+            index = KeywordIndex((k, i) for i in self.interrupts for k in i.keywords)
+            self.__dict__["_interrupt_index"] = index
+        return index.match(text)
 
     def _index(self) -> dict[str, NodeBase]:
         index: dict[str, NodeBase] | None = self.__dict__.get("_node_index")
@@ -774,6 +817,11 @@ def _graph_problems(
     on_missing = data.get("onMissingNode")
     if isinstance(on_missing, str) and on_missing not in known:
         yield Problem("onMissingNode", f"no node '{on_missing}' in flow '{flow_id}'")
+    interrupt_targets = list(_interrupt_targets(data))
+    for path, target in interrupt_targets:
+        if target not in known:
+            yield Problem(path, f"no node '{target}' in flow '{flow_id}'")
+    yield from _interrupt_problems(data)
     if isinstance(flow_id, str):
         yield from _reference_problems(flow_id, data, nodes, positions)
     edges: dict[str, list[str]] = {}
@@ -810,7 +858,8 @@ def _graph_problems(
     yield from _language_problems(nodes, positions)
     yield from _template_problems(nodes, positions)
     if isinstance(start, str) and start in known and len(nodes) == len(known):
-        reachable = _reachable(start, edges, on_missing if isinstance(on_missing, str) else None)
+        entries = [on_missing] if isinstance(on_missing, str) else []
+        reachable = _reachable(start, edges, entries + [t for _, t in interrupt_targets])
         for node in nodes:
             if node.id not in reachable:
                 yield Problem(
@@ -993,9 +1042,38 @@ def _language_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iter
             )
 
 
-def _reachable(start: str, edges: dict[str, list[str]], extra: str | None) -> set[str]:
+def _interrupt_targets(data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """``(wire path, node id)`` of each interrupt's ``goTo``, read from the raw flow so a
+    flow with other errors still has its targets checked."""
+    interrupts = data.get("interrupts")
+    for i, interrupt in enumerate(interrupts if isinstance(interrupts, list) else ()):
+        target = interrupt.get("goTo") if isinstance(interrupt, Mapping) else None
+        if isinstance(target, str):
+            yield f"interrupts[{i}].goTo", target
+
+
+def _interrupt_problems(data: Mapping[str, Any]) -> Iterator[Problem]:
+    """A keyword in two interrupts: which node a reply holding it goes to is ambiguous."""
+    interrupts = data.get("interrupts")
+    groups = [
+        [k for k in interrupt.get("keywords", ()) if isinstance(k, str)]
+        if isinstance(interrupt, Mapping) and isinstance(interrupt.get("keywords"), list)
+        else []
+        for interrupt in (interrupts if isinstance(interrupts, list) else ())
+    ]
+    for first, again, keyword in repeated_keywords(groups):
+        yield Problem(
+            f"interrupts[{again[0]}].keywords[{again[1]}]",
+            f"keyword {keyword!r} is also in interrupts[{first[0]}].keywords[{first[1]}]:"
+            " a keyword may take the contact to one node only",
+        )
+
+
+def _reachable(start: str, edges: dict[str, list[str]], extra: list[str]) -> set[str]:
+    """The nodes reachable from ``start`` or from ``extra`` (entries other than the
+    start: ``onMissingNode``, the interrupts' ``goTo``)."""
     seen: set[str] = set()
-    stack = [start] + ([extra] if extra else [])
+    stack = [start, *extra]
     while stack:
         node_id = stack.pop()
         if node_id in seen:

@@ -29,8 +29,11 @@ The rules:
   says was delivered (``message.delivered``) is sent in the outbox, and one it says
   was given up (``message.dead``, not redriven since) is dead there.
 - ``inbox``: the contact's messages are applied in the order they arrived, each
-  by a step that recorded it as its input, and an execution waiting for input
-  with a message not yet applied is due now (else the reply is stranded).
+  by a step that recorded it as its input (one of a burst taken as one reply, by
+  the step that took the burst; the message that started the execution by a
+  trigger, at its start), and an execution waiting for input with a message not
+  yet applied is due now, or within a burst's window after the last one (else the
+  reply is stranded).
 - ``signals``: each signal marked consumed was the input of the step that took it,
   and an execution waiting for an event with a signal of it pending is due now
   (else the signal is stranded).
@@ -58,8 +61,10 @@ from trilha.core.execution import (
     Transition,
     checksum,
 )
+from trilha.core.flow import MAX_DEBOUNCE_MS
 from trilha.core.signals import Signal, waited_event
 from trilha.core.states import ExecutionStatus, is_allowed
+from trilha.core.triggers import TRIGGER_META
 
 S = ExecutionStatus
 Severity = Literal["error", "warning"]
@@ -330,7 +335,9 @@ def _inbox(
 ) -> list[_Finding]:
     out: list[_Finding] = []
     by_seq = {c.seq: c for c in checkpoints}
-    mine = sorted(inbox, key=lambda m: m.id)
+    trigger = ex.meta.get(TRIGGER_META)
+    started_by = trigger.get("messageId") if isinstance(trigger, dict) else None
+    mine = sorted((m for m in inbox if m.message_id != started_by), key=lambda m: m.id)
     applied = [m for m in mine if m.applied_at is not None]
     pending = [m for m in mine if m.applied_at is None]
     if applied and pending and pending[0].id < applied[-1].id:
@@ -350,9 +357,11 @@ def _inbox(
             out.append(
                 ("inbox", f"message {m.message_id} is marked applied but no step read it", "error")
             )
+    # a burst's window (settings.debounceMs) may hold it past now, never past the longest;
     # a wait_event node's wait keeps the replies for the next question: not stranded
+    window = pending[-1].received_at + MAX_DEBOUNCE_MS / 1000 if pending else now
     waits_for_reply = ex.status is S.WAITING_INPUT and waited_event(ex.waiting_for) is None
-    if pending and waits_for_reply and (ex.wake_at is None or ex.wake_at > now):
+    if pending and waits_for_reply and (ex.wake_at is None or ex.wake_at > max(now, window)):
         out.append(
             (
                 "inbox",
@@ -399,8 +408,14 @@ def _signals(
 
 
 def _applied_step(message: InboundMessage, checkpoints: Sequence[Checkpoint]) -> int | None:
-    """The step whose input is this message (checkpoints record ``{messageId, text}``)."""
+    """The step whose input is this message (checkpoints record ``{messageId, text}``, and
+    a burst's earlier messages as ``burst``)."""
     for c in checkpoints:
-        if isinstance(c.input, dict) and c.input.get("messageId") == message.message_id:
+        if not isinstance(c.input, dict):
+            continue
+        burst = c.input.get("burst")
+        if c.input.get("messageId") == message.message_id or (
+            isinstance(burst, list) and message.message_id in burst
+        ):
             return c.seq
     return None

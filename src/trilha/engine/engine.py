@@ -41,9 +41,19 @@ from trilha.core.signals import event_wait, waited_event
 from trilha.core.silence import heard, reminder_due
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.core.tenancy import check_entry, flow_candidates
+from trilha.core.triggers import TriggerMatch
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery, recovered
 from trilha.engine.silence import Silence
+from trilha.engine.triggered import (
+    MERGED,
+    TRIGGER_META,
+    gather_burst,
+    interruption,
+    replaced_reason,
+    trigger_meta,
+    triggered_line,
+)
 from trilha.engine.turn import (
     _Turn,
     describe_error,
@@ -76,7 +86,7 @@ from trilha.processors.base import (
 from trilha.processors.registry import Processors
 from trilha.resilience.breaker import BreakerRegistry
 from trilha.resilience.dependencies import begin_call, call_ended
-from trilha.store.base import Claimed, StepCommit, Store
+from trilha.store.base import Claimed, InboundResult, StepCommit, Store
 
 # re-exported: callers and tests import these from here
 __all__ = [
@@ -125,9 +135,10 @@ def _outbound(
 
 def sys_context(ex: Execution, flow: Flow, now: float) -> dict[str, Any]:
     """What a flow reads under ``sys``: who and where it runs, the contact's language
-    (``contact.language``, else the flow's default) and the step's time. Computed for
-    each step and never stored, so it cannot be stale or written (publishing refuses a
-    write under ``sys``)."""
+    (``contact.language``, else the flow's default), the step's time and the message that
+    started it when a trigger did (``trigger``: ``text``, ``type``, ``messageId``,
+    ``keyword``; else null). Computed for each step and never stored, so it cannot be
+    stale or written (publishing refuses a write under ``sys``)."""
     return {
         "executionId": ex.id,
         "institutionId": ex.institution_id,
@@ -138,6 +149,7 @@ def sys_context(ex: Execution, flow: Flow, now: float) -> dict[str, Any]:
         "channel": ex.channel,
         "language": contact_language(ex.variables, flow.default_language),
         "now": iso(now),
+        "trigger": ex.meta.get(TRIGGER_META),
     }
 
 
@@ -246,6 +258,73 @@ class Engine(Recovery, Silence):
         retry of that request whose first answer was lost finds this execution
         instead of a busy conversation (see ``POST /v1/executions``). ``execution_id``
         is for callers that must name it (a simulation replayed from its seed)."""
+        execution, transition, log = await self._new_execution(
+            flow_id,
+            version,
+            institution_id=institution_id,
+            conversation_id=conversation_id,
+            contact_id=contact_id,
+            variables=variables,
+            channel=channel,
+            actor=actor,
+            meta={} if start_key is None else {"startKey": start_key},
+            execution_id=execution_id,
+        )
+        created = await self.store.create_execution(execution, transition, [log], replace=replace)
+        echo_trail([log], created)
+        return created
+
+    async def start_triggered(
+        self,
+        flow_id: str,
+        message: InboundMessage,
+        match: TriggerMatch,
+        *,
+        variables: dict[str, Any] | None = None,
+        replacing: Execution | None = None,
+        actor: str = "api",
+    ) -> tuple[Execution | None, InboundResult]:
+        """Start ``flow_id`` for the contact's ``message`` that ``match``ed a trigger, the
+        message kept as the execution's ``sys.trigger`` (never a reply to its first
+        question), in one transaction (:meth:`Store.create_triggered`); ``replacing``: the
+        conversation's running execution, which an interrupting trigger cancels. A message
+        stored already starts nothing: ``(None, its duplicate)``."""
+        execution, transition, log = await self._new_execution(
+            flow_id,
+            None,
+            institution_id=message.institution_id,
+            conversation_id=message.conversation_id,
+            contact_id=message.contact_id,
+            variables=variables,
+            channel="default",
+            actor=actor,
+            meta={TRIGGER_META: trigger_meta(message, match)},
+        )
+        logs = [log, triggered_line(execution, message, match, replacing)]
+        reason = None if replacing is None else replaced_reason(execution, match)
+        result = await self.store.create_triggered(
+            execution, transition, logs, message, replace_reason=reason
+        )
+        if result.status == "duplicate":
+            return None, result
+        echo_trail(logs, execution)
+        return execution, result
+
+    async def _new_execution(
+        self,
+        flow_id: str,
+        version: int | None,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        contact_id: str,
+        variables: dict[str, Any] | None,
+        channel: str,
+        actor: str,
+        meta: dict[str, Any],
+        execution_id: str | None = None,
+    ) -> tuple[Execution, Transition, LogRecord]:
+        """A new execution of ``flow_id`` due now, with its birth transition and trail line."""
         flow = await self.flow(flow_id, version)
         check_entry(institution_id, flow.id)
         now = self.clock.now()
@@ -266,7 +345,7 @@ class Engine(Recovery, Silence):
             channel=channel,
             start_variables=start_vars,
             turn_started_at=now,
-            meta={} if start_key is None else {"startKey": start_key},
+            meta=meta,
         )
         transition = Transition(execution.id, None, S.RUNNING, "started", now, actor, flow.start)
         log = LogRecord(
@@ -285,9 +364,7 @@ class Engine(Recovery, Silence):
                 "actor": actor,
             },
         )
-        created = await self.store.create_execution(execution, transition, [log], replace=replace)
-        echo_trail([log], created)
-        return created
+        return execution, transition, log
 
     async def send(
         self,
@@ -386,6 +463,8 @@ class Engine(Recovery, Silence):
             if not await self._event_arrived(ex, turn):
                 return
         elif ex.status is S.WAITING_INPUT:
+            if turn.inbound is not None and await gather_burst(self, ex, turn):
+                return  # the contact may still be typing: due again after the window
             if turn.inbound is not None:
                 turn.resumed_by = "input"
                 self._move(turn, S.RUNNING, "input received")
@@ -486,6 +565,16 @@ class Engine(Recovery, Silence):
             now = self.clock.now()
             if turn.inbound is not None:
                 _hear_language(ex, turn.inbound)
+                interrupted_by = interruption(flow, turn.inbound)
+                if interrupted_by is not None:  # a keyword: not an answer to this node
+                    self._log(turn, "INFO", "execution.interrupted", node, interrupted_by[1])
+                    flow, done = await self._step_done(
+                        ex, flow, node, turn, interrupted_by[0], None
+                    )
+                    if done:
+                        return
+                    prev = node
+                    continue
             signal = None
             if isinstance(node, WaitEventNode):
                 signal = turn.signal
@@ -754,7 +843,7 @@ class Engine(Recovery, Silence):
         commit = turn.commit
         now = self.clock.now()
         seq = ex.step_seq + 1
-        consumed = None
+        consumed: dict[str, Any] | None = None
         metrics = self.metrics
         if metrics is not None:
             metrics.node(node.type if node is not None else "missing", error is None)
@@ -763,6 +852,10 @@ class Engine(Recovery, Silence):
         if result.consumed_input and turn.inbound is not None:
             consumed = {"messageId": turn.inbound.message_id, "text": turn.inbound.text}
             commit.applied_inbox.append((turn.inbound.id, seq))
+            merged = turn.extra.pop(MERGED, None)
+            if merged:  # a burst taken as one reply: every message of it is applied here
+                commit.applied_inbox.extend((i, seq) for i, _ in merged)
+                consumed["burst"] = [m for _, m in merged]  # the earlier messages' ids
             ex.meta = {**ex.meta, LAST_INPUT_SEQ: seq}
             turn.inbound = None
             self._log(turn, "INFO", "message.received", node, consumed)

@@ -164,6 +164,17 @@ class ReceiptResult:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredTriggers:
+    """An institution's triggers as ``PUT /v1/triggers`` set them (wire form, in order)."""
+
+    institution_id: str
+    triggers: list[dict[str, Any]]
+    updated_at: float
+    #: who set them (``key:<id>``)
+    updated_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredFlow:
     flow_id: str
     version: int
@@ -478,6 +489,27 @@ class Store(Protocol):
         """Insert a new execution; :class:`ConversationBusy` if the conversation has
         an active one, unless ``replace`` (which cancels it in the same transaction)."""
 
+    async def create_triggered(
+        self,
+        execution: Execution,
+        transition: Transition,
+        logs: list[LogRecord],
+        message: InboundMessage,
+        *,
+        replace_reason: str | None = None,
+    ) -> InboundResult:
+        """Store the contact's ``message`` that starts ``execution`` (a trigger's, see
+        :mod:`trilha.core.triggers`) and create the execution, in one transaction.
+
+        The message is stored for the execution as applied at step 0: it is the
+        execution's ``sys.trigger``, never a reply to its first question, and it opens
+        the transcript. A ``message_id`` the conversation has stored already is a
+        duplicate: nothing is created, and the stored message comes back
+        (``"duplicate"``), so a platform's retry, or the same message delivered twice at
+        once, starts one execution. An active execution in the conversation raises
+        :class:`ConversationBusy`, unless ``replace_reason``: it is then cancelled with
+        that reason (its trail says so) in the same transaction."""
+
     async def get_execution(self, execution_id: str) -> Execution:
         """The stored execution (:class:`ExecutionNotFound` if absent)."""
 
@@ -553,6 +585,26 @@ class Store(Protocol):
 
     async def signals_for(self, execution_id: str) -> list[Signal]:
         """The execution's signals, pending and consumed, in the order they arrived."""
+
+    async def pending_inbound(self, execution_id: str, *, limit: int) -> list[InboundMessage]:
+        """The execution's messages not applied yet, oldest first, at most ``limit``."""
+
+    async def snooze(
+        self,
+        execution_id: str,
+        *,
+        worker_id: str,
+        fencing_token: int,
+        wake_at: float,
+        now: float,
+        logs: Sequence[LogRecord] = (),
+    ) -> None:
+        """Give up a held lease with the execution due again at ``wake_at``, changing
+        nothing else, with ``logs`` (the turn's lines so far) in the same transaction: a
+        burst's window (``settings.debounceMs``), while the contact may still be typing.
+        Unlike :meth:`commit_step`, replies waiting do not make it due now (they are what
+        it waits past); a reply stored afterwards still does. :class:`StaleLease` when the
+        lease is no longer held."""
 
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats: ...
 
@@ -777,6 +829,20 @@ class Store(Protocol):
 
     async def alert_history(self, *, limit: int = 50) -> list[AlertState]:
         """The latest alert state changes, newest first."""
+
+    # triggers -----------------------------------------------------------------------
+    async def put_triggers(
+        self, institution_id: str, triggers: list[dict[str, Any]], *, now: float, actor: str
+    ) -> StoredTriggers:
+        """Replace the institution's triggers as a whole (an empty list is a set of none,
+        which still replaces those of the configuration)."""
+
+    async def get_triggers(self, institution_id: str) -> StoredTriggers | None:
+        """The institution's triggers as set through the API; ``None`` when it never set
+        any (or deleted them): the configuration's apply."""
+
+    async def delete_triggers(self, institution_id: str) -> bool:
+        """Forget the institution's API-set triggers; False when it had none."""
 
     # the API ------------------------------------------------------------------------
     async def create_api_key(self, key: ApiKey) -> None: ...

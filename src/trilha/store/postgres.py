@@ -101,6 +101,7 @@ from trilha.store.base import (
     StepErrorMatch,
     StoredFlow,
     StoredResponse,
+    StoredTriggers,
     StoreStats,
     Stuck,
     TrailEvent,
@@ -665,6 +666,69 @@ class PostgresStore:
 
         return await self._write(run)
 
+    async def create_triggered(
+        self,
+        execution: Execution,
+        transition: Transition,
+        logs: list[LogRecord],
+        message: InboundMessage,
+        *,
+        replace_reason: str | None = None,
+    ) -> InboundResult:
+        async def run(conn: Connection) -> InboundResult:
+            # the message first: the same message delivered twice at once waits here for
+            # the other delivery's transaction, then finds its row and starts nothing
+            inserted = await conn.fetchrow(
+                "INSERT INTO inbox (institution_id, conversation_id, message_id, contact_id,"
+                " text, payload, received_at, execution_id, content, applied_at, applied_step)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, 0)"
+                " ON CONFLICT (institution_id, conversation_id, message_id) DO NOTHING"
+                f" RETURNING {INBOX_COLUMNS}",
+                message.institution_id,
+                message.conversation_id,
+                message.message_id,
+                message.contact_id,
+                message.text,
+                json_or_none(message.payload),
+                message.received_at,
+                execution.id,
+                json_or_none(message.content),
+            )
+            if inserted is None:
+                existing = await _inbox_row(
+                    conn, message.institution_id, message.conversation_id, message.message_id
+                )
+                if existing is None:  # pragma: no cover - the conflict names a row
+                    raise StoreError(f"inbound message {message.message_id} vanished")
+                return InboundResult("duplicate", row_to_inbound(existing))
+            active = await conn.fetchrow(
+                "SELECT id, status FROM executions"
+                f" WHERE institution_id = $1 AND conversation_id = $2 AND {ACTIVE_SQL}"
+                " FOR UPDATE",
+                execution.institution_id,
+                execution.conversation_id,
+            )
+            if active is not None and replace_reason is None:
+                raise ConversationBusy(
+                    f"conversation '{execution.conversation_id}' already has an active"
+                    f" execution ({active[0]})",
+                    execution_id=active[0],
+                )
+            if active is not None and replace_reason is not None:
+                await _cancel_row(
+                    conn, active[0], stored_status(active[1]), execution.created_at, replace_reason
+                )
+            # a concurrent start in the conversation meets the one-active index here
+            # (ConversationBusy), and this transaction, its message included, rolls back
+            await conn.execute(_INSERT_EXECUTION, *execution_params(execution))
+            await _insert_transitions(conn, [transition])
+            await _insert_logs(conn, logs)
+            if execution.wake_at is not None:
+                await _notify(conn)
+            return InboundResult("accepted", row_to_inbound(inserted))
+
+        return await self._write(run)
+
     async def get_execution(self, execution_id: str) -> Execution:
         async def run(conn: Connection) -> Execution:
             row = await conn.fetchrow(
@@ -1109,6 +1173,43 @@ class PostgresStore:
             return [row_to_signal(r) for r in rows]
 
         return await self._read(run)
+
+    async def pending_inbound(self, execution_id: str, *, limit: int) -> list[InboundMessage]:
+        async def run(conn: Connection) -> list[InboundMessage]:
+            rows = await conn.fetch(
+                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE execution_id = $1"
+                " AND applied_at IS NULL ORDER BY id LIMIT $2",
+                execution_id,
+                limit,
+            )
+            return [row_to_inbound(r) for r in rows]
+
+        return await self._read(run)
+
+    async def snooze(
+        self,
+        execution_id: str,
+        *,
+        worker_id: str,
+        fencing_token: int,
+        wake_at: float,
+        now: float,
+        logs: Sequence[LogRecord] = (),
+    ) -> None:
+        async def run(conn: Connection) -> None:
+            status = await conn.execute(
+                "UPDATE executions SET wake_at = $1, lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = $2 AND fencing_token = $3 AND lease_owner = $4",
+                wake_at,
+                execution_id,
+                fencing_token,
+                worker_id,
+            )
+            if _count(status) != 1:
+                raise StaleLease(f"lease on {execution_id} lost (token {fencing_token})")
+            await _insert_logs(conn, list(logs))
+
+        await self._write(run)
 
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats:
         async def run(conn: Connection) -> QueueStats:
@@ -1886,6 +1987,47 @@ class PostgresStore:
             return found
 
         return await self._read(run)
+
+    # triggers ----------------------------------------------------------------------------
+
+    async def put_triggers(
+        self, institution_id: str, triggers: list[dict[str, Any]], *, now: float, actor: str
+    ) -> StoredTriggers:
+        async def run(conn: Connection) -> StoredTriggers:
+            await conn.execute(
+                "INSERT INTO triggers (institution_id, triggers, updated_at, updated_by)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (institution_id) DO UPDATE SET"
+                " triggers = excluded.triggers, updated_at = excluded.updated_at,"
+                " updated_by = excluded.updated_by",
+                institution_id,
+                dumps(triggers),
+                now,
+                actor,
+            )
+            return StoredTriggers(institution_id, triggers, now, actor)
+
+        return await self._write(run)
+
+    async def get_triggers(self, institution_id: str) -> StoredTriggers | None:
+        async def run(conn: Connection) -> StoredTriggers | None:
+            row = await conn.fetchrow(
+                "SELECT triggers, updated_at, updated_by FROM triggers WHERE institution_id = $1",
+                institution_id,
+            )
+            if row is None:
+                return None
+            return StoredTriggers(institution_id, orjson.loads(row[0]), row[1], row[2])
+
+        return await self._read(run)
+
+    async def delete_triggers(self, institution_id: str) -> bool:
+        async def run(conn: Connection) -> bool:
+            status = await conn.execute(
+                "DELETE FROM triggers WHERE institution_id = $1", institution_id
+            )
+            return _count(status) > 0
+
+        return await self._write(run)
 
     async def create_api_key(self, key: ApiKey) -> None:
         async def run(conn: Connection) -> None:

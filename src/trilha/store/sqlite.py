@@ -80,6 +80,7 @@ from trilha.store.base import (
     StepErrorMatch,
     StoredFlow,
     StoredResponse,
+    StoredTriggers,
     StoreStats,
     Stuck,
     TrailEvent,
@@ -498,6 +499,63 @@ class SQLiteStore:
 
         # grouped with step commits: many starts share one fsync
         return await self._call(run, group="commit")
+
+    async def create_triggered(
+        self,
+        execution: Execution,
+        transition: Transition,
+        logs: list[LogRecord],
+        message: InboundMessage,
+        *,
+        replace_reason: str | None = None,
+    ) -> InboundResult:
+        def run(conn: sqlite3.Connection) -> InboundResult:
+            # the duplicate first: a retry finds the message its first delivery stored
+            existing = conn.execute(
+                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE institution_id = ?"
+                " AND conversation_id = ? AND message_id = ?",
+                (message.institution_id, message.conversation_id, message.message_id),
+            ).fetchone()
+            if existing is not None:
+                return InboundResult("duplicate", row_to_inbound(existing))
+            active = conn.execute(
+                "SELECT id, status FROM executions WHERE institution_id = ? AND conversation_id = ?"
+                f" AND {ACTIVE_SQL}",
+                (execution.institution_id, execution.conversation_id),
+            ).fetchone()
+            if active is not None and replace_reason is None:
+                raise ConversationBusy(
+                    f"conversation '{execution.conversation_id}' already has an active"
+                    f" execution ({active[0]})",
+                    execution_id=active[0],
+                )
+            if active is not None and replace_reason is not None:
+                _cancel_row(
+                    conn, active[0], stored_status(active[1]), execution.created_at, replace_reason
+                )
+            conn.execute(_INSERT_EXECUTION, execution_params(execution))
+            _insert_transitions(conn, [transition])
+            _insert_logs(conn, logs)
+            inserted = conn.execute(
+                "INSERT INTO inbox (institution_id, conversation_id, message_id, contact_id, text,"
+                " payload, received_at, execution_id, content, applied_at, applied_step)"
+                f" VALUES (?,?,?,?,?,?,?,?,?,?,0) RETURNING {INBOX_COLUMNS}",
+                (
+                    message.institution_id,
+                    message.conversation_id,
+                    message.message_id,
+                    message.contact_id,
+                    message.text,
+                    json_or_none(message.payload),
+                    message.received_at,
+                    execution.id,
+                    json_or_none(message.content),
+                    message.received_at,
+                ),
+            ).fetchone()
+            return InboundResult("accepted", row_to_inbound(inserted))
+
+        return await self._write(run)
 
     async def get_execution(self, execution_id: str) -> Execution:
         def run(conn: sqlite3.Connection) -> Execution:
@@ -945,6 +1003,39 @@ class SQLiteStore:
             return [row_to_signal(r) for r in rows]
 
         return await self._read(run)
+
+    async def pending_inbound(self, execution_id: str, *, limit: int) -> list[InboundMessage]:
+        def run(conn: sqlite3.Connection) -> list[InboundMessage]:
+            rows = conn.execute(
+                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE execution_id = ?"
+                " AND applied_at IS NULL ORDER BY id LIMIT ?",
+                (execution_id, limit),
+            ).fetchall()
+            return [row_to_inbound(r) for r in rows]
+
+        return await self._read(run)
+
+    async def snooze(
+        self,
+        execution_id: str,
+        *,
+        worker_id: str,
+        fencing_token: int,
+        wake_at: float,
+        now: float,
+        logs: Sequence[LogRecord] = (),
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE executions SET wake_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ? AND fencing_token = ? AND lease_owner = ?",
+                (wake_at, execution_id, fencing_token, worker_id),
+            )
+            if cur.rowcount != 1:
+                raise StaleLease(f"lease on {execution_id} lost (token {fencing_token})")
+            _insert_logs(conn, list(logs))
+
+        await self._write(run)
 
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats:
         def run(conn: sqlite3.Connection) -> QueueStats:
@@ -1712,6 +1803,42 @@ class SQLiteStore:
             return [StoredFlow(r[0], r[1], orjson.loads(r[2]), r[3]) for r in rows]
 
         return await self._read(run)
+
+    # triggers ----------------------------------------------------------------------------
+
+    async def put_triggers(
+        self, institution_id: str, triggers: list[dict[str, Any]], *, now: float, actor: str
+    ) -> StoredTriggers:
+        def run(conn: sqlite3.Connection) -> StoredTriggers:
+            conn.execute(
+                "INSERT INTO triggers (institution_id, triggers, updated_at, updated_by)"
+                " VALUES (?,?,?,?) ON CONFLICT (institution_id) DO UPDATE SET"
+                " triggers = excluded.triggers, updated_at = excluded.updated_at,"
+                " updated_by = excluded.updated_by",
+                (institution_id, dumps(triggers), now, actor),
+            )
+            return StoredTriggers(institution_id, triggers, now, actor)
+
+        return await self._write(run)
+
+    async def get_triggers(self, institution_id: str) -> StoredTriggers | None:
+        def run(conn: sqlite3.Connection) -> StoredTriggers | None:
+            row = conn.execute(
+                "SELECT triggers, updated_at, updated_by FROM triggers WHERE institution_id = ?",
+                (institution_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return StoredTriggers(institution_id, orjson.loads(row[0]), row[1], row[2])
+
+        return await self._read(run)
+
+    async def delete_triggers(self, institution_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM triggers WHERE institution_id = ?", (institution_id,))
+            return cur.rowcount > 0
+
+        return await self._write(run)
 
     async def create_api_key(self, key: ApiKey) -> None:
         def run(conn: sqlite3.Connection) -> None:

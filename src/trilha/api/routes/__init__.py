@@ -18,6 +18,7 @@ from trilha.api.routes import (
     outbox,
     signals,
     statuses,
+    triggers,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     dependencies.router,
     executions.router,
     messages.router,
+    triggers.router,
     statuses.router,
     operator.router,
     signals.router,
