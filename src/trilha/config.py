@@ -47,7 +47,8 @@ from pydantic_core import PydanticCustomError
 
 from trilha.core.alerts import DEFAULT_RULES, AlertRule
 from trilha.core.calendars import CalendarDefinition, valid_name
-from trilha.core.flow import RetryPolicy, format_loc
+from trilha.core.flow import FLOW_ID_PATTERN, RetryPolicy, format_loc
+from trilha.core.triggers import Trigger, trigger_problems
 from trilha.core.wire import WireModel
 from trilha.errors import ConfigError
 from trilha.resilience.breaker import (
@@ -83,6 +84,9 @@ class EngineConfig(WireModel):
     max_value_bytes: int = Field(default=65_536, ge=64, le=64 * 2**20)
     #: the largest an execution's variables may grow, measured as their JSON
     max_state_bytes: int = Field(default=262_144, ge=256, le=256 * 2**20)
+    #: signals an execution may hold that no ``wait_event`` node has taken yet; one more
+    #: is refused (a sender cannot pile up signals nothing waits for)
+    max_pending_signals: int = Field(default=100, ge=1, le=100_000)
 
 
 class HttpConfig(WireModel):
@@ -433,9 +437,34 @@ class ApiConfig(WireModel):
     #: bytes of computed drawings kept, per flow version, least recently used out first
     #: (the largest flow's is about 7 MB); 0 keeps none
     graph_cache_bytes: int = Field(default=64 * 2**20, ge=0, le=2**34)
+    #: a connection must send a request's complete headers within this many seconds of
+    #: opening (between requests, of its first byte; an idle one is keep_alive_seconds');
+    #: past it the connection is closed (with a 408 when part of a request had arrived).
+    #: Bounds slow-header ("slowloris") clients
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
+    #: a request's body must arrive complete within this many seconds of its headers;
+    #: past it the request answers 408 and the connection is closed
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600, allow_inf_nan=False)
+    #: an idle keep-alive connection is closed after this many seconds
+    keep_alive_seconds: int = Field(default=5, ge=1, le=600)
+    #: open connections the process serves at once (live event streams included); a
+    #: connection beyond them is answered 503 with Retry-After and closed
+    max_connections: int = Field(default=1_000, ge=1, le=100_000)
     #: calendars one institution may keep through ``PUT /v1/calendars/{name}`` (those of
     #: trilha.toml are not counted)
     max_calendars: int = Field(default=100, ge=1, le=10_000)
+
+
+class TriggerConfig(Trigger):
+    """``[[triggers]]``: one institution's trigger (see :mod:`trilha.core.triggers`).
+    They are that institution's triggers until it sets its own with ``PUT
+    /v1/triggers``, which replace them (``DELETE /v1/triggers`` returns to these)."""
+
+    institution: str = Field(min_length=1, max_length=200, pattern=FLOW_ID_PATTERN)
+
+
+#: every ``[[triggers]]`` entry, all institutions together
+MAX_CONFIG_TRIGGERS = 10_000
 
 
 class Config(WireModel):
@@ -448,6 +477,30 @@ class Config(WireModel):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    triggers: list[TriggerConfig] = Field(default_factory=list, max_length=MAX_CONFIG_TRIGGERS)
+
+    @field_validator("triggers")
+    @classmethod
+    def _triggers_per_institution(cls, value: list[TriggerConfig]) -> list[TriggerConfig]:
+        """Each institution's triggers obey the rules an API-set list does (one default,
+        a keyword in one trigger only, at most 100), named by their place in the file."""
+        groups: dict[str, list[int]] = {}
+        for i, trigger in enumerate(value):
+            groups.setdefault(trigger.institution, []).append(i)
+        for institution, places in groups.items():
+            mine = [value[i] for i in places]
+            named = [f"triggers[{i}]" for i in places]
+            for path, message in trigger_problems(mine, named.__getitem__):
+                raise ValueError(f"{path}: {message} (institution {institution!r})")
+        return value
+
+    def triggers_of(self, institution_id: str) -> list[Trigger]:
+        """The ``[[triggers]]`` of one institution, in the file's order."""
+        return [
+            Trigger.model_validate(t.model_dump(exclude={"institution"}))
+            for t in self.triggers
+            if t.institution == institution_id
+        ]
 
     @field_validator("calendars")
     @classmethod

@@ -296,7 +296,7 @@ def test_dependencies_answer_the_breaker(staged: Staged) -> None:
 
 def test_outcomes_filter_and_count(staged: Staged) -> None:
     """Every conversation completed without a person: outcome=completed lists them all,
-    escalated and expired (= timeout) none, and the counts say so beside the states."""
+    escalated, timeout and expired none, and the counts say so beside the states."""
     with staged.api.client() as acme:
 
         def listed(outcome: str) -> list[str]:
@@ -315,6 +315,7 @@ def test_outcomes_filter_and_count(staged: Staged) -> None:
         "cancelled": 0,
         "timeout": 0,
         "invalid_input": 0,
+        "expired": 0,
     }
     assert counts["counts"]["completed"] == len(staged.executions)
 

@@ -47,11 +47,21 @@ BODIES: dict[tuple[str, str], Any] = {
         "at": 1767225600,
     },
     ("post", "/v1/executions/{executionId}/advance"): {"toNodeId": "end"},
+    ("post", "/v1/executions/{executionId}/signals/{event}"): {
+        "signalId": "intruder-signal",
+        "payload": {"paid": True},
+    },
     ("patch", "/v1/executions/{executionId}/variables"): {"set": {"code": "stolen"}},
 }
 #: publishing under a name creates the caller's own flow: it cannot touch acme's (the
 #: walk checks acme's flow is unchanged afterwards)
-CREATES_OWN = {("put", "/v1/flows/{flowId}"), ("put", "/v1/calendars/{name}")}
+CREATES_OWN = {
+    ("put", "/v1/flows/{flowId}"),
+    # a key's own institution's triggers (acme's are 404 by ?institutionId=: test_triggers_api)
+    ("put", "/v1/triggers"),
+    ("delete", "/v1/triggers"),
+    ("put", "/v1/calendars/{name}"),
+}
 #: listings and streams: they answer, but must not mention acme's things
 #: answer 200 with the caller's own things (or the platform's: alerts), never acme's
 LISTINGS = {
@@ -64,6 +74,7 @@ LISTINGS = {
     ("get", "/v1/errors"),
     ("get", "/v1/dependencies"),
     ("get", "/v1/outbox"),
+    ("get", "/v1/triggers"),
     ("get", "/v1/calendars"),
 }
 #: acme's calendar: beta finds it nowhere
@@ -84,6 +95,7 @@ def _acme_world(api: Api) -> dict[str, str]:
         "flowId": "secret-flow",
         "conversationId": "acme-conv",
         "id": str(_message_id(api, execution_id)),  # /v1/outbox/{id}: acme's question
+        "event": "payment.confirmed",  # /v1/executions/{executionId}/signals/{event}
         "name": "secret-hours",  # /v1/calendars/{name}
     }
 
@@ -133,6 +145,7 @@ GHOSTS = {
     "flowId": "no-such-flow",
     "conversationId": "no-such-conv",
     "id": "987654321",
+    "event": "payment.confirmed",
     "name": "no-such-calendar",
 }
 

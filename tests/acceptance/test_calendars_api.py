@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Api, Cli, serve, start_api
+from conftest import Api, Cli, Drain, serve, start_api
 from trilha.api.routes.calendars import CalendarOut, CalendarsOut
 from trilha.core.calendars import DAYS
 
@@ -326,7 +326,7 @@ def test_killed_while_waiting_until_open(cli: Cli, tmp_path: Path) -> None:
     assert api.process.returncode == -signal.SIGKILL
 
     process, url = serve(cli, tmp_path, api.store)
-    again = Api(url, process, api.store, api.keys)
+    again = Api(url, process, api.store, api.keys, Drain(process))
     with again.client() as acme:
         after = read(acme, execution_id)
         assert after["status"] == "waiting_delay"

@@ -161,11 +161,12 @@ def test_from_the_alert_banner_to_the_failing_inputs_in_two_clicks(
 
 
 #: route == "person": a handoff (completed, outcome escalated); "ask": a question
-#: nobody answers within a second (timeout, shown as expired); anything else: the end
+#: nobody answers within a second (timeout); "nap": a long delay the 2 s session cuts
+#: short (state timeout, outcome expired); anything else: the end
 OUTCOMES_FLOW = {
     "id": "routing",
     "start": "route",
-    "settings": {"inputTimeoutSeconds": 1},
+    "settings": {"inputTimeoutSeconds": 1, "sessionTimeoutSeconds": 2},
     "nodes": [
         {
             "id": "route",
@@ -173,11 +174,13 @@ OUTCOMES_FLOW = {
             "branches": [
                 {"when": "route == 'person'", "next": "desk"},
                 {"when": "route == 'ask'", "next": "ask"},
+                {"when": "route == 'nap'", "next": "nap"},
             ],
             "default": "done",
         },
         {"id": "desk", "type": "handoff", "queue": "general"},
         {"id": "ask", "type": "question", "text": "Anything else?", "variable": "x"},
+        {"id": "nap", "type": "delay", "seconds": 3600, "next": "done"},
         {"id": "done", "type": "end", "text": "Bye."},
     ],
 }
@@ -191,7 +194,7 @@ def test_outcomes_are_badged_beside_the_state_counted_and_filtered(
     served = serve_flow(OUTCOMES_FLOW)
     ids = {}
     with served.client("acme_operator") as client:
-        for route in ("person", "ask", "none"):
+        for route in ("person", "ask", "none", "nap"):
             started = client.post(
                 "/v1/executions",
                 json={
@@ -203,8 +206,8 @@ def test_outcomes_are_badged_beside_the_state_counted_and_filtered(
             )
             assert started.status_code == 201, started.text
             ids[route] = started.json()["executionId"]
-    found = wait_for("the three to end", lambda: ended(served, list(ids.values())))
-    assert [ex["outcome"] for ex in found] == ["escalated", "timeout", "completed"]
+    found = wait_for("the four to end", lambda: ended(served, list(ids.values())))
+    assert [ex["outcome"] for ex in found] == ["escalated", "timeout", "completed", "expired"]
 
     page = open_page()
     login(page, served.url, served.keys["acme_operator"])
@@ -221,14 +224,21 @@ def test_outcomes_are_badged_beside_the_state_counted_and_filtered(
     green = hue(fine.locator(".badge"))
     assert hue(escalated.locator(".badge")) != green
     assert hue(escalated.locator(".outcome")) != green
-    expired = page.locator(f'tr[data-id="{ids["ask"]}"] td.status')
+    timed_out = page.locator(f'tr[data-id="{ids["ask"]}"] td.status')
+    expect(timed_out.locator(".badge")).to_have_text(re.compile("timeout"))
+    expect(timed_out.locator(".outcome")).to_have_count(0)  # the state says it all
+    assert hue(timed_out.locator(".badge")) != green
+    expired = page.locator(f'tr[data-id="{ids["nap"]}"] td.status')
     expect(expired.locator(".badge")).to_have_text(re.compile("timeout"))
-    assert hue(expired.locator(".badge")) != green
+    expect(expired.locator(".outcome")).to_have_text(re.compile("expired"))
+    assert hue(expired.locator(".outcome")) not in (green, hue(timed_out.locator(".badge")))
 
     outcomes = page.locator("#counts .outcomes")
     expect(outcomes.locator(".o-escalated .n")).to_have_text("1")
     expect(outcomes.locator(".o-timeout .n")).to_have_text("1")
-    expect(outcomes.locator(".o-timeout .label")).to_have_text("expired")
+    expect(outcomes.locator(".o-timeout .label")).to_have_text("timeout")
+    expect(outcomes.locator(".o-expired .n")).to_have_text("1")
+    expect(outcomes.locator(".o-expired .label")).to_have_text("expired")
     expect(outcomes.locator(".o-completed .n")).to_have_text("1")
 
     rows = page.locator("table.executions tbody tr")
@@ -240,6 +250,10 @@ def test_outcomes_are_badged_beside_the_state_counted_and_filtered(
     expect(page).to_have_url(re.compile("outcome=timeout"))
     expect(rows).to_have_count(1)
     expect(rows.first).to_have_attribute("data-id", ids["ask"])
+    page.locator("#f-outcome").select_option("expired")
+    expect(page).to_have_url(re.compile("outcome=expired"))
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-id", ids["nap"])
 
     page.goto(f"{served.url}/debugger/executions/{ids['person']}")
     expect(page.locator(".title-row .outcome")).to_have_text(re.compile("escalated"))

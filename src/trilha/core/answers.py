@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,9 @@ from typing import Any
 from trilha.core.budget import INT_MAX, INT_MIN
 from trilha.core.flow import AnswerRule
 from trilha.core.patterns import full_match
+from trilha.core.text import fold
+
+__all__ = ["Accepted", "Refused", "check_answer", "fold", "is_email"]
 
 # one alternation at the start and no nested repetition: a single pass, no backtracking
 _NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)$")
@@ -119,12 +121,6 @@ def _number(rule: AnswerRule, answer: str) -> Accepted | Refused:
     if rule.max is not None and value > rule.max:
         return Refused(f"greater than {rule.max:g}")
     return Accepted(value)
-
-
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form, so 'Não' matches 'nao'."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip(" .!")
 
 
 def _offered(offered: Sequence[Mapping[str, Any]], text: str, reply_id: Any) -> Accepted | Refused:

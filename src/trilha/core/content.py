@@ -131,7 +131,17 @@ _OPTIONS_LABEL: Final = {"pt": "Opções", "es": "Opciones", "en": "Options"}
 # ----------------------------------------------------------------------------- models
 
 
-class Button(WireModel):
+class _Option(WireModel):
+    """What a contact may pick: a typed reply matches its ``synonyms`` too."""
+
+    synonyms: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Other words a typed reply may use to pick this option.",
+    )
+
+
+class Button(_Option):
     """One reply button; a reply matches its ``id``, then its ``title`` and ``synonyms``."""
 
     id: str = Field(
@@ -144,14 +154,9 @@ class Button(WireModel):
         description="What the button shows: at most 20 characters (a template, or a map of"
         " languages)."
     )
-    synonyms: list[Annotated[str, Field(max_length=200)]] = Field(
-        default_factory=list,
-        max_length=50,
-        description="Other words a typed reply may use to pick this button.",
-    )
 
 
-class Row(WireModel):
+class Row(_Option):
     """One row of a list message."""
 
     id: str = Field(
@@ -163,11 +168,6 @@ class Row(WireModel):
     title: Localized = Field(description="What the row shows: at most 24 characters.")
     description: Localized | None = Field(
         default=None, description="A second line under the title: at most 72 characters."
-    )
-    synonyms: list[Annotated[str, Field(max_length=200)]] = Field(
-        default_factory=list,
-        max_length=50,
-        description="Other words a typed reply may use to pick this row.",
     )
 
 

@@ -38,8 +38,10 @@ from trilha.core.content import (
     plain_templates,
 )
 from trilha.core.expressions import calendar_names, compile_expression
+from trilha.core.keywords import MAX_KEYWORDS, Keyword, KeywordHit, KeywordIndex, repeated_keywords
 from trilha.core.paths import is_valid_path
 from trilha.core.patterns import compile_pattern
+from trilha.core.signals import EventName
 from trilha.core.templates import lint_template, template_expressions, template_paths
 from trilha.core.tenancy import reference_denial
 from trilha.core.wire import WireModel
@@ -48,6 +50,14 @@ from trilha.errors import ExpressionError, FlowValidationError
 MAX_NODES = 5_000
 MAX_FLOW_BYTES = 1_048_576
 MAX_TEXT = 4_096
+#: the longest a contact may be waited for (an input timeout, a session)
+MAX_WAIT_SECONDS = 30 * 86_400
+#: reminders one question may send before its input timeout
+MAX_REMINDERS = 10
+#: the longest ``settings.debounceMs``: a minute of typing
+MAX_DEBOUNCE_MS = 60_000
+#: a flow's ``interrupts``
+MAX_INTERRUPTS = 50
 
 #: a flow's own name; stored ids may carry an owner in front ("INSTITUTION/NAME")
 FLOW_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
@@ -118,20 +128,55 @@ class FallbackSettings(WireModel):
 
 class FlowSettings(WireModel):
     fallback: FallbackSettings = Field(default_factory=FallbackSettings)
-    input_timeout_seconds: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
+    input_timeout_seconds: float = Field(default=86_400.0, gt=0, le=MAX_WAIT_SECONDS)
     timeout_message: Localized = Field(
         default="Sorry, this is taking too long. We will get back to you.",
         description="Said when the contact does not answer in time (or a turn runs too"
         " long): a text, or a map of language tags to texts.",
     )
+    session_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        description="End an execution whose contact has been silent this long (since their"
+        " last message, the start, or an operator's resume) with outcome `expired`, wherever"
+        " it waits; not while paused.",
+    )
+    expiry_message: Localized | None = Field(
+        default=None,
+        description="Said when the session expires (a text, or a map of language tags to"
+        " texts); nothing is said without one.",
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     #: a corrupted execution with no valid checkpoint: start the flow again with its
     #: start variables, or end it with a message to the contact
     on_corruption: Literal["restart", "end"] = "restart"
+    debounce_ms: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_DEBOUNCE_MS,
+        description="Contacts type in bursts: messages that arrive within this many"
+        " milliseconds of each other are taken as one reply (their texts joined with a"
+        " newline). The reply is taken once this long has passed after the last one;"
+        " 0 (the default) takes each message as it comes.",
+    )
 
 
 class NodeFallback(WireModel):
     next: NodeId
+
+
+class Interrupt(WireModel):
+    """Words that take the contact to a node of the flow from wherever a question waits
+    for a reply (``atendente``, ``menu``): checked before the question reads the reply,
+    which the interrupt then consumes (see :mod:`trilha.core.keywords`)."""
+
+    keywords: list[Keyword] = Field(
+        min_length=1,
+        max_length=MAX_KEYWORDS,
+        description="Whole words, matched case- and accent-insensitively.",
+    )
+    go_to: NodeId = Field(description="The node of this flow the contact is taken to.")
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -236,6 +281,24 @@ class AnswerRule(WireModel):
         return [ChoiceOption(value=o) if isinstance(o, str) else o for o in self.options]
 
 
+class Reminder(ContentFields):
+    """Said once while a question waits, ``afterSeconds`` after it asked (or after the
+    contact's last reply to it), if no reply came: a text and content like a message's."""
+
+    after_seconds: float = Field(
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds after the question (or the contact's last reply to it); each"
+        " reminder later than the one before and earlier than the input timeout.",
+    )
+    text: Localized | None = Field(
+        default=None,
+        description="What to say (a template, or a map of language tags to templates);"
+        " optional with media or a location.",
+    )
+
+
 class QuestionNode(ContentFields, NodeBase):
     """Ask, wait for the reply, validate it and save it in ``variable``."""
 
@@ -251,6 +314,31 @@ class QuestionNode(ContentFields, NodeBase):
     max_invalid: int = Field(default=2, ge=0, le=100)
     on_invalid: NodeId | None = None
     on_timeout: NodeId | None = None
+    input_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="How long to wait for the reply; overrides `settings.inputTimeoutSeconds`.",
+    )
+    reminders: list[Reminder] = Field(
+        default_factory=list,
+        max_length=MAX_REMINDERS,
+        description="Nudges said while no reply came, each once at its time; then the"
+        " input timeout takes `onTimeout`.",
+    )
+
+    def expressions(self) -> Iterator[tuple[str, str]]:
+        yield from super().expressions()
+        for j, reminder in enumerate(self.reminders):
+            for path, source in reminder.expressions():
+                yield f"reminders[{j}].{path}", source
+
+    def templates(self) -> Iterator[tuple[str, str, bool]]:
+        yield from super().templates()
+        for j, reminder in enumerate(self.reminders):
+            for path, template, in_loop in _said_templates(reminder):
+                yield f"reminders[{j}].{path}", template, in_loop
 
 
 def _said_templates(node: ContentFields) -> Iterator[tuple[str, str, bool]]:
@@ -347,6 +435,39 @@ class WaitUntilOpenNode(NodeBase):
                 f"{value!r} is not a calendar's name (letters, digits, '-' and '_',"
                 " up to 64, such as 'clinic')"
             )
+        return value
+
+
+class WaitEventNode(NodeBase):
+    """Wait for an event from outside the conversation (a payment confirmed...), sent as
+    a signal (``POST /v1/executions/{id}/signals/{event}``); its payload lands in
+    ``saveAs``. A signal sent before the execution gets here is kept and taken here."""
+
+    target_fields = ("next", "on_timeout")
+
+    type: Literal["wait_event"]
+    event: EventName = Field(description="The event's name, e.g. `payment.confirmed`.")
+    save_as: VariableName | None = Field(
+        default=None, description="Where the signal's payload goes (any JSON)."
+    )
+    input_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 86_400,
+        allow_inf_nan=False,
+        description="How long to wait (default: the flow's `settings.inputTimeoutSeconds`).",
+    )
+    on_timeout: NodeId | None = Field(
+        default=None,
+        description="Where to go when no signal came in time; without it the execution"
+        " ends with outcome `timeout` (after `settings.timeoutMessage`), as a question's does.",
+    )
+
+    @field_validator("save_as")
+    @classmethod
+    def _save_as_is_a_path(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_path(value):
+            raise ValueError(f"'{value}' is not a valid variable path")
         return value
 
 
@@ -516,6 +637,7 @@ BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
     "delay": DelayNode,
     "wait_until_open": WaitUntilOpenNode,
     "jump": JumpNode,
+    "wait_event": WaitEventNode,
     "handoff": HandoffNode,
     "end": EndNode,
     "http": HttpNode,
@@ -542,10 +664,26 @@ class Flow(WireModel):
         " contact's (`sys.language`) has none.",
     )
     on_missing_node: NodeId | None = None
+    interrupts: list[Interrupt] = Field(
+        default_factory=list,
+        max_length=MAX_INTERRUPTS,
+        description="Keywords that work anywhere in the flow: a reply holding one goes to"
+        " its `goTo` node instead of to the question waiting for it.",
+    )
     nodes: list[Any] = Field(min_length=1, max_length=MAX_NODES)
 
     def node(self, node_id: str) -> NodeBase | None:
         return self._index().get(node_id)
+
+    def interrupt_for(self, text: str) -> KeywordHit[Interrupt] | None:
+        """The interrupt a contact's ``text`` holds a keyword of, if any."""
+        if not self.interrupts:
+            return None
+        index: KeywordIndex[Interrupt] | None = self.__dict__.get("_interrupt_index")
+        if index is None:
+            index = KeywordIndex((k, i) for i in self.interrupts for k in i.keywords)
+            self.__dict__["_interrupt_index"] = index
+        return index.match(text)
 
     def _index(self) -> dict[str, NodeBase]:
         index: dict[str, NodeBase] | None = self.__dict__.get("_node_index")
@@ -705,6 +843,11 @@ def _graph_problems(
     on_missing = data.get("onMissingNode")
     if isinstance(on_missing, str) and on_missing not in known:
         yield Problem("onMissingNode", f"no node '{on_missing}' in flow '{flow_id}'")
+    interrupt_targets = list(_interrupt_targets(data))
+    for path, target in interrupt_targets:
+        if target not in known:
+            yield Problem(path, f"no node '{target}' in flow '{flow_id}'")
+    yield from _interrupt_problems(data)
     if isinstance(flow_id, str):
         yield from _reference_problems(flow_id, data, nodes, positions)
     edges: dict[str, list[str]] = {}
@@ -722,6 +865,7 @@ def _graph_problems(
                 yield Problem(f"nodes[{i}].{rel}", f"bad expression: {exc}")
         if isinstance(node, QuestionNode):
             yield from _question_problems(i, node)
+            yield from _reminder_problems(i, node, _flow_input_timeout(data))
         if isinstance(node, ContentFields):
             yield from _said_problems(i, node)
         for rel, name in _variables_written(node):
@@ -740,7 +884,8 @@ def _graph_problems(
     yield from _language_problems(nodes, positions)
     yield from _template_problems(nodes, positions)
     if isinstance(start, str) and start in known and len(nodes) == len(known):
-        reachable = _reachable(start, edges, on_missing if isinstance(on_missing, str) else None)
+        entries = [on_missing] if isinstance(on_missing, str) else []
+        reachable = _reachable(start, edges, entries + [t for _, t in interrupt_targets])
         for node in nodes:
             if node.id not in reachable:
                 yield Problem(
@@ -839,6 +984,51 @@ def _question_problems(i: int, node: QuestionNode) -> Iterator[Problem]:
         yield Problem(f"nodes[{i}].validate.accept", "accept is for kind 'media'")
 
 
+def _flow_input_timeout(data: Mapping[str, Any]) -> float:
+    """The flow's ``settings.inputTimeoutSeconds`` as written (its default when it is not
+    a number: that is reported as the setting's own problem)."""
+    settings = data.get("settings")
+    value = settings.get("inputTimeoutSeconds") if isinstance(settings, Mapping) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    default: float = FlowSettings.model_fields["input_timeout_seconds"].default
+    return default
+
+
+def _reminder_problems(i: int, node: QuestionNode, flow_timeout: float) -> Iterator[Problem]:
+    """Reminders come one after another, all before the input timeout ends the wait,
+    and each says something the channel can show."""
+    timeout = node.input_timeout_seconds or flow_timeout
+    whose = (
+        "the question's inputTimeoutSeconds"
+        if node.input_timeout_seconds
+        else ("the flow's settings.inputTimeoutSeconds")
+    )
+    previous: float | None = None
+    for j, reminder in enumerate(node.reminders):
+        where = f"nodes[{i}].reminders[{j}]"
+        after = reminder.after_seconds
+        if previous is not None and after <= previous:
+            yield Problem(
+                f"{where}.afterSeconds",
+                f"{after:g} s is not after the reminder before it ({previous:g} s): reminders"
+                " come in order",
+            )
+        if after >= timeout:
+            yield Problem(
+                f"{where}.afterSeconds",
+                f"{after:g} s is not before {whose} ({timeout:g} s): the wait ends first",
+            )
+        previous = after
+        for rel, message in content_problems(reminder, reminder.text):
+            yield Problem(f"{where}.{rel}", message)
+        if reminder.text is None and not reminder.rich():
+            yield Problem(f"{where}.text", "missing: a reminder needs a text, media or a location")
+        for rel, value in localized_texts(reminder, reminder.text):
+            if isinstance(value, dict) and not any(t.strip() for t in value.values()):
+                yield Problem(f"{where}.{rel}", "every language's text is empty")
+
+
 def _said_problems(i: int, node: ContentFields) -> Iterator[Problem]:
     """WhatsApp's limits on what the node says, and a message that says nothing."""
     text = getattr(node, "text", None)
@@ -909,6 +1099,10 @@ def _language_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iter
         pairs = list(localized_texts(node, getattr(node, "text", None)))
         if isinstance(node, QuestionNode) and node.invalid_text is not None:
             pairs.append(("invalidText", node.invalid_text))
+        for j, reminder in enumerate(node.reminders if isinstance(node, QuestionNode) else ()):
+            pairs.extend(
+                (f"reminders[{j}].{rel}", v) for rel, v in localized_texts(reminder, reminder.text)
+            )
         texts.extend((f"nodes[{i}].{rel}", v) for rel, v in pairs if isinstance(v, dict))
     languages = sorted({tag for _, value in texts for tag in value})
     for where, value in texts:
@@ -921,9 +1115,38 @@ def _language_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iter
             )
 
 
-def _reachable(start: str, edges: dict[str, list[str]], extra: str | None) -> set[str]:
+def _interrupt_targets(data: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """``(wire path, node id)`` of each interrupt's ``goTo``, read from the raw flow so a
+    flow with other errors still has its targets checked."""
+    interrupts = data.get("interrupts")
+    for i, interrupt in enumerate(interrupts if isinstance(interrupts, list) else ()):
+        target = interrupt.get("goTo") if isinstance(interrupt, Mapping) else None
+        if isinstance(target, str):
+            yield f"interrupts[{i}].goTo", target
+
+
+def _interrupt_problems(data: Mapping[str, Any]) -> Iterator[Problem]:
+    """A keyword in two interrupts: which node a reply holding it goes to is ambiguous."""
+    interrupts = data.get("interrupts")
+    groups = [
+        [k for k in interrupt.get("keywords", ()) if isinstance(k, str)]
+        if isinstance(interrupt, Mapping) and isinstance(interrupt.get("keywords"), list)
+        else []
+        for interrupt in (interrupts if isinstance(interrupts, list) else ())
+    ]
+    for first, again, keyword in repeated_keywords(groups):
+        yield Problem(
+            f"interrupts[{again[0]}].keywords[{again[1]}]",
+            f"keyword {keyword!r} is also in interrupts[{first[0]}].keywords[{first[1]}]:"
+            " a keyword may take the contact to one node only",
+        )
+
+
+def _reachable(start: str, edges: dict[str, list[str]], extra: list[str]) -> set[str]:
+    """The nodes reachable from ``start`` or from ``extra`` (entries other than the
+    start: ``onMissingNode``, the interrupts' ``goTo``)."""
     seen: set[str] = set()
-    stack = [start] + ([extra] if extra else [])
+    stack = [start, *extra]
     while stack:
         node_id = stack.pop()
         if node_id in seen:

@@ -29,8 +29,14 @@ The rules:
   says was delivered (``message.delivered``) is sent in the outbox, and one it says
   was given up (``message.dead``, not redriven since) is dead there.
 - ``inbox``: the contact's messages are applied in the order they arrived, each
-  by a step that recorded it as its input, and an execution waiting for input
-  with a message not yet applied is due now (else the reply is stranded).
+  by a step that recorded it as its input (one of a burst taken as one reply, by
+  the step that took the burst; the message that started the execution by a
+  trigger, at its start), and an execution waiting for input with a message not
+  yet applied is due now, or within a burst's window after the last one (else the
+  reply is stranded).
+- ``signals``: each signal marked consumed was the input of the step that took it,
+  and an execution waiting for an event with a signal of it pending is due now
+  (else the signal is stranded).
 
 Trail-based checks run only where the trail is there: a trail purged by
 retention, or stored above INFO (``[logging] store_level``), has no
@@ -55,7 +61,10 @@ from trilha.core.execution import (
     Transition,
     checksum,
 )
+from trilha.core.flow import MAX_DEBOUNCE_MS
+from trilha.core.signals import Signal, waited_event
 from trilha.core.states import ExecutionStatus, is_allowed
+from trilha.core.triggers import TRIGGER_META
 
 S = ExecutionStatus
 Severity = Literal["error", "warning"]
@@ -92,6 +101,7 @@ class Records:
     logs: Sequence[LogRecord] = ()
     #: the checkpoints recovery found unsound and set aside (quarantined), by step
     quarantined_steps: frozenset[int] = frozenset()
+    signals: Sequence[Signal] = ()
 
 
 def check(records: Records, *, now: float, grace: float = 60.0) -> list[Violation]:
@@ -104,6 +114,7 @@ def check(records: Records, *, now: float, grace: float = 60.0) -> list[Violatio
         _checkpoints(ex, records.checkpoints, records.outbox, records.quarantined_steps),
         _outbox(ex, records.checkpoints, records.outbox, records.logs),
         _inbox(ex, records.checkpoints, records.inbox, now),
+        _signals(ex, records.checkpoints, records.signals, now),
     ):
         found.append(Violation(ex.id, rule, detail, severity))
     found.sort(key=lambda v: v.severity != "error")
@@ -137,7 +148,8 @@ def _state(ex: Execution, now: float, grace: float) -> list[_Finding]:
         return out
     if status in WAITS or status is S.RECOVERING:
         named = (WAITS[status],) if status in WAITS else _RECOVERY_WAITS
-        if ex.waiting_for not in named:
+        event = waited_event(ex.waiting_for) if status is S.WAITING_INPUT else None
+        if ex.waiting_for not in named and not event:
             out.append(
                 (
                     "state",
@@ -323,7 +335,9 @@ def _inbox(
 ) -> list[_Finding]:
     out: list[_Finding] = []
     by_seq = {c.seq: c for c in checkpoints}
-    mine = sorted(inbox, key=lambda m: m.id)
+    trigger = ex.meta.get(TRIGGER_META)
+    started_by = trigger.get("messageId") if isinstance(trigger, dict) else None
+    mine = sorted((m for m in inbox if m.message_id != started_by), key=lambda m: m.id)
     applied = [m for m in mine if m.applied_at is not None]
     pending = [m for m in mine if m.applied_at is None]
     if applied and pending and pending[0].id < applied[-1].id:
@@ -343,7 +357,11 @@ def _inbox(
             out.append(
                 ("inbox", f"message {m.message_id} is marked applied but no step read it", "error")
             )
-    if pending and ex.status is S.WAITING_INPUT and (ex.wake_at is None or ex.wake_at > now):
+    # a burst's window (settings.debounceMs) may hold it past now, never past the longest;
+    # a wait_event node's wait keeps the replies for the next question: not stranded
+    window = pending[-1].received_at + MAX_DEBOUNCE_MS / 1000 if pending else now
+    waits_for_reply = ex.status is S.WAITING_INPUT and waited_event(ex.waiting_for) is None
+    if pending and waits_for_reply and (ex.wake_at is None or ex.wake_at > max(now, window)):
         out.append(
             (
                 "inbox",
@@ -355,9 +373,49 @@ def _inbox(
     return out
 
 
+def _signals(
+    ex: Execution, checkpoints: Sequence[Checkpoint], signals: Sequence[Signal], now: float
+) -> list[_Finding]:
+    out: list[_Finding] = []
+    by_seq = {c.seq: c for c in checkpoints}
+    for signal in signals:
+        if signal.pending:
+            continue
+        step = by_seq.get(signal.consumed_step) if signal.consumed_step is not None else None
+        given = step.input if step is not None and isinstance(step.input, dict) else {}
+        if given.get("signalId") != signal.signal_id:
+            out.append(
+                (
+                    "signals",
+                    f"signal {signal.signal_id} is marked consumed by step"
+                    f" {signal.consumed_step}, which did not take it",
+                    "error",
+                )
+            )
+    event = waited_event(ex.waiting_for) if ex.status is S.WAITING_INPUT else None
+    leased = ex.lease_owner is not None and (ex.lease_expires_at or 0.0) >= now
+    waiting = [s for s in signals if s.pending and s.event == event]
+    if waiting and not leased and (ex.wake_at is None or ex.wake_at > now):
+        out.append(
+            (
+                "signals",
+                f"signal {waiting[0].signal_id} of event {event} waits to be applied but the"
+                " execution is not due: the signal is stranded",
+                "error",
+            )
+        )
+    return out
+
+
 def _applied_step(message: InboundMessage, checkpoints: Sequence[Checkpoint]) -> int | None:
-    """The step whose input is this message (checkpoints record ``{messageId, text}``)."""
+    """The step whose input is this message (checkpoints record ``{messageId, text}``, and
+    a burst's earlier messages as ``burst``)."""
     for c in checkpoints:
-        if isinstance(c.input, dict) and c.input.get("messageId") == message.message_id:
+        if not isinstance(c.input, dict):
+            continue
+        burst = c.input.get("burst")
+        if c.input.get("messageId") == message.message_id or (
+            isinstance(burst, list) and message.message_id in burst
+        ):
             return c.seq
     return None

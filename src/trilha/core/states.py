@@ -47,6 +47,9 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     INVALID_INPUT = "invalid_input"
+    #: the contact was silent for the flow's ``settings.sessionTimeoutSeconds`` (state
+    #: ``timeout``): the conversation was closed for inactivity, wherever it waited
+    EXPIRED = "expired"
 
 
 S = ExecutionStatus

@@ -1,18 +1,21 @@
-"""How a value reads in a chat message. Pure: no I/O.
+"""How a value reads in a chat message, and how a contact's text is compared. Pure: no I/O.
 
 Both the expression language (``text(x)``, ``join``) and template rendering
 turn values into text; they live in one small module of their own so neither
-has to import the other for it.
+has to import the other for it. :func:`fold` is here for the same reason: answers,
+flow interrupts and triggers all compare a contact's words with it, and the flow
+model (which the answers import) checks keywords with it.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 from trilha.core.paths import MISSING
 
-__all__ = ["to_text"]
+__all__ = ["fold", "to_text"]
 
 
 def to_text(value: Any) -> str:
@@ -40,3 +43,9 @@ def to_text(value: Any) -> str:
             # Non-string keys or a reference cycle: still show something useful.
             return str(value)
     return str(value)
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form, so 'Não' matches 'nao'."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip(" .!")

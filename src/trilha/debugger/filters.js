@@ -31,7 +31,6 @@ export function readFilters() {
   for (const name of FILTERS) out[name] = (query.get(name) || "").slice(0, MAX_VALUE);
   out.stuck = out.stuck === "true" ? "true" : "";
   out.withErrors = out.withErrors === "true" ? "true" : "";
-  if (out.outcome === "expired") out.outcome = "timeout"; // the API's synonym, one spelling here
   return out;
 }
 
@@ -40,7 +39,7 @@ export function stepFiltered(filters) {
   return STEP_FILTERS.some((name) => filters[name]);
 }
 
-/** Whether an execution's outcome is the one asked for (`expired` is `timeout`). */
+/** Whether an execution's outcome is the one asked for. */
 export function outcomeMatches(wanted, outcome) {
   if (!wanted) return true;
   return outcomeOf(wanted).id === outcomeOf(outcome || "").id;

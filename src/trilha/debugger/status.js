@@ -28,11 +28,12 @@ export const STATES = [
 
 const BY_ID = new Map(STATES.map((s) => [s.id, s]));
 
-/** Outcomes as the API names them (`timeout` is shown as "expired", as the filter also accepts). */
+/** Outcomes as the API names them. */
 export const OUTCOMES = [
   { id: "completed", label: "completed", glyph: "✓", title: "the flow ran to one of its ends" },
   { id: "escalated", label: "escalated", glyph: "⇪", title: "handed to a person" },
-  { id: "timeout", label: "expired", glyph: "⌛", title: "the contact never answered, or the turn ran out" },
+  { id: "timeout", label: "timeout", glyph: "⌛", title: "no reply to a question in time, or a turn ran out" },
+  { id: "expired", label: "expired", glyph: "☾", title: "the contact was silent for the flow's session timeout" },
   { id: "failed", label: "failed", glyph: "✕", title: "retries, fallbacks and escalation were exhausted" },
   { id: "invalid_input", label: "invalid input", glyph: "≠", title: "too many answers the flow could not accept" },
   { id: "cancelled", label: "cancelled", glyph: "⊘", title: "cancelled by an operator or replaced" },
@@ -41,7 +42,7 @@ export const OUTCOMES = [
 const OUTCOME_BY_ID = new Map(OUTCOMES.map((o) => [o.id, o]));
 
 export function outcomeOf(id) {
-  return OUTCOME_BY_ID.get(id === "expired" ? "timeout" : id) || { id, label: id, glyph: "?", title: "" };
+  return OUTCOME_BY_ID.get(id) || { id, label: id, glyph: "?", title: "" };
 }
 
 export function stateOf(id) {

@@ -36,12 +36,25 @@ from trilha.core.execution import (
     checksum,
     iso,
 )
-from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
+from trilha.core.flow import Flow, NodeBase, QuestionNode, WaitEventNode, load_flow
+from trilha.core.signals import event_wait, waited_event
+from trilha.core.silence import heard, reminder_due
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.core.tenancy import check_entry, flow_candidates
+from trilha.core.triggers import TriggerMatch
 from trilha.engine.calendars import turn_calendars
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery, recovered
+from trilha.engine.silence import Silence
+from trilha.engine.triggered import (
+    MERGED,
+    TRIGGER_META,
+    gather_burst,
+    interruption,
+    replaced_reason,
+    trigger_meta,
+    triggered_line,
+)
 from trilha.engine.turn import (
     _Turn,
     describe_error,
@@ -66,6 +79,7 @@ from trilha.processors.base import (
     End,
     StepContext,
     StepResult,
+    WaitEvent,
     WaitInput,
     WaitRecovery,
     WaitTimer,
@@ -73,7 +87,7 @@ from trilha.processors.base import (
 from trilha.processors.registry import Processors
 from trilha.resilience.breaker import BreakerRegistry
 from trilha.resilience.dependencies import begin_call, call_ended
-from trilha.store.base import Claimed, StepCommit, Store
+from trilha.store.base import Claimed, InboundResult, StepCommit, Store
 
 # re-exported: callers and tests import these from here
 __all__ = [
@@ -91,7 +105,8 @@ S = ExecutionStatus
 T = TypeVar("T")
 log = get_logger("trilha.engine")
 
-#: the ``meta`` key holding the step that last consumed a reply from the contact
+#: the ``meta`` key holding the step that last consumed a reply from the contact (or a
+#: signal: input from outside all the same, so a loop waiting for signals is no runaway)
 LAST_INPUT_SEQ = "lastInputSeq"
 
 
@@ -123,9 +138,11 @@ def sys_context(
     ex: Execution, flow: Flow, now: float, calendars: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """What a flow reads under ``sys``: who and where it runs, the contact's language
-    (``contact.language``, else the flow's default), the step's time and, for a flow
-    that names one, the institution's calendars. Computed for each step and never
-    stored, so it cannot be stale or written (publishing refuses a write under ``sys``)."""
+    (``contact.language``, else the flow's default), the step's time, the message that
+    started it when a trigger did (``trigger``: ``text``, ``type``, ``messageId``,
+    ``keyword``; else null) and, for a flow that names one, the institution's calendars.
+    Computed for each step and never stored, so it cannot be stale or written
+    (publishing refuses a write under ``sys``)."""
     context = {
         "executionId": ex.id,
         "institutionId": ex.institution_id,
@@ -136,6 +153,7 @@ def sys_context(
         "channel": ex.channel,
         "language": contact_language(ex.variables, flow.default_language),
         "now": iso(now),
+        "trigger": ex.meta.get(TRIGGER_META),
     }
     if calendars is not None:
         context["calendars"] = calendars
@@ -155,7 +173,7 @@ def _hear_language(ex: Execution, inbound: InboundMessage) -> None:
         set_path(ex.variables, "contact.language", language)
 
 
-class Engine(Recovery):
+class Engine(Recovery, Silence):
     """Starts executions, feeds them input, and advances claimed ones."""
 
     def __init__(
@@ -247,6 +265,73 @@ class Engine(Recovery):
         retry of that request whose first answer was lost finds this execution
         instead of a busy conversation (see ``POST /v1/executions``). ``execution_id``
         is for callers that must name it (a simulation replayed from its seed)."""
+        execution, transition, log = await self._new_execution(
+            flow_id,
+            version,
+            institution_id=institution_id,
+            conversation_id=conversation_id,
+            contact_id=contact_id,
+            variables=variables,
+            channel=channel,
+            actor=actor,
+            meta={} if start_key is None else {"startKey": start_key},
+            execution_id=execution_id,
+        )
+        created = await self.store.create_execution(execution, transition, [log], replace=replace)
+        echo_trail([log], created)
+        return created
+
+    async def start_triggered(
+        self,
+        flow_id: str,
+        message: InboundMessage,
+        match: TriggerMatch,
+        *,
+        variables: dict[str, Any] | None = None,
+        replacing: Execution | None = None,
+        actor: str = "api",
+    ) -> tuple[Execution | None, InboundResult]:
+        """Start ``flow_id`` for the contact's ``message`` that ``match``ed a trigger, the
+        message kept as the execution's ``sys.trigger`` (never a reply to its first
+        question), in one transaction (:meth:`Store.create_triggered`); ``replacing``: the
+        conversation's running execution, which an interrupting trigger cancels. A message
+        stored already starts nothing: ``(None, its duplicate)``."""
+        execution, transition, log = await self._new_execution(
+            flow_id,
+            None,
+            institution_id=message.institution_id,
+            conversation_id=message.conversation_id,
+            contact_id=message.contact_id,
+            variables=variables,
+            channel="default",
+            actor=actor,
+            meta={TRIGGER_META: trigger_meta(message, match)},
+        )
+        logs = [log, triggered_line(execution, message, match, replacing)]
+        reason = None if replacing is None else replaced_reason(execution, match)
+        result = await self.store.create_triggered(
+            execution, transition, logs, message, replace_reason=reason
+        )
+        if result.status == "duplicate":
+            return None, result
+        echo_trail(logs, execution)
+        return execution, result
+
+    async def _new_execution(
+        self,
+        flow_id: str,
+        version: int | None,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        contact_id: str,
+        variables: dict[str, Any] | None,
+        channel: str,
+        actor: str,
+        meta: dict[str, Any],
+        execution_id: str | None = None,
+    ) -> tuple[Execution, Transition, LogRecord]:
+        """A new execution of ``flow_id`` due now, with its birth transition and trail line."""
         flow = await self.flow(flow_id, version)
         check_entry(institution_id, flow.id)
         now = self.clock.now()
@@ -267,7 +352,7 @@ class Engine(Recovery):
             channel=channel,
             start_variables=start_vars,
             turn_started_at=now,
-            meta={} if start_key is None else {"startKey": start_key},
+            meta=meta,
         )
         transition = Transition(execution.id, None, S.RUNNING, "started", now, actor, flow.start)
         log = LogRecord(
@@ -286,9 +371,7 @@ class Engine(Recovery):
                 "actor": actor,
             },
         )
-        created = await self.store.create_execution(execution, transition, [log], replace=replace)
-        echo_trail([log], created)
-        return created
+        return execution, transition, log
 
     async def send(
         self,
@@ -381,17 +464,29 @@ class Engine(Recovery):
 
     async def _advance(self, ex: Execution, turn: _Turn) -> None:
         now = self.clock.now()
-        if ex.status is S.WAITING_INPUT:
+        if await self._expire_if_silent(ex, turn):
+            return
+        if ex.status is S.WAITING_INPUT and waited_event(ex.waiting_for) is not None:
+            if not await self._event_arrived(ex, turn):
+                return
+        elif ex.status is S.WAITING_INPUT:
+            if turn.inbound is not None and await gather_burst(self, ex, turn):
+                return  # the contact may still be typing: due again after the window
             if turn.inbound is not None:
                 turn.resumed_by = "input"
                 self._move(turn, S.RUNNING, "input received")
                 ex.turn_started_at = now
+                ex.meta = heard(ex.meta, turn.inbound.received_at)
             elif ex.due_at is not None and now >= ex.due_at:
                 await self._input_timeout(ex, turn)
                 await self._commit(turn)
                 return
+            elif reminder_due(ex, now):
+                turn.resumed_by = "reminder"
+                self._move(turn, S.RUNNING, f"a reminder is due at '{ex.current_node_id}'")
+                ex.turn_started_at = now
             else:  # woken with nothing to do (a stale wake): go back to sleep
-                ex.wake_at = ex.due_at
+                self._wake_early(ex)
                 await self._commit(turn)
                 return
         elif ex.status is S.WAITING_DELAY:
@@ -419,6 +514,28 @@ class Engine(Recovery):
             return
         await self._run_nodes(ex, flow, turn)
         await self._commit(turn)
+
+    async def _event_arrived(self, ex: Execution, turn: _Turn) -> bool:
+        """An execution waiting for an event was woken: True when a signal of it is
+        pending (the execution runs, and its ``wait_event`` node takes the signal); else
+        the wait timed out or the wake was stale, and the turn is committed here. The
+        contact's replies stay in the inbox meanwhile, for the next question."""
+        event = waited_event(ex.waiting_for) or ""
+        turn.inbound = None
+        turn.signal = await self.store.pending_signal(ex.id, event)
+        now = self.clock.now()
+        if turn.signal is not None:
+            turn.resumed_by = "signal"
+            self._move(turn, S.RUNNING, f"signal '{event}' received")
+            ex.turn_started_at = now
+            ex.waiting_for = ex.due_at = None
+            return True
+        if ex.due_at is not None and now >= ex.due_at:
+            await self._input_timeout(ex, turn)
+        else:  # woken with nothing to do (a stale wake): go back to sleep
+            ex.wake_at = ex.due_at
+        await self._commit(turn)
+        return False
 
     async def _run_nodes(self, ex: Execution, flow: Flow, turn: _Turn) -> None:
         limit = self.config.engine.max_steps_per_turn
@@ -456,6 +573,24 @@ class Engine(Recovery):
             now = self.clock.now()
             if turn.inbound is not None:
                 _hear_language(ex, turn.inbound)
+                interrupted_by = interruption(flow, turn.inbound)
+                if interrupted_by is not None:  # a keyword: not an answer to this node
+                    self._log(turn, "INFO", "execution.interrupted", node, interrupted_by[1])
+                    flow, done = await self._step_done(
+                        ex, flow, node, turn, interrupted_by[0], None
+                    )
+                    if done:
+                        return
+                    prev = node
+                    continue
+            signal = None
+            if isinstance(node, WaitEventNode):
+                signal = turn.signal
+                if signal is None or signal.event != node.event:
+                    # signals consumed by steps of this turn not committed yet are left out
+                    taken = [i for i, _ in turn.commit.applied_signals]
+                    signal = await self.store.pending_signal(ex.id, node.event, skip=taken)
+                turn.signal = signal
             ctx = StepContext(
                 execution_id=ex.id,
                 institution_id=ex.institution_id,
@@ -472,6 +607,7 @@ class Engine(Recovery):
                 breakers=self.breakers,
                 idempotency_key=key,
                 interrupted=interrupted,
+                signal=signal,
             )
             turn.resumed_by = None
             started = self.clock.now()
@@ -660,16 +796,21 @@ class Engine(Recovery):
     async def _input_timeout(self, ex: Execution, turn: _Turn) -> None:
         flow = await self.flow(ex.flow_id, ex.flow_version)
         node = flow.node(ex.current_node_id or "")
-        if isinstance(node, QuestionNode) and node.on_timeout:
-            self._move(turn, S.RUNNING, f"no reply to '{node.id}' in time; following onTimeout")
+        event = waited_event(ex.waiting_for)
+        if isinstance(node, QuestionNode | WaitEventNode) and node.on_timeout:
+            late = f"no reply to '{node.id}'" if event is None else f"no signal '{event}'"
+            self._move(turn, S.RUNNING, f"{late} in time; following onTimeout")
             ex.turn_started_at = self.clock.now()  # a turn like any other: bounded, recorded
             ex.current_node_id, ex.node_state = node.on_timeout, {}
             ex.waiting_for = ex.due_at = None
             await self._run_nodes(ex, flow, turn)
             return
+        reason = "no reply from the contact in time"
+        if event is not None:
+            reason = f"no signal '{event}' in time"
         self._end(
             turn,
-            End(S.TIMEOUT, Outcome.TIMEOUT, "no reply from the contact in time"),
+            End(S.TIMEOUT, Outcome.TIMEOUT, reason),
             spoken(flow.settings.timeout_message, ex.variables, flow.default_language),
         )
 
@@ -710,7 +851,7 @@ class Engine(Recovery):
         commit = turn.commit
         now = self.clock.now()
         seq = ex.step_seq + 1
-        consumed = None
+        consumed: dict[str, Any] | None = None
         metrics = self.metrics
         if metrics is not None:
             metrics.node(node.type if node is not None else "missing", error is None)
@@ -719,9 +860,29 @@ class Engine(Recovery):
         if result.consumed_input and turn.inbound is not None:
             consumed = {"messageId": turn.inbound.message_id, "text": turn.inbound.text}
             commit.applied_inbox.append((turn.inbound.id, seq))
+            merged = turn.extra.pop(MERGED, None)
+            if merged:  # a burst taken as one reply: every message of it is applied here
+                commit.applied_inbox.extend((i, seq) for i, _ in merged)
+                consumed["burst"] = [m for _, m in merged]  # the earlier messages' ids
             ex.meta = {**ex.meta, LAST_INPUT_SEQ: seq}
             turn.inbound = None
             self._log(turn, "INFO", "message.received", node, consumed)
+        if result.consumed_signal and turn.signal is not None:
+            signal, turn.signal = turn.signal, None
+            consumed = {
+                "event": signal.event,
+                "signalId": signal.signal_id,
+                "payload": signal.payload,
+            }
+            commit.applied_signals.append((signal.id, seq))
+            ex.meta = {**ex.meta, LAST_INPUT_SEQ: seq}
+            self._log(
+                turn,
+                "INFO",
+                "signal.applied",
+                node,
+                {"event": signal.event, "signalId": signal.signal_id},
+            )
         for name, value in result.variables.items():
             set_path(ex.variables, name, value)
         for i, said in enumerate(result.messages):
@@ -758,8 +919,18 @@ class Engine(Recovery):
         elif isinstance(result.wait, WaitInput):
             ex.node_state = result.node_state or {}
             timeout = result.wait.timeout_seconds or flow.settings.input_timeout_seconds
+            due = now + timeout if result.wait.due_at is None else result.wait.due_at
+            self._wait(turn, S.WAITING_INPUT, "input", due, f"waiting for a reply to '{node_id}'")
+            self._turn_over(turn, now)
+        elif isinstance(result.wait, WaitEvent):
+            ex.node_state = result.node_state or {}
+            event = result.wait.event
             self._wait(
-                turn, S.WAITING_INPUT, "input", now + timeout, f"waiting for a reply to '{node_id}'"
+                turn,
+                S.WAITING_INPUT,
+                event_wait(event),
+                result.wait.due_at,
+                f"waiting for event '{event}' at '{node_id}'",
             )
             self._turn_over(turn, now)
         elif isinstance(result.wait, WaitTimer):
@@ -840,6 +1011,7 @@ class Engine(Recovery):
         ex = turn.commit.execution
         self._move(turn, status, reason)
         ex.waiting_for, ex.due_at, ex.wake_at = what, due, due
+        self._wake_early(ex)  # a reminder or the session's expiry may come first
 
     def _end(self, turn: _Turn, end: End, message: str | None) -> None:
         ex = turn.commit.execution

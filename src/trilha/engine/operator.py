@@ -42,6 +42,8 @@ from typing import Any
 from trilha.core.controls import WAITS, Operation, refusal, resume_target, target
 from trilha.core.execution import Execution, LogRecord, Transition
 from trilha.core.paths import is_valid_path
+from trilha.core.signals import event_wait
+from trilha.core.silence import next_wake
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.engine import Engine
 from trilha.engine.turn import set_path
@@ -252,10 +254,14 @@ async def _resume(ex: Execution, now: float) -> str:
     back_to = resume_target(ex)
     ex.status, ex.paused_from = back_to, None
     ex.waiting_for = WAITS.get(back_to)
+    event = ex.node_state.get("event")
+    if back_to is S.WAITING_INPUT and isinstance(event, str):
+        ex.waiting_for = event_wait(event)  # a wait_event node's wait, not a question's
     if back_to is S.RUNNING:
         ex.wake_at, ex.turn_started_at = now, now
-    else:  # the store wakes a waiting_input now if replies arrived meanwhile
-        ex.wake_at = now if ex.due_at is None or ex.due_at < now else ex.due_at
+    else:  # the store wakes a waiting_input now if replies (or signals) arrived meanwhile
+        wake = next_wake(ex)  # the wait's due time, or a reminder or expiry before it
+        ex.wake_at = now if wake is None or wake < now else wake
     return "resumed by an operator"
 
 

@@ -15,6 +15,7 @@ Terminal and paused executions are never touched.
 from __future__ import annotations
 
 from trilha.core.execution import iso
+from trilha.core.silence import next_wake
 from trilha.core.states import ExecutionStatus
 from trilha.engine.clock import Clock
 from trilha.errors import CorruptedRecord, ExecutionNotFound
@@ -93,7 +94,7 @@ class Sweeper:
             return now  # a claim quarantines the row and the engine restores it
         if execution.status.terminal or execution.status is ExecutionStatus.PAUSED:
             return None
-        due = execution.due_at
+        due = next_wake(execution)  # its due time, or a reminder or expiry before it
         if execution.status is ExecutionStatus.WAITING_INPUT or due is None or due <= now:
             return now
         return due

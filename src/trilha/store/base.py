@@ -23,6 +23,10 @@ The guarantees each backend must keep:
   way in, whoever wrote them.
 * :meth:`Store.deliver_inbound` stores a message durably before returning, and
   a repeated ``message_id`` for the conversation is acknowledged, not stored twice.
+* :meth:`Store.deliver_signal` likewise for a signal and its ``signal_id`` per
+  execution; a step commit marks the signals it consumed (``applied_signals``), and
+  one that leaves the execution waiting for an event with a signal of it pending
+  makes it due now, as for a reply.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from trilha.core.execution import (
     Transition,
     TurnRecord,
 )
+from trilha.core.signals import Signal
 from trilha.core.states import ExecutionStatus
 from trilha.errors import LimitExceeded
 
@@ -88,6 +93,8 @@ class StepCommit:
     outbox: list[OutboundMessage] = field(default_factory=list)
     #: (inbox id, the step seq that consumed it): orders the transcript
     applied_inbox: list[tuple[int, int]] = field(default_factory=list)
+    #: (signal id, the step seq that consumed it): a signal is applied once
+    applied_signals: list[tuple[int, int]] = field(default_factory=list)
     handoffs: list[Handoff] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
     #: turns that ended in this run of steps (the execution now waits or ended)
@@ -114,6 +121,15 @@ class Claimed:
 class InboundResult:
     status: Literal["accepted", "duplicate"]
     message: InboundMessage
+
+
+@dataclass(frozen=True, slots=True)
+class SignalResult:
+    """What :meth:`Store.deliver_signal` did: ``accepted`` (stored now) or ``duplicate``
+    (this ``signalId`` was received already: ``signal`` is the first one, unchanged)."""
+
+    status: Literal["accepted", "duplicate"]
+    signal: Signal
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +162,17 @@ class ReceiptResult:
     duplicate: bool
     advanced: bool
     delivery: Delivery
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTriggers:
+    """An institution's triggers as ``PUT /v1/triggers`` set them (wire form, in order)."""
+
+    institution_id: str
+    triggers: list[dict[str, Any]]
+    updated_at: float
+    #: who set them (``key:<id>``)
+    updated_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +536,27 @@ class Store(Protocol):
         """Insert a new execution; :class:`ConversationBusy` if the conversation has
         an active one, unless ``replace`` (which cancels it in the same transaction)."""
 
+    async def create_triggered(
+        self,
+        execution: Execution,
+        transition: Transition,
+        logs: list[LogRecord],
+        message: InboundMessage,
+        *,
+        replace_reason: str | None = None,
+    ) -> InboundResult:
+        """Store the contact's ``message`` that starts ``execution`` (a trigger's, see
+        :mod:`trilha.core.triggers`) and create the execution, in one transaction.
+
+        The message is stored for the execution as applied at step 0: it is the
+        execution's ``sys.trigger``, never a reply to its first question, and it opens
+        the transcript. A ``message_id`` the conversation has stored already is a
+        duplicate: nothing is created, and the stored message comes back
+        (``"duplicate"``), so a platform's retry, or the same message delivered twice at
+        once, starts one execution. An active execution in the conversation raises
+        :class:`ConversationBusy`, unless ``replace_reason``: it is then cancelled with
+        that reason (its trail says so) in the same transaction."""
+
     async def get_execution(self, execution_id: str) -> Execution:
         """The stored execution (:class:`ExecutionNotFound` if absent)."""
 
@@ -554,6 +602,56 @@ class Store(Protocol):
         :attr:`~trilha.core.execution.InboundMessage.content`), ``None`` for a plain
         text; ``text`` is always its plain rendering, for every reader of text alone.
         A duplicate keeps the first delivery's text and content."""
+
+    async def deliver_signal(
+        self,
+        *,
+        execution_id: str,
+        institution_id: str | None,
+        event: str,
+        signal_id: str,
+        payload: Any,
+        now: float,
+        max_pending: int,
+    ) -> SignalResult:
+        """Durably store a signal for an execution, with its ``signal.received`` trail
+        line, and wake the execution if it waits for ``event``.
+
+        A repeated ``signal_id`` for the execution is a duplicate (the first signal is
+        answered, whatever this one carries), also after the execution ended. Else an
+        absent execution, or one of another institution than ``institution_id``
+        (``None``: any), is :class:`ExecutionNotFound`; an ended one
+        :class:`ExecutionEnded`; one with ``max_pending`` signals not consumed yet
+        :class:`~trilha.errors.LimitExceeded`."""
+
+    async def pending_signal(
+        self, execution_id: str, event: str, *, skip: Sequence[int] = ()
+    ) -> Signal | None:
+        """The oldest signal of ``event`` the execution has not consumed (leaving out the
+        ids in ``skip``: consumed by a step not committed yet)."""
+
+    async def signals_for(self, execution_id: str) -> list[Signal]:
+        """The execution's signals, pending and consumed, in the order they arrived."""
+
+    async def pending_inbound(self, execution_id: str, *, limit: int) -> list[InboundMessage]:
+        """The execution's messages not applied yet, oldest first, at most ``limit``."""
+
+    async def snooze(
+        self,
+        execution_id: str,
+        *,
+        worker_id: str,
+        fencing_token: int,
+        wake_at: float,
+        now: float,
+        logs: Sequence[LogRecord] = (),
+    ) -> None:
+        """Give up a held lease with the execution due again at ``wake_at``, changing
+        nothing else, with ``logs`` (the turn's lines so far) in the same transaction: a
+        burst's window (``settings.debounceMs``), while the contact may still be typing.
+        Unlike :meth:`commit_step`, replies waiting do not make it due now (they are what
+        it waits past); a reply stored afterwards still does. :class:`StaleLease` when the
+        lease is no longer held."""
 
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats: ...
 
@@ -707,6 +805,12 @@ class Store(Protocol):
     async def inbox_for(self, execution_id: str) -> list[InboundMessage]:
         """The contact's messages routed to this execution, in arrival order."""
 
+    async def last_heard_at(self, execution_id: str) -> float | None:
+        """When the execution last heard from its side of the conversation: the latest
+        of its contact's messages routed to it (applied or not) and of its returns from
+        ``paused`` (a person gave it back); ``None`` when neither happened. A session's
+        silence (``settings.sessionTimeoutSeconds``) counts from here."""
+
     async def count_by_status(self, institution_id: str | None = None) -> dict[str, int]:
         """How many executions are in each status (statuses with none are left out);
         with ``institution_id``, that institution's only."""
@@ -772,6 +876,20 @@ class Store(Protocol):
 
     async def alert_history(self, *, limit: int = 50) -> list[AlertState]:
         """The latest alert state changes, newest first."""
+
+    # triggers -----------------------------------------------------------------------
+    async def put_triggers(
+        self, institution_id: str, triggers: list[dict[str, Any]], *, now: float, actor: str
+    ) -> StoredTriggers:
+        """Replace the institution's triggers as a whole (an empty list is a set of none,
+        which still replaces those of the configuration)."""
+
+    async def get_triggers(self, institution_id: str) -> StoredTriggers | None:
+        """The institution's triggers as set through the API; ``None`` when it never set
+        any (or deleted them): the configuration's apply."""
+
+    async def delete_triggers(self, institution_id: str) -> bool:
+        """Forget the institution's API-set triggers; False when it had none."""
 
     # the API ------------------------------------------------------------------------
     async def create_api_key(self, key: ApiKey) -> None: ...

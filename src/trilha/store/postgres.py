@@ -62,6 +62,7 @@ from trilha.core.execution import (
     dumps,
 )
 from trilha.core.percentiles import percentile
+from trilha.core.signals import Signal, event_wait, waited_event
 from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
 from trilha.errors import (
     ConfigError,
@@ -94,12 +95,14 @@ from trilha.store.base import (
     QueueStats,
     ReceiptResult,
     Redrive,
+    SignalResult,
     SlowNode,
     StepCommit,
     StepErrorMatch,
     StoredCalendar,
     StoredFlow,
     StoredResponse,
+    StoredTriggers,
     StoreStats,
     Stuck,
     TrailEvent,
@@ -149,6 +152,14 @@ from trilha.store.rows import (
     salvage,
     step_error_rows,
     stored_status,
+)
+from trilha.store.signals import (
+    SIGNAL_COLUMNS,
+    ended,
+    not_found,
+    received_line,
+    row_to_signal,
+    too_many,
 )
 
 log = get_logger("trilha.store.postgres")
@@ -736,6 +747,69 @@ class PostgresStore:
 
         return await self._write(run)
 
+    async def create_triggered(
+        self,
+        execution: Execution,
+        transition: Transition,
+        logs: list[LogRecord],
+        message: InboundMessage,
+        *,
+        replace_reason: str | None = None,
+    ) -> InboundResult:
+        async def run(conn: Connection) -> InboundResult:
+            # the message first: the same message delivered twice at once waits here for
+            # the other delivery's transaction, then finds its row and starts nothing
+            inserted = await conn.fetchrow(
+                "INSERT INTO inbox (institution_id, conversation_id, message_id, contact_id,"
+                " text, payload, received_at, execution_id, content, applied_at, applied_step)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, 0)"
+                " ON CONFLICT (institution_id, conversation_id, message_id) DO NOTHING"
+                f" RETURNING {INBOX_COLUMNS}",
+                message.institution_id,
+                message.conversation_id,
+                message.message_id,
+                message.contact_id,
+                message.text,
+                json_or_none(message.payload),
+                message.received_at,
+                execution.id,
+                json_or_none(message.content),
+            )
+            if inserted is None:
+                existing = await _inbox_row(
+                    conn, message.institution_id, message.conversation_id, message.message_id
+                )
+                if existing is None:  # pragma: no cover - the conflict names a row
+                    raise StoreError(f"inbound message {message.message_id} vanished")
+                return InboundResult("duplicate", row_to_inbound(existing))
+            active = await conn.fetchrow(
+                "SELECT id, status FROM executions"
+                f" WHERE institution_id = $1 AND conversation_id = $2 AND {ACTIVE_SQL}"
+                " FOR UPDATE",
+                execution.institution_id,
+                execution.conversation_id,
+            )
+            if active is not None and replace_reason is None:
+                raise ConversationBusy(
+                    f"conversation '{execution.conversation_id}' already has an active"
+                    f" execution ({active[0]})",
+                    execution_id=active[0],
+                )
+            if active is not None and replace_reason is not None:
+                await _cancel_row(
+                    conn, active[0], stored_status(active[1]), execution.created_at, replace_reason
+                )
+            # a concurrent start in the conversation meets the one-active index here
+            # (ConversationBusy), and this transaction, its message included, rolls back
+            await conn.execute(_INSERT_EXECUTION, *execution_params(execution))
+            await _insert_transitions(conn, [transition])
+            await _insert_logs(conn, logs)
+            if execution.wake_at is not None:
+                await _notify(conn)
+            return InboundResult("accepted", row_to_inbound(inserted))
+
+        return await self._write(run)
+
     async def get_execution(self, execution_id: str) -> Execution:
         async def run(conn: Connection) -> Execution:
             row = await conn.fetchrow(
@@ -908,6 +982,11 @@ class PostgresStore:
                     "UPDATE inbox SET applied_at = $1, applied_step = $2 WHERE id = $3",
                     [(now, seq, i) for i, seq in commit.applied_inbox],
                 )
+            if commit.applied_signals:
+                await conn.executemany(
+                    "UPDATE signals SET consumed_at = $1, consumed_step = $2 WHERE id = $3",
+                    [(now, seq, i) for i, seq in commit.applied_signals],
+                )
             values = [
                 v
                 for f, v in zip(EXEC_FIELDS, execution_params(ex), strict=True)
@@ -930,8 +1009,8 @@ class PostgresStore:
                 )
             # the row is locked now: a reply stored before is visible, one stored after
             # waits for this commit and then finds the execution waiting
-            if ex.status is ExecutionStatus.WAITING_INPUT and await _has_pending_reply(conn, ex.id):
-                ex.wake_at = now  # a reply arrived while we ran: apply it next, in order
+            if ex.status is ExecutionStatus.WAITING_INPUT and await _has_pending_input(conn, ex):
+                ex.wake_at = now  # a reply (or the signal waited for) arrived while we ran
                 await conn.execute("UPDATE executions SET wake_at = $1 WHERE id = $2", now, ex.id)
             if commit.checkpoints:
                 await conn.executemany(
@@ -1092,6 +1171,127 @@ class PostgresStore:
 
         return await self._write(run)
 
+    async def deliver_signal(
+        self,
+        *,
+        execution_id: str,
+        institution_id: str | None,
+        event: str,
+        signal_id: str,
+        payload: Any,
+        now: float,
+        max_pending: int,
+    ) -> SignalResult:
+        async def run(conn: Connection) -> SignalResult:
+            # the execution's row is locked first: a step commit in flight either ended
+            # before (we see it waiting, and wake it) or waits for us (and sees the signal);
+            # concurrent signals of one execution take their turn (the pending bound holds)
+            row = await conn.fetchrow(
+                "SELECT institution_id, status, current_node_id FROM executions"
+                " WHERE id = $1 FOR UPDATE",
+                execution_id,
+            )
+            if row is None or (institution_id is not None and row[0] != institution_id):
+                raise not_found(execution_id)
+            existing = await _signal_row(conn, execution_id, signal_id)
+            if existing is not None:
+                return SignalResult("duplicate", row_to_signal(existing))
+            status = stored_status(row[1])
+            if status in TERMINAL:
+                raise ended(execution_id, status, row[1])
+            pending = await conn.fetchval(
+                "SELECT COUNT(*) FROM signals WHERE execution_id = $1 AND consumed_at IS NULL",
+                execution_id,
+            )
+            if pending >= max_pending:
+                raise too_many(execution_id, pending, max_pending)
+            text = dumps(payload)
+            inserted = await conn.fetchrow(
+                "INSERT INTO signals (execution_id, institution_id, event, signal_id, payload,"
+                " received_at) VALUES ($1, $2, $3, $4, $5, $6)"
+                f" ON CONFLICT (execution_id, signal_id) DO NOTHING RETURNING {SIGNAL_COLUMNS}",
+                execution_id,
+                row[0],
+                event,
+                signal_id,
+                text,
+                now,
+            )
+            if inserted is None:  # pragma: no cover - the row lock orders repeats
+                again = await _signal_row(conn, execution_id, signal_id)
+                if again is None:
+                    raise StoreError(f"signal {signal_id} vanished")
+                return SignalResult("duplicate", row_to_signal(again))
+            signal = row_to_signal(inserted)
+            await _insert_logs(conn, [received_line(signal, row[2], len(text.encode()))])
+            woken = await conn.execute(
+                "UPDATE executions SET wake_at = $1 WHERE id = $2 AND status = 'waiting_input'"
+                " AND waiting_for = $3 AND (wake_at IS NULL OR wake_at > $1)",
+                now,
+                execution_id,
+                event_wait(event),
+            )
+            if _count(woken):
+                await _notify(conn)
+            return SignalResult("accepted", signal)
+
+        return await self._write(run)
+
+    async def pending_signal(
+        self, execution_id: str, event: str, *, skip: Sequence[int] = ()
+    ) -> Signal | None:
+        async def run(conn: Connection) -> Signal | None:
+            return await _pending_signal(conn, execution_id, event, skip)
+
+        return await self._read(run)
+
+    async def signals_for(self, execution_id: str) -> list[Signal]:
+        async def run(conn: Connection) -> list[Signal]:
+            rows = await conn.fetch(
+                f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = $1 ORDER BY id",
+                execution_id,
+            )
+            return [row_to_signal(r) for r in rows]
+
+        return await self._read(run)
+
+    async def pending_inbound(self, execution_id: str, *, limit: int) -> list[InboundMessage]:
+        async def run(conn: Connection) -> list[InboundMessage]:
+            rows = await conn.fetch(
+                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE execution_id = $1"
+                " AND applied_at IS NULL ORDER BY id LIMIT $2",
+                execution_id,
+                limit,
+            )
+            return [row_to_inbound(r) for r in rows]
+
+        return await self._read(run)
+
+    async def snooze(
+        self,
+        execution_id: str,
+        *,
+        worker_id: str,
+        fencing_token: int,
+        wake_at: float,
+        now: float,
+        logs: Sequence[LogRecord] = (),
+    ) -> None:
+        async def run(conn: Connection) -> None:
+            status = await conn.execute(
+                "UPDATE executions SET wake_at = $1, lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = $2 AND fencing_token = $3 AND lease_owner = $4",
+                wake_at,
+                execution_id,
+                fencing_token,
+                worker_id,
+            )
+            if _count(status) != 1:
+                raise StaleLease(f"lease on {execution_id} lost (token {fencing_token})")
+            await _insert_logs(conn, list(logs))
+
+        await self._write(run)
+
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats:
         async def run(conn: Connection) -> QueueStats:
             only = "" if execution_id is None else " AND id = $2"
@@ -1144,8 +1344,8 @@ class PostgresStore:
             )
             if _count(status) != 1:
                 raise StaleLease(f"execution {execution.id} changed meanwhile; try again")
-            if execution.status is ExecutionStatus.WAITING_INPUT and await _has_pending_reply(
-                conn, execution.id
+            if execution.status is ExecutionStatus.WAITING_INPUT and await _has_pending_input(
+                conn, execution
             ):
                 execution.wake_at = now
                 await conn.execute(
@@ -1535,6 +1735,18 @@ class PostgresStore:
 
         return await self._read(run)
 
+    async def last_heard_at(self, execution_id: str) -> float | None:
+        async def run(conn: Connection) -> float | None:
+            value = await conn.fetchval(
+                "SELECT GREATEST((SELECT MAX(received_at) FROM inbox WHERE execution_id = $1),"
+                " (SELECT MAX(at) FROM transitions WHERE execution_id = $1"
+                " AND source = 'paused'))",
+                execution_id,
+            )
+            return None if value is None else float(value)
+
+        return await self._read(run)
+
     async def execution_ids(
         self, *, after: str | None = None, limit: int = 500, institution_id: str | None = None
     ) -> list[str]:
@@ -1857,6 +2069,47 @@ class PostgresStore:
 
         return await self._read(run)
 
+    # triggers ----------------------------------------------------------------------------
+
+    async def put_triggers(
+        self, institution_id: str, triggers: list[dict[str, Any]], *, now: float, actor: str
+    ) -> StoredTriggers:
+        async def run(conn: Connection) -> StoredTriggers:
+            await conn.execute(
+                "INSERT INTO triggers (institution_id, triggers, updated_at, updated_by)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (institution_id) DO UPDATE SET"
+                " triggers = excluded.triggers, updated_at = excluded.updated_at,"
+                " updated_by = excluded.updated_by",
+                institution_id,
+                dumps(triggers),
+                now,
+                actor,
+            )
+            return StoredTriggers(institution_id, triggers, now, actor)
+
+        return await self._write(run)
+
+    async def get_triggers(self, institution_id: str) -> StoredTriggers | None:
+        async def run(conn: Connection) -> StoredTriggers | None:
+            row = await conn.fetchrow(
+                "SELECT triggers, updated_at, updated_by FROM triggers WHERE institution_id = $1",
+                institution_id,
+            )
+            if row is None:
+                return None
+            return StoredTriggers(institution_id, orjson.loads(row[0]), row[1], row[2])
+
+        return await self._read(run)
+
+    async def delete_triggers(self, institution_id: str) -> bool:
+        async def run(conn: Connection) -> bool:
+            status = await conn.execute(
+                "DELETE FROM triggers WHERE institution_id = $1", institution_id
+            )
+            return _count(status) > 0
+
+        return await self._write(run)
+
     async def create_api_key(self, key: ApiKey) -> None:
         async def run(conn: Connection) -> None:
             await conn.execute(
@@ -2086,6 +2339,37 @@ async def _has_pending_reply(conn: Connection, execution_id: str) -> bool:
             "SELECT EXISTS (SELECT 1 FROM inbox WHERE execution_id = $1 AND applied_at IS NULL)",
             execution_id,
         )
+    )
+
+
+async def _has_pending_input(conn: Connection, ex: Execution) -> bool:
+    """Whether what a waiting execution waits for has arrived: a reply, or for a
+    ``wait_event`` node a signal of its event (the replies then wait for a question)."""
+    event = waited_event(ex.waiting_for)
+    if event is None:
+        return await _has_pending_reply(conn, ex.id)
+    return await _pending_signal(conn, ex.id, event, ()) is not None
+
+
+async def _pending_signal(
+    conn: Connection, execution_id: str, event: str, skip: Sequence[int]
+) -> Signal | None:
+    """The oldest signal of ``event`` not consumed (nor in ``skip``)."""
+    row = await conn.fetchrow(
+        f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = $1 AND event = $2"
+        " AND consumed_at IS NULL AND NOT (id = ANY($3::bigint[])) ORDER BY id LIMIT 1",
+        execution_id,
+        event,
+        list(skip),
+    )
+    return None if row is None else row_to_signal(row)
+
+
+async def _signal_row(conn: Connection, execution_id: str, signal_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = $1 AND signal_id = $2",
+        execution_id,
+        signal_id,
     )
 
 

@@ -44,6 +44,7 @@ from trilha.core.execution import (
     dumps,
 )
 from trilha.core.percentiles import percentile
+from trilha.core.signals import Signal, event_wait, waited_event
 from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
 from trilha.errors import (
     ConversationBusy,
@@ -73,12 +74,14 @@ from trilha.store.base import (
     QueueStats,
     ReceiptResult,
     Redrive,
+    SignalResult,
     SlowNode,
     StepCommit,
     StepErrorMatch,
     StoredCalendar,
     StoredFlow,
     StoredResponse,
+    StoredTriggers,
     StoreStats,
     Stuck,
     TrailEvent,
@@ -129,6 +132,14 @@ from trilha.store.rows import (
     salvage,
     step_error_rows,
     stored_status,
+)
+from trilha.store.signals import (
+    SIGNAL_COLUMNS,
+    ended,
+    not_found,
+    received_line,
+    row_to_signal,
+    too_many,
 )
 
 T = TypeVar("T")
@@ -558,6 +569,63 @@ class SQLiteStore:
         # grouped with step commits: many starts share one fsync
         return await self._call(run, group="commit")
 
+    async def create_triggered(
+        self,
+        execution: Execution,
+        transition: Transition,
+        logs: list[LogRecord],
+        message: InboundMessage,
+        *,
+        replace_reason: str | None = None,
+    ) -> InboundResult:
+        def run(conn: sqlite3.Connection) -> InboundResult:
+            # the duplicate first: a retry finds the message its first delivery stored
+            existing = conn.execute(
+                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE institution_id = ?"
+                " AND conversation_id = ? AND message_id = ?",
+                (message.institution_id, message.conversation_id, message.message_id),
+            ).fetchone()
+            if existing is not None:
+                return InboundResult("duplicate", row_to_inbound(existing))
+            active = conn.execute(
+                "SELECT id, status FROM executions WHERE institution_id = ? AND conversation_id = ?"
+                f" AND {ACTIVE_SQL}",
+                (execution.institution_id, execution.conversation_id),
+            ).fetchone()
+            if active is not None and replace_reason is None:
+                raise ConversationBusy(
+                    f"conversation '{execution.conversation_id}' already has an active"
+                    f" execution ({active[0]})",
+                    execution_id=active[0],
+                )
+            if active is not None and replace_reason is not None:
+                _cancel_row(
+                    conn, active[0], stored_status(active[1]), execution.created_at, replace_reason
+                )
+            conn.execute(_INSERT_EXECUTION, execution_params(execution))
+            _insert_transitions(conn, [transition])
+            _insert_logs(conn, logs)
+            inserted = conn.execute(
+                "INSERT INTO inbox (institution_id, conversation_id, message_id, contact_id, text,"
+                " payload, received_at, execution_id, content, applied_at, applied_step)"
+                f" VALUES (?,?,?,?,?,?,?,?,?,?,0) RETURNING {INBOX_COLUMNS}",
+                (
+                    message.institution_id,
+                    message.conversation_id,
+                    message.message_id,
+                    message.contact_id,
+                    message.text,
+                    json_or_none(message.payload),
+                    message.received_at,
+                    execution.id,
+                    json_or_none(message.content),
+                    message.received_at,
+                ),
+            ).fetchone()
+            return InboundResult("accepted", row_to_inbound(inserted))
+
+        return await self._write(run)
+
     async def get_execution(self, execution_id: str) -> Execution:
         def run(conn: sqlite3.Connection) -> Execution:
             row = conn.execute(
@@ -759,8 +827,13 @@ class SQLiteStore:
                     "UPDATE inbox SET applied_at = ?, applied_step = ? WHERE id = ?",
                     [(now, seq, i) for i, seq in commit.applied_inbox],
                 )
-            if ex.status is ExecutionStatus.WAITING_INPUT and _has_pending_reply(conn, ex.id):
-                wake = now  # a reply arrived while we ran: apply it next, in order
+            if commit.applied_signals:
+                conn.executemany(
+                    "UPDATE signals SET consumed_at = ?, consumed_step = ? WHERE id = ?",
+                    [(now, seq, i) for i, seq in commit.applied_signals],
+                )
+            if ex.status is ExecutionStatus.WAITING_INPUT and _has_pending_input(conn, ex):
+                wake = now  # a reply (or the signal waited for) arrived while we ran
             ex.wake_at = wake
             params = [
                 v
@@ -931,6 +1004,108 @@ class SQLiteStore:
 
         return await self._write(run)
 
+    async def deliver_signal(
+        self,
+        *,
+        execution_id: str,
+        institution_id: str | None,
+        event: str,
+        signal_id: str,
+        payload: Any,
+        now: float,
+        max_pending: int,
+    ) -> SignalResult:
+        def run(conn: sqlite3.Connection) -> SignalResult:
+            row = conn.execute(
+                "SELECT institution_id, status, current_node_id FROM executions WHERE id = ?",
+                (execution_id,),
+            ).fetchone()
+            if row is None or (institution_id is not None and row[0] != institution_id):
+                raise not_found(execution_id)
+            existing = conn.execute(
+                f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = ? AND signal_id = ?",
+                (execution_id, signal_id),
+            ).fetchone()
+            if existing is not None:
+                return SignalResult("duplicate", row_to_signal(existing))
+            status = stored_status(row[1])
+            if status in TERMINAL:
+                raise ended(execution_id, status, row[1])
+            pending = conn.execute(
+                "SELECT COUNT(*) FROM signals WHERE execution_id = ? AND consumed_at IS NULL",
+                (execution_id,),
+            ).fetchone()[0]
+            if pending >= max_pending:
+                raise too_many(execution_id, pending, max_pending)
+            text = dumps(payload)
+            signal = row_to_signal(
+                conn.execute(
+                    "INSERT INTO signals (execution_id, institution_id, event, signal_id,"
+                    f" payload, received_at) VALUES (?,?,?,?,?,?) RETURNING {SIGNAL_COLUMNS}",
+                    (execution_id, row[0], event, signal_id, text, now),
+                ).fetchone()
+            )
+            _insert_logs(conn, [received_line(signal, row[2], len(text.encode()))])
+            conn.execute(
+                "UPDATE executions SET wake_at = ? WHERE id = ? AND status = 'waiting_input'"
+                " AND waiting_for = ? AND (wake_at IS NULL OR wake_at > ?)",
+                (now, execution_id, event_wait(event), now),
+            )
+            return SignalResult("accepted", signal)
+
+        return await self._write(run)
+
+    async def pending_signal(
+        self, execution_id: str, event: str, *, skip: Sequence[int] = ()
+    ) -> Signal | None:
+        def run(conn: sqlite3.Connection) -> Signal | None:
+            return _pending_signal(conn, execution_id, event, skip)
+
+        return await self._read(run)
+
+    async def signals_for(self, execution_id: str) -> list[Signal]:
+        def run(conn: sqlite3.Connection) -> list[Signal]:
+            rows = conn.execute(
+                f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = ? ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+            return [row_to_signal(r) for r in rows]
+
+        return await self._read(run)
+
+    async def pending_inbound(self, execution_id: str, *, limit: int) -> list[InboundMessage]:
+        def run(conn: sqlite3.Connection) -> list[InboundMessage]:
+            rows = conn.execute(
+                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE execution_id = ?"
+                " AND applied_at IS NULL ORDER BY id LIMIT ?",
+                (execution_id, limit),
+            ).fetchall()
+            return [row_to_inbound(r) for r in rows]
+
+        return await self._read(run)
+
+    async def snooze(
+        self,
+        execution_id: str,
+        *,
+        worker_id: str,
+        fencing_token: int,
+        wake_at: float,
+        now: float,
+        logs: Sequence[LogRecord] = (),
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE executions SET wake_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ? AND fencing_token = ? AND lease_owner = ?",
+                (wake_at, execution_id, fencing_token, worker_id),
+            )
+            if cur.rowcount != 1:
+                raise StaleLease(f"lease on {execution_id} lost (token {fencing_token})")
+            _insert_logs(conn, list(logs))
+
+        await self._write(run)
+
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats:
         def run(conn: sqlite3.Connection) -> QueueStats:
             where, params = ("", ()) if execution_id is None else (" AND id = ?", (execution_id,))
@@ -977,8 +1152,8 @@ class SQLiteStore:
             # the operator's read and this write is never rolled back
             read_seq, read_updated = execution.step_seq, execution.updated_at
             execution.updated_at = now
-            if execution.status is ExecutionStatus.WAITING_INPUT and _has_pending_reply(
-                conn, execution.id
+            if execution.status is ExecutionStatus.WAITING_INPUT and _has_pending_input(
+                conn, execution
             ):
                 execution.wake_at = now
             execution.fencing_token = expected_token + 1
@@ -1326,6 +1501,18 @@ class SQLiteStore:
                 (execution_id,),
             ).fetchall()
             return [row_to_inbound(r) for r in rows]
+
+        return await self._read(run)
+
+    async def last_heard_at(self, execution_id: str) -> float | None:
+        def run(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT MAX(t) FROM (SELECT received_at AS t FROM inbox WHERE execution_id = ?"
+                " UNION ALL SELECT at FROM transitions WHERE execution_id = ?"
+                " AND source = 'paused')",
+                (execution_id, execution_id),
+            ).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
 
         return await self._read(run)
 
@@ -1686,6 +1873,42 @@ class SQLiteStore:
 
         return await self._read(run)
 
+    # triggers ----------------------------------------------------------------------------
+
+    async def put_triggers(
+        self, institution_id: str, triggers: list[dict[str, Any]], *, now: float, actor: str
+    ) -> StoredTriggers:
+        def run(conn: sqlite3.Connection) -> StoredTriggers:
+            conn.execute(
+                "INSERT INTO triggers (institution_id, triggers, updated_at, updated_by)"
+                " VALUES (?,?,?,?) ON CONFLICT (institution_id) DO UPDATE SET"
+                " triggers = excluded.triggers, updated_at = excluded.updated_at,"
+                " updated_by = excluded.updated_by",
+                (institution_id, dumps(triggers), now, actor),
+            )
+            return StoredTriggers(institution_id, triggers, now, actor)
+
+        return await self._write(run)
+
+    async def get_triggers(self, institution_id: str) -> StoredTriggers | None:
+        def run(conn: sqlite3.Connection) -> StoredTriggers | None:
+            row = conn.execute(
+                "SELECT triggers, updated_at, updated_by FROM triggers WHERE institution_id = ?",
+                (institution_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return StoredTriggers(institution_id, orjson.loads(row[0]), row[1], row[2])
+
+        return await self._read(run)
+
+    async def delete_triggers(self, institution_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM triggers WHERE institution_id = ?", (institution_id,))
+            return cur.rowcount > 0
+
+        return await self._write(run)
+
     async def create_api_key(self, key: ApiKey) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -1908,6 +2131,28 @@ def _has_pending_reply(conn: sqlite3.Connection, execution_id: str) -> bool:
         ).fetchone()
         is not None
     )
+
+
+def _has_pending_input(conn: sqlite3.Connection, ex: Execution) -> bool:
+    """Whether what a waiting execution waits for has arrived: a reply, or for a
+    ``wait_event`` node a signal of its event (the replies then wait for a question)."""
+    event = waited_event(ex.waiting_for)
+    if event is None:
+        return _has_pending_reply(conn, ex.id)
+    return _pending_signal(conn, ex.id, event, ()) is not None
+
+
+def _pending_signal(
+    conn: sqlite3.Connection, execution_id: str, event: str, skip: Sequence[int]
+) -> Signal | None:
+    """The oldest signal of ``event`` not consumed (nor in ``skip``)."""
+    leave_out = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+    row = conn.execute(
+        f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = ? AND event = ?"
+        f" AND consumed_at IS NULL{leave_out} ORDER BY id LIMIT 1",
+        (execution_id, event, *skip),
+    ).fetchone()
+    return None if row is None else row_to_signal(row)
 
 
 def _pending_inbound(conn: sqlite3.Connection, execution_id: str) -> InboundMessage | None:

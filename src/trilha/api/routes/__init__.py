@@ -17,7 +17,9 @@ from trilha.api.routes import (
     messages,
     operator,
     outbox,
+    signals,
     statuses,
+    triggers,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -29,8 +31,10 @@ ROUTERS: list[APIRouter] = [
     calendars.router,
     executions.router,
     messages.router,
+    triggers.router,
     statuses.router,
     operator.router,
+    signals.router,
     outbox.router,
     events.router,
     debugger.router,

@@ -158,8 +158,11 @@ async def missing_calendars(
     response_model=CalendarOut,
     status_code=201,
     responses={
-        200: {"description": "replaced: the institution had a calendar of that name"},
-        201: {"description": "a new calendar was stored"},
+        200: {
+            "model": CalendarOut,
+            "description": "Replaced: the institution had a calendar of that name.",
+        },
+        201: {"model": CalendarOut, "description": "A new calendar was stored."},
         **problems(403, 404, 409, **{"409": "the institution keeps its most calendars"}),
     },
 )
@@ -265,7 +268,7 @@ async def get_calendar(
     summary="Forget a calendar of the institution",
     status_code=204,
     responses={
-        204: {"description": "forgotten (trilha.toml's of that name, if any, applies again)"},
+        204: {"description": "Forgotten (trilha.toml's of that name, if any, applies again)."},
         **problems(403, 404, 409, **{"409": "the calendar is trilha.toml's"}),
     },
 )

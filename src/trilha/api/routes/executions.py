@@ -35,10 +35,11 @@ from trilha.api.cursors import decode_cursor, encode_cursor
 from trilha.api.idempotency import IdempotencyKey, idempotent, request_key
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
-from trilha.api.wire import JsonObject
+from trilha.api.wire import PRINTABLE_ID_PATTERN, JsonObject
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import FLOW_ID_PATTERN, FLOW_REFERENCE_PATTERN
 from trilha.core.policies import ErrorKind
+from trilha.core.states import Outcome
 from trilha.core.wire import WireModel
 from trilha.errors import (
     ConversationBusy,
@@ -61,9 +62,9 @@ from trilha.views import (
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
 #: ids trilha makes (executions) and ids the platform makes (conversations, contacts):
-#: any printable text, no control characters
+#: any printable text, no control or invisible characters (trilha.api.wire)
 EXECUTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-EXTERNAL_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+EXTERNAL_ID_PATTERN = PRINTABLE_ID_PATTERN
 #: seconds a client is asked to wait when the queue is over ``api.max_queue_due``
 BACKPRESSURE_RETRY_AFTER = 5
 #: how long one reading of the queue's depth serves the back-pressure check
@@ -97,13 +98,11 @@ LevelName = Literal[
     "error",
     "critical",
 ]
-OutcomeName = Literal["completed", "escalated", "failed", "cancelled", "timeout", "invalid_input"]
-#: what ``?outcome=`` takes: an outcome, or ``expired`` (the contact never answered, or
-#: the turn ran out: the outcome ``timeout``)
-OutcomeQueryName = Literal[
+OutcomeName = Literal[
     "completed", "escalated", "failed", "cancelled", "timeout", "invalid_input", "expired"
 ]
-OUTCOME_SYNONYMS = {"expired": "timeout"}
+if set(get_args(OutcomeName)) != {o.value for o in Outcome}:
+    raise RuntimeError("the outcomes changed: update OutcomeName")
 ErrorKindName = Literal[
     "timeout",
     "connection",
@@ -597,8 +596,8 @@ async def start_execution(
     state = state_of(request.app)
     store = state.runtime.store
     institution = institution_for(principal, body.institution_id)
-    start_key = request_key(request, principal, idempotency_key, body)
     variables = _start_variables(body)
+    start_key = request_key(request, principal, institution, idempotency_key, body)
 
     async def run() -> JSONResponse:
         await refuse_when_overloaded(request)
@@ -626,7 +625,7 @@ async def start_execution(
         state.wake()  # this process's workers run it now, not at their next poll
         return await execution_answer(request, principal, ex, 201)
 
-    return await idempotent(request, principal, idempotency_key, body, run)
+    return await idempotent(request, principal, institution, idempotency_key, body, run)
 
 
 def _start_variables(body: StartExecution) -> dict[str, Any]:
@@ -686,11 +685,11 @@ async def list_executions(
     principal: Viewer,
     status: Annotated[StatusName | None, Query(description="Only this state.")] = None,
     outcome: Annotated[
-        OutcomeQueryName | None,
+        OutcomeName | None,
         Query(
             description="Only ended executions that ended so: `escalated` (handed to a"
-            " person), `expired` (the same as `timeout`: the contact never answered, or"
-            " the turn ran out)..."
+            " person), `timeout` (no reply to a question in time, or a turn ran out),"
+            " `expired` (the contact was silent for the flow's `sessionTimeoutSeconds`)..."
         ),
     ] = None,
     flow_id: FlowIdQuery = None,
@@ -768,7 +767,7 @@ async def list_executions(
     where = ExecutionFilter(
         institution_id=institution,
         status=status,
-        outcome=OUTCOME_SYNONYMS.get(outcome, outcome) if outcome is not None else None,
+        outcome=outcome,
         flow_id=await stored_flow_id(store, institution, flow_id) if flow_id else None,
         conversation_id=conversation_id,
         contact_id=contact_id,

@@ -41,7 +41,12 @@ class Me(WireModel):
     role: Literal["viewer", "operator", "admin"]
 
 
-@router.get("/v1/me", summary="The key: its id, institution and role", response_model=Me)
+@router.get(
+    "/v1/me",
+    summary="The key: its id, institution and role",
+    response_model=Me,
+    responses=problems(),
+)
 async def me(principal: Viewer) -> dict[str, Any]:
     return {
         "keyId": principal.key_id,
@@ -55,8 +60,9 @@ class Counts(WireModel):
     outcomes: dict[str, int] = Field(
         description="Ended executions by how they ended, every outcome, 0 included:"
         " `completed`, `escalated` (handed to a person; its state is `completed`),"
-        " `failed`, `cancelled`, `timeout` (listed with `?outcome=expired` too),"
-        " `invalid_input`."
+        " `failed`, `cancelled`, `timeout` (no reply to a question in time, or a turn ran"
+        " out), `invalid_input`, `expired` (the contact was silent for the flow's"
+        " `sessionTimeoutSeconds`)."
     )
     total: int
 

@@ -7,7 +7,19 @@ the order they were received. A repeated ``messageId`` in the conversation is
 acknowledged (202, ``"duplicate": true``) and ignored, whenever it comes: also after
 the execution it went to has ended, so a platform's retry never turns into an error.
 
-A message for a conversation with **no active execution** answers 404
+A message for a conversation with **no active execution** starts the flow of the
+institution's trigger it matches (:mod:`trilha.core.triggers`, set with ``PUT
+/v1/triggers`` or ``[[triggers]]``): the message is stored with the new execution, in
+one transaction, as its ``sys.trigger`` (it is not the answer to the flow's first
+question), and the answer is 202 with ``"started": true``, the ``executionId`` and the
+``trigger`` matched. A repeated ``messageId`` finds the message stored and starts
+nothing (202, ``"duplicate": true``), also when two deliveries of it arrive at once;
+two different messages at once start one execution, and the other is its first reply.
+A trigger with ``interrupt`` also starts its flow while another execution runs (not a
+paused one: an operator or a person holds it), replacing it: the old one is cancelled,
+its trail saying by what.
+
+A message no trigger matches, for a conversation with no active execution, answers 404
 (``urn:trilha:problem:no_active_execution``) and is **not stored**. What a platform
 does then is its own choice (start a flow for it with ``POST /v1/executions`` and send
 the message again, or route the contact to a person); storing the message would only
@@ -17,7 +29,9 @@ The conversation's executions are looked up first, and the message is attached t
 the active one in the store's transaction: one that ends meanwhile refuses it
 (nothing stored, 404), never silently drops it.
 
-Back-pressure never applies here: replies keep conversations already running moving.
+Back-pressure never applies to replies, which keep conversations already running
+moving; a trigger's start is a start, refused with 503 like ``POST /v1/executions``
+while the queue is over its bound (nothing stored: the platform sends it again).
 
 A message has a ``type`` (default ``text``): ``button`` and ``list`` replies carry the
 ``replyId`` tapped, ``media`` a file by link, ``location`` a place
@@ -28,7 +42,7 @@ see the title tapped, the caption or ``[image]``, the place's name or coordinate
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
@@ -41,17 +55,30 @@ from trilha.api.problems import Problem, problems
 from trilha.api.routes.executions import (
     EXTERNAL_ID_PATTERN,
     ExternalId,
+    actor_of,
     institution_for,
+    refuse_when_overloaded,
 )
+from trilha.api.routes.flows import resolve
+from trilha.api.routes.triggers import trigger_book
 from trilha.api.wire import JsonObject
-from trilha.core.execution import Execution, iso
+from trilha.core.execution import Execution, InboundMessage, iso
 from trilha.core.flow import FLOW_ID_PATTERN
+from trilha.core.keywords import matchable_text
+from trilha.core.states import ExecutionStatus
+from trilha.core.triggers import TriggerMatch
 from trilha.core.wire import WireModel
-from trilha.errors import CorruptedRecord, ExecutionEnded, ExecutionNotFound
-from trilha.inbound import InboundContent
+from trilha.errors import ConversationBusy, CorruptedRecord, ExecutionEnded, ExecutionNotFound
+from trilha.inbound import InboundContent, with_language
+from trilha.observability.logging import get_logger
 from trilha.store.base import InboundResult, Store
 
 router = APIRouter(prefix="/v1/conversations", tags=["messages"])
+log = get_logger("trilha.api")
+
+#: how many times a delivery looks the conversation up again when it changed under it
+#: (an execution ended, or another delivery started one) before it gives up with 409
+MAX_LOOKUPS: Final = 8
 
 ConversationIdPath = Annotated[
     str,
@@ -81,6 +108,19 @@ class InboundMessageIn(InboundContent):
     )
 
 
+class TriggerMatchOut(WireModel):
+    """The trigger a message started its execution by."""
+
+    flow_id: str = Field(description="The trigger's flow, as it names it.")
+    keyword: str | None = Field(description="The keyword matched; null: the default trigger.")
+    default: bool
+    interrupt: bool
+    position: int = Field(description="The trigger's place in the institution's list.")
+    replaced: str | None = Field(
+        default=None, description="An interrupt: the execution it replaced (cancelled)."
+    )
+
+
 class MessageAccepted(WireModel):
     accepted: bool = Field(description="Always true: the message is stored.")
     duplicate: bool = Field(description="This messageId had been received already: ignored.")
@@ -88,20 +128,37 @@ class MessageAccepted(WireModel):
     conversation_id: str
     execution_id: str | None = Field(description="The execution the message goes to.")
     received_at: str | None = Field(description="When it was first received.")
+    started: bool = Field(
+        default=False,
+        description="Present (true) only when the message started the execution (a trigger"
+        " matched): it is that execution's `sys.trigger`, not a reply.",
+    )
+    trigger: TriggerMatchOut | None = Field(
+        default=None, description="Present only when it started one: the trigger it matched."
+    )
 
 
 @router.post(
     "/{conversationId}/messages",
-    summary="Deliver a contact's message to the conversation's active execution",
+    summary="Deliver a contact's message to the conversation's active execution, or"
+    " start the flow of the trigger it matches",
     status_code=202,
     responses={
-        202: {"model": MessageAccepted, "description": "Stored (or a duplicate, ignored)."},
+        202: {
+            "model": MessageAccepted,
+            "description": "Stored (or a duplicate, ignored); `started`: a trigger started"
+            " an execution for it.",
+        },
         **problems(
             403,
             404,
+            409,
             **{
-                "404": "The conversation has no active execution (nothing was stored), or"
-                " belongs to another institution.",
+                "404": "The conversation has no active execution and no trigger matches"
+                " (nothing was stored), or it belongs to another institution.",
+                "409": "The conversation kept changing under the delivery: send it again.",
+                "503": "The store is unreachable, or (a trigger's start) the queue is over"
+                " its bound; wait `Retry-After` seconds.",
             },
         ),
     },
@@ -113,21 +170,28 @@ async def deliver(
     body: InboundMessageIn,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    async def run() -> JSONResponse:
-        return await _deliver(request, principal, conversation_id, body)
+    # the institution first (a foreign one is 404), then the key's kept answer: a key
+    # never replays one institution's answer to another's caller
+    institution = institution_for(principal, body.institution_id)
 
-    return await idempotent(request, principal, idempotency_key, body, run)
+    async def run() -> JSONResponse:
+        return await _deliver(request, principal, institution, conversation_id, body)
+
+    return await idempotent(request, principal, institution, idempotency_key, body, run)
 
 
 async def _deliver(
-    request: Request, principal: Principal, conversation_id: str, body: InboundMessageIn
+    request: Request,
+    principal: Principal,
+    institution: str,
+    conversation_id: str,
+    body: InboundMessageIn,
 ) -> JSONResponse:
     state = state_of(request.app)
     store = state.runtime.store
-    institution = institution_for(principal, body.institution_id)
     now = state.runtime.engine.clock.now()
     tried: set[str | None] = set()
-    while True:
+    for _ in range(MAX_LOOKUPS):
         try:
             latest: Execution | None = await store.latest_execution(institution, conversation_id)
         except ExecutionNotFound:
@@ -140,17 +204,108 @@ async def _deliver(
             state.wake()
             return _accepted(conversation_id, result)
         target = latest.id if latest is not None else None
-        if target is None or target in tried:
-            raise _no_active(conversation_id)
-        tried.add(target)
-        try:
-            result = await _store(store, institution, conversation_id, body, now, target)
-        except (ExecutionEnded, ExecutionNotFound):
-            # it ended (or went) since it was read: a newer execution may have started
-            # meanwhile, so look once more before refusing
-            continue
-        state.wake()  # this process's workers apply it now, not at their next poll
+        if latest is not None and target not in tried:
+            tried.add(target)
+            if _interruptible(latest):
+                started = await _triggered(request, principal, conversation_id, body, now, latest)
+                if started == "busy":
+                    continue
+                if started is not None:
+                    return started
+            try:
+                result = await _store(store, institution, conversation_id, body, now, target)
+            except (ExecutionEnded, ExecutionNotFound):
+                # it ended (or went) since it was read: a newer execution may have started
+                # meanwhile, so look once more before refusing
+                continue
+            state.wake()  # this process's workers apply it now, not at their next poll
+            return _accepted(conversation_id, result)
+        # nothing runs in the conversation (none ever did, or its latest ended)
+        started = await _triggered(request, principal, conversation_id, body, now, None)
+        if started == "busy":
+            continue  # another delivery started one meanwhile: this message is its reply
+        if started is not None:
+            return started
+        raise _no_active(conversation_id)
+    raise Problem(
+        409,
+        f"conversation '{conversation_id}' kept changing while the message was delivered:"
+        " nothing was stored, send it again",
+        kind="conversation_busy",
+    )
+
+
+def _interruptible(execution: Execution) -> bool:
+    """Whether an interrupting trigger may replace ``execution``: an active one that no
+    operator or person holds (paused)."""
+    return not execution.status.terminal and execution.status is not ExecutionStatus.PAUSED
+
+
+async def _triggered(
+    request: Request,
+    principal: Principal,
+    conversation_id: str,
+    body: InboundMessageIn,
+    now: float,
+    replacing: Execution | None,
+) -> JSONResponse | Literal["busy"] | None:
+    """Start the flow of the institution's trigger the message matches (with
+    ``replacing``, an interrupting trigger's only), the message kept as its
+    ``sys.trigger``: the answer, ``"busy"`` when another execution became active in
+    the conversation meanwhile, or ``None`` when no trigger applies."""
+    state = state_of(request.app)
+    store = state.runtime.store
+    institution = institution_for(principal, body.institution_id)
+    triggers = (await trigger_book(request).effective(institution)).triggers
+    if replacing is not None and not triggers.interrupts:
+        return None  # the common case: a reply, with no interrupting trigger to look for
+    text = matchable_text(body.plain_text(), body.content())
+    match = triggers.match(text) if replacing is None else triggers.interrupt(text)
+    if match is None:
+        return None
+    flow = await resolve(store, institution, match.trigger.flow_id)
+    if flow is None:
+        log.warning(
+            "trigger.flow_missing",
+            institutionId=institution,
+            flowId=match.trigger.flow_id,
+            keyword=match.keyword,
+            conversationId=conversation_id,
+        )
+        if replacing is not None:
+            return None  # the running execution takes it as a reply instead
+        raise _no_active(
+            conversation_id,
+            f"; the trigger it matched names flow '{match.trigger.flow_id}', which is not"
+            " published",
+        )
+    await refuse_when_overloaded(request)
+    message = InboundMessage(
+        id=0,
+        institution_id=institution,
+        conversation_id=conversation_id,
+        message_id=body.message_id,
+        contact_id=body.contact_id,
+        text=body.plain_text(),
+        received_at=now,
+        payload=body.payload,
+        content=body.content(),
+    )
+    try:
+        execution, result = await state.runtime.engine.start_triggered(
+            flow.flow_id,
+            message,
+            match,
+            variables=with_language({}, body.language),
+            replacing=replacing,
+            actor=actor_of(principal),
+        )
+    except ConversationBusy:
+        return "busy"
+    if execution is None:  # this message was stored before: a retry starts nothing
         return _accepted(conversation_id, result)
+    state.wake()  # this process's workers run it now, not at their next poll
+    return _accepted(conversation_id, result, match, replacing)
 
 
 async def _store(
@@ -176,25 +331,32 @@ async def _store(
     )
 
 
-def _no_active(conversation_id: str) -> Problem:
+def _no_active(conversation_id: str, why: str = "") -> Problem:
     return Problem(
         404,
-        f"conversation '{conversation_id}' has no active execution: nothing was stored."
-        " Start a flow for it (POST /v1/executions), then send the message again",
+        f"conversation '{conversation_id}' has no active execution and no trigger started"
+        f" one{why}: nothing was stored. Start a flow for it (POST /v1/executions), then"
+        " send the message again",
         kind="no_active_execution",
     )
 
 
-def _accepted(conversation_id: str, result: InboundResult) -> JSONResponse:
+def _accepted(
+    conversation_id: str,
+    result: InboundResult,
+    match: TriggerMatch | None = None,
+    replacing: Execution | None = None,
+) -> JSONResponse:
     message = result.message
-    return JSONResponse(
-        {
-            "accepted": True,
-            "duplicate": result.status == "duplicate",
-            "messageId": message.message_id,
-            "conversationId": conversation_id,
-            "executionId": message.execution_id,
-            "receivedAt": iso(message.received_at),
-        },
-        status_code=202,
-    )
+    answer = {
+        "accepted": True,
+        "duplicate": result.status == "duplicate",
+        "messageId": message.message_id,
+        "conversationId": conversation_id,
+        "executionId": message.execution_id,
+        "receivedAt": iso(message.received_at),
+    }
+    if match is not None:  # only then: a reply is answered exactly as it always was
+        replaced = replacing.id if replacing is not None else None
+        answer |= {"started": True, "trigger": match.wire() | {"replaced": replaced}}
+    return JSONResponse(answer, status_code=202)
