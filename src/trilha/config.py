@@ -24,6 +24,12 @@ out of the file; a missing variable is a :class:`ConfigError` naming it.
     [channel]
     kind = "webhook"                    # terminal | webhook | memory
     url = "http://127.0.0.1:8080/messages"
+
+    [calendars.clinic]                  # business hours flows read by name
+    time_zone = "America/Sao_Paulo"
+    institutions = ["acme"]             # optional: every institution when absent
+    hours = { mon = [["08:00", "12:00"], ["13:00", "18:00"]], sat = [["08:00", "12:00"]] }
+    holidays = ["2025-12-25", { date = "2025-12-24", hours = [["08:00", "12:00"]] }]
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ from typing import Annotated, Literal, Self, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from trilha.core.alerts import DEFAULT_RULES, AlertRule
+from trilha.core.calendars import CalendarDefinition, valid_name
 from trilha.core.flow import FLOW_ID_PATTERN, RetryPolicy, format_loc
 from trilha.core.triggers import Trigger, trigger_problems
 from trilha.core.wire import WireModel
@@ -201,6 +209,22 @@ class DependencyConfig(WireModel):
         return {
             k: expand_env(v, f"dependencies.{name}.headers.{k}") for k, v in self.headers.items()
         }
+
+
+class CalendarConfig(CalendarDefinition):
+    """A calendar of ``trilha.toml`` (``[calendars.NAME]``, see
+    :mod:`trilha.core.calendars`), for the institutions it names. An institution's own
+    calendar of the same name (``PUT /v1/calendars/NAME``) takes its place for it."""
+
+    #: whose calendar it is: institution ids, or ``["*"]``; every institution when absent
+    institutions: list[Annotated[str, Field(pattern=INSTITUTION_PATTERN)]] | None = Field(
+        default=None, max_length=10_000
+    )
+
+    def serves(self, institution_id: str) -> bool:
+        return self.institutions is None or any(
+            who in ("*", institution_id) for who in self.institutions
+        )
 
 
 Renderable = Literal["buttons", "list", "media", "location"]
@@ -426,6 +450,9 @@ class ApiConfig(WireModel):
     #: open connections the process serves at once (live event streams included); a
     #: connection beyond them is answered 503 with Retry-After and closed
     max_connections: int = Field(default=1_000, ge=1, le=100_000)
+    #: calendars one institution may keep through ``PUT /v1/calendars/{name}`` (those of
+    #: trilha.toml are not counted)
+    max_calendars: int = Field(default=100, ge=1, le=10_000)
 
 
 class TriggerConfig(Trigger):
@@ -444,6 +471,7 @@ class Config(WireModel):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     dependencies: dict[str, DependencyConfig] = Field(default_factory=dict)
+    calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
     channel: ChannelConfig = Field(default_factory=ChannelConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -473,6 +501,18 @@ class Config(WireModel):
             for t in self.triggers
             if t.institution == institution_id
         ]
+
+    @field_validator("calendars")
+    @classmethod
+    def _calendar_names(cls, value: dict[str, CalendarConfig]) -> dict[str, CalendarConfig]:
+        for name in value:
+            if not valid_name(name):
+                raise PydanticCustomError(  # as written: no "Value error, " before it
+                    "calendar_name",
+                    f"{name[:70]!r} is not a calendar's name (letters, digits, '-' and '_',"
+                    " up to 64)",
+                )
+        return value
 
 
 def expand_env(value: str, where: str) -> str:

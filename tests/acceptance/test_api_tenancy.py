@@ -60,6 +60,7 @@ CREATES_OWN = {
     # a key's own institution's triggers (acme's are 404 by ?institutionId=: test_triggers_api)
     ("put", "/v1/triggers"),
     ("delete", "/v1/triggers"),
+    ("put", "/v1/calendars/{name}"),
 }
 #: listings and streams: they answer, but must not mention acme's things
 #: answer 200 with the caller's own things (or the platform's: alerts), never acme's
@@ -74,12 +75,17 @@ LISTINGS = {
     ("get", "/v1/dependencies"),
     ("get", "/v1/outbox"),
     ("get", "/v1/triggers"),
+    ("get", "/v1/calendars"),
 }
+#: acme's calendar: beta finds it nowhere
+SECRET_CALENDAR = {"timeZone": "America/Sao_Paulo", "hours": {"mon": [["08:00", "12:00"]]}}
 
 
 def _acme_world(api: Api) -> dict[str, str]:
     with api.client("acme_operator") as acme:
         assert acme.put("/v1/flows/secret-flow", json=SECRET_FLOW).status_code == 201
+        hours = acme.put("/v1/calendars/secret-hours", json=SECRET_CALENDAR)
+        assert hours.status_code == 201, hours.text
         started = acme.post("/v1/executions", json=BODIES[("post", "/v1/executions")])
         assert started.status_code == 201, started.text
         execution_id = started.json()["executionId"]
@@ -90,6 +96,7 @@ def _acme_world(api: Api) -> dict[str, str]:
         "conversationId": "acme-conv",
         "id": str(_message_id(api, execution_id)),  # /v1/outbox/{id}: acme's question
         "event": "payment.confirmed",  # /v1/executions/{executionId}/signals/{event}
+        "name": "secret-hours",  # /v1/calendars/{name}
     }
 
 
@@ -139,6 +146,7 @@ GHOSTS = {
     "conversationId": "no-such-conv",
     "id": "987654321",
     "event": "payment.confirmed",
+    "name": "no-such-calendar",
 }
 
 
@@ -155,6 +163,7 @@ def _snapshot(api: Api, execution_id: str) -> dict[str, Any]:
             "execution": acme.get(f"/v1/executions/{execution_id}").json(),
             "history": acme.get(f"/v1/executions/{execution_id}/history").json(),
             "flow": acme.get("/v1/flows/secret-flow").json(),
+            "calendar": acme.get("/v1/calendars/secret-hours").json(),
         }
 
 
@@ -209,6 +218,7 @@ def test_a_foreign_key_finds_nothing_of_another_tenant(api: Api) -> None:
                         assert betas in text, text[:500]
                     assert acme["executionId"] not in text, (key, text[:500])
                     assert "acme-conv" not in text and "secret-flow" not in text, key
+                    assert "secret-hours" not in text, key
                     if template == "/v1/executions/counts":  # beta's own, not acme's
                         assert answer.json()["total"] == 1, answer.text
                 else:
@@ -230,6 +240,8 @@ def test_a_foreign_key_finds_nothing_of_another_tenant(api: Api) -> None:
     assert after["execution"]["variables"] == before["execution"]["variables"]
     assert after["history"] == before["history"]
     assert after["flow"]["version"] == before["flow"]["version"]
+    assert after["calendar"]["definition"] == before["calendar"]["definition"]
+    assert after["calendar"]["updatedAt"] == before["calendar"]["updatedAt"]
     with api.client("acme_operator") as acme_client:
         transcript = acme_client.get(f"/v1/executions/{acme['executionId']}/transcript").json()
     assert "let me in" not in json.dumps(transcript)

@@ -20,6 +20,7 @@ NODE_TYPES = {
     "condition",
     "set",
     "delay",
+    "wait_until_open",
     "jump",
     "handoff",
     "end",

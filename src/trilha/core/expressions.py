@@ -57,6 +57,11 @@ Semantics chosen so a condition cannot crash a conversation by accident:
   ``sys.now`` the engine puts into the variables, so a replayed step computes the
   same dates. ``now()`` without ``sys.now`` is an error; a ``null`` date gives
   ``null``.
+* Business hours (``is_open("clinic")``, ``next_open("clinic")``;
+  :mod:`trilha.core.calendars`) read the institution's calendars from
+  ``sys.calendars``, which the engine fills for flows that name a calendar, and the
+  time from ``sys.now`` unless given one. A calendar name written as a constant is
+  checked when the expression is parsed; an unknown calendar is an error naming it.
 * Genuine mistakes raise :class:`~trilha.errors.ExpressionError`: arithmetic
   on the wrong types, division by zero, ``number('abc')``, unknown functions.
 
@@ -81,18 +86,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
-from trilha.core import dates
+from trilha.core import calendars, dates
 from trilha.core.budget import INT_MAX, Budget, check_int
 from trilha.core.paths import MISSING, resolve_path
 from trilha.core.text import to_text
 from trilha.errors import ExpressionError, LimitExceeded
 
 __all__ = [
+    "CALENDAR_FUNCTIONS",
     "FUNCTION_NAMES",
     "LOOP_NAMES",
     "MAX_DEPTH",
     "MAX_SOURCE_LENGTH",
     "Expression",
+    "calendar_names",
     "compile_expression",
     "evaluate",
     "truthy",
@@ -366,6 +373,66 @@ def _shift(unit: str) -> Callable[[Any, Any], str]:
     return shift
 
 
+#: the functions whose first argument names one of the institution's calendars
+CALENDAR_FUNCTIONS: Final = frozenset({"is_open", "next_open"})
+#: an argument left out (``null`` given is not the same: it gives ``null``)
+_OMITTED: Final = object()
+
+
+def _calendar(name: str, column: int, variables: Mapping[str, Any], which: Any) -> Any:
+    """The calendar called ``which`` among ``sys.calendars`` (the running institution's)."""
+    if not isinstance(which, str):
+        _fail(f"{name}() expects a calendar's name, got {_type_name(which)}", column)
+    known = resolve_path(variables, "sys.calendars")
+    wire = known.get(which) if isinstance(known, dict) else None
+    if wire is None:
+        shown = which if len(which) <= 64 else which[:61] + "..."
+        _fail(f"{name}(): unknown calendar {shown!r}", column)
+    try:
+        return calendars.calendar_from_wire(wire)
+    except calendars.CalendarError as exc:
+        _fail(f"{name}(): calendar {which!r} cannot be used: {exc}", column)
+
+
+def _calendar_moment(
+    name: str, column: int, variables: Mapping[str, Any], calendar: Any, at: Any
+) -> Any:
+    """The instant asked about: ``at`` (a date or a wall-clock time is the calendar's
+    own), else ``sys.now``."""
+    try:
+        moment = dates.parse(_sys_now(name, column, variables) if at is _OMITTED else at)
+        return calendars.local_moment(calendar, moment)
+    except dates.DateError as exc:
+        _fail(f"{name}(): {exc}", column)
+
+
+def _is_open(
+    column: int, budget: Budget, variables: Mapping[str, Any], which: Any, at: Any = _OMITTED
+) -> Any:
+    calendar = _calendar("is_open", column, variables, which)
+    if at is None:
+        return None
+    moment = _calendar_moment("is_open", column, variables, calendar, at)
+    try:
+        return calendars.is_open(calendar, moment)
+    except calendars.CalendarError as exc:
+        _fail(f"is_open(): {exc}", column)
+
+
+def _next_open(
+    column: int, budget: Budget, variables: Mapping[str, Any], which: Any, at: Any = _OMITTED
+) -> Any:
+    calendar = _calendar("next_open", column, variables, which)
+    if at is None:
+        return None
+    moment = _calendar_moment("next_open", column, variables, calendar, at)
+    try:
+        found = calendars.next_open(calendar, moment)
+    except calendars.CalendarError as exc:
+        _fail(f"next_open(): {exc}", column)
+    return None if found is None else dates.iso(found)
+
+
 @dataclass(frozen=True, slots=True)
 class _Function:
     """A whitelisted function: how many arguments it takes, and its implementation,
@@ -394,6 +461,8 @@ _FUNCTIONS: Final[Mapping[str, _Function]] = {
     "add_days": _Function(2, 2, _date_function("add_days", _shift("days"))),
     "add_minutes": _Function(2, 2, _date_function("add_minutes", _shift("minutes"))),
     "weekday": _Function(1, 2, _date_function("weekday", dates.weekday)),
+    "is_open": _Function(1, 2, _is_open, reads_variables=True),
+    "next_open": _Function(1, 2, _next_open, reads_variables=True),
 }
 
 #: the functions expressions and templates may call
@@ -627,6 +696,18 @@ def _collect_paths(node: Node) -> Iterator[str]:
         yield node.path
     for child in node.children():
         yield from _collect_paths(child)
+
+
+def calendar_names(expression: Expression) -> Iterator[str | None]:
+    """The calendar each ``is_open``/``next_open`` call of ``expression`` names: its
+    name when written as a constant, ``None`` when computed while the flow runs."""
+    stack: list[Node] = [expression.root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Call) and node.name in CALENDAR_FUNCTIONS:
+            first = node.arguments[0]
+            yield first.value if isinstance(first, Constant) else None
+        stack.extend(node.children())
 
 
 @dataclass(frozen=True, slots=True)
@@ -1033,6 +1114,15 @@ class _Parser:
                 f"{name.value}() takes {_arity(function)}, got {len(arguments)}",
                 name.column,
             )
+        if name.value in CALENDAR_FUNCTIONS and isinstance(arguments[0], Constant):
+            which = arguments[0].value
+            if not calendars.valid_name(which):
+                shown = repr(which) if isinstance(which, str) else _type_name(which)
+                _fail(
+                    f"{name.value}() names a calendar: {shown[:70]} is not a calendar's name"
+                    " (letters, digits, '-' and '_', up to 64, such as 'clinic')",
+                    name.column,
+                )
         return Call(name.value, arguments, name.column)
 
 

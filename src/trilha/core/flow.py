@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from trilha.core.calendars import CALENDAR_NAME_PATTERN, valid_name
 from trilha.core.content import (
     LOCALIZED_TAGS,
     ContentFields,
@@ -36,12 +37,12 @@ from trilha.core.content import (
     localized_texts,
     plain_templates,
 )
-from trilha.core.expressions import compile_expression
+from trilha.core.expressions import calendar_names, compile_expression
 from trilha.core.keywords import MAX_KEYWORDS, Keyword, KeywordHit, KeywordIndex, repeated_keywords
 from trilha.core.paths import is_valid_path
 from trilha.core.patterns import compile_pattern
 from trilha.core.signals import EventName
-from trilha.core.templates import lint_template, template_paths
+from trilha.core.templates import lint_template, template_expressions, template_paths
 from trilha.core.tenancy import reference_denial
 from trilha.core.wire import WireModel
 from trilha.errors import ExpressionError, FlowValidationError
@@ -413,6 +414,30 @@ class DelayNode(NodeBase):
     seconds: float = Field(ge=0, le=30 * 86_400)
 
 
+class WaitUntilOpenNode(NodeBase):
+    """Wait until the institution's ``calendar`` is open (``waiting_delay``, a durable
+    timer), then follow ``next``; at once when it is open already."""
+
+    type: Literal["wait_until_open"]
+    calendar: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The calendar's name (`PUT /v1/calendars/{name}`, or `[calendars.NAME]`"
+        " in trilha.toml); the running institution's.",
+        json_schema_extra={"pattern": CALENDAR_NAME_PATTERN},
+    )
+
+    @field_validator("calendar")
+    @classmethod
+    def _calendar_name(cls, value: str) -> str:
+        if not valid_name(value):
+            raise ValueError(
+                f"{value!r} is not a calendar's name (letters, digits, '-' and '_',"
+                " up to 64, such as 'clinic')"
+            )
+        return value
+
+
 class WaitEventNode(NodeBase):
     """Wait for an event from outside the conversation (a payment confirmed...), sent as
     a signal (``POST /v1/executions/{id}/signals/{event}``); its payload lands in
@@ -610,6 +635,7 @@ BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
     "condition": ConditionNode,
     "set": SetNode,
     "delay": DelayNode,
+    "wait_until_open": WaitUntilOpenNode,
     "jump": JumpNode,
     "wait_event": WaitEventNode,
     "handoff": HandoffNode,
@@ -893,6 +919,53 @@ def dependencies_used(flow: Flow) -> Iterator[tuple[str, str]]:
         name = getattr(node, "dependency", None)
         if isinstance(name, str):
             yield node.id, name
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarUse:
+    """The calendars a flow reads (:func:`calendars_used`)."""
+
+    names: frozenset[str] = frozenset()
+    #: a name computed while the flow runs (``is_open(office)``): any of them
+    dynamic: bool = False
+
+    def __bool__(self) -> bool:
+        return self.dynamic or bool(self.names)
+
+
+def node_calendars(node: NodeBase) -> Iterator[tuple[str, str | None]]:
+    """``(wire path, calendar)`` for every calendar ``node`` names: a ``wait_until_open``'s,
+    and the first argument of each ``is_open``/``next_open`` in its expressions and
+    templates (``None`` where the name is computed while the flow runs)."""
+    named = getattr(node, "calendar", None)
+    if isinstance(named, str):
+        yield "calendar", named
+    for path, source in node.expressions():
+        try:
+            expression = compile_expression(source)
+        except ExpressionError:
+            continue  # refused at publish; nothing to read here
+        for name in calendar_names(expression):
+            yield path, name
+    for path, template, _ in node.templates():
+        if "(" not in template:  # no call, no calendar: most texts end here
+            continue
+        for expression in template_expressions(template):
+            for name in calendar_names(expression):
+                yield path, name
+
+
+def calendars_used(flow: Flow) -> CalendarUse:
+    """The calendars ``flow``'s nodes name (:func:`node_calendars`), so the engine reads
+    an institution's calendars only for the flows that need them. Worked out once per
+    flow version (the engine keeps the flow)."""
+    cached: CalendarUse | None = flow.__dict__.get("_calendar_use")
+    if cached is not None:
+        return cached
+    named = [name for node in flow.nodes for _, name in node_calendars(node)]
+    use = CalendarUse(frozenset(name for name in named if name is not None), None in named)
+    flow.__dict__["_calendar_use"] = use
+    return use
 
 
 def _question_problems(i: int, node: QuestionNode) -> Iterator[Problem]:

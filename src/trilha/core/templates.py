@@ -64,6 +64,7 @@ __all__ = [
     "render",
     "render_url",
     "render_value",
+    "template_expressions",
     "template_paths",
     "to_text",
 ]
@@ -601,6 +602,23 @@ def _paths(pieces: tuple[_Piece, ...], *, in_loop: bool) -> Iterator[str]:
         if isinstance(piece, _Block):
             stack.append((iter(piece.otherwise), in_loop))
             stack.append((iter(piece.body), in_loop or piece.kind == "each"))
+
+
+def template_expressions(template: str) -> list[Expression]:
+    """Every expression ``template``'s placeholders and blocks evaluate, in reading
+    order, so publishing can tell what a flow calls (the calendars it names)."""
+    if "{{" not in template:
+        return []
+    found: list[Expression] = []
+    stack: list[_Piece] = list(reversed(_compile(template).pieces))
+    while stack:
+        piece = stack.pop()
+        if isinstance(piece, _Text):
+            continue
+        found.append(piece.expression)
+        if isinstance(piece, _Block):
+            stack.extend(reversed((*piece.body, *piece.otherwise)))
+    return found
 
 
 def lint_template(template: str, *, in_loop: bool = False) -> list[TemplateIssue]:

@@ -42,6 +42,7 @@ from trilha.core.silence import heard, reminder_due
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.core.tenancy import check_entry, flow_candidates
 from trilha.core.triggers import TriggerMatch
+from trilha.engine.calendars import turn_calendars
 from trilha.engine.clock import Clock, SystemClock
 from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery, recovered
 from trilha.engine.silence import Silence
@@ -133,13 +134,16 @@ def _outbound(
     )
 
 
-def sys_context(ex: Execution, flow: Flow, now: float) -> dict[str, Any]:
+def sys_context(
+    ex: Execution, flow: Flow, now: float, calendars: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What a flow reads under ``sys``: who and where it runs, the contact's language
-    (``contact.language``, else the flow's default), the step's time and the message that
+    (``contact.language``, else the flow's default), the step's time, the message that
     started it when a trigger did (``trigger``: ``text``, ``type``, ``messageId``,
-    ``keyword``; else null). Computed for each step and never stored, so it cannot be
-    stale or written (publishing refuses a write under ``sys``)."""
-    return {
+    ``keyword``; else null) and, for a flow that names one, the institution's calendars.
+    Computed for each step and never stored, so it cannot be stale or written
+    (publishing refuses a write under ``sys``)."""
+    context = {
         "executionId": ex.id,
         "institutionId": ex.institution_id,
         "conversationId": ex.conversation_id,
@@ -151,6 +155,9 @@ def sys_context(ex: Execution, flow: Flow, now: float) -> dict[str, Any]:
         "now": iso(now),
         "trigger": ex.meta.get(TRIGGER_META),
     }
+    if calendars is not None:
+        context["calendars"] = calendars
+    return context
 
 
 def _hear_language(ex: Execution, inbound: InboundMessage) -> None:
@@ -562,6 +569,7 @@ class Engine(Recovery, Silence):
                     ex.id, ex.step_seq, ex.attempts, ex.node_state
                 )
                 await self._commit(turn, release=False)
+            calendars = await turn_calendars(self.store, self.config, turn, ex.institution_id, flow)
             now = self.clock.now()
             if turn.inbound is not None:
                 _hear_language(ex, turn.inbound)
@@ -589,7 +597,7 @@ class Engine(Recovery, Silence):
                 conversation_id=ex.conversation_id,
                 contact_id=ex.contact_id,
                 flow=flow,
-                variables={**ex.variables, "sys": sys_context(ex, flow, now)},
+                variables={**ex.variables, "sys": sys_context(ex, flow, now, calendars)},
                 node_state=ex.node_state,
                 now=now,
                 renders=self.renders,

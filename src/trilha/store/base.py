@@ -49,6 +49,7 @@ from trilha.core.execution import (
 )
 from trilha.core.signals import Signal
 from trilha.core.states import ExecutionStatus
+from trilha.errors import LimitExceeded
 
 
 def replaced_lines(
@@ -180,6 +181,27 @@ class StoredFlow:
     version: int
     definition: dict[str, Any]
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCalendar:
+    """An institution's calendar as stored (``PUT /v1/calendars/{name}``): its canonical
+    wire form (:meth:`trilha.core.calendars.CalendarDefinition.wire`)."""
+
+    institution_id: str
+    name: str
+    definition: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+def too_many_calendars(institution_id: str, limit: int) -> LimitExceeded:
+    """The refusal of a calendar past ``[api] max_calendars``, the same from every backend."""
+    return LimitExceeded(
+        f"institution '{institution_id}' has {limit} calendars, the most it may keep"
+        " ([api] max_calendars); delete one or change an existing one",
+        limit=limit,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,6 +498,31 @@ class Store(Protocol):
 
     async def list_flows(self) -> list[StoredFlow]:
         """The latest version of every flow."""
+
+    # calendars ------------------------------------------------------------------
+    async def put_calendar(
+        self,
+        institution_id: str,
+        name: str,
+        definition: dict[str, Any],
+        *,
+        now: float,
+        limit: int,
+    ) -> tuple[StoredCalendar, bool]:
+        """Store the institution's calendar ``name`` (replacing one of that name), and
+        whether it is new. A new one beyond ``limit`` calendars for the institution is
+        refused with :class:`~trilha.errors.LimitExceeded`, atomically with the count
+        (concurrent writers cannot both pass it)."""
+
+    async def get_calendar(self, institution_id: str, name: str) -> StoredCalendar | None: ...
+
+    async def list_calendars(
+        self, institution_id: str, names: Sequence[str] | None = None
+    ) -> list[StoredCalendar]:
+        """The institution's calendars by name (only ``names``, when given), in one read."""
+
+    async def delete_calendar(self, institution_id: str, name: str) -> bool:
+        """Forget the institution's calendar ``name``; False when there was none."""
 
     # executions ---------------------------------------------------------------
     async def create_execution(

@@ -99,6 +99,7 @@ from trilha.store.base import (
     SlowNode,
     StepCommit,
     StepErrorMatch,
+    StoredCalendar,
     StoredFlow,
     StoredResponse,
     StoredTriggers,
@@ -107,6 +108,7 @@ from trilha.store.base import (
     TrailEvent,
     redriven_line,
     replaced_lines,
+    too_many_calendars,
 )
 from trilha.store.receipts import (
     DELIVERY_COLUMNS,
@@ -624,6 +626,85 @@ class PostgresStore:
             return [_stored_flow(r) for r in rows]
 
         return await self._read(run)
+
+    # calendars ---------------------------------------------------------------------------
+
+    async def put_calendar(
+        self,
+        institution_id: str,
+        name: str,
+        definition: dict[str, Any],
+        *,
+        now: float,
+        limit: int,
+    ) -> tuple[StoredCalendar, bool]:
+        async def run(conn: Connection) -> tuple[StoredCalendar, bool]:
+            # one writer at a time per institution: two new calendars cannot both be
+            # counted under the limit
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('calendars:' || $1))", institution_id
+            )
+            created = await conn.fetchval(
+                "SELECT created_at FROM calendars WHERE institution_id = $1 AND name = $2",
+                institution_id,
+                name,
+            )
+            if created is None:
+                count = await conn.fetchval(
+                    "SELECT COUNT(*) FROM calendars WHERE institution_id = $1", institution_id
+                )
+                if count >= limit:
+                    raise too_many_calendars(institution_id, limit)
+            await conn.execute(
+                "INSERT INTO calendars (institution_id, name, definition, created_at, updated_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (institution_id, name) DO UPDATE"
+                " SET definition = excluded.definition, updated_at = excluded.updated_at",
+                institution_id,
+                name,
+                orjson.dumps(definition).decode(),
+                now if created is None else created,
+                now,
+            )
+            first = now if created is None else float(created)
+            return StoredCalendar(institution_id, name, definition, first, now), created is None
+
+        return await self._write(run)
+
+    async def get_calendar(self, institution_id: str, name: str) -> StoredCalendar | None:
+        found = await self.list_calendars(institution_id, [name])
+        return found[0] if found else None
+
+    async def list_calendars(
+        self, institution_id: str, names: Sequence[str] | None = None
+    ) -> list[StoredCalendar]:
+        async def run(conn: Connection) -> list[StoredCalendar]:
+            columns = "institution_id, name, definition, created_at, updated_at"
+            if names is None:
+                rows = await conn.fetch(
+                    f"SELECT {columns} FROM calendars WHERE institution_id = $1 ORDER BY name",
+                    institution_id,
+                )
+            else:
+                rows = await conn.fetch(
+                    f"SELECT {columns} FROM calendars WHERE institution_id = $1"
+                    " AND name = ANY($2::text[]) ORDER BY name",
+                    institution_id,
+                    list(names),
+                )
+            return [StoredCalendar(r[0], r[1], orjson.loads(r[2]), r[3], r[4]) for r in rows]
+
+        return await self._read(run)
+
+    async def delete_calendar(self, institution_id: str, name: str) -> bool:
+        async def run(conn: Connection) -> bool:
+            status = await conn.execute(
+                "DELETE FROM calendars WHERE institution_id = $1 AND name = $2",
+                institution_id,
+                name,
+            )
+            return _count(status) == 1
+
+        return await self._write(run)
 
     # executions --------------------------------------------------------------------------
 

@@ -78,6 +78,7 @@ from trilha.store.base import (
     SlowNode,
     StepCommit,
     StepErrorMatch,
+    StoredCalendar,
     StoredFlow,
     StoredResponse,
     StoredTriggers,
@@ -86,6 +87,7 @@ from trilha.store.base import (
     TrailEvent,
     redriven_line,
     replaced_lines,
+    too_many_calendars,
 )
 from trilha.store.receipts import (
     DELIVERY_COLUMNS,
@@ -454,6 +456,73 @@ class SQLiteStore:
             return [StoredFlow(r[0], r[1], orjson.loads(r[2]), r[3]) for r in rows]
 
         return await self._read(run)
+
+    # calendars ---------------------------------------------------------------------------
+
+    async def put_calendar(
+        self,
+        institution_id: str,
+        name: str,
+        definition: dict[str, Any],
+        *,
+        now: float,
+        limit: int,
+    ) -> tuple[StoredCalendar, bool]:
+        def run(conn: sqlite3.Connection) -> tuple[StoredCalendar, bool]:
+            row = conn.execute(
+                "SELECT created_at FROM calendars WHERE institution_id = ? AND name = ?",
+                (institution_id, name),
+            ).fetchone()
+            if row is None:
+                (count,) = conn.execute(
+                    "SELECT COUNT(*) FROM calendars WHERE institution_id = ?", (institution_id,)
+                ).fetchone()
+                if count >= limit:
+                    raise too_many_calendars(institution_id, limit)
+            created = now if row is None else float(row[0])
+            conn.execute(
+                "INSERT INTO calendars (institution_id, name, definition, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (institution_id, name) DO UPDATE"
+                " SET definition = excluded.definition, updated_at = excluded.updated_at",
+                (institution_id, name, orjson.dumps(definition).decode(), created, now),
+            )
+            stored = StoredCalendar(institution_id, name, definition, created, now)
+            return stored, row is None
+
+        return await self._write(run)
+
+    async def get_calendar(self, institution_id: str, name: str) -> StoredCalendar | None:
+        found = await self.list_calendars(institution_id, [name])
+        return found[0] if found else None
+
+    async def list_calendars(
+        self, institution_id: str, names: Sequence[str] | None = None
+    ) -> list[StoredCalendar]:
+        def run(conn: sqlite3.Connection) -> list[StoredCalendar]:
+            sql = (
+                "SELECT institution_id, name, definition, created_at, updated_at"
+                " FROM calendars WHERE institution_id = ?"
+            )
+            params: list[Any] = [institution_id]
+            if names is not None:
+                if not names:
+                    return []
+                sql += f" AND name IN ({','.join('?' * len(names))})"
+                params.extend(names)
+            rows = conn.execute(sql + " ORDER BY name", params).fetchall()
+            return [StoredCalendar(r[0], r[1], orjson.loads(r[2]), r[3], r[4]) for r in rows]
+
+        return await self._read(run)
+
+    async def delete_calendar(self, institution_id: str, name: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM calendars WHERE institution_id = ? AND name = ?",
+                (institution_id, name),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(run)
 
     # executions --------------------------------------------------------------------------
 

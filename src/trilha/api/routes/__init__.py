@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from trilha.api.routes import (
+    calendars,
     debugger,
     dependencies,
     errors,
@@ -27,6 +28,7 @@ ROUTERS: list[APIRouter] = [
     insight.router,  # before executions: /v1/executions/counts is not an id
     errors.router,
     dependencies.router,
+    calendars.router,
     executions.router,
     messages.router,
     triggers.router,
