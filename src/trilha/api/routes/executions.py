@@ -262,10 +262,31 @@ class ControlOut(WireModel):
     reason: str | None = Field(description="Why not, when not allowed: `it is completed`...")
 
 
-class ExecutionOut(ExecutionSummaryOut):
-    """The whole execution: its fields, its transcript, its state history and which
-    operator controls it allows now (for this key)."""
+class FrameOut(WireModel):
+    """One flow of the call stack (sub-flows that return)."""
 
+    flow_id: str = Field(description="The stored flow id, pinned to `version`.")
+    version: int
+    node_id: str | None = Field(
+        description="A caller: its `subflow` node, where it goes on when the sub-flow"
+        " ends. The running frame: the current node."
+    )
+    running: bool = Field(description="The frame that runs now (the last one).")
+    variables: dict[str, Any] | None = Field(
+        default=None,
+        description="A caller's variables, kept while its sub-flow runs; absent for the"
+        " running frame (its variables are the execution's `variables`).",
+    )
+
+
+class ExecutionOut(ExecutionSummaryOut):
+    """The whole execution: its fields, its call stack, its transcript, its state history
+    and which operator controls it allows now (for this key)."""
+
+    stack: list[FrameOut] = Field(
+        description="The flows it runs, the first it started in first, the running one"
+        " last: one frame outside a sub-flow."
+    )
     transcript: list[TranscriptEntryOut]
     history: list[TransitionOut]
     controls: dict[
