@@ -36,7 +36,9 @@ __all__ = [
     "pop",
     "push",
     "root_flow",
+    "running_frame_steps",
     "stack_view",
+    "step_flows",
 ]
 
 #: the node-state key a caller's ``subflow`` node finds when its sub-flow came back
@@ -195,6 +197,51 @@ def stack_view(ex: Execution) -> list[dict[str, Any]]:
         }
     )
     return shown
+
+
+def step_flows(
+    states: Sequence[tuple[int, Mapping[str, Any] | None]],
+) -> dict[int, tuple[str, int]]:
+    """The flow each step's node belongs to (``seq -> (stored id, version)``), from the
+    checkpoints' states (``None``: one that failed its checks, which tells nothing).
+
+    A checkpoint keeps the state *after* its step, which is the step's own flow except
+    across a call (its state is already in the sub-flow: the node is the caller's, the
+    frame just pushed) and a return (already back in the caller: the node is the
+    sub-flow's, the flow before)."""
+    found: dict[int, tuple[str, int]] = {}
+    before: Mapping[str, Any] | None = None
+    for seq, state in states:
+        if state is None:
+            before = None
+            continue
+        depth = len(state.get("stack") or [])
+        was = len(before.get("stack") or []) if before is not None else 0
+        flow = state.get("flow") or ["", 0]
+        if depth > was:
+            caller = (state.get("stack") or [])[-1]
+            found[seq] = (str(caller.get("flowId")), int(caller.get("version", 0)))
+        elif depth < was and before is not None:
+            prior = before.get("flow") or ["", 0]
+            found[seq] = (str(prior[0]), int(prior[1]))
+        else:
+            found[seq] = (str(flow[0]), int(flow[1]))
+        before = state
+    return found
+
+
+def running_frame_steps(depth: int, depths: Sequence[int]) -> list[int]:
+    """Which of an execution's steps (by position; ``depths``: each checkpoint's stack
+    depth, oldest first) show the variables of its running frame (``depth`` callers
+    deep): those at its depth since it was last entered. The steps of the sub-flows it
+    called are not its own; a sub-flow's variables begin with its call."""
+    kept: list[int] = []
+    for index, at in enumerate(depths):
+        if at < depth:
+            kept.clear()  # a caller's step: the running frame was entered after it
+        elif at == depth:
+            kept.append(index)
+    return kept
 
 
 def _set(variables: dict[str, Any], path: str, value: Any) -> None:

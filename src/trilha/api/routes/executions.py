@@ -36,8 +36,9 @@ from trilha.api.idempotency import IdempotencyKey, idempotent, request_key
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
 from trilha.api.wire import JsonObject
-from trilha.core.execution import Execution, iso
+from trilha.core.execution import Execution, iso, verified_state
 from trilha.core.flow import FLOW_ID_PATTERN, FLOW_REFERENCE_PATTERN
+from trilha.core.frames import step_flows
 from trilha.core.policies import ErrorKind
 from trilha.core.wire import WireModel
 from trilha.errors import (
@@ -331,6 +332,12 @@ class StepOut(WireModel):
     input: Any
     output: Any
     error: Any
+    flow_id: str | None = Field(
+        default=None,
+        description="The flow the step's node belongs to (sub-flows, jumps); null when"
+        " its checkpoint fails its checks.",
+    )
+    flow_version: int | None = None
 
 
 class StepsOut(WireModel):
@@ -885,7 +892,13 @@ async def get_steps(
 ) -> JSONResponse:
     store = state_of(request.app).runtime.store
     ex = await load_execution(store, principal, execution_id)
-    steps = [step_view(c) for c in await store.checkpoints(ex.id)]
+    checkpoints = await store.checkpoints(ex.id)
+    flows = step_flows([(c.seq, verified_state(c)) for c in checkpoints])
+    steps = [
+        step_view(c)
+        | dict(zip(("flowId", "flowVersion"), flows.get(c.seq, (None, None)), strict=True))
+        for c in checkpoints
+    ]
     return JSONResponse({"executionId": ex.id, "steps": steps})
 
 
