@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
-from trilha.config import Config, EngineConfig
+from trilha.config import Config, DependencyConfig, EngineConfig
 from trilha.core.execution import verified_state
 from trilha.core.flow import NodeBase, parse_flow
 from trilha.core.frames import frames
@@ -638,3 +638,97 @@ async def test_a_corrupted_row_with_no_valid_checkpoint_restarts_the_first_flow(
     assert h.channel.texts(ex.id) == [asked, asked, "Address noted.", again_said]
     history = [t.reason for t in await h.store.transitions(ex.id)]
     assert "no valid checkpoint: restarted from the flow's start" in history
+
+
+async def test_retry_reaches_a_node_backing_off_inside_a_sub_flow(
+    make_harness: Any, http_server: Any
+) -> None:
+    """A sub-flow's http node waits to retry (recovering): the operator's retry runs it
+    now, and the sub-flow returns its data to the caller."""
+    http_server.route("GET", "/data", body={"value": 7})
+    http_server.fail_first("GET", "/data", 1)
+    h: Harness = make_harness(
+        Config(dependencies={"svc": DependencyConfig(base_url=http_server.url)})
+    )
+    await h.publish(
+        {
+            "id": "fetch",
+            "start": "get",
+            "settings": {"fallback": {"timeoutSeconds": 86_400}},
+            "nodes": [
+                {
+                    "id": "get",
+                    "type": "http",
+                    "dependency": "svc",
+                    "url": "/data",
+                    "saveAs": "result",
+                    "retry": {"maxAttempts": 3, "initialIntervalSeconds": 600, "jitter": False},
+                },
+            ],
+        }
+    )
+    flow = caller("fetch", next_node="got")
+    flow["nodes"].append({"id": "got", "type": "end", "text": "{{address.value}}"})
+    await h.publish(flow)
+    ex = await h.start("main")
+    await h.settle(ex.id)
+    waiting = await h.get(ex.id)
+    assert (waiting.status, waiting.flow_id, len(waiting.stack)) == (S.RECOVERING, "fetch", 1)
+
+    retried = await Operator(h.store, h.engine).retry(ex.id, reason="it is back")
+    assert retried.status is S.RUNNING and len(retried.stack) == 1
+    await h.settle(ex.id)
+    done = await h.get(ex.id)
+    assert done.status is S.COMPLETED and done.flow_id == "main"
+    assert h.channel.texts(ex.id) == ["7"]
+    assert http_server.count("GET", "/data") == 2
+
+
+async def test_a_timeout_goes_up_to_the_nearest_caller_with_a_branch(harness: Harness) -> None:
+    """main (timeout branch) -> a (none) -> b waits: no reply in time comes back through
+    a to main's branch."""
+    h = harness
+    await h.publish(NESTED_B)
+    await h.publish(NESTED_A)
+    await h.publish(
+        {
+            "id": "main",
+            "start": "call_a",
+            "nodes": [
+                {
+                    "id": "call_a",
+                    "type": "subflow",
+                    "flowId": "a",
+                    "input": {"x": "top"},
+                    "branches": {"timeout": "late"},
+                    "next": "bye",
+                },
+                {"id": "late", "type": "end", "text": "you went quiet"},
+                {"id": "bye", "type": "end", "text": "bye"},
+            ],
+        }
+    )
+    ex = await h.start("main")
+    await h.settle(ex.id)
+    assert len((await h.get(ex.id)).stack) == 2
+    h.clock.advance(86_400 + 1)
+    await h.settle(ex.id)
+    done = await h.get(ex.id)
+    assert (done.status, done.outcome, done.stack) == (S.COMPLETED, Outcome.COMPLETED, [])
+    assert h.channel.texts(ex.id) == ["b asks top-a", "you went quiet"]
+
+
+async def test_invalid_input_nobody_takes_ends_the_execution_so(harness: Harness) -> None:
+    """Too many invalid answers in the sub-flow, no branch, no next: the execution ends
+    with outcome invalid_input, as the question would have ended it."""
+    h = harness
+    await h.publish(INVALID)
+    await h.publish(caller("strict", next_node=None))
+    ex = await h.start("main")
+    await h.settle(ex.id)
+    done = await h.reply(ex.id, "abc")
+    assert (done.status, done.outcome, done.flow_id) == (
+        S.COMPLETED,
+        Outcome.INVALID_INPUT,
+        "main",
+    )
