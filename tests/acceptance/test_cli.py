@@ -21,6 +21,7 @@ NODE_TYPES = {
     "set",
     "delay",
     "jump",
+    "subflow",
     "handoff",
     "end",
     "http",
