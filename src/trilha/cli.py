@@ -29,8 +29,10 @@ from trilha.channels.terminal import TerminalChannel
 from trilha.config import EngineConfig, LoggingConfig, load_config
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import Flow, flow_json_schema
+from trilha.core.signals import waited_event
 from trilha.core.states import ExecutionStatus, Outcome
 from trilha.engine.operator import Operator
+from trilha.engine.signals import send_signal
 from trilha.engine.sweeper import Sweeper
 from trilha.errors import ConfigError, FlowError, TrilhaError
 from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
@@ -373,6 +375,8 @@ def run(
                     continue
                 if execution.status is not ExecutionStatus.WAITING_INPUT:
                     break
+                if waited_event(execution.waiting_for):
+                    break  # a reply would not move it: a signal does (trilha signal)
                 if pending:
                     text = pending.pop(0)
                     if not as_json:
@@ -424,7 +428,13 @@ def _print_status_line(ex: Execution, console: Console = err) -> None:
     console.print(f"[dim]execution {ex.id}: {ex.status.value}{extra}{field(where)}[/dim]")
     if ex.error and ex.status.terminal and ex.outcome is not Outcome.COMPLETED:
         console.print(f"[dim]  error: {field(str(ex.error.get('message')))}[/dim]")
-    if ex.status is ExecutionStatus.WAITING_INPUT:
+    if ex.status is ExecutionStatus.WAITING_INPUT and waited_event(ex.waiting_for):
+        event = waited_event(ex.waiting_for)
+        console.print(
+            f"[dim]  waits for event {field(str(event))};"
+            f" continue with: trilha signal {ex.id} {field(str(event))} --payload JSON[/dim]"
+        )
+    elif ex.status is ExecutionStatus.WAITING_INPUT:
         console.print(f"[dim]  continue with: trilha send {ex.id} TEXT[/dim]")
     if ex.status is ExecutionStatus.PAUSED and ex.paused_from is not None:
         console.print(
@@ -623,6 +633,7 @@ def serve(
     import uvicorn
 
     from trilha.api.app import ServeOptions, create_app
+    from trilha.api.connections import protocol
 
     cfg = load_config(config)
     configure_logging(_with_level(cfg.logging, log_level) if log_level else cfg.logging)
@@ -641,6 +652,10 @@ def serve(
             # asyncio's loop, but out of file descriptors it fails one accept() a second
             # rather than thousands (see trilha.api.loop)
             loop="trilha.api.loop:SteadyLoop",
+            # h11 with a deadline for a request's headers and a cap on open connections
+            # (see trilha.api.connections); the body's deadline is the app's
+            http=protocol(cfg.api.header_timeout_seconds, cfg.api.max_connections),
+            timeout_keep_alive=cfg.api.keep_alive_seconds,
         )
     )
     err.print(f"[dim]trilha {trilha_version} serving on http://{host}:{port} (docs at /docs)[/dim]")
@@ -1288,6 +1303,68 @@ def send(
             return await rt.store.get_execution(execution_id)
 
     _print_status_line(_run(main()))
+
+
+# ----------------------------------------------------------------------------------- signal
+
+
+@app.command("signal")
+def signal_command(
+    execution_id: Annotated[str, typer.Argument(help="The execution the signal is for.")],
+    event: Annotated[
+        str,
+        typer.Argument(help="The event, as its wait_event node names it (payment.confirmed)."),
+    ],
+    payload: Annotated[
+        str | None,
+        typer.Option("--payload", help="The payload, as JSON ('{\"amount\": 10}'; default null)."),
+    ] = None,
+    signal_id: Annotated[
+        str | None,
+        typer.Option(
+            "--signal-id", help="The signal's id: a repeat is applied once (default: new)."
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Only store the signal; a worker applies it.")
+    ] = False,
+) -> None:
+    """Send a signal (an event from outside: a payment confirmed) to an execution, then
+    run it until it waits again. A signal for a wait_event node it has not reached yet is
+    kept until it gets there."""
+    value = _payload_from_flag(payload)
+
+    async def main() -> Execution:
+        async with runtime(store, config, channel=TerminalChannel(out), must_exist=True) as rt:
+            result = await send_signal(
+                rt.engine, execution_id, event, payload=value, signal_id=signal_id
+            )
+            sent = result.signal
+            if result.status == "duplicate":
+                taken = "applied" if sent.consumed_at is not None else "kept, not applied yet"
+                err.print(
+                    f"[yellow]duplicate signal id {field(sent.signal_id)}: received"
+                    f" {iso(sent.received_at)} ({taken}); ignored[/yellow]"
+                )
+            else:
+                err.print(f"[dim]signal {field(sent.signal_id)} ({field(sent.event)}) stored[/dim]")
+            if not no_run:
+                await rt.worker.run_until_idle(execution_id)
+            return await rt.store.get_execution(execution_id)
+
+    _print_status_line(_run(main()))
+
+
+def _payload_from_flag(text: str | None) -> Any:
+    """``--payload``'s JSON (``None`` when not given); bad JSON names the flag."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--payload: not valid JSON ({exc})") from None
 
 
 #: the flag (or argument) that gave each field of a reply, to name it in an error

@@ -78,6 +78,9 @@ class EngineConfig(WireModel):
     #: how many sub-flows may run nested inside one another (``subflow`` nodes); a call
     #: past it fails the calling node with kind ``limit``
     max_call_depth: int = Field(default=8, ge=1, le=100)
+    #: signals an execution may hold that no ``wait_event`` node has taken yet; one more
+    #: is refused (a sender cannot pile up signals nothing waits for)
+    max_pending_signals: int = Field(default=100, ge=1, le=100_000)
 
 
 class HttpConfig(WireModel):
@@ -412,6 +415,19 @@ class ApiConfig(WireModel):
     #: bytes of computed drawings kept, per flow version, least recently used out first
     #: (the largest flow's is about 7 MB); 0 keeps none
     graph_cache_bytes: int = Field(default=64 * 2**20, ge=0, le=2**34)
+    #: a connection must send a request's complete headers within this many seconds of
+    #: opening (between requests, of its first byte; an idle one is keep_alive_seconds');
+    #: past it the connection is closed (with a 408 when part of a request had arrived).
+    #: Bounds slow-header ("slowloris") clients
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
+    #: a request's body must arrive complete within this many seconds of its headers;
+    #: past it the request answers 408 and the connection is closed
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600, allow_inf_nan=False)
+    #: an idle keep-alive connection is closed after this many seconds
+    keep_alive_seconds: int = Field(default=5, ge=1, le=600)
+    #: open connections the process serves at once (live event streams included); a
+    #: connection beyond them is answered 503 with Retry-After and closed
+    max_connections: int = Field(default=1_000, ge=1, le=100_000)
 
 
 class Config(WireModel):

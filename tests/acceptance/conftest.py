@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -107,6 +108,26 @@ ADDRESS_IN_USE = "address already in use"
 PORT_TRIES = 5
 
 
+class Drain:
+    """Reads a server's output as it comes, so a server that logs much never blocks on a
+    full pipe (64 KiB) while the test talks to it; ``text()`` is all of it once it ended."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._stream = process.stdout
+        self._lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self._lines.append(line)
+
+    def text(self, timeout: float = 10) -> str:
+        self._thread.join(timeout)
+        return "".join(self._lines)
+
+
 @dataclass
 class Api:
     """A real ``trilha serve`` on 127.0.0.1 with keys of two institutions and an admin."""
@@ -116,6 +137,8 @@ class Api:
     store: str
     #: role name -> key: acme_operator, acme_viewer, beta_operator, admin
     keys: dict[str, str]
+    #: the server's output read as it comes (``None``: the test reads ``process.stdout``)
+    drain: Drain | None = None
 
     def client(self, key: str | None = "acme_operator", **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
@@ -125,6 +148,9 @@ class Api:
         """Stop the server with ``sig``; its exit code and its output."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
+        if self.drain is not None:
+            code = self.process.wait(timeout=timeout)
+            return code, self.drain.text()
         output, _ = self.process.communicate(timeout=timeout)
         return self.process.returncode, output
 
@@ -171,16 +197,18 @@ def start_api(
     config: str = '[channel]\nkind = "memory"\n',
     env: dict[str, str] | None = None,
     store: str | None = None,
+    drain: bool = True,
 ) -> Api:
     """``trilha serve`` with its own store (a SQLite file in ``tmp_path`` unless ``store``
-    names one) and config in ``tmp_path``, ready to answer."""
+    names one) and config in ``tmp_path``, ready to answer; its output is read as it comes
+    unless ``drain`` is false (the test reads ``process.stdout`` itself)."""
     store = store or f"sqlite:///{tmp_path / 'api.db'}"
     (tmp_path / "trilha.toml").write_text(config, encoding="utf-8")
     # in a thread of its own: a browser test's Playwright runs an event loop here
     with ThreadPoolExecutor(1) as thread:
         keys = thread.submit(asyncio.run, _make_keys(store)).result()
     process, url = serve(cli, tmp_path, store, *args, env=env)
-    return Api(url, process, store, keys)
+    return Api(url, process, store, keys, Drain(process) if drain else None)
 
 
 async def _make_keys(store_url: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from conftest import Api, Cli, serve, start_api
+from conftest import Api, Cli, Drain, serve, start_api
 
 TWO_QUESTIONS = {
     "id": "two",
@@ -91,7 +91,7 @@ def test_sigterm_under_load_loses_nothing(cli: Cli, tmp_path: Path) -> None:
 
     # restart on the same store; a platform re-sends what was not acknowledged (same ids)
     process, url = serve(cli, tmp_path, api.store)
-    restarted = Api(url, process, api.store, api.keys)
+    restarted = Api(url, process, api.store, api.keys, Drain(process))
     with restarted.client() as acme:
         for conv, codes in results.items():
             for n, status in zip((1, 2), codes, strict=True):

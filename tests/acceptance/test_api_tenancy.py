@@ -47,6 +47,10 @@ BODIES: dict[tuple[str, str], Any] = {
         "at": 1767225600,
     },
     ("post", "/v1/executions/{executionId}/advance"): {"toNodeId": "end"},
+    ("post", "/v1/executions/{executionId}/signals/{event}"): {
+        "signalId": "intruder-signal",
+        "payload": {"paid": True},
+    },
     ("patch", "/v1/executions/{executionId}/variables"): {"set": {"code": "stolen"}},
 }
 #: publishing under a name creates the caller's own flow: it cannot touch acme's (the
@@ -79,6 +83,7 @@ def _acme_world(api: Api) -> dict[str, str]:
         "flowId": "secret-flow",
         "conversationId": "acme-conv",
         "id": str(_message_id(api, execution_id)),  # /v1/outbox/{id}: acme's question
+        "event": "payment.confirmed",  # /v1/executions/{executionId}/signals/{event}
     }
 
 
@@ -127,6 +132,7 @@ GHOSTS = {
     "flowId": "no-such-flow",
     "conversationId": "no-such-conv",
     "id": "987654321",
+    "event": "payment.confirmed",
 }
 
 

@@ -25,6 +25,7 @@ NODE_TYPES = {
     "handoff",
     "end",
     "http",
+    "wait_event",
 }
 ANSWERS = ["Ana Souza", "12345678909", "ana@example.com", "sim"]
 WELCOME = "Olá! Welcome to Banco Trilha. Let's open your account."

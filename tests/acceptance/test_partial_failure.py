@@ -102,7 +102,7 @@ def test_a_crm_failing_for_one_class_of_codes_fails_only_those(cli: Cli, tmp_pat
     every good code completes greeted by name, every bad one ends through the node's
     fallback after its retries, none is escalated, and the crm breaker never opens."""
     with crm_stand_in() as crm:
-        api = start_api(cli, tmp_path, config=incident_toml(crm.url) + UNLIMITED_API)
+        api = start_api(cli, tmp_path, config=incident_toml(crm.url) + UNLIMITED_API, drain=False)
         output = Lines(api.process.stdout)  # sixty conversations' lines outgrow a pipe
         with api.client() as client:
             published = client.put("/v1/flows/incident", json=INCIDENT_FLOW)

@@ -246,16 +246,21 @@ async def test_the_header_may_be_turned_off_and_the_key_put_in_the_body(
     assert ex.current_node_id == "done"
 
 
-async def test_a_flow_variable_named_sys_does_not_hide_the_key(
+async def test_a_flow_variable_named_sys_cannot_forge_trilhas_own(
     make_harness: Callable[..., Harness],
 ) -> None:
+    """``sys`` is trilha's read-only namespace: a start variable of that name neither hides
+    the step's key nor adds values beside trilha's."""
     with booking_service() as service:
         h = harness_for(make_harness, service.url)
-        await h.publish(booking_flow(body={"ref": "{{sys.idempotencyKey}}", "x": "{{sys.x}}"}))
-        ex = await h.start("booking", variables={"sys": {"idempotencyKey": "mine", "x": 1}})
+        body = {"ref": "{{sys.idempotencyKey}}", "x": "{{sys.x}}", "id": "{{sys.executionId}}"}
+        await h.publish(booking_flow(body=body))
+        ex = await h.start(
+            "booking", variables={"sys": {"idempotencyKey": "mine", "x": 1, "executionId": "e"}}
+        )
         await h.settle()
         (request,) = service.requests
-    assert request["body"] == {"ref": f"{ex.id}:1", "x": 1}
+    assert request["body"] == {"ref": f"{ex.id}:1", "x": None, "id": ex.id}
 
 
 async def test_entering_the_node_again_is_a_new_call_with_a_new_key(

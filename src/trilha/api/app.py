@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import trilha
-from trilha.api import problems
-from trilha.api.auth import KeyRing, RateLimiter
+from trilha.api import openapi, problems
+from trilha.api.auth import KeyRing, RateLimiter, identify
 from trilha.api.events import EventHub, StreamGate, on_exit_signal, stream_budget
 from trilha.api.problems import Problem
 from trilha.channels.memory import MemoryChannel
@@ -110,20 +110,45 @@ def _json_or_absent(headers: dict[bytes, bytes]) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
-class Guard:
-    """The outer edge of every request: 413 for a body over the limit (whether it says
-    its length or streams it), 415 for a body that says it is not JSON, and for a bug,
-    a logged stack and a 500 problem document with an incident id; the client never
-    sees a stack, the log gets it once."""
+def _keyed(path: str, metrics_here: bool) -> bool:
+    """Whether a path's routes all need an API key: the whole ``/v1`` API, and
+    ``/metrics`` when the API answers it (not when ``[metrics] listen`` does)."""
+    return path == "/v1" or path.startswith("/v1/") or (metrics_here and path == "/metrics")
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class Guard:
+    """The outer edge of every request, in this order: 401 for a ``/v1`` request without
+    a valid key (before anything of the request is read: a caller without a key learns
+    nothing from how its body is judged), 413 for a body over the limit (whether it says
+    its length or streams it), 415 for a body that says it is not JSON, 408 for a body
+    that does not arrive within ``api.body_timeout_seconds`` of the request's start; and
+    for a bug, a logged stack and a 500 problem document with an incident id (the client
+    never sees a stack, the log gets it once).
+
+    Every body is read here, within its bounds, and handed on whole: the framework's
+    own parser would turn an error raised mid-read into a 400."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        body_seconds: float = 30.0,
+        metrics_here: bool = True,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_seconds = body_seconds
+        self.metrics_here = metrics_here
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _keyed(scope.get("path", ""), self.metrics_here):
+            refusal = await _unauthenticated(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
@@ -133,37 +158,21 @@ class Guard:
         if writes and length not in (None, b"0") and not _json_or_absent(headers):
             await self._not_json(scope, receive, send, headers)
             return
-        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-            # a streamed (chunked) body: read it here, within the limit, and hand it on;
-            # the framework's own parser would turn an error raised mid-read into a 400
-            chunks: list[bytes] = []
-            seen = 0
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    break
-                chunk = message.get("body", b"")
-                seen += len(chunk)
-                if seen > self.max_bytes:
-                    await self._too_large(scope, receive, send)
-                    return
-                chunks.append(chunk)
-                if not message.get("more_body"):
-                    break
-            body = b"".join(chunks)
+        sent = length not in (None, b"0") or b"transfer-encoding" in headers
+        if writes or sent:
+            try:
+                async with asyncio.timeout(self.body_seconds):
+                    body = await self._read(receive)
+            except TimeoutError:
+                await self._too_slow(scope, receive, send)
+                return
+            if body is None:
+                await self._too_large(scope, receive, send)
+                return
             if body and not _json_or_absent(headers):
                 await self._not_json(scope, receive, send, headers)
                 return
-            replayed = False
-
-            async def buffered() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            receive = buffered
+            receive = _replay(body, receive)
         started = False
 
         async def watched(message: Message) -> None:
@@ -189,6 +198,23 @@ class Guard:
                 ).response()
                 await response(scope, receive, send)
 
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or ``None`` once it is over the limit."""
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
+
     async def _not_json(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
     ) -> None:
@@ -201,10 +227,51 @@ class Guard:
         await response(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # the rest of the body is not read, but the connection stays open to take it: one
+        # closed with bytes unread is reset, and the client may lose this answer. It has
+        # ``api.header_timeout_seconds`` to finish (trilha.api.connections)
         response = Problem(
             413, f"the request body is over {self.max_bytes} bytes", kind="too_large"
         ).response()
         await response(scope, receive, send)
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = Problem(
+            408,
+            f"the request body did not arrive within {self.body_seconds:g} s",
+            kind="timeout",
+            headers={"Connection": "close"},
+        ).response()
+        await response(scope, receive, send)
+
+
+async def _unauthenticated(scope: Scope) -> ASGIApp | None:
+    """The 401 (or, the store away, 503) answer for a request without a valid key."""
+    try:
+        await identify(Request(scope))
+    except Problem as exc:
+        problem = exc
+    except TrilhaError as exc:
+        problem = problems.from_error(exc)
+    else:
+        return None
+    # its body, if any, is not read (see Guard._too_large)
+    return problem.response()
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that hands on ``body`` whole, then what the connection says next
+    (a disconnect, which a live stream waits for)."""
+    replayed = False
+
+    async def buffered() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return buffered
 
 
 def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAPI:
@@ -302,7 +369,13 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
     app.state.options = options
     app.state.config = cfg
     problems.install(app)
-    app.add_middleware(Guard, max_bytes=cfg.api.max_body_bytes)
+    openapi.document(app)
+    app.add_middleware(
+        Guard,
+        max_bytes=cfg.api.max_body_bytes,
+        body_seconds=cfg.api.body_timeout_seconds,
+        metrics_here=cfg.metrics.listen is None,
+    )
     from trilha.api.routes import ROUTERS
 
     for router in ROUTERS:

@@ -167,8 +167,11 @@ def presented_key(request: Request) -> str | None:
 _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="trilha"'}
 
 
-async def authenticated(request: Request) -> Principal:
-    """The caller, or 401; 429 with Retry-After past the key's rate limit."""
+async def identify(request: Request) -> Principal:
+    """The caller, or 401 (no key, or one that is not valid or was revoked). Asked
+    first, before anything of the request is read: the app's outer guard asks it of
+    every ``/v1`` request before it looks at the body, so a caller without a key
+    learns nothing from the answers to a malformed, oversized or non-JSON body."""
     ring: KeyRing = request.app.state.keys
     presented = presented_key(request)
     if presented is None:
@@ -186,6 +189,12 @@ async def authenticated(request: Request) -> Principal:
             kind="unauthorized",
             headers=_UNAUTHORIZED,
         )
+    return principal
+
+
+async def authenticated(request: Request) -> Principal:
+    """The caller, or 401; 429 with Retry-After past the key's rate limit."""
+    principal = await identify(request)
     charge(request, principal)
     return principal
 

@@ -8,8 +8,12 @@ second execution or a 409 about the first one. The answer is kept in the store
 ``api.idempotency_hours``, so a retry that lands on another API process, or after
 a restart, is answered the same.
 
-* The key is scoped to the caller's institution and the route (method and path
-  template): two tenants' keys never meet, and one key may be used once per route.
+* The key is scoped to the caller's institution, the institution the request acts on
+  and the route (method and path template): two tenants' keys never meet, and one key
+  may be used once per route. The route settles the institution it acts on (a
+  foreign one is 404) *before* a kept answer is looked up, so a key never replays
+  one institution's answer to a caller of another: an admin key acting for
+  institution B and B's own key keep apart records even for the same key and body.
 * The request is fingerprinted by its concrete path and its parsed body (so key
   order and whitespace do not matter): the same key with a different request
   answers 422 naming the header, since replaying an answer to another question
@@ -112,21 +116,30 @@ def fingerprint(request: Request, body: BaseModel | None) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _scope(request: Request, principal: Principal) -> str:
+def _scope(request: Request, principal: Principal, institution: str) -> str:
+    """Whose records a key is looked up among: the caller's institution and, when it
+    differs (an admin key acting for another), the one the request acts on."""
     route = request.scope.get("route")
     template = getattr(route, "path", None) or request.url.path
-    return f"{principal.institution_id} {request.method} {template}"
+    tenant = principal.institution_id
+    if institution != tenant:
+        tenant = f"{tenant}>{institution}"
+    return f"{tenant} {request.method} {template}"
 
 
 def request_key(
-    request: Request, principal: Principal, key: str | None, body: BaseModel | None
+    request: Request,
+    principal: Principal,
+    institution: str,
+    key: str | None,
+    body: BaseModel | None,
 ) -> str | None:
-    """A digest naming one keyed request (tenant, route, key and body), for a route to
+    """A digest naming one keyed request (tenants, route, key and body), for a route to
     write with its effect: when the answer could not be kept (the store failed after
     the effect), a retry can still recognise the effect as its own."""
     if key is None:
         return None
-    text = f"{_scope(request, principal)}\n{key}\n{fingerprint(request, body)}"
+    text = f"{_scope(request, principal, institution)}\n{key}\n{fingerprint(request, body)}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -186,19 +199,22 @@ def _reused(key: str) -> Problem:
 async def idempotent(
     request: Request,
     principal: Principal,
+    institution: str,
     key: str | None,
     body: BaseModel | None,
     run: Callable[[], Awaitable[JSONResponse]],
 ) -> JSONResponse:
     """Run ``run`` once per ``key``: replay the kept answer, or run it and keep its answer.
 
-    ``body`` is the parsed request body (``None`` when the route takes none)."""
+    ``institution`` is the one the request acts on, already checked by the route (a
+    foreign one answered 404 before this is called); ``body`` is the parsed request
+    body (``None`` when the route takes none)."""
     if key is None:
         return await run()
     state = state_of(request.app)
     store = state.runtime.store
     keeper = _keeper(request)
-    scope = _scope(request, principal)
+    scope = _scope(request, principal, institution)
     digest = fingerprint(request, body)
     async with keeper.hold(f"{scope}\n{key}"):
         stored = await store.remembered_response(scope, key)

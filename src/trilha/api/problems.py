@@ -19,7 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
+from trilha.api.wire import PATTERN_REASONS, invisible_character
 from trilha.core.flow import format_loc
 from trilha.errors import (
     ConfigError,
@@ -49,6 +51,7 @@ _TITLES = {
     401: "Unauthorized",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Request body too large",
     415: "Unsupported media type",
@@ -144,9 +147,23 @@ def _status_extra(exc: TrilhaError) -> dict[str, Any]:
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
-        {"field": format_loc(tuple(err.get("loc", ()))) or "body", "message": err.get("msg", "")}
+        {"field": format_loc(tuple(err.get("loc", ()))) or "body", "message": _message(err)}
         for err in exc.errors()
     ]
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    """The validator's message, but for a pattern that says little to a person, its
+    reason and the offending character (``U+2028 at position 3``)."""
+    message = str(err.get("msg", ""))
+    if err.get("type") != "string_pattern_mismatch":
+        return message
+    reason = PATTERN_REASONS.get(str((err.get("ctx") or {}).get("pattern")))
+    if reason is None:
+        return message
+    given = err.get("input")
+    found = invisible_character(given) if isinstance(given, str) else None
+    return f"{reason}; found {found}" if found else reason
 
 
 def install(app: FastAPI) -> None:
@@ -170,9 +187,39 @@ def install(app: FastAPI) -> None:
         ).response()
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            return _not_allowed(request)
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
         return Problem(exc.status_code, detail, headers=exc.headers).response()
+
+
+#: the methods a path is asked about for its ``Allow`` header
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on the request's path. The router hands a 405
+    to the first route whose path matched, which knows only its own methods: ``GET``
+    and ``POST /v1/executions`` are two routes. Each method is asked of the routes as
+    the router itself would (``matches``), included routers and all."""
+    routes = [r for r in request.app.router.routes if isinstance(r, BaseRoute)]
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+
+
+def _not_allowed(request: Request) -> JSONResponse:
+    methods = allowed_methods(request)
+    listed = ", ".join(methods)
+    return Problem(
+        405,
+        f"{request.method} is not allowed on {request.url.path}; allowed: {listed}",
+        kind="method_not_allowed",
+        headers={"Allow": listed},
+    ).response()
 
 
 # ------------------------------------------------------------------------ OpenAPI documents
@@ -203,7 +250,9 @@ class ProblemDocument(BaseModel):
 
 _PROBLEM_TEXT = {
     400: "The body is not valid JSON.",
-    401: "No API key, or one that is not valid or was revoked.",
+    401: "No API key, or one that is not valid or was revoked (asked first, before the"
+    " request's body is looked at).",
+    408: "The body did not arrive within `api.body_timeout_seconds`.",
     403: "A viewer key asked to change something.",
     404: "No such thing, or it belongs to another institution.",
     409: "The execution's state does not allow it now (`currentStatus` says which it is).",
@@ -230,3 +279,56 @@ def problems(*codes: int, **override: str) -> dict[int | str, dict[str, Any]]:
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDocument"}}},
         }
     return out
+
+
+#: what every route of the API answers, whatever it does: the key check (and the rate
+#: limit and the store behind it), and for a request with a body, the app's outer guard
+#: (:class:`trilha.api.app.Guard`), which reads every body of a write within its bounds
+_KEYED = (401, 429, 503)
+_BODY = (400, 408, 413, 415)
+_PROBLEM_REF = "#/components/schemas/ProblemDocument"
+_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
+
+
+def complete(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (an OpenAPI document of this API) with its error answers completed in
+    place. The framework documents a 422 of its own shape as ``application/json`` and
+    each problem twice (its model as ``application/json`` too); every error is answered
+    as ``application/problem+json``, and what every keyed route or every body may answer
+    is added where a route left it out."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    if "ProblemDocument" not in components:
+        found = ProblemDocument.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(found.pop("$defs", {}))
+        components["ProblemDocument"] = found
+    for path, item in schema.get("paths", {}).items():
+        keyed = path.startswith("/v1/") or path == "/metrics"
+        for method, operation in item.items():
+            responses = operation.setdefault("responses", {})
+            codes: set[int] = set(_KEYED) if keyed else set()
+            if operation.get("parameters") or "requestBody" in operation:
+                codes.add(422)
+            if method in ("post", "put", "patch"):
+                codes.update(_BODY)
+            for code in sorted(codes):
+                responses.setdefault(str(code), {"description": _PROBLEM_TEXT[code]})
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400 and _is_problem(response):
+                    if _VALIDATION_REF in str(response.get("content")):
+                        response["description"] = _PROBLEM_TEXT[422]
+                    response["content"] = {MEDIA_TYPE: {"schema": {"$ref": _PROBLEM_REF}}}
+    text = str(schema.get("paths"))
+    if _VALIDATION_REF not in text:
+        components.pop("HTTPValidationError", None)
+        if "#/components/schemas/ValidationError" not in text:
+            components.pop("ValidationError", None)
+    return schema
+
+
+def _is_problem(response: dict[str, Any]) -> bool:
+    """Whether an error answer is a problem document (every error is, but for a route's
+    own documented shape, such as ``/readyz``'s 503 that says which check failed)."""
+    content = response.get("content") or {}
+    if not content or MEDIA_TYPE in content:
+        return True
+    return _VALIDATION_REF in str(content)

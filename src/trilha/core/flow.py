@@ -39,6 +39,7 @@ from trilha.core.content import (
 from trilha.core.expressions import compile_expression
 from trilha.core.paths import is_valid_path
 from trilha.core.patterns import compile_pattern
+from trilha.core.signals import EventName
 from trilha.core.templates import lint_template, template_paths
 from trilha.core.tenancy import reference_denial, split_id
 from trilha.core.wire import WireModel
@@ -325,6 +326,39 @@ class DelayNode(NodeBase):
     seconds: float = Field(ge=0, le=30 * 86_400)
 
 
+class WaitEventNode(NodeBase):
+    """Wait for an event from outside the conversation (a payment confirmed...), sent as
+    a signal (``POST /v1/executions/{id}/signals/{event}``); its payload lands in
+    ``saveAs``. A signal sent before the execution gets here is kept and taken here."""
+
+    target_fields = ("next", "on_timeout")
+
+    type: Literal["wait_event"]
+    event: EventName = Field(description="The event's name, e.g. `payment.confirmed`.")
+    save_as: VariableName | None = Field(
+        default=None, description="Where the signal's payload goes (any JSON)."
+    )
+    input_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 86_400,
+        allow_inf_nan=False,
+        description="How long to wait (default: the flow's `settings.inputTimeoutSeconds`).",
+    )
+    on_timeout: NodeId | None = Field(
+        default=None,
+        description="Where to go when no signal came in time; without it the execution"
+        " ends with outcome `timeout` (after `settings.timeoutMessage`), as a question's does.",
+    )
+
+    @field_validator("save_as")
+    @classmethod
+    def _save_as_is_a_path(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_path(value):
+            raise ValueError(f"'{value}' is not a valid variable path")
+        return value
+
+
 class JumpNode(NodeBase):
     terminal = True
 
@@ -538,6 +572,7 @@ BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
     "delay": DelayNode,
     "jump": JumpNode,
     "subflow": SubflowNode,
+    "wait_event": WaitEventNode,
     "handoff": HandoffNode,
     "end": EndNode,
     "http": HttpNode,

@@ -31,6 +31,9 @@ The rules:
 - ``inbox``: the contact's messages are applied in the order they arrived, each
   by a step that recorded it as its input, and an execution waiting for input
   with a message not yet applied is due now (else the reply is stranded).
+- ``signals``: each signal marked consumed was the input of the step that took it,
+  and an execution waiting for an event with a signal of it pending is due now
+  (else the signal is stranded).
 
 Trail-based checks run only where the trail is there: a trail purged by
 retention, or stored above INFO (``[logging] store_level``), has no
@@ -55,6 +58,7 @@ from trilha.core.execution import (
     Transition,
     checksum,
 )
+from trilha.core.signals import Signal, waited_event
 from trilha.core.states import ExecutionStatus, is_allowed
 
 S = ExecutionStatus
@@ -92,6 +96,7 @@ class Records:
     logs: Sequence[LogRecord] = ()
     #: the checkpoints recovery found unsound and set aside (quarantined), by step
     quarantined_steps: frozenset[int] = frozenset()
+    signals: Sequence[Signal] = ()
 
 
 def check(records: Records, *, now: float, grace: float = 60.0) -> list[Violation]:
@@ -104,6 +109,7 @@ def check(records: Records, *, now: float, grace: float = 60.0) -> list[Violatio
         _checkpoints(ex, records.checkpoints, records.outbox, records.quarantined_steps),
         _outbox(ex, records.checkpoints, records.outbox, records.logs),
         _inbox(ex, records.checkpoints, records.inbox, now),
+        _signals(ex, records.checkpoints, records.signals, now),
     ):
         found.append(Violation(ex.id, rule, detail, severity))
     found.sort(key=lambda v: v.severity != "error")
@@ -137,7 +143,8 @@ def _state(ex: Execution, now: float, grace: float) -> list[_Finding]:
         return out
     if status in WAITS or status is S.RECOVERING:
         named = (WAITS[status],) if status in WAITS else _RECOVERY_WAITS
-        if ex.waiting_for not in named:
+        event = waited_event(ex.waiting_for) if status is S.WAITING_INPUT else None
+        if ex.waiting_for not in named and not event:
             out.append(
                 (
                     "state",
@@ -343,12 +350,48 @@ def _inbox(
             out.append(
                 ("inbox", f"message {m.message_id} is marked applied but no step read it", "error")
             )
-    if pending and ex.status is S.WAITING_INPUT and (ex.wake_at is None or ex.wake_at > now):
+    # a wait_event node's wait keeps the replies for the next question: not stranded
+    waits_for_reply = ex.status is S.WAITING_INPUT and waited_event(ex.waiting_for) is None
+    if pending and waits_for_reply and (ex.wake_at is None or ex.wake_at > now):
         out.append(
             (
                 "inbox",
                 f"message {pending[0].message_id} waits to be applied but the execution"
                 " is not due: the reply is stranded",
+                "error",
+            )
+        )
+    return out
+
+
+def _signals(
+    ex: Execution, checkpoints: Sequence[Checkpoint], signals: Sequence[Signal], now: float
+) -> list[_Finding]:
+    out: list[_Finding] = []
+    by_seq = {c.seq: c for c in checkpoints}
+    for signal in signals:
+        if signal.pending:
+            continue
+        step = by_seq.get(signal.consumed_step) if signal.consumed_step is not None else None
+        given = step.input if step is not None and isinstance(step.input, dict) else {}
+        if given.get("signalId") != signal.signal_id:
+            out.append(
+                (
+                    "signals",
+                    f"signal {signal.signal_id} is marked consumed by step"
+                    f" {signal.consumed_step}, which did not take it",
+                    "error",
+                )
+            )
+    event = waited_event(ex.waiting_for) if ex.status is S.WAITING_INPUT else None
+    leased = ex.lease_owner is not None and (ex.lease_expires_at or 0.0) >= now
+    waiting = [s for s in signals if s.pending and s.event == event]
+    if waiting and not leased and (ex.wake_at is None or ex.wake_at > now):
+        out.append(
+            (
+                "signals",
+                f"signal {waiting[0].signal_id} of event {event} waits to be applied but the"
+                " execution is not due: the signal is stranded",
                 "error",
             )
         )

@@ -106,6 +106,8 @@ export function executionHeader(ex) {
       waiting = next.waitingFor || "";
       dependency = next.waitingForDependency || null;
       if (dependency && waiting === "dependency") waiting = `dependency ${dependency}`;
+      // a wait_event node's wait: the event a signal must name (trilha signal ID EVENT)
+      if (waiting.startsWith("event:")) waiting = `event ${waiting.slice("event:".length)} (a signal)`;
       if (paused) waiting = `${waiting || "operator"} (paused${next.pausedFrom ? ` from ${stateOf(next.pausedFrom).label}` : ""}`;
       due = parseTime(next.dueAt);
       facts.get("waiting").title = next.dueAt ? `${paused ? "its wait was due" : "due"} ${clock(next.dueAt)}` : "";

@@ -37,8 +37,16 @@ from trilha.core.execution import (
     checksum,
     iso,
 )
-from trilha.core.flow import Flow, NodeBase, QuestionNode, SubflowNode, load_flow
+from trilha.core.flow import (
+    Flow,
+    NodeBase,
+    QuestionNode,
+    SubflowNode,
+    WaitEventNode,
+    load_flow,
+)
 from trilha.core.frames import RETURNING, pop, push
+from trilha.core.signals import event_wait, waited_event
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.core.tenancy import check_entry, flow_candidates
 from trilha.engine.clock import Clock, SystemClock
@@ -69,6 +77,7 @@ from trilha.processors.base import (
     HandoffRequest,
     StepContext,
     StepResult,
+    WaitEvent,
     WaitInput,
     WaitRecovery,
     WaitTimer,
@@ -94,7 +103,8 @@ S = ExecutionStatus
 T = TypeVar("T")
 log = get_logger("trilha.engine")
 
-#: the ``meta`` key holding the step that last consumed a reply from the contact
+#: the ``meta`` key holding the step that last consumed a reply from the contact (or a
+#: signal: input from outside all the same, so a loop waiting for signals is no runaway)
 LAST_INPUT_SEQ = "lastInputSeq"
 
 
@@ -379,7 +389,10 @@ class Engine(Recovery):
 
     async def _advance(self, ex: Execution, turn: _Turn) -> None:
         now = self.clock.now()
-        if ex.status is S.WAITING_INPUT:
+        if ex.status is S.WAITING_INPUT and waited_event(ex.waiting_for) is not None:
+            if not await self._event_arrived(ex, turn):
+                return
+        elif ex.status is S.WAITING_INPUT:
             if turn.inbound is not None:
                 turn.resumed_by = "input"
                 self._move(turn, S.RUNNING, "input received")
@@ -418,6 +431,28 @@ class Engine(Recovery):
         await self._run_nodes(ex, flow, turn)
         await self._commit(turn)
 
+    async def _event_arrived(self, ex: Execution, turn: _Turn) -> bool:
+        """An execution waiting for an event was woken: True when a signal of it is
+        pending (the execution runs, and its ``wait_event`` node takes the signal); else
+        the wait timed out or the wake was stale, and the turn is committed here. The
+        contact's replies stay in the inbox meanwhile, for the next question."""
+        event = waited_event(ex.waiting_for) or ""
+        turn.inbound = None
+        turn.signal = await self.store.pending_signal(ex.id, event)
+        now = self.clock.now()
+        if turn.signal is not None:
+            turn.resumed_by = "signal"
+            self._move(turn, S.RUNNING, f"signal '{event}' received")
+            ex.turn_started_at = now
+            ex.waiting_for = ex.due_at = None
+            return True
+        if ex.due_at is not None and now >= ex.due_at:
+            await self._input_timeout(ex, turn)
+        else:  # woken with nothing to do (a stale wake): go back to sleep
+            ex.wake_at = ex.due_at
+        await self._commit(turn)
+        return False
+
     async def _run_nodes(self, ex: Execution, flow: Flow, turn: _Turn) -> None:
         limit = self.config.engine.max_steps_per_turn
         prev: NodeBase | None = None
@@ -453,6 +488,14 @@ class Engine(Recovery):
             now = self.clock.now()
             if turn.inbound is not None:
                 _hear_language(ex, turn.inbound)
+            signal = None
+            if isinstance(node, WaitEventNode):
+                signal = turn.signal
+                if signal is None or signal.event != node.event:
+                    # signals consumed by steps of this turn not committed yet are left out
+                    taken = [i for i, _ in turn.commit.applied_signals]
+                    signal = await self.store.pending_signal(ex.id, node.event, skip=taken)
+                turn.signal = signal
             ctx = StepContext(
                 execution_id=ex.id,
                 institution_id=ex.institution_id,
@@ -469,6 +512,7 @@ class Engine(Recovery):
                 breakers=self.breakers,
                 idempotency_key=key,
                 interrupted=interrupted,
+                signal=signal,
             )
             turn.resumed_by = None
             started = self.clock.now()
@@ -778,8 +822,10 @@ class Engine(Recovery):
     async def _input_timeout(self, ex: Execution, turn: _Turn) -> None:
         flow = await self.flow(ex.flow_id, ex.flow_version)
         node = flow.node(ex.current_node_id or "")
-        if isinstance(node, QuestionNode) and node.on_timeout:
-            self._move(turn, S.RUNNING, f"no reply to '{node.id}' in time; following onTimeout")
+        event = waited_event(ex.waiting_for)
+        if isinstance(node, QuestionNode | WaitEventNode) and node.on_timeout:
+            late = f"no reply to '{node.id}'" if event is None else f"no signal '{event}'"
+            self._move(turn, S.RUNNING, f"{late} in time; following onTimeout")
             ex.turn_started_at = self.clock.now()  # a turn like any other: bounded, recorded
             ex.current_node_id, ex.node_state = node.on_timeout, {}
             ex.waiting_for = ex.due_at = None
@@ -788,9 +834,12 @@ class Engine(Recovery):
         if ex.stack and await self._timeout_returns(ex, turn):
             await self._run_nodes(ex, await self.flow(ex.flow_id, ex.flow_version), turn)
             return
+        reason = "no reply from the contact in time"
+        if event is not None:
+            reason = f"no signal '{event}' in time"
         self._end(
             turn,
-            End(S.TIMEOUT, Outcome.TIMEOUT, "no reply from the contact in time"),
+            End(S.TIMEOUT, Outcome.TIMEOUT, reason),
             spoken(flow.settings.timeout_message, ex.variables, flow.default_language),
         )
 
@@ -843,6 +892,22 @@ class Engine(Recovery):
             ex.meta = {**ex.meta, LAST_INPUT_SEQ: seq}
             turn.inbound = None
             self._log(turn, "INFO", "message.received", node, consumed)
+        if result.consumed_signal and turn.signal is not None:
+            signal, turn.signal = turn.signal, None
+            consumed = {
+                "event": signal.event,
+                "signalId": signal.signal_id,
+                "payload": signal.payload,
+            }
+            commit.applied_signals.append((signal.id, seq))
+            ex.meta = {**ex.meta, LAST_INPUT_SEQ: seq}
+            self._log(
+                turn,
+                "INFO",
+                "signal.applied",
+                node,
+                {"event": signal.event, "signalId": signal.signal_id},
+            )
         for name, value in result.variables.items():
             set_path(ex.variables, name, value)
         for i, said in enumerate(result.messages):
@@ -890,6 +955,17 @@ class Engine(Recovery):
             timeout = result.wait.timeout_seconds or flow.settings.input_timeout_seconds
             self._wait(
                 turn, S.WAITING_INPUT, "input", now + timeout, f"waiting for a reply to '{node_id}'"
+            )
+            self._turn_over(turn, now)
+        elif isinstance(result.wait, WaitEvent):
+            ex.node_state = result.node_state or {}
+            event = result.wait.event
+            self._wait(
+                turn,
+                S.WAITING_INPUT,
+                event_wait(event),
+                result.wait.due_at,
+                f"waiting for event '{event}' at '{node_id}'",
             )
             self._turn_over(turn, now)
         elif isinstance(result.wait, WaitTimer):

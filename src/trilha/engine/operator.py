@@ -42,6 +42,7 @@ from typing import Any
 from trilha.core.controls import WAITS, Operation, refusal, resume_target, target
 from trilha.core.execution import Execution, LogRecord, Transition
 from trilha.core.paths import is_valid_path
+from trilha.core.signals import event_wait
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.engine import Engine
 from trilha.engine.turn import set_path
@@ -252,9 +253,12 @@ async def _resume(ex: Execution, now: float) -> str:
     back_to = resume_target(ex)
     ex.status, ex.paused_from = back_to, None
     ex.waiting_for = WAITS.get(back_to)
+    event = ex.node_state.get("event")
+    if back_to is S.WAITING_INPUT and isinstance(event, str):
+        ex.waiting_for = event_wait(event)  # a wait_event node's wait, not a question's
     if back_to is S.RUNNING:
         ex.wake_at, ex.turn_started_at = now, now
-    else:  # the store wakes a waiting_input now if replies arrived meanwhile
+    else:  # the store wakes a waiting_input now if replies (or signals) arrived meanwhile
         ex.wake_at = now if ex.due_at is None or ex.due_at < now else ex.due_at
     return "resumed by an operator"
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trilha.core.execution import InboundMessage
+from trilha.core.signals import Signal
 from trilha.errors import TrilhaError
 from trilha.store.base import StepCommit
 
@@ -75,5 +76,7 @@ class _Turn:
     inbound: InboundMessage | None
     resumed_by: str | None
     steps: int = 0
+    #: the pending signal a ``wait_event`` node of this turn is to take, read before it runs
+    signal: Signal | None = None
     pending: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

@@ -62,6 +62,7 @@ async def check_execution(
             inbox=await store.inbox_for(ex.id),
             logs=await store.logs(ex.id),
             quarantined_steps=_quarantined_steps(await store.quarantined(ex.id)),
+            signals=await store.signals_for(ex.id),
         )
     except UNREADABLE as exc:
         # one of its records cannot be read back: that is the finding, and the walk

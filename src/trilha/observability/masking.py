@@ -118,7 +118,11 @@ _DATETIME = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?"
 )
-_CNPJ = r"[0-9]{2}\.[0-9]{3}\.[0-9]{3}/[0-9]{4}-[0-9]{2}|[0-9]{8}/[0-9]{4}-[0-9]{2}"
+# the slash may arrive percent-encoded (a CNPJ in a URL a template rendered)
+_CNPJ = (
+    r"[0-9]{2}\.[0-9]{3}\.[0-9]{3}(?:/|%2[Ff])[0-9]{4}-[0-9]{2}"
+    r"|[0-9]{8}(?:/|%2[Ff])[0-9]{4}-[0-9]{2}"
+)
 _CPF = r"[0-9]{3}\.[0-9]{3}\.[0-9]{3}-[0-9]{2}|[0-9]{9}-[0-9]{2}"
 # grouped card numbers: 4-4-4-4(-1..3), 4-6-5 (Amex), 4-6-4 (Diners), 4-4-4-1..3 ...
 _CARD = r"[0-9]{4}[ -][0-9]{4,6}[ -][0-9]{1,5}(?:[ -][0-9]{1,4}){0,2}"
@@ -136,11 +140,17 @@ _BARE = r"[0-9]{10,19}"
 
 # a number starts where no word, and no "digit + separator" (the tail of a longer
 # number such as 1.234.567), comes right before it; and ends likewise
-_NUM_START = r"(?<![0-9A-Za-z_])(?<![0-9][.,/-])"
+_NUM_START = r"(?<![0-9A-Za-z_])(?<![0-9][.,-])"
 _NUM_END = r"(?![0-9A-Za-z_])(?![.,/-][0-9])"
+# a CPF or CNPJ written with its punctuation is one whatever follows it (another
+# number after a slash, as in "123.456.789-09/..."): only a digit may not touch it
+_FORMATTED = (
+    r"(?<![0-9A-Za-z_])(?:(?P<fcnpj>[0-9]{2}\.[0-9]{3}\.[0-9]{3}(?:/|%2[Ff])[0-9]{4}-[0-9]{2})"
+    r"|(?P<fcpf>[0-9]{3}\.[0-9]{3}\.[0-9]{3}-[0-9]{2}))(?![0-9])"
+)
 
 _NUMBERS = (
-    rf"{_NUM_START}(?:(?P<keep>{_UUID}|{_DATETIME})|(?P<cnpj>{_CNPJ})|(?P<cpf>{_CPF})"
+    rf"{_FORMATTED}|{_NUM_START}(?:(?P<keep>{_UUID}|{_DATETIME})|(?P<cnpj>{_CNPJ})|(?P<cpf>{_CPF})"
     rf"|(?P<card>{_CARD})|(?P<phone>{_PHONE})|(?P<bare>{_BARE})){_NUM_END}"
 )
 
@@ -252,7 +262,7 @@ def _replace(match: re.Match[str]) -> str:
         return MASK
     if kind == "email":
         return f"{text[0]}***@***.{match['tld']}"
-    if kind in ("cpf", "cnpj"):
+    if kind in ("cpf", "cnpj", "fcpf", "fcnpj"):
         return _star_digits(text)
     if kind == "phone":
         return _star_digits(text, keep=2)

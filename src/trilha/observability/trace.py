@@ -77,6 +77,8 @@ LEVEL_OF: dict[str, str] = {
     "execution.state_changed": "INFO",
     "message.queued": "INFO",
     "message.received": "INFO",
+    "signal.received": "INFO",
+    "signal.applied": "INFO",
     "message.delivered": "INFO",
     "message.redriven": "INFO",
     "message.delivery_failed": "WARN",

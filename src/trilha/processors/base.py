@@ -21,6 +21,7 @@ from trilha.core.budget import Budget
 from trilha.core.content import CAPABILITIES, Said
 from trilha.core.execution import InboundMessage
 from trilha.core.flow import Flow, NodeBase
+from trilha.core.signals import Signal
 from trilha.core.states import ExecutionStatus, Outcome
 from trilha.resilience.breaker import BreakerRegistry
 
@@ -36,6 +37,15 @@ class WaitInput:
 class WaitTimer:
     """Wait on a durable timer until ``due_at`` (epoch seconds)."""
 
+    due_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WaitEvent:
+    """Wait for a signal of ``event`` until ``due_at`` (epoch seconds): ``waiting_input``,
+    waiting for ``event:<event>`` (:mod:`trilha.core.signals`)."""
+
+    event: str
     due_at: float
 
 
@@ -89,7 +99,7 @@ class StepResult:
     set; with none, the node's ``next`` is followed (or the execution completes)."""
 
     next_node: str | None = None
-    wait: WaitInput | WaitTimer | WaitRecovery | None = None
+    wait: WaitInput | WaitTimer | WaitEvent | WaitRecovery | None = None
     end: End | None = None
     jump: Jump | None = None
     call: Call | None = None
@@ -101,6 +111,9 @@ class StepResult:
     handoff: HandoffRequest | None = None
     #: the inbound message this step consumed (marked applied in the same commit)
     consumed_input: bool = False
+    #: the signal of the context (:attr:`StepContext.signal`) this step consumed (marked
+    #: consumed in the same commit)
+    consumed_signal: bool = False
     #: shown in the step timeline
     output: Any = None
     #: the node ran on reduced function (a dependency was down): the execution
@@ -123,8 +136,11 @@ class StepContext:
     config: Config
     #: the contact's message that woke the execution, if any
     inbound: InboundMessage | None = None
-    #: why the execution was woken while sitting on this node: "input", "timer" or None (entered)
+    #: why the execution was woken while sitting on this node: "input", "timer", "signal"
+    #: or None (entered)
     resumed_by: str | None = None
+    #: a ``wait_event`` node's: the oldest pending signal of its event, if any
+    signal: Signal | None = None
     #: the process's circuit breakers, one per dependency, shared by every execution
     breakers: BreakerRegistry | None = None
     #: an effectful step's idempotency key, the same on every attempt and after a crash

@@ -23,6 +23,10 @@ The guarantees each backend must keep:
   way in, whoever wrote them.
 * :meth:`Store.deliver_inbound` stores a message durably before returning, and
   a repeated ``message_id`` for the conversation is acknowledged, not stored twice.
+* :meth:`Store.deliver_signal` likewise for a signal and its ``signal_id`` per
+  execution; a step commit marks the signals it consumed (``applied_signals``), and
+  one that leaves the execution waiting for an event with a signal of it pending
+  makes it due now, as for a reply.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from trilha.core.execution import (
     Transition,
     TurnRecord,
 )
+from trilha.core.signals import Signal
 from trilha.core.states import ExecutionStatus
 
 
@@ -87,6 +92,8 @@ class StepCommit:
     outbox: list[OutboundMessage] = field(default_factory=list)
     #: (inbox id, the step seq that consumed it): orders the transcript
     applied_inbox: list[tuple[int, int]] = field(default_factory=list)
+    #: (signal id, the step seq that consumed it): a signal is applied once
+    applied_signals: list[tuple[int, int]] = field(default_factory=list)
     handoffs: list[Handoff] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
     #: turns that ended in this run of steps (the execution now waits or ended)
@@ -113,6 +120,15 @@ class Claimed:
 class InboundResult:
     status: Literal["accepted", "duplicate"]
     message: InboundMessage
+
+
+@dataclass(frozen=True, slots=True)
+class SignalResult:
+    """What :meth:`Store.deliver_signal` did: ``accepted`` (stored now) or ``duplicate``
+    (this ``signalId`` was received already: ``signal`` is the first one, unchanged)."""
+
+    status: Literal["accepted", "duplicate"]
+    signal: Signal
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,6 +523,36 @@ class Store(Protocol):
         :attr:`~trilha.core.execution.InboundMessage.content`), ``None`` for a plain
         text; ``text`` is always its plain rendering, for every reader of text alone.
         A duplicate keeps the first delivery's text and content."""
+
+    async def deliver_signal(
+        self,
+        *,
+        execution_id: str,
+        institution_id: str | None,
+        event: str,
+        signal_id: str,
+        payload: Any,
+        now: float,
+        max_pending: int,
+    ) -> SignalResult:
+        """Durably store a signal for an execution, with its ``signal.received`` trail
+        line, and wake the execution if it waits for ``event``.
+
+        A repeated ``signal_id`` for the execution is a duplicate (the first signal is
+        answered, whatever this one carries), also after the execution ended. Else an
+        absent execution, or one of another institution than ``institution_id``
+        (``None``: any), is :class:`ExecutionNotFound`; an ended one
+        :class:`ExecutionEnded`; one with ``max_pending`` signals not consumed yet
+        :class:`~trilha.errors.LimitExceeded`."""
+
+    async def pending_signal(
+        self, execution_id: str, event: str, *, skip: Sequence[int] = ()
+    ) -> Signal | None:
+        """The oldest signal of ``event`` the execution has not consumed (leaving out the
+        ids in ``skip``: consumed by a step not committed yet)."""
+
+    async def signals_for(self, execution_id: str) -> list[Signal]:
+        """The execution's signals, pending and consumed, in the order they arrived."""
 
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats: ...
 

@@ -62,6 +62,7 @@ from trilha.core.execution import (
     dumps,
 )
 from trilha.core.percentiles import percentile
+from trilha.core.signals import Signal, event_wait, waited_event
 from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
 from trilha.errors import (
     ConfigError,
@@ -94,6 +95,7 @@ from trilha.store.base import (
     QueueStats,
     ReceiptResult,
     Redrive,
+    SignalResult,
     SlowNode,
     StepCommit,
     StepErrorMatch,
@@ -147,6 +149,14 @@ from trilha.store.rows import (
     salvage,
     step_error_rows,
     stored_status,
+)
+from trilha.store.signals import (
+    SIGNAL_COLUMNS,
+    ended,
+    not_found,
+    received_line,
+    row_to_signal,
+    too_many,
 )
 
 log = get_logger("trilha.store.postgres")
@@ -827,6 +837,11 @@ class PostgresStore:
                     "UPDATE inbox SET applied_at = $1, applied_step = $2 WHERE id = $3",
                     [(now, seq, i) for i, seq in commit.applied_inbox],
                 )
+            if commit.applied_signals:
+                await conn.executemany(
+                    "UPDATE signals SET consumed_at = $1, consumed_step = $2 WHERE id = $3",
+                    [(now, seq, i) for i, seq in commit.applied_signals],
+                )
             values = [
                 v
                 for f, v in zip(EXEC_FIELDS, execution_params(ex), strict=True)
@@ -849,8 +864,8 @@ class PostgresStore:
                 )
             # the row is locked now: a reply stored before is visible, one stored after
             # waits for this commit and then finds the execution waiting
-            if ex.status is ExecutionStatus.WAITING_INPUT and await _has_pending_reply(conn, ex.id):
-                ex.wake_at = now  # a reply arrived while we ran: apply it next, in order
+            if ex.status is ExecutionStatus.WAITING_INPUT and await _has_pending_input(conn, ex):
+                ex.wake_at = now  # a reply (or the signal waited for) arrived while we ran
                 await conn.execute("UPDATE executions SET wake_at = $1 WHERE id = $2", now, ex.id)
             if commit.checkpoints:
                 await conn.executemany(
@@ -1011,6 +1026,90 @@ class PostgresStore:
 
         return await self._write(run)
 
+    async def deliver_signal(
+        self,
+        *,
+        execution_id: str,
+        institution_id: str | None,
+        event: str,
+        signal_id: str,
+        payload: Any,
+        now: float,
+        max_pending: int,
+    ) -> SignalResult:
+        async def run(conn: Connection) -> SignalResult:
+            # the execution's row is locked first: a step commit in flight either ended
+            # before (we see it waiting, and wake it) or waits for us (and sees the signal);
+            # concurrent signals of one execution take their turn (the pending bound holds)
+            row = await conn.fetchrow(
+                "SELECT institution_id, status, current_node_id FROM executions"
+                " WHERE id = $1 FOR UPDATE",
+                execution_id,
+            )
+            if row is None or (institution_id is not None and row[0] != institution_id):
+                raise not_found(execution_id)
+            existing = await _signal_row(conn, execution_id, signal_id)
+            if existing is not None:
+                return SignalResult("duplicate", row_to_signal(existing))
+            status = stored_status(row[1])
+            if status in TERMINAL:
+                raise ended(execution_id, status, row[1])
+            pending = await conn.fetchval(
+                "SELECT COUNT(*) FROM signals WHERE execution_id = $1 AND consumed_at IS NULL",
+                execution_id,
+            )
+            if pending >= max_pending:
+                raise too_many(execution_id, pending, max_pending)
+            text = dumps(payload)
+            inserted = await conn.fetchrow(
+                "INSERT INTO signals (execution_id, institution_id, event, signal_id, payload,"
+                " received_at) VALUES ($1, $2, $3, $4, $5, $6)"
+                f" ON CONFLICT (execution_id, signal_id) DO NOTHING RETURNING {SIGNAL_COLUMNS}",
+                execution_id,
+                row[0],
+                event,
+                signal_id,
+                text,
+                now,
+            )
+            if inserted is None:  # pragma: no cover - the row lock orders repeats
+                again = await _signal_row(conn, execution_id, signal_id)
+                if again is None:
+                    raise StoreError(f"signal {signal_id} vanished")
+                return SignalResult("duplicate", row_to_signal(again))
+            signal = row_to_signal(inserted)
+            await _insert_logs(conn, [received_line(signal, row[2], len(text.encode()))])
+            woken = await conn.execute(
+                "UPDATE executions SET wake_at = $1 WHERE id = $2 AND status = 'waiting_input'"
+                " AND waiting_for = $3 AND (wake_at IS NULL OR wake_at > $1)",
+                now,
+                execution_id,
+                event_wait(event),
+            )
+            if _count(woken):
+                await _notify(conn)
+            return SignalResult("accepted", signal)
+
+        return await self._write(run)
+
+    async def pending_signal(
+        self, execution_id: str, event: str, *, skip: Sequence[int] = ()
+    ) -> Signal | None:
+        async def run(conn: Connection) -> Signal | None:
+            return await _pending_signal(conn, execution_id, event, skip)
+
+        return await self._read(run)
+
+    async def signals_for(self, execution_id: str) -> list[Signal]:
+        async def run(conn: Connection) -> list[Signal]:
+            rows = await conn.fetch(
+                f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = $1 ORDER BY id",
+                execution_id,
+            )
+            return [row_to_signal(r) for r in rows]
+
+        return await self._read(run)
+
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats:
         async def run(conn: Connection) -> QueueStats:
             only = "" if execution_id is None else " AND id = $2"
@@ -1063,8 +1162,8 @@ class PostgresStore:
             )
             if _count(status) != 1:
                 raise StaleLease(f"execution {execution.id} changed meanwhile; try again")
-            if execution.status is ExecutionStatus.WAITING_INPUT and await _has_pending_reply(
-                conn, execution.id
+            if execution.status is ExecutionStatus.WAITING_INPUT and await _has_pending_input(
+                conn, execution
             ):
                 execution.wake_at = now
                 await conn.execute(
@@ -2005,6 +2104,37 @@ async def _has_pending_reply(conn: Connection, execution_id: str) -> bool:
             "SELECT EXISTS (SELECT 1 FROM inbox WHERE execution_id = $1 AND applied_at IS NULL)",
             execution_id,
         )
+    )
+
+
+async def _has_pending_input(conn: Connection, ex: Execution) -> bool:
+    """Whether what a waiting execution waits for has arrived: a reply, or for a
+    ``wait_event`` node a signal of its event (the replies then wait for a question)."""
+    event = waited_event(ex.waiting_for)
+    if event is None:
+        return await _has_pending_reply(conn, ex.id)
+    return await _pending_signal(conn, ex.id, event, ()) is not None
+
+
+async def _pending_signal(
+    conn: Connection, execution_id: str, event: str, skip: Sequence[int]
+) -> Signal | None:
+    """The oldest signal of ``event`` not consumed (nor in ``skip``)."""
+    row = await conn.fetchrow(
+        f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = $1 AND event = $2"
+        " AND consumed_at IS NULL AND NOT (id = ANY($3::bigint[])) ORDER BY id LIMIT 1",
+        execution_id,
+        event,
+        list(skip),
+    )
+    return None if row is None else row_to_signal(row)
+
+
+async def _signal_row(conn: Connection, execution_id: str, signal_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = $1 AND signal_id = $2",
+        execution_id,
+        signal_id,
     )
 
 

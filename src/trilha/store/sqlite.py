@@ -44,6 +44,7 @@ from trilha.core.execution import (
     dumps,
 )
 from trilha.core.percentiles import percentile
+from trilha.core.signals import Signal, event_wait, waited_event
 from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
 from trilha.errors import (
     ConversationBusy,
@@ -73,6 +74,7 @@ from trilha.store.base import (
     QueueStats,
     ReceiptResult,
     Redrive,
+    SignalResult,
     SlowNode,
     StepCommit,
     StepErrorMatch,
@@ -127,6 +129,14 @@ from trilha.store.rows import (
     salvage,
     step_error_rows,
     stored_status,
+)
+from trilha.store.signals import (
+    SIGNAL_COLUMNS,
+    ended,
+    not_found,
+    received_line,
+    row_to_signal,
+    too_many,
 )
 
 T = TypeVar("T")
@@ -690,8 +700,13 @@ class SQLiteStore:
                     "UPDATE inbox SET applied_at = ?, applied_step = ? WHERE id = ?",
                     [(now, seq, i) for i, seq in commit.applied_inbox],
                 )
-            if ex.status is ExecutionStatus.WAITING_INPUT and _has_pending_reply(conn, ex.id):
-                wake = now  # a reply arrived while we ran: apply it next, in order
+            if commit.applied_signals:
+                conn.executemany(
+                    "UPDATE signals SET consumed_at = ?, consumed_step = ? WHERE id = ?",
+                    [(now, seq, i) for i, seq in commit.applied_signals],
+                )
+            if ex.status is ExecutionStatus.WAITING_INPUT and _has_pending_input(conn, ex):
+                wake = now  # a reply (or the signal waited for) arrived while we ran
             ex.wake_at = wake
             params = [
                 v
@@ -862,6 +877,75 @@ class SQLiteStore:
 
         return await self._write(run)
 
+    async def deliver_signal(
+        self,
+        *,
+        execution_id: str,
+        institution_id: str | None,
+        event: str,
+        signal_id: str,
+        payload: Any,
+        now: float,
+        max_pending: int,
+    ) -> SignalResult:
+        def run(conn: sqlite3.Connection) -> SignalResult:
+            row = conn.execute(
+                "SELECT institution_id, status, current_node_id FROM executions WHERE id = ?",
+                (execution_id,),
+            ).fetchone()
+            if row is None or (institution_id is not None and row[0] != institution_id):
+                raise not_found(execution_id)
+            existing = conn.execute(
+                f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = ? AND signal_id = ?",
+                (execution_id, signal_id),
+            ).fetchone()
+            if existing is not None:
+                return SignalResult("duplicate", row_to_signal(existing))
+            status = stored_status(row[1])
+            if status in TERMINAL:
+                raise ended(execution_id, status, row[1])
+            pending = conn.execute(
+                "SELECT COUNT(*) FROM signals WHERE execution_id = ? AND consumed_at IS NULL",
+                (execution_id,),
+            ).fetchone()[0]
+            if pending >= max_pending:
+                raise too_many(execution_id, pending, max_pending)
+            text = dumps(payload)
+            signal = row_to_signal(
+                conn.execute(
+                    "INSERT INTO signals (execution_id, institution_id, event, signal_id,"
+                    f" payload, received_at) VALUES (?,?,?,?,?,?) RETURNING {SIGNAL_COLUMNS}",
+                    (execution_id, row[0], event, signal_id, text, now),
+                ).fetchone()
+            )
+            _insert_logs(conn, [received_line(signal, row[2], len(text.encode()))])
+            conn.execute(
+                "UPDATE executions SET wake_at = ? WHERE id = ? AND status = 'waiting_input'"
+                " AND waiting_for = ? AND (wake_at IS NULL OR wake_at > ?)",
+                (now, execution_id, event_wait(event), now),
+            )
+            return SignalResult("accepted", signal)
+
+        return await self._write(run)
+
+    async def pending_signal(
+        self, execution_id: str, event: str, *, skip: Sequence[int] = ()
+    ) -> Signal | None:
+        def run(conn: sqlite3.Connection) -> Signal | None:
+            return _pending_signal(conn, execution_id, event, skip)
+
+        return await self._read(run)
+
+    async def signals_for(self, execution_id: str) -> list[Signal]:
+        def run(conn: sqlite3.Connection) -> list[Signal]:
+            rows = conn.execute(
+                f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = ? ORDER BY id",
+                (execution_id,),
+            ).fetchall()
+            return [row_to_signal(r) for r in rows]
+
+        return await self._read(run)
+
     async def queue_stats(self, now: float, execution_id: str | None = None) -> QueueStats:
         def run(conn: sqlite3.Connection) -> QueueStats:
             where, params = ("", ()) if execution_id is None else (" AND id = ?", (execution_id,))
@@ -908,8 +992,8 @@ class SQLiteStore:
             # the operator's read and this write is never rolled back
             read_seq, read_updated = execution.step_seq, execution.updated_at
             execution.updated_at = now
-            if execution.status is ExecutionStatus.WAITING_INPUT and _has_pending_reply(
-                conn, execution.id
+            if execution.status is ExecutionStatus.WAITING_INPUT and _has_pending_input(
+                conn, execution
             ):
                 execution.wake_at = now
             execution.fencing_token = expected_token + 1
@@ -1839,6 +1923,28 @@ def _has_pending_reply(conn: sqlite3.Connection, execution_id: str) -> bool:
         ).fetchone()
         is not None
     )
+
+
+def _has_pending_input(conn: sqlite3.Connection, ex: Execution) -> bool:
+    """Whether what a waiting execution waits for has arrived: a reply, or for a
+    ``wait_event`` node a signal of its event (the replies then wait for a question)."""
+    event = waited_event(ex.waiting_for)
+    if event is None:
+        return _has_pending_reply(conn, ex.id)
+    return _pending_signal(conn, ex.id, event, ()) is not None
+
+
+def _pending_signal(
+    conn: sqlite3.Connection, execution_id: str, event: str, skip: Sequence[int]
+) -> Signal | None:
+    """The oldest signal of ``event`` not consumed (nor in ``skip``)."""
+    leave_out = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+    row = conn.execute(
+        f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE execution_id = ? AND event = ?"
+        f" AND consumed_at IS NULL{leave_out} ORDER BY id LIMIT 1",
+        (execution_id, event, *skip),
+    ).fetchone()
+    return None if row is None else row_to_signal(row)
 
 
 def _pending_inbound(conn: sqlite3.Connection, execution_id: str) -> InboundMessage | None:

@@ -16,6 +16,7 @@ from trilha.api.routes import (
     messages,
     operator,
     outbox,
+    signals,
     statuses,
 )
 
@@ -29,6 +30,7 @@ ROUTERS: list[APIRouter] = [
     messages.router,
     statuses.router,
     operator.router,
+    signals.router,
     outbox.router,
     events.router,
     debugger.router,

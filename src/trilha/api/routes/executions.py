@@ -35,7 +35,7 @@ from trilha.api.cursors import decode_cursor, encode_cursor
 from trilha.api.idempotency import IdempotencyKey, idempotent, request_key
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
-from trilha.api.wire import JsonObject
+from trilha.api.wire import PRINTABLE_ID_PATTERN, JsonObject
 from trilha.core.execution import Execution, iso, verified_state
 from trilha.core.flow import FLOW_ID_PATTERN, FLOW_REFERENCE_PATTERN
 from trilha.core.frames import step_flows
@@ -62,9 +62,9 @@ from trilha.views import (
 router = APIRouter(prefix="/v1/executions", tags=["executions"])
 
 #: ids trilha makes (executions) and ids the platform makes (conversations, contacts):
-#: any printable text, no control characters
+#: any printable text, no control or invisible characters (trilha.api.wire)
 EXECUTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-EXTERNAL_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+EXTERNAL_ID_PATTERN = PRINTABLE_ID_PATTERN
 #: seconds a client is asked to wait when the queue is over ``api.max_queue_due``
 BACKPRESSURE_RETRY_AFTER = 5
 #: how long one reading of the queue's depth serves the back-pressure check
@@ -625,8 +625,8 @@ async def start_execution(
     state = state_of(request.app)
     store = state.runtime.store
     institution = institution_for(principal, body.institution_id)
-    start_key = request_key(request, principal, idempotency_key, body)
     variables = _start_variables(body)
+    start_key = request_key(request, principal, institution, idempotency_key, body)
 
     async def run() -> JSONResponse:
         await refuse_when_overloaded(request)
@@ -654,7 +654,7 @@ async def start_execution(
         state.wake()  # this process's workers run it now, not at their next poll
         return await execution_answer(request, principal, ex, 201)
 
-    return await idempotent(request, principal, idempotency_key, body, run)
+    return await idempotent(request, principal, institution, idempotency_key, body, run)
 
 
 def _start_variables(body: StartExecution) -> dict[str, Any]:

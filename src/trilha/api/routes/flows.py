@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Viewer, Writer, charge
 from trilha.api.calls import call_cycles
-from trilha.api.problems import Problem, not_found
+from trilha.api.problems import Problem, not_found, problems
 from trilha.api.wire import storable
 from trilha.config import Config
 from trilha.core.execution import iso
@@ -92,7 +92,15 @@ def flow_json(flow: StoredFlow) -> dict[str, Any]:
     responses={
         200: {"description": "unchanged: the latest version already has this definition"},
         201: {"description": "a new version was stored"},
-        422: {"description": "the flow is invalid: `errors` lists every problem"},
+        **problems(
+            403,
+            404,
+            **{
+                "404": "`institutionId` names another institution.",
+                "422": "The flow is invalid (`errors` lists every problem), or the request"
+                " does not have the expected shape.",
+            },
+        ),
     },
     status_code=201,
 )
@@ -202,7 +210,11 @@ def _check(
     return flow, problems, flow.wire()
 
 
-@router.get("", summary="The latest version of every flow this key can run")
+@router.get(
+    "",
+    summary="The latest version of every flow this key can run",
+    responses=problems(404, **{"404": "`institutionId` names another institution."}),
+)
 async def list_flows(
     request: Request, principal: Viewer, institution_id: InstitutionQuery = None
 ) -> dict[str, Any]:
@@ -222,7 +234,11 @@ async def list_flows(
     return {"flows": [flow_json(f) for f in sorted(visible, key=lambda f: f.flow_id)]}
 
 
-@router.get("/{flowId}", summary="A flow: its latest version, or `?version=N`")
+@router.get(
+    "/{flowId}",
+    summary="A flow: its latest version, or `?version=N`",
+    responses=problems(404, **{"404": "No such flow (or version) for this key."}),
+)
 async def get_flow(
     request: Request,
     flow_id: FlowIdPath,
@@ -237,7 +253,11 @@ async def get_flow(
     return flow_json(found)
 
 
-@router.get("/{flowId}/versions", summary="Every version of a flow, oldest first")
+@router.get(
+    "/{flowId}/versions",
+    summary="Every version of a flow, oldest first",
+    responses=problems(404, **{"404": "No such flow for this key."}),
+)
 async def versions(
     request: Request,
     flow_id: FlowIdPath,

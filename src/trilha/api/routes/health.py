@@ -9,11 +9,12 @@ without a key, for a scraper on a private network."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
 
 from trilha.api.app import state_of
 from trilha.api.auth import administrator, authenticated
@@ -31,10 +32,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, dict[str, Any]] = Field(
+        description="`store`, `migrations`, `workers`: each `{ok, ...}`."
+    )
+
+
 @router.get(
     "/readyz",
     summary="The store answers, its schema is current and the workers run",
-    responses={503: {"description": "not ready; `checks` says what failed"}},
+    responses={
+        200: {"model": Readiness},
+        503: {"model": Readiness, "description": "not ready; `checks` says what failed"},
+    },
 )
 async def readyz(request: Request) -> JSONResponse:
     state = state_of(request.app)

@@ -42,7 +42,12 @@ class Me(WireModel):
     role: Literal["viewer", "operator", "admin"]
 
 
-@router.get("/v1/me", summary="The key: its id, institution and role", response_model=Me)
+@router.get(
+    "/v1/me",
+    summary="The key: its id, institution and role",
+    response_model=Me,
+    responses=problems(),
+)
 async def me(principal: Viewer) -> dict[str, Any]:
     return {
         "keyId": principal.key_id,

@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from trilha.api.app import state_of
-from trilha.api.auth import Principal, Writer
+from trilha.api.auth import Writer
 from trilha.api.idempotency import IdempotencyKey, idempotent
 from trilha.api.problems import Problem, problems
 from trilha.api.routes.executions import (
@@ -113,18 +113,21 @@ async def deliver(
     body: InboundMessageIn,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    async def run() -> JSONResponse:
-        return await _deliver(request, principal, conversation_id, body)
+    # the institution first (a foreign one is 404), then the key's kept answer: a key
+    # never replays one institution's answer to another's caller
+    institution = institution_for(principal, body.institution_id)
 
-    return await idempotent(request, principal, idempotency_key, body, run)
+    async def run() -> JSONResponse:
+        return await _deliver(request, institution, conversation_id, body)
+
+    return await idempotent(request, principal, institution, idempotency_key, body, run)
 
 
 async def _deliver(
-    request: Request, principal: Principal, conversation_id: str, body: InboundMessageIn
+    request: Request, institution: str, conversation_id: str, body: InboundMessageIn
 ) -> JSONResponse:
     state = state_of(request.app)
     store = state.runtime.store
-    institution = institution_for(principal, body.institution_id)
     now = state.runtime.engine.clock.now()
     tried: set[str | None] = set()
     while True:

@@ -22,12 +22,12 @@ from there.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Writer
@@ -87,19 +87,47 @@ class VariablesPatch(OperatorRequest):
         description="Paths to remove; one that is not there is no error.",
     )
 
+    @field_validator("assign")
+    @classmethod
+    def _apart(cls, assign: dict[str, Any]) -> dict[str, Any]:
+        """Each path is one an operator may write, and no two overlap: with ``a`` and
+        ``a.b`` in one ``set``, one would be silently overwritten or merged into the
+        other, depending on their order. Refused, naming both (set ``a`` to the whole
+        object instead)."""
+        _writable(assign)
+        for longer in sorted(assign):
+            parts = longer.split(".")
+            for end in range(1, len(parts)):
+                shorter = ".".join(parts[:end])
+                if shorter in assign:
+                    raise ValueError(
+                        f"paths {shorter!r} and {longer!r} overlap: one would overwrite the"
+                        f" other; set {shorter!r} to the whole value instead"
+                    )
+        return assign
+
+    @field_validator("unset")
+    @classmethod
+    def _removable(cls, unset: list[str]) -> list[str]:
+        _writable(unset)
+        return unset
+
     @model_validator(mode="after")
     def _paths(self) -> VariablesPatch:
         if not self.assign and not self.unset:
             raise ValueError("nothing to change: give `set` or `unset`")
-        for path in [*self.assign, *self.unset]:
-            problem = variable_path_problem(path)
-            if problem is not None:
-                raise ValueError(f"variable path {path!r}: {problem}")
         both = set(self.assign) & set(self.unset)
         if both or len(set(self.unset)) != len(self.unset):
             twice = sorted(both) or sorted({p for p in self.unset if self.unset.count(p) > 1})
             raise ValueError(f"paths named twice: {', '.join(twice)}")
         return self
+
+
+def _writable(paths: Iterable[str]) -> None:
+    for path in paths:
+        problem = variable_path_problem(path)
+        if problem is not None:
+            raise ValueError(f"variable path {path!r}: {problem}")
 
 
 _Call = Callable[[Operator, str, str, Any], Awaitable[Execution]]
@@ -118,7 +146,7 @@ async def _operate(
     """Check the tenant (404), then run ``call`` once per Idempotency-Key."""
     state = state_of(request.app)
     store = state.runtime.store
-    await load_execution(store, principal, execution_id)
+    ex = await load_execution(store, principal, execution_id)
     given = body or OperatorRequest()
 
     async def run() -> JSONResponse:
@@ -126,7 +154,7 @@ async def _operate(
         state.wake()  # resume, advance, retry: due now
         return await execution_answer(request, principal, ex)
 
-    return await idempotent(request, principal, key, body, run)
+    return await idempotent(request, principal, ex.institution_id, key, body, run)
 
 
 def _answers(summary: str, *extra: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, PlainValidator, WithJsonSchema
 
 from trilha.api.app import state_of
-from trilha.api.auth import Principal, Writer
+from trilha.api.auth import Writer
 from trilha.api.idempotency import IdempotencyKey, idempotent
 from trilha.api.problems import Problem, problems
 from trilha.api.routes.executions import ExternalId, institution_for, parse_time
@@ -129,17 +129,19 @@ async def record_status(
     body: StatusIn,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    async def run() -> JSONResponse:
-        return await _record(request, principal, conversation_id, body)
+    # the institution first (a foreign one is 404), then the key's kept answer
+    institution = institution_for(principal, body.institution_id)
 
-    return await idempotent(request, principal, idempotency_key, body, run)
+    async def run() -> JSONResponse:
+        return await _record(request, institution, conversation_id, body)
+
+    return await idempotent(request, principal, institution, idempotency_key, body, run)
 
 
 async def _record(
-    request: Request, principal: Principal, conversation_id: str, body: StatusIn
+    request: Request, institution: str, conversation_id: str, body: StatusIn
 ) -> JSONResponse:
     state = state_of(request.app)
-    institution = institution_for(principal, body.institution_id)
     now = state.runtime.engine.clock.now()
     at = parse_at(body.at, now)
     result = await state.runtime.store.record_receipt(
