@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Api, Cli, serve, start_api
+from conftest import Api, Cli, Drain, serve, start_api
 from trilha.api.routes.executions import ExecutionOut
 
 pytestmark = pytest.mark.slow
@@ -206,7 +206,7 @@ def test_the_stack_survives_a_restart_while_the_sub_flow_waits(
             conn.execute("UPDATE executions SET variables = '{broken' WHERE id = ?", (eid,))
 
     process, url = serve(cli, tmp_path, api.store)
-    again = Api(url, process, api.store, api.keys)
+    again = Api(url, process, api.store, api.keys, Drain(process))
     with again.client() as acme:
         if not corrupt:
             check_stack(view(acme, eid))
