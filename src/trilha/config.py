@@ -84,6 +84,9 @@ class EngineConfig(WireModel):
     max_value_bytes: int = Field(default=65_536, ge=64, le=64 * 2**20)
     #: the largest an execution's variables may grow, measured as their JSON
     max_state_bytes: int = Field(default=262_144, ge=256, le=256 * 2**20)
+    #: how many sub-flows may run nested inside one another (``subflow`` nodes); a call
+    #: past it fails the calling node with kind ``limit``
+    max_call_depth: int = Field(default=8, ge=1, le=100)
     #: signals an execution may hold that no ``wait_event`` node has taken yet; one more
     #: is refused (a sender cannot pile up signals nothing waits for)
     max_pending_signals: int = Field(default=100, ge=1, le=100_000)

@@ -22,6 +22,7 @@ stable ``code`` that the CLI prints and, later, the API returns::
     │   ├── NodeTimeout             the per-node timeout passed
     │   ├── BlockedAddress          the http node refused a private/loopback target
     │   ├── AccessDenied            another owner's flow, or a dependency not allowed
+    │   ├── SubflowFailed           a sub-flow failed and its caller has no path for it
     │   └── DependencyUnavailable   the dependency's circuit breaker is open
     └── ChannelError                an outbound message could not be delivered
 
@@ -171,6 +172,12 @@ class AccessDenied(NodeError):
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         super().__init__(message, **({"kind": "forbidden"} | details))
+
+
+class SubflowFailed(NodeError):
+    """The sub-flow failed, and the calling node has no ``failed`` branch nor ``next``."""
+
+    code = "subflow_failed"
 
 
 class DependencyUnavailable(NodeError):

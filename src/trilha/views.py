@@ -7,6 +7,7 @@ from typing import Any
 
 from trilha.core.controls import controls
 from trilha.core.execution import Checkpoint, Execution, Transition, iso
+from trilha.core.frames import stack_view
 from trilha.engine.recovery import FIRST_ERROR
 from trilha.observability.masking import mask_text, mask_value
 from trilha.store.base import FailedStep, Store
@@ -124,6 +125,7 @@ async def execution_view(
     since = history[-1].at if history else None
     return {
         **execution_summary(ex, since, undelivered=undelivered_count(deliveries, now=now)),
+        "stack": stack_view(ex),
         "transcript": transcript_view(transcript, deliveries, now=now),
         "history": [transition_view(t) for t in history],
         "controls": {name: c.wire() for name, c in controls(ex, now, read_only=read_only).items()},

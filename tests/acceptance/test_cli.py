@@ -22,6 +22,7 @@ NODE_TYPES = {
     "delay",
     "wait_until_open",
     "jump",
+    "subflow",
     "handoff",
     "end",
     "http",

@@ -47,6 +47,8 @@ CORRUPTIONS = {
     "step_seq not a number": ("step_seq", "'seven'"),
     "checksum wrong": ("checksum", "'00000000000000000000000000000000'"),
     "status unknown": ("status", "'exploded'"),
+    "stack not frames": ("stack", "'[1]'"),
+    "stack not json": ("stack", "'[{'"),
 }
 
 

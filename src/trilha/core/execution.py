@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from trilha.core.frames import frames
 from trilha.core.states import ExecutionStatus, Outcome
 
 #: bumped whenever the shape of a checkpoint's ``state`` changes
@@ -74,13 +75,16 @@ class Execution:
     turn_started_at: float | None = None
     #: recovery bookkeeping that outlives a node (in the global fallback flow, ...)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the callers waiting for the running sub-flow to come back, oldest first (frames
+    #: as :class:`trilha.core.frames.Frame` writes them); empty outside a sub-flow
+    stack: list[dict[str, Any]] = field(default_factory=list)
     fencing_token: int = 0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
 
     def state_payload(self) -> str:
         """The part of the row covered by the checksum: everything a step changes."""
-        payload = {
+        payload: dict[str, Any] = {
             "status": self.status.value,
             "outcome": self.outcome.value if self.outcome else None,
             "flow": [self.flow_id, self.flow_version],
@@ -92,6 +96,8 @@ class Execution:
         }
         if self.meta:  # only when set, so rows written before it existed still verify
             payload["meta"] = self.meta
+        if self.stack:  # likewise: only inside a sub-flow
+            payload["stack"] = self.stack
         return dumps(payload)
 
 
@@ -106,6 +112,9 @@ def restore_state(ex: Execution, state: dict[str, Any]) -> None:
     ex.node_state = dict(state.get("nodeState") or {})
     ex.attempts = int(state.get("attempts", 0))
     ex.meta = dict(state.get("meta") or {})
+    # a stack that does not read back frame by frame raises ValueError: a checkpoint
+    # holding one is not one to restore from
+    ex.stack = [frame.wire() for frame in frames(state.get("stack") or [])]
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from trilha.core.paths import is_valid_path
 from trilha.core.patterns import compile_pattern
 from trilha.core.signals import EventName
 from trilha.core.templates import lint_template, template_expressions, template_paths
-from trilha.core.tenancy import reference_denial
+from trilha.core.tenancy import reference_denial, split_id
 from trilha.core.wire import WireModel
 from trilha.errors import ExpressionError, FlowValidationError
 
@@ -483,6 +483,53 @@ class JumpNode(NodeBase):
         yield "flowId", self.flow_id
 
 
+#: how a sub-flow ended, as its caller's ``branches`` name them
+SubflowOutcome = Literal["completed", "escalated", "failed", "timeout", "invalid_input"]
+#: the callee variable handed back when a ``subflow`` node names no ``output``
+SUBFLOW_RESULT = "result"
+
+
+class SubflowNode(NodeBase):
+    """Run another flow in the same execution and come back (a call, where ``jump`` is a
+    one-way move): the called flow sees only ``input`` as its variables, and when it
+    ends its ``output`` variables are handed back and the caller goes on at the branch
+    for how it ended (see :mod:`trilha.core.frames`)."""
+
+    type: Literal["subflow"]
+    flow_id: str = Field(min_length=1, max_length=200, pattern=FLOW_REFERENCE_PATTERN)
+    #: the called flow's version; its latest at the time of the call by default
+    version: int | None = Field(default=None, ge=1)
+    input: dict[VariableName, Any] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="The called flow's variables (it sees no others): templates rendered"
+        " with the caller's variables.",
+    )
+    output: dict[VariableName, VariableName] = Field(
+        default_factory=lambda: {SUBFLOW_RESULT: SUBFLOW_RESULT},
+        max_length=100,
+        description="Caller variable -> the called flow's variable handed back into it"
+        " (null when the called flow did not set it). Default: `result` into `result`.",
+    )
+    branches: dict[SubflowOutcome, NodeId] = Field(
+        default_factory=dict,
+        description="Where the caller goes on, by how the called flow ended. A missing"
+        " branch falls to `next`, except `timeout`: the whole execution times out.",
+    )
+
+    def targets(self) -> Iterator[tuple[str, str]]:
+        yield from super().targets()
+        for outcome, target in self.branches.items():
+            yield f"branches.{outcome}", target
+
+    def flow_references(self) -> Iterator[tuple[str, str]]:
+        yield "flowId", self.flow_id
+
+    def templates(self) -> Iterator[tuple[str, str, bool]]:
+        for name, value in self.input.items():
+            yield from _value_templates(f"input.{name}", value)
+
+
 class HandoffNode(ContentFields, NodeBase):
     """Hand the conversation to a person's queue."""
 
@@ -637,6 +684,7 @@ BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
     "delay": DelayNode,
     "wait_until_open": WaitUntilOpenNode,
     "jump": JumpNode,
+    "subflow": SubflowNode,
     "wait_event": WaitEventNode,
     "handoff": HandoffNode,
     "end": EndNode,
@@ -866,6 +914,8 @@ def _graph_problems(
         if isinstance(node, QuestionNode):
             yield from _question_problems(i, node)
             yield from _reminder_problems(i, node, _flow_input_timeout(data))
+        if isinstance(node, SubflowNode):
+            yield from _subflow_problems(i, node, flow_id)
         if isinstance(node, ContentFields):
             yield from _said_problems(i, node)
         for rel, name in _variables_written(node):
@@ -875,7 +925,12 @@ def _graph_problems(
             for name in [*node.variables, *node.expressions_]:
                 if not is_valid_path(name):
                     yield Problem(f"nodes[{i}].variables.{name}", "not a valid variable path")
-        if not node.terminal and node.next is None and getattr(node, "default", None) is None:
+        if (
+            not node.terminal
+            and node.next is None
+            and getattr(node, "default", None) is None
+            and not (isinstance(node, SubflowNode) and "completed" in node.branches)
+        ):
             yield Problem(
                 f"nodes[{i}].next",
                 "no next node; the execution completes after this node",
@@ -1029,6 +1084,26 @@ def _reminder_problems(i: int, node: QuestionNode, flow_timeout: float) -> Itera
                 yield Problem(f"{where}.{rel}", "every language's text is empty")
 
 
+def _subflow_problems(i: int, node: SubflowNode, flow_id: Any) -> Iterator[Problem]:
+    """Variable paths a call reads and writes, and a flow that calls itself (a cycle:
+    each call nests one frame deeper until ``[engine] max_call_depth`` fails it)."""
+    for name in node.input:
+        if not is_valid_path(name) or name == "sys" or name.startswith("sys."):
+            yield Problem(f"nodes[{i}].input.{name}", "not a valid variable path")
+    for caller, callee in node.output.items():
+        if not is_valid_path(caller):
+            yield Problem(f"nodes[{i}].output.{caller}", "not a valid variable path")
+        if not is_valid_path(callee):
+            yield Problem(f"nodes[{i}].output.{caller}", f"'{callee}' is not a valid variable path")
+    if isinstance(flow_id, str) and split_id(node.flow_id)[1] == split_id(flow_id)[1]:
+        yield Problem(
+            f"nodes[{i}].flowId",
+            f"flow '{split_id(flow_id)[1]}' calls itself: a cycle; each call nests one"
+            " sub-flow deeper, and a call past [engine] max_call_depth fails the node",
+            "warning",
+        )
+
+
 def _said_problems(i: int, node: ContentFields) -> Iterator[Problem]:
     """WhatsApp's limits on what the node says, and a message that says nothing."""
     text = getattr(node, "text", None)
@@ -1054,6 +1129,9 @@ def _variables_written(node: NodeBase) -> Iterator[tuple[str, str]]:
     save_as = getattr(node, "save_as", None)
     if isinstance(save_as, str):
         yield "saveAs", save_as
+    if isinstance(node, SubflowNode):
+        for name in node.output:
+            yield f"output.{name}", name
 
 
 #: variables a flow reads without setting them: trilha's own, and the contact's (the

@@ -180,6 +180,8 @@ def _edge_label(node: NodeBase, rel: str) -> tuple[str, str]:
         return "intent", _short(node.intents[index].name)
     if rel == "fallback.next":
         return "fallback", "fallback"
+    if rel.startswith("branches."):  # a subflow node's, by how its sub-flow ended
+        return "branch", rel.removeprefix("branches.")
     kinds = {"next": "next", "default": "default", "onInvalid": "invalid", "onTimeout": "timeout"}
     kind = kinds.get(rel, rel)
     return kind, "" if kind == "next" else kind

@@ -16,6 +16,7 @@ import { clear, h, setText } from "./dom.js";
 import { executionHeader } from "./facts.js";
 import { FlowGraph } from "./graph.js";
 import { HistoryPanel, LogsPanel, TimelinePanel, TranscriptPanel } from "./panels.js";
+import { CallStack } from "./stack.js";
 import { follow } from "./sse.js";
 import { tabWidget } from "./tabs.js";
 import { VariablesPanel } from "./variables.js";
@@ -37,6 +38,9 @@ export function mountExecution(container, executionId, { me }) {
   let execution = null;
   let steps = [];
   let graph = null;
+  // the flow drawn ("id@version"): inside a sub-flow, the running frame's
+  let drawn = "";
+  const callStack = new CallStack();
   let controls = null;
   let stream = null;
   let tick = 0;
@@ -184,6 +188,7 @@ export function mountExecution(container, executionId, { me }) {
       h("div.crumb-row", {}, crumbs, liveEl),
       header.el,
       controls.el,
+      callStack.el,
       h(
         "div.exec-grid",
         {},
@@ -209,9 +214,12 @@ export function mountExecution(container, executionId, { me }) {
   }
 
   async function loadGraph(ex) {
+    drawn = flowKey(ex);
     try {
       const layout = await api(`${base}/graph`);
       if (gone) return;
+      // a call or a return moved it meanwhile: the newer flow's drawing is on its way
+      if (drawn !== `${layout.flowId}@${layout.flowVersion}`) return;
       graph = new FlowGraph(layout, { onPick: (id) => controls.pick(id) });
       clear(graphWrap).append(graph.el);
       clear(zoomSlot).append(graph.toolbar);
@@ -237,7 +245,10 @@ export function mountExecution(container, executionId, { me }) {
   }
 
   function redrawGraph() {
-    if (graph && execution) graph.update(steps, execution.currentNodeId, execution.status);
+    if (!graph || !execution) return;
+    // only the running flow's steps: a sub-flow's (or its caller's) nodes are not drawn here
+    const here = steps.filter((s) => !s.flowId || (s.flowId === execution.flowId && s.flowVersion === execution.flowVersion));
+    graph.update(here, execution.currentNodeId, execution.status);
   }
 
   function applyExecution(ex) {
@@ -248,9 +259,16 @@ export function mountExecution(container, executionId, { me }) {
     if (header.dependency()) dependencies.refresh();
     else header.showDependency(null);
     controls.update(ex);
+    callStack.update(ex);
+    // a sub-flow was entered or returned from (or a jump): draw the running flow
+    if (drawn && flowKey(ex) !== drawn) loadGraph(ex);
     view.variables.setAllowed(controlsOf(ex, me).variables);
     if (ex.transcript) view.transcript.update(ex.transcript);
     redrawGraph();
+  }
+
+  function flowKey(ex) {
+    return `${ex.flowId}@${ex.flowVersion}`;
   }
 
   function onLine(type, data) {

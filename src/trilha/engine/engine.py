@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -36,7 +37,15 @@ from trilha.core.execution import (
     checksum,
     iso,
 )
-from trilha.core.flow import Flow, NodeBase, QuestionNode, WaitEventNode, load_flow
+from trilha.core.flow import (
+    Flow,
+    NodeBase,
+    QuestionNode,
+    SubflowNode,
+    WaitEventNode,
+    load_flow,
+)
+from trilha.core.frames import RETURNING, pop, push
 from trilha.core.signals import event_wait, waited_event
 from trilha.core.silence import heard, reminder_due
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
@@ -76,7 +85,9 @@ from trilha.observability.logging import echo_trail, get_logger
 from trilha.observability.metrics import Metrics, error_kind
 from trilha.observability.trail import level_rank
 from trilha.processors.base import (
+    Call,
     End,
+    HandoffRequest,
     StepContext,
     StepResult,
     WaitEvent,
@@ -692,9 +703,13 @@ class Engine(Recovery, Silence):
             check_value(name, value, bounds.max_value_bytes)
             trial = with_path(trial, name, value)
         size = json_bytes(trial)
-        if size > bounds.max_state_bytes:
+        # the callers' variables, kept on the call stack, count too: a deep stack of
+        # sub-flows cannot hold more than one execution may
+        callers = json_bytes(ex.stack) if ex.stack else 0
+        if size + callers > bounds.max_state_bytes:
+            held = f" (and its callers' {callers} bytes)" if callers else ""
             raise LimitExceeded(
-                f"the execution's variables would be {size} bytes; the limit is"
+                f"the execution's variables would be {size} bytes{held}; the limit is"
                 f" {bounds.max_state_bytes} (max_state_bytes)",
                 limit=bounds.max_state_bytes,
             )
@@ -736,9 +751,22 @@ class Engine(Recovery, Silence):
         duration: float = 0.0,
         attempt: int = 1,
     ) -> tuple[Flow, bool]:
-        """Resolve a jump's target, apply the result; returns the flow now current and
-        whether the turn is over."""
+        """Resolve a jump's target or a call's flow, apply the result; returns the flow
+        now current and whether the turn is over."""
         target_flow: Flow | None = None
+        if result.call is not None and node is not None:
+            try:
+                target_flow, result.call = await self._callee(ex, result.call)
+            except (FlowNotFound, AccessDenied, LimitExceeded) as exc:
+                self._log(
+                    turn,
+                    "ERROR",
+                    "subflow.refused",
+                    node,
+                    {"flowId": result.call.flow_id, "error": str(exc)},
+                )
+                error = describe_error(exc)
+                result = self._node_failed(ex, flow, node, turn, exc, error)
         while result.jump is not None:
             try:
                 target_flow = await self.entered_flow(
@@ -771,7 +799,13 @@ class Engine(Recovery, Silence):
             attempt,
         )
         turn.steps += 1
-        if not done and result.jump is not None and target_flow is not None:
+        if not done and (ex.flow_id, ex.flow_version) != (flow.id, flow.version):
+            # a call entered a sub-flow, or a sub-flow ended and its caller runs again
+            if result.call is not None and target_flow is not None:
+                flow = target_flow
+            else:
+                flow = await self.flow(ex.flow_id, ex.flow_version)
+        elif not done and result.jump is not None and target_flow is not None:
             source = (flow.id, flow.version)
             flow = target_flow
             ex.flow_id, ex.flow_version = flow.id, flow.version
@@ -793,6 +827,104 @@ class Engine(Recovery, Silence):
             )
         return flow, done
 
+    # sub-flows ---------------------------------------------------------------------------
+
+    async def _callee(self, ex: Execution, call: Call) -> tuple[Flow, Call]:
+        """The flow a ``subflow`` node calls, resolved as a jump's is (the institution's
+        own, else the shared one; never another's) and pinned to its version now, with
+        the call checked against its bounds: the depth, each input value, and the state
+        the execution would hold (the callers' variables included)."""
+        bounds = self.config.engine
+        depth = len(ex.stack) + 1
+        if depth > bounds.max_call_depth:
+            raise LimitExceeded(
+                f"calling flow '{call.flow_id}' would nest {depth} sub-flows; the limit is"
+                f" {bounds.max_call_depth} (max_call_depth)",
+                limit=bounds.max_call_depth,
+            )
+        callee = await self.entered_flow(ex.institution_id, call.flow_id, call.version)
+        for name, value in call.input.items():
+            check_value(f"input.{name}", value, bounds.max_value_bytes)
+        size = json_bytes(call.input) + json_bytes(ex.stack) + json_bytes(ex.variables)
+        if size > bounds.max_state_bytes:
+            raise LimitExceeded(
+                f"calling flow '{call.flow_id}' would hold {size} bytes of variables (its"
+                f" input and every caller's); the limit is {bounds.max_state_bytes}"
+                " (max_state_bytes)",
+                limit=bounds.max_state_bytes,
+            )
+        return callee, dataclasses.replace(
+            call, flow_id=callee.id, version=callee.version, node_id=callee.start
+        )
+
+    def _call(self, turn: _Turn, call: Call) -> None:
+        """Enter the (resolved) sub-flow: the caller waits on the stack."""
+        ex = turn.commit.execution
+        # resolved by _callee
+        assert call.version is not None
+        assert call.node_id is not None
+        source = (ex.flow_id, ex.flow_version)
+        push(
+            ex,
+            flow_id=call.flow_id,
+            version=call.version,
+            start=call.node_id,
+            input=call.input,
+            output=call.output,
+        )
+        self._flow_changed(turn, source, {"call": "enter", "depth": len(ex.stack)})
+
+    def _return(self, turn: _Turn, end: End, handoff: HandoffRequest | None) -> None:
+        """The running sub-flow ended (``end``): its caller runs again at its
+        ``subflow`` node, which picks the branch."""
+        ex = turn.commit.execution
+        source = (ex.flow_id, ex.flow_version)
+        pop(
+            ex,
+            end.outcome.value,
+            reason=end.reason,
+            queue=handoff.queue if handoff is not None else None,
+            handoff_reason=handoff.reason if handoff is not None else None,
+        )
+        context = {"call": "return", "outcome": end.outcome.value, "reason": end.reason}
+        self._flow_changed(turn, source, context | {"depth": len(ex.stack)})
+
+    def _flow_changed(self, turn: _Turn, source: tuple[str, int], context: dict[str, Any]) -> None:
+        ex = turn.commit.execution
+        self._log(
+            turn,
+            "INFO",
+            "execution.flow_changed",
+            None,
+            {
+                "flowId": ex.flow_id,
+                "flowVersion": ex.flow_version,
+                "fromFlowId": source[0],
+                "fromFlowVersion": source[1],
+                **context,
+            },
+        )
+
+    async def _timeout_returns(self, ex: Execution, turn: _Turn) -> bool:
+        """No reply came in time inside a sub-flow: the nearest caller with a
+        ``timeout`` branch takes it (the sub-flows between come back too); True when
+        one did. With none, the whole execution times out, as outside a sub-flow."""
+        for depth in range(len(ex.stack) - 1, -1, -1):
+            frame = ex.stack[depth]
+            caller = await self.flow(str(frame.get("flowId")), int(frame.get("version", 0)))
+            node = caller.node(str(frame.get("nodeId")))
+            if isinstance(node, SubflowNode) and "timeout" in node.branches:
+                break
+        else:
+            return False
+        self._move(turn, S.RUNNING, "no reply in time; a sub-flow's caller takes the timeout")
+        ex.turn_started_at = self.clock.now()
+        ex.waiting_for = ex.due_at = None
+        reason = f"no reply to '{ex.current_node_id}' in time"
+        while len(ex.stack) > depth:
+            self._return(turn, End(S.TIMEOUT, Outcome.TIMEOUT, reason), None)
+        return True
+
     async def _input_timeout(self, ex: Execution, turn: _Turn) -> None:
         flow = await self.flow(ex.flow_id, ex.flow_version)
         node = flow.node(ex.current_node_id or "")
@@ -804,6 +936,9 @@ class Engine(Recovery, Silence):
             ex.current_node_id, ex.node_state = node.on_timeout, {}
             ex.waiting_for = ex.due_at = None
             await self._run_nodes(ex, flow, turn)
+            return
+        if ex.stack and await self._timeout_returns(ex, turn):
+            await self._run_nodes(ex, await self.flow(ex.flow_id, ex.flow_version), turn)
             return
         reason = "no reply from the contact in time"
         if event is not None:
@@ -894,7 +1029,13 @@ class Engine(Recovery, Silence):
             if said.degraded:
                 self._log(turn, "INFO", "message.degraded", node, {"changes": list(said.degraded)})
             self._send(turn, node, _outbound(ex, seq, str(i), said.text, now, said.content))
-        if result.handoff is not None:
+        # a sub-flow that ends comes back to its caller (which decides what follows)
+        # rather than ending the execution; a handoff in it reaches the desk only if no
+        # caller takes the escalation (its subflow node hands off again then)
+        returning = (
+            bool(ex.stack) and result.end is not None and result.end.outcome.value in RETURNING
+        )
+        if result.handoff is not None and not returning:
             commit.handoffs.append(
                 Handoff(
                     ex.id,
@@ -914,7 +1055,10 @@ class Engine(Recovery, Silence):
         if result.degraded:
             self._move(turn, S.DEGRADED, f"node '{node_id}' ran on reduced function")
         done = True
-        if result.end is not None:
+        if result.end is not None and returning:
+            self._return(turn, result.end, result.handoff)
+            done = False
+        elif result.end is not None:
             self._end(turn, result.end, None)
         elif isinstance(result.wait, WaitInput):
             ex.node_state = result.node_state or {}
@@ -944,9 +1088,15 @@ class Engine(Recovery, Silence):
             )
         elif result.jump is not None:
             done = False
+        elif result.call is not None:
+            self._call(turn, result.call)
+            done = False
         else:
             target = result.next_node or (node.next if node is not None else None)
-            if target is None:
+            if target is None and ex.stack:
+                self._return(turn, End(reason=f"node '{node_id}' has no next node"), None)
+                done = False
+            elif target is None:
                 self._end(turn, End(reason=f"node '{node_id}' has no next node"), None)
             else:
                 ex.current_node_id, ex.node_state = target, {}

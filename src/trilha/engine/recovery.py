@@ -465,7 +465,11 @@ class Recovery(ABC):
         self, ex: Execution, flow: Flow, node: NodeBase | None, turn: _Turn, reason: str
     ) -> StepResult:
         """Retries and the node's own fallback are spent: the global fallback flow, then
-        escalation to a person, then failure (DESIGN §4)."""
+        escalation to a person, then failure (DESIGN §4). Inside a sub-flow the chain is
+        its caller's: the sub-flow ends ``failed`` and its caller decides what follows."""
+        if ex.stack:
+            self._log(turn, "WARN", "subflow.failed", node, {"reason": reason})
+            return StepResult(end=End(S.FAILED, Outcome.FAILED, reason), output={"failed": reason})
         settings = flow.settings
         origin = ex.meta.get("fallbackFrom")
         if isinstance(origin, dict):  # in the fallback flow: the original flow's settings rule

@@ -76,6 +76,21 @@ class Jump:
 
 
 @dataclass(frozen=True, slots=True)
+class Call:
+    """Run flow ``flow_id`` as a sub-flow with ``input`` as its variables, and come back
+    to this node when it ends (``output``: caller variable -> the sub-flow's variable).
+    The engine resolves the flow (its owner's, else the shared one) and pins it: it
+    fills in the stored id, the version and its start node."""
+
+    flow_id: str
+    version: int | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, str] = field(default_factory=dict)
+    #: the sub-flow's start node, once resolved
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HandoffRequest:
     queue: str
     reason: str | None = None
@@ -83,13 +98,14 @@ class HandoffRequest:
 
 @dataclass(slots=True)
 class StepResult:
-    """What running one node decided. Exactly one of next/wait/end/jump should be set;
-    with none, the node's ``next`` is followed (or the execution completes)."""
+    """What running one node decided. Exactly one of next/wait/end/jump/call should be
+    set; with none, the node's ``next`` is followed (or the execution completes)."""
 
     next_node: str | None = None
     wait: WaitInput | WaitTimer | WaitEvent | WaitRecovery | None = None
     end: End | None = None
     jump: Jump | None = None
+    call: Call | None = None
     #: what to say: plain texts, or rendered content (:func:`trilha.processors.saying.say`)
     messages: list[str | Said] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)

@@ -1332,8 +1332,8 @@ class PostgresStore:
             execution.fencing_token = expected_token + 1
             execution.lease_owner = execution.lease_expires_at = None
             status = await conn.execute(
-                _UPDATE_EXECUTION_BY_ID + " AND fencing_token = $30 AND step_seq = $31"
-                " AND updated_at = $32",
+                _UPDATE_EXECUTION_BY_ID + " AND fencing_token = $31 AND step_seq = $32"
+                " AND updated_at = $33",
                 *execution_params(execution)[1:],
                 None,
                 None,
@@ -2300,13 +2300,13 @@ _ERROR_EXAMPLES = (
     "  FROM step_errors WHERE {where}) AS distinct_inputs WHERE per_input = 1) AS ranked"
     " WHERE n <= {inputs} ORDER BY n"
 )
-#: every column but the id ($1..$28), by id ($29); operator_write adds its guards as $30..
+#: every column but the id ($1..$29), by id ($30); operator_write adds its guards as $31..
 _UPDATE_EXECUTION_BY_ID = (
     "UPDATE executions SET "
     + _numbered((*EXEC_FIELDS[1:], "lease_owner", "lease_expires_at"))
     + f" WHERE id = ${len(EXEC_FIELDS) + 2}"
 )
-if len(EXEC_FIELDS) + 2 != 29:
+if len(EXEC_FIELDS) + 2 != 30:
     raise RuntimeError("the execution columns changed: renumber operator_write's guards")
 
 

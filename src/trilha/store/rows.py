@@ -28,6 +28,7 @@ from trilha.core.execution import (
     checksum,
     dumps,
 )
+from trilha.core.frames import frames, root_flow
 from trilha.core.states import TERMINAL, ExecutionStatus, Outcome
 from trilha.errors import CorruptedRecord
 from trilha.store.base import ApiKey, ErrorGroup, FailedStep, OutboxItem, TrailEvent
@@ -83,6 +84,7 @@ EXEC_FIELDS = (
     "ended_at",
     "turn_started_at",
     "meta",
+    "stack",
     "fencing_token",
     "checksum",
 )
@@ -142,6 +144,7 @@ def execution_params(ex: Execution) -> tuple[Any, ...]:
         ex.ended_at,
         ex.turn_started_at,
         dumps(ex.meta),
+        dumps(ex.stack),
         ex.fencing_token,
         checksum(ex.state_payload()),
     )
@@ -176,6 +179,7 @@ def row_to_execution(row: Any) -> Execution:
             ended_at=c["ended_at"],
             turn_started_at=c["turn_started_at"],
             meta=orjson.loads(c["meta"]),
+            stack=orjson.loads(c["stack"]),
             fencing_token=c["fencing_token"],
             lease_owner=c["lease_owner"],
             lease_expires_at=c["lease_expires_at"],
@@ -185,6 +189,10 @@ def row_to_execution(row: Any) -> Execution:
     for name in ("variables", "node_state", "meta", "start_variables"):
         if not isinstance(getattr(ex, name), dict):
             raise CorruptedRecord(f"execution {c['id']}: {name} is not an object")
+    try:
+        frames(ex.stack)
+    except ValueError as exc:
+        raise CorruptedRecord(f"execution {c['id']}: {exc}") from exc
     if checksum(ex.state_payload()) != c["checksum"]:
         raise CorruptedRecord(f"execution {c['id']}: checksum mismatch")
     return ex
@@ -220,12 +228,19 @@ def salvage(row: Any) -> Execution:
     except (orjson.JSONDecodeError, TypeError):
         start = {}
     flow_version = number("flow_version", 1)
+    flow_id = text("flow_id")
+    try:  # inside a sub-flow: the flow it started in, to restart from without a checkpoint
+        root = root_flow(orjson.loads(c["stack"]))
+    except (orjson.JSONDecodeError, TypeError):
+        root = None
+    if root is not None:
+        flow_id, flow_version = root
     return Execution(
         id=text("id"),
         institution_id=text("institution_id"),
         conversation_id=text("conversation_id"),
         contact_id=text("contact_id"),
-        flow_id=text("flow_id"),
+        flow_id=flow_id,
         flow_version=int(flow_version),
         status=stored_status(c["status"]) or ExecutionStatus.RUNNING,
         current_node_id=None,

@@ -36,8 +36,9 @@ from trilha.api.idempotency import IdempotencyKey, idempotent, request_key
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
 from trilha.api.wire import PRINTABLE_ID_PATTERN, JsonObject
-from trilha.core.execution import Execution, iso
+from trilha.core.execution import Execution, iso, verified_state
 from trilha.core.flow import FLOW_ID_PATTERN, FLOW_REFERENCE_PATTERN
+from trilha.core.frames import step_flows
 from trilha.core.policies import ErrorKind
 from trilha.core.states import Outcome
 from trilha.core.wire import WireModel
@@ -261,10 +262,31 @@ class ControlOut(WireModel):
     reason: str | None = Field(description="Why not, when not allowed: `it is completed`...")
 
 
-class ExecutionOut(ExecutionSummaryOut):
-    """The whole execution: its fields, its transcript, its state history and which
-    operator controls it allows now (for this key)."""
+class FrameOut(WireModel):
+    """One flow of the call stack (sub-flows that return)."""
 
+    flow_id: str = Field(description="The stored flow id, pinned to `version`.")
+    version: int
+    node_id: str | None = Field(
+        description="A caller: its `subflow` node, where it goes on when the sub-flow"
+        " ends. The running frame: the current node."
+    )
+    running: bool = Field(description="The frame that runs now (the last one).")
+    variables: dict[str, Any] | None = Field(
+        default=None,
+        description="A caller's variables, kept while its sub-flow runs; absent for the"
+        " running frame (its variables are the execution's `variables`).",
+    )
+
+
+class ExecutionOut(ExecutionSummaryOut):
+    """The whole execution: its fields, its call stack, its transcript, its state history
+    and which operator controls it allows now (for this key)."""
+
+    stack: list[FrameOut] = Field(
+        description="The flows it runs, the first it started in first, the running one"
+        " last: one frame outside a sub-flow."
+    )
     transcript: list[TranscriptEntryOut]
     history: list[TransitionOut]
     controls: dict[
@@ -309,6 +331,12 @@ class StepOut(WireModel):
     input: Any
     output: Any
     error: Any
+    flow_id: str | None = Field(
+        default=None,
+        description="The flow the step's node belongs to (sub-flows, jumps); null when"
+        " its checkpoint fails its checks.",
+    )
+    flow_version: int | None = None
 
 
 class StepsOut(WireModel):
@@ -863,7 +891,13 @@ async def get_steps(
 ) -> JSONResponse:
     store = state_of(request.app).runtime.store
     ex = await load_execution(store, principal, execution_id)
-    steps = [step_view(c) for c in await store.checkpoints(ex.id)]
+    checkpoints = await store.checkpoints(ex.id)
+    flows = step_flows([(c.seq, verified_state(c)) for c in checkpoints])
+    steps = [
+        step_view(c)
+        | dict(zip(("flowId", "flowVersion"), flows.get(c.seq, (None, None)), strict=True))
+        for c in checkpoints
+    ]
     return JSONResponse({"executionId": ex.id, "steps": steps})
 
 

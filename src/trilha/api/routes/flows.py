@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from trilha.api.app import state_of
 from trilha.api.auth import Principal, Viewer, Writer, charge
+from trilha.api.calls import call_cycles
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.calendars import missing_calendars
 from trilha.api.wire import storable
@@ -156,6 +157,7 @@ async def publish(
         )
     problems += await _missing_references(state.runtime.store, owner, flow)
     problems += await missing_calendars(state.runtime.store, state.runtime.config, owner, flow)
+    problems += await call_cycles(flow, lambda ref: resolve(state.runtime.store, owner, ref))
     before = await state.runtime.store.get_flow(flow.id)
     version = await state.runtime.engine.publish(flow, wire)
     stored = await state.runtime.store.get_flow(flow.id, version)

@@ -26,6 +26,7 @@ from trilha.api.routes.executions import (
     read_scope,
 )
 from trilha.core.execution import iso, verified_state
+from trilha.core.frames import running_frame_steps
 from trilha.core.states import ExecutionStatus, Outcome
 from trilha.core.variable_history import Edit, Snapshot, variable_history
 from trilha.core.wire import WireModel
@@ -245,10 +246,14 @@ async def variables(
     store = runtime.store
     ex = await load_execution(store, principal, execution_id)
     snapshots: list[Snapshot] = []
+    depths: list[int] = []
     for c in await store.checkpoints(ex.id):
         state = verified_state(c)
         if state is not None:  # a damaged checkpoint tells nothing; the next one does
             snapshots.append(Snapshot(c.seq, c.node_id, c.started_at + c.duration, state["vars"]))
+            depths.append(len(state.get("stack") or []))
+    # inside a sub-flow, the running frame's own history: from its call, at its depth
+    snapshots = [snapshots[i] for i in running_frame_steps(len(ex.stack), depths)]
     edits = [
         Edit(
             line.at,
@@ -259,7 +264,7 @@ async def variables(
         if line.message == "operator.set_variables"
     ]
     history = variable_history(
-        ex.start_variables,
+        ex.start_variables if not ex.stack else {},
         ex.created_at,
         snapshots,
         edits,
