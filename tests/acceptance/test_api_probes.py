@@ -510,3 +510,10 @@ def test_a_patch_refuses_overlapping_paths(served: Served) -> None:
         # a path that cannot be written is named with its field too
         bad = acme.patch(f"/v1/executions/{execution}/variables", json={"unset": ["a b"]})
         assert "'a b'" in field_problem(bad, "body.unset")
+        # sys.* is trilha's (issue 15): an operator cannot forge it either
+        for body, field in (
+            ({"set": {"sys.x": 1}}, "body.set"),
+            ({"unset": ["sys"]}, "body.unset"),
+        ):
+            forged = acme.patch(f"/v1/executions/{execution}/variables", json=body)
+            assert "read-only" in field_problem(forged, field)
