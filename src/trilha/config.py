@@ -409,6 +409,20 @@ class ApiConfig(WireModel):
     #: bytes of computed drawings kept, per flow version, least recently used out first
     #: (the largest flow's is about 7 MB); 0 keeps none
     graph_cache_bytes: int = Field(default=64 * 2**20, ge=0, le=2**34)
+    #: where the handoff desk reaches this API (``https://trilha.example.com``): the
+    #: desk's notices carry the handback and agent-messages URLs on it; without it they
+    #: carry the paths alone (``/v1/conversations/.../handback``)
+    public_url: str | None = Field(default=None, max_length=2_000)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError(f"must be an http(s) URL with a host and no query, not {value!r}")
+        return value.rstrip("/")
 
 
 class Config(WireModel):

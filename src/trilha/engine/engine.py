@@ -37,9 +37,11 @@ from trilha.core.execution import (
     iso,
 )
 from trilha.core.flow import Flow, NodeBase, QuestionNode, load_flow
+from trilha.core.hold import held
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.core.tenancy import check_entry, flow_candidates
 from trilha.engine.clock import Clock, SystemClock
+from trilha.engine.hold import HumanHold
 from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery, recovered
 from trilha.engine.turn import (
     _Turn,
@@ -65,6 +67,7 @@ from trilha.processors.base import (
     End,
     StepContext,
     StepResult,
+    WaitHuman,
     WaitInput,
     WaitRecovery,
     WaitTimer,
@@ -149,7 +152,7 @@ def _hear_language(ex: Execution, inbound: InboundMessage) -> None:
         set_path(ex.variables, "contact.language", language)
 
 
-class Engine(Recovery):
+class Engine(Recovery, HumanHold):
     """Starts executions, feeds them input, and advances claimed ones."""
 
     def __init__(
@@ -400,7 +403,12 @@ class Engine(Recovery):
             )
             ex.waiting_for = ex.due_at = None
         elif ex.status.terminal or ex.status is S.PAUSED:
-            ex.wake_at = None
+            if held(ex) and ex.due_at is not None and now >= ex.due_at:
+                await self._return_to_bot(ex, turn)
+                await self._commit(turn)
+                return
+            # a person's hold sleeps until its return deadline; anything else, for good
+            ex.wake_at = ex.due_at if held(ex) else None
             await self._commit(turn)
             return
         if ex.turn_started_at is None:
@@ -736,6 +744,7 @@ class Engine(Recovery):
                     result.handoff.queue,
                     result.handoff.reason,
                     now,
+                    result.handoff.mode,
                 )
             )
         node_id = node.id if node is not None else ex.current_node_id
@@ -758,6 +767,11 @@ class Engine(Recovery):
         elif isinstance(result.wait, WaitTimer):
             ex.node_state = result.node_state or {}
             self._wait(turn, S.WAITING_DELAY, "timer", result.wait.due_at, f"delay at '{node_id}'")
+            self._turn_over(turn, now)
+        elif isinstance(result.wait, WaitHuman):
+            ex.node_state = result.node_state or {}
+            queue = result.handoff.queue if result.handoff is not None else "?"
+            self._hold(turn, node, result.wait, queue)
             self._turn_over(turn, now)
         elif isinstance(result.wait, WaitRecovery):
             ex.node_state = result.node_state or {}

@@ -49,6 +49,15 @@ class WaitRecovery:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitHuman:
+    """Wait while a person holds the conversation (``paused``, waiting for ``human``)
+    until it is handed back, or until ``due_at`` passes with no agent message (the
+    bot takes it back by itself); ``None``: no such deadline."""
+
+    due_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class End:
     status: ExecutionStatus = ExecutionStatus.COMPLETED
     outcome: Outcome = Outcome.COMPLETED
@@ -66,6 +75,8 @@ class Jump:
 class HandoffRequest:
     queue: str
     reason: str | None = None
+    #: ``end`` or ``wait`` (the handoff node's ``mode``)
+    mode: str = "end"
 
 
 @dataclass(slots=True)
@@ -74,7 +85,7 @@ class StepResult:
     with none, the node's ``next`` is followed (or the execution completes)."""
 
     next_node: str | None = None
-    wait: WaitInput | WaitTimer | WaitRecovery | None = None
+    wait: WaitInput | WaitTimer | WaitRecovery | WaitHuman | None = None
     end: End | None = None
     jump: Jump | None = None
     #: what to say: plain texts, or rendered content (:func:`trilha.processors.saying.say`)
