@@ -15,7 +15,8 @@ and hands the conversation back to the bot.
   it is pinned to: 422 otherwise) or at the handoff node's ``next``, with ``variables``
   (dotted path -> value, as ``PATCH /v1/executions/{id}/variables`` sets them) merged in.
   It is an operator's action: audited in the state history and the trail
-  (``operator.handback``) with the key as the actor. 409 when no person holds it.
+  (``operator.handback``) with the key as the actor. 409 when no person holds it, so a
+  retried handback never moves the execution twice (no ``Idempotency-Key`` is needed).
 
 Both act on the conversation's latest execution of the key's institution (an admin key
 names ``institutionId``); another institution's conversation is 404; a viewer key 403.
@@ -30,8 +31,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, model_validator
 
 from trilha.api.app import state_of
-from trilha.api.auth import Principal, Writer
-from trilha.api.idempotency import IdempotencyKey, idempotent
+from trilha.api.auth import Writer
 from trilha.api.problems import not_found, problems
 from trilha.api.routes.executions import (
     NODE_ID_PATTERN,
@@ -208,19 +208,8 @@ async def handback(
     conversation_id: ConversationIdPath,
     principal: Writer,
     body: Annotated[HandbackIn | None, Body()] = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    given = body or HandbackIn()
-
-    async def run() -> JSONResponse:
-        return await _handback(request, principal, conversation_id, given)
-
-    return await idempotent(request, principal, idempotency_key, body, run)
-
-
-async def _handback(
-    request: Request, principal: Principal, conversation_id: str, body: HandbackIn
-) -> JSONResponse:
+    body = body or HandbackIn()
     state = state_of(request.app)
     institution = institution_for(principal, body.institution_id)
     try:
