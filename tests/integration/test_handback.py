@@ -15,6 +15,7 @@ from trilha.engine.dispatcher import Dispatcher
 from trilha.engine.operator import Operator
 from trilha.engine.worker import Worker
 from trilha.errors import ConfigError, FlowError, IllegalTransition, NotHeld
+from trilha.observability.trace import trace_problems
 
 Harness = Any
 
@@ -66,7 +67,10 @@ def _no_errors(violations: list[Any]) -> None:
 
 
 async def _check(harness: Harness, execution_id: str) -> list[Any]:
+    """The invariants' findings; and the trail alone tells the whole story (the same
+    states, steps and messages both ways as the rest of the store)."""
     store = harness.store
+    assert await trace_problems(store, execution_id) == []
     records = Records(
         execution=await store.get_execution(execution_id),
         transitions=await store.transitions(execution_id),

@@ -927,6 +927,8 @@ class PostgresStore:
                         for h in commit.handoffs
                     ],
                 )
+            await _insert_turns(conn, commit.turns)
+            await _insert_logs(conn, commit.logs)
             if commit.hold_inbox:  # a person holds it now: unread replies are theirs
                 await _insert_logs(
                     conn,
@@ -934,8 +936,6 @@ class PostgresStore:
                         conn, ex.id, ex.step_seq, ex.current_node_id, now
                     ),
                 )
-            await _insert_turns(conn, commit.turns)
-            await _insert_logs(conn, commit.logs)
 
         await self._write(run)
 

@@ -788,13 +788,13 @@ class SQLiteStore:
                         for h in commit.handoffs
                     ],
                 )
+            _insert_turns(conn, commit.turns)
+            _insert_logs(conn, commit.logs)
             if commit.hold_inbox:  # a person holds it now: unread replies are theirs
                 _insert_logs(
                     conn,
                     holds_sqlite.hold_pending(conn, ex.id, ex.step_seq, ex.current_node_id, now),
                 )
-            _insert_turns(conn, commit.turns)
-            _insert_logs(conn, commit.logs)
 
         await self._call(run, group="commit")
 
