@@ -430,6 +430,11 @@ def _print_status_line(ex: Execution, console: Console = err) -> None:
         console.print(
             f"[dim]  paused from {ex.paused_from.value}; continue with: trilha resume {ex.id}[/dim]"
         )
+    elif ex.status is ExecutionStatus.PAUSED and ex.waiting_for == "human":
+        console.print(
+            f"[dim]  a person holds the conversation; give it back with: trilha handback {ex.id}"
+            " [--node NODE][/dim]"
+        )
 
 
 # ----------------------------------------------------------------------------------- worker

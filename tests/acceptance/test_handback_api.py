@@ -210,6 +210,11 @@ def test_a_person_holds_speaks_and_hands_back(
         problem(viewer.post("/v1/conversations/wa-1/agent-messages", json=body), 403)
         problem(viewer.post("/v1/conversations/wa-1/handback", json={}), 403)
         problem(acme.post("/v1/conversations/nobody/handback", json={}), 404)
+        with api.client("admin") as admin:  # an admin key names the institution it acts for
+            needs = problem(admin.post("/v1/conversations/wa-1/handback", json={}), 422)
+            assert "institutionId" in json.dumps(needs)
+            elsewhere = {"institutionId": "beta"}
+            problem(admin.post("/v1/conversations/wa-1/handback", json=elsewhere), 404)
         wrong = problem(acme.post("/v1/conversations/wa-1/handback", json={"nodeId": "nope"}), 422)
         assert "no node 'nope'" in wrong["detail"]
         problem(acme.post("/v1/executions/" + eid + "/resume"), 409)
