@@ -6,6 +6,7 @@ at a time per execution, after the handoff notice; all of it survives a reopen."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from trilha.core.execution import Execution, Handoff
 from trilha.core.states import ExecutionStatus
 from trilha.errors import ExecutionNotFound, NotHeld, StaleLease
-from trilha.store.base import Store
+from trilha.store.base import AgentMessageResult, DeskMessage, Store
 
 from .conftest import LEASE, T0, Backend, Make
 
@@ -52,7 +53,9 @@ async def _hold(
     return await store.get_execution(ex.id)
 
 
-async def _agent(store: Store, ex: Execution, message_id: str, text: str, now: float) -> object:
+async def _agent(
+    store: Store, ex: Execution, message_id: str, text: str, now: float
+) -> AgentMessageResult:
     return await store.record_agent_message(
         institution_id=ex.institution_id,
         conversation_id=ex.conversation_id,
@@ -106,9 +109,9 @@ async def test_an_agent_message_is_queued_once_and_cancels_the_return(
     worker = (await store.claim_due("w1", now=T0 + 601, lease_seconds=LEASE, limit=10))[0]
     first = await _agent(store, ex, "m-1", "Hi, Ana here.", T0 + 602)
     again = await _agent(store, ex, "m-1", "something else", T0 + 603)
-    assert first.status == "accepted" and again.status == "duplicate"  # type: ignore[attr-defined]
-    assert again.message == first.message  # type: ignore[attr-defined]
-    message = first.message  # type: ignore[attr-defined]
+    assert first.status == "accepted" and again.status == "duplicate"
+    assert again.message == first.message
+    message = first.message
     assert (message.agent_id, message.text, message.step_seq) == ("ana", "Hi, Ana here.", 1)
     assert message.idempotency_key.startswith(f"{ex.id}:1:agent-")
     row = await store.get_execution(ex.id)
@@ -132,6 +135,21 @@ async def test_an_agent_message_is_queued_once_and_cancels_the_return(
     assert trail["handoff.answered"] == {"agentId": "ana", "returnCancelled": True}
     deliveries = await store.deliveries(ex.id)
     assert [d.text for d in deliveries] == ["Connecting you to a person.", "Hi, Ana here."]
+
+
+async def test_the_same_agent_message_twice_at_once_is_recorded_once(
+    backend: Backend, make: Make
+) -> None:
+    """Two processes record one messageId at the same moment: one is accepted, the
+    other answers it as a duplicate; one message goes out."""
+    store, other = await backend.open(), await backend.open()
+    ex = await _hold(store, make)
+    results = await asyncio.gather(
+        _agent(store, ex, "m-1", "Hi!", T0 + 1), _agent(other, ex, "m-1", "Hi!", T0 + 1)
+    )
+    assert sorted(r.status for r in results) == ["accepted", "duplicate"]
+    assert results[0].message == results[1].message
+    assert [m.text for m in await store.outbox_for(ex.id) if m.agent_id] == ["Hi!"]
 
 
 async def test_held_and_agent_lines_interleave_by_time(store: Store, make: Make) -> None:
@@ -174,7 +192,11 @@ async def test_agent_messages_only_while_a_person_holds_it(store: Store, make: M
     with pytest.raises(NotHeld):
         await _agent(store, ex, "m-3", "after the handback", T0 + 4)
     repeat = await _agent(store, ex, "m-1", "hi", T0 + 5)
-    assert repeat.status == "duplicate" and repeat.message == first.message  # type: ignore[attr-defined]
+    assert repeat.status == "duplicate" and repeat.message == first.message
+
+
+async def _desk(store: Store, now: float) -> list[DeskMessage]:
+    return await store.claim_desk_messages(now=now, lease_seconds=LEASE, limit=10)
 
 
 async def test_the_desk_gets_held_messages_in_order_after_the_notice(
@@ -187,28 +209,27 @@ async def test_the_desk_gets_held_messages_in_order_after_the_notice(
     for n, text in enumerate(("one", "two", "three")):
         await make.inbound(store, ex, text, message_id=f"x{n}", now=T0 + 1 + n)
     await make.inbound(store, other, "only", message_id="y", now=T0 + 5)
-    claim = {"now": T0 + 10, "lease_seconds": LEASE, "limit": 10}
-    assert await store.claim_desk_messages(**claim) == []  # type: ignore[arg-type]
+    assert await _desk(store, T0 + 10) == []
     notices = await store.claim_handoff_notices(now=T0 + 10, lease_seconds=LEASE, limit=10)
     assert [(h.execution_id, h.mode) for _, h in notices] == [(ex.id, "wait"), (other.id, "wait")]
     for handoff_id, _ in notices:
         await store.mark_handoff_notice(handoff_id, now=T0 + 10, error=None, retry_at=None)
-    batch = await store.claim_desk_messages(**claim)  # type: ignore[arg-type]
+    batch = await _desk(store, T0 + 10)
     assert [(d.message.execution_id, d.message.text) for d in batch] == [
         (ex.id, "one"),
         (other.id, "only"),
     ]
-    assert await store.claim_desk_messages(**claim) == []  # type: ignore[arg-type]  # leased
+    assert await _desk(store, T0 + 10) == []  # leased
     one, only = batch
     await store.mark_desk_message(one.id, now=T0 + 11, error="503", retry_at=T0 + 20)
     await store.mark_desk_message(only.id, now=T0 + 11, error=None, retry_at=None)
-    assert await store.claim_desk_messages(**claim | {"now": T0 + 12}) == []  # type: ignore[arg-type]
-    again = await store.claim_desk_messages(**claim | {"now": T0 + 20})  # type: ignore[arg-type]
+    assert await _desk(store, T0 + 12) == []
+    again = await _desk(store, T0 + 20)
     assert [(d.message.text, d.attempts) for d in again] == [("one", 1)]
     await store.mark_desk_message(again[0].id, now=T0 + 21, error=None, retry_at=None)
     rest = []
     for _ in range(3):
-        got = await store.claim_desk_messages(**claim | {"now": T0 + 22})  # type: ignore[arg-type]
+        got = await _desk(store, T0 + 22)
         for d in got:
             rest.append(d.message.text)
             await store.mark_desk_message(d.id, now=T0 + 22, error=None, retry_at=None)
