@@ -98,7 +98,9 @@ def test_hand_back_from_the_debugger(
     expect(fact(page, "node")).to_have_text("survey")
     expect(page.locator(".chat")).to_contain_text("How did we do, 1 to 5?")
     expect(page.locator("#do-handback")).to_be_disabled()
-    expect(page.locator("#why-handback")).to_contain_text("only a conversation a person holds can be handed back")
+    expect(page.locator("#why-handback")).to_contain_text(
+        "only a conversation a person holds can be handed back"
+    )
     page.locator("#tab-history").click()
     expect(page.locator("#panel-history")).to_contain_text("solved on the phone")
 
