@@ -34,7 +34,7 @@ from trilha.core.states import ExecutionStatus, Outcome
 from trilha.engine.operator import Operator
 from trilha.engine.signals import send_signal
 from trilha.engine.sweeper import Sweeper
-from trilha.errors import ConfigError, FlowError, TrilhaError
+from trilha.errors import ConfigError, ExecutionNotFound, FlowError, TrilhaError
 from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
 from trilha.inbound import InboundContent, language_tag, with_language
 from trilha.observability.logging import configure as configure_logging
@@ -439,6 +439,11 @@ def _print_status_line(ex: Execution, console: Console = err) -> None:
     if ex.status is ExecutionStatus.PAUSED and ex.paused_from is not None:
         console.print(
             f"[dim]  paused from {ex.paused_from.value}; continue with: trilha resume {ex.id}[/dim]"
+        )
+    elif ex.status is ExecutionStatus.PAUSED and ex.waiting_for == "human":
+        console.print(
+            f"[dim]  a person holds the conversation; give it back with: trilha handback {ex.id}"
+            " [--node NODE][/dim]"
         )
 
 
@@ -903,7 +908,10 @@ def _print_execution(data: dict[str, Any]) -> None:
 
     out.print("[bold]transcript[/bold]")
     for line in data["transcript"]:
-        who = "[cyan]bot>[/cyan]" if line["from"] == "bot" else "[green]contact>[/green]"
+        who = {
+            "bot": "[cyan]bot>[/cyan]",
+            "agent": f"[magenta]agent {field(str(line.get('agentId')))}>[/magenta]",
+        }.get(line["from"], "[green]contact>[/green]")
         # a bot's text already numbers its options and spells its link out; a contact's
         # tap, photo or place says its id, file or map link beside its text
         note = contact_note(line.get("content")) if line["from"] == "contact" else None
@@ -1640,6 +1648,42 @@ def advance(
         run=not no_run,
         config=config,
     )
+
+
+@app.command()
+def handback(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="The execution's id, or a conversation's id (its latest execution).",
+            metavar="EXECUTION_OR_CONVERSATION",
+        ),
+    ],
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="The node to hand back to (default: the handoff's next)."),
+    ] = None,
+    institution: Annotated[
+        str | None,
+        typer.Option("--institution", help="The conversation's institution (with several)."),
+    ] = None,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    no_run: NoRunOpt = False,
+) -> None:
+    """Give a conversation a person holds back to the bot (a 'wait' handoff), then run it
+    until it waits again."""
+
+    async def call(op: Operator) -> Execution:
+        try:
+            found = await op.store.get_execution(target)
+        except ExecutionNotFound:
+            found = await op.store.latest_execution(institution, target)
+        return await op.handback(found.id, node, actor=_actor(actor), reason=reason)
+
+    _operate(store, call, run=not no_run, config=config)
 
 
 @app.command()

@@ -456,6 +456,20 @@ class ApiConfig(WireModel):
     #: calendars one institution may keep through ``PUT /v1/calendars/{name}`` (those of
     #: trilha.toml are not counted)
     max_calendars: int = Field(default=100, ge=1, le=10_000)
+    #: where the handoff desk reaches this API (``https://trilha.example.com``): the
+    #: desk's notices carry the handback and agent-messages URLs on it; without it they
+    #: carry the paths alone (``/v1/conversations/.../handback``)
+    public_url: str | None = Field(default=None, max_length=2_000)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError(f"must be an http(s) URL with a host and no query, not {value!r}")
+        return value.rstrip("/")
 
 
 class TriggerConfig(Trigger):

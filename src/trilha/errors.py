@@ -17,6 +17,7 @@ stable ``code`` that the CLI prints and, later, the API returns::
     │   ├── ExecutionNotFound       no execution with that id
     │   ├── ExecutionEnded          the execution has ended and takes no more replies
     │   ├── ConversationBusy        the conversation already has an active execution
+    │   ├── NotHeld                 no person holds the conversation (agent messages)
     │   └── CorruptedRecord         a stored row fails its checksum or schema
     ├── NodeError                   a processor failed while running a node
     │   ├── NodeTimeout             the per-node timeout passed
@@ -138,6 +139,12 @@ class ConversationBusy(StoreError):
     """The conversation already has an active execution."""
 
     code = "conversation_busy"
+
+
+class NotHeld(StoreError):
+    """No person holds the conversation: its execution is not waiting for one."""
+
+    code = "not_held"
 
 
 class CorruptedRecord(StoreError):

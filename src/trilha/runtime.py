@@ -126,6 +126,7 @@ def make_desk(config: Config) -> HandoffDesk | None:
         headers=dep.resolved_headers("handoff"),
         timeout=dep.timeout_seconds,
         signer=WebhookSigner.of(dep.signing_secrets, "dependencies.handoff.signing_secrets"),
+        public_url=config.api.public_url,
     )
 
 

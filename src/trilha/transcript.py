@@ -55,7 +55,7 @@ def transcript_view(
     shown = []
     for entry in entries:
         item = entry.wire()
-        if entry.sender == "bot":
+        if entry.sender != "contact":  # the bot's, or a person's: both go out the outbox
             d = next(pending, None)
             if d is not None and d.text == entry.text:
                 item.update(bot_message_view(d, now=now))

@@ -8,6 +8,7 @@ from typing import Any
 from trilha.core.controls import controls
 from trilha.core.execution import Checkpoint, Execution, Transition, iso
 from trilha.core.frames import stack_view
+from trilha.core.hold import hold_view
 from trilha.engine.recovery import FIRST_ERROR
 from trilha.observability.masking import mask_text, mask_value
 from trilha.store.base import FailedStep, Store
@@ -61,6 +62,8 @@ def execution_summary(
         "leaseOwner": ex.lease_owner,
         "leaseExpiresAt": iso(ex.lease_expires_at),
         "pausedFrom": ex.paused_from.value if ex.paused_from else None,
+        # a person holds the conversation (waitingFor "human"): the queue, since when
+        "heldBy": hold_view(ex),
         "attempts": ex.attempts,
         "steps": ex.step_seq,
         "variables": ex.variables,

@@ -46,6 +46,12 @@ BODIES: dict[tuple[str, str], Any] = {
         "status": "read",
         "at": 1767225600,
     },
+    ("post", "/v1/conversations/{conversationId}/agent-messages"): {
+        "messageId": "intruder-2",
+        "agentId": "mallory",
+        "text": "let me speak",
+    },
+    ("post", "/v1/conversations/{conversationId}/handback"): {"nodeId": "end"},
     ("post", "/v1/executions/{executionId}/advance"): {"toNodeId": "end"},
     ("post", "/v1/executions/{executionId}/signals/{event}"): {
         "signalId": "intruder-signal",

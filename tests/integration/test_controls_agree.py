@@ -44,6 +44,17 @@ FLOW = {
 }
 
 
+#: a person holds the conversation (a 'wait' handoff), then the bot says goodbye
+HELD = {
+    "id": "held",
+    "start": "desk",
+    "nodes": [
+        {"id": "desk", "type": "handoff", "mode": "wait", "queue": "q", "next": "bye"},
+        {"id": "bye", "type": "end", "text": "bye"},
+    ],
+}
+
+
 def calling(max_attempts: int, url: str = "/data") -> dict[str, Any]:
     return {
         "id": f"call{max_attempts}",
@@ -81,6 +92,7 @@ class World:
 
     async def publish(self) -> None:
         await self.h.publish(FLOW)
+        await self.h.publish(HELD)
         await self.h.publish(calling(3))
         await self.h.publish(calling(1))
 
@@ -247,6 +259,9 @@ def expected(status: ExecutionStatus) -> dict[str, str | None]:
         "advance": None,
         "retry": None if status is S.RECOVERING else state + retry_tail,
         "variables": None,
+        "handback": state
+        + (" (paused by an operator)" if status is S.PAUSED else "")
+        + "; only a conversation a person holds can be handed back",
     }
 
 
@@ -269,6 +284,23 @@ async def test_agree_on_executions_the_engine_put_in_each_state(
 ) -> None:
     said = await world.agree(lambda: world.naturally(status))
     assert said == expected(status)
+
+
+async def test_agree_on_a_conversation_a_person_holds(world: World) -> None:
+    """Held by a person: handed back (not resumed nor advanced), cancelled, its variables
+    changed; the operator and the controls agree on each."""
+    said = await world.agree(lambda: world.settled("held"))
+    held = "a person holds the conversation: hand it back (handback) to move it on"
+    assert said == {
+        "pause": "it is paused",
+        "resume": held,
+        "cancel": None,
+        "advance": held,
+        "retry": "it is paused; only a recovering execution waiting for its next attempt"
+        " can be retried",
+        "variables": None,
+        "handback": None,
+    }
 
 
 @pytest.mark.parametrize("status", list(S), ids=lambda s: s.value)

@@ -19,6 +19,8 @@ NOW = 1_800_000_000.0
 ACTIVE = [S.RUNNING, S.WAITING_INPUT, S.WAITING_DELAY, S.RECOVERING, S.FALLBACK, S.DEGRADED]
 TERMINAL = [S.COMPLETED, S.FAILED, S.CANCELLED, S.TIMEOUT]
 RETRY_TAIL = "only a recovering execution waiting for its next attempt can be retried"
+HANDBACK_TAIL = "only a conversation a person holds can be handed back"
+HELD = "a person holds the conversation: hand it back (handback) to move it on"
 
 
 def execution(status: ExecutionStatus, **fields: Any) -> Execution:
@@ -54,6 +56,7 @@ def expected_table() -> dict[tuple[S, str], str | None]:
             else f"it is {status.value}; {RETRY_TAIL}",
             (status, "variables"): None,
             (status, "message"): None,
+            (status, "handback"): f"it is {status.value}; {HANDBACK_TAIL}",
         }
     table |= {
         (S.PAUSED, "pause"): "it is paused",
@@ -63,6 +66,7 @@ def expected_table() -> dict[tuple[S, str], str | None]:
         (S.PAUSED, "retry"): f"it is paused; {RETRY_TAIL}",
         (S.PAUSED, "variables"): None,
         (S.PAUSED, "message"): None,
+        (S.PAUSED, "handback"): f"it is paused (paused by an operator); {HANDBACK_TAIL}",
     }
     for status in TERMINAL:
         for operation in OPERATIONS:
@@ -78,8 +82,17 @@ TABLE = expected_table()
 
 def test_the_table_covers_every_state_and_operation() -> None:
     assert len(S) == 11
-    assert OPERATIONS == ("pause", "resume", "cancel", "advance", "retry", "variables", "message")
-    assert len(TABLE) == 77 and set(TABLE) == {(s, o) for s in S for o in OPERATIONS}
+    assert OPERATIONS == (
+        "pause",
+        "resume",
+        "cancel",
+        "advance",
+        "retry",
+        "variables",
+        "message",
+        "handback",
+    )
+    assert len(TABLE) == 88 and set(TABLE) == {(s, o) for s in S for o in OPERATIONS}
 
 
 @pytest.mark.parametrize(("status", "operation"), sorted(TABLE, key=lambda k: (k[0].value, k[1])))
@@ -135,6 +148,23 @@ def test_targets(status: ExecutionStatus) -> None:
     assert target(ex, "retry") is S.RUNNING
     assert target(ex, "variables") is status
     assert target(ex, "message") is status
+    assert target(ex, "handback") is S.RUNNING
+
+
+def test_a_conversation_a_person_holds_is_handed_back_not_resumed_or_advanced() -> None:
+    """Held (paused, waiting for human, no paused_from): handback, cancel, variables and
+    a message as the contact are allowed; resume and advance name the handback instead."""
+    ex = execution(S.PAUSED, paused_from=None, waiting_for="human")
+    assert {o: c.reason for o, c in controls(ex, NOW).items()} == {
+        "pause": "it is paused",
+        "resume": HELD,
+        "cancel": None,
+        "advance": HELD,
+        "retry": f"it is paused; {RETRY_TAIL}",
+        "variables": None,
+        "message": None,
+        "handback": None,
+    }
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from trilha.errors import (
     FlowNotFound,
     FlowValidationError,
     IllegalTransition,
+    NotHeld,
     StaleLease,
     StoreUnavailable,
     TrilhaError,
@@ -120,7 +121,7 @@ def from_error(exc: TrilhaError) -> Problem:
         source = exc.details.get("source")
         current = getattr(source, "value", source)
         return Problem(409, str(exc), kind=code, extra={"currentStatus": current})
-    if isinstance(exc, ConversationBusy | ExecutionEnded):
+    if isinstance(exc, ConversationBusy | ExecutionEnded | NotHeld):
         return Problem(409, str(exc), kind=code, extra=_status_extra(exc))
     if isinstance(exc, StaleLease):
         return Problem(

@@ -33,7 +33,8 @@ class TerminalChannel:
             text = field(message.text)
         else:
             who, text = "", escape(message.text)
-        self.console.print(f"{who}[bold cyan]bot>[/bold cyan] {text}")
+        speaker = "bot" if message.agent_id is None else f"agent {field(message.agent_id)}"
+        self.console.print(f"{who}[bold cyan]{speaker}>[/bold cyan] {text}")
 
     async def aclose(self) -> None:
         return None

@@ -91,6 +91,8 @@ class WebhookChannel:
                 "payload": message.payload,
                 "createdAt": iso(message.created_at),
                 "idempotencyKey": message.idempotency_key,
+                # a person holding the conversation wrote it (null: the bot)
+                "agentId": message.agent_id,
             },
         )
 

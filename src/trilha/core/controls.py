@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from trilha.core.execution import Execution
+from trilha.core.hold import held
 from trilha.core.states import ExecutionStatus, is_allowed
 
 S = ExecutionStatus
 
-Operation = Literal["pause", "resume", "cancel", "advance", "retry", "variables", "message"]
+Operation = Literal[
+    "pause", "resume", "cancel", "advance", "retry", "variables", "message", "handback"
+]
 OPERATIONS: tuple[Operation, ...] = (
     "pause",
     "resume",
@@ -26,7 +29,11 @@ OPERATIONS: tuple[Operation, ...] = (
     "retry",
     "variables",
     "message",
+    "handback",
 )
+
+#: why a held conversation is not resumed or advanced: the person gives it back
+_HELD = "a person holds the conversation: hand it back (handback) to move it on"
 
 #: what a paused execution waited on, by the state it returns to
 WAITS: dict[ExecutionStatus, str] = {S.WAITING_INPUT: "input", S.WAITING_DELAY: "timer"}
@@ -59,7 +66,7 @@ def target(ex: Execution, operation: Operation) -> ExecutionStatus:
         return resume_target(ex)
     if operation == "cancel":
         return S.CANCELLED
-    if operation in ("advance", "retry"):
+    if operation in ("advance", "retry", "handback"):
         return S.RUNNING
     return ex.status
 
@@ -80,6 +87,13 @@ def refusal(ex: Execution, operation: Operation, now: float) -> str | None:
         return None
     if status.terminal:
         return state
+    if operation == "handback":
+        if held(ex):
+            return None
+        paused = " (paused by an operator)" if status is S.PAUSED else ""
+        return f"{state}{paused}; only a conversation a person holds can be handed back"
+    if operation in ("resume", "advance") and held(ex):
+        return _HELD
     if operation == "pause" and status is S.PAUSED:
         return state
     if operation == "resume" and status is not S.PAUSED:

@@ -172,6 +172,9 @@ class OutboundMessage:
     status: str = "pending"
     attempts: int = 0
     sent_at: float | None = None
+    #: the person who wrote it while holding the conversation (``POST
+    #: .../agent-messages``); ``None``: the bot's
+    agent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,9 @@ class InboundMessage:
     #: "location", "text"?, "replyId"?, "media"?, "location"?, "language"?}``; ``None`` for
     #: a plain text (``text`` holds it)
     content: dict[str, Any] | None = None
+    #: when it was taken as said to a person (it came while a person held the
+    #: conversation): forwarded to the desk, marked applied, never an answer to the bot
+    held_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +229,9 @@ class Handoff:
     queue: str
     reason: str | None
     at: float
+    #: ``end``: the execution ended (escalated); ``wait``: a person holds the conversation
+    #: until it is handed back
+    mode: str = "end"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,16 +249,20 @@ class LogRecord:
 
 @dataclass(frozen=True, slots=True)
 class TranscriptEntry:
-    sender: str  # "bot" | "contact"
+    sender: str  # "bot" | "contact" | "agent" (a person holding the conversation)
     text: str
     at: float
     #: the structured message, when it was more than a text (see the messages' ``content``)
     content: dict[str, Any] | None = None
+    #: who wrote an ``agent`` line
+    agent_id: str | None = None
 
     def wire(self) -> dict[str, Any]:
         shown: dict[str, Any] = {"from": self.sender, "text": self.text, "at": iso(self.at)}
         if self.content is not None:
             shown["content"] = self.content
+        if self.agent_id is not None:
+            shown["agentId"] = self.agent_id
         return shown
 
 

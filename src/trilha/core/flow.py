@@ -531,14 +531,35 @@ class SubflowNode(NodeBase):
 
 
 class HandoffNode(ContentFields, NodeBase):
-    """Hand the conversation to a person's queue."""
+    """Hand the conversation to a person's queue: for good (``mode: end``), or until the
+    person hands it back (``mode: wait``, see :mod:`trilha.core.hold`)."""
 
     terminal = True
+    target_fields = ("next", "on_return_timeout")
 
     type: Literal["handoff"]
     queue: str = Field(min_length=1, max_length=200)
     text: Localized | None = Field(default=None, description="Said to the contact first.")
     reason: str | None = Field(default=None, max_length=1_000)
+    mode: Literal["end", "wait"] = Field(
+        default="end",
+        description="`end`: the execution ends (outcome `escalated`). `wait`: it is paused"
+        " (`waitingFor: human`) while a person holds the conversation, and goes on at"
+        " `next` (or the node the handback names) when it is handed back.",
+    )
+    return_after_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 86_400,
+        allow_inf_nan=False,
+        description="`wait` only: with no agent message in this time, the bot takes the"
+        " conversation back by itself, at `onReturnTimeout` (else `next`).",
+    )
+    on_return_timeout: NodeId | None = Field(
+        default=None,
+        description="`wait` only: where the bot takes the conversation back when no"
+        " person answered within `returnAfterSeconds` (default: `next`).",
+    )
 
     def templates(self) -> Iterator[tuple[str, str, bool]]:
         yield from super().templates()
@@ -916,6 +937,8 @@ def _graph_problems(
             yield from _reminder_problems(i, node, _flow_input_timeout(data))
         if isinstance(node, SubflowNode):
             yield from _subflow_problems(i, node, flow_id)
+        if isinstance(node, HandoffNode):
+            yield from _handoff_problems(i, node)
         if isinstance(node, ContentFields):
             yield from _said_problems(i, node)
         for rel, name in _variables_written(node):
@@ -1100,6 +1123,30 @@ def _subflow_problems(i: int, node: SubflowNode, flow_id: Any) -> Iterator[Probl
             f"nodes[{i}].flowId",
             f"flow '{split_id(flow_id)[1]}' calls itself: a cycle; each call nests one"
             " sub-flow deeper, and a call past [engine] max_call_depth fails the node",
+            "warning",
+        )
+
+
+def _handoff_problems(i: int, node: HandoffNode) -> Iterator[Problem]:
+    """A ``wait`` handoff must know where the bot takes the conversation back."""
+    if node.mode == "end":
+        for name in ("return_after_seconds", "on_return_timeout"):
+            if getattr(node, name) is not None:
+                yield Problem(f"nodes[{i}].{to_wire(name)}", "only for mode 'wait'")
+        return
+    if node.return_after_seconds is not None and node.on_return_timeout is None and not node.next:
+        yield Problem(
+            f"nodes[{i}].returnAfterSeconds",
+            "needs onReturnTimeout or next: the node the bot takes the conversation back at",
+        )
+    elif node.on_return_timeout is not None and node.return_after_seconds is None:
+        yield Problem(
+            f"nodes[{i}].onReturnTimeout", "needs returnAfterSeconds: when to take it back"
+        )
+    if node.next is None:
+        yield Problem(
+            f"nodes[{i}].next",
+            "a 'wait' handoff with no next: every handback must name the node (nodeId)",
             "warning",
         )
 

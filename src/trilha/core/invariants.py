@@ -13,7 +13,8 @@ The rules:
 - ``state``: terminal, or waiting on something named with a due time: a
   terminal execution has an outcome and an end time and nothing to wake it; a
   wait (input, timer, retry, dependency) names what it waits for and when it
-  ends; a paused one waits for an operator and knows where to resume; any other
+  ends; a paused one waits for an operator and knows where to resume, or is held
+  by a person (and wakes at its return deadline, if it has one); any other
   active execution is held by a worker or due for one.
 - ``overdue`` (a warning): due more than ``grace`` seconds ago and held by no
   worker: nothing is moving it (the sweeper or a worker should have).
@@ -33,7 +34,7 @@ The rules:
   the step that took the burst; the message that started the execution by a
   trigger, at its start), and an execution waiting for input with a message not
   yet applied is due now, or within a burst's window after the last one (else the
-  reply is stranded).
+  reply is stranded); a message held (said to a person) is applied by the hold.
 - ``signals``: each signal marked consumed was the input of the step that took it,
   and an execution waiting for an event with a signal of it pending is due now
   (else the signal is stranded).
@@ -62,6 +63,7 @@ from trilha.core.execution import (
     checksum,
 )
 from trilha.core.flow import MAX_DEBOUNCE_MS
+from trilha.core.hold import HUMAN
 from trilha.core.signals import Signal, waited_event
 from trilha.core.states import ExecutionStatus, is_allowed
 from trilha.core.triggers import TRIGGER_META
@@ -140,6 +142,15 @@ def _state(ex: Execution, now: float, grace: float) -> list[_Finding]:
         out.append(("state", f"it is {status.value} (active) but has an outcome or end", "error"))
     if leased:
         return out  # a worker holds it: whatever it waited on, it is being moved now
+    if status is S.PAUSED and ex.waiting_for == HUMAN:
+        if ex.due_at is not None and ex.wake_at is None:
+            out.append(
+                ("state", "held by a person with a return time but nothing to wake it", "error")
+            )
+        elif ex.wake_at is not None and ex.wake_at < now - grace:
+            late = now - ex.wake_at
+            out.append(("overdue", f"due {late:.0f} s ago and no worker holds it", "warning"))
+        return out
     if status is S.PAUSED:
         if ex.paused_from is None:
             out.append(("state", "paused with no state to resume to", "error"))
@@ -338,7 +349,8 @@ def _inbox(
     trigger = ex.meta.get(TRIGGER_META)
     started_by = trigger.get("messageId") if isinstance(trigger, dict) else None
     mine = sorted((m for m in inbox if m.message_id != started_by), key=lambda m: m.id)
-    applied = [m for m in mine if m.applied_at is not None]
+    # a message held (said to a person) is applied by the hold, not read by a step
+    applied = [m for m in mine if m.applied_at is not None and m.held_at is None]
     pending = [m for m in mine if m.applied_at is None]
     if applied and pending and pending[0].id < applied[-1].id:
         out.append(

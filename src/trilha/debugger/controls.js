@@ -1,5 +1,6 @@
 // The operator controls of one execution: pause, resume, cancel, advance (to the
-// next node or a chosen one), retry now, and "send as contact". Whether each is
+// next node or a chosen one), retry now, hand back (a conversation a person holds,
+// to the handoff's next or a chosen node), and "send as contact". Whether each is
 // possible comes from the server (`controls` on GET /v1/executions/{id}: the
 // state table and the key's role decide, not the page); a control that makes
 // no sense is disabled and says why, as visible text in the badges' words
@@ -22,6 +23,7 @@ const ACTIONS = {
   cancel: { label: "Cancel", title: "Cancel this execution?", confirm: "Cancel execution", dismiss: "Keep it", done: "Cancelled", danger: true },
   retry: { label: "Retry now", done: "Retrying the failed step now", moves: true },
   advance: { label: "Advance", done: "Advanced", moves: true },
+  handback: { label: "Hand back", title: "Hand the conversation back to the bot?", done: "Handed back", moves: true },
 };
 
 /** The toast after `name` succeeded, from the server's answer `ex`. */
@@ -42,7 +44,7 @@ export class Controls {
     this.buttons = {};
     this.reasons = {};
     this.el = h("section.controls", { "aria-label": "Operator controls", tabindex: "-1" });
-    this.order = ["pause", "resume", "retry", "advance", "cancel", "message"];
+    this.order = ["pause", "resume", "retry", "advance", "handback", "cancel", "message"];
 
     const group = (name, ...content) => {
       const reason = h("span.disabled-reason", { id: `why-${name}`, hidden: true });
@@ -58,6 +60,7 @@ export class Controls {
     };
 
     this.target = h("select", { id: "advance-to", "aria-label": "Advance to" }, h("option", { value: "", text: "next node" }));
+    this.backTo = h("select", { id: "handback-to", "aria-label": "Hand back at" }, h("option", { value: "", text: "handoff's next" }));
     this.message = h("input", { id: "contact-text", type: "text", placeholder: "message as the contact", autocomplete: "off", "aria-label": "Message to send as the contact" });
     this.send = h("button.btn", { type: "submit", id: "do-message", text: "Send as contact" });
     this.buttons.message = this.send;
@@ -76,6 +79,7 @@ export class Controls {
         group("resume", button("resume")),
         group("retry", button("retry")),
         group("advance", h("div.joined", {}, button("advance"), this.target)),
+        group("handback", h("div.joined", {}, button("handback"), this.backTo)),
         group("cancel", button("cancel")),
         group("message", messageForm),
       ),
@@ -88,6 +92,7 @@ export class Controls {
     for (const node of nodes) {
       const label = node.label && node.label !== node.id ? `${node.id} — ${node.label}` : node.id;
       this.target.append(h("option", { value: node.id, text: `${label} (${node.type})` }));
+      this.backTo.append(h("option", { value: node.id, text: `${label} (${node.type})` }));
     }
   }
 
@@ -111,6 +116,7 @@ export class Controls {
       if (reason) b.setAttribute("aria-describedby", `why-${name}`);
       else b.removeAttribute("aria-describedby");
       if (name === "advance") this.target.disabled = !allowed;
+      if (name === "handback") this.backTo.disabled = !allowed;
       if (name === "message") this.message.disabled = !allowed;
       setText(this.reasons[name], humanizeStates(reason));
       if (reason) this.reasons[name].title = reason;
@@ -150,6 +156,13 @@ export class Controls {
         ? `Move execution ${id} from ${this.execution.currentNodeId || "—"} to node ${to}.`
         : `Move execution ${id} from ${this.execution.currentNodeId || "—"} to that node's next.`;
     }
+    if (name === "handback") {
+      const to = this.backTo.value;
+      if (to) body.nodeId = to;
+      const queue = this.execution.heldBy?.queue;
+      text = `The bot takes conversation ${this.execution.conversationId} back from the person${queue ? ` of queue ${queue}` : ""}, at ${to ? `node ${to}` : "the handoff's next node"}. What the contact said to the person is not read as an answer.`;
+      if (this.me.role === "admin") body.institutionId = this.execution.institutionId;
+    }
     if (name === "cancel") text += " It ends for good: this cannot be undone.";
     if (name === "retry") text += " The attempt counts toward the node's maxAttempts.";
     const answer = await confirm({
@@ -163,9 +176,14 @@ export class Controls {
     if (answer.reason) body.reason = answer.reason;
     this.buttons[name].disabled = true;
     try {
-      const execution = await api(`/v1/executions/${encodeURIComponent(id)}/${name}`, { method: "POST", body });
+      const path =
+        name === "handback"
+          ? `/v1/conversations/${encodeURIComponent(this.execution.conversationId)}/handback`
+          : `/v1/executions/${encodeURIComponent(id)}/${name}`;
+      const execution = await api(path, { method: "POST", body });
       toast(doneText(name, execution), "ok");
       if (name === "advance") this.target.value = ""; // the choice was used: back to "next node"
+      if (name === "handback") this.backTo.value = "";
       this.onResult(execution);
     } catch (error) {
       toast(`${spec.label} failed: ${error.message}`, "error");
@@ -181,12 +199,16 @@ export class Controls {
       return;
     }
     const ex = this.execution;
-    const paused = ex.status === "paused";
+    const held = ex.waitingFor === "human";
+    const paused = ex.status === "paused" && !held;
+    const note = held
+      ? " A person holds the conversation: the message goes to them (the desk), not to the bot."
+      : paused
+        ? " The execution is paused: it reads the reply only once it is resumed."
+        : "";
     const answer = await confirm({
       title: "Send as the contact?",
-      text:
-        `Send “${text}” to conversation ${ex.conversationId} as its contact (for testing).` +
-        (paused ? " The execution is paused: it reads the reply only once it is resumed." : ""),
+      text: `Send “${text}” to conversation ${ex.conversationId} as its contact (for testing).${note}`,
       confirmLabel: "Send",
       noReason: true,
     });
@@ -195,12 +217,12 @@ export class Controls {
     if (this.me.role === "admin") body.institutionId = ex.institutionId;
     try {
       await api(`/v1/conversations/${encodeURIComponent(ex.conversationId)}/messages`, { method: "POST", body });
-      toast(
-        paused
-          ? "Message sent as the contact. The execution is paused: the reply waits until it is resumed."
-          : "Message sent as the contact.",
-        "ok",
-      );
+      const after = held
+        ? " A person holds the conversation: it went to them, not to the bot."
+        : paused
+          ? " The execution is paused: the reply waits until it is resumed."
+          : "";
+      toast(`Message sent as the contact.${after}`, "ok");
       this.message.value = "";
       this.onMessageSent();
     } catch (error) {
@@ -217,7 +239,7 @@ export class Controls {
 export function controlsOf(execution, me) {
   if (execution.controls) return execution.controls;
   const out = {};
-  const names = ["pause", "resume", "cancel", "advance", "retry", "variables", "message"];
+  const names = ["pause", "resume", "cancel", "advance", "retry", "variables", "message", "handback"];
   const status = execution.status;
   for (const name of names) {
     let reason = null;
@@ -226,6 +248,8 @@ export function controlsOf(execution, me) {
     else if (name === "pause" && status === "paused") reason = "it is paused";
     else if (name === "resume" && status !== "paused") reason = `it is ${status}, not paused`;
     else if (name === "retry" && status !== "recovering") reason = `it is ${status}, not recovering`;
+    else if (name === "handback" && execution.waitingFor !== "human") reason = `it is ${status}; no person holds it`;
+    else if ((name === "resume" || name === "advance") && execution.waitingFor === "human") reason = "a person holds the conversation";
     out[name] = { allowed: reason === null, reason };
   }
   return out;

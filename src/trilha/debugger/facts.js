@@ -15,7 +15,9 @@
 // last alone hides the cause behind its consequence. An execution waiting for a
 // dependency whose circuit breaker is open says so, with why the breaker opened.
 // One with undelivered messages (dead, reported failed, pending past due) is
-// flagged with how many, and a line says where to see them.
+// flagged with how many, and a line says where to see them. A conversation a person
+// holds (a 'wait' handoff: paused, waiting for `human`) is flagged "with a person"
+// with the queue, and its wait says when the bot takes it back by itself, if ever.
 
 import { setUndelivered, undeliveredFlag } from "./delivery.js";
 import { dependencyFlag, updateDependencyFlag } from "./dependencies.js";
@@ -55,10 +57,12 @@ export function executionHeader(ex) {
   const depNote = h("p.exec-dep", { role: "note", hidden: true });
   const undelivered = undeliveredFlag(ex.undelivered);
   const undeliveredNote = h("p.exec-undelivered", { role: "note", hidden: true });
+  const heldLabel = h("span.label");
+  const heldFlag = h("span.held-flag", { hidden: true }, h("span.glyph", { "aria-hidden": "true", text: "☻" }), heldLabel);
   const el = h(
     "header.exec-head",
     {},
-    h("div.title-row", {}, h("h1", {}, h("span.muted", { text: "Execution " }), h("code.exec-id", { text: ex.executionId })), stateBadges, depFlag, undelivered),
+    h("div.title-row", {}, h("h1", {}, h("span.muted", { text: "Execution " }), h("code.exec-id", { text: ex.executionId })), stateBadges, heldFlag, depFlag, undelivered),
     dl,
     error,
     depNote,
@@ -72,6 +76,7 @@ export function executionHeader(ex) {
   let waiting = "";
   let due = null;
   let paused = false;
+  let held = null; // who holds the conversation (heldBy), while a person does
   let ended = false;
   let wake = null;
   let leaseOwner = null;
@@ -85,7 +90,8 @@ export function executionHeader(ex) {
     if (leaseOwner && leaseUntil !== null && leaseUntil >= now)
       return { text: `held by worker ${leaseOwner} until ${at(leaseUntil)} (${ago(leaseUntil - now)} left)`, overdue: false };
     const lapsed = leaseOwner && leaseUntil !== null ? `worker ${leaseOwner}'s lease ran out ${ago(now - leaseUntil)} ago; ` : "";
-    if (wake === null) return { text: `${lapsed}not due for a worker${paused ? " (paused: waits for an operator)" : ""}`, overdue: false };
+    const waitsFor = held ? " (a person holds the conversation)" : paused ? " (paused: waits for an operator)" : "";
+    if (wake === null) return { text: `${lapsed}not due for a worker${waitsFor}`, overdue: false };
     if (wake > now) return { text: `${lapsed}due for a worker at ${at(wake)} (in ${ago(wake - now)})`, overdue: false };
     const overdue = now - wake > OVERDUE_MS;
     const since = `${lapsed}due for a worker since ${at(wake)} (${ago(now - wake)} ago)`;
@@ -101,7 +107,8 @@ export function executionHeader(ex) {
       setText(facts.get("conversation"), next.conversationId || "");
       setText(facts.get("contact"), maskedContact(next));
       setText(facts.get("node"), next.currentNodeId || "—");
-      paused = next.status === "paused";
+      held = next.heldBy || null;
+      paused = next.status === "paused" && !held;
       ended = isTerminal(next.status);
       waiting = next.waitingFor || "";
       dependency = next.waitingForDependency || null;
@@ -109,6 +116,10 @@ export function executionHeader(ex) {
       // a wait_event node's wait: the event a signal must name (trilha signal ID EVENT)
       if (waiting.startsWith("event:")) waiting = `event ${waiting.slice("event:".length)} (a signal)`;
       if (paused) waiting = `${waiting || "operator"} (paused${next.pausedFrom ? ` from ${stateOf(next.pausedFrom).label}` : ""}`;
+      if (held) waiting = `a person, queue ${held.queue || "?"}${held.since ? ` (since ${clock(held.since)})` : ""}`;
+      heldFlag.hidden = !held;
+      setText(heldLabel, held ? `with a person · ${held.queue || "?"}` : "");
+      heldFlag.title = held ? `A person of queue ${held.queue || "?"} holds the conversation${held.reason ? `: ${held.reason}` : ""}. Hand it back to let the bot go on.` : "";
       due = parseTime(next.dueAt);
       facts.get("waiting").title = next.dueAt ? `${paused ? "its wait was due" : "due"} ${clock(next.dueAt)}` : "";
       wake = parseTime(next.wakeAt);
@@ -155,6 +166,8 @@ export function executionHeader(ex) {
         // a paused execution's clock is stopped: say what its wait would have done
         if (due !== null) text += due >= now ? `; its wait would have ended in ${ago(due - now)}` : `; its wait would have ended ${ago(now - due)} ago`;
         text += ")";
+      } else if (held) {
+        if (due !== null) text += due >= now ? ` · the bot takes it back in ${ago(due - now)}` : ` · the bot takes it back now`;
       } else if (waiting && due !== null) text += due >= now ? ` · due in ${ago(due - now)}` : ` · overdue ${ago(now - due)}`;
       setText(facts.get("waiting"), text);
       const worker = workerText(now);

@@ -29,19 +29,22 @@ export class TranscriptPanel {
     clear(this.list);
     const bodies = new Map();
     for (const entry of entries) {
-      const who = entry.from === "contact" ? "contact" : "bot";
+      // a person holding the conversation (`agent`) speaks from the bot's side
+      const who = entry.from === "contact" ? "contact" : entry.from === "agent" ? "agent" : "bot";
       const key = JSON.stringify([who, entry.at, entry.text, entry.content ?? null]);
       // (a node sits in one place: a second identical message gets its own body)
       const kept = bodies.has(key) ? undefined : this.bodies.get(key);
       const body = kept ?? h("div.body", {}, messageBody(entry));
       if (!bodies.has(key)) bodies.set(key, body);
-      // a bot message tells where its delivery stands (ticks, a clock, a red mark)
-      const mark = who === "bot" ? deliveryMark(entry) : null;
+      // a message to the contact tells where its delivery stands (ticks, a clock, a red mark)
+      const outgoing = who !== "contact";
+      const mark = outgoing ? deliveryMark(entry) : null;
+      const label = who === "agent" ? `person · ${entry.agentId || "?"}` : who;
       this.list.append(
         h(
-          `li.bubble.${who}${who === "bot" && entry.undelivered ? ".undelivered" : ""}`,
+          `li.bubble.${who}${outgoing && entry.undelivered ? ".undelivered" : ""}`,
           { dataset: { type: entry.content?.type ?? "text" } },
-          h("span.who", { text: who === "bot" ? "bot" : "contact" }),
+          h("span.who", { text: label }),
           body,
           h("span.meta", {}, h("time", { datetime: entry.at || "", text: clock(entry.at) }), mark),
         ),

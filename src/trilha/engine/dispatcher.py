@@ -13,6 +13,12 @@ attempt, the next try) and an ERROR ``message.dead`` when it is given up; the
 lines are written in the same store write as the outcome they tell, so the trail
 never says more or less than the outbox. Failures are counted in
 ``trilha_outbox_delivery_failures_total``.
+
+With a desk (the ``handoff`` dependency), each round also announces new handoffs (with
+the execution's variables and transcript so far) and then forwards the contact's
+messages said while a person holds the conversation, each once (an idempotency key per
+message), in the order the contact wrote them and only after the desk heard of the
+handoff itself; a failed POST is retried with backoff, for as long as it takes.
 """
 
 from __future__ import annotations
@@ -23,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from trilha.channels.base import Channel
 from trilha.channels.desk import HandoffDesk
-from trilha.core.execution import LogRecord, OutboundMessage, iso
+from trilha.core.execution import Handoff, LogRecord, OutboundMessage, iso
 from trilha.engine.clock import Clock, SystemClock
-from trilha.errors import ChannelError
+from trilha.errors import ChannelError, CorruptedRecord, ExecutionNotFound
 from trilha.observability.logging import echo_trail
 from trilha.observability.trail import level_rank
 from trilha.store.base import Store
@@ -191,8 +197,12 @@ class Dispatcher:
             now=self.clock.now(), lease_seconds=self.lease_seconds, limit=self.batch_size
         )
         for handoff_id, handoff in notices:
+            variables = await self._variables(handoff)
+            transcript = await self.store.transcript(handoff.execution_id)
             try:
-                await self.desk.notify(handoff_id, handoff)
+                await self.desk.notify(
+                    handoff_id, handoff, variables=variables, transcript=transcript
+                )
             except ChannelError as exc:
                 await self.store.mark_handoff_notice(
                     handoff_id,
@@ -204,4 +214,45 @@ class Dispatcher:
             await self.store.mark_handoff_notice(
                 handoff_id, now=self.clock.now(), error=None, retry_at=None
             )
-        return len(notices)
+        return len(notices) + await self._forward_held()
+
+    async def _variables(self, handoff: Handoff) -> dict[str, Any] | None:
+        """The execution's variables now, for the desk (``None`` if its row is unreadable
+        or gone: the notice goes out without them rather than not at all)."""
+        try:
+            execution = await self.store.get_execution(handoff.execution_id)
+        except (CorruptedRecord, ExecutionNotFound):
+            return None
+        return execution.variables
+
+    async def _forward_held(self, rounds: int = 20) -> int:
+        """Forward the contact's messages held for a person: each execution's oldest one
+        per claim (the order the desk reads them in), again while some went out."""
+        assert self.desk is not None
+        handled = 0
+        for _ in range(rounds):
+            claimed = await self.store.claim_desk_messages(
+                now=self.clock.now(), lease_seconds=self.lease_seconds, limit=self.batch_size
+            )
+            sent = 0
+            for held in claimed:
+                try:
+                    await self.desk.forward(held.message)
+                except ChannelError as exc:
+                    now = self.clock.now()
+                    backoff = min(self.max_backoff_seconds, 5.0 * 2**held.attempts)
+                    await self.store.mark_desk_message(
+                        held.id,
+                        now=now,
+                        error=str(exc),
+                        retry_at=now + backoff * (0.5 + random.random()),
+                    )
+                    continue
+                await self.store.mark_desk_message(
+                    held.id, now=self.clock.now(), error=None, retry_at=None
+                )
+                sent += 1
+            handled += len(claimed)
+            if not sent:
+                break
+        return handled

@@ -46,6 +46,7 @@ from trilha.core.flow import (
     load_flow,
 )
 from trilha.core.frames import RETURNING, pop, push
+from trilha.core.hold import held
 from trilha.core.signals import event_wait, waited_event
 from trilha.core.silence import heard, reminder_due
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
@@ -53,6 +54,7 @@ from trilha.core.tenancy import check_entry, flow_candidates
 from trilha.core.triggers import TriggerMatch
 from trilha.engine.calendars import turn_calendars
 from trilha.engine.clock import Clock, SystemClock
+from trilha.engine.hold import HumanHold
 from trilha.engine.recovery import ESCALATION_MESSAGE, FAILURE_MESSAGE, Recovery, recovered
 from trilha.engine.silence import Silence
 from trilha.engine.triggered import (
@@ -91,6 +93,7 @@ from trilha.processors.base import (
     StepContext,
     StepResult,
     WaitEvent,
+    WaitHuman,
     WaitInput,
     WaitRecovery,
     WaitTimer,
@@ -184,7 +187,7 @@ def _hear_language(ex: Execution, inbound: InboundMessage) -> None:
         set_path(ex.variables, "contact.language", language)
 
 
-class Engine(Recovery, Silence):
+class Engine(Recovery, Silence, HumanHold):
     """Starts executions, feeds them input, and advances claimed ones."""
 
     def __init__(
@@ -512,7 +515,12 @@ class Engine(Recovery, Silence):
             )
             ex.waiting_for = ex.due_at = None
         elif ex.status.terminal or ex.status is S.PAUSED:
-            ex.wake_at = None
+            if held(ex) and ex.due_at is not None and now >= ex.due_at:
+                await self._return_to_bot(ex, turn)
+                await self._commit(turn)
+                return
+            # a person's hold sleeps until its return deadline; anything else, for good
+            ex.wake_at = ex.due_at if held(ex) else None
             await self._commit(turn)
             return
         if ex.turn_started_at is None:
@@ -1045,6 +1053,7 @@ class Engine(Recovery, Silence):
                     result.handoff.queue,
                     result.handoff.reason,
                     now,
+                    result.handoff.mode,
                 )
             )
         node_id = node.id if node is not None else ex.current_node_id
@@ -1080,6 +1089,11 @@ class Engine(Recovery, Silence):
         elif isinstance(result.wait, WaitTimer):
             ex.node_state = result.node_state or {}
             self._wait(turn, S.WAITING_DELAY, "timer", result.wait.due_at, f"delay at '{node_id}'")
+            self._turn_over(turn, now)
+        elif isinstance(result.wait, WaitHuman):
+            ex.node_state = result.node_state or {}
+            queue = result.handoff.queue if result.handoff is not None else "?"
+            self._hold(turn, node, result.wait, queue)
             self._turn_over(turn, now)
         elif isinstance(result.wait, WaitRecovery):
             ex.node_state = result.node_state or {}

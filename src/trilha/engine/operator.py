@@ -28,6 +28,14 @@ worker runs the failed node again as its next attempt (it counts: the node's
 in the transition table (start a new execution instead), and an execution a worker
 holds right now is already being retried.
 
+``handback`` gives a conversation a person holds (a ``handoff`` in ``wait`` mode, see
+:mod:`trilha.core.hold`) back to the bot: the execution moves to ``running`` at the
+node named, else at the handoff node's ``next``, with the variables given merged in
+(as ``set_variables`` sets them, bounded by ``[engine] max_value_bytes`` and
+``max_state_bytes``). A held conversation is not resumed nor advanced: the person gives
+it back. The contact's messages said to the person stay theirs (applied, never an
+answer to the bot).
+
 ``set_variables`` changes an active execution's variables (paused ones included:
 pause, fix, resume is the usual way) without changing its state, so, like an
 advance of a running execution, the log row (with the paths set and unset, never
@@ -39,15 +47,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from trilha.core.budget import check_value, json_bytes
 from trilha.core.controls import WAITS, Operation, refusal, resume_target, target
 from trilha.core.execution import Execution, LogRecord, Transition
+from trilha.core.hold import handback_target, hold_view
 from trilha.core.paths import is_valid_path
 from trilha.core.signals import event_wait
 from trilha.core.silence import next_wake
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
 from trilha.engine.engine import Engine
 from trilha.engine.turn import set_path
-from trilha.errors import ConfigError, FlowError, IllegalTransition, StaleLease
+from trilha.errors import ConfigError, FlowError, IllegalTransition, LimitExceeded, StaleLease
 from trilha.observability.logging import echo_trail
 from trilha.store.base import Store
 
@@ -170,6 +180,52 @@ class Operator:
             reason,
             change,
             {"set": sorted(assign), "unset": sorted(removed)},
+        )
+
+    async def handback(
+        self,
+        execution_id: str,
+        to_node: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        actor: str = "operator",
+        reason: str | None = None,
+    ) -> Execution:
+        """Give a conversation a person holds back to the bot: at ``to_node`` (of the flow
+        version the execution is pinned to) or the handoff node's ``next``, with
+        ``variables`` (dotted path -> value) set first; it runs from there now."""
+        assign = dict(variables or {})
+        check_variable_paths(list(assign))
+        bounds = self.engine.config.engine
+
+        async def change(ex: Execution, now: float) -> str:
+            _allow(ex, "handback", now)
+            flow = await self.engine.flow(ex.flow_id, ex.flow_version)
+            node = handback_target(flow, ex, to_node)
+            queue = (hold_view(ex) or {}).get("queue")
+            merged = dict(ex.variables)
+            try:
+                for path, value in assign.items():
+                    check_value(path, value, bounds.max_value_bytes)
+                    _refuse_overwrite(merged, path)
+                    set_path(merged, path, value)
+            except LimitExceeded as exc:
+                raise ConfigError(str(exc)) from exc
+            size = json_bytes(merged)
+            if size > bounds.max_state_bytes:
+                raise ConfigError(
+                    f"the execution's variables would be {size} bytes; the limit is"
+                    f" {bounds.max_state_bytes} (max_state_bytes)"
+                )
+            ex.variables = merged
+            ex.status, ex.paused_from = S.RUNNING, None
+            ex.current_node_id, ex.node_state, ex.attempts = node, {}, 0
+            ex.waiting_for = ex.due_at = None
+            ex.wake_at = ex.turn_started_at = now
+            return f"handed back to the bot by a person of queue '{queue}', at '{node}'"
+
+        return await self._apply(
+            execution_id, "handback", actor, reason, change, {"set": sorted(assign)}
         )
 
     async def _target(self, ex: Execution, to_node: str | None) -> str:

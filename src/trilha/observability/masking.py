@@ -56,7 +56,15 @@ from typing import Any
 
 from trilha.core.execution import LogRecord
 
-__all__ = ["DEFAULT_SECRET_KEYS", "MASK", "Masker", "mask_text", "mask_value", "masked_record"]
+__all__ = [
+    "DEFAULT_SECRET_KEYS",
+    "MASK",
+    "Masker",
+    "hide_credentials",
+    "mask_text",
+    "mask_value",
+    "masked_record",
+]
 
 #: the marker that replaces a secret or a whole value under a secret key
 MASK = "[masked]"
@@ -404,6 +412,36 @@ def mask_value(value: Any, *, secret_keys: Collection[str] = DEFAULT_SECRET_KEYS
     never mutated.
     """
     return _Walker(secret_keys, _pattern(frozenset())).walk(value, sensitive=False)
+
+
+#: the secret keys that name credentials rather than the contact's own data
+_CREDENTIAL_KEYS = frozenset(
+    {"authorization", "token", "access_token", "api_key", "apikey", "password", "secret", "senha"}
+)
+_CREDENTIAL_NORMALS = frozenset(_normal(k) for k in _CREDENTIAL_KEYS)
+
+
+def _is_credential(key: str) -> bool:
+    normal = _normal(key)
+    return normal in _CREDENTIAL_NORMALS or normal.endswith(_CREDENTIAL_SUFFIXES)
+
+
+def hide_credentials(value: Any) -> Any:
+    """A copy of ``value`` with the values of credential keys (token, password, secret,
+    api key, authorization, and keys ending so) replaced by ``[masked]``, and nothing
+    else touched: for a trusted recipient that serves the contact (the handoff desk),
+    who needs the contact's CPF, phone or e-mail as they are, but never a credential
+    a flow fetched along the way."""
+    if isinstance(value, Mapping):
+        return {
+            key: MASK
+            if isinstance(key, str) and _is_credential(key) and item is not None
+            else hide_credentials(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [hide_credentials(item) for item in value]
+    return value
 
 
 #: events whose context the engine builds from numbers and fixed words only (attempt,

@@ -198,12 +198,15 @@ class StateChange:
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """A message to (``bot``) or from (``contact``) the contact."""
+    """A message to (``bot``, or ``agent``: a person holding the conversation) or from
+    (``contact``) the contact."""
 
     sender: str
     #: the outbox idempotency key, or the inbound message id
     key: str
     text: str
+    #: a contact's message said to a person holding the conversation: no step read it
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,13 +448,14 @@ def _read_line(trace: Trace, at: _At) -> None:
         trace.turn_timeouts.append(str(hit))
     elif message == "execution.state_changed" or message.startswith("operator."):
         _state_change(trace, at, message, metadata)
-    elif message in ("message.queued", "message.received"):
+    elif message in ("message.queued", "message.received", "message.held"):
         sent = message == "message.queued"
         key = metadata.get("idempotencyKey" if sent else "messageId")
         key = _text(key, at, "a message without text", empty=True)
         text = _text(metadata.get("text"), at, "a message without text", empty=True)
         _no_personal_data(text, at, "a message")
-        trace.messages.append(Exchange("bot" if sent else "contact", key, text))
+        sender = ("agent" if metadata.get("agentId") else "bot") if sent else "contact"
+        trace.messages.append(Exchange(sender, key, text, held=message == "message.held"))
     elif message in DELIVERY_LINES:
         # which message: whether it was queued is the story's question (bot messages)
         _text(metadata.get("idempotencyKey"), at, "a delivery without its message")
@@ -687,11 +691,16 @@ def story_problems(
         if isinstance(cp.input, dict)
     ]
     problems += _first_difference(
-        "contact messages", [m for m in trace.messages if m.sender == "contact"], said
+        "contact messages",
+        [m for m in trace.messages if m.sender == "contact" and not m.held],
+        said,
     )
-    sent = [Exchange("bot", m.idempotency_key, mask_text(m.text)) for m in outbox]
+    sent = [
+        Exchange("bot" if m.agent_id is None else "agent", m.idempotency_key, mask_text(m.text))
+        for m in outbox
+    ]
     problems += _first_difference(
-        "bot messages", [m for m in trace.messages if m.sender == "bot"], sent
+        "bot messages", [m for m in trace.messages if m.sender != "contact"], sent
     )
     problems += _first_difference(
         "transcript",

@@ -62,6 +62,15 @@ class WaitRecovery:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitHuman:
+    """Wait while a person holds the conversation (``paused``, waiting for ``human``)
+    until it is handed back, or until ``due_at`` passes with no agent message (the
+    bot takes it back by itself); ``None``: no such deadline."""
+
+    due_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class End:
     status: ExecutionStatus = ExecutionStatus.COMPLETED
     outcome: Outcome = Outcome.COMPLETED
@@ -94,6 +103,8 @@ class Call:
 class HandoffRequest:
     queue: str
     reason: str | None = None
+    #: ``end`` or ``wait`` (the handoff node's ``mode``)
+    mode: str = "end"
 
 
 @dataclass(slots=True)
@@ -102,7 +113,7 @@ class StepResult:
     set; with none, the node's ``next`` is followed (or the execution completes)."""
 
     next_node: str | None = None
-    wait: WaitInput | WaitTimer | WaitEvent | WaitRecovery | None = None
+    wait: WaitInput | WaitTimer | WaitEvent | WaitRecovery | WaitHuman | None = None
     end: End | None = None
     jump: Jump | None = None
     call: Call | None = None

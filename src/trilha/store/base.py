@@ -101,6 +101,9 @@ class StepCommit:
     turns: list[TurnRecord] = field(default_factory=list)
     #: give the lease up after the commit (the execution waits or ended)
     release: bool = True
+    #: a person takes the conversation over with this commit: the contact's replies
+    #: not yet applied are marked said to the person (held) and queued for the desk
+    hold_inbox: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,28 @@ class SignalResult:
 
     status: Literal["accepted", "duplicate"]
     signal: Signal
+
+
+@dataclass(frozen=True, slots=True)
+class AgentMessageResult:
+    """What :meth:`Store.record_agent_message` did: ``accepted`` (queued now) or
+    ``duplicate`` (this ``messageId`` was recorded before: the first one, unchanged)."""
+
+    status: Literal["accepted", "duplicate"]
+    message: OutboundMessage
+    #: the platform's id of the person's message
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeskMessage:
+    """A contact's message said while a person held the conversation, to forward to the
+    desk (:meth:`Store.claim_desk_messages`)."""
+
+    id: int
+    message: InboundMessage
+    #: attempts made so far
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -780,6 +805,39 @@ class Store(Protocol):
         self, handoff_id: int, *, now: float, error: str | None, retry_at: float | None
     ) -> None:
         """Record a notice: sent (``error`` None), to retry at ``retry_at``, or given up."""
+
+    # a person holds the conversation ---------------------------------------------------
+    async def record_agent_message(
+        self,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        message_id: str,
+        agent_id: str,
+        text: str,
+        content: dict[str, Any] | None,
+        now: float,
+    ) -> AgentMessageResult:
+        """Queue a person's message to the contact in the outbox, once per ``message_id``
+        in the conversation (a repeat is ``duplicate`` with the first one, whatever the
+        execution's state now), with its ``message.queued`` trail line, in one
+        transaction. Only while a person holds the conversation's latest execution
+        (:class:`~trilha.errors.NotHeld` otherwise; none at all:
+        :class:`~trilha.errors.ExecutionNotFound`); it cancels the hold's return
+        deadline (a person answered) and bumps the fencing token, so a worker that
+        claimed the execution for that deadline cannot commit the return."""
+
+    async def claim_desk_messages(
+        self, *, now: float, lease_seconds: float, limit: int
+    ) -> list[DeskMessage]:
+        """Lease held contact messages the desk has not been given yet, oldest first:
+        for each execution only its oldest one, and only once its handoff notice went
+        out, so the desk reads them in the order the contact wrote them."""
+
+    async def mark_desk_message(
+        self, forward_id: int, *, now: float, error: str | None, retry_at: float | None
+    ) -> None:
+        """Record a forward: sent (``error`` None), or failed, to retry at ``retry_at``."""
 
     async def list_executions(
         self,

@@ -77,11 +77,13 @@ from trilha.errors import (
 )
 from trilha.observability.logging import get_logger
 from trilha.observability.masking import mask_text, masked_record
-from trilha.store import migrations
+from trilha.store import holds_postgres, migrations
 from trilha.store.base import (
+    AgentMessageResult,
     ApiKey,
     Claimed,
     Delivery,
+    DeskMessage,
     ErrorGroup,
     ExecutionFilter,
     FailedStep,
@@ -130,6 +132,7 @@ from trilha.store.rows import (
     STEP_ERROR_COLUMNS,
     STEP_ERROR_GROUP,
     TERMINAL_SQL,
+    TRANSCRIPT_ORDER,
     TRANSITION_COLUMNS,
     Row,
     dependency_waited_for,
@@ -1067,8 +1070,8 @@ class PostgresStore:
             if commit.handoffs:
                 await conn.executemany(
                     "INSERT INTO handoffs (execution_id, institution_id, conversation_id,"
-                    " contact_id, queue, reason, at, next_notify_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    " contact_id, queue, reason, at, next_notify_at, mode)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     [
                         (
                             h.execution_id,
@@ -1079,12 +1082,20 @@ class PostgresStore:
                             h.reason,
                             h.at,
                             h.at,
+                            h.mode,
                         )
                         for h in commit.handoffs
                     ],
                 )
             await _insert_turns(conn, commit.turns)
             await _insert_logs(conn, commit.logs)
+            if commit.hold_inbox:  # a person holds it now: unread replies are theirs
+                await _insert_logs(
+                    conn,
+                    await holds_postgres.hold_pending(
+                        conn, ex.id, ex.step_seq, ex.current_node_id, now
+                    ),
+                )
 
         await self._write(run)
 
@@ -1167,6 +1178,15 @@ class PostgresStore:
                 )
                 if _count(woken):
                     await _notify(conn)
+                hold = await holds_postgres.holding(conn, target)
+                if hold is not None:  # said to the person holding the conversation
+                    await _insert_logs(
+                        conn, await holds_postgres.hold_pending(conn, target, *hold, now)
+                    )
+                    inserted = await conn.fetchrow(
+                        f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id = $1", inserted[0]
+                    )
+                    assert inserted is not None  # written in this transaction
             return InboundResult("accepted", row_to_inbound(inserted))
 
         return await self._write(run)
@@ -1440,7 +1460,7 @@ class PostgresStore:
                 " AND (lease_expires_at IS NULL OR lease_expires_at < $2) ORDER BY id LIMIT $3"
                 " FOR UPDATE SKIP LOCKED)"
                 " RETURNING id, execution_id, institution_id, conversation_id, contact_id,"
-                " queue, reason, at",
+                " queue, reason, at, mode",
                 now + lease_seconds,
                 now,
                 limit,
@@ -1468,6 +1488,57 @@ class PostgresStore:
                     retry_at,
                     handoff_id,
                 )
+
+        await self._write(run)
+
+    # a person holds the conversation ------------------------------------------------------
+
+    async def record_agent_message(
+        self,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        message_id: str,
+        agent_id: str,
+        text: str,
+        content: dict[str, Any] | None,
+        now: float,
+    ) -> AgentMessageResult:
+        async def run(conn: Connection) -> AgentMessageResult:
+            result, lines = await holds_postgres.record_agent_message(
+                conn,
+                institution_id=institution_id,
+                conversation_id=conversation_id,
+                message_id=message_id,
+                agent_id=agent_id,
+                text=text,
+                content=content,
+                now=now,
+            )
+            await _insert_logs(conn, lines)
+            if result.status == "accepted":
+                await _notify(conn)  # a dispatcher of any process delivers it now
+            return result
+
+        return await self._write(run)
+
+    async def claim_desk_messages(
+        self, *, now: float, lease_seconds: float, limit: int
+    ) -> list[DeskMessage]:
+        async def run(conn: Connection) -> list[DeskMessage]:
+            return await holds_postgres.claim_desk_messages(
+                conn, now=now, lease_seconds=lease_seconds, limit=limit
+            )
+
+        return await self._write(run)
+
+    async def mark_desk_message(
+        self, forward_id: int, *, now: float, error: str | None, retry_at: float | None
+    ) -> None:
+        async def run(conn: Connection) -> None:
+            await holds_postgres.mark_desk_message(
+                conn, forward_id, now=now, error=error, retry_at=retry_at
+            )
 
         await self._write(run)
 
@@ -1714,11 +1785,18 @@ class PostgresStore:
             rows = await conn.fetch(
                 # a reply comes before the messages of the step that consumed it;
                 # replies not yet applied come last
-                "SELECT 'bot' AS who, text, created_at AS at, step_seq::bigint AS seq,"
-                " 1 AS side, id, content FROM outbox WHERE execution_id = $1"
+                # (what a person holding the conversation and the contact said to
+                # each other: by time, after the step's bot messages)
+                "SELECT CASE WHEN agent_id IS NULL THEN 'bot' ELSE 'agent' END AS who, text,"
+                " created_at AS at, step_seq::bigint AS seq,"
+                " CASE WHEN agent_id IS NULL THEN 1 ELSE 2 END AS side,"
+                " CASE WHEN agent_id IS NULL THEN 0 ELSE created_at END AS held,"
+                " id, content, agent_id FROM outbox WHERE execution_id = $1"
                 " UNION ALL SELECT 'contact', text, received_at,"
-                " COALESCE(applied_step::bigint, 9223372036854775807), 0, id, content"
-                " FROM inbox WHERE execution_id = $1 ORDER BY 4, 5, 6",
+                " COALESCE(applied_step::bigint, 9223372036854775807),"
+                " CASE WHEN held_at IS NULL THEN 0 ELSE 2 END,"
+                " CASE WHEN held_at IS NULL THEN 0 ELSE received_at END, id, content, NULL"
+                f" FROM inbox WHERE execution_id = $1 {TRANSCRIPT_ORDER}",
                 execution_id,
             )
             return [row_to_transcript_entry(r) for r in rows]
@@ -1785,7 +1863,7 @@ class PostgresStore:
         async def run(conn: Connection) -> list[Handoff]:
             rows = await conn.fetch(
                 "SELECT execution_id, institution_id, conversation_id, contact_id, queue,"
-                " reason, at FROM handoffs WHERE execution_id = $1 ORDER BY id",
+                " reason, at, mode FROM handoffs WHERE execution_id = $1 ORDER BY id",
                 execution_id,
             )
             return [Handoff(*r) for r in rows]

@@ -103,13 +103,13 @@ COMMIT_FIELDS = tuple(f for f in EXEC_FIELDS[1:] if f != "fencing_token")
 #: the rows are read by position (row_to_inbound, row_to_outbound): a new column goes last
 INBOX_COLUMNS = (
     "id, institution_id, conversation_id, message_id, contact_id, text, received_at,"
-    " execution_id, payload, applied_at, content"
+    " execution_id, payload, applied_at, content, held_at"
 )
 
 
 OUTBOX_COLUMNS = (
     "idempotency_key, execution_id, institution_id, conversation_id, contact_id, channel, text,"
-    " created_at, step_seq, payload, id, status, attempts, sent_at, content"
+    " created_at, step_seq, payload, id, status, attempts, sent_at, content, agent_id"
 )
 
 
@@ -276,6 +276,7 @@ def row_to_inbound(row: Any) -> InboundMessage:
         payload=loads_or_none(row[8]),
         applied_at=row[9],
         content=loads_or_none(row[10]),
+        held_at=row[11],
     )
 
 
@@ -296,13 +297,22 @@ def row_to_outbound(row: Any) -> OutboundMessage:
         attempts=row[12],
         sent_at=row[13],
         content=loads_or_none(row[14]),
+        agent_id=row[15],
     )
+
+
+#: the transcript's lines in order: by step; within a step the contact's reply it read,
+#: then the bot's messages, then what was said while a person held the conversation
+#: (the contact's held messages and the person's, by time); ids break ties. Each
+#: backend's query selects sender, text, time, these four columns, content, agent id.
+TRANSCRIPT_ORDER = "ORDER BY 4, 5, 6, 7"
 
 
 def row_to_transcript_entry(row: Any) -> TranscriptEntry:
     """A transcript line as the backends' transcript query selects it: sender, text,
-    time, three ordering columns (step, side, id), then the content."""
-    return TranscriptEntry(row[0], row[1], row[2], loads_or_none(row[6]))
+    time, four ordering columns (step, side, time within a hold, id), the content and
+    the agent id."""
+    return TranscriptEntry(row[0], row[1], row[2], loads_or_none(row[7]), row[8])
 
 
 def row_to_alert(row: Any) -> AlertState:

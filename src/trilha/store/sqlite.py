@@ -56,11 +56,13 @@ from trilha.errors import (
     StoreUnavailable,
 )
 from trilha.observability.masking import mask_text, masked_record
-from trilha.store import migrations
+from trilha.store import holds_sqlite, migrations
 from trilha.store.base import (
+    AgentMessageResult,
     ApiKey,
     Claimed,
     Delivery,
+    DeskMessage,
     ErrorGroup,
     ExecutionFilter,
     FailedStep,
@@ -110,6 +112,7 @@ from trilha.store.rows import (
     STEP_ERROR_GROUP,
     TERMINAL_SQL,
     TRAIL_MARK,
+    TRANSCRIPT_ORDER,
     TRANSITION_COLUMNS,
     Row,
     dependency_waited_for,
@@ -910,7 +913,8 @@ class SQLiteStore:
             if commit.handoffs:
                 conn.executemany(
                     "INSERT INTO handoffs (execution_id, institution_id, conversation_id,"
-                    " contact_id, queue, reason, at, next_notify_at) VALUES (?,?,?,?,?,?,?,?)",
+                    " contact_id, queue, reason, at, next_notify_at, mode)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             h.execution_id,
@@ -921,12 +925,18 @@ class SQLiteStore:
                             h.reason,
                             h.at,
                             h.at,
+                            h.mode,
                         )
                         for h in commit.handoffs
                     ],
                 )
             _insert_turns(conn, commit.turns)
             _insert_logs(conn, commit.logs)
+            if commit.hold_inbox:  # a person holds it now: unread replies are theirs
+                _insert_logs(
+                    conn,
+                    holds_sqlite.hold_pending(conn, ex.id, ex.step_seq, ex.current_node_id, now),
+                )
 
         await self._call(run, group="commit")
 
@@ -1000,6 +1010,12 @@ class SQLiteStore:
                     " AND (wake_at IS NULL OR wake_at > ?)",
                     (now, target, now),
                 )
+                hold = holds_sqlite.holding(conn, target)
+                if hold is not None:  # said to the person holding the conversation
+                    _insert_logs(conn, holds_sqlite.hold_pending(conn, target, *hold, now))
+                    inserted = conn.execute(
+                        f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id = ?", (inserted[0],)
+                    ).fetchone()
             return InboundResult("accepted", row_to_inbound(inserted))
 
         return await self._write(run)
@@ -1246,7 +1262,7 @@ class SQLiteStore:
                 " SELECT id FROM handoffs WHERE notified_at IS NULL AND next_notify_at <= ?"
                 " AND (lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id LIMIT ?)"
                 " RETURNING id, execution_id, institution_id, conversation_id, contact_id,"
-                " queue, reason, at",
+                " queue, reason, at, mode",
                 (now + lease_seconds, now, now, limit),
             ).fetchall()
             return sorted((r[0], Handoff(*r[1:])) for r in rows)
@@ -1269,6 +1285,55 @@ class SQLiteStore:
                     " next_notify_at = ?, lease_expires_at = NULL WHERE id = ?",
                     (error[:2000], retry_at, handoff_id),
                 )
+
+        await self._write(run)
+
+    # a person holds the conversation ------------------------------------------------------
+
+    async def record_agent_message(
+        self,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        message_id: str,
+        agent_id: str,
+        text: str,
+        content: dict[str, Any] | None,
+        now: float,
+    ) -> AgentMessageResult:
+        def run(conn: sqlite3.Connection) -> AgentMessageResult:
+            result, lines = holds_sqlite.record_agent_message(
+                conn,
+                institution_id=institution_id,
+                conversation_id=conversation_id,
+                message_id=message_id,
+                agent_id=agent_id,
+                text=text,
+                content=content,
+                now=now,
+            )
+            _insert_logs(conn, lines)
+            return result
+
+        return await self._write(run)
+
+    async def claim_desk_messages(
+        self, *, now: float, lease_seconds: float, limit: int
+    ) -> list[DeskMessage]:
+        def run(conn: sqlite3.Connection) -> list[DeskMessage]:
+            return holds_sqlite.claim_desk_messages(
+                conn, now=now, lease_seconds=lease_seconds, limit=limit
+            )
+
+        return await self._write(run)
+
+    async def mark_desk_message(
+        self, forward_id: int, *, now: float, error: str | None, retry_at: float | None
+    ) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            holds_sqlite.mark_desk_message(
+                conn, forward_id, now=now, error=error, retry_at=retry_at
+            )
 
         await self._write(run)
 
@@ -1483,11 +1548,17 @@ class SQLiteStore:
             rows = conn.execute(
                 # a reply comes before the messages of the step that consumed it;
                 # replies not yet applied come last
-                "SELECT 'bot', text, created_at, step_seq, 1, id, content FROM outbox"
-                " WHERE execution_id = ?"
+                # (what a person holding the conversation and the contact said to
+                # each other: by time, after the step's bot messages)
+                "SELECT CASE WHEN agent_id IS NULL THEN 'bot' ELSE 'agent' END, text,"
+                " created_at, step_seq, CASE WHEN agent_id IS NULL THEN 1 ELSE 2 END,"
+                " CASE WHEN agent_id IS NULL THEN 0 ELSE created_at END, id, content, agent_id"
+                " FROM outbox WHERE execution_id = ?"
                 " UNION ALL SELECT 'contact', text, received_at,"
-                " COALESCE(applied_step, 9223372036854775807), 0, id, content"
-                " FROM inbox WHERE execution_id = ? ORDER BY 4, 5, 6",
+                " COALESCE(applied_step, 9223372036854775807),"
+                " CASE WHEN held_at IS NULL THEN 0 ELSE 2 END,"
+                " CASE WHEN held_at IS NULL THEN 0 ELSE received_at END, id, content, NULL"
+                f" FROM inbox WHERE execution_id = ? {TRANSCRIPT_ORDER}",
                 (execution_id, execution_id),
             ).fetchall()
             return [row_to_transcript_entry(r) for r in rows]
@@ -1554,7 +1625,7 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> list[Handoff]:
             rows = conn.execute(
                 "SELECT execution_id, institution_id, conversation_id, contact_id, queue,"
-                " reason, at"
+                " reason, at, mode"
                 " FROM handoffs WHERE execution_id = ? ORDER BY id",
                 (execution_id,),
             ).fetchall()

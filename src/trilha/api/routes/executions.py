@@ -154,7 +154,10 @@ class DeliveryStateOut(WireModel):
 class TranscriptEntryOut(WireModel):
     """A line of the conversation; bot messages also tell where their delivery stands."""
 
-    sender: Literal["bot", "contact"] = Field(alias="from")
+    sender: Literal["bot", "contact", "agent"] = Field(
+        alias="from",
+        description="`agent`: a person holding the conversation wrote it (`agentId`).",
+    )
     text: str = Field(description="The message as plain text (a structured one's rendering).")
     at: str
     content: dict[str, Any] | None = Field(
@@ -166,6 +169,7 @@ class TranscriptEntryOut(WireModel):
         " `mimeType`, `caption`, `filename`), `location` (`latitude`, `longitude`, `name`,"
         " `address`), `language`.",
     )
+    agent_id: str | None = Field(default=None, description="Who wrote an `agent` line.")
     outbox: Literal["queued", "pending", "sent", "dead"] | None = Field(
         default=None,
         description="Bot messages: queued (not tried yet), pending (failed, to be tried"
@@ -193,6 +197,19 @@ class TransitionOut(WireModel):
     at: str
 
 
+class HeldByOut(WireModel):
+    """Who holds the conversation: a person of the handoff's queue (``waitingFor: human``)."""
+
+    queue: str | None
+    reason: str | None = Field(description="The handoff's reason, as rendered.")
+    since: str | None = Field(description="When the person took it over.")
+    node_id: str | None = Field(description="The handoff node that handed it over.")
+    return_at: str | None = Field(
+        description="When the bot takes it back by itself (`returnAfterSeconds`); null once"
+        " a person answered, or with no such deadline."
+    )
+
+
 class ExecutionSummaryOut(WireModel):
     """The execution's own fields (what a listing shows)."""
 
@@ -209,12 +226,21 @@ class ExecutionSummaryOut(WireModel):
     )
     outcome: OutcomeName | None
     current_node_id: str | None
-    waiting_for: str | None = Field(description="input, timer, retry, dependency, operator...")
+    waiting_for: str | None = Field(
+        description="input, timer, retry, dependency, operator, human (a person holds the"
+        " conversation)..."
+    )
     due_at: str | None
     wake_at: str | None = Field(description="When a worker should take it next (null: not due).")
     lease_owner: str | None = Field(description="The worker holding it, if one does.")
     lease_expires_at: str | None = Field(description="Until when that worker holds it.")
-    paused_from: StatusName | None
+    paused_from: StatusName | None = Field(
+        description="The state an operator paused it from (`resume` returns there); null"
+        " while a person holds the conversation."
+    )
+    held_by: HeldByOut | None = Field(
+        description="A person holds the conversation (`waitingFor: human`); else null."
+    )
     attempts: int
     steps: int
     variables: dict[str, Any]
@@ -290,7 +316,9 @@ class ExecutionOut(ExecutionSummaryOut):
     transcript: list[TranscriptEntryOut]
     history: list[TransitionOut]
     controls: dict[
-        Literal["pause", "resume", "cancel", "advance", "retry", "variables", "message"],
+        Literal[
+            "pause", "resume", "cancel", "advance", "retry", "variables", "message", "handback"
+        ],
         ControlOut,
     ]
 
