@@ -12,14 +12,11 @@ itself. A handback by a person is an operator's write
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Any
-
 from trilha.core.execution import Execution, iso
-from trilha.core.flow import Flow, NodeBase
+from trilha.core.flow import NodeBase
 from trilha.core.hold import HUMAN, hold_view, return_target
 from trilha.core.states import ExecutionStatus, Outcome
-from trilha.engine.clock import Clock
+from trilha.engine.parts import EngineParts
 from trilha.engine.turn import _Turn
 from trilha.errors import FlowNotFound
 from trilha.processors.base import End, WaitHuman
@@ -27,36 +24,10 @@ from trilha.processors.base import End, WaitHuman
 S = ExecutionStatus
 
 
-class HumanHold(ABC):
+class HumanHold(EngineParts):
     """Mixed into :class:`~trilha.engine.engine.Engine`, as
     :class:`~trilha.engine.recovery.Recovery` is; what it takes from the engine is
-    declared here."""
-
-    clock: Clock
-
-    @abstractmethod
-    async def flow(self, flow_id: str, version: int | None = None) -> Flow: ...
-
-    @abstractmethod
-    async def _run_nodes(self, ex: Execution, flow: Flow, turn: _Turn) -> None: ...
-
-    @abstractmethod
-    def _move(
-        self, turn: _Turn, target: ExecutionStatus, reason: str, actor: str = "engine"
-    ) -> None: ...
-
-    @abstractmethod
-    def _end(self, turn: _Turn, end: End, message: str | None) -> None: ...
-
-    @abstractmethod
-    def _log(
-        self,
-        turn: _Turn,
-        level: str,
-        message: str,
-        node: NodeBase | None,
-        context: dict[str, Any] | None = None,
-    ) -> None: ...
+    declared in :class:`~trilha.engine.parts.EngineParts`."""
 
     def _hold(self, turn: _Turn, node: NodeBase | None, wait: WaitHuman, queue: str) -> None:
         """Give the conversation to a person: ``paused``, waiting for ``human``, with the

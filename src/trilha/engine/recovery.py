@@ -11,11 +11,8 @@ decisions are in :mod:`trilha.core.policies`.
 from __future__ import annotations
 
 import contextlib
-import random
-from abc import ABC, abstractmethod
 from typing import Any
 
-from trilha.config import Config
 from trilha.core.content import spoken
 from trilha.core.execution import (
     Execution,
@@ -37,15 +34,14 @@ from trilha.core.policies import (
     retry_decision,
 )
 from trilha.core.states import ExecutionStatus, Outcome
-from trilha.engine.clock import Clock
+from trilha.engine.parts import EngineParts
 from trilha.engine.turn import _Turn, describe_error
 from trilha.errors import FlowNotFound, StaleLease, StoreError, TrilhaError
 from trilha.observability.masking import mask_text
-from trilha.observability.metrics import Metrics
 from trilha.processors.base import End, HandoffRequest, Jump, StepResult, WaitRecovery
 from trilha.resilience.dependencies import WAIT_STARTED_KEY
 from trilha.resilience.rounds import RETRY_ROUND_KEY, counts_against, retry_round
-from trilha.store.base import StepCommit, Store
+from trilha.store.base import StepCommit
 
 S = ExecutionStatus
 
@@ -81,50 +77,15 @@ def _open_entry(turn: _Turn, node_id: str | None) -> LogRecord | None:
     return None
 
 
-class Recovery(ABC):
+class Recovery(EngineParts):
     """The failure paths of :class:`~trilha.engine.engine.Engine`, mixed into it.
 
     A mixin rather than a separate object because recovery and the step loop call
     each other within one turn (a failed node's decision is applied by the loop; a
     restored execution runs its nodes again) and share the turn's recording
-    primitives. What recovery takes from the engine is declared below, so mypy holds
-    the two halves to one contract.
+    primitives. What recovery takes from the engine is declared in
+    :class:`~trilha.engine.parts.EngineParts`, so mypy holds the halves to one contract.
     """
-
-    store: Store
-    config: Config
-    clock: Clock
-    rng: random.Random
-    worker_id: str
-    metrics: Metrics | None
-    _flows: dict[tuple[str, int], Flow]
-
-    @abstractmethod
-    async def flow(self, flow_id: str, version: int | None = None) -> Flow: ...
-
-    @abstractmethod
-    async def _run_nodes(self, ex: Execution, flow: Flow, turn: _Turn) -> None: ...
-
-    @abstractmethod
-    def _move(
-        self, turn: _Turn, target: ExecutionStatus, reason: str, actor: str = "engine"
-    ) -> None: ...
-
-    @abstractmethod
-    def _end(self, turn: _Turn, end: End, message: str | None) -> None: ...
-
-    @abstractmethod
-    def _log(
-        self,
-        turn: _Turn,
-        level: str,
-        message: str,
-        node: NodeBase | None,
-        context: dict[str, Any] | None = None,
-    ) -> None: ...
-
-    @abstractmethod
-    async def _commit(self, turn: _Turn, *, release: bool = True) -> None: ...
 
     # restoring ------------------------------------------------------------------------------
 

@@ -13,12 +13,8 @@ never expires: a person holds it, and resuming it starts its silence over.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Any
-
 from trilha.core.content import spoken
 from trilha.core.execution import Execution, iso
-from trilha.core.flow import Flow, NodeBase
 from trilha.core.silence import (
     EXPIRING,
     heard_at,
@@ -27,40 +23,16 @@ from trilha.core.silence import (
     wait_due,
 )
 from trilha.core.states import ExecutionStatus, Outcome
-from trilha.engine.clock import Clock
+from trilha.engine.parts import EngineParts
 from trilha.engine.turn import _Turn
 from trilha.errors import FlowNotFound
 from trilha.processors.base import End
-from trilha.store.base import Store
 
 S = ExecutionStatus
 
 
-class Silence(ABC):
+class Silence(EngineParts):
     """Reminders' wakes and the session's expiry, for :class:`~trilha.engine.engine.Engine`."""
-
-    store: Store
-    clock: Clock
-    _flows: dict[tuple[str, int], Flow]
-
-    @abstractmethod
-    async def flow(self, flow_id: str, version: int | None = None) -> Flow: ...
-
-    @abstractmethod
-    def _end(self, turn: _Turn, end: End, message: str | None) -> None: ...
-
-    @abstractmethod
-    def _log(
-        self,
-        turn: _Turn,
-        level: str,
-        message: str,
-        node: NodeBase | None,
-        context: dict[str, Any] | None = None,
-    ) -> None: ...
-
-    @abstractmethod
-    async def _commit(self, turn: _Turn, *, release: bool = True) -> None: ...
 
     def _wake_early(self, ex: Execution) -> None:
         """Wake the waiting ``ex`` at the earliest of its wait's due time, its next
