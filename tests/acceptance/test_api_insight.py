@@ -39,7 +39,10 @@ STATES = [
     "cancelled",
     "timeout",
 ]
-OPERATIONS = ["pause", "resume", "cancel", "advance", "retry", "variables", "message"]
+OPERATIONS = [
+    "pause", "resume", "cancel", "advance", "retry", "variables", "message", "handback"
+]  # fmt: skip
+HELD_ONLY = "only a conversation a person holds can be handed back"
 READ_ONLY = {"allowed": False, "reason": "viewer keys may only read"}
 RETRY_TAIL = "only a recovering execution waiting for its next attempt can be retried"
 PHONE = "+5511987654321"
@@ -530,10 +533,15 @@ def test_controls_for_a_viewer_and_an_operator(served: Api) -> None:
             "retry": {"allowed": False, "reason": f"it is waiting_input; {RETRY_TAIL}"},
             "variables": {"allowed": True, "reason": None},
             "message": {"allowed": True, "reason": None},
+            "handback": {"allowed": False, "reason": f"it is waiting_input; {HELD_ONLY}"},
         }
         paused = acme.post(f"/v1/executions/{eid}/pause").json()
         assert paused["controls"]["pause"] == {"allowed": False, "reason": "it is paused"}
         assert paused["controls"]["resume"] == {"allowed": True, "reason": None}
+        assert paused["controls"]["handback"] == {
+            "allowed": False,
+            "reason": f"it is paused (paused by an operator); {HELD_ONLY}",
+        }
         assert view(viewer, eid)["controls"] == dict.fromkeys(OPERATIONS, READ_ONLY)
         # what the viewer's buttons say is what the server does
         problem(viewer.post(f"/v1/executions/{eid}/resume"), 403)
