@@ -412,9 +412,9 @@ def test_at_a_phones_width_every_state_chip_and_tab_is_on_screen(
                 found.append(item.inner_text())
         return found
 
-    # all, the 11 states, the 6 outcomes
+    # all, the 11 states, the 7 outcomes (expired among them: issue 16's session expiry)
     expect(page.locator("#counts .outcomes")).to_be_visible()
-    expect(page.locator("#counts .count")).to_have_count(18)
+    expect(page.locator("#counts .count")).to_have_count(19)
     assert off_screen("#counts .count") == []
     page.goto(f"{served.url}/debugger/executions/{execution_id}")
     expect(page.locator("#tab-history")).to_be_visible()
