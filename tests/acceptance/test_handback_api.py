@@ -18,7 +18,7 @@ import httpx
 import pytest
 from test_api_conversation import problem, until
 
-from conftest import Api, Cli, serve, start_api
+from conftest import Api, Cli, Drain, serve, start_api
 from trilha.api.routes.executions import ExecutionOut, TranscriptOut
 from trilha.api.routes.handback import AgentMessageOut
 from webhook_receiver import WebhookReceiver, webhook_receiver
@@ -296,7 +296,7 @@ def test_a_restart_while_a_person_holds_it_and_while_the_return_runs(
     assert "running" in handed.stdout
 
     process, url = serve(cli, tmp_path, api.store, "--flows", str(flows_dir(tmp_path)))
-    again = Api(url, process, api.store, api.keys)
+    again = Api(url, process, api.store, api.keys, Drain(process))
     with again.client() as acme:
         assert held(acme, held_id)
         say(acme, "wa-a", "a-2", "still there?")
@@ -315,7 +315,10 @@ def test_a_restart_while_a_person_holds_it_and_while_the_return_runs(
 
         until(lambda: "How did we do, 1 to 5?" in platform_texts(platform, "wa-c"), what="cli")
         until(lambda: execution(acme, quick_id)["status"] == "completed", timeout=30)
-        assert platform_texts(platform, "wa-b") == ["Nobody could answer now, sorry.", "Bye."]
+        # completed once its last step committed; its last message reaches the platform
+        # through the outbox a moment later
+        bye = ["Nobody could answer now, sorry.", "Bye."]
+        until(lambda: platform_texts(platform, "wa-b") == bye, what="the goodbye delivered")
         logs = acme.get(f"/v1/executions/{quick_id}/logs").json()["logs"]
         returned = [line for line in logs if line["message"] == "handoff.returned"]
         assert len(returned) == 1 and returned[0]["context"]["metadata"]["toNode"] == "sorry"
