@@ -44,6 +44,7 @@ from trilha.core.content import (
 from trilha.core.expressions import compile_expression
 from trilha.core.flow import MessageNode, Problem, QuestionNode, flow_json_schema, parse_flow
 from trilha.core.templates import render
+from trilha.engine.operator import variable_path_problem
 from trilha.errors import ExpressionError, LimitExceeded
 
 NOTHING: frozenset[str] = frozenset()
@@ -1194,3 +1195,11 @@ def test_a_question_renders_like_a_message(
     shown = degrade(said, NOTHING, language)
     _shown_within_limits(shown, NOTHING)
     assert shown.content is not None and len(shown.content["options"]) == len(fields["buttons"])
+
+
+@pytest.mark.parametrize("path", ["sys", "sys.now", "sys.x.y"])
+def test_operators_and_handbacks_cannot_write_under_sys(path: str) -> None:
+    """The one check of what an operator may write (PATCH .../variables, trilha's CLI,
+    a handback's variables) refuses sys.* as publishing does; names beside it pass."""
+    assert variable_path_problem(path) == "sys.* is read-only (trilha sets it)"
+    assert variable_path_problem("system.x") is None

@@ -39,7 +39,7 @@ from trilha.core.content import (
 )
 from trilha.core.expressions import calendar_names, compile_expression
 from trilha.core.keywords import MAX_KEYWORDS, Keyword, KeywordHit, KeywordIndex, repeated_keywords
-from trilha.core.paths import is_valid_path
+from trilha.core.paths import READ_ONLY, is_valid_path, read_only
 from trilha.core.patterns import compile_pattern
 from trilha.core.signals import EventName
 from trilha.core.templates import lint_template, template_expressions, template_paths
@@ -942,8 +942,8 @@ def _graph_problems(
         if isinstance(node, ContentFields):
             yield from _said_problems(i, node)
         for rel, name in _variables_written(node):
-            if name == "sys" or name.startswith("sys."):
-                yield Problem(f"nodes[{i}].{rel}", "sys.* is read-only (trilha sets it)")
+            if read_only(name):
+                yield Problem(f"nodes[{i}].{rel}", READ_ONLY)
         if isinstance(node, SetNode):
             for name in [*node.variables, *node.expressions_]:
                 if not is_valid_path(name):
@@ -1111,7 +1111,7 @@ def _subflow_problems(i: int, node: SubflowNode, flow_id: Any) -> Iterator[Probl
     """Variable paths a call reads and writes, and a flow that calls itself (a cycle:
     each call nests one frame deeper until ``[engine] max_call_depth`` fails it)."""
     for name in node.input:
-        if not is_valid_path(name) or name == "sys" or name.startswith("sys."):
+        if not is_valid_path(name) or read_only(name):
             yield Problem(f"nodes[{i}].input.{name}", "not a valid variable path")
     for caller, callee in node.output.items():
         if not is_valid_path(caller):

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["MISSING", "is_valid_path", "resolve_path"]
+__all__ = ["MISSING", "READ_ONLY", "is_valid_path", "read_only", "resolve_path"]
 
 
 class _Missing:
@@ -100,3 +100,13 @@ def resolve_path(variables: Mapping[str, Any], path: str) -> Any:
         else:
             return MISSING
     return current
+
+
+#: why a write under ``sys`` is refused, wherever it is asked for
+READ_ONLY = "sys.* is read-only (trilha sets it)"
+
+
+def read_only(path: str) -> bool:
+    """Whether ``path`` lies under ``sys``, the values trilha computes for each step: a
+    flow, an operator or a handback may read them, never write them."""
+    return path == "sys" or path.startswith("sys.")

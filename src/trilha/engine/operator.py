@@ -51,7 +51,7 @@ from trilha.core.budget import check_value, json_bytes
 from trilha.core.controls import WAITS, Operation, refusal, resume_target, target
 from trilha.core.execution import Execution, LogRecord, Transition
 from trilha.core.hold import handback_target, hold_view
-from trilha.core.paths import is_valid_path
+from trilha.core.paths import READ_ONLY, is_valid_path, read_only
 from trilha.core.signals import event_wait
 from trilha.core.silence import next_wake
 from trilha.core.states import ExecutionStatus, Outcome, check_transition
@@ -371,6 +371,8 @@ def variable_path_problem(path: str) -> str | None:
         return "expected dotted names like 'customer.address.city'"
     if any(part.isdigit() for part in path.split(".")):
         return "list items cannot be set by index; set the whole list"
+    if read_only(path):
+        return READ_ONLY
     return None
 
 

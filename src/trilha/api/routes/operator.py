@@ -126,8 +126,6 @@ class VariablesPatch(OperatorRequest):
 def _writable(paths: Iterable[str]) -> None:
     for path in paths:
         problem = variable_path_problem(path)
-        if problem is None and (path == "sys" or path.startswith("sys.")):
-            problem = "sys.* is read-only (trilha sets it)"
         if problem is not None:
             raise ValueError(f"variable path {path!r}: {problem}")
 
