@@ -22,7 +22,7 @@ out of the file; a missing variable is a :class:`ConfigError` naming it.
     breaker = { failure_rate = 0.7, window = 40, count = ["timeout", "connect", "5xx"] }
 
     [channel]
-    kind = "webhook"                    # terminal | webhook | memory
+    kind = "webhook"                    # terminal | webhook | memory | whatsapp
     url = "http://127.0.0.1:8080/messages"
 
     [calendars.clinic]                  # business hours flows read by name
@@ -233,8 +233,67 @@ class CalendarConfig(CalendarDefinition):
 Renderable = Literal["buttons", "list", "media", "location"]
 
 
+#: Meta's Graph API, where the WhatsApp Cloud API lives (a version Meta supports)
+GRAPH_API_BASE_URL = "https://graph.facebook.com/v21.0"
+
+
+class WhatsAppNumber(WireModel):
+    """One WhatsApp business number and the institution whose flows answer on it."""
+
+    #: the number's id in Meta's WhatsApp Manager (not the phone number itself)
+    phone_number_id: str = Field(pattern=r"^[0-9]{1,32}$")
+    institution: str = Field(min_length=1, max_length=200, pattern=FLOW_ID_PATTERN)
+    #: this number's own token (``${NAME}``), for an institution with its own business
+    #: account: no other institution's number is ever sent with it
+    access_token: str | None = Field(default=None, min_length=1, max_length=4_096)
+
+
+class WhatsAppConfig(WireModel):
+    """``[channel.whatsapp]``: Meta's WhatsApp Cloud API (:mod:`trilha.channels.whatsapp`)."""
+
+    #: the system user's token (``${NAME}``) that sends messages and reads media
+    access_token: str = Field(min_length=1, max_length=4_096)
+    #: the Meta app's secret (``${NAME}``): ``X-Hub-Signature-256`` is checked with it
+    app_secret: str = Field(min_length=1, max_length=4_096)
+    #: what Meta's subscription check must send as ``hub.verify_token``
+    verify_token: str = Field(min_length=1, max_length=4_096)
+    #: the Graph API's address and version; tests point it at a stand-in
+    api_base_url: str = Field(default=GRAPH_API_BASE_URL, min_length=1, max_length=2_000)
+    #: sends per second per number, shared by every worker of the process (Meta's default
+    #: throughput is 80)
+    messages_per_second: float = Field(default=80.0, gt=0, le=1_000, allow_inf_nan=False)
+    #: mark the contact's messages read (blue ticks) when the bot answers them
+    mark_read: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
+    numbers: list[WhatsAppNumber] = Field(min_length=1, max_length=10_000)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"must be an http(s) URL, not {value[:80]!r}")
+        return value.rstrip("/")
+
+    @field_validator("numbers")
+    @classmethod
+    def _numbers_once(cls, value: list[WhatsAppNumber]) -> list[WhatsAppNumber]:
+        seen: set[str] = set()
+        for i, number in enumerate(value):
+            if number.phone_number_id in seen:
+                raise ValueError(f"numbers[{i}]: phone_number_id {number.phone_number_id} twice")
+            seen.add(number.phone_number_id)
+        return value
+
+    def number(self, phone_number_id: str) -> WhatsAppNumber | None:
+        """The configured number with this id (``None``: not one of ours)."""
+        return next((n for n in self.numbers if n.phone_number_id == phone_number_id), None)
+
+
 class ChannelConfig(WireModel):
-    kind: Literal["terminal", "webhook", "memory"] = "terminal"
+    kind: Literal["terminal", "webhook", "memory", "whatsapp"] = "terminal"
+    #: ``kind = "whatsapp"``: the Cloud API's settings and numbers
+    whatsapp: WhatsAppConfig | None = None
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     #: Standard Webhooks secrets (``whsec_<base64>``, or ``${NAME}``) that sign what trilha
@@ -252,6 +311,12 @@ class ChannelConfig(WireModel):
     #: to a list, a list to numbered text, media to caption and link, a place to its
     #: address and a map link) and the trail says so
     renders: list[Renderable] = Field(default_factory=lambda: list(get_args(Renderable)))
+
+    @model_validator(mode="after")
+    def _whatsapp_settings(self) -> Self:
+        if self.kind == "whatsapp" and self.whatsapp is None:
+            raise ValueError("whatsapp: [channel.whatsapp] is required when kind is 'whatsapp'")
+        return self
 
 
 class MetricsConfig(WireModel):
