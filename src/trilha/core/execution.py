@@ -175,6 +175,9 @@ class OutboundMessage:
     #: the person who wrote it while holding the conversation (``POST
     #: .../agent-messages``); ``None``: the bot's
     agent_id: str | None = None
+    #: the contact's message this one answers (its ``messageId``: a WhatsApp ``wamid``),
+    #: for channels that mark it read or quote it; ``None``: not an answer to one
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
