@@ -482,3 +482,39 @@ async def test_the_webhook_posts_reply_to(
         ("Quer um lembrete?", None),
         ("Combinado, Ana!", "wamid.sim"),
     ]
+
+
+async def test_the_window_is_the_stores_across_a_restart(tmp_path: Path, clock: FakeClock) -> None:
+    """A process that waited on a delay and stopped: the next process, on the same SQLite
+    file, knows when the contact last wrote (from the store, not from memory) and sends
+    the template once the window closed."""
+    path = tmp_path / "restart.db"
+
+    async def process() -> WindowHarness:
+        store = CountingStore(path)
+        await store.open()
+        channel = WindowChannel()
+        engine = Engine(
+            store,
+            processors=Processors.from_entry_points(),
+            config=Config(),
+            clock=clock,
+            window_seconds=channel.window_seconds,
+        )
+        worker = Worker(engine, Dispatcher(store, channel, clock=clock))
+        return WindowHarness(store, engine, worker, channel, clock)
+
+    first = await process()
+    ex_id = await _asked_and_answered(first, 30 * HOUR)
+    await first.store.close()
+    clock.advance(30 * HOUR)
+    second = await process()
+    try:
+        await second.settle(ex_id)
+        remind = sent(second, ex_id)[0]
+        assert remind.content is not None and remind.content["type"] == "template"
+        assert second.store.window_reads == 1
+        ex = await second.get(ex_id)
+        assert ex.error is not None and ex.error["kind"] == "outside_window"
+    finally:
+        await second.store.close()

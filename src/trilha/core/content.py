@@ -469,8 +469,8 @@ def localized_texts(node: ContentFields, text: Localized | None) -> Iterator[tup
 
 
 def plain_templates(node: ContentFields) -> Iterator[tuple[str, str]]:
-    """``(path, template)`` for every id and URL the node renders (texts are in
-    :func:`localized_texts`)."""
+    """``(path, template)`` for every id and URL the node renders, and every string of
+    its WhatsApp ``template`` (texts are in :func:`localized_texts`)."""
     for i, button in enumerate(node.buttons or ()):
         yield f"buttons[{i}].id", button.id
     if node.list_ is not None:
