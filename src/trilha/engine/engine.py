@@ -132,9 +132,10 @@ def _outbound(
     text: str,
     now: float,
     content: dict[str, Any] | None = None,
+    reply_to: str | None = None,
 ) -> OutboundMessage:
     """A message of step ``seq``; its key ``execution:seq:index`` is what makes delivery
-    at most once per step."""
+    at most once per step. ``reply_to``: the contact's message it answers."""
     return OutboundMessage(
         idempotency_key=f"{ex.id}:{seq}:{index}",
         execution_id=ex.id,
@@ -146,6 +147,7 @@ def _outbound(
         created_at=now,
         step_seq=seq,
         content=content,
+        reply_to=reply_to,
     )
 
 
@@ -1045,13 +1047,17 @@ class Engine(Recovery, Silence, HumanHold):
             set_path(ex.variables, name, value)
         for i, said in enumerate(result.messages):
             if isinstance(said, str):
-                self._send(turn, node, _outbound(ex, seq, str(i), said, now))
+                self._send(turn, node, _outbound(ex, seq, str(i), said, now, None, turn.reply_to))
                 continue
             for note in said.truncated:
                 self._log(turn, "WARN", "message.truncated", node, {"reason": note})
             if said.degraded:
                 self._log(turn, "INFO", "message.degraded", node, {"changes": list(said.degraded)})
-            self._send(turn, node, _outbound(ex, seq, str(i), said.text, now, said.content))
+            self._send(
+                turn,
+                node,
+                _outbound(ex, seq, str(i), said.text, now, said.content, turn.reply_to),
+            )
         # a sub-flow that ends comes back to its caller (which decides what follows)
         # rather than ending the execution; a handoff in it reaches the desk only if no
         # caller takes the escalation (its subflow node hands off again then)
@@ -1198,7 +1204,7 @@ class Engine(Recovery, Silence, HumanHold):
         if message:
             seq = ex.step_seq + 1
             ex.step_seq = seq
-            self._send(turn, None, _outbound(ex, seq, "end", message, now))
+            self._send(turn, None, _outbound(ex, seq, "end", message, now, None, turn.reply_to))
         self._move(turn, end.status, end.reason)
         ex.outcome = end.outcome
         self._turn_over(turn, now)
@@ -1249,10 +1255,7 @@ class Engine(Recovery, Silence, HumanHold):
         """Queue ``message`` for the contact in this step's commit, and say so in the trail
         (``message.queued``; the store masks the text), so the trail alone tells what the
         contact was told. The dispatcher adds ``message.delivered`` once the channel took
-        it (or ``message.delivery_failed`` / ``message.dead``). A message of a turn that
-        answers the contact's message names it (``reply_to``)."""
-        if turn.reply_to is not None and message.reply_to is None:
-            message = dataclasses.replace(message, reply_to=turn.reply_to)
+        it (or ``message.delivery_failed`` / ``message.dead``)."""
         turn.commit.outbox.append(message)
         self._log(
             turn,
