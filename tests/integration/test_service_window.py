@@ -518,3 +518,59 @@ async def test_the_window_is_the_stores_across_a_restart(tmp_path: Path, clock: 
         assert ex.error is not None and ex.error["kind"] == "outside_window"
     finally:
         await second.store.close()
+
+
+async def test_a_question_sent_as_a_template_takes_its_buttons_reply(
+    make_window_harness: Callable[..., Any],
+) -> None:
+    """A choice question asked outside the window goes as its template and keeps the
+    options its buttons offered: the template's quick-reply payload (a button's id)
+    answers it as a press of that button would, and opens the window again."""
+    h = make_window_harness()
+    await h.publish(
+        {
+            "id": "confirm",
+            "start": "wait",
+            "nodes": [
+                {"id": "wait", "type": "delay", "seconds": 30 * HOUR, "next": "ask"},
+                {
+                    "id": "ask",
+                    "type": "question",
+                    "text": "Confirma a consulta?",
+                    "buttons": [{"id": "yes", "title": "Sim"}, {"id": "no", "title": "Não"}],
+                    "variable": "answer",
+                    "validate": {"kind": "choice"},
+                    "template": {
+                        "name": "confirm_visit",
+                        "language": "pt_BR",
+                        "components": [
+                            {
+                                "type": "button",
+                                "sub_type": "quick_reply",
+                                "index": i,
+                                "parameters": [{"type": "payload", "payload": payload}],
+                            }
+                            for i, payload in enumerate(("yes", "no"))
+                        ],
+                    },
+                    "next": "bye",
+                },
+                {"id": "bye", "type": "end", "text": "Resposta: {{answer}}"},
+            ],
+        }
+    )
+    ex = await triggered(h, "confirm")
+    await h.settle()
+    h.clock.advance(30 * HOUR)
+    await h.settle(ex.id)
+    asked = sent(h, ex.id)[-1]
+    assert asked.content is not None and asked.content["type"] == "template"
+    assert asked.content["options"] == [{"id": "yes", "title": "Sim"}, {"id": "no", "title": "Não"}]
+    await h.engine.send(
+        ex.id, "Sim", message_id="wamid.btn", content={"type": "button", "replyId": "yes"}
+    )
+    await h.settle(ex.id)
+    done = await h.get(ex.id)
+    assert done.status is S.COMPLETED and done.variables["answer"] == "yes"
+    bye = sent(h, ex.id)[-1]
+    assert (bye.text, bye.content, bye.reply_to) == ("Resposta: yes", None, "wamid.btn")

@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from trilha.core.budget import Budget
-from trilha.core.content import ContentFields, Localized, Said, degrade, render_content
+from trilha.core.content import (
+    ContentFields,
+    Localized,
+    Said,
+    degrade,
+    options_of,
+    render_content,
+)
 from trilha.core.expressions import compile_expression
 from trilha.core.template_messages import render_template_message
 from trilha.core.templates import render
@@ -70,9 +77,10 @@ def say(ctx: StepContext, text: Localized | None, node: ContentFields, what: str
         content["template"] = template
         return Said(said.text, content, tuple(notes), said.degraded)
     sent = f"template '{node.template.name}' sent instead ({window.why_closed(ctx.now)})"
-    return Said(
-        said.text,
-        {"type": "template", "template": template, "text": said.text},
-        tuple(notes),
-        (sent,),
-    )
+    instead: dict[str, Any] = {"type": "template", "template": template, "text": said.text}
+    options = options_of(said.content) if said.content is not None else []
+    if options:
+        # the options the node would have shown, kept so a reply picks one as it would
+        # (a template's quick-reply payload carrying a button's id, or the option's number)
+        instead["options"] = [{"id": o["id"], "title": o["title"]} for o in options]
+    return Said(said.text, instead, tuple(notes), (sent,))
