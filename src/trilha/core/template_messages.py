@@ -276,7 +276,11 @@ def _literal_too_long(path: str, value: str | None, limit: int, what: str) -> It
 
 
 def _kind(component: TemplateComponent) -> str:
-    return component.sub_type or "" if component.type == "button" else component.type
+    """What decides the parameters a component takes: a button's ``sub_type``, else its
+    type (``""`` for a button that names none: reported on its own)."""
+    if component.type == "button":
+        return component.sub_type or ""
+    return component.type
 
 
 def template_problems(template: TemplateMessage) -> Iterator[Problem_]:
