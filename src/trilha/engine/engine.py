@@ -453,7 +453,7 @@ class Engine(Recovery, Silence, HumanHold):
         turn = _Turn(StepCommit(ex, self.worker_id, ex.fencing_token), claimed.inbound, None)
         if claimed.inbound is not None:
             turn.heard_at = claimed.inbound.received_at
-        elif ex.step_seq == 0 and isinstance(ex.meta.get(TRIGGER_META), dict):
+        if ex.step_seq == 0 and isinstance(ex.meta.get(TRIGGER_META), dict):
             # the first turn of a triggered start answers the message that started it
             turn.reply_to = ex.meta[TRIGGER_META].get("messageId")
         if claimed.taken_from is not None:
