@@ -24,7 +24,8 @@ stable ``code`` that the CLI prints and, later, the API returns::
     │   ├── BlockedAddress          the http node refused a private/loopback target
     │   ├── AccessDenied            another owner's flow, or a dependency not allowed
     │   ├── SubflowFailed           a sub-flow failed and its caller has no path for it
-    │   └── DependencyUnavailable   the dependency's circuit breaker is open
+    │   ├── DependencyUnavailable   the dependency's circuit breaker is open
+    │   └── OutsideWindow           the channel's customer-service window is closed
     └── ChannelError                an outbound message could not be delivered
 
 Driver exceptions (``sqlite3``, ``httpx``) are mapped at the boundary and
@@ -191,6 +192,19 @@ class DependencyUnavailable(NodeError):
     """The dependency is unavailable (its circuit breaker is open)."""
 
     code = "dependency_unavailable"
+
+
+class OutsideWindow(NodeError):
+    """The contact last wrote longer ago than the channel's customer-service window
+    (WhatsApp's 24 hours), and the node has no template to send instead.
+
+    Its ``kind`` detail is ``outside_window``: no retry mends it (only the contact
+    writing again does), so the node takes its fallback path at once."""
+
+    code = "outside_window"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        super().__init__(message, **({"kind": "outside_window"} | details))
 
 
 class ChannelError(TrilhaError):

@@ -89,7 +89,13 @@ async def runtime(
         else None
     )
     engine = Engine(
-        store, processors=processors, config=cfg, clock=clk, metrics=metrics, renders=chan.renders
+        store,
+        processors=processors,
+        config=cfg,
+        clock=clk,
+        metrics=metrics,
+        renders=chan.renders,
+        window_seconds=chan.window_seconds,
     )
     dispatcher = Dispatcher(
         store,

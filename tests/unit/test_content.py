@@ -922,7 +922,7 @@ def test_options_of_each_shape() -> None:
 NEW_MODELS = ("Button", "Row", "RowsFrom", "Section", "ListSpec", "Media", "Location")
 #: the properties issue 15 added to older models (their other properties are issue 20's)
 NEW_PROPERTIES = {
-    "MessageNode": ("text", "header", "footer", "buttons", "list", "media", "location"),
+    "MessageNode": ("text", "header", "footer", "buttons", "list", "media", "location", "template"),
     "QuestionNode": (
         "text",
         "invalidText",
@@ -932,9 +932,10 @@ NEW_PROPERTIES = {
         "list",
         "media",
         "location",
+        "template",
     ),
-    "HandoffNode": ("text", "header", "footer", "buttons", "list", "media", "location"),
-    "EndNode": ("text", "header", "footer", "buttons", "list", "media", "location"),
+    "HandoffNode": ("text", "header", "footer", "buttons", "list", "media", "location", "template"),
+    "EndNode": ("text", "header", "footer", "buttons", "list", "media", "location", "template"),
     "AnswerRule": ("kind", "accept"),
 }
 
@@ -961,7 +962,7 @@ def test_the_schema_describes_every_new_field() -> None:
 def test_the_new_content_fields_are_in_the_schema_of_every_speaking_node() -> None:
     """What the walk above reads is every content field there is (a new one cannot slip by)."""
     content = {info.alias or name for name, info in ContentFields.model_fields.items()}
-    assert content == {"header", "footer", "buttons", "list", "media", "location"}
+    assert content == {"header", "footer", "buttons", "list", "media", "location", "template"}
     defs = flow_json_schema()["$defs"]
     for model in ("MessageNode", "QuestionNode", "HandoffNode", "EndNode"):
         assert content <= set(defs[model]["properties"]), model

@@ -327,6 +327,7 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
                     clock=rt.engine.clock,
                     metrics=rt.metrics,
                     renders=rt.engine.renders,
+                    window_seconds=rt.engine.window_seconds,
                 )
                 engines.append(engine)
                 worker = Worker(engine, None, sweep_interval_seconds=float("inf"))

@@ -18,6 +18,10 @@ class Channel(Protocol):
     #: what the channel shows besides text (:data:`trilha.core.content.CAPABILITIES`);
     #: the engine degrades the rest the same way every time before it is queued
     renders: frozenset[str]
+    #: the customer-service window, in seconds after the contact's last message, within
+    #: which anything may be sent (WhatsApp's 24 hours); outside it a node sends its
+    #: ``template`` or fails with ``outside_window``. ``None``: no window
+    window_seconds: float | None
 
     async def deliver(self, message: OutboundMessage) -> None:
         """Deliver or raise :class:`~trilha.errors.ChannelError`."""

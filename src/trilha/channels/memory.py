@@ -9,6 +9,7 @@ from trilha.core.execution import OutboundMessage
 class MemoryChannel:
     name = "memory"
     renders = CAPABILITIES
+    window_seconds: float | None = None
 
     def __init__(self) -> None:
         self.messages: list[OutboundMessage] = []

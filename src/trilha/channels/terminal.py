@@ -22,6 +22,7 @@ class TerminalChannel:
 
     name = "terminal"
     renders: frozenset[str] = frozenset()
+    window_seconds: float | None = None
 
     def __init__(self, console: Console | None = None, *, show_conversation: bool = False) -> None:
         self.console = console or SafeConsole(highlight=False, emoji=False)

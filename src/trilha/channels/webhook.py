@@ -64,6 +64,8 @@ class WebhookChannel:
     platform cannot show is declared in ``[channel] renders`` and degraded before."""
 
     name = "webhook"
+    #: the platform behind the webhook keeps its own rules on when it may write
+    window_seconds: float | None = None
 
     def __init__(
         self,
@@ -93,6 +95,8 @@ class WebhookChannel:
                 "idempotencyKey": message.idempotency_key,
                 # a person holding the conversation wrote it (null: the bot)
                 "agentId": message.agent_id,
+                # the contact's message this one answers (null: none)
+                "replyTo": message.reply_to,
             },
         )
 

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, WithJsonSchema, field_validator
 
+from trilha.core.template_messages import TemplateMessage, template_problems, template_strings
 from trilha.core.wire import WireModel
 
 __all__ = [
@@ -301,6 +302,14 @@ class ContentFields(WireModel):
     location: Location | None = Field(
         default=None, description="A place on the map, with its name and address."
     )
+    template: TemplateMessage | None = Field(
+        default=None,
+        description="A WhatsApp template Meta approved, sent instead when the contact last"
+        " wrote more than 24 hours ago (outside the customer-service window); without one"
+        " the node fails there with error kind `outside_window`. Inside the window the"
+        " message is sent as usual, the template kept beside it for a channel Meta tells"
+        " the window has closed.",
+    )
 
     def expressions(self) -> Iterator[tuple[str, str]]:
         """A list's ``rowsFrom.items`` is an expression, checked when the flow is
@@ -382,6 +391,17 @@ def content_problems(node: ContentFields, text: Localized | None) -> Iterator[Pr
         yield from _too_long(name, value, MAX_HEADER, f"a {name}")
     if (node.buttons is not None or node.list_ is not None) and text is None:
         yield "text", "missing: buttons and lists need a text"
+    if node.template is not None:
+        for rel, message in template_problems(node.template):
+            yield f"template.{rel}", message
+        if text is None and not node.rich():
+            yield (
+                "template",
+                (
+                    "a template is what is sent outside the 24-hour window; inside it the"
+                    " node needs a text, media or a location to say"
+                ),
+            )
 
 
 def _list_problems(spec: ListSpec) -> Iterator[Problem_]:
@@ -449,8 +469,8 @@ def localized_texts(node: ContentFields, text: Localized | None) -> Iterator[tup
 
 
 def plain_templates(node: ContentFields) -> Iterator[tuple[str, str]]:
-    """``(path, template)`` for every id and URL the node renders (texts are in
-    :func:`localized_texts`)."""
+    """``(path, template)`` for every id and URL the node renders, and every string of
+    its WhatsApp ``template`` (texts are in :func:`localized_texts`)."""
     for i, button in enumerate(node.buttons or ()):
         yield f"buttons[{i}].id", button.id
     if node.list_ is not None:
@@ -470,6 +490,9 @@ def plain_templates(node: ContentFields) -> Iterator[tuple[str, str]]:
         ):
             if isinstance(coordinate, str):
                 yield f"location.{name}", coordinate
+    if node.template is not None:
+        for rel, template in template_strings(node.template):
+            yield f"template.{rel}", template
 
 
 # ----------------------------------------------------------------------------- languages

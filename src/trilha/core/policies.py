@@ -29,6 +29,9 @@ class ErrorKind(StrEnum):
     CONFIGURATION = "configuration"
     LIMIT = "limit"  # a bound was passed (value size, reply length, response size...)
     FORBIDDEN = "forbidden"  # another owner's flow, a dependency not allowed
+    #: the contact last wrote before the channel's customer-service window (WhatsApp's
+    #: 24 hours) and the node has no template to send instead
+    OUTSIDE_WINDOW = "outside_window"
     #: a request that changes things went out and its answer was lost (a timeout, a
     #: connection cut): it may have been applied, so it is not sent again
     AMBIGUOUS = "ambiguous"

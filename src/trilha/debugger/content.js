@@ -60,9 +60,16 @@ function botBody(entry, content) {
       if (said) parts.push(text(said));
       parts.push(place(content.location));
       break;
-    case "text":
-      // what the channel could not show, sent as text: its options numbered in it
+    case "template":
+      // outside WhatsApp's 24-hour window: the template Meta approved went instead
       parts.push(text(said || entry.text));
+      parts.push(h("p.degraded", { text: `sent as the WhatsApp template '${content.template?.name ?? "?"}': the contact last wrote over 24 hours before` }));
+      break;
+    case "text":
+      parts.push(text(said || entry.text));
+      // a plain text that carries its template (the window's alternative) was not degraded
+      if (content.template && !(Array.isArray(content.options) && content.options.length)) break;
+      // what the channel could not show, sent as text: its options numbered in it
       parts.push(
         h("p.degraded", {
           text: Array.isArray(content.options) && content.options.length ? "sent as numbered options: the channel shows text only" : "sent as text: the channel could not show it",

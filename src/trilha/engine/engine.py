@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from trilha.config import Config
 from trilha.core.budget import check_value, json_bytes
-from trilha.core.content import CAPABILITIES, contact_language, spoken
+from trilha.core.content import CAPABILITIES, ContentFields, contact_language, spoken
 from trilha.core.execution import (
     Checkpoint,
     Execution,
@@ -74,6 +74,7 @@ from trilha.engine.turn import (
     set_path,
     with_path,
 )
+from trilha.engine.window import service_window
 from trilha.errors import (
     AccessDenied,
     CorruptedRecord,
@@ -131,9 +132,10 @@ def _outbound(
     text: str,
     now: float,
     content: dict[str, Any] | None = None,
+    reply_to: str | None = None,
 ) -> OutboundMessage:
     """A message of step ``seq``; its key ``execution:seq:index`` is what makes delivery
-    at most once per step."""
+    at most once per step. ``reply_to``: the contact's message it answers."""
     return OutboundMessage(
         idempotency_key=f"{ex.id}:{seq}:{index}",
         execution_id=ex.id,
@@ -145,6 +147,7 @@ def _outbound(
         created_at=now,
         step_seq=seq,
         content=content,
+        reply_to=reply_to,
     )
 
 
@@ -201,10 +204,14 @@ class Engine(Recovery, Silence, HumanHold):
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
         renders: frozenset[str] = CAPABILITIES,
+        window_seconds: float | None = None,
     ) -> None:
         self.store = store
         #: what the channel shows besides text; the rest is degraded when said
         self.renders = renders
+        #: the channel's customer-service window (WhatsApp's 24 hours); ``None``: none,
+        #: and no node's step reads when the contact last wrote
+        self.window_seconds = window_seconds
         self.processors = processors or Processors.from_entry_points()
         self.config = config or Config()
         self.clock = clock or SystemClock()
@@ -444,6 +451,11 @@ class Engine(Recovery, Silence, HumanHold):
         if self.metrics is not None and ex.wake_at is not None:
             self.metrics.waited(self.clock.now() - ex.wake_at)
         turn = _Turn(StepCommit(ex, self.worker_id, ex.fencing_token), claimed.inbound, None)
+        if claimed.inbound is not None:
+            turn.heard_at = claimed.inbound.received_at
+        if ex.step_seq == 0 and isinstance(ex.meta.get(TRIGGER_META), dict):
+            # the first turn of a triggered start answers the message that started it
+            turn.reply_to = ex.meta[TRIGGER_META].get("messageId")
         if claimed.taken_from is not None:
             # a worker died (or lost the store) mid-turn: the turn runs again from the
             # last commit, and the trail says by whom and from whom
@@ -610,6 +622,9 @@ class Engine(Recovery, Silence, HumanHold):
                     taken = [i for i, _ in turn.commit.applied_signals]
                     signal = await self.store.pending_signal(ex.id, node.event, skip=taken)
                 turn.signal = signal
+            window = None
+            if self.window_seconds is not None and isinstance(node, ContentFields):
+                window = await service_window(self.store, ex, turn, self.window_seconds, now)
             ctx = StepContext(
                 execution_id=ex.id,
                 institution_id=ex.institution_id,
@@ -627,6 +642,7 @@ class Engine(Recovery, Silence, HumanHold):
                 idempotency_key=key,
                 interrupted=interrupted,
                 signal=signal,
+                window=window,
             )
             turn.resumed_by = None
             started = self.clock.now()
@@ -1008,6 +1024,7 @@ class Engine(Recovery, Silence, HumanHold):
                 commit.applied_inbox.extend((i, seq) for i, _ in merged)
                 consumed["burst"] = [m for _, m in merged]  # the earlier messages' ids
             ex.meta = {**ex.meta, LAST_INPUT_SEQ: seq}
+            turn.reply_to = turn.inbound.message_id
             turn.inbound = None
             self._log(turn, "INFO", "message.received", node, consumed)
         if result.consumed_signal and turn.signal is not None:
@@ -1030,13 +1047,17 @@ class Engine(Recovery, Silence, HumanHold):
             set_path(ex.variables, name, value)
         for i, said in enumerate(result.messages):
             if isinstance(said, str):
-                self._send(turn, node, _outbound(ex, seq, str(i), said, now))
+                self._send(turn, node, _outbound(ex, seq, str(i), said, now, None, turn.reply_to))
                 continue
             for note in said.truncated:
                 self._log(turn, "WARN", "message.truncated", node, {"reason": note})
             if said.degraded:
                 self._log(turn, "INFO", "message.degraded", node, {"changes": list(said.degraded)})
-            self._send(turn, node, _outbound(ex, seq, str(i), said.text, now, said.content))
+            self._send(
+                turn,
+                node,
+                _outbound(ex, seq, str(i), said.text, now, said.content, turn.reply_to),
+            )
         # a sub-flow that ends comes back to its caller (which decides what follows)
         # rather than ending the execution; a handoff in it reaches the desk only if no
         # caller takes the escalation (its subflow node hands off again then)
@@ -1183,7 +1204,7 @@ class Engine(Recovery, Silence, HumanHold):
         if message:
             seq = ex.step_seq + 1
             ex.step_seq = seq
-            self._send(turn, None, _outbound(ex, seq, "end", message, now))
+            self._send(turn, None, _outbound(ex, seq, "end", message, now, None, turn.reply_to))
         self._move(turn, end.status, end.reason)
         ex.outcome = end.outcome
         self._turn_over(turn, now)

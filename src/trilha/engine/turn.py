@@ -80,3 +80,10 @@ class _Turn:
     signal: Signal | None = None
     pending: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: when the contact last wrote, as far as this turn knows (its message, or the
+    #: store's answer once read: ``heard_read``), for a channel's service window
+    heard_at: float | None = None
+    heard_read: bool = False
+    #: the contact's message this turn answers (the reply it consumed, or the message
+    #: that started the execution through a trigger), set on the messages it sends
+    reply_to: str | None = None

@@ -23,6 +23,7 @@ from trilha.core.execution import InboundMessage
 from trilha.core.flow import Flow, NodeBase
 from trilha.core.signals import Signal
 from trilha.core.states import ExecutionStatus, Outcome
+from trilha.core.window import ServiceWindow
 from trilha.resilience.breaker import BreakerRegistry
 
 
@@ -166,6 +167,10 @@ class StepContext:
     #: what the channel can show besides text (``buttons``, ``list``, ``media``,
     #: ``location``): the rest is degraded (:func:`trilha.core.content.degrade`)
     renders: frozenset[str] = CAPABILITIES
+    #: the channel's customer-service window and when the contact last wrote, read for
+    #: a node that speaks on a channel that has one (WhatsApp's 24 hours); ``None``:
+    #: the channel has none, anything may be said any time
+    window: ServiceWindow | None = None
 
     def budget(self, what: str = "the value") -> Budget:
         """A fresh bound (``[engine] max_value_bytes``) for one value the step builds:

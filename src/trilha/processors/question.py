@@ -22,6 +22,7 @@ from trilha.core.content import Localized, Said, options_of
 from trilha.core.flow import QuestionNode
 from trilha.core.silence import REMIND_AT, SINCE, due_reminders, schedule
 from trilha.core.states import Outcome
+from trilha.errors import OutsideWindow
 from trilha.processors.base import End, StepContext, StepResult, WaitInput
 from trilha.processors.saying import say
 
@@ -112,12 +113,19 @@ def _remind(node: QuestionNode, ctx: StepContext, timeout: float) -> StepResult:
         return StepResult(wait=wait, node_state=state, output={"waiting": True})
     latest = due[-1]
     reminder = node.reminders[latest]
-    said = say(ctx, reminder.text, reminder, "a reminder")
     state = {k: v for k, v in state.items() if k != REMIND_AT}
     state.update(schedule(afters, since, latest + 1))
-    output: dict[str, Any] = {"reminder": latest + 1, "of": len(afters), "said": said.text}
+    output: dict[str, Any] = {"reminder": latest + 1, "of": len(afters)}
     if len(due) > 1:
         output["skipped"] = [j + 1 for j in due[:-1]]
+    try:
+        said = say(ctx, reminder.text, reminder, "a reminder")
+    except OutsideWindow as exc:
+        # a nudge that cannot be sent is not a reason to stop waiting for the reply:
+        # the contact may still write (which opens the window again)
+        output["notSaid"] = f"outside_window: {exc}"
+        return StepResult(wait=wait, node_state=state, output=output)
+    output["said"] = said.text
     return StepResult(messages=[said], wait=wait, node_state=state, output=output)
 
 

@@ -11,9 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from trilha.core.budget import Budget
-from trilha.core.content import ContentFields, Localized, Said, degrade, render_content
+from trilha.core.content import (
+    ContentFields,
+    Localized,
+    Said,
+    degrade,
+    options_of,
+    render_content,
+)
 from trilha.core.expressions import compile_expression
+from trilha.core.template_messages import render_template_message
 from trilha.core.templates import render
+from trilha.errors import OutsideWindow
 from trilha.processors.base import StepContext
 
 
@@ -26,7 +35,13 @@ def language_of(ctx: StepContext) -> str | None:
 
 def say(ctx: StepContext, text: Localized | None, node: ContentFields, what: str) -> Said:
     """Render ``text`` and ``node``'s content for the contact and degrade it to what
-    the channel renders; one budget spans the whole message."""
+    the channel renders; one budget spans the whole message, its template included.
+
+    On a channel with a customer-service window (:attr:`StepContext.window`): outside
+    it, the node's ``template`` is sent instead (``content.type: template``, the text as
+    its plain fallback), and a node without one raises :class:`OutsideWindow`; inside
+    it, the template rides along in ``content["template"]`` for the channel to send if
+    the platform says the window closed meanwhile."""
     budget: Budget = ctx.budget(what)
     variables = ctx.variables
 
@@ -46,4 +61,26 @@ def say(ctx: StepContext, text: Localized | None, node: ContentFields, what: str
         language=language,
         default_language=ctx.flow.default_language,
     )
-    return degrade(said, ctx.renders, language)
+    said = degrade(said, ctx.renders, language)
+    window = ctx.window
+    if window is None:
+        return said
+    is_open = window.open_at(ctx.now)
+    if node.template is None:
+        if is_open:
+            return said
+        raise OutsideWindow(f"{window.why_closed(ctx.now)}, and the node has no template")
+    notes = list(said.truncated)
+    template = render_template_message(node.template, lambda t: fill(t, None), notes)
+    if is_open:
+        content = dict(said.content or {"type": "text", "text": said.text})
+        content["template"] = template
+        return Said(said.text, content, tuple(notes), said.degraded)
+    sent = f"template '{node.template.name}' sent instead ({window.why_closed(ctx.now)})"
+    instead: dict[str, Any] = {"type": "template", "template": template, "text": said.text}
+    options = options_of(said.content) if said.content is not None else []
+    if options:
+        # the options the node would have shown, kept so a reply picks one as it would
+        # (a template's quick-reply payload carrying a button's id, or the option's number)
+        instead["options"] = [{"id": o["id"], "title": o["title"]} for o in options]
+    return Said(said.text, instead, tuple(notes), (sent,))

@@ -869,6 +869,11 @@ class Store(Protocol):
         ``paused`` (a person gave it back); ``None`` when neither happened. A session's
         silence (``settings.sessionTimeoutSeconds``) counts from here."""
 
+    async def last_inbound_at(self, institution_id: str, conversation_id: str) -> float | None:
+        """When the contact last wrote in the institution's conversation: the newest of
+        its messages in the inbox, whatever execution they went to (a trigger's message
+        included); ``None``: never. A channel's service window counts from here."""
+
     async def count_by_status(self, institution_id: str | None = None) -> dict[str, int]:
         """How many executions are in each status (statuses with none are left out);
         with ``institution_id``, that institution's only."""

@@ -1047,8 +1047,8 @@ class PostgresStore:
                 await conn.executemany(
                     "INSERT INTO outbox (idempotency_key, execution_id, institution_id,"
                     " conversation_id, contact_id, channel, text, payload, step_seq, created_at,"
-                    " next_attempt_at, content)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    " next_attempt_at, content, reply_to)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     [
                         (
                             m.idempotency_key,
@@ -1063,6 +1063,7 @@ class PostgresStore:
                             m.created_at,
                             m.created_at,
                             json_or_none(m.content),
+                            m.reply_to,
                         )
                         for m in commit.outbox
                     ],
@@ -1820,6 +1821,18 @@ class PostgresStore:
                 " (SELECT MAX(at) FROM transitions WHERE execution_id = $1"
                 " AND source = 'paused'))",
                 execution_id,
+            )
+            return None if value is None else float(value)
+
+        return await self._read(run)
+
+    async def last_inbound_at(self, institution_id: str, conversation_id: str) -> float | None:
+        async def run(conn: Connection) -> float | None:
+            value = await conn.fetchval(
+                "SELECT MAX(received_at) FROM inbox WHERE institution_id = $1"
+                " AND conversation_id = $2",
+                institution_id,
+                conversation_id,
             )
             return None if value is None else float(value)
 

@@ -109,7 +109,7 @@ INBOX_COLUMNS = (
 
 OUTBOX_COLUMNS = (
     "idempotency_key, execution_id, institution_id, conversation_id, contact_id, channel, text,"
-    " created_at, step_seq, payload, id, status, attempts, sent_at, content, agent_id"
+    " created_at, step_seq, payload, id, status, attempts, sent_at, content, agent_id, reply_to"
 )
 
 
@@ -298,6 +298,7 @@ def row_to_outbound(row: Any) -> OutboundMessage:
         sent_at=row[13],
         content=loads_or_none(row[14]),
         agent_id=row[15],
+        reply_to=row[16],
     )
 
 

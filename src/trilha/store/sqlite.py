@@ -891,7 +891,7 @@ class SQLiteStore:
                 conn.executemany(
                     "INSERT INTO outbox (idempotency_key, execution_id, institution_id,"
                     " conversation_id, contact_id, channel, text, payload, step_seq, created_at,"
-                    " next_attempt_at, content) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " next_attempt_at, content, reply_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             m.idempotency_key,
@@ -906,6 +906,7 @@ class SQLiteStore:
                             m.created_at,
                             m.created_at,
                             json_or_none(m.content),
+                            m.reply_to,
                         )
                         for m in commit.outbox
                     ],
@@ -1582,6 +1583,17 @@ class SQLiteStore:
                 " UNION ALL SELECT at FROM transitions WHERE execution_id = ?"
                 " AND source = 'paused')",
                 (execution_id, execution_id),
+            ).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._read(run)
+
+    async def last_inbound_at(self, institution_id: str, conversation_id: str) -> float | None:
+        def run(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT MAX(received_at) FROM inbox WHERE institution_id = ?"
+                " AND conversation_id = ?",
+                (institution_id, conversation_id),
             ).fetchone()
             return None if row is None or row[0] is None else float(row[0])
 

@@ -116,6 +116,7 @@ ErrorKindName = Literal[
     "configuration",
     "limit",
     "forbidden",
+    "outside_window",
     "ambiguous",
     "internal",
 ]
