@@ -1,0 +1,128 @@
+"""The per-number rate limit on a fake monotonic clock: sends spaced ``1 / rate`` apart
+per number, a short wait taken, a long one refused with ``retry_after`` (deferred, so
+the dispatcher counts no attempt), and numbers independent of each other. Also how
+Meta's answers and the channel's refusals are classified for the dispatcher."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from trilha.channels.whatsapp.graph import GraphError, classify, graph_error
+from trilha.channels.whatsapp.throttle import NumberThrottle
+from trilha.engine.dispatcher import failure_reason
+from trilha.errors import ChannelError
+
+
+class Time:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def throttle(rate: float, t: Time, max_wait: float = 0.5) -> NumberThrottle:
+    return NumberThrottle(rate, max_wait=max_wait, monotonic=t.monotonic, sleep=t.sleep)
+
+
+async def test_sends_of_one_number_are_spaced_by_the_rate() -> None:
+    t = Time()
+    limit = throttle(4, t, max_wait=10)
+    starts = []
+    for _ in range(6):
+        await limit.acquire("111")
+        starts.append(t.now)
+    assert starts == pytest.approx([100.0, 100.25, 100.5, 100.75, 101.0, 101.25])
+
+
+def test_a_slot_past_max_wait_is_refused_with_retry_after_and_not_taken() -> None:
+    t = Time()
+    limit = throttle(4, t, max_wait=0.5)
+    waits = [limit.reserve("111") for _ in range(3)]
+    assert waits == pytest.approx([0.0, 0.25, 0.5])
+    with pytest.raises(GraphError) as refused:
+        limit.reserve("111")
+    exc = refused.value
+    assert exc.kind == "throttled"
+    assert exc.details["deferred"] is True
+    assert exc.details["retry_after"] == pytest.approx(0.75)
+    # the refusal took no slot: once time passes, the next slot is the one refused
+    t.now += 0.75
+    assert limit.reserve("111") == pytest.approx(0.0)
+
+
+def test_one_numbers_burst_leaves_another_number_untouched() -> None:
+    t = Time()
+    limit = throttle(2, t)
+    limit.reserve("111")
+    limit.reserve("111")
+    with pytest.raises(GraphError):
+        limit.reserve("111")
+    assert limit.reserve("222") == 0.0
+
+
+async def test_a_patient_acquire_waits_past_max_wait() -> None:
+    t = Time()
+    limit = throttle(1, t, max_wait=0.1)
+    await limit.acquire("111")
+    await limit.acquire("111", patient=True)
+    assert t.slept == pytest.approx([1.0])
+
+
+def test_a_rate_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        NumberThrottle(0)
+
+
+# ------------------------------------------------------------------------ classification
+
+
+def answer(
+    status: int, code: int | None = None, headers: dict[str, str] | None = None
+) -> GraphError:
+    body = {"error": {"message": "(#x) t", "code": code}} if code is not None else {}
+    return graph_error("Graph API /messages", httpx.Response(status, json=body, headers=headers))
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind", "reason"),
+    [
+        (400, 130429, "throttled", "throttled"),
+        (400, 131056, "throttled", "throttled"),
+        (429, None, "throttled", "throttled"),
+        (400, 131047, "outside_window", "outside_window"),
+        (400, 131026, "permanent", "permanent"),
+        (400, 132001, "permanent", "permanent"),
+        (500, 131000, "transient", "http_5xx"),
+        (503, None, "transient", "http_5xx"),
+        (401, 190, "transient", "http_4xx"),
+    ],
+)
+def test_metas_answers_are_classified(
+    status: int, code: int | None, kind: str, reason: str
+) -> None:
+    exc = answer(status, code)
+    assert classify(status, code) == kind
+    assert exc.kind == kind
+    assert exc.meta_code == code
+    assert failure_reason(exc) == reason
+
+
+def test_the_pair_rate_limit_and_a_retry_after_header_say_when_to_try_again() -> None:
+    assert answer(400, 131056).details["retry_after"] == 6.0
+    assert answer(429, None, {"Retry-After": "12"}).details["retry_after"] == 12.0
+    assert answer(429, None, {"Retry-After": "999999"}).details["retry_after"] == 3_600.0
+    assert "retry_after" not in answer(400, 130429).details
+    assert "retry_after" not in answer(400, 131026, {"Retry-After": "5"}).details
+
+
+def test_a_webhook_failure_keeps_its_labels() -> None:
+    assert failure_reason(ChannelError("x", status=503)) == "http_5xx"
+    assert failure_reason(ChannelError("x", reason="timeout")) == "timeout"
+    assert failure_reason(ChannelError("x", kind="something else")) == "error"
