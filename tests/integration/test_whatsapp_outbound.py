@@ -8,6 +8,7 @@ The clock is fake: a retry is due when the test moves the clock past it."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import socket
 from collections.abc import Callable, Iterator
@@ -17,10 +18,12 @@ import pytest
 
 from graph_standin import GraphStandIn, Refusal, graph_standin
 from trilha.channels.whatsapp.channel import WhatsAppChannel
-from trilha.config import WhatsAppConfig, WhatsAppNumber
+from trilha.config import Config, WhatsAppConfig, WhatsAppNumber
+from trilha.core.content import CAPABILITIES
 from trilha.core.execution import OutboundMessage
 from trilha.engine.dispatcher import Dispatcher
-from trilha.errors import ChannelError
+from trilha.errors import ChannelError, ConfigError
+from trilha.runtime import make_channel
 
 Harness = Any
 
@@ -558,3 +561,31 @@ async def test_a_refused_conversation_is_a_channel_error_naming_why(
         await channel.deliver(answer("k1", "wamid.IN1", conversation=f"wa:2001:{WA_ID}"))
     assert refused.value.details["kind"] == "permanent"
     assert standin.requests == []  # not even marked read
+
+
+# ----------------------------------------------------------------------------- wiring
+
+
+async def test_make_channel_builds_it_with_its_secrets_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, standin: GraphStandIn
+) -> None:
+    monkeypatch.setenv("WA_TEST_TOKEN", "from-env")
+    monkeypatch.setenv("WA_TEST_BETA", "beta-from-env")
+    settings = wa_config(standin.url).model_dump()
+    settings["access_token"] = "${WA_TEST_TOKEN}"
+    settings["numbers"][2]["access_token"] = "${WA_TEST_BETA}"
+    config = Config.model_validate({"channel": {"kind": "whatsapp", "whatsapp": settings}})
+    channel = make_channel(config)
+    assert isinstance(channel, WhatsAppChannel) and channel.renders == CAPABILITIES
+    try:
+        await channel.deliver(answer("k1", None))
+        theirs = answer("k2", None, conversation=f"wa:2001:{WA_ID}")
+        await channel.deliver(dataclasses.replace(theirs, institution_id="inst-2"))
+    finally:
+        await channel.aclose()
+    tokens = [r.headers["authorization"] for r in standin.sends()]
+    assert tokens == ["Bearer from-env", "Bearer beta-from-env"]
+
+    monkeypatch.delenv("WA_TEST_BETA")
+    with pytest.raises(ConfigError, match=r"numbers\[2\].access_token: environment variable"):
+        make_channel(config)
