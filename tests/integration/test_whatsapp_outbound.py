@@ -200,6 +200,13 @@ async def test_every_content_type_reaches_meta_in_its_documented_shape(
             },
             {
                 "type": "message",
+                "text": "Como chegar",
+                "media": {"kind": "video", "url": "https://cdn.example/v.mp4", "caption": "1 min"},
+            },
+            {"type": "message", "media": {"kind": "audio", "url": "https://cdn.example/a.ogg"}},
+            {"type": "message", "media": {"kind": "sticker", "url": "https://cdn.example/s.webp"}},
+            {
+                "type": "message",
                 "text": "Onde estamos",
                 "location": {
                     "latitude": -23.5613,
@@ -210,10 +217,10 @@ async def test_every_content_type_reaches_meta_in_its_documented_shape(
             },
         ),
     )
-    assert await s.round() == 6
+    assert await s.round() == 9
     keys = [m.idempotency_key for m in await s.h.store.outbox_for(ex.id)]
     sends = standin.sends()
-    assert [r.path for r in sends] == ["/v21.0/1001/messages"] * 6
+    assert [r.path for r in sends] == ["/v21.0/1001/messages"] * 9
     assert {r.headers["authorization"] for r in sends} == {"Bearer system-user-token"}
     expected = [
         {
@@ -265,6 +272,12 @@ async def test_every_content_type_reaches_meta_in_its_documented_shape(
             },
         },
         {
+            "type": "video",
+            "video": {"link": "https://cdn.example/v.mp4", "caption": "Como chegar\n\n1 min"},
+        },
+        {"type": "audio", "audio": {"link": "https://cdn.example/a.ogg"}},
+        {"type": "sticker", "sticker": {"link": "https://cdn.example/s.webp"}},
+        {
             "type": "location",
             "location": {
                 "latitude": -23.5613,
@@ -275,7 +288,7 @@ async def test_every_content_type_reaches_meta_in_its_documented_shape(
         },
     ]
     assert [r.body for r in sends] == [envelope(m, k) for m, k in zip(expected, keys, strict=True)]
-    assert await outbox(s.h, ex.id) == [("sent", 1)] * 6
+    assert await outbox(s.h, ex.id) == [("sent", 1)] * 9
 
 
 async def held(s: Sending, conversation: str = CONVERSATION) -> Any:
