@@ -21,6 +21,7 @@ from trilha.channels.whatsapp.channel import WhatsAppChannel
 from trilha.config import WhatsAppConfig, WhatsAppNumber
 from trilha.engine.clock import SystemClock
 from trilha.engine.dispatcher import Dispatcher
+from trilha.observability.trace import trace_problems
 
 Harness = Any
 RATE = 4.0
@@ -107,6 +108,9 @@ async def test_one_numbers_burst_is_spaced_and_holds_no_other_number_back(
         assert [r.message for r in await harness.store.logs(ex_id)].count(
             "message.delivery_failed"
         ) == 0
+        # a deferral written after the execution ended still makes a complete trail
+        problems = await trace_problems(harness.store, ex_id)
+        assert [p for p in problems if p.startswith("trail")] == [], problems
 
 
 async def deferrals(h: Harness, execution_id: str) -> int:
