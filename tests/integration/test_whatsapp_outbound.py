@@ -457,7 +457,8 @@ async def test_a_conversation_on_another_institutions_number_is_refused_unsent(
         assert await outbox(s.h, ex.id) == [("dead", 1)]
         (dead,) = await trail(s.h, ex.id, "message.dead")
         assert dead["reason"] == "permanent" and why in dead["error"]["message"]
-        assert "nothing was sent" in dead["error"]["message"]
+        assert "not sent for institution inst-1" in dead["error"]["message"]
+        assert WA_ID not in dead["error"]["message"]  # no contact in the trail
 
 
 async def test_each_number_sends_with_its_own_token(

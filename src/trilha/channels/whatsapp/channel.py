@@ -50,11 +50,9 @@ def conversation_id(phone_number_id: str, wa_id: str) -> str:
 
 
 def _refused(message: OutboundMessage, why: str) -> GraphError:
-    return GraphError(
-        f"conversation {message.conversation_id[:100]!r} of institution"
-        f" {message.institution_id}: {why}; nothing was sent",
-        kind="permanent",
-    )
+    """A message that must not be sent; the error names no contact (it lands in the
+    trail and the outbox's ``lastError``)."""
+    return GraphError(f"not sent for institution {message.institution_id}: {why}", kind="permanent")
 
 
 class WhatsAppChannel:
@@ -75,6 +73,10 @@ class WhatsAppChannel:
         self.graph = graph
         self.throttle = throttle or NumberThrottle(config.messages_per_second)
         self._read: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._numbers = {n.phone_number_id: n for n in config.numbers}
+        self._by_institution: dict[str, list[WhatsAppNumber]] = {}
+        for n in config.numbers:
+            self._by_institution.setdefault(n.institution, []).append(n)
 
     @classmethod
     def from_config(cls, config: WhatsAppConfig) -> WhatsAppChannel:
@@ -100,14 +102,19 @@ class WhatsAppChannel:
         :class:`GraphError` when the conversation is not one the institution may send on."""
         match = CONVERSATION.match(message.conversation_id)
         if match is not None:
-            number = self.config.number(match.group(1))
+            number = self._numbers.get(match.group(1))
             if number is None:
-                raise _refused(message, f"number {match.group(1)} is not configured")
+                raise _refused(
+                    message, f"the conversation's number {match.group(1)} is not configured"
+                )
             if number.institution != message.institution_id:
-                raise _refused(message, f"number {number.phone_number_id} is not the institution's")
+                raise _refused(
+                    message,
+                    f"the conversation's number {number.phone_number_id} is not the institution's",
+                )
             to = match.group(2)
         else:
-            mine = [n for n in self.config.numbers if n.institution == message.institution_id]
+            mine = self._by_institution.get(message.institution_id, [])
             if len(mine) != 1:
                 have = "no WhatsApp number" if not mine else f"{len(mine)} WhatsApp numbers"
                 raise _refused(
@@ -117,7 +124,7 @@ class WhatsAppChannel:
                 )
             number, to = mine[0], message.contact_id
         if not WA_ID.match(to):
-            raise _refused(message, f"{to[:80]!r} is not a WhatsApp id")
+            raise _refused(message, "the contact id is not a WhatsApp id")
         return number, to
 
     async def deliver(self, message: OutboundMessage) -> None:
