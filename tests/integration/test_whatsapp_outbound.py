@@ -8,6 +8,7 @@ The clock is fake: a retry is due when the test moves the clock past it."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import socket
@@ -72,9 +73,11 @@ def standin() -> Iterator[GraphStandIn]:
 class Sending:
     """A harness's store behind a dispatcher sending through a WhatsApp channel."""
 
-    def __init__(self, h: Harness, url: str, **settings: Any) -> None:
+    def __init__(self, h: Harness, url: str, hold_seconds: float = 0.0, **settings: Any) -> None:
         self.h = h
         self.channel = WhatsAppChannel.from_config(wa_config(url, **settings))
+        # a 130429 holds the number back in real time; the tests that show it set it
+        self.channel.hold_seconds = hold_seconds
         self.dispatcher = Dispatcher(
             h.store, self.channel, clock=h.clock, max_attempts=5, backoff_seconds=2.0
         )
@@ -92,8 +95,8 @@ class Sending:
 async def make_sending(make_harness: Callable[..., Harness], standin: GraphStandIn) -> Any:
     made: list[Sending] = []
 
-    def make(url: str | None = None, **settings: Any) -> Sending:
-        sending = Sending(make_harness(), url or standin.url, **settings)
+    def make(url: str | None = None, hold_seconds: float = 0.0, **settings: Any) -> Sending:
+        sending = Sending(make_harness(), url or standin.url, hold_seconds, **settings)
         made.append(sending)
         return sending
 
@@ -354,6 +357,30 @@ async def test_metas_throttling_is_retried_with_backoff_then_sent(
     assert await outbox(s.h, ex.id) == [("sent", 2)]
     assert len(standin.sends()) == 2
     assert await trail(s.h, ex.id, "message.dead") == []
+
+
+async def test_metas_throughput_refusal_holds_the_number_back_a_moment(
+    make_sending: Any, standin: GraphStandIn
+) -> None:
+    """After 130429 the number's next messages wait in the outbox (no attempt spent on
+    the same refusal); the institution's other number is not held."""
+    s = make_sending(hold_seconds=0.8)  # longer than a send waits for its slot (0.5 s)
+    hi = flow("hi", {"type": "message", "text": "oi"})
+    refused = await queue(s.h, hi)
+    standin.refuse_next = [Refusal(130429)]
+    await s.round()
+    held = await queue(s.h, hi, conversation="wa:1001:5511000000002", contact="5511000000002")
+    other = await queue(s.h, hi, conversation="wa:1002:5511000000003", contact="5511000000003")
+    await s.round()
+    assert await outbox(s.h, held.id) == [("pending", 0)]
+    (deferred,) = await trail(s.h, held.id, "message.deferred")
+    assert deferred["reason"] == "throttled" and deferred["retryInSeconds"] > 0
+    assert await outbox(s.h, other.id) == [("sent", 1)]
+    assert [r.path for r in standin.sends()] == ["/v21.0/1001/messages", "/v21.0/1002/messages"]
+    await asyncio.sleep(0.85)  # the hold is real time, as Meta's window is
+    await s.later()
+    assert await outbox(s.h, refused.id) == [("sent", 2)]
+    assert await outbox(s.h, held.id) == [("sent", 1)]
 
 
 async def test_outside_the_window_a_message_with_a_template_sends_the_template(

@@ -74,3 +74,17 @@ async def test_a_patient_acquire_waits_past_max_wait() -> None:
 def test_a_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         NumberThrottle(0)
+
+
+def test_a_hold_gives_the_number_no_slot_for_a_while() -> None:
+    t = Time()
+    limit = throttle(10, t, max_wait=0.5)
+    limit.hold("111", 1.0)
+    with pytest.raises(GraphError) as refused:
+        limit.reserve("111")
+    assert refused.value.details["retry_after"] == pytest.approx(1.0)
+    assert limit.reserve("222") == 0.0
+    t.now += 1.0
+    assert limit.reserve("111") == 0.0
+    limit.hold("111", 0.0)  # never shortens what is scheduled already
+    assert limit.reserve("111") == pytest.approx(0.1)

@@ -7,7 +7,8 @@ naming another institution's number (or one not configured) is refused permanent
 nothing is sent. A conversation id in any other form (started through the API) is sent
 from the institution's number when it has exactly one, to the ``contact_id`` as wa_id.
 
-Around the send: the number's ``messages_per_second`` (:mod:`.throttle`); with
+Around the send: the number's ``messages_per_second`` (:mod:`.throttle`), and a moment
+with nothing sent from a number Meta said is over its throughput (``130429``); with
 ``mark_read``, the contact's message being answered (``reply_to``) marked read first,
 once per wamid, a failure there never failing the message; and when Meta answers
 ``131047`` (the contact's 24-hour window is closed) the message's ``template``
@@ -28,7 +29,7 @@ from trilha.channels.whatsapp.outbound import (
     template_alternative,
     template_message,
 )
-from trilha.channels.whatsapp.throttle import NumberThrottle
+from trilha.channels.whatsapp.throttle import HOLD_SECONDS, NumberThrottle
 from trilha.config import WhatsAppConfig, WhatsAppNumber, expand_env
 from trilha.core.content import CAPABILITIES
 from trilha.core.execution import OutboundMessage
@@ -42,6 +43,9 @@ CONVERSATION: Final = re.compile(r"^wa:([0-9]{1,32}):([^:\s]{1,64})$")
 WA_ID: Final = re.compile(r"^\+?[0-9A-Za-z._-]{1,64}$")
 #: the wamids remembered as marked read (the oldest are forgotten first)
 MAX_READ: Final = 10_000
+#: Meta's codes saying the number itself is over its throughput (not one contact's pair
+#: limit): the number is held back for a moment
+NUMBER_THROTTLED: Final = frozenset({130429})
 
 
 def conversation_id(phone_number_id: str, wa_id: str) -> str:
@@ -67,8 +71,11 @@ class WhatsAppChannel:
         graph: GraphApi,
         *,
         throttle: NumberThrottle | None = None,
+        hold_seconds: float = HOLD_SECONDS,
     ) -> None:
         self.config = config
+        #: how long a number sends nothing after Meta's ``130429``
+        self.hold_seconds = hold_seconds
         #: shared with the inbound side (media lookups) when it is built from this channel
         self.graph = graph
         self.throttle = throttle or NumberThrottle(config.messages_per_second)
@@ -142,6 +149,8 @@ class WhatsAppChannel:
         try:
             await self.graph.send(pnid, body)
         except GraphError as exc:
+            if exc.meta_code in NUMBER_THROTTLED:
+                self.throttle.hold(pnid, self.hold_seconds)
             if exc.kind != "outside_window":
                 raise
             await self._send_template(message, pnid, to, exc)

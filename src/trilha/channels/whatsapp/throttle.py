@@ -9,6 +9,10 @@ and ``deferred``, and the dispatcher puts the message back for then without coun
 attempt. So a number's burst waits in the outbox, not in the dispatcher's round, and
 never holds back another number's messages, whose schedules are their own: one
 institution's burst never takes another's capacity.
+
+When Meta itself says a number is over its throughput (``130429``: its tier is below
+``messages_per_second``), the number is held for a moment (:meth:`NumberThrottle.hold`)
+and its next messages wait in the outbox the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from trilha.channels.whatsapp.graph import GraphError
 
 #: the longest a send waits for its slot in the dispatcher's round
 MAX_WAIT: Final = 0.5
+#: how long a number sends nothing after Meta said it is over its throughput
+HOLD_SECONDS: Final = 1.0
 
 
 class NumberThrottle:
@@ -62,6 +68,13 @@ class NumberThrottle:
         # one entry per configured number (the channel checks the number first)
         self._next[key] = slot + self.interval
         return wait
+
+    def hold(self, key: str, seconds: float) -> None:
+        """Give ``key`` no slot for ``seconds``: Meta said the number is over its
+        throughput (``130429``), so its next sends wait in the outbox, no attempt spent,
+        instead of meeting the same refusal."""
+        now = self._monotonic()
+        self._next[key] = max(self._next.get(key, now), now + seconds)
 
     async def acquire(self, key: str, *, patient: bool = False) -> None:
         """Wait for ``key``'s slot (at most ``max_wait`` unless ``patient``), or raise
