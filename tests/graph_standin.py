@@ -83,6 +83,8 @@ class GraphStandIn:
     refuse_to: dict[str, Refusal] = field(default_factory=dict)
     #: refusals for the next sends, whoever they go to (popped one per send)
     refuse_next: list[Refusal] = field(default_factory=list)
+    #: the refusal every mark-read gets (``None``: they succeed)
+    refuse_reads: Refusal | None = None
     #: media id -> its lookup answer's fields (``url``, ``mime_type``...)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: seconds every answer waits
@@ -132,6 +134,8 @@ class GraphStandIn:
                 return 200, {"messaging_product": "whatsapp", "id": parts[0], **info}
             if method == "POST" and len(parts) == 2 and parts[1] == "messages" and body:
                 if body.get("status") == "read":
+                    if self.refuse_reads is not None:
+                        return self.refuse_reads.status, self.refuse_reads.body()
                     return 200, {"success": True}
                 to = str(body.get("to", ""))
                 refusal = self.refuse_to.get(to) or (
@@ -193,7 +197,8 @@ def graph_standin() -> Iterator[GraphStandIn]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}/{VERSION}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll: the block ends without waiting half a second for the loop to notice
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield state

@@ -17,6 +17,7 @@ from trilha.channels.memory import MemoryChannel
 from trilha.channels.signing import WebhookSigner
 from trilha.channels.terminal import TerminalChannel
 from trilha.channels.webhook import WebhookChannel
+from trilha.channels.whatsapp.channel import WhatsAppChannel
 from trilha.config import Config, expand_env, load_config
 from trilha.core.flow import Flow, Problem, dependencies_used
 from trilha.core.tenancy import dependency_problems
@@ -60,6 +61,10 @@ def make_channel(config: Config) -> Channel:
             signer=WebhookSigner.of(ch.signing_secrets, "channel.signing_secrets"),
             renders=frozenset(ch.renders),
         )
+    if ch.kind == "whatsapp":
+        if ch.whatsapp is None:  # the configuration's own check refuses this first
+            raise ConfigError("channel.whatsapp: required when channel.kind is 'whatsapp'")
+        return WhatsAppChannel.from_config(ch.whatsapp)
     if ch.kind == "memory":
         return MemoryChannel()
     return TerminalChannel()

@@ -84,6 +84,21 @@ async def test_mark_failed_with_retry_at_retries_later(store: Store, make: Make)
     assert [(m.id, m.attempts) for m in again] == [(one.id, 1)]
 
 
+async def test_a_deferral_is_no_attempt(store: Store, make: Make) -> None:
+    """mark_failed(attempted=False) (the channel's rate limit held it back before any
+    try): due again from retry_at, released, its attempts unchanged."""
+    ex = await _with_messages(store, make, "held")
+    (held,) = await store.claim_outbox("d1", now=T0, lease_seconds=LEASE, limit=10)
+    assert held.id is not None
+    await store.mark_failed(held.id, error="rate", retry_at=T0 + 2, now=T0 + 1, attempted=False)
+    assert [(m.status, m.attempts) for m in await store.outbox_for(ex.id)] == [("pending", 0)]
+    assert await store.claim_outbox("d2", now=T0 + 1.5, lease_seconds=LEASE, limit=10) == []
+    (again,) = await store.claim_outbox("d2", now=T0 + 2, lease_seconds=LEASE, limit=10)
+    assert (again.id, again.attempts) == (held.id, 0)
+    await store.mark_failed(held.id, error="503", retry_at=T0 + 9, now=T0 + 3)
+    assert [m.attempts for m in await store.outbox_for(ex.id)] == [1]
+
+
 async def test_mark_failed_without_retry_gives_the_message_up(store: Store, make: Make) -> None:
     """A failed message with retry_at=None is dead: never handed out, not pending."""
     ex = await _with_messages(store, make, "doomed", "fine")

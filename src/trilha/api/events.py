@@ -73,6 +73,7 @@ EVENT_TYPES: dict[str, str] = {
     "message.delivered": "message",
     "message.delivery_failed": "message",
     "message.dead": "message",
+    "message.deferred": "message",
     "message.redriven": "message",
     "message.status": "message",
 }

@@ -14,6 +14,12 @@ lines are written in the same store write as the outcome they tell, so the trail
 never says more or less than the outbox. Failures are counted in
 ``trilha_outbox_delivery_failures_total``.
 
+A channel may say more of a failure in its ``kind`` (the WhatsApp channel does, from
+Meta's error codes): ``permanent`` and ``outside_window`` make the message dead at once
+(trying again sends the same refusal); ``throttled`` retries no sooner than the
+channel's ``retry_after``; and a ``deferred`` one (the channel's own rate limit held it
+back before any try) comes back after ``retry_after`` without counting an attempt.
+
 With a desk (the ``handoff`` dependency), each round also announces new handoffs (with
 the execution's variables and transcript so far) and then forwards the contact's
 messages said while a person holds the conversation, each once (an idempotency key per
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from trilha.channels.base import Channel
 from trilha.channels.desk import HandoffDesk
@@ -40,10 +46,20 @@ if TYPE_CHECKING:
     from trilha.observability.metrics import Metrics
 
 
+#: the failures that trying again cannot mend: the message is dead at the first one
+GIVE_UP: Final = frozenset({"permanent", "outside_window"})
+#: the kinds a channel may give a failure, each a :func:`failure_reason` of its own
+KINDS: Final = GIVE_UP | {"throttled"}
+
+
 def failure_reason(exc: ChannelError) -> str:
-    """A bounded label for why a delivery failed: the HTTP status class the channel
-    answered, else a timeout or a connection that could not be made (as the channel
-    says in ``reason``, or as its cause shows), or ``error``."""
+    """A bounded label for why a delivery failed: the channel's ``kind`` when it gives
+    one (``permanent``, ``outside_window``, ``throttled``), else the HTTP status class
+    the channel answered, else a timeout or a connection that could not be made (as the
+    channel says in ``reason``, or as its cause shows), or ``error``."""
+    kind = exc.details.get("kind")
+    if kind in KINDS:
+        return str(kind)
     status = exc.details.get("status")
     if isinstance(status, int):
         return f"http_{status // 100}xx" if 100 <= status < 600 else "error"
@@ -56,6 +72,14 @@ def failure_reason(exc: ChannelError) -> str:
     if isinstance(cause, OSError):  # ConnectionError is one
         return "connection"
     return "error"
+
+
+def _retry_after(exc: ChannelError) -> float | None:
+    """The channel's ``retry_after`` (seconds, at most a day), if it gave one."""
+    value = exc.details.get("retry_after")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return min(float(value), 86_400.0)
+    return None
 
 
 class Dispatcher:
@@ -137,14 +161,18 @@ class Dispatcher:
         """Record a failed attempt: retry later with backoff, or give the message up,
         and say which in the trail, the process log and the failure counter."""
         assert message.id is not None
+        retry_after = _retry_after(exc)
+        if exc.details.get("deferred") and retry_after is not None:
+            await self._deferred(message, exc, retry_after)
+            return
         now = self.clock.now()
         attempts = message.attempts + 1
-        retry_at = None
-        if attempts < self.max_attempts:
-            backoff = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempts - 1))
-            retry_at = now + backoff * (0.5 + random.random() / 2)
-        status = exc.details.get("status")
         reason = failure_reason(exc)
+        retry_at = None
+        if attempts < self.max_attempts and reason not in GIVE_UP:
+            backoff = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempts - 1))
+            retry_at = now + max(backoff * (0.5 + random.random() / 2), retry_after or 0.0)
+        status = exc.details.get("status")
         failure: dict[str, Any] = {
             "attempt": attempts,
             "maxAttempts": self.max_attempts,
@@ -156,9 +184,13 @@ class Dispatcher:
             "nextAttemptAt": iso(retry_at),
             "retryInSeconds": None if retry_at is None else round(retry_at - now, 3),
         }
+        code = exc.details.get("code")
+        if isinstance(code, int) and not isinstance(code, bool):
+            failure["code"] = code  # the platform's own error code (Meta's 131026...)
         lines = [self._line(message, "WARN", "message.delivery_failed", failure, now)]
         if retry_at is None:
-            given_up = {k: failure[k] for k in ("status", "error", "reason")}
+            kept = ("status", "error", "reason", "code")
+            given_up: dict[str, Any] = {k: failure[k] for k in kept if k in failure}
             lines.append(
                 self._line(
                     message, "ERROR", "message.dead", {"attempts": attempts, **given_up}, now
@@ -170,6 +202,30 @@ class Dispatcher:
         echo_trail(lines, message)
         if self.metrics is not None:
             self.metrics.delivery_failed(message.institution_id, reason)
+
+    async def _deferred(
+        self, message: OutboundMessage, exc: ChannelError, retry_after: float
+    ) -> None:
+        """The channel held the message back before trying it (its own rate limit):
+        due again after ``retry_after``, no attempt counted, no failure either."""
+        assert message.id is not None
+        now = self.clock.now()
+        retry_at = now + retry_after
+        context = {
+            "reason": failure_reason(exc),
+            "nextAttemptAt": iso(retry_at),
+            "retryInSeconds": round(retry_after, 3),
+        }
+        line = self._line(message, "DEBUG", "message.deferred", context, now)
+        await self.store.mark_failed(
+            message.id,
+            error=str(exc),
+            retry_at=retry_at,
+            now=now,
+            logs=self._stored([line]),
+            attempted=False,
+        )
+        echo_trail([line], message)
 
     def _stored(self, lines: list[LogRecord]) -> list[LogRecord]:
         return [r for r in lines if level_rank(r.level) >= self._store_floor]

@@ -83,6 +83,7 @@ LEVEL_OF: dict[str, str] = {
     "message.redriven": "INFO",
     "message.delivery_failed": "WARN",
     "message.dead": "ERROR",
+    "message.deferred": "DEBUG",
     "node.entered": "DEBUG",
     "node.left": "DEBUG",
     "node.retry_scheduled": "WARN",
@@ -93,14 +94,15 @@ LEVEL_OF: dict[str, str] = {
     "node.failed": "ERROR",
     "execution.corrupted": "ERROR",
 }
-#: what became of a queued message (the dispatcher's lines, an operator's redrive, the
-#: channel's receipts): written whenever delivery happens, so also after the execution
-#: ended (its last message)
+#: what became of a queued message (the dispatcher's lines, a rate limit's deferral, an
+#: operator's redrive, the channel's receipts): written whenever delivery happens, so
+#: also after the execution ended (its last message)
 DELIVERY_LINES = frozenset(
     {
         "message.delivered",
         "message.delivery_failed",
         "message.dead",
+        "message.deferred",
         "message.redriven",
         "message.status",
     }

@@ -731,9 +731,12 @@ class Store(Protocol):
         retry_at: float | None,
         now: float,
         logs: Sequence[LogRecord] = (),
+        attempted: bool = True,
     ) -> None:
         """Record a failed delivery; ``retry_at=None`` gives the message up (dead). The
-        trail lines (``message.delivery_failed``, ``message.dead``) land with it."""
+        trail lines (``message.delivery_failed``, ``message.dead``) land with it.
+        ``attempted=False``: the channel deferred it before trying (its own rate limit),
+        so its attempts stay as they are."""
 
     async def list_outbox(
         self,

@@ -1599,16 +1599,18 @@ class PostgresStore:
         retry_at: float | None,
         now: float,
         logs: Sequence[LogRecord] = (),
+        attempted: bool = True,
     ) -> None:
         async def run(conn: Connection) -> None:
             await conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $1,"
+                "UPDATE outbox SET attempts = attempts + $5, last_error = $1,"
                 " next_attempt_at = $2, status = $3, lease_owner = NULL, lease_expires_at = NULL"
                 " WHERE id = $4",
                 error[:2000],
                 retry_at,
                 "pending" if retry_at is not None else "dead",
                 message_id,
+                int(attempted),
             )
             await _insert_logs(conn, list(logs))
 

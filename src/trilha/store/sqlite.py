@@ -1384,12 +1384,19 @@ class SQLiteStore:
         retry_at: float | None,
         now: float,
         logs: Sequence[LogRecord] = (),
+        attempted: bool = True,
     ) -> None:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
+                "UPDATE outbox SET attempts = attempts + ?, last_error = ?, next_attempt_at = ?,"
                 " status = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-                (error[:2000], retry_at, "pending" if retry_at is not None else "dead", message_id),
+                (
+                    int(attempted),
+                    error[:2000],
+                    retry_at,
+                    "pending" if retry_at is not None else "dead",
+                    message_id,
+                ),
             )
             _insert_logs(conn, list(logs))
 

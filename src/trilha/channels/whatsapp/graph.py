@@ -42,6 +42,11 @@ AUTH: Final = frozenset({0, 10, 102, 190, 200})
 MEDIA_ID: Final = re.compile(r"[0-9A-Za-z_.-]{1,128}")
 #: the longest error text kept from an answer (Meta's title and details, not a page)
 MAX_DETAIL: Final = 300
+#: seconds to wait before a retry, by code: Meta's pair rate limit lets one message
+#: through to the same contact about every 6 seconds
+RETRY_AFTER: Final = {131056: 6.0}
+#: the longest ``Retry-After`` taken from an answer
+MAX_RETRY_AFTER: Final = 3_600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,10 @@ def graph_error(what: str, response: httpx.Response) -> GraphError:
     data = error.get("error_data")
     details = str(data.get("details") or "") if isinstance(data, Mapping) else ""
     kind = classify(response.status_code, code)
+    more: dict[str, Any] = {}
+    retry_after = retry_after_of(response, code)
+    if retry_after is not None and kind in ("throttled", "transient"):
+        more["retry_after"] = retry_after
     said = f"{what} answered {response.status_code}"
     if code is not None:
         said += f" (code {code})"
@@ -107,7 +116,16 @@ def graph_error(what: str, response: httpx.Response) -> GraphError:
         said += f": {title}"
     if details:
         said += f" ({details[:MAX_DETAIL]})"
-    return GraphError(said, status=response.status_code, code=code, kind=kind)
+    return GraphError(said, status=response.status_code, code=code, kind=kind, **more)
+
+
+def retry_after_of(response: httpx.Response, code: int | None) -> float | None:
+    """How long to wait before trying again: the answer's ``Retry-After`` (seconds,
+    bounded), else what the code calls for (:data:`RETRY_AFTER`), else ``None``."""
+    header = response.headers.get("retry-after", "").strip()
+    if header.isdigit():
+        return min(float(header), MAX_RETRY_AFTER)
+    return RETRY_AFTER.get(code) if code is not None else None
 
 
 class GraphApi:
