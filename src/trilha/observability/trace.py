@@ -38,7 +38,7 @@ from trilha.core.execution import (
 )
 from trilha.core.states import TRANSITIONS, ExecutionStatus, Outcome
 from trilha.errors import CorruptedRecord
-from trilha.observability.masking import mask_text
+from trilha.observability.masking import mask_text, mask_value
 from trilha.observability.trail import IDENTITY_KEYS, Identity, lines
 
 if TYPE_CHECKING:
@@ -629,8 +629,10 @@ def story_problems(
     problems: list[str] = []
 
     # who it belongs to, and which flow versions it ran
-    row_identity = Identity.of(ex).wire()
-    if trace.identity != row_identity:
+    # the trail shows identities masked (a contact id is often a phone number, a
+    # WhatsApp conversation holds one): compare them as the trail shows them
+    row_identity = mask_value(Identity.of(ex).wire())
+    if mask_value(trace.identity) != row_identity:
         problems.append(f"identity: trail {trace.identity}, execution row {row_identity}")
     flows: list[tuple[str, int]] = [] if checkpoints else [(ex.flow_id, ex.flow_version)]
     for cp in checkpoints:

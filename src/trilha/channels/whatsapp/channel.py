@@ -59,11 +59,18 @@ def _refused(message: OutboundMessage, why: str) -> GraphError:
     return GraphError(f"not sent for institution {message.institution_id}: {why}", kind="permanent")
 
 
+#: WhatsApp's customer-service window, from the contact's last message
+SERVICE_WINDOW_SECONDS: Final = 24 * 3600.0
+
+
 class WhatsAppChannel:
     """Sends each message from its conversation's business number (see the module)."""
 
     name = "whatsapp"
     renders = CAPABILITIES
+    #: Meta's customer-service window: a contact who has not written for 24 hours may
+    #: only be sent a template (the engine picks it, or the node's fallback)
+    window_seconds: float | None = SERVICE_WINDOW_SECONDS
 
     def __init__(
         self,
