@@ -64,6 +64,7 @@ access_token = "${{WA_TOKEN}}"
 app_secret = "${{WA_SECRET}}"
 verify_token = "{VERIFY}"
 api_base_url = "{standin_url}"
+timeout_seconds = 2
 numbers = [
     {{ phone_number_id = "{ACME_NUMBER}", institution = "acme" }},
     {{ phone_number_id = "{BETA_NUMBER}", institution = "beta" }},
@@ -252,6 +253,45 @@ def test_a_photo_has_its_url_looked_up(served: Api, standin: GraphStandIn) -> No
     assert [r.path.rsplit("/", 1)[-1] for r in lookups] == ["1001"]
     assert lookups[0].headers["authorization"] == f"Bearer {TOKEN}"
     assert lookups[0].query == {"phone_number_id": [ACME_NUMBER]}
+
+
+def test_a_lookup_that_fails_is_retried_from_where_it_stopped(
+    served: Api, standin: GraphStandIn
+) -> None:
+    """The Graph API too slow for the lookup: the body stops at the photo and is tried
+    again with backoff; the message before it, delivered already, is not delivered
+    twice, and the photo lands once the Graph API answers."""
+    standin.media["3003"] = {"url": "https://lookaside.example.com/3003", "mime_type": "image/png"}
+    other = "5511911112222"
+    with served.client() as acme:
+        asks = started(served, acme, contact=other)
+        photo = started(served, acme, word="foto")
+        standin.delay = 3.0  # past timeout_seconds: the lookup times out
+        body = wa.notification(
+            wa.value(messages=[wa.text("wamid.first", "Bia", wa_id=other)], wa_id=other),
+            wa.value(
+                messages=[wa.image("wamid.second", "3003", caption="depois", wa_id=CONTACT)],
+                wa_id=CONTACT,
+            ),
+        )
+        assert post(served, body).status_code == 200
+        until(lambda: status_of(acme, asks) == "completed", what="the first message")
+        until(
+            lambda: len([r for r in standin.requests if r.method == "GET"]) >= 2,
+            what="a second lookup",
+        )
+        assert status_of(acme, photo) == "waiting_input"
+        standin.delay = 0.0
+        until(lambda: status_of(acme, photo) == "completed", what="the photo after the retry")
+        assert [t["text"] for t in transcript(acme, asks)] == [
+            "oi",
+            "Seu nome?",
+            "Bia",
+            "Tchau Bia",
+        ]
+        assert [t["text"] for t in transcript(acme, photo)][-2:] == ["depois", "Recebi depois"]
+    _, output = served.stop()
+    assert "whatsapp.webhook_retry" in output
 
 
 def outbox_keys(api: Api, execution_id: str) -> list[str]:

@@ -198,7 +198,14 @@ class WebhookProcessor:
             self.owner, now=self.now(), lease_seconds=self.lease_seconds, limit=BATCH
         )
         for hook in claimed:
-            await self.process(hook)
+            try:
+                await self.process(hook)
+            except StoreError:
+                raise  # the loop waits for the store; the lease keeps the body
+            except Exception as exc:  # a bug: this body backs off (and is given up in
+                # the end) rather than being claimed again at every lease, for ever
+                log.exception("whatsapp.webhook_crashed", webhookId=hook.id)
+                await self._later(hook, hook.progress, f"internal error: {type(exc).__name__}")
         return len(claimed)
 
     async def _beat(self, stop: asyncio.Event) -> None:
@@ -372,7 +379,9 @@ class WebhookProcessor:
                     error=str(exc),
                 )
                 return None
-            raise Later(f"media {update.media_id[:80]}: {exc}") from exc
+            reason = exc.details.get("reason")  # a timeout's own text is often empty
+            why = f"{exc} ({reason})" if reason else str(exc)
+            raise Later(f"media {update.media_id[:80]}: {why}") from exc
         media = {**update.content["media"], "url": info.url}
         if "mimeType" not in media and info.mime_type is not None:
             media["mimeType"] = info.mime_type
