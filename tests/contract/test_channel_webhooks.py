@@ -16,7 +16,9 @@ RAW = b'{"object":"whatsapp_business_account","entry":[]}\xff\x00\n'
 
 
 async def _claim(store: Store, owner: str, now: float = T0, limit: int = 10) -> list[int]:
-    claimed = await store.claim_channel_webhooks(owner, now=now, lease_seconds=LEASE, limit=limit)
+    claimed = await store.claim_channel_webhooks(
+        "whatsapp", owner, now=now, lease_seconds=LEASE, limit=limit
+    )
     return [w.id for w in claimed]
 
 
@@ -24,7 +26,9 @@ async def test_a_body_is_kept_raw_and_handed_out_once(store: Store) -> None:
     """The raw bytes come back as stored; a second claimer gets nothing while the lease
     holds; a settled body is not handed out again and reads as done."""
     first = await store.receive_channel_webhook("whatsapp", RAW, now=T0)
-    (claimed,) = await store.claim_channel_webhooks("a", now=T0, lease_seconds=LEASE, limit=10)
+    (claimed,) = await store.claim_channel_webhooks(
+        "whatsapp", "a", now=T0, lease_seconds=LEASE, limit=10
+    )
     assert (claimed.id, claimed.body, claimed.channel, claimed.attempts) == (
         first,
         RAW,
@@ -45,7 +49,13 @@ async def test_a_body_is_kept_raw_and_handed_out_once(store: Store) -> None:
         None,
     )
     assert await store.channel_webhooks("other") == []
-    assert [w.id for w in await store.channel_webhooks("whatsapp", status="pending")] == []
+    # another channel's bodies are its own: not handed to this one, not in its way
+    other = await store.receive_channel_webhook("other", b"{}", now=T0)
+    await store.claim_channel_webhooks("other", "c", now=T0, lease_seconds=LEASE, limit=1)
+    later = await store.receive_channel_webhook("whatsapp", b"{}", now=T0)
+    assert await _claim(store, "b", T0 + 3) == [later]
+    assert [w.id for w in await store.channel_webhooks("other")] == [other]
+    assert [w.id for w in await store.channel_webhooks("whatsapp", status="pending")] == [later]
 
 
 async def test_bodies_go_in_the_order_stored(store: Store) -> None:
@@ -61,7 +71,9 @@ async def test_bodies_go_in_the_order_stored(store: Store) -> None:
     for webhook_id in ids[1:]:
         assert await store.settle_channel_webhook(webhook_id, owner="b", now=T0 + 4, status="done")
     assert await _claim(store, "a", T0 + 59) == []  # not due yet
-    (again,) = await store.claim_channel_webhooks("a", now=T0 + 60, lease_seconds=LEASE, limit=10)
+    (again,) = await store.claim_channel_webhooks(
+        "whatsapp", "a", now=T0 + 60, lease_seconds=LEASE, limit=10
+    )
     assert (again.id, again.progress, again.attempts, again.last_error) == (ids[0], 3, 2, "x")
 
 

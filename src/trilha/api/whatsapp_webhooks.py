@@ -51,6 +51,7 @@ from trilha.api.routes.messages import InboundMessageIn, deliver_message
 from trilha.channels.whatsapp.graph import GraphApi, GraphError
 from trilha.channels.whatsapp.inbound import (
     RECEIPTS,
+    WEBHOOK_CHANNEL,
     Ignored,
     MessageUpdate,
     StatusUpdate,
@@ -66,8 +67,6 @@ from trilha.store.base import ChannelWebhook, Store
 
 log = get_logger("trilha.whatsapp")
 
-#: the store's name for Meta's webhook bodies
-CHANNEL: Final = "whatsapp"
 #: how the trail names who started an execution from a WhatsApp message
 ACTOR: Final = "channel:whatsapp"
 #: bodies claimed at once
@@ -195,7 +194,11 @@ class WebhookProcessor:
     async def run_once(self) -> int:
         """Claim due bodies and process them in order; how many were claimed."""
         claimed = await self.store.claim_channel_webhooks(
-            self.owner, now=self.now(), lease_seconds=self.lease_seconds, limit=BATCH
+            WEBHOOK_CHANNEL,
+            self.owner,
+            now=self.now(),
+            lease_seconds=self.lease_seconds,
+            limit=BATCH,
         )
         for hook in claimed:
             try:

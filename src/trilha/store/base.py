@@ -815,13 +815,14 @@ class Store(Protocol):
         """Keep a verified webhook body durably (its id), due for processing now."""
 
     async def claim_channel_webhooks(
-        self, owner: str, *, now: float, lease_seconds: float, limit: int
+        self, channel: str, owner: str, *, now: float, lease_seconds: float, limit: int
     ) -> list[ChannelWebhook]:
-        """Lease up to ``limit`` due ``pending`` bodies, oldest first, counting an attempt
-        for each. A lease is live until it expires or its owner stops its heartbeat
-        (:meth:`heartbeat`); none is handed out while an older body is under a live
-        lease, so bodies are processed in the order they were stored, whichever process
-        claims them (a body waiting for its retry does not hold the others back)."""
+        """Lease up to ``limit`` due ``pending`` bodies of ``channel``, oldest first,
+        counting an attempt for each. A lease is live until it expires or its owner stops
+        its heartbeat (:meth:`heartbeat`); none is handed out while an older body of the
+        channel is under a live lease, so bodies are processed in the order they were
+        stored, whichever process claims them (a body waiting for its retry does not hold
+        the others back)."""
 
     async def settle_channel_webhook(
         self,

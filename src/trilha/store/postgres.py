@@ -2157,11 +2157,11 @@ class PostgresStore:
         return await self._write(run)
 
     async def claim_channel_webhooks(
-        self, owner: str, *, now: float, lease_seconds: float, limit: int
+        self, channel: str, owner: str, *, now: float, lease_seconds: float, limit: int
     ) -> list[ChannelWebhook]:
         async def run(conn: Connection) -> list[ChannelWebhook]:
             return await webhooks_postgres.claim(
-                conn, owner, now=now, lease_seconds=lease_seconds, limit=limit
+                conn, channel, owner, now=now, lease_seconds=lease_seconds, limit=limit
             )
 
         return await self._write(run)

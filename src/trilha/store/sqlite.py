@@ -1954,11 +1954,11 @@ class SQLiteStore:
         return await self._write(run)
 
     async def claim_channel_webhooks(
-        self, owner: str, *, now: float, lease_seconds: float, limit: int
+        self, channel: str, owner: str, *, now: float, lease_seconds: float, limit: int
     ) -> list[ChannelWebhook]:
         def run(conn: sqlite3.Connection) -> list[ChannelWebhook]:
             return webhooks_sqlite.claim(
-                conn, owner, now=now, lease_seconds=lease_seconds, limit=limit
+                conn, channel, owner, now=now, lease_seconds=lease_seconds, limit=limit
             )
 
         return await self._write(run)

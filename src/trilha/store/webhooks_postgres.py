@@ -38,7 +38,7 @@ async def receive(conn: Connection, channel: str, body: bytes, now: float) -> in
 
 
 async def claim(
-    conn: Connection, owner: str, *, now: float, lease_seconds: float, limit: int
+    conn: Connection, channel: str, owner: str, *, now: float, lease_seconds: float, limit: int
 ) -> list[ChannelWebhook]:
     # one claim at a time: "nothing overtakes a body under a live lease" reads the other
     # claims' leases, which a concurrent claim would not see yet. A claim under way
@@ -48,15 +48,16 @@ async def claim(
     rows = await conn.fetch(
         "UPDATE channel_webhooks SET lease_owner = $1, lease_expires_at = $2,"
         " attempts = attempts + 1 WHERE id IN ("
-        " SELECT w.id FROM channel_webhooks w WHERE w.status = 'pending'"
+        " SELECT w.id FROM channel_webhooks w WHERE w.status = 'pending' AND w.channel = $5"
         " AND w.next_attempt_at <= $3 AND NOT (" + _LIVE.format(t="w") + ")"
         " AND NOT EXISTS (SELECT 1 FROM channel_webhooks o WHERE o.status = 'pending'"
-        " AND o.id < w.id AND " + _LIVE.format(t="o") + ")"
+        " AND o.channel = w.channel AND o.id < w.id AND " + _LIVE.format(t="o") + ")"
         f" ORDER BY w.id LIMIT $4 FOR UPDATE) RETURNING {WEBHOOK_COLUMNS}",
         owner,
         now + lease_seconds,
         now,
         limit,
+        channel,
     )
     return sorted((row_to_webhook(r) for r in rows), key=lambda w: w.id)
 

@@ -30,18 +30,24 @@ def receive(conn: sqlite3.Connection, channel: str, body: bytes, now: float) -> 
 
 
 def claim(
-    conn: sqlite3.Connection, owner: str, *, now: float, lease_seconds: float, limit: int
+    conn: sqlite3.Connection,
+    channel: str,
+    owner: str,
+    *,
+    now: float,
+    lease_seconds: float,
+    limit: int,
 ) -> list[ChannelWebhook]:
     rows = conn.execute(
         "UPDATE channel_webhooks SET lease_owner = ?, lease_expires_at = ?,"
         " attempts = attempts + 1 WHERE id IN ("
-        " SELECT w.id FROM channel_webhooks w WHERE w.status = 'pending'"
+        " SELECT w.id FROM channel_webhooks w WHERE w.status = 'pending' AND w.channel = ?"
         " AND w.next_attempt_at <= ? AND NOT (" + _LIVE.format(t="w") + ")"
         # in the order stored: nothing overtakes a body another process is processing
         " AND NOT EXISTS (SELECT 1 FROM channel_webhooks o WHERE o.status = 'pending'"
-        " AND o.id < w.id AND " + _LIVE.format(t="o") + ")"
+        " AND o.channel = w.channel AND o.id < w.id AND " + _LIVE.format(t="o") + ")"
         f" ORDER BY w.id LIMIT ?) RETURNING {WEBHOOK_COLUMNS}",
-        (owner, now + lease_seconds, now, now, now, now, now, limit),
+        (owner, now + lease_seconds, channel, now, now, now, now, now, limit),
     ).fetchall()
     return sorted((row_to_webhook(r) for r in rows), key=lambda w: w.id)
 

@@ -17,16 +17,23 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from trilha.api.app import state_of
 from trilha.api.problems import Problem, problems
-from trilha.api.whatsapp_webhooks import CHANNEL, WhatsAppInbound
-from trilha.channels.whatsapp.inbound import WebhookRefused, parse_webhook, signature_ok
+from trilha.channels.whatsapp.inbound import (
+    WEBHOOK_CHANNEL,
+    WebhookRefused,
+    parse_webhook,
+    signature_ok,
+)
 from trilha.observability.logging import get_logger
+
+if TYPE_CHECKING:  # it imports the routes (the delivery of POST .../messages)
+    from trilha.api.whatsapp_webhooks import WhatsAppInbound
 
 router = APIRouter(prefix="/v1/channels/whatsapp", tags=["channels"])
 log = get_logger("trilha.whatsapp")
@@ -140,7 +147,7 @@ async def receive(
         raise Problem(400, "the body is not valid JSON", kind="malformed_json") from None
     state = state_of(request.app)
     webhook_id = await state.runtime.store.receive_channel_webhook(
-        CHANNEL, raw, now=state.runtime.engine.clock.now()
+        WEBHOOK_CHANNEL, raw, now=state.runtime.engine.clock.now()
     )
     inbound.processor.wake()
     log.debug("whatsapp.webhook_received", webhookId=webhook_id, bytes=len(raw))

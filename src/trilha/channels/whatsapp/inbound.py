@@ -50,6 +50,7 @@ from trilha.inbound import MAX_TEXT
 __all__ = [
     "MAX_CHANGES",
     "MAX_UPDATES",
+    "WEBHOOK_CHANNEL",
     "Ignored",
     "MessageUpdate",
     "StatusUpdate",
@@ -61,6 +62,8 @@ __all__ = [
     "signature_ok",
 ]
 
+#: the store's name for Meta's webhook bodies (``channel_webhooks.channel``)
+WEBHOOK_CHANNEL: Final = "whatsapp"
 #: messages and statuses one body may carry (Meta batches far fewer)
 MAX_UPDATES: Final = 1_000
 #: entries' changes one body may carry
