@@ -190,6 +190,8 @@ def test_verification_and_signatures(served: Api) -> None:
     many = [wa.text(f"wamid.{i}", "x") for i in range(1_001)]
     too_many = problem(post(served, says(*many)), 413)
     assert "at most 1000" in too_many["detail"]
+    huge = says(wa.text("wamid.huge", "x" * 1_100_000))  # over [api] max_body_bytes
+    assert "1048576 bytes" in problem(post(served, huge), 413)["detail"]
     assert stored(served) == []
     assert post(served, body).json() == {"received": True}
     assert len(stored(served)) == 1
