@@ -218,6 +218,8 @@ def test_a_text_reaches_the_waiting_question_once(served: Api) -> None:
         ]
         assert len(stored(served)) == 4
         assert [e["executionId"] for e in executions(acme, conversation())] == [eid]
+        variables = acme.get(f"/v1/executions/{eid}/variables").json()["variables"]
+        assert variables["contact"] == {"name": wa.PROFILE_NAME, "waId": CONTACT}
 
 
 def test_a_photo_has_its_url_looked_up(served: Api, standin: GraphStandIn) -> None:

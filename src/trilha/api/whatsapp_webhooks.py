@@ -48,6 +48,7 @@ from pydantic import ValidationError
 from trilha.api.app import state_of
 from trilha.api.problems import Problem
 from trilha.api.routes.messages import InboundMessageIn, deliver_message
+from trilha.api.wire import storable
 from trilha.channels.whatsapp.graph import GraphApi, GraphError
 from trilha.channels.whatsapp.inbound import (
     RECEIPTS,
@@ -82,6 +83,8 @@ RETAIN_SECONDS: Final = 7 * 86_400
 PURGE_EVERY_SECONDS: Final = 600.0
 #: heartbeats missed before the store takes the processor for dead (as workers')
 HEARTBEAT_MISSES: Final = 3
+#: the longest profile name kept as ``contact.name`` (WhatsApp's own is short)
+MAX_PROFILE_NAME: Final = 200
 #: how far ahead of the clock a status's time may be before the clock's is used
 AHEAD_SECONDS: Final = 86_400.0
 
@@ -344,7 +347,9 @@ class WebhookProcessor:
             )
             return f"{update.wamid[:200]}: {where}: {error.get('msg')}"
         try:
-            done = await deliver_message(self.app, institution, conversation, body, actor=ACTOR)
+            done = await deliver_message(
+                self.app, institution, conversation, body, actor=ACTOR, contact=_contact(update)
+            )
         except Problem as exc:
             if exc.status == 404:  # no execution and no trigger: not stored, as the route
                 log.info("whatsapp.message_dropped", **said, type=update.kind, reason=exc.detail)
@@ -433,6 +438,17 @@ class WebhookProcessor:
                 delivery=result.delivery.receipt,
                 error=update.error,
             )
+
+
+def _contact(update: MessageUpdate) -> dict[str, Any] | None:
+    """What a flow started by the message knows of the contact: ``contact.name`` (the
+    WhatsApp profile's, when it is text the store can keep) and ``contact.waId``."""
+    known: dict[str, Any] = {"waId": update.wa_id}
+    name = update.payload.get("profileName")
+    if isinstance(name, str) and name.strip():
+        with contextlib.suppress(ValueError):  # one the store cannot keep: left out
+            known["name"] = storable(name.strip()[:MAX_PROFILE_NAME])
+    return known
 
 
 def _ignored(update: Ignored) -> str | None:

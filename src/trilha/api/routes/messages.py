@@ -202,9 +202,12 @@ async def deliver_message(
     body: InboundMessageIn,
     *,
     actor: str,
+    contact: dict[str, Any] | None = None,
 ) -> Delivered:
     """Deliver a contact's message as this module's docstring says: to the
-    conversation's active execution, else as the start of the trigger it matches.
+    conversation's active execution, else as the start of the trigger it matches
+    (``contact``: what the channel knows of the contact, such as a WhatsApp profile's
+    ``name``, set as ``contact.*`` in a start's variables).
     The one delivery both the API's route and the channels' webhooks go through
     (:mod:`trilha.api.whatsapp_webhooks`), so a message reaches a conversation the same
     way whichever door it came in by. :class:`Problem` 404 (``no_active_execution``:
@@ -230,7 +233,7 @@ async def deliver_message(
             tried.add(target)
             if _interruptible(latest):
                 started = await _triggered(
-                    app, institution, conversation_id, body, now, latest, actor
+                    app, institution, conversation_id, body, now, latest, actor, contact
                 )
                 if started == "busy":
                     continue
@@ -245,7 +248,9 @@ async def deliver_message(
             state.wake()  # this process's workers apply it now, not at their next poll
             return Delivered(result)
         # nothing runs in the conversation (none ever did, or its latest ended)
-        started = await _triggered(app, institution, conversation_id, body, now, None, actor)
+        started = await _triggered(
+            app, institution, conversation_id, body, now, None, actor, contact
+        )
         if started == "busy":
             continue  # another delivery started one meanwhile: this message is its reply
         if started is not None:
@@ -273,6 +278,7 @@ async def _triggered(
     now: float,
     replacing: Execution | None,
     actor: str,
+    contact: dict[str, Any] | None = None,
 ) -> Delivered | Literal["busy"] | None:
     """Start the flow of the institution's trigger the message matches (with
     ``replacing``, an interrupting trigger's only), the message kept as its
@@ -320,7 +326,7 @@ async def _triggered(
             flow.flow_id,
             message,
             match,
-            variables=with_language({}, body.language),
+            variables=with_language({"contact": dict(contact)} if contact else {}, body.language),
             replacing=replacing,
             actor=actor,
         )
