@@ -187,6 +187,7 @@ def test_verification_and_signatures(served: Api) -> None:
     problem(forged, 401)
     assert stored(served) == []
     problem(post(served, b"{not json"), 400)
+    problem(post(served, b"[" * 100_000 + b"]" * 100_000), 400)  # past the parser's depth
     many = [wa.text(f"wamid.{i}", "x") for i in range(1_001)]
     too_many = problem(post(served, says(*many)), 413)
     assert "at most 1000" in too_many["detail"]

@@ -158,9 +158,11 @@ async def test_an_unreadable_body_fails_at_once(tmp_path: Path, standin: GraphSt
         store = store_of(app)
         webhook_id = await store.receive_channel_webhook("whatsapp", b"\xff{", now=0.0)
         app.state.whatsapp.processor.wake()
-        hook = await settled(app, webhook_id)
-        assert (hook.status, hook.attempts) == ("failed", 1)
-        assert hook.last_error is not None and hook.last_error.startswith("unreadable")
+        deep = await store.receive_channel_webhook("whatsapp", b"[" * 10**5 + b"]" * 10**5, now=0)
+        app.state.whatsapp.processor.wake()
+        for hook in [await settled(app, webhook_id), await settled(app, deep)]:
+            assert (hook.status, hook.attempts) == ("failed", 1)
+            assert hook.last_error is not None and hook.last_error.startswith("unreadable")
 
 
 async def test_a_lookup_that_keeps_failing_is_given_up_and_kept(

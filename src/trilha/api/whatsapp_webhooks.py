@@ -57,7 +57,6 @@ from trilha.channels.whatsapp.inbound import (
     MessageUpdate,
     StatusUpdate,
     Update,
-    WebhookRefused,
     parse_webhook,
 )
 from trilha.config import Config, WhatsAppConfig, expand_env
@@ -236,7 +235,7 @@ class WebhookProcessor:
     async def process(self, hook: ChannelWebhook) -> None:
         try:
             updates = parse_webhook(json.loads(hook.body))
-        except (ValueError, WebhookRefused) as exc:  # JSON, Unicode, or over the bounds
+        except (ValueError, RecursionError) as exc:  # JSON, Unicode, depth, or the bounds
             log.error("whatsapp.webhook_unreadable", webhookId=hook.id, error=str(exc)[:300])
             await self._settle(hook, "failed", f"unreadable: {str(exc)[:300]}")
             return

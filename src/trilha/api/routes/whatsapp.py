@@ -143,7 +143,7 @@ async def receive(
         if exc.too_large:
             raise Problem(413, f"{exc}: nothing was stored", kind="too_large") from None
         raise Problem(422, f"{exc}: nothing was stored", kind="invalid") from None
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: not ours
         raise Problem(400, "the body is not valid JSON", kind="malformed_json") from None
     state = state_of(request.app)
     webhook_id = await state.runtime.store.receive_channel_webhook(
