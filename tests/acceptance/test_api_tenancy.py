@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from conftest import Api
+from trilha.api.app import UNKEYED
 from trilha.store import open_store
 
 SECRET_FLOW = {
@@ -204,8 +205,8 @@ def test_a_foreign_key_finds_nothing_of_another_tenant(api: Api) -> None:
     walked: list[str] = []
     with api.client("beta_operator") as beta, api.client("acme_viewer") as viewer:
         for template, operations in document["paths"].items():
-            if not template.startswith("/v1"):
-                continue
+            if not template.startswith("/v1") or template in UNKEYED:
+                continue  # a channel's webhook takes no key: it is no tenant's
             path = template
             for name, value in acme.items():
                 path = path.replace("{" + name + "}", value)

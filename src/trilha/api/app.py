@@ -110,9 +110,17 @@ def _json_or_absent(headers: dict[bytes, bytes]) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
+#: ``/v1`` paths a caller reaches without an API key: Meta's webhook, which cannot send
+#: one (it is checked by its signature and verify token instead)
+UNKEYED: frozenset[str] = frozenset({"/v1/channels/whatsapp/webhook"})
+
+
 def _keyed(path: str, metrics_here: bool) -> bool:
-    """Whether a path's routes all need an API key: the whole ``/v1`` API, and
-    ``/metrics`` when the API answers it (not when ``[metrics] listen`` does)."""
+    """Whether a path's routes all need an API key: the whole ``/v1`` API but
+    :data:`UNKEYED`, and ``/metrics`` when the API answers it (not when ``[metrics]
+    listen`` does)."""
+    if path in UNKEYED:
+        return False
     return path == "/v1" or path.startswith("/v1/") or (metrics_here and path == "/metrics")
 
 
@@ -302,6 +310,11 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
             engines = [rt.engine]
             state = ServeState(options, cfg, rt, engines)
             app.state.trilha = state
+            inbound = None
+            if cfg.channel.kind == "whatsapp":  # first: a secret not set stops nothing started
+                from trilha.api.whatsapp_webhooks import WhatsAppInbound  # it imports this
+
+                app.state.whatsapp = inbound = WhatsAppInbound.start(app, cfg)
             listener = _metrics_listener(cfg, rt)  # first: a port in use stops nothing started
             restore_loop_errors = throttle_loop_errors(asyncio.get_running_loop())
             state.hub = hub = EventHub(rt.store)
@@ -334,6 +347,8 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
                 state.workers.append(worker)
                 state.tasks.append(asyncio.create_task(worker.run_forever(state.stop)))
             state.tasks.append(asyncio.create_task(_store_gauges(state)))
+            if inbound is not None:  # Meta's webhook bodies, processed in the background
+                state.tasks.append(asyncio.create_task(inbound.processor.run_forever(state.stop)))
             log.info(
                 "api.started",
                 workers=options.workers,
@@ -358,6 +373,9 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
                 drawings = getattr(app.state, "drawings", None)
                 if drawings is not None:
                     drawings.close()
+                whatsapp = getattr(app.state, "whatsapp", None)
+                if whatsapp is not None:
+                    await whatsapp.processor.aclose()
                 restore_loop_errors()
                 log.info("api.stopped")
 

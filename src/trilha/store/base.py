@@ -190,6 +190,33 @@ class ReceiptResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelWebhook:
+    """A channel's webhook body as it arrived, verified and kept before it was answered
+    (:meth:`Store.receive_channel_webhook`): no institution's until it is read, since
+    one body may speak for several numbers."""
+
+    id: int
+    #: whose webhook (``whatsapp``)
+    channel: str
+    #: the raw body, byte for byte (what the signature covered)
+    body: bytes
+    received_at: float
+    #: ``pending`` (to process, or retrying), ``done`` or ``failed`` (given up)
+    status: str
+    #: times it was claimed
+    attempts: int
+    next_attempt_at: float
+    #: updates of the body already handled: a retry resumes there
+    progress: int = 0
+    #: ``done``: what was skipped in it; ``pending``: why the last attempt stopped;
+    #: ``failed``: why it was given up
+    last_error: str | None = None
+    processed_at: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredTriggers:
     """An institution's triggers as ``PUT /v1/triggers`` set them (wire form, in order)."""
 
@@ -785,6 +812,44 @@ class Store(Protocol):
         """How many messages of each execution are undelivered at ``now``
         (:func:`trilha.core.delivery.undelivered`), in one grouped query for a page
         of ids; executions with none are left out."""
+
+    # channel webhooks -----------------------------------------------------------
+    async def receive_channel_webhook(self, channel: str, body: bytes, *, now: float) -> int:
+        """Keep a verified webhook body durably (its id), due for processing now."""
+
+    async def claim_channel_webhooks(
+        self, channel: str, owner: str, *, now: float, lease_seconds: float, limit: int
+    ) -> list[ChannelWebhook]:
+        """Lease up to ``limit`` due ``pending`` bodies of ``channel``, oldest first,
+        counting an attempt for each. A lease is live until it expires or its owner stops
+        its heartbeat (:meth:`heartbeat`); none is handed out while an older body of the
+        channel is under a live lease, so bodies are processed in the order they were
+        stored, whichever process claims them (a body waiting for its retry does not hold
+        the others back)."""
+
+    async def settle_channel_webhook(
+        self,
+        webhook_id: int,
+        *,
+        owner: str,
+        now: float,
+        status: Literal["done", "failed", "pending"],
+        error: str | None = None,
+        retry_at: float | None = None,
+        progress: int = 0,
+    ) -> bool:
+        """End ``owner``'s lease of a body: ``done``, ``failed`` (given up), or
+        ``pending`` again, due at ``retry_at`` and resuming at update ``progress``;
+        ``error`` says what was skipped or why it stopped. False (nothing written) when
+        ``owner`` no longer holds the lease: another process took the body over."""
+
+    async def channel_webhooks(
+        self, channel: str, *, limit: int = 100, status: str | None = None
+    ) -> list[ChannelWebhook]:
+        """The channel's stored bodies (of ``status`` only, when given), oldest first."""
+
+    async def purge_channel_webhooks(self, before: float, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` bodies ``done`` or ``failed`` before ``before``."""
 
     # trail --------------------------------------------------------------------
     async def transitions(self, execution_id: str) -> list[Transition]: ...

@@ -40,7 +40,7 @@ import dataclasses
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -77,10 +77,11 @@ from trilha.errors import (
 )
 from trilha.observability.logging import get_logger
 from trilha.observability.masking import mask_text, masked_record
-from trilha.store import holds_postgres, migrations
+from trilha.store import holds_postgres, migrations, webhooks_postgres
 from trilha.store.base import (
     AgentMessageResult,
     ApiKey,
+    ChannelWebhook,
     Claimed,
     Delivery,
     DeskMessage,
@@ -2161,6 +2162,63 @@ class PostgresStore:
             return found
 
         return await self._read(run)
+
+    # channel webhooks ----------------------------------------------------------------------
+
+    async def receive_channel_webhook(self, channel: str, body: bytes, *, now: float) -> int:
+        async def run(conn: Connection) -> int:
+            return await webhooks_postgres.receive(conn, channel, body, now)
+
+        return await self._write(run)
+
+    async def claim_channel_webhooks(
+        self, channel: str, owner: str, *, now: float, lease_seconds: float, limit: int
+    ) -> list[ChannelWebhook]:
+        async def run(conn: Connection) -> list[ChannelWebhook]:
+            return await webhooks_postgres.claim(
+                conn, channel, owner, now=now, lease_seconds=lease_seconds, limit=limit
+            )
+
+        return await self._write(run)
+
+    async def settle_channel_webhook(
+        self,
+        webhook_id: int,
+        *,
+        owner: str,
+        now: float,
+        status: Literal["done", "failed", "pending"],
+        error: str | None = None,
+        retry_at: float | None = None,
+        progress: int = 0,
+    ) -> bool:
+        async def run(conn: Connection) -> bool:
+            return await webhooks_postgres.settle(
+                conn,
+                webhook_id,
+                owner=owner,
+                now=now,
+                status=status,
+                error=error,
+                retry_at=retry_at,
+                progress=progress,
+            )
+
+        return await self._write(run)
+
+    async def channel_webhooks(
+        self, channel: str, *, limit: int = 100, status: str | None = None
+    ) -> list[ChannelWebhook]:
+        async def run(conn: Connection) -> list[ChannelWebhook]:
+            return await webhooks_postgres.listed(conn, channel, limit=limit, status=status)
+
+        return await self._read(run)
+
+    async def purge_channel_webhooks(self, before: float, *, limit: int = 10_000) -> int:
+        async def run(conn: Connection) -> int:
+            return await webhooks_postgres.purge(conn, before, limit)
+
+        return await self._write(run)
 
     # triggers ----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -56,10 +56,11 @@ from trilha.errors import (
     StoreUnavailable,
 )
 from trilha.observability.masking import mask_text, masked_record
-from trilha.store import holds_sqlite, migrations
+from trilha.store import holds_sqlite, migrations, webhooks_sqlite
 from trilha.store.base import (
     AgentMessageResult,
     ApiKey,
+    ChannelWebhook,
     Claimed,
     Delivery,
     DeskMessage,
@@ -1962,6 +1963,63 @@ class SQLiteStore:
             return [StoredFlow(r[0], r[1], orjson.loads(r[2]), r[3]) for r in rows]
 
         return await self._read(run)
+
+    # channel webhooks ----------------------------------------------------------------------
+
+    async def receive_channel_webhook(self, channel: str, body: bytes, *, now: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return webhooks_sqlite.receive(conn, channel, body, now)
+
+        return await self._write(run)
+
+    async def claim_channel_webhooks(
+        self, channel: str, owner: str, *, now: float, lease_seconds: float, limit: int
+    ) -> list[ChannelWebhook]:
+        def run(conn: sqlite3.Connection) -> list[ChannelWebhook]:
+            return webhooks_sqlite.claim(
+                conn, channel, owner, now=now, lease_seconds=lease_seconds, limit=limit
+            )
+
+        return await self._write(run)
+
+    async def settle_channel_webhook(
+        self,
+        webhook_id: int,
+        *,
+        owner: str,
+        now: float,
+        status: Literal["done", "failed", "pending"],
+        error: str | None = None,
+        retry_at: float | None = None,
+        progress: int = 0,
+    ) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return webhooks_sqlite.settle(
+                conn,
+                webhook_id,
+                owner=owner,
+                now=now,
+                status=status,
+                error=error,
+                retry_at=retry_at,
+                progress=progress,
+            )
+
+        return await self._write(run)
+
+    async def channel_webhooks(
+        self, channel: str, *, limit: int = 100, status: str | None = None
+    ) -> list[ChannelWebhook]:
+        def run(conn: sqlite3.Connection) -> list[ChannelWebhook]:
+            return webhooks_sqlite.listed(conn, channel, limit=limit, status=status)
+
+        return await self._read(run)
+
+    async def purge_channel_webhooks(self, before: float, *, limit: int = 10_000) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return webhooks_sqlite.purge(conn, before, limit)
+
+        return await self._write(run)
 
     # triggers ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from trilha.api.routes import (
     signals,
     statuses,
     triggers,
+    whatsapp,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -40,4 +41,5 @@ ROUTERS: list[APIRouter] = [
     outbox.router,
     events.router,
     debugger.router,
+    whatsapp.router,
 ]

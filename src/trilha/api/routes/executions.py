@@ -604,10 +604,15 @@ class _QueueReading:
 
 async def refuse_when_overloaded(request: Request) -> None:
     """503 with Retry-After while more executions are due than ``api.max_queue_due``."""
-    state = state_of(request.app)
-    reading: _QueueReading | None = getattr(request.app.state, "queue_reading", None)
+    await refuse_when_overloaded_app(request.app)
+
+
+async def refuse_when_overloaded_app(app: Any) -> None:
+    """:func:`refuse_when_overloaded` for work the app does outside a request."""
+    state = state_of(app)
+    reading: _QueueReading | None = getattr(app.state, "queue_reading", None)
     if reading is None:
-        reading = request.app.state.queue_reading = _QueueReading()
+        reading = app.state.queue_reading = _QueueReading()
     if time.monotonic() - reading.at > QUEUE_CHECK_SECONDS:
         stats = await state.runtime.store.queue_stats(state.runtime.engine.clock.now())
         reading.at, reading.due = time.monotonic(), stats.due

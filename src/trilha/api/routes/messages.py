@@ -42,14 +42,15 @@ see the title tapped, the caption or ``[image]``, the place's name or coordinate
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from trilha.api.app import state_of
-from trilha.api.auth import Principal, Writer
+from trilha.api.auth import Writer
 from trilha.api.idempotency import IdempotencyKey, idempotent
 from trilha.api.problems import Problem, problems
 from trilha.api.routes.executions import (
@@ -57,10 +58,10 @@ from trilha.api.routes.executions import (
     ExternalId,
     actor_of,
     institution_for,
-    refuse_when_overloaded,
+    refuse_when_overloaded_app,
 )
 from trilha.api.routes.flows import resolve
-from trilha.api.routes.triggers import trigger_book
+from trilha.api.routes.triggers import trigger_book_of
 from trilha.api.wire import JsonObject
 from trilha.core.execution import Execution, InboundMessage, iso
 from trilha.core.flow import FLOW_ID_PATTERN
@@ -175,19 +176,43 @@ async def deliver(
     institution = institution_for(principal, body.institution_id)
 
     async def run() -> JSONResponse:
-        return await _deliver(request, principal, institution, conversation_id, body)
+        done = await deliver_message(
+            request.app, institution, conversation_id, body, actor=actor_of(principal)
+        )
+        return _accepted(conversation_id, done)
 
     return await idempotent(request, principal, institution, idempotency_key, body, run)
 
 
-async def _deliver(
-    request: Request,
-    principal: Principal,
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What :func:`deliver_message` did with a message: stored for the active execution
+    (or found stored already: ``result.status == "duplicate"``), or, with ``match``, the
+    start of the trigger's flow it became (``replacing``: the execution it cancelled)."""
+
+    result: InboundResult
+    match: TriggerMatch | None = None
+    replacing: Execution | None = None
+
+
+async def deliver_message(
+    app: Any,
     institution: str,
     conversation_id: str,
     body: InboundMessageIn,
-) -> JSONResponse:
-    state = state_of(request.app)
+    *,
+    actor: str,
+    contact: dict[str, Any] | None = None,
+) -> Delivered:
+    """Deliver a contact's message as this module's docstring says: to the
+    conversation's active execution, else as the start of the trigger it matches
+    (``contact``: what the channel knows of the contact, such as a WhatsApp profile's
+    ``name``, set as ``contact.*`` in a start's variables).
+    The one delivery both the API's route and the channels' webhooks go through
+    (:mod:`trilha.api.whatsapp_webhooks`), so a message reaches a conversation the same
+    way whichever door it came in by. :class:`Problem` 404 (``no_active_execution``:
+    nothing stored), 409 (``conversation_busy``) or 503 (``overloaded``) otherwise."""
+    state = state_of(app)
     store = state.runtime.store
     now = state.runtime.engine.clock.now()
     tried: set[str | None] = set()
@@ -202,12 +227,14 @@ async def _deliver(
             # engine restores it from its last checkpoint when it claims it
             result = await _store(store, institution, conversation_id, body, now, None)
             state.wake()
-            return _accepted(conversation_id, result)
+            return Delivered(result)
         target = latest.id if latest is not None else None
         if latest is not None and target not in tried:
             tried.add(target)
             if _interruptible(latest):
-                started = await _triggered(request, principal, conversation_id, body, now, latest)
+                started = await _triggered(
+                    app, institution, conversation_id, body, now, latest, actor, contact
+                )
                 if started == "busy":
                     continue
                 if started is not None:
@@ -219,9 +246,11 @@ async def _deliver(
                 # meanwhile, so look once more before refusing
                 continue
             state.wake()  # this process's workers apply it now, not at their next poll
-            return _accepted(conversation_id, result)
+            return Delivered(result)
         # nothing runs in the conversation (none ever did, or its latest ended)
-        started = await _triggered(request, principal, conversation_id, body, now, None)
+        started = await _triggered(
+            app, institution, conversation_id, body, now, None, actor, contact
+        )
         if started == "busy":
             continue  # another delivery started one meanwhile: this message is its reply
         if started is not None:
@@ -242,21 +271,22 @@ def _interruptible(execution: Execution) -> bool:
 
 
 async def _triggered(
-    request: Request,
-    principal: Principal,
+    app: Any,
+    institution: str,
     conversation_id: str,
     body: InboundMessageIn,
     now: float,
     replacing: Execution | None,
-) -> JSONResponse | Literal["busy"] | None:
+    actor: str,
+    contact: dict[str, Any] | None = None,
+) -> Delivered | Literal["busy"] | None:
     """Start the flow of the institution's trigger the message matches (with
     ``replacing``, an interrupting trigger's only), the message kept as its
-    ``sys.trigger``: the answer, ``"busy"`` when another execution became active in
+    ``sys.trigger``: what was done, ``"busy"`` when another execution became active in
     the conversation meanwhile, or ``None`` when no trigger applies."""
-    state = state_of(request.app)
+    state = state_of(app)
     store = state.runtime.store
-    institution = institution_for(principal, body.institution_id)
-    triggers = (await trigger_book(request).effective(institution)).triggers
+    triggers = (await trigger_book_of(app).effective(institution)).triggers
     if replacing is not None and not triggers.interrupts:
         return None  # the common case: a reply, with no interrupting trigger to look for
     text = matchable_text(body.plain_text(), body.content())
@@ -279,7 +309,7 @@ async def _triggered(
             f"; the trigger it matched names flow '{match.trigger.flow_id}', which is not"
             " published",
         )
-    await refuse_when_overloaded(request)
+    await refuse_when_overloaded_app(app)
     message = InboundMessage(
         id=0,
         institution_id=institution,
@@ -296,16 +326,16 @@ async def _triggered(
             flow.flow_id,
             message,
             match,
-            variables=with_language({}, body.language),
+            variables=with_language({"contact": dict(contact)} if contact else {}, body.language),
             replacing=replacing,
-            actor=actor_of(principal),
+            actor=actor,
         )
     except ConversationBusy:
         return "busy"
     if execution is None:  # this message was stored before: a retry starts nothing
-        return _accepted(conversation_id, result)
+        return Delivered(result)
     state.wake()  # this process's workers run it now, not at their next poll
-    return _accepted(conversation_id, result, match, replacing)
+    return Delivered(result, match, replacing)
 
 
 async def _store(
@@ -341,12 +371,8 @@ def _no_active(conversation_id: str, why: str = "") -> Problem:
     )
 
 
-def _accepted(
-    conversation_id: str,
-    result: InboundResult,
-    match: TriggerMatch | None = None,
-    replacing: Execution | None = None,
-) -> JSONResponse:
+def _accepted(conversation_id: str, done: Delivered) -> JSONResponse:
+    result, match, replacing = done.result, done.match, done.replacing
     message = result.message
     answer = {
         "accepted": True,

@@ -167,10 +167,15 @@ async def warn_unknown_flows(store: Store, config: Config) -> None:
 
 def trigger_book(request: Request) -> TriggerBook:
     """The process's :class:`TriggerBook` (made on first use)."""
-    book: TriggerBook | None = getattr(request.app.state, "trigger_book", None)
+    return trigger_book_of(request.app)
+
+
+def trigger_book_of(app: Any) -> TriggerBook:
+    """:func:`trigger_book` for work the app does outside a request (a webhook's)."""
+    book: TriggerBook | None = getattr(app.state, "trigger_book", None)
     if book is None:
-        state = state_of(request.app)
-        book = request.app.state.trigger_book = TriggerBook(state.runtime.store, state.config)
+        state = state_of(app)
+        book = app.state.trigger_book = TriggerBook(state.runtime.store, state.config)
     return book
 
 
