@@ -1,7 +1,8 @@
 """The WhatsApp channel's sending side through a real ``trilha serve`` configured with
 ``[channel] kind = "whatsapp"`` (its token from the environment) and the Graph API
 stand-in on 127.0.0.1: an execution started over the API reaches Meta's ``/messages``
-from its conversation's number, as an interactive message; a conversation on another
+from its conversation's number, as its question's template (the contact has not written:
+outside the 24-hour window only a template may be sent); a conversation on another
 institution's number is never sent and is listed dead with why; and a message Meta
 throttled, waiting for its retry when the process is killed, is sent by the next
 process on the same SQLite file with its attempt count intact."""
@@ -32,6 +33,7 @@ FLOW = {
             "text": "Como posso ajudar?",
             "variable": "choice",
             "buttons": [{"id": "agendar", "title": "Agendar"}, {"id": "precos", "title": "Preços"}],
+            "template": {"name": "menu_inicial", "language": "pt_BR"},
             "next": "bye",
         },
         {"id": "bye", "type": "end", "text": "Até logo"},
@@ -90,9 +92,8 @@ def test_a_served_flow_reaches_meta_from_its_number_and_never_from_anothers(
         assert sent.path == "/v21.0/1001/messages"
         assert sent.headers["authorization"] == "Bearer token-from-env"
         assert sent.body is not None
-        assert (sent.body["to"], sent.body["type"]) == (WA_ID, "interactive")
-        assert sent.body["interactive"]["type"] == "button"
-        assert sent.body["interactive"]["body"] == {"text": "Como posso ajudar?"}
+        assert (sent.body["to"], sent.body["type"]) == (WA_ID, "template")
+        assert sent.body["template"] == {"name": "menu_inicial", "language": {"code": "pt_BR"}}
         assert sent.body["biz_opaque_callback_data"].startswith(f"{eid}:")
         until(lambda: metadata(acme, eid, "message.delivered"), what="the delivery")
 
