@@ -168,7 +168,7 @@ def test_oi_menu_button_list(served: Api, graph: GraphStandIn) -> None:
 
         def delivered() -> bool:
             transcript = client.get(f"/v1/executions/{execution['executionId']}/transcript").json()
-            menu = [e for e in transcript["transcript"] if e["from"] == "bot"][0]
+            menu = next(e for e in transcript["transcript"] if e["from"] == "bot")
             return (menu.get("delivery") or {}).get("status") == "delivered"
 
         assert until(delivered, what="the menu's delivery receipt")
