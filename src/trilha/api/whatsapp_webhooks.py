@@ -70,7 +70,7 @@ log = get_logger("trilha.whatsapp")
 #: how the trail names who started an execution from a WhatsApp message
 ACTOR: Final = "channel:whatsapp"
 #: bodies claimed at once
-BATCH: Final = 8
+BATCH: Final = 32
 #: how often the store is asked for bodies another process received
 POLL_SECONDS: Final = 0.5
 #: claims of one body before it is given up (``failed``, kept): with the default
@@ -202,7 +202,19 @@ class WebhookProcessor:
             lease_seconds=self.lease_seconds,
             limit=BATCH,
         )
-        for hook in claimed:
+        # contacts are independent: each chain of bodies (those sharing a conversation,
+        # in the order stored) runs beside the others, so one busy contact, or one
+        # institution's flood, does not queue every other contact's reply behind it
+        done = await asyncio.gather(
+            *(self._chain(chain) for chain in chains(claimed)), return_exceptions=True
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome  # a StoreError: the loop waits for the store
+        return len(claimed)
+
+    async def _chain(self, hooks: list[ChannelWebhook]) -> None:
+        for hook in hooks:
             try:
                 await self.process(hook)
             except StoreError:
@@ -211,7 +223,6 @@ class WebhookProcessor:
                 # the end) rather than being claimed again at every lease, for ever
                 log.exception("whatsapp.webhook_crashed", webhookId=hook.id)
                 await self._later(hook, hook.progress, f"internal error: {type(exc).__name__}")
-        return len(claimed)
 
     async def _beat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -459,3 +470,34 @@ def _ignored(update: Ignored) -> str | None:
         "whatsapp.ignored", **said
     )
     return f"ignored {update.what}" if update.what == "malformed" else None
+
+
+def chains(hooks: list[ChannelWebhook]) -> list[list[ChannelWebhook]]:
+    """``hooks`` (in the order stored) split into chains that share no conversation:
+    bodies naming a conversation in common stay in one chain, in order; a body that
+    cannot be read is a chain of its own (its processing fails it)."""
+    groups: list[tuple[set[tuple[str, str]], list[ChannelWebhook]]] = []
+    for hook in hooks:
+        try:
+            updates = parse_webhook(json.loads(hook.body))
+            keys = {key for u in updates if (key := _conversation_of(u)) is not None}
+        except (ValueError, RecursionError):
+            keys = set()
+        joined = [g for g in groups if g[0] & keys]
+        merged_keys, merged = set(keys), []
+        for group in joined:
+            merged_keys |= group[0]
+            merged.extend(group[1])
+            groups.remove(group)
+        merged.append(hook)
+        merged.sort(key=lambda h: h.id)
+        groups.append((merged_keys, merged))
+    return [hooks for _, hooks in groups]
+
+
+def _conversation_of(update: Update) -> tuple[str, str] | None:
+    if isinstance(update, MessageUpdate):
+        return update.phone_number_id, update.wa_id
+    if isinstance(update, StatusUpdate):
+        return update.phone_number_id, update.recipient_id
+    return None  # nothing is done with it: it orders nothing
