@@ -21,7 +21,11 @@ and handles its updates in order:
   of the outbound message whose idempotency key Meta echoes as
   ``biz_opaque_callback_data``, through the store call of ``POST
   /v1/conversations/{id}/statuses``; one without it, or naming no message of that
-  conversation, is ignored at DEBUG;
+  conversation, is ignored at DEBUG. A ``failed`` one with Meta's ``131047`` (the
+  contact's 24-hour window was closed) has the outbox send the message's template
+  instead, once (:meth:`~trilha.store.base.Store.resend_as_template`), as the channel
+  does when the send itself is answered so; one with no template stays failed, with a
+  ``message.outside_window`` line;
 * a message the inbound model refuses (a field over its bound), or whose file Meta
   says is gone, is skipped with a WARN line and noted on the body; the others go on.
 
@@ -61,6 +65,7 @@ from trilha.channels.whatsapp.inbound import (
 )
 from trilha.config import Config, WhatsAppConfig, expand_env
 from trilha.core.flow import format_loc
+from trilha.core.reengage import REENGAGEMENT_CODE
 from trilha.errors import StoreError, TrilhaError
 from trilha.observability.logging import get_logger
 from trilha.store.base import ChannelWebhook, Store
@@ -448,6 +453,41 @@ class WebhookProcessor:
                 delivery=result.delivery.receipt,
                 error=update.error,
             )
+        if update.status == "failed" and REENGAGEMENT_CODE in update.codes:
+            await self._reengage(number.institution, update, now, first=not result.duplicate)
+
+    async def _reengage(
+        self, institution: str, update: StatusUpdate, now: float, *, first: bool
+    ) -> None:
+        """Meta failed the message after accepting it because the contact's 24-hour
+        window was closed: the outbox sends its template instead (once, however often
+        Meta repeats the status), as it does when the send itself is answered 131047.
+        Asked on every repeat, not only the first: a process that died between the
+        receipt and this step is made good by the body's retry."""
+        assert update.key is not None
+        resend = await self.store.resend_as_template(
+            institution_id=institution,
+            conversation_id=update.conversation_id,
+            idempotency_key=update.key[:200],
+            code=REENGAGEMENT_CODE,
+            error=update.error,
+            now=now,
+            first=first,
+        )
+        said = {
+            "executionId": resend.execution_id,
+            "institutionId": institution,
+            "conversationId": update.conversation_id,
+            "idempotencyKey": update.key[:200],
+            "code": REENGAGEMENT_CODE,
+        }
+        if resend.outcome == "in_flight":  # its send has not been recorded yet
+            raise Later(f"message {update.key[:200]} is out with a dispatcher")
+        if resend.outcome == "resent":
+            log.warning("message.resent_as_template", **said)
+            state_of(self.app).wake()  # this process's dispatchers send it now
+        elif resend.outcome == "no_template" and first:
+            log.warning("message.outside_window", **said, reason="no template to send instead")
 
 
 def _contact(update: MessageUpdate) -> dict[str, Any] | None:

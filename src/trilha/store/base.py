@@ -190,6 +190,18 @@ class ReceiptResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplateResend:
+    """What :meth:`Store.resend_as_template` did with a message the channel failed
+    because the contact's window was closed: ``resent`` (queued again as its template,
+    due now), ``switched`` (it was already: nothing written), ``no_template`` (it has
+    none: nothing re-sent), ``in_flight`` (a dispatcher holds it right now: ask again
+    later) or ``not_found`` (no such message in the institution's conversation)."""
+
+    outcome: Literal["resent", "switched", "no_template", "in_flight", "not_found"]
+    execution_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelWebhook:
     """A channel's webhook body as it arrived, verified and kept before it was answered
     (:meth:`Store.receive_channel_webhook`): no institution's until it is read, since
@@ -803,6 +815,27 @@ class Store(Protocol):
         ``message.status`` trail line, in one transaction. A status already recorded
         for the message is a duplicate (nothing written); the delivery state moves
         only forward (:func:`trilha.core.delivery.advances`)."""
+
+    async def resend_as_template(
+        self,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        idempotency_key: str,
+        code: int,
+        error: str | None,
+        now: float,
+        first: bool,
+    ) -> TemplateResend:
+        """The channel failed the message of ``idempotency_key`` after accepting it, the
+        contact's window being closed (``code``, Meta's ``131047``): in one transaction,
+        switch its content to its template alternative
+        (:func:`trilha.core.reengage.template_instead`) and make it pending, due now,
+        its attempts kept, with a ``message.resent_as_template`` WARN line; only once:
+        a message switched already is left alone. One with no template is left as it
+        is, with a ``message.outside_window`` WARN line when ``first`` (the failure's
+        first report). A message out with a dispatcher now is ``in_flight``; another
+        institution's, or another conversation's, is not found."""
 
     async def deliveries(self, execution_id: str) -> list[Delivery]:
         """The execution's bot messages with their delivery, in transcript order (the

@@ -108,6 +108,7 @@ from trilha.store.base import (
     StoredTriggers,
     StoreStats,
     Stuck,
+    TemplateResend,
     TrailEvent,
     redriven_line,
     replaced_lines,
@@ -115,8 +116,11 @@ from trilha.store.base import (
 )
 from trilha.store.receipts import (
     DELIVERY_COLUMNS,
+    RESEND_COLUMNS,
     late_before,
     receipt_line,
+    resend_decision,
+    resent_error,
     row_to_delivery,
     undelivered_sql,
 )
@@ -1733,6 +1737,46 @@ class PostgresStore:
             )
             await _insert_logs(conn, [line])
             return ReceiptResult(duplicate=False, advanced=advanced, delivery=after)
+
+        return await self._write(run)
+
+    async def resend_as_template(
+        self,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        idempotency_key: str,
+        code: int,
+        error: str | None,
+        now: float,
+        first: bool,
+    ) -> TemplateResend:
+        async def run(conn: Connection) -> TemplateResend:
+            # the row is locked (which gives the transaction its xid before any trail
+            # line): two processes decide in turn, and the second finds the content
+            # switched already
+            row = await conn.fetchrow(
+                f"SELECT {RESEND_COLUMNS} FROM outbox WHERE idempotency_key = $1"
+                " AND institution_id = $2 AND conversation_id = $3 FOR UPDATE",
+                idempotency_key,
+                institution_id,
+                conversation_id,
+            )
+            result, content, lines = resend_decision(
+                row, idempotency_key=idempotency_key, code=code, error=error, now=now, first=first
+            )
+            if content is not None:
+                assert row is not None
+                await conn.execute(
+                    "UPDATE outbox SET content = $1, status = 'pending', next_attempt_at = $2,"
+                    " last_error = $3, sent_at = NULL WHERE id = $4",
+                    content,
+                    now,
+                    resent_error(code, error),
+                    row[0],
+                )
+            await _insert_logs(conn, lines)
+            return result
 
         return await self._write(run)
 

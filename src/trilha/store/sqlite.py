@@ -87,6 +87,7 @@ from trilha.store.base import (
     StoredTriggers,
     StoreStats,
     Stuck,
+    TemplateResend,
     TrailEvent,
     redriven_line,
     replaced_lines,
@@ -94,8 +95,11 @@ from trilha.store.base import (
 )
 from trilha.store.receipts import (
     DELIVERY_COLUMNS,
+    RESEND_COLUMNS,
     late_before,
     receipt_line,
+    resend_decision,
+    resent_error,
     row_to_delivery,
     undelivered_sql,
 )
@@ -1502,6 +1506,39 @@ class SQLiteStore:
             )
             _insert_logs(conn, [line])
             return ReceiptResult(duplicate=False, advanced=advanced, delivery=after)
+
+        return await self._write(run)
+
+    async def resend_as_template(
+        self,
+        *,
+        institution_id: str,
+        conversation_id: str,
+        idempotency_key: str,
+        code: int,
+        error: str | None,
+        now: float,
+        first: bool,
+    ) -> TemplateResend:
+        def run(conn: sqlite3.Connection) -> TemplateResend:
+            # under the write lock (BEGIN IMMEDIATE): two processes decide in turn, and
+            # the second finds the content switched already
+            row = conn.execute(
+                f"SELECT {RESEND_COLUMNS} FROM outbox WHERE idempotency_key = ?"
+                " AND institution_id = ? AND conversation_id = ?",
+                (idempotency_key, institution_id, conversation_id),
+            ).fetchone()
+            result, content, lines = resend_decision(
+                row, idempotency_key=idempotency_key, code=code, error=error, now=now, first=first
+            )
+            if content is not None:
+                conn.execute(
+                    "UPDATE outbox SET content = ?, status = 'pending', next_attempt_at = ?,"
+                    " last_error = ?, sent_at = NULL WHERE id = ?",
+                    (content, now, resent_error(code, error), row[0]),
+                )
+            _insert_logs(conn, lines)
+            return result
 
         return await self._write(run)
 

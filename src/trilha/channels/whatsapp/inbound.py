@@ -68,6 +68,8 @@ WEBHOOK_CHANNEL: Final = "whatsapp"
 MAX_UPDATES: Final = 1_000
 #: entries' changes one body may carry
 MAX_CHANGES: Final = 1_000
+#: the error codes read from one status (Meta sends one or two)
+MAX_CODES: Final = 10
 #: the longest failure text kept from a status's errors, as a receipt's error is bounded
 MAX_ERROR: Final = 1_000
 #: a contact's id as Meta gives it: the phone number's digits (``wa_id``), or a
@@ -130,6 +132,8 @@ class StatusUpdate:
     key: str | None
     #: ``failed``: ``"CODE: title (details)"`` for each error, ``; ``-separated
     error: str | None = None
+    #: ``failed``: the code of each of Meta's errors (``131047``: the window was closed)
+    codes: tuple[int, ...] = ()
 
     @property
     def conversation_id(self) -> str:
@@ -451,6 +455,16 @@ def _status(number: str, status: Any) -> StatusUpdate | Ignored:
         _time(status.get("timestamp")),
         key if isinstance(key, str) and key else None,
         error_text(errors) if isinstance(errors, list) and errors else None,
+        error_codes(errors),
+    )
+
+
+def error_codes(errors: Any) -> tuple[int, ...]:
+    """The integer ``code`` of each of Meta's ``errors[]`` (others left out)."""
+    return tuple(
+        e["code"]
+        for e in _items(errors)[:MAX_CODES]
+        if isinstance(e, Mapping) and type(e.get("code")) is int
     )
 
 
