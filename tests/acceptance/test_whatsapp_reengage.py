@@ -175,7 +175,16 @@ def lines(client: httpx.Client, execution_id: str, event: str) -> list[dict[str,
     return [r for r in logs if r["message"] == event]
 
 
-def test_a_failed_131047_status_sends_the_template_once(served: Api, standin: GraphStandIn) -> None:
+def checked(cli: Cli, api: Api) -> None:
+    """``trilha check`` finds the outbox and the trail in agreement (the message queued
+    again is pending or sent, as its last delivery line says)."""
+    result = cli("check", "--store", api.store)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_failed_131047_status_sends_the_template_once(
+    cli: Cli, served: Api, standin: GraphStandIn
+) -> None:
     with served.client() as acme:
         eid = started(served, acme, "oi")
         (menu,) = until(lambda: sends_to(standin, CONTACT), what="the menu")
@@ -224,6 +233,7 @@ def test_a_failed_131047_status_sends_the_template_once(served: Api, standin: Gr
             return shown if shown and shown["status"] == "read" else None
 
         assert until(menu_delivery, what="the read receipt")["at"] == "2026-01-01T10:00:02.000Z"
+    checked(cli, served)
 
 
 def test_without_a_template_nothing_is_sent_again(served: Api, standin: GraphStandIn) -> None:
@@ -264,6 +274,7 @@ def test_a_template_send_cut_by_a_crash_is_made_by_the_next_process(
     until(lambda: len(sends_to(standin, CONTACT)) == 2, what="the template's first try")
     served.process.send_signal(signal.SIGKILL)
     served.process.wait(timeout=10)
+    checked(cli, served)  # pending again, as its last delivery line says
     standin.delay = 0.0
     process, url = serve(cli, tmp_path, served.store, "--flows", str(tmp_path / "flows"), env=ENV)
     again = Api(url, process, served.store, served.keys)
@@ -284,3 +295,4 @@ def test_a_template_send_cut_by_a_crash_is_made_by_the_next_process(
         "template",
         "text",
     ]
+    checked(cli, again)

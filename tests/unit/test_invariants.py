@@ -977,6 +977,17 @@ def test_the_trails_last_delivery_word_agrees_with_the_outbox() -> None:
         logs=[*records.logs, delivery("message.dead", key), delivery("message.redriven", key)],
     )
     assert found(redriven) == []
+    # delivered, then failed by a status (131047) and queued again as its template
+    resent = dataclasses.replace(
+        redriven,
+        logs=[
+            *records.logs,
+            delivery("message.delivered", key),
+            delivery("message.resent_as_template", key),
+        ],
+    )
+    assert found(resent) == []
+    assert found(dataclasses.replace(resent, outbox=sent_one)) != []
 
 
 def test_a_message_told_delivered_that_the_outbox_holds_as_dead() -> None:

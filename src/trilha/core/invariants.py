@@ -318,13 +318,16 @@ _DELIVERY_STATE = {
     "message.delivered": "sent",
     "message.dead": "dead",
     "message.redriven": "pending",
+    # queued again as its template after the channel failed it (the window was closed)
+    "message.resent_as_template": "pending",
 }
 
 
 def _deliveries(outbox: Sequence[OutboundMessage], logs: Sequence[LogRecord]) -> list[_Finding]:
     """The trail's last delivery line about each message agrees with the outbox: a
     message told delivered is sent, one told given up is dead, one redriven since is
-    pending (a delivery or a failure after it would have said so)."""
+    pending, as is one queued again as its template (a delivery or a failure after it
+    would have said so)."""
     last: dict[str, str] = {}
     for r in logs:
         if r.message in _DELIVERY_STATE:
