@@ -205,3 +205,37 @@ async def test_a_message_out_with_a_dispatcher_is_asked_again_later(
     [pending] = await store.outbox_for(ex.id)
     assert pending.content is not None and pending.content["type"] == "template"
     assert (pending.status, pending.attempts) == ("pending", 1)
+
+
+async def test_the_templates_own_failure_is_a_receipt_of_its_own(store: Store, make: Make) -> None:
+    """Receipts are once per status per platform message: the template (another wamid
+    under the same key) failing is recorded, with its trail line; Meta repeating either
+    failure is a duplicate; a receipt without a platform id is once per status."""
+    ex, key = await _sent(store, make, BUTTONS)  # its failure carried no platform id
+
+    async def failed(wamid: str | None, error: str) -> Any:
+        return await store.record_receipt(
+            institution_id=ex.institution_id,
+            conversation_id=ex.conversation_id,
+            idempotency_key=key,
+            status="failed",
+            at=T0 + 20,
+            error=error,
+            now=T0 + 20,
+            message_id=wamid,
+        )
+
+    assert (await failed(None, ERROR)).duplicate
+    first = await failed("wamid.menu", ERROR)
+    assert (first.duplicate, first.advanced) == (False, False)
+    assert (await failed("wamid.menu", ERROR)).duplicate
+    await _resend(store, ex, key)
+    own = await failed("wamid.template", "132001: Template name does not exist")
+    assert (own.duplicate, own.advanced, own.delivery.receipt) == (False, False, "failed")
+    assert (await failed("wamid.template", "132001: Template name does not exist")).duplicate
+    told = [
+        r.context["error"]
+        for r in await store.logs(ex.id)
+        if r.message == "message.status" and r.context["status"] == "failed"
+    ]
+    assert told[-1].startswith("132001:") and len(told) == 3

@@ -89,6 +89,8 @@ PURGE_EVERY_SECONDS: Final = 600.0
 HEARTBEAT_MISSES: Final = 3
 #: the longest profile name kept as ``contact.name`` (WhatsApp's own is short)
 MAX_PROFILE_NAME: Final = 200
+#: the longest wamid a receipt keeps (Meta's are some 60 characters)
+MAX_WAMID: Final = 200
 #: how far ahead of the clock a status's time may be before the clock's is used
 AHEAD_SECONDS: Final = 86_400.0
 
@@ -432,6 +434,7 @@ class WebhookProcessor:
             at=at,
             error=update.error if update.status == "failed" else None,
             now=now,
+            message_id=update.wamid[:MAX_WAMID],
         )
         if result is None:
             log.debug(

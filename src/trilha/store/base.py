@@ -809,12 +809,14 @@ class Store(Protocol):
         at: float,
         error: str | None,
         now: float,
+        message_id: str | None = None,
     ) -> ReceiptResult | None:
         """Record the channel's receipt for the outbound message of ``idempotency_key``
         in the institution's conversation (``None``: no such message there), with a
         ``message.status`` trail line, in one transaction. A status already recorded
-        for the message is a duplicate (nothing written); the delivery state moves
-        only forward (:func:`trilha.core.delivery.advances`)."""
+        for the message (for the platform's ``message_id`` of it, when given: a message
+        sent again as its template is another) is a duplicate (nothing written); the
+        delivery state moves only forward (:func:`trilha.core.delivery.advances`)."""
 
     async def resend_as_template(
         self,

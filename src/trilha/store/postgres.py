@@ -1695,6 +1695,7 @@ class PostgresStore:
         at: float,
         error: str | None,
         now: float,
+        message_id: str | None = None,
     ) -> ReceiptResult | None:
         async def run(conn: Connection) -> ReceiptResult | None:
             # the row is locked: two receipts of one message decide the state in turn
@@ -1709,14 +1710,16 @@ class PostgresStore:
                 return None
             before = row_to_delivery(row)
             inserted = await conn.fetchval(
-                "INSERT INTO delivery_receipts (outbox_id, status, at, error, received_at)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (outbox_id, status) DO NOTHING"
-                " RETURNING id",
+                "INSERT INTO delivery_receipts"
+                " (outbox_id, status, at, error, received_at, message_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (outbox_id, status, message_id) DO NOTHING RETURNING id",
                 before.outbox_id,
                 status,
                 at,
                 error,
                 now,
+                message_id or "",
             )
             if inserted is None:
                 return ReceiptResult(duplicate=True, advanced=False, delivery=before)

@@ -1475,6 +1475,7 @@ class SQLiteStore:
         at: float,
         error: str | None,
         now: float,
+        message_id: str | None = None,
     ) -> ReceiptResult | None:
         def run(conn: sqlite3.Connection) -> ReceiptResult | None:
             row = conn.execute(
@@ -1486,9 +1487,10 @@ class SQLiteStore:
                 return None
             before = row_to_delivery(row)
             inserted = conn.execute(
-                "INSERT INTO delivery_receipts (outbox_id, status, at, error, received_at)"
-                " VALUES (?,?,?,?,?) ON CONFLICT (outbox_id, status) DO NOTHING",
-                (before.outbox_id, status, at, error, now),
+                "INSERT INTO delivery_receipts"
+                " (outbox_id, status, at, error, received_at, message_id)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT (outbox_id, status, message_id) DO NOTHING",
+                (before.outbox_id, status, at, error, now, message_id or ""),
             ).rowcount
             if inserted == 0:
                 return ReceiptResult(duplicate=True, advanced=False, delivery=before)
