@@ -223,6 +223,31 @@ def test_a_failed_131047_status_sends_the_template_once(
             key,
             "menu_inicial",
         )
+        # Meta's repeat was a duplicate (one receipt per status per wamid); a failure of
+        # the template itself (another wamid, same key) is a receipt of its own
+        unknown = [{"code": 132001, "title": "Template name does not exist in the translation"}]
+        post(
+            served,
+            wa.notification(
+                wa.value(
+                    statuses=[
+                        wa.status("wamid.tpl", "failed", key=key, recipient=CONTACT, errors=unknown)
+                    ],
+                    phone_number_id=NUMBER,
+                )
+            ),
+        )
+
+        def failures() -> list[bool]:
+            """``advanced`` of each failed receipt recorded (the logs API leaves errors out)."""
+            return [
+                bool(r["context"]["metadata"]["advanced"])
+                for r in lines(acme, eid, "message.status")
+                if r["context"]["metadata"]["status"] == "failed"
+            ]
+
+        # the 131047 (once, though posted twice), then the template's own failure
+        assert until(lambda: failures() if len(failures()) == 2 else None) == [True, False]
         # the template's receipts (same key) move the delivery past the failure
         post(served, receipt(key, "delivered", "1767261601"))
         post(served, receipt(key, "read", "1767261602"))
