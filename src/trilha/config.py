@@ -609,6 +609,15 @@ def expand_env(value: str, where: str) -> str:
     return _ENV_REF.sub(sub, value)
 
 
+def expand_secret(value: str, where: str) -> str:
+    """A secret (``${NAME}`` expanded): one that expands to nothing is refused, since an
+    empty app secret or verify token would let anyone pass the check it guards."""
+    secret = expand_env(value, where)
+    if not secret.strip():
+        raise ConfigError(f"{where}: empty (an environment variable it names is set but blank)")
+    return secret
+
+
 def load_config(path: str | os.PathLike[str] | None) -> Config:
     """Read ``path``, or ``./trilha.toml`` when it exists, else the defaults."""
     if path is None:

@@ -630,3 +630,8 @@ async def test_make_channel_builds_it_with_its_secrets_from_the_environment(
     monkeypatch.delenv("WA_TEST_BETA")
     with pytest.raises(ConfigError, match=r"numbers\[2\].access_token: environment variable"):
         make_channel(config)
+
+    # set but blank: refused, never sent with an empty token
+    monkeypatch.setenv("WA_TEST_BETA", " ")
+    with pytest.raises(ConfigError, match=r"numbers\[2\].access_token: empty"):
+        make_channel(config)

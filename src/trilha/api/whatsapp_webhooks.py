@@ -63,7 +63,7 @@ from trilha.channels.whatsapp.inbound import (
     Update,
     parse_webhook,
 )
-from trilha.config import Config, WhatsAppConfig, expand_env
+from trilha.config import Config, WhatsAppConfig, expand_secret
 from trilha.core.flow import format_loc
 from trilha.core.reengage import REENGAGEMENT_CODE
 from trilha.errors import StoreError, TrilhaError
@@ -114,20 +114,11 @@ class WhatsAppInbound:
         settings = config.channel.whatsapp
         assert settings is not None  # ChannelConfig requires it with kind "whatsapp"
         where = "channel.whatsapp"
-        graph = GraphApi(
-            settings.api_base_url,
-            access_token=expand_env(settings.access_token, f"{where}.access_token"),
-            tokens={
-                n.phone_number_id: expand_env(n.access_token, f"{where}.numbers.access_token")
-                for n in settings.numbers
-                if n.access_token is not None
-            },
-            timeout=settings.timeout_seconds,
-        )
+        graph = GraphApi.from_config(settings)
         processor = WebhookProcessor(app, settings, graph, config)
         return cls(
-            expand_env(settings.app_secret, f"{where}.app_secret"),
-            expand_env(settings.verify_token, f"{where}.verify_token"),
+            expand_secret(settings.app_secret, f"{where}.app_secret"),
+            expand_secret(settings.verify_token, f"{where}.verify_token"),
             processor,
         )
 

@@ -125,7 +125,7 @@ async def verify(
 )
 async def receive(
     request: Request,
-    signature: Annotated[str | None, Header(alias="X-Hub-Signature-256", max_length=200)] = None,
+    signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
 ) -> JSONResponse:
     inbound = _inbound(request)
     raw = await request.body()

@@ -30,7 +30,7 @@ from trilha.channels.whatsapp.outbound import (
     template_message,
 )
 from trilha.channels.whatsapp.throttle import HOLD_SECONDS, NumberThrottle
-from trilha.config import WhatsAppConfig, WhatsAppNumber, expand_env
+from trilha.config import WhatsAppConfig, WhatsAppNumber
 from trilha.core.content import CAPABILITIES
 from trilha.core.execution import OutboundMessage
 from trilha.observability.logging import get_logger
@@ -96,19 +96,7 @@ class WhatsAppChannel:
     def from_config(cls, config: WhatsAppConfig) -> WhatsAppChannel:
         """The channel ``[channel.whatsapp]`` describes, its ``${NAME}`` secrets read
         from the environment (a missing one is a :class:`~trilha.errors.ConfigError`)."""
-        tokens = {
-            n.phone_number_id: expand_env(
-                n.access_token, f"channel.whatsapp.numbers[{i}].access_token"
-            )
-            for i, n in enumerate(config.numbers)
-            if n.access_token is not None
-        }
-        graph = GraphApi(
-            config.api_base_url,
-            access_token=expand_env(config.access_token, "channel.whatsapp.access_token"),
-            tokens=tokens,
-            timeout=config.timeout_seconds,
-        )
+        graph = GraphApi.from_config(config)
         return cls(config, graph)
 
     def route(self, message: OutboundMessage) -> tuple[WhatsAppNumber, str]:

@@ -28,6 +28,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
+from trilha.config import WhatsAppConfig, expand_secret
 from trilha.errors import ChannelError
 
 FailureKind = Literal["throttled", "outside_window", "permanent", "transient"]
@@ -145,6 +146,24 @@ class GraphApi:
         self._tokens = dict(tokens or {})
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         self._client = httpx.AsyncClient(timeout=timeout, trust_env=False, limits=limits)
+
+    @classmethod
+    def from_config(cls, settings: WhatsAppConfig) -> GraphApi:
+        """The client ``[channel.whatsapp]`` describes, its tokens read from the
+        environment (:class:`~trilha.errors.ConfigError` naming a missing or blank one)."""
+        where = "channel.whatsapp"
+        return cls(
+            settings.api_base_url,
+            access_token=expand_secret(settings.access_token, f"{where}.access_token"),
+            tokens={
+                n.phone_number_id: expand_secret(
+                    n.access_token, f"{where}.numbers[{i}].access_token"
+                )
+                for i, n in enumerate(settings.numbers)
+                if n.access_token is not None
+            },
+            timeout=settings.timeout_seconds,
+        )
 
     def _auth(self, phone_number_id: str) -> dict[str, str]:
         token = self._tokens.get(phone_number_id, self._default_token)
