@@ -159,3 +159,24 @@ async def test_transcript_keeps_executions_apart(store: Store, make: Make) -> No
     assert [e.text for e in await store.transcript(a.id)] == ["for a"]
     assert [e.text for e in await store.transcript(b.id)] == ["for b"]
     assert await store.transcript("no-such-execution") == []
+
+
+async def test_released_messages_wait_behind_the_one_that_failed(store: Store, make: Make) -> None:
+    """A dispatcher gives back the leases of messages it did not try after an earlier
+    one of their conversation failed: they are held by that one's retry, not by their
+    lease's term, and only the dispatcher holding a lease can give it back."""
+    await _with_messages(store, make, "m1", "m2", "m3")
+    first, second, third = await store.claim_outbox("d1", now=T0, lease_seconds=LEASE, limit=10)
+    assert first.id is not None and second.id is not None and third.id is not None
+    await store.mark_failed(first.id, error="busy", retry_at=T0 + 2, now=T0, attempted=False)
+    await store.release_outbox("someone-else", [second.id, third.id])  # not its leases
+    await store.release_outbox("d1", [])
+    assert await store.claim_outbox("d2", now=T0 + 3, lease_seconds=LEASE, limit=10) == [
+        dataclasses.replace(first, attempts=0)
+    ]  # still leased by d1: only the one that failed is due
+    await store.mark_failed(first.id, error="busy", retry_at=T0 + 5, now=T0 + 3, attempted=False)
+    await store.release_outbox("d1", [second.id, third.id])
+    # held behind the failed one until its retry, then all three, in order
+    assert await store.claim_outbox("d3", now=T0 + 4, lease_seconds=LEASE, limit=10) == []
+    again = await store.claim_outbox("d3", now=T0 + 6, lease_seconds=LEASE, limit=10)
+    assert [m.text for m in again] == ["m1", "m2", "m3"]

@@ -148,12 +148,16 @@ class Dispatcher:
     async def _deliver(self, queue: list[OutboundMessage], sent: list[OutboundMessage]) -> None:
         """One conversation's messages, in order; the first failure stops the rest
         (they are retried after it, keeping the order the contact reads them in)."""
-        for message in queue:
+        for i, message in enumerate(queue):
             assert message.id is not None
             try:
                 await self.channel.deliver(message)
             except ChannelError as exc:
                 await self._failed(message, exc)
+                # the rest go back now, held by the claim behind the one that failed
+                # (a deferral is due again in a moment), not by their lease's full term
+                untried = [m.id for m in queue[i + 1 :] if m.id is not None]
+                await self.store.release_outbox(self.dispatcher_id, untried)
                 return
             sent.append(message)
 

@@ -756,6 +756,12 @@ class Store(Protocol):
     ) -> list[OutboundMessage]:
         """Lease pending outbound messages, oldest first."""
 
+    async def release_outbox(self, dispatcher_id: str, message_ids: list[int]) -> None:
+        """Give back ``dispatcher_id``'s leases of messages it claimed and did not try
+        (an earlier message of their conversation failed first): they are due again at
+        once, and the claim's rule that nothing overtakes an earlier message still
+        holds them behind it, rather than their lease holding them for its full term."""
+
     async def mark_sent(
         self, message_ids: list[int], *, now: float, logs: Sequence[LogRecord] = ()
     ) -> None:

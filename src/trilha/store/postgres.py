@@ -1581,6 +1581,18 @@ class PostgresStore:
 
         return await self._write(run)
 
+    async def release_outbox(self, dispatcher_id: str, message_ids: list[int]) -> None:
+        async def run(conn: Connection) -> None:
+            await conn.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ANY($1::bigint[]) AND lease_owner = $2 AND status = 'pending'",
+                list(message_ids),
+                dispatcher_id,
+            )
+
+        if message_ids:
+            await self._write(run)
+
     async def mark_sent(
         self, message_ids: list[int], *, now: float, logs: Sequence[LogRecord] = ()
     ) -> None:

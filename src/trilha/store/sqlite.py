@@ -1368,6 +1368,17 @@ class SQLiteStore:
 
         return await self._write(run)
 
+    async def release_outbox(self, dispatcher_id: str, message_ids: list[int]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL"
+                " WHERE id = ? AND lease_owner = ? AND status = 'pending'",
+                [(i, dispatcher_id) for i in message_ids],
+            )
+
+        if message_ids:
+            await self._write(run)
+
     async def mark_sent(
         self, message_ids: list[int], *, now: float, logs: Sequence[LogRecord] = ()
     ) -> None:
