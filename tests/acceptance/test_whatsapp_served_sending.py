@@ -3,7 +3,7 @@
 stand-in on 127.0.0.1: an execution started over the API reaches Meta's ``/messages``
 from its conversation's number, as its question's template (the contact has not written:
 outside the 24-hour window only a template may be sent); a conversation on another
-institution's number is never sent and is listed dead with why; and a message Meta
+institution's number, or one the contact's replies would not reach, is refused (422); and a message Meta
 throttled, waiting for its retry when the process is killed, is sent by the next
 process on the same SQLite file with its attempt count intact."""
 
@@ -97,15 +97,22 @@ def test_a_served_flow_reaches_meta_from_its_number_and_never_from_anothers(
         assert sent.body["biz_opaque_callback_data"].startswith(f"{eid}:")
         until(lambda: metadata(acme, eid, "message.delivered"), what="the delivery")
 
-        # acme naming beta's number: never sent, dead at once, listed with the reason
-        other = start(acme, "wa:2001:5511000000001")
-        dead = until(
-            lambda: acme.get("/v1/outbox?status=dead").json()["messages"], what="the dead one"
-        )
-        assert [(d["executionId"], d["attempts"]) for d in dead] == [(other, 1)]
-        assert "not the institution's" in dead[0]["lastError"]
-        (gave_up,) = metadata(acme, other, "message.dead")
-        assert gave_up["reason"] == "permanent"
+        # acme naming beta's number, or a conversation its replies would not reach:
+        # refused at the door, nothing stored, nothing sent
+        for conversation, contact, why in (
+            ("wa:2001:5511000000001", "5511000000001", "not one of the institution's"),
+            ("c-42", WA_ID, "a conversation is 'wa:{phone_number_id}:{wa_id}'"),
+            (f"wa:1001:{WA_ID}", "5511000000001", "must be the conversation's wa_id"),
+        ):
+            refused = acme.post(
+                "/v1/executions",
+                json={"flowId": "menu", "conversationId": conversation, "contactId": contact},
+            )
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["errors"][0]["field"] == "body.conversationId"
+            assert why in refused.json()["detail"]
+        listed = acme.get("/v1/executions").json()["executions"]
+        assert [e["executionId"] for e in listed] == [eid]
     assert len(standin.sends()) == 1
     code, output = api.stop()
     assert code == 0

@@ -36,6 +36,8 @@ from trilha.api.idempotency import IdempotencyKey, idempotent, request_key
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
 from trilha.api.wire import PRINTABLE_ID_PATTERN, JsonObject
+from trilha.channels.whatsapp.channel import start_problem
+from trilha.config import Config
 from trilha.core.execution import Execution, iso, verified_state
 from trilha.core.flow import FLOW_ID_PATTERN, FLOW_REFERENCE_PATTERN
 from trilha.core.frames import step_flows
@@ -659,6 +661,7 @@ async def start_execution(
     store = state.runtime.store
     institution = institution_for(principal, body.institution_id)
     variables = _start_variables(body)
+    _refuse_foreign_conversation(state.runtime.config, institution, body)
     start_key = request_key(request, principal, institution, idempotency_key, body)
 
     async def run() -> JSONResponse:
@@ -688,6 +691,19 @@ async def start_execution(
         return await execution_answer(request, principal, ex, 201)
 
     return await idempotent(request, principal, institution, idempotency_key, body, run)
+
+
+def _refuse_foreign_conversation(config: Config, institution: str, body: StartExecution) -> None:
+    """A conversation the channel cannot carry is refused at the door (422), not found
+    dead in the outbox later: on WhatsApp, one of the institution's ``wa:`` ones."""
+    whatsapp = config.channel.whatsapp
+    if config.channel.kind != "whatsapp" or whatsapp is None:
+        return
+    why = start_problem(whatsapp, institution, body.conversation_id, body.contact_id)
+    if why is not None:
+        raise Problem(
+            422, why, kind="invalid", errors=[{"field": "body.conversationId", "message": why}]
+        )
 
 
 def _start_variables(body: StartExecution) -> dict[str, Any]:

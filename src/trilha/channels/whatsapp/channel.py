@@ -63,6 +63,28 @@ def _refused(message: OutboundMessage, why: str) -> GraphError:
 SERVICE_WINDOW_SECONDS: Final = 24 * 3600.0
 
 
+def start_problem(
+    config: WhatsAppConfig, institution_id: str, conversation_id: str, contact_id: str
+) -> str | None:
+    """Why an execution may not start in ``conversation_id`` on WhatsApp (``None``: it
+    may). Its conversation must be the one the contact's replies arrive in,
+    ``wa:{phone_number_id}:{wa_id}`` with a number of the institution's and the contact
+    id its ``wa_id``: another id would send from the number, yet the replies, the
+    24-hour window and Meta's statuses would all belong to that other conversation."""
+    match = CONVERSATION.match(conversation_id)
+    if match is None:
+        return (
+            "with the WhatsApp channel a conversation is 'wa:{phone_number_id}:{wa_id}',"
+            " where the contact's replies arrive"
+        )
+    number = config.number(match.group(1))
+    if number is None or number.institution != institution_id:
+        return f"{match.group(1)} is not one of the institution's WhatsApp numbers"
+    if match.group(2) != contact_id:
+        return f"the contactId must be the conversation's wa_id ({match.group(2)})"
+    return None
+
+
 class WhatsAppChannel:
     """Sends each message from its conversation's business number (see the module)."""
 
