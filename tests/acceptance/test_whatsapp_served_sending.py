@@ -3,8 +3,8 @@
 stand-in on 127.0.0.1: an execution started over the API reaches Meta's ``/messages``
 from its conversation's number, as its question's template (the contact has not written:
 outside the 24-hour window only a template may be sent); a conversation on another
-institution's number, or one the contact's replies would not reach, is refused (422); and a message Meta
-throttled, waiting for its retry when the process is killed, is sent by the next
+institution's number, or one the contact's replies would not reach, is refused (422);
+and a message Meta throttled, waiting for its retry when the process is killed, is sent by the next
 process on the same SQLite file with its attempt count intact."""
 
 from __future__ import annotations
