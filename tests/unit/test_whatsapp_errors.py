@@ -31,6 +31,11 @@ def answer(
         (500, 131000, "transient", "http_5xx"),
         (503, None, "transient", "http_5xx"),
         (401, 190, "transient", "http_4xx"),
+        # the whole account refused: wait for it to be put right, never kill the queue
+        (400, 368, "transient", "http_4xx"),
+        (400, 131031, "transient", "http_4xx"),
+        (400, 131042, "transient", "http_4xx"),
+        (400, 133005, "permanent", "permanent"),  # a two-step PIN mismatch
     ],
 )
 def test_metas_answers_are_classified(

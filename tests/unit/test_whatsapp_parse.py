@@ -68,6 +68,17 @@ def test_a_text_and_its_sender() -> None:
     assert update.media_id is None
 
 
+def test_the_sender_is_from_even_when_the_profile_names_another() -> None:
+    """``from`` is what Meta says sent the message; the only ``contacts[]`` entry still
+    gives the name when its wa_id is written otherwise (a number's ninth digit)."""
+    body = wa.notification(
+        wa.value(messages=[wa.text("wamid.9", "oi", wa_id="5511987654321")], wa_id="551187654321")
+    )
+    (update,) = parse_webhook(body)
+    assert isinstance(update, MessageUpdate)
+    assert (update.wa_id, update.payload["profileName"]) == ("5511987654321", wa.PROFILE_NAME)
+
+
 def test_replies_to_buttons_lists_and_templates() -> None:
     """button_reply and a template's quick reply become `button`, list_reply `list`:
     the id (or payload) as replyId, the title as text; what they answered in replyTo."""

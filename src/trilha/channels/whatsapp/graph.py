@@ -36,11 +36,15 @@ FailureKind = Literal["throttled", "outside_window", "permanent", "transient"]
 THROTTLED: Final = frozenset({4, 80007, 130429, 131048, 131056})
 OUTSIDE_WINDOW: Final = frozenset({131047})
 #: Meta's "temporary, try again" codes
-TRANSIENT: Final = frozenset({1, 2, 17, 341, 131000, 131016, 133004, 133005})
+TRANSIENT: Final = frozenset({1, 2, 17, 341, 131000, 131016, 133004})
+#: refusals of the whole account, not of the message (368 temporarily blocked for a
+#: policy, 131031 account locked, 131042 a payment issue): every queued message would
+#: die of one, so they wait for the account to be put right, as token errors do
+ACCOUNT: Final = frozenset({368, 131031, 131042})
 #: codes about the access token: an operator fixes it, and messages must still be there
 AUTH: Final = frozenset({0, 10, 102, 190, 200})
 #: a media id as Meta gives it (digits today); anything else never reaches a URL path
-MEDIA_ID: Final = re.compile(r"[0-9A-Za-z_.-]{1,128}")
+MEDIA_ID: Final = re.compile(r"[0-9A-Za-z_-]{1,128}")
 #: the longest error text kept from an answer (Meta's title and details, not a page)
 MAX_DETAIL: Final = 300
 #: seconds to wait before a retry, by code: Meta's pair rate limit lets one message
@@ -84,7 +88,13 @@ def classify(status: int, code: int | None) -> FailureKind:
         return "throttled"
     if code in OUTSIDE_WINDOW:
         return "outside_window"
-    if code in TRANSIENT or code in AUTH or status >= 500 or status in (401, 403, 408):
+    if (
+        code in TRANSIENT
+        or code in AUTH
+        or code in ACCOUNT
+        or status >= 500
+        or status in (401, 403, 408)
+    ):
         return "transient"
     if 400 <= status < 500:
         return "permanent"

@@ -260,12 +260,15 @@ def _profiles(contacts: Any) -> list[tuple[str, str | None]]:
 
 
 def _sender(message: Mapping[str, Any], profiles: list[tuple[str, str | None]]) -> tuple[Any, Any]:
-    """The contact's ``wa_id`` and profile name: the ``contacts[]`` entry of the message's
-    ``from``, else the only entry (Meta sends one per sender), else ``from`` alone."""
+    """The contact's ``wa_id`` and profile name: the message's ``from`` (what Meta says
+    sent it), named by its ``contacts[]`` entry, else by the only entry (Meta sends one
+    per sender); without a ``from``, the only entry's ``wa_id``."""
     sender = message.get("from")
     for wa_id, name in profiles:
         if wa_id == sender:
             return wa_id, name
+    if isinstance(sender, str) and sender:
+        return sender, profiles[0][1] if len(profiles) == 1 else None
     if len(profiles) == 1:
         return profiles[0]
     return sender, None
