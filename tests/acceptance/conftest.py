@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -147,10 +148,12 @@ class Api:
         headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
-    def tenant(self, tag: str) -> Api:
+    def tenant(self, tag: str | None = None) -> Api:
         """The same server, with keys of institutions of their own (``acme-<tag>``,
-        ``beta-<tag>``, an admin of ``ops-<tag>``): what one test does there is not seen
-        by another test sharing the server (see :func:`module_api`)."""
+        ``beta-<tag>``, an admin of ``ops-<tag>``; a random tag unless given): what one
+        test does there is not seen by another test sharing the server (see
+        :func:`module_api`)."""
+        tag = tag or uuid.uuid4().hex[:10]
         institutions = {name: f"{name}-{tag}" for name in INSTITUTIONS}
         with ThreadPoolExecutor(1) as thread:
             keys = thread.submit(asyncio.run, _make_keys(self.store, institutions)).result()
