@@ -45,6 +45,7 @@ _acceptance = _load_acceptance()
 Api = _acceptance.Api
 Cli = _acceptance.Cli
 start_api = _acceptance.start_api
+module_api = _acceptance.module_api
 cli = _acceptance.cli  # the fixture, re-exported for this folder
 
 CHROMIUM = "/usr/bin/chromium"
@@ -100,6 +101,17 @@ def served(cli: Any, tmp_path: Path) -> Any:
     flows.mkdir()
     (flows / "greet.json").write_text(json.dumps(GREET_FLOW), encoding="utf-8")
     return start_api(cli, tmp_path, "--flows", str(flows))
+
+
+@pytest.fixture(scope="module")
+def shared_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``served``'s server (the greet flow) once for a whole module: a module whose tests
+    only need that server takes ``shared_served.tenant()`` as its ``served``, keys of
+    institutions no other test uses (``Api.tenant``)."""
+    flows = tmp_path_factory.mktemp("greet-flows")
+    (flows / "greet.json").write_text(json.dumps(GREET_FLOW), encoding="utf-8")
+    with module_api(tmp_path_factory, "served", "--flows", str(flows)) as api:
+        yield api
 
 
 @pytest.fixture
