@@ -21,6 +21,12 @@ pytestmark = pytest.mark.slow
 EXECUTIONS = 100
 
 
+def work_in(tmp_path: Path) -> dict[str, str]:
+    """The run's stores and process logs (a temporary folder it keeps, and names in the
+    report) under the test's own folder, which pytest cleans, not in /tmp for good."""
+    return {"TMPDIR": str(tmp_path)}
+
+
 def report_of(folder: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((folder / "report.json").read_text(encoding="utf-8"))
     return data
@@ -38,6 +44,7 @@ def test_every_scenario_meets_every_required_level(cli: Cli, tmp_path: Path) -> 
         "1",
         "--report",
         str(folder),
+        env=work_in(tmp_path),
         timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -109,6 +116,7 @@ def test_a_seed_replays_the_same_history(cli: Cli, tmp_path: Path) -> None:
             seed,
             "--report",
             str(folder),
+            env=work_in(tmp_path),
             timeout=600,
         )
         assert run.returncode == 0, run.stderr[-3000:]
@@ -171,6 +179,7 @@ def test_a_run_that_misses_a_level_fails_and_its_seed_reproduces_it(
             "5",
             "--report",
             str(folder),
+            env=work_in(tmp_path),
             timeout=600,
         )
         assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]
