@@ -16,9 +16,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +82,7 @@ class Cli:
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[Cli]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRILHA_")}
-    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
-    runner = Cli(tmp_path, env)
+    runner = Cli(tmp_path, clean_env())
     yield runner
     for proc in runner.spawned:  # only the processes this test started
         if proc.poll() is None:
@@ -106,6 +106,8 @@ def free_port() -> int:
 ADDRESS_IN_USE = "address already in use"
 #: how many ports a server is started on before a test gives up
 PORT_TRIES = 5
+#: the institutions of ``Api``'s keys (acme_operator and acme_viewer, beta_operator, admin)
+INSTITUTIONS = {"acme": "acme", "beta": "beta", "ops": "ops"}
 
 
 class Drain:
@@ -139,10 +141,23 @@ class Api:
     keys: dict[str, str]
     #: the server's output read as it comes (``None``: the test reads ``process.stdout``)
     drain: Drain | None = None
+    #: the institution each key's tenant is, by the name the keys are known by
+    institutions: dict[str, str] = field(default_factory=lambda: dict(INSTITUTIONS))
 
     def client(self, key: str | None = "acme_operator", **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys[key]}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+    def tenant(self, tag: str | None = None) -> Api:
+        """The same server, with keys of institutions of their own (``acme-<tag>``,
+        ``beta-<tag>``, an admin of ``ops-<tag>``; a random tag unless given): what one
+        test does there is not seen by another test sharing the server (see
+        :func:`module_api`)."""
+        tag = tag or uuid.uuid4().hex[:10]
+        institutions = {name: f"{name}-{tag}" for name in INSTITUTIONS}
+        with ThreadPoolExecutor(1) as thread:
+            keys = thread.submit(asyncio.run, _make_keys(self.store, institutions)).result()
+        return replace(self, keys=keys, institutions=institutions)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, str]:
         """Stop the server with ``sig``; its exit code and its output."""
@@ -211,9 +226,10 @@ def start_api(
     return Api(url, process, store, keys, Drain(process) if drain else None)
 
 
-async def _make_keys(store_url: str) -> dict[str, str]:
+async def _make_keys(store_url: str, institutions: dict[str, str] | None = None) -> dict[str, str]:
     """The keys of ``Api``, stored as ``trilha keys create`` stores them (whose own tests
     are in test_api_basics): made in this process, four CLI starts less per server."""
+    tenant = institutions or INSTITUTIONS
     store = open_store(store_url)
     await store.open()
     keys = {}
@@ -224,11 +240,40 @@ async def _make_keys(store_url: str) -> dict[str, str]:
             ("beta_operator", "beta", "operator"),
             ("admin", "ops", "admin"),
         ):
-            key, keys[name] = new_key(institution, role, now=time.time())
+            key, keys[name] = new_key(tenant[institution], role, now=time.time())
             await store.create_api_key(key)
     finally:
         await store.close()
     return keys
+
+
+def clean_env() -> dict[str, str]:
+    """The environment every command runs with (the ``cli`` fixture's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRILHA_")}
+    env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+@contextmanager
+def module_api(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *args: str,
+    config: str = '[channel]\nkind = "memory"\n',
+    env: dict[str, str] | None = None,
+) -> Iterator[Api]:
+    """One ``trilha serve`` for a whole module (a module-scoped fixture's), killed at the
+    end: a server start is seconds, most of a short test's time. Each test takes its own
+    institutions from it with :meth:`Api.tenant`, so tests stay independent."""
+    tmp = tmp_path_factory.mktemp(name)
+    cli = Cli(tmp, clean_env())
+    try:
+        yield start_api(cli, tmp, *args, config=config, env=env)
+    finally:
+        for proc in cli.spawned:  # only the processes this module started
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)
 
 
 @pytest.fixture

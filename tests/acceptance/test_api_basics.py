@@ -13,8 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from conftest import ADDRESS_IN_USE, PORT_TRIES, TRILHA, Api, Cli, free_port, start_api
+from conftest import (
+    ADDRESS_IN_USE,
+    EXAMPLES,
+    PORT_TRIES,
+    TRILHA,
+    Api,
+    Cli,
+    free_port,
+    module_api,
+    start_api,
+)
 
 FLOW = {"id": "mine", "start": "a", "nodes": [{"id": "a", "type": "end", "text": "bye"}]}
 END_TO_NOWHERE = {"id": "a", "type": "end", "next": "z"}
@@ -29,6 +40,25 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert set(body) >= PROBLEM_KEYS and body["status"] == status
     assert "Traceback" not in response.text
     return body
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with module_api(tmp_path_factory, "basics", "--flows", str(EXAMPLES)) as api:
+        yield api
+
+
+@pytest.fixture
+def api(server: Api) -> Api:
+    """The module's server (the examples as shared flows), with institutions of the
+    test's own."""
+    return server.tenant()
+
+
+@pytest.fixture
+def own_api(cli: Cli, tmp_path: Path) -> Api:
+    """A server of the test's own (it is stopped), with the examples as shared flows."""
+    return start_api(cli, tmp_path, "--flows", str(EXAMPLES))
 
 
 def test_health_readiness_metrics_and_openapi(api: Api) -> None:
@@ -78,6 +108,7 @@ def test_key_creation_refuses_bad_input(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_flows_publish_read_version_and_tenancy(api: Api) -> None:
+    acme_id, beta_id = api.institutions["acme"], api.institutions["beta"]
     with api.client("acme_operator") as acme, api.client("beta_operator") as beta:
         first = acme.put("/v1/flows/mine", json=FLOW)
         assert first.status_code == 201, first.text
@@ -102,11 +133,11 @@ def test_flows_publish_read_version_and_tenancy(api: Api) -> None:
         # beta's own "mine" is another flow altogether
         assert beta.put("/v1/flows/mine", json=FLOW).json()["version"] == 1
         assert acme.get("/v1/flows/mine").json()["version"] == 2
-        problem(beta.get("/v1/flows", params={"institutionId": "acme"}), 404)
+        problem(beta.get("/v1/flows", params={"institutionId": acme_id}), 404)
     with api.client("admin") as admin:
         stored = {f["storedId"] for f in admin.get("/v1/flows").json()["flows"]}
-        assert {"acme/mine", "beta/mine", "onboarding"} <= stored
-        assert admin.get("/v1/flows/mine", params={"institutionId": "acme"}).json()["version"] == 2
+        assert {f"{acme_id}/mine", f"{beta_id}/mine", "onboarding"} <= stored
+        assert admin.get("/v1/flows/mine", params={"institutionId": acme_id}).json()["version"] == 2
 
 
 def test_bad_input_gets_problem_documents(api: Api) -> None:
@@ -194,7 +225,8 @@ def test_rate_limit_answers_429_with_retry_after(cli: Cli, tmp_path: Path) -> No
         assert viewer.get("/v1/flows").status_code == 200
 
 
-def test_sigterm_stops_the_server_cleanly(api: Api) -> None:
+def test_sigterm_stops_the_server_cleanly(own_api: Api) -> None:
+    api = own_api
     with api.client() as acme:
         assert acme.get("/v1/flows").status_code == 200
     code, output = api.stop(signal.SIGTERM, timeout=30)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import Api, Cli, start_api
+from conftest import EXAMPLES, Api, Cli, module_api, start_api
 from trilha.api.routes.executions import (
     ExecutionOut,
     ExecutionPage,
@@ -34,6 +34,25 @@ WAITS = {
         {"id": "bye", "type": "end", "text": "bye {{name}}"},
     ],
 }
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with module_api(tmp_path_factory, "conversation", "--flows", str(EXAMPLES)) as api:
+        yield api
+
+
+@pytest.fixture
+def api(server: Api) -> Api:
+    """The module's server (the examples as shared flows), with institutions of the
+    test's own."""
+    return server.tenant()
+
+
+@pytest.fixture
+def own_api(cli: Cli, tmp_path: Path) -> Api:
+    """A server of the test's own, with the examples as shared flows."""
+    return start_api(cli, tmp_path, "--flows", str(EXAMPLES))
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -90,7 +109,8 @@ def test_a_whole_conversation_through_the_api(api: Api) -> None:
         assert started.status_code == 201, started.text
         execution = ExecutionOut.model_validate(started.json())
         eid = execution.execution_id
-        assert execution.flow_id == "onboarding" and execution.institution_id == "acme"
+        assert execution.flow_id == "onboarding"
+        assert execution.institution_id == api.institutions["acme"]
         assert execution.variables == {"channel": "whatsapp"}
         until(lambda: bot_said(acme, eid, "What is your full name?"), what="the first question")
 
@@ -144,7 +164,7 @@ def test_a_whole_conversation_through_the_api(api: Api) -> None:
         logs = LogsOut.model_validate(acme.get(f"/v1/executions/{eid}/logs").json()).logs
         messages = [line.message for line in logs]
         assert "execution.started" in messages and "node.entered" in messages
-        assert all(line.context["institutionId"] == "acme" for line in logs)
+        assert all(line.context["institutionId"] == api.institutions["acme"] for line in logs)
         info = acme.get(f"/v1/executions/{eid}/logs", params={"level": "info"}).json()["logs"]
         assert info and all(line["level"] != "DEBUG" for line in info)
         assert len(info) < len(logs)
@@ -178,7 +198,7 @@ def test_messages_are_deduplicated_and_need_an_active_execution(api: Api) -> Non
         problem(ended, 404)
         with api.client("admin") as admin:
             problem(admin.post("/v1/conversations/conv-d/messages", json=message), 422)
-            mixed = {**message, "messageId": "m-3", "institutionId": "acme"}
+            mixed = {**message, "messageId": "m-3", "institutionId": api.institutions["acme"]}
             problem(admin.post("/v1/conversations/conv-d/messages", json=mixed), 404)
         bad = {**message, "payload": "not an object"}
         problem(acme.post("/v1/conversations/conv-d/messages", json=bad), 422)
@@ -283,28 +303,31 @@ def test_a_busy_conversation_is_409_unless_replaced(api: Api) -> None:
 
 
 def test_starting_refuses_bad_flows_and_foreign_institutions(api: Api) -> None:
+    beta_id = api.institutions["beta"]
     with api.client() as acme, api.client("admin") as admin, api.client("acme_viewer") as viewer:
         assert problem(acme.post("/v1/executions", json=start_body("x", "nope")), 404)
         problem(acme.post("/v1/executions", json=start_body("x", flowVersion=99)), 404)
-        problem(acme.post("/v1/executions", json=start_body("x", institutionId="beta")), 404)
+        problem(acme.post("/v1/executions", json=start_body("x", institutionId=beta_id)), 404)
         problem(acme.post("/v1/executions", json={"flowId": "onboarding"}), 422)
         problem(acme.post("/v1/executions", json=start_body("x", unknown=1)), 422)
         problem(acme.post("/v1/executions", json=start_body("x", conversationId="")), 422)
         problem(viewer.post("/v1/executions", json=start_body("x")), 403)
         problem(admin.post("/v1/executions", json=start_body("x")), 422)
-        made = admin.post("/v1/executions", json=start_body("x", institutionId="beta"))
-        assert made.status_code == 201 and made.json()["institutionId"] == "beta"
+        made = admin.post("/v1/executions", json=start_body("x", institutionId=beta_id))
+        assert made.status_code == 201 and made.json()["institutionId"] == beta_id
         # an institution's own flow hides the shared one of that name
         own = {**WAITS, "id": "onboarding"}
         assert acme.put("/v1/flows/onboarding", json=own).status_code == 201
         mine = acme.post("/v1/executions", json=start_body("y")).json()
-        assert mine["flowId"] == "acme/onboarding"
+        assert mine["flowId"] == f"{api.institutions['acme']}/onboarding"
         assert mine["currentNodeId"] == "ask"
 
 
-def test_listing_pages_filters_and_tenancy(api: Api) -> None:
+def test_listing_pages_filters_and_tenancy(own_api: Api) -> None:
     """Cursor pages over more executions than a page hold each one once, newest first;
-    filters narrow; another institution's executions are never listed."""
+    filters narrow; another institution's executions are never listed (a server of its
+    own: an admin's listing of every institution is exact)."""
+    api = own_api
     with api.client() as acme, api.client("beta_operator") as beta:
         assert acme.put("/v1/flows/waits", json=WAITS).status_code == 201
         made = [

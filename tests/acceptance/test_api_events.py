@@ -11,7 +11,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,15 +19,29 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import EXAMPLES, Api, Cli, start_api
+from conftest import EXAMPLES, Api, Cli, module_api, start_api
 
 CONFIG = '[channel]\nkind = "memory"\n\n[api]\nsse_ping_seconds = 0.5\n'
 CPF = "123.456.789-09"
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with module_api(tmp_path_factory, "events", "--flows", str(EXAMPLES), config=CONFIG) as api:
+        yield api
+
+
 @pytest.fixture
-def served(cli: Cli, tmp_path: Path) -> Api:
-    """The API with the examples as shared flows, and keep-alives every half second."""
+def served(server: Api) -> Api:
+    """The module's server (the examples as shared flows, keep-alives every half
+    second), with institutions of the test's own."""
+    return server.tenant()
+
+
+@pytest.fixture
+def own_served(cli: Cli, tmp_path: Path) -> Api:
+    """The API with the examples as shared flows, and keep-alives every half second, of
+    the test's own: an admin's stream of every institution is exact; SIGTERM stops it."""
     return start_api(cli, tmp_path, "--flows", str(EXAMPLES), config=CONFIG)
 
 
@@ -181,7 +195,8 @@ def test_an_execution_streams_live_and_resumes_with_exactly_what_it_missed(
         question = next(e for e in live.events if e.type == "message")
         assert question.data["message"] == "message.queued"
         for event in live.events:
-            assert event.data["executionId"] == eid and event.data["institutionId"] == "acme"
+            assert event.data["executionId"] == eid
+            assert event.data["institutionId"] == served.institutions["acme"]
             assert event.data["flowId"] == "onboarding"
             assert event.data["context"]["conversationId"] == "conv-live"
 
@@ -233,7 +248,8 @@ def test_an_execution_streams_live_and_resumes_with_exactly_what_it_missed(
         assert resumed.ids == [i for i in trail_ids(served, eid) if i > missed[-1]]
 
 
-def test_the_tenant_stream_starts_now_and_is_filtered_and_isolated(served: Api) -> None:
+def test_the_tenant_stream_starts_now_and_is_filtered_and_isolated(own_served: Api) -> None:
+    served = own_served
     with (
         served.client() as acme,
         served.client("beta_operator") as beta,
@@ -312,7 +328,8 @@ def test_another_tenant_gets_404_and_bad_requests_get_problems(served: Api) -> N
             assert "text/event-stream" in openapi[path]["get"]["responses"]["200"]["content"]
 
 
-def test_sigterm_with_open_streams_exits_at_once_and_cleanly(served: Api) -> None:
+def test_sigterm_with_open_streams_exits_at_once_and_cleanly(own_served: Api) -> None:
+    served = own_served
     with served.client() as acme:
         eid = start(acme, "conv-term")
         streams = [

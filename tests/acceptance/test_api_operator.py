@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Api, Cli, start_api
+from conftest import EXAMPLES, Api, Cli, module_api, start_api
 from trilha.api.routes.executions import ExecutionOut, HistoryOut
 
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
@@ -135,15 +135,43 @@ def crm() -> Iterator[Crm]:
     server.close()
 
 
-@pytest.fixture
-def served(cli: Cli, tmp_path: Path, crm: Crm) -> Api:
-    """The examples as shared flows, and a ``crm`` dependency the test controls."""
-    examples = Path(__file__).resolve().parents[2] / "examples"
-    config = (
+def served_config(crm: Crm, institutions: list[str]) -> str:
+    listed = ", ".join(f'"{name}"' for name in institutions)
+    return (
         f'[channel]\nkind = "memory"\n[dependencies.crm]\nbase_url = "{crm.url}"\n'
-        'institutions = ["acme"]\n'
+        f"institutions = [{listed}]\n"
     )
-    return start_api(cli, tmp_path, "--flows", str(examples), config=config)
+
+
+#: the tenants the module's server is configured for: one per test (see ``served``)
+TENANTS = [f"t{n}" for n in range(20)]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Iterator[str]]]:
+    """One server for the tests that leave the CRM down: the examples as shared flows,
+    the ``crm`` dependency for every test's acme."""
+    crm = Crm()
+    try:
+        config = served_config(crm, [f"acme-{tag}" for tag in TENANTS])
+        flows = ("--flows", str(EXAMPLES))
+        with module_api(tmp_path_factory, "operator", *flows, config=config) as api:
+            yield api, iter(TENANTS)
+    finally:
+        crm.close()
+
+
+@pytest.fixture
+def served(server: tuple[Api, Iterator[str]]) -> Api:
+    """The module's server, with institutions no other test uses."""
+    api, tags = server
+    return api.tenant(next(tags))
+
+
+@pytest.fixture
+def own_served(cli: Cli, tmp_path: Path, crm: Crm) -> Api:
+    """The examples as shared flows, and a ``crm`` dependency the test controls."""
+    return start_api(cli, tmp_path, "--flows", str(EXAMPLES), config=served_config(crm, ["acme"]))
 
 
 def waiting_execution(client: httpx.Client, conversation: str) -> str:
@@ -310,10 +338,11 @@ def test_patch_variables(served: Api) -> None:
         assert ended["currentStatus"] == "cancelled"
 
 
-def test_retry_the_failed_step_now(served: Api, crm: Crm) -> None:
+def test_retry_the_failed_step_now(own_served: Api, crm: Crm) -> None:
     """An execution backing off after a failed call is retried at once on request (not in
     600 s); the retry is audited and idempotent with a key. Nothing else is retried: a
     failed execution is final (409)."""
+    served = own_served
     key_id = served.keys["acme_operator"].split("_")[1]
     with served.client() as acme:
         assert acme.put("/v1/flows/call", json=CALL).status_code == 201

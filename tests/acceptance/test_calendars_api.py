@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Api, Cli, Drain, serve, start_api
+from conftest import Api, Cli, Drain, module_api, serve, start_api
 from trilha.api.routes.calendars import CalendarOut, CalendarsOut
 from trilha.core.calendars import DAYS
 
@@ -60,9 +61,24 @@ def fields(body: dict[str, Any]) -> dict[str, str]:
     return {e["field"]: e["message"] for e in body.get("errors", [])}
 
 
+#: the tenants the module's server is configured for: one per test (see ``served``)
+TENANTS = [f"t{n}" for n in range(40)]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Iterator[str]]]:
+    """One server for the module, CONFIG's acme-only calendar given to every test's acme."""
+    acmes = ", ".join(f'"acme-{tag}"' for tag in TENANTS)
+    config = CONFIG.replace('institutions = ["acme"]', f"institutions = [{acmes}]")
+    with module_api(tmp_path_factory, "calendars", config=config) as api:
+        yield api, iter(TENANTS)
+
+
 @pytest.fixture
-def served(cli: Cli, tmp_path: Path) -> Api:
-    return start_api(cli, tmp_path, config=CONFIG)
+def served(server: tuple[Api, Iterator[str]]) -> Api:
+    """The module's server, with institutions no other test uses."""
+    api, tags = server
+    return api.tenant(next(tags))
 
 
 def test_put_get_list_delete(served: Api) -> None:
@@ -72,7 +88,8 @@ def test_put_get_list_delete(served: Api) -> None:
         created = acme.put("/v1/calendars/clinic", json=CLINIC)
         assert created.status_code == 201, created.text
         body = CalendarOut.model_validate(created.json())
-        assert body.name == "clinic" and body.institution_id == "acme" and body.source == "api"
+        acme_id = served.institutions["acme"]
+        assert body.name == "clinic" and body.institution_id == acme_id and body.source == "api"
         assert body.definition == {
             "timeZone": "America/Sao_Paulo",
             "hours": CLINIC["hours"] | {"sat": [], "sun": []},
@@ -145,11 +162,12 @@ def test_bad_names_and_keys(served: Api) -> None:
         problem(viewer.put("/v1/calendars/clinic", json=CLINIC), 403)
         problem(viewer.delete("/v1/calendars/clinic"), 403)
     with served.client("admin") as admin:
+        acme_id, beta_id = served.institutions["acme"], served.institutions["beta"]
         assert "query.institutionId" in fields(problem(admin.get("/v1/calendars"), 422))
-        listed = admin.get("/v1/calendars", params={"institutionId": "acme"}).json()
+        listed = admin.get("/v1/calendars", params={"institutionId": acme_id}).json()
         assert "clinic" in [c["name"] for c in listed["calendars"]]
-        put = admin.put("/v1/calendars/desk", params={"institutionId": "beta"}, json=ALWAYS)
-        assert put.status_code == 201 and put.json()["institutionId"] == "beta"
+        put = admin.put("/v1/calendars/desk", params={"institutionId": beta_id}, json=ALWAYS)
+        assert put.status_code == 201 and put.json()["institutionId"] == beta_id
 
 
 def test_one_institution_never_sees_anothers_calendars(served: Api) -> None:
@@ -161,7 +179,8 @@ def test_one_institution_never_sees_anothers_calendars(served: Api) -> None:
         problem(beta.get("/v1/calendars/clinic"), 404)
         problem(beta.delete("/v1/calendars/clinic"), 404)
         problem(beta.get("/v1/calendars/office"), 404)
-        problem(beta.get("/v1/calendars", params={"institutionId": "acme"}), 404)
+        acme_id = served.institutions["acme"]
+        problem(beta.get("/v1/calendars", params={"institutionId": acme_id}), 404)
         assert [c["name"] for c in beta.get("/v1/calendars").json()["calendars"]] == ["everyone"]
         assert beta.put("/v1/calendars/clinic", json=ALWAYS).status_code == 201
         assert acme.get("/v1/calendars/clinic").json()["definition"]["timeZone"] == (
@@ -270,10 +289,12 @@ def test_flows_branch_and_wait_on_calendars_over_http(served: Api) -> None:
             "beta": 201,
         }
         assert published["acme"].json()["warnings"] == []
+        beta_id = served.institutions["beta"]
         assert published["beta"].json()["warnings"] == [  # beta has none of them (yet)
             "nodes[0].branches[0].when: warning: no calendar 'always' exists for institution"
-            " 'beta' (yet)",
-            "nodes[2].calendar: warning: no calendar 'soon' exists for institution 'beta' (yet)",
+            f" '{beta_id}' (yet)",
+            f"nodes[2].calendar: warning: no calendar 'soon' exists for institution '{beta_id}'"
+            " (yet)",
         ]
         now_open = {**HOURS_FLOW, "id": "desk-open"}
         now_open["nodes"] = [

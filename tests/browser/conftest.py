@@ -16,6 +16,7 @@ import json
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,6 +46,7 @@ _acceptance = _load_acceptance()
 Api = _acceptance.Api
 Cli = _acceptance.Cli
 start_api = _acceptance.start_api
+module_api = _acceptance.module_api
 cli = _acceptance.cli  # the fixture, re-exported for this folder
 
 CHROMIUM = "/usr/bin/chromium"
@@ -100,6 +102,30 @@ def served(cli: Any, tmp_path: Path) -> Any:
     flows.mkdir()
     (flows / "greet.json").write_text(json.dumps(GREET_FLOW), encoding="utf-8")
     return start_api(cli, tmp_path, "--flows", str(flows))
+
+
+@contextmanager
+def module_flow_api(
+    tmp_path_factory: pytest.TempPathFactory,
+    flow: dict[str, Any],
+    *args: str,
+    config: str = '[channel]\nkind = "memory"\n',
+) -> Iterator[Any]:
+    """``serve_flow``'s server once for a whole module (a module-scoped fixture's); each
+    test takes keys of institutions of its own from it with ``tenant()``."""
+    flows = tmp_path_factory.mktemp("flows")
+    (flows / f"{flow['id']}.json").write_text(json.dumps(flow), encoding="utf-8")
+    with module_api(tmp_path_factory, "served", "--flows", str(flows), *args, config=config) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def shared_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``served``'s server (the greet flow) once for a whole module: a module whose tests
+    only need that server takes ``shared_served.tenant()`` as its ``served``, keys of
+    institutions no other test uses (``Api.tenant``)."""
+    with module_flow_api(tmp_path_factory, GREET_FLOW) as api:
+        yield api
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from conftest import GREET_FLOW
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +75,19 @@ def fact(page: Page, name: str) -> Any:
     return page.locator(f'.fact[data-fact="{name}"] dd')
 
 
+@pytest.fixture
+def served(shared_served: Any) -> Any:
+    """The module's server (the greet flow), with institutions of the test's own."""
+    return shared_served.tenant()
+
+
+@pytest.fixture
+def own_served(serve_flow: Callable[..., Any]) -> Any:
+    """A server of the test's own with the greet flow, its tenants named acme and beta:
+    a longer institution name in the header does not fit a phone's width yet."""
+    return serve_flow(GREET_FLOW)
+
+
 def test_an_operator_follows_and_steers_an_execution_to_its_end(
     served: Any, open_page: Callable[..., Page], tmp_path: Path
 ) -> None:
@@ -87,7 +102,7 @@ def test_an_operator_follows_and_steers_an_execution_to_its_end(
             assert moved.status_code == 200, moved.text
     page = open_page()
     login(page, served.url, served.keys["acme_operator"])
-    expect(page.locator("#who")).to_contain_text("acme")
+    expect(page.locator("#who")).to_contain_text(served.institutions["acme"])
     expect(page.locator("#who .role")).to_have_text("operator")
     expect(page.locator("table.executions tbody tr")).to_have_count(3)
     expect(page.locator("#counts .count.s-waiting_input .n")).to_have_text("1")
@@ -198,7 +213,7 @@ def test_an_operator_follows_and_steers_an_execution_to_its_end(
     expect(page.locator("#api-key")).to_be_visible()
     page.locator("#api-key").fill(served.keys["beta_operator"])
     page.get_by_role("button", name="Log in").click()
-    expect(page.locator("#who")).to_contain_text("beta")
+    expect(page.locator("#who")).to_contain_text(served.institutions["beta"])
     page.goto(f"{served.url}/debugger/")
     expect(page.locator(f'tr[data-id="{beta_id}"]')).to_be_visible()
     expect(page.locator(f'tr[data-id="{execution_id}"]')).to_have_count(0)
@@ -233,10 +248,11 @@ def test_a_viewer_sees_the_controls_disabled_with_the_reason(
 
 
 def test_the_pages_fit_a_phone_without_sideways_scrolling(
-    served: Any, open_page: Callable[..., Page]
+    own_served: Any, open_page: Callable[..., Page]
 ) -> None:
     """At 375 px the body never overflows: wide tables and the graph scroll in place, in
     the list, the Errors and Dependencies views and an execution."""
+    served = own_served
     execution_id = start(served, "acme_operator", "conv-phone")
     page = open_page(width=375, height=812, scheme="dark")
     login(page, served.url, served.keys["acme_operator"])
@@ -302,7 +318,7 @@ def test_a_revoked_key_sends_the_page_back_to_the_login_form(
                 "/v1/executions",
                 json={
                     "flowId": "greet",
-                    "institutionId": "acme",
+                    "institutionId": served.institutions["acme"],
                     "conversationId": f"conv-revoked-{attempt}",
                     "contactId": CONTACT,
                 },

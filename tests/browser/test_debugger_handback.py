@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 from test_debugger import confirm, fact, login, screenshot
+
+from conftest import module_flow_api
 
 pytestmark = pytest.mark.slow
 
@@ -65,11 +67,18 @@ def held_execution(api: Any, *, answered: bool = True) -> str:
     return execution_id
 
 
+@pytest.fixture(scope="module")
+def care_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One server with the CARE flow for the module."""
+    with module_flow_api(tmp_path_factory, CARE) as api:
+        yield api
+
+
 def test_hand_back_from_the_debugger(
-    serve_flow: Callable[..., Any], open_page: Callable[..., Page], tmp_path: Path
+    care_server: Any, open_page: Callable[..., Page], tmp_path: Path
 ) -> None:
     """Flagged with the queue; resume refused; Hand back to a picked node runs it."""
-    api = serve_flow(CARE)
+    api = care_server.tenant()
     execution_id = held_execution(api)
     page = open_page()
     login(page, api.url, api.keys["acme_operator"])
@@ -119,12 +128,10 @@ def client_logs(api: Any, execution_id: str) -> list[dict[str, Any]]:
     return lines
 
 
-def test_a_viewer_sees_hand_back_disabled(
-    serve_flow: Callable[..., Any], open_page: Callable[..., Page]
-) -> None:
+def test_a_viewer_sees_hand_back_disabled(care_server: Any, open_page: Callable[..., Page]) -> None:
     """A viewer key reads who holds it and when the bot takes it back (nobody answered
     yet), and may not hand it back."""
-    api = serve_flow(CARE)
+    api = care_server.tenant()
     execution_id = held_execution(api, answered=False)
     page = open_page()
     login(page, api.url, api.keys["acme_viewer"])
