@@ -115,7 +115,14 @@ def post(api: Api, body: dict[str, Any] | bytes, *, secret: str | None = SECRET)
 
 def says(*messages: dict[str, Any], number: str = ACME_NUMBER, contact: str = CONTACT) -> bytes:
     return wa.encode(
-        wa.notification(wa.value(messages=list(messages), phone_number_id=number, wa_id=contact))
+        wa.notification(
+            wa.value(
+                # sent by the contact, as Meta writes it: ``from`` is the profile's wa_id
+                messages=[{**m, "from": contact} for m in messages],
+                phone_number_id=number,
+                wa_id=contact,
+            )
+        )
     )
 
 
