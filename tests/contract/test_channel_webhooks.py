@@ -219,12 +219,20 @@ async def test_a_stopped_owner_frees_its_bodies_before_the_lease_ends(store: Sto
 
 
 async def test_bodies_survive_a_restart(backend: Backend, store: Store) -> None:
-    """A stored body, and one under a lease, are both there after the store reopens."""
-    ids = [await store.receive_channel_webhook("whatsapp", RAW, now=T0) for _ in range(2)]
+    """A stored body, and one under a lease, are both there after the store reopens;
+    so are their conversations: a body waiting for its retry still holds the later
+    one back."""
+    ids = [await store.receive_channel_webhook("whatsapp", RAW, now=T0, keys=[K]) for _ in range(2)]
     assert await _claim(store, "a", limit=1) == ids[:1]
     reopened = await backend.reopen(store)
-    assert await _claim(reopened, "b", T0 + LEASE + 1) == ids
-    assert [w.body for w in await reopened.channel_webhooks("whatsapp")] == [RAW, RAW]
+    assert await _claim(reopened, "b", T0 + LEASE + 1, limit=1) == ids[:1]
+    assert await reopened.settle_channel_webhook(
+        ids[0], owner="b", now=T0 + LEASE + 2, status="pending", retry_at=T0 + 1_000
+    )
+    again = await backend.reopen(reopened)
+    assert await _claim(again, "c", T0 + LEASE + 3) == []
+    assert await _claim(again, "c", T0 + 1_000) == ids
+    assert [w.body for w in await again.channel_webhooks("whatsapp")] == [RAW, RAW]
 
 
 async def test_settled_bodies_are_purged_after_their_time(backend: Backend, store: Store) -> None:

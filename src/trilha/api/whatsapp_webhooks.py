@@ -35,7 +35,10 @@ A transient failure (the Graph API away, the store's queue over its bound, a
 conversation that kept changing) stops the body where it is: it is retried with
 backoff (``[channel] backoff_seconds`` doubling up to ``max_backoff_seconds``) from
 that update, up to :data:`MAX_ATTEMPTS` claims, then kept as ``failed`` with an ERROR
-line. Processed bodies are deleted after :data:`RETAIN_SECONDS`.
+line. Its conversations' later bodies wait for it meanwhile: the route stores each
+body with the conversations it names, and the store's claim holds a body back while
+an older pending one names any of them (the later bodies claimed with it are given
+back uncounted, ``_chain``). Processed bodies are deleted after :data:`RETAIN_SECONDS`.
 """
 
 from __future__ import annotations
