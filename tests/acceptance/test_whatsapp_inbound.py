@@ -156,7 +156,7 @@ def status_of(client: httpx.Client, execution_id: str) -> str:
 def started(api: Api, client: httpx.Client, contact: str = CONTACT, word: str = "oi") -> str:
     """Send "oi" (or "foto") from ``contact`` to acme's number: the trigger starts wa_ask
     (wa_doc), which waits for the name (a photo); its execution id."""
-    hello = says(wa.text(f"wamid.{word}-{contact}", word), contact=contact)
+    hello = says(wa.text(f"wamid.{word}-{contact}", word, wa_id=contact), contact=contact)
     assert post(api, hello).status_code == 200
     (execution,) = until(
         lambda: executions(client, conversation(contact=contact)), what="the triggered start"
@@ -319,7 +319,9 @@ def test_a_contacts_bodies_wait_for_the_one_retrying(served: Api, standin: Graph
             lambda: len([r for r in standin.requests if r.method == "GET"]) >= 1,
             what="the refused lookup",
         )
-        assert post(served, says(wa.text("wamid.after", "depois"))).status_code == 200
+        assert (
+            post(served, says(wa.text("wamid.after", "depois", wa_id=CONTACT))).status_code == 200
+        )
         asks = started(served, acme, contact=other)  # not held back
         until(
             lambda: len([r for r in standin.requests if r.method == "GET"]) >= 3,
