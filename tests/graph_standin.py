@@ -87,6 +87,8 @@ class GraphStandIn:
     refuse_reads: Refusal | None = None
     #: media id -> its lookup answer's fields (``url``, ``mime_type``...)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: media id -> the refusal its lookups get (until the test removes it)
+    refuse_media: dict[str, Refusal] = field(default_factory=dict)
     #: seconds every answer waits
     delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -128,6 +130,9 @@ class GraphStandIn:
             parts = parts[1:]
         with self.lock:
             if method == "GET" and len(parts) == 1:
+                refused = self.refuse_media.get(parts[0])
+                if refused is not None:
+                    return refused.status, refused.body()
                 info = self.media.get(parts[0])
                 if info is None:
                     return 404, Refusal(100, 404).body()

@@ -14,6 +14,8 @@ import hmac
 import json
 from typing import Any
 
+from trilha.channels.whatsapp.inbound import conversation_keys, parse_webhook
+
 #: the documented examples' business account and number
 WABA_ID = "102290129340398"
 DISPLAY_NUMBER = "15550783881"
@@ -265,6 +267,11 @@ def undeliverable() -> list[dict[str, Any]]:
 def encode(body: dict[str, Any]) -> bytes:
     """The bytes Meta sends (compact JSON, as its notifications come)."""
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def keys(body: dict[str, Any]) -> list[str]:
+    """The conversations the route stores with ``body`` (they order it per contact)."""
+    return conversation_keys(parse_webhook(body))
 
 
 def signature(secret: str, raw: bytes) -> str:

@@ -3,9 +3,11 @@ Graph API a stand-in on 127.0.0.1 (``tests/graph_standin.py``), fed bodies shape
 Meta's reference shows them and signed as Meta signs them: the subscription check, bad
 and missing signatures (401, nothing stored), a contact's "oi" starting a flow through
 a trigger and its next text answering the question, the same wamid twice answered
-once, a photo whose URL is looked up, statuses recorded as delivery receipts, numbers
-and conversations of another institution never reached, and a body stored but not
-yet processed when the server is killed, processed by the next one."""
+once, a photo whose URL is looked up, a contact's body waiting for its retry holding
+that contact's later bodies back (not another contact's), statuses recorded as
+delivery receipts, numbers and conversations of another institution never reached,
+and a body stored but not yet processed when the server is killed, processed by the
+next one."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from test_api_conversation import problem, until
 
 import whatsapp_webhooks as wa
 from conftest import Api, Cli, serve, start_api
-from graph_standin import GraphStandIn, graph_standin
+from graph_standin import GraphStandIn, Refusal, graph_standin
 from trilha.api.routes.executions import TranscriptOut
 
 pytestmark = pytest.mark.slow
@@ -304,6 +306,53 @@ def test_a_lookup_that_fails_is_retried_from_where_it_stopped(
             "Tchau Bia",
         ]
         assert [t["text"] for t in transcript(acme, photo)][-2:] == ["depois", "Recebi depois"]
+    _, output = served.stop()
+    assert "whatsapp.webhook_retry" in output
+
+
+def test_a_contacts_bodies_wait_for_the_one_retrying(served: Api, standin: GraphStandIn) -> None:
+    """The contact's photo cannot be looked up (5xx), so its body waits for a retry;
+    the contact's next text, posted meanwhile, waits for it and is not taken as the
+    answer to the photo question, while another contact's "oi" starts its flow at
+    once. Once the lookup answers, the photo answers the question, then the text comes
+    (to a finished conversation, through the triggers: no keyword, dropped). The
+    route stored each body with its conversation."""
+    standin.media["4004"] = {"url": "https://lookaside.example.com/4004", "mime_type": "image/png"}
+    standin.refuse_media["4004"] = Refusal(131000, 500)
+    other = "5511933334444"
+    with served.client() as acme:
+        photo = started(served, acme, word="foto")
+        image = wa.image("wamid.photo", "4004", caption="primeiro", wa_id=CONTACT)
+        assert post(served, says(image)).status_code == 200
+        until(
+            lambda: len([r for r in standin.requests if r.method == "GET"]) >= 1,
+            what="the refused lookup",
+        )
+        assert (
+            post(served, says(wa.text("wamid.after", "depois", wa_id=CONTACT))).status_code == 200
+        )
+        asks = started(served, acme, contact=other)  # not held back
+        until(
+            lambda: len([r for r in standin.requests if r.method == "GET"]) >= 3,
+            what="lookups retried after the text arrived",
+        )
+        assert status_of(acme, photo) == "waiting_input"
+        assert "depois" not in [t["text"] for t in transcript(acme, photo)]
+        del standin.refuse_media["4004"]
+        until(lambda: status_of(acme, photo) == "completed", what="the photo after the retry")
+        until(lambda: {s for _, s in stored(served)} == {"done"}, what="every body done")
+        said = [t["text"] for t in transcript(acme, photo)]
+        # the photo answered the question; the text came after it (to the flow's end,
+        # when it arrived before the execution completed), never before it
+        assert "Recebi primeiro" in said and "depois" not in said[: said.index("primeiro")]
+        assert status_of(acme, asks) == "waiting_input"
+    path = served.store.removeprefix("sqlite:///")
+    with sqlite3.connect(path, timeout=10) as conn:
+        keys = {
+            str(r[0])
+            for r in conn.execute("SELECT conversation_key FROM channel_webhook_keys").fetchall()
+        }
+    assert keys == {f"{ACME_NUMBER}:{CONTACT}", f"{ACME_NUMBER}:{other}"}
     _, output = served.stop()
     assert "whatsapp.webhook_retry" in output
 

@@ -62,9 +62,12 @@ def settings(standin: GraphStandIn) -> Config:
 
 
 async def keep(app: Any, body: dict[str, Any]) -> int:
-    """Keep a body as the route does, and wake the processor."""
+    """Keep a body as the route does (with its conversations), and wake the processor."""
     webhook_id = await store_of(app).receive_channel_webhook(
-        "whatsapp", wa.encode(body), now=state_of(app).runtime.engine.clock.now()
+        "whatsapp",
+        wa.encode(body),
+        now=state_of(app).runtime.engine.clock.now(),
+        keys=wa.keys(body),
     )
     app.state.whatsapp.processor.wake()
     return webhook_id

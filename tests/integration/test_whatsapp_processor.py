@@ -2,8 +2,9 @@
 the Graph API stand-in), fed bodies shaped as Meta sends them: a message the inbound
 model refuses does not hold the others back and is noted on the body; a body that is
 not JSON is failed at once; a lookup that keeps failing is given up after its attempts
-and kept; and two processes sharing one PostgreSQL store process each body once, in
-the order stored."""
+and kept; a body waiting for its retry holds its contact's later bodies back, not
+other contacts'; and two processes sharing one PostgreSQL store process each body
+once, in the order stored."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 import whatsapp_webhooks as wa  # tests/ is on sys.path (rootdir mode)
-from graph_standin import GraphStandIn, graph_standin
+from graph_standin import GraphStandIn, Refusal, graph_standin
 from pgcluster import PgCluster
 from trilha.api import whatsapp_webhooks
 from trilha.api.app import ServeOptions, create_app, state_of
@@ -26,6 +27,7 @@ from trilha.store.base import ChannelWebhook, Store
 from trilha.store.postgres import PostgresStore
 
 CONTACT = "5511987654321"
+OTHER_CONTACT = "5511912345678"
 ASK = {
     "id": "wa_ask",
     "start": "ask",
@@ -95,11 +97,14 @@ def store_of(app: Any) -> Store:
     return state_of(app).runtime.store
 
 
-async def receive(app: Any, *messages: dict[str, Any]) -> int:
-    """Keep a body as the route does, and wake the processor."""
-    body = wa.notification(wa.value(messages=list(messages), wa_id=CONTACT))
+async def receive(app: Any, *messages: dict[str, Any], wa_id: str = CONTACT) -> int:
+    """Keep a body as the route does (with its conversations), and wake the processor."""
+    body = wa.notification(wa.value(messages=list(messages), wa_id=wa_id))
     webhook_id = await store_of(app).receive_channel_webhook(
-        "whatsapp", wa.encode(body), now=state_of(app).runtime.engine.clock.now()
+        "whatsapp",
+        wa.encode(body),
+        now=state_of(app).runtime.engine.clock.now(),
+        keys=wa.keys(body),
     )
     app.state.whatsapp.processor.wake()
     return webhook_id
@@ -191,6 +196,50 @@ async def test_a_lookup_that_keeps_failing_is_given_up_and_kept(
         assert len([r for r in standin.requests if r.method == "GET"]) == 3
 
 
+async def test_a_body_waiting_for_its_retry_holds_its_contacts_later_bodies_back(
+    tmp_path: Path, standin: GraphStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reviewer's case: the contact's image lookup fails (5xx), so its body is put
+    back for a retry; the contact's next body, stored meanwhile, waits for it (never
+    delivered first, its waiting not counted as attempts), while another contact's
+    body goes at once. Once the lookup answers, the inbox has the contact's order."""
+    monkeypatch.setattr(whatsapp_webhooks, "MAX_ATTEMPTS", 10_000)  # retried till let go
+    standin.media["img"] = {"url": "https://lookaside.example.com/img", "mime_type": "image/jpeg"}
+    standin.refuse_media["img"] = Refusal(131000, 500)
+    config = settings(standin, backoff_seconds=0.05, max_backoff_seconds=0.1)
+    async with served(tmp_path, f"sqlite:///{tmp_path / 't.db'}", config) as app:
+        store = store_of(app)
+        first = await receive(
+            app,
+            wa.text("wamid.espera", "espera", wa_id=CONTACT),
+            wa.image("wamid.img", "img", wa_id=CONTACT),
+        )
+
+        async def retrying(webhook_id: int, attempts: int) -> bool:
+            hooks = {h.id: h for h in await store.channel_webhooks("whatsapp")}
+            hook = hooks[webhook_id]
+            return hook.status == "pending" and hook.attempts >= attempts
+
+        await until(lambda: retrying(first, 1))
+        then = await receive(app, wa.text("wamid.depois", "depois", wa_id=CONTACT))
+        other = await receive(
+            app, wa.text("wamid.oi", "oi", wa_id=OTHER_CONTACT), wa_id=OTHER_CONTACT
+        )
+        assert (await settled(app, other)).status == "done"  # not held back
+        await until(lambda: retrying(first, 4))  # retried past the later body's arrival
+        hooks = {h.id: h for h in await store.channel_webhooks("whatsapp")}
+        assert hooks[then].status == "pending"
+        assert hooks[then].attempts <= 1  # a claim beside its elder, given back uncounted
+        conversation = f"wa:{wa.PHONE_NUMBER_ID}:{CONTACT}"
+        assert await contact_texts(store, conversation) == ["espera"]
+        del standin.refuse_media["img"]
+        done = [await settled(app, first), await settled(app, then)]
+        assert [h.status for h in done] == ["done", "done"]
+        assert done[1].attempts == 1  # claimed once for good: held back, never counted
+        texts = await until(lambda: _all(store, conversation, 3))
+        assert texts == ["espera", "[image]", "depois"]
+
+
 async def test_two_processes_share_one_postgres_store(
     tmp_path: Path, standin: GraphStandIn, postgres_cluster: PgCluster
 ) -> None:
@@ -220,5 +269,9 @@ async def test_two_processes_share_one_postgres_store(
 
 
 async def _all_six(store: Store, conversation: str) -> list[str] | None:
+    return await _all(store, conversation, 6)
+
+
+async def _all(store: Store, conversation: str, count: int) -> list[str] | None:
     texts = await contact_texts(store, conversation)
-    return texts if len(texts) == 6 else None
+    return texts if len(texts) == count else None

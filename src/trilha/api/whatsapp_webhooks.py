@@ -4,8 +4,10 @@
 verified body in the store and answers 200 at once, so Meta never retries for trilha's
 own slowness. :class:`WebhookProcessor`, a task of every ``trilha serve`` process with
 ``[channel] kind = "whatsapp"``, claims the stored bodies under a lease (several
-processes may share one store: a body is leased to one, and none overtakes a body
-another is processing), reads each one (:func:`trilha.channels.whatsapp.inbound.parse_webhook`)
+processes may share one store: a body is leased to one), a contact's bodies in the
+order they were stored (a body waits while an older one of its conversation is
+pending, being processed or waiting for its retry; other contacts' bodies go on),
+reads each one (:func:`trilha.channels.whatsapp.inbound.parse_webhook`)
 and handles its updates in order:
 
 * a contact's message goes to the institution of the number it was sent to
@@ -33,7 +35,10 @@ A transient failure (the Graph API away, the store's queue over its bound, a
 conversation that kept changing) stops the body where it is: it is retried with
 backoff (``[channel] backoff_seconds`` doubling up to ``max_backoff_seconds``) from
 that update, up to :data:`MAX_ATTEMPTS` claims, then kept as ``failed`` with an ERROR
-line. Processed bodies are deleted after :data:`RETAIN_SECONDS`.
+line. Its conversations' later bodies wait for it meanwhile: the route stores each
+body with the conversations it names, and the store's claim holds a body back while
+an older pending one names any of them (the later bodies claimed with it are given
+back uncounted, ``_chain``). Processed bodies are deleted after :data:`RETAIN_SECONDS`.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from trilha.channels.whatsapp.inbound import (
     MessageUpdate,
     StatusUpdate,
     Update,
+    conversation_keys,
     parse_webhook,
 )
 from trilha.config import Config, WhatsAppConfig, expand_secret
@@ -212,15 +218,27 @@ class WebhookProcessor:
         return len(claimed)
 
     async def _chain(self, hooks: list[ChannelWebhook]) -> None:
-        for hook in hooks:
+        """Process one conversation's bodies in order, stopping at the first that is
+        not finished (put back for its retry, crashed, or its lease lost): the later
+        ones are given back unprocessed, their claim not counted, and the store holds
+        them back until the older one is done or given up."""
+        for position, hook in enumerate(hooks):
             try:
-                await self.process(hook)
+                finished = await self.process(hook)
             except StoreError:
-                raise  # the loop waits for the store; the lease keeps the body
+                raise  # the loop waits for the store; the leases keep the bodies
             except Exception as exc:  # a bug: this body backs off (and is given up in
                 # the end) rather than being claimed again at every lease, for ever
                 log.exception("whatsapp.webhook_crashed", webhookId=hook.id)
-                await self._later(hook, hook.progress, f"internal error: {type(exc).__name__}")
+                finished = await self._later(
+                    hook, hook.progress, f"internal error: {type(exc).__name__}"
+                )
+            if not finished:
+                rest = [later.id for later in hooks[position + 1 :]]
+                if rest:
+                    await self.store.release_channel_webhooks(rest, owner=self.owner)
+                    log.debug("whatsapp.webhooks_held", webhookId=hook.id, held=rest)
+                return
 
     async def _beat(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -241,26 +259,29 @@ class WebhookProcessor:
 
     # one body -------------------------------------------------------------------------
 
-    async def process(self, hook: ChannelWebhook) -> None:
+    async def process(self, hook: ChannelWebhook) -> bool:
+        """Handle the body's updates from its progress on; whether it is finished
+        (``done`` or ``failed``) rather than put back for its retry."""
         try:
             updates = parse_webhook(json.loads(hook.body))
         except (ValueError, RecursionError) as exc:  # JSON, Unicode, depth, or the bounds
             log.error("whatsapp.webhook_unreadable", webhookId=hook.id, error=str(exc)[:300])
-            await self._settle(hook, "failed", f"unreadable: {str(exc)[:300]}")
-            return
+            return await self._settle(hook, "failed", f"unreadable: {str(exc)[:300]}")
         notes: list[str] = []
         for index in range(hook.progress, len(updates)):
             try:
                 note = await self._apply(updates[index])
             except Later as exc:
-                await self._later(hook, index, str(exc))
-                return
+                return await self._later(hook, index, str(exc))
             if note is not None:
                 notes.append(note)
-        await self._settle(hook, "done", "; ".join(notes) or None)
+        settled = await self._settle(hook, "done", "; ".join(notes) or None)
         log.debug("whatsapp.webhook_processed", webhookId=hook.id, updates=len(updates))
+        return settled
 
-    async def _later(self, hook: ChannelWebhook, index: int, error: str) -> None:
+    async def _later(self, hook: ChannelWebhook, index: int, error: str) -> bool:
+        """Put the body back for its retry (False), or give it up past its attempts
+        (True: it no longer holds its conversation's later bodies back)."""
         if hook.attempts >= MAX_ATTEMPTS:
             log.error(
                 "whatsapp.webhook_failed",
@@ -269,8 +290,7 @@ class WebhookProcessor:
                 update=index,
                 error=error,
             )
-            await self._settle(hook, "failed", f"gave up at update {index}: {error}", index)
-            return
+            return await self._settle(hook, "failed", f"gave up at update {index}: {error}", index)
         ceiling = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (hook.attempts - 1))
         delay = ceiling * (0.5 + 0.5 * self._rng())
         log.warning(
@@ -291,15 +311,19 @@ class WebhookProcessor:
             retry_at=now + delay,
             progress=index,
         )
+        return False
 
     async def _settle(
         self, hook: ChannelWebhook, status: Any, note: str | None, progress: int = 0
-    ) -> None:
+    ) -> bool:
+        """Settle the body; False when this process no longer held its lease."""
         if not await self.store.settle_channel_webhook(
             hook.id, owner=self.owner, now=self.now(), status=status, error=note, progress=progress
         ):
             # another process took the body over (this one was too slow for its lease)
             log.warning("whatsapp.webhook_lease_lost", webhookId=hook.id, owner=self.owner)
+            return False
+        return True
 
     async def _apply(self, update: Update) -> str | None:
         """Handle one update; a note for the body when something was skipped."""
@@ -510,11 +534,10 @@ def chains(hooks: list[ChannelWebhook]) -> list[list[ChannelWebhook]]:
     """``hooks`` (in the order stored) split into chains that share no conversation:
     bodies naming a conversation in common stay in one chain, in order; a body that
     cannot be read is a chain of its own (its processing fails it)."""
-    groups: list[tuple[set[tuple[str, str]], list[ChannelWebhook]]] = []
+    groups: list[tuple[set[str], list[ChannelWebhook]]] = []
     for hook in hooks:
         try:
-            updates = parse_webhook(json.loads(hook.body))
-            keys = {key for u in updates if (key := _conversation_of(u)) is not None}
+            keys = set(conversation_keys(parse_webhook(json.loads(hook.body))))
         except (ValueError, RecursionError):
             keys = set()
         joined = [g for g in groups if g[0] & keys]
@@ -527,11 +550,3 @@ def chains(hooks: list[ChannelWebhook]) -> list[list[ChannelWebhook]]:
         merged.sort(key=lambda h: h.id)
         groups.append((merged_keys, merged))
     return [hooks for _, hooks in groups]
-
-
-def _conversation_of(update: Update) -> tuple[str, str] | None:
-    if isinstance(update, MessageUpdate):
-        return update.phone_number_id, update.wa_id
-    if isinstance(update, StatusUpdate):
-        return update.phone_number_id, update.recipient_id
-    return None  # nothing is done with it: it orders nothing

@@ -855,18 +855,32 @@ class Store(Protocol):
         of ids; executions with none are left out."""
 
     # channel webhooks -----------------------------------------------------------
-    async def receive_channel_webhook(self, channel: str, body: bytes, *, now: float) -> int:
-        """Keep a verified webhook body durably (its id), due for processing now."""
+    async def receive_channel_webhook(
+        self, channel: str, body: bytes, *, now: float, keys: Sequence[str] = ()
+    ) -> int:
+        """Keep a verified webhook body durably (its id), due for processing now, with
+        the conversations it names (``keys``, written in the same transaction; at most
+        1,000 of up to 300 characters, :class:`ValueError` beyond): they order it
+        among the channel's other bodies (:meth:`claim_channel_webhooks`)."""
 
     async def claim_channel_webhooks(
         self, channel: str, owner: str, *, now: float, lease_seconds: float, limit: int
     ) -> list[ChannelWebhook]:
         """Lease up to ``limit`` due ``pending`` bodies of ``channel``, oldest first,
         counting an attempt for each. A lease is live until it expires or its owner stops
-        its heartbeat (:meth:`heartbeat`); none is handed out while an older body of the
-        channel is under a live lease, so bodies are processed in the order they were
-        stored, whichever process claims them (a body waiting for its retry does not hold
-        the others back)."""
+        its heartbeat (:meth:`heartbeat`). A body is not handed out while an older
+        ``pending`` body (under a live lease, or waiting for its retry) that is not
+        handed out with it shares one of its conversation keys, so a conversation's
+        bodies are processed in the order they were stored, whichever process claims
+        them; bodies sharing none are not held back, and a ``done`` or ``failed`` body
+        holds nothing back. Bodies handed out together are the claimer's to process in
+        order (:meth:`release_channel_webhooks` for those it does not reach)."""
+
+    async def release_channel_webhooks(self, webhook_ids: Sequence[int], *, owner: str) -> int:
+        """Give back ``owner``'s leases of these ``pending`` bodies untouched, as though
+        they had not been claimed (the attempt is not counted): the claimer stopped
+        before them (an older body of their conversation is retried later). How many
+        were given back."""
 
     async def settle_channel_webhook(
         self,

@@ -2224,9 +2224,11 @@ class PostgresStore:
 
     # channel webhooks ----------------------------------------------------------------------
 
-    async def receive_channel_webhook(self, channel: str, body: bytes, *, now: float) -> int:
+    async def receive_channel_webhook(
+        self, channel: str, body: bytes, *, now: float, keys: Sequence[str] = ()
+    ) -> int:
         async def run(conn: Connection) -> int:
-            return await webhooks_postgres.receive(conn, channel, body, now)
+            return await webhooks_postgres.receive(conn, channel, body, now, keys)
 
         return await self._write(run)
 
@@ -2237,6 +2239,15 @@ class PostgresStore:
             return await webhooks_postgres.claim(
                 conn, channel, owner, now=now, lease_seconds=lease_seconds, limit=limit
             )
+
+        return await self._write(run)
+
+    async def release_channel_webhooks(self, webhook_ids: Sequence[int], *, owner: str) -> int:
+        if not webhook_ids:
+            return 0
+
+        async def run(conn: Connection) -> int:
+            return await webhooks_postgres.release(conn, webhook_ids, owner)
 
         return await self._write(run)
 

@@ -2016,9 +2016,11 @@ class SQLiteStore:
 
     # channel webhooks ----------------------------------------------------------------------
 
-    async def receive_channel_webhook(self, channel: str, body: bytes, *, now: float) -> int:
+    async def receive_channel_webhook(
+        self, channel: str, body: bytes, *, now: float, keys: Sequence[str] = ()
+    ) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            return webhooks_sqlite.receive(conn, channel, body, now)
+            return webhooks_sqlite.receive(conn, channel, body, now, keys)
 
         return await self._write(run)
 
@@ -2029,6 +2031,15 @@ class SQLiteStore:
             return webhooks_sqlite.claim(
                 conn, channel, owner, now=now, lease_seconds=lease_seconds, limit=limit
             )
+
+        return await self._write(run)
+
+    async def release_channel_webhooks(self, webhook_ids: Sequence[int], *, owner: str) -> int:
+        if not webhook_ids:
+            return 0
+
+        def run(conn: sqlite3.Connection) -> int:
+            return webhooks_sqlite.release(conn, webhook_ids, owner)
 
         return await self._write(run)
 

@@ -27,6 +27,7 @@ from trilha.api.problems import Problem, problems
 from trilha.channels.whatsapp.inbound import (
     WEBHOOK_CHANNEL,
     WebhookRefused,
+    conversation_keys,
     parse_webhook,
     signature_ok,
 )
@@ -138,7 +139,8 @@ async def receive(
             kind="invalid_signature",
         )
     try:
-        parse_webhook(json.loads(raw))
+        # the conversations it names order it among the stored bodies (per contact)
+        keys = conversation_keys(parse_webhook(json.loads(raw)))
     except WebhookRefused as exc:
         if exc.too_large:
             raise Problem(413, f"{exc}: nothing was stored", kind="too_large") from None
@@ -147,7 +149,7 @@ async def receive(
         raise Problem(400, "the body is not valid JSON", kind="malformed_json") from None
     state = state_of(request.app)
     webhook_id = await state.runtime.store.receive_channel_webhook(
-        WEBHOOK_CHANNEL, raw, now=state.runtime.engine.clock.now()
+        WEBHOOK_CHANNEL, raw, now=state.runtime.engine.clock.now(), keys=keys
     )
     inbound.processor.wake()
     log.debug("whatsapp.webhook_received", webhookId=webhook_id, bytes=len(raw))

@@ -57,6 +57,7 @@ __all__ = [
     "Update",
     "WebhookRefused",
     "conversation_id",
+    "conversation_keys",
     "error_text",
     "parse_webhook",
     "signature_ok",
@@ -158,6 +159,19 @@ Update = MessageUpdate | StatusUpdate | Ignored
 def conversation_id(phone_number_id: str, wa_id: str) -> str:
     """A WhatsApp conversation's id in trilha: the business number and the contact."""
     return f"wa:{phone_number_id}:{wa_id}"
+
+
+def conversation_keys(updates: list[Update]) -> list[str]:
+    """The conversations ``updates`` speak of, as the store orders bodies by them
+    (``phone_number_id:wa_id`` of each message, and of each status's recipient; an
+    ignored update orders nothing), without repeats, in order."""
+    keys: dict[str, None] = {}
+    for update in updates:
+        if isinstance(update, MessageUpdate):
+            keys[f"{update.phone_number_id}:{update.wa_id}"] = None
+        elif isinstance(update, StatusUpdate):
+            keys[f"{update.phone_number_id}:{update.recipient_id}"] = None
+    return list(keys)
 
 
 def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
