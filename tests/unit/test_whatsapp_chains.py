@@ -5,7 +5,7 @@ naming two contacts joins their chains; an unreadable one stands alone."""
 from __future__ import annotations
 
 import whatsapp_webhooks as wa
-from trilha.api.whatsapp_webhooks import chains
+from trilha.api.whatsapp_webhooks import chains, read_body
 from trilha.store.base import ChannelWebhook
 
 
@@ -24,10 +24,11 @@ def test_bodies_sharing_a_contact_form_one_chain_in_order() -> None:
     unreadable = hook(5, b"{not json")
     status = hook(6, wa.encode(wa.notification(wa.value(statuses=[
         wa.status("wamid.x", "read", key="k", recipient="222")]))))  # fmt: skip
-    got = chains([a, b, c, d, unreadable, status])
-    assert sorted([h.id for h in chain] for chain in got) == [[1, 3, 4], [2, 6], [5]]
+    got = chains([(h, read_body(h)) for h in (a, b, c, d, unreadable, status)])
+    assert sorted([h.id for h, _ in chain] for chain in got) == [[1, 3, 4], [2, 6], [5]]
 
 
 def test_a_late_body_joining_two_chains_keeps_the_stored_order() -> None:
     first, second, both = hook(1, says("111")), hook(2, says("222")), hook(3, says("222", "111"))
-    assert [[h.id for h in chain] for chain in chains([first, second, both])] == [[1, 2, 3]]
+    got = chains([(h, read_body(h)) for h in (first, second, both)])
+    assert [[h.id for h, _ in chain] for chain in got] == [[1, 2, 3]]

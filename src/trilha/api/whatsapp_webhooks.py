@@ -209,22 +209,23 @@ class WebhookProcessor:
         # contacts are independent: each chain of bodies (those sharing a conversation,
         # in the order stored) runs beside the others, so one busy contact, or one
         # institution's flood, does not queue every other contact's reply behind it
+        bodies = [(hook, read_body(hook)) for hook in claimed]  # each parsed once
         done = await asyncio.gather(
-            *(self._chain(chain) for chain in chains(claimed)), return_exceptions=True
+            *(self._chain(chain) for chain in chains(bodies)), return_exceptions=True
         )
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome  # a StoreError: the loop waits for the store
         return len(claimed)
 
-    async def _chain(self, hooks: list[ChannelWebhook]) -> None:
+    async def _chain(self, hooks: list[Body]) -> None:
         """Process one conversation's bodies in order, stopping at the first that is
         not finished (put back for its retry, crashed, or its lease lost): the later
         ones are given back unprocessed, their claim not counted, and the store holds
         them back until the older one is done or given up."""
-        for position, hook in enumerate(hooks):
+        for position, (hook, read) in enumerate(hooks):
             try:
-                finished = await self.process(hook)
+                finished = await self.process(hook, read)
             except StoreError:
                 raise  # the loop waits for the store; the leases keep the bodies
             except Exception as exc:  # a bug: this body backs off (and is given up in
@@ -234,7 +235,7 @@ class WebhookProcessor:
                     hook, hook.progress, f"internal error: {type(exc).__name__}"
                 )
             if not finished:
-                rest = [later.id for later in hooks[position + 1 :]]
+                rest = [later.id for later, _ in hooks[position + 1 :]]
                 if rest:
                     await self.store.release_channel_webhooks(rest, owner=self.owner)
                     log.debug("whatsapp.webhooks_held", webhookId=hook.id, held=rest)
@@ -259,14 +260,14 @@ class WebhookProcessor:
 
     # one body -------------------------------------------------------------------------
 
-    async def process(self, hook: ChannelWebhook) -> bool:
-        """Handle the body's updates from its progress on; whether it is finished
-        (``done`` or ``failed``) rather than put back for its retry."""
-        try:
-            updates = parse_webhook(json.loads(hook.body))
-        except (ValueError, RecursionError) as exc:  # JSON, Unicode, depth, or the bounds
-            log.error("whatsapp.webhook_unreadable", webhookId=hook.id, error=str(exc)[:300])
-            return await self._settle(hook, "failed", f"unreadable: {str(exc)[:300]}")
+    async def process(self, hook: ChannelWebhook, read: list[Update] | Exception) -> bool:
+        """Handle the body's updates (``read``: :func:`read_body`'s) from its progress
+        on; whether it is finished (``done`` or ``failed``) rather than put back for its
+        retry."""
+        if isinstance(read, Exception):  # JSON, Unicode, depth, or the bounds
+            log.error("whatsapp.webhook_unreadable", webhookId=hook.id, error=str(read)[:300])
+            return await self._settle(hook, "failed", f"unreadable: {str(read)[:300]}")
+        updates = read
         notes: list[str] = []
         for index in range(hook.progress, len(updates)):
             try:
@@ -530,23 +531,34 @@ def _ignored(update: Ignored) -> str | None:
     return f"ignored {update.what}" if update.what == "malformed" else None
 
 
-def chains(hooks: list[ChannelWebhook]) -> list[list[ChannelWebhook]]:
-    """``hooks`` (in the order stored) split into chains that share no conversation:
+#: a claimed body with what it says: its updates, or why it cannot be read
+Body = tuple[ChannelWebhook, list[Update] | Exception]
+
+
+def read_body(hook: ChannelWebhook) -> list[Update] | Exception:
+    """The body's updates, or the error that makes it unreadable (JSON, Unicode, nesting
+    depth, the bounds): read once per claim, for its chain and for its processing."""
+    try:
+        return parse_webhook(json.loads(hook.body))
+    except (ValueError, RecursionError) as exc:
+        return exc
+
+
+def chains(bodies: list[Body]) -> list[list[Body]]:
+    """``bodies`` (in the order stored) split into chains that share no conversation:
     bodies naming a conversation in common stay in one chain, in order; a body that
     cannot be read is a chain of its own (its processing fails it)."""
-    groups: list[tuple[set[str], list[ChannelWebhook]]] = []
-    for hook in hooks:
-        try:
-            keys = set(conversation_keys(parse_webhook(json.loads(hook.body))))
-        except (ValueError, RecursionError):
-            keys = set()
+    groups: list[tuple[set[str], list[Body]]] = []
+    for body in bodies:
+        read = body[1]
+        keys = set() if isinstance(read, Exception) else set(conversation_keys(read))
         joined = [g for g in groups if g[0] & keys]
         merged_keys, merged = set(keys), []
         for group in joined:
             merged_keys |= group[0]
             merged.extend(group[1])
             groups.remove(group)
-        merged.append(hook)
-        merged.sort(key=lambda h: h.id)
+        merged.append(body)
+        merged.sort(key=lambda b: b[0].id)
         groups.append((merged_keys, merged))
-    return [hooks for _, hooks in groups]
+    return [chain for _, chain in groups]
