@@ -16,10 +16,10 @@ from trilha.core.content import (
     Localized,
     Said,
     degrade,
-    options_of,
     render_content,
 )
 from trilha.core.expressions import compile_expression
+from trilha.core.reengage import template_instead
 from trilha.core.template_messages import render_template_message
 from trilha.core.templates import render
 from trilha.errors import OutsideWindow
@@ -72,15 +72,12 @@ def say(ctx: StepContext, text: Localized | None, node: ContentFields, what: str
         raise OutsideWindow(f"{window.why_closed(ctx.now)}, and the node has no template")
     notes = list(said.truncated)
     template = render_template_message(node.template, lambda t: fill(t, None), notes)
+    content = dict(said.content or {"type": "text", "text": said.text})
+    content["template"] = template
     if is_open:
-        content = dict(said.content or {"type": "text", "text": said.text})
-        content["template"] = template
         return Said(said.text, content, tuple(notes), said.degraded)
     sent = f"template '{node.template.name}' sent instead ({window.why_closed(ctx.now)})"
-    instead: dict[str, Any] = {"type": "template", "template": template, "text": said.text}
-    options = options_of(said.content) if said.content is not None else []
-    if options:
-        # the options the node would have shown, kept so a reply picks one as it would
-        # (a template's quick-reply payload carrying a button's id, or the option's number)
-        instead["options"] = [{"id": o["id"], "title": o["title"]} for o in options]
+    # the same content a 131047 reported later switches the message to, options kept
+    instead = template_instead(content, said.text)
+    assert instead is not None  # the content carries the template just rendered
     return Said(said.text, instead, tuple(notes), (sent,))
