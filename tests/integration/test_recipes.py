@@ -140,6 +140,7 @@ class Replay:
         for path in options.get("--config", []):
             config = recipe_config(ROOT / path, self.booking_url)
         self.h = self.make(config=config)
+        self.h.engine.renders = frozenset()  # the terminal's channel shows text only
         flow = await self.h.publish(json.loads((ROOT / flow_file).read_text(encoding="utf-8")))
         ex = await self.h.engine.start(
             flow.id,
@@ -319,6 +320,11 @@ async def test_menu_in_the_terminal_as_the_page_shows(make_harness: Callable[...
     session = await run_block(make_harness, transcripts("menu.md")["terminal"])
     h = session.h
     ex = await h.get(session.execution_id)
+    menu = h.channel.messages[0].content  # degraded for the terminal: numbered options
+    assert menu["type"] == "text" and menu["options"][1] == {
+        "id": "falta_agua",
+        "title": "Falta d'água",
+    }
     assert ex.variables["assunto"] == "falta_agua" and ex.variables["falta"] == "rua"
     assert ex.current_node_id == "falta_rua" and ex.outcome is Outcome.COMPLETED
 
