@@ -3,8 +3,8 @@ publish, all at once, institution beta's conversations over the API keep answeri
 
 Runs ``bench/neighbours.py`` briefly (its own ``trilha serve``, a webhook receiver,
 beta's conversations alone and then beside acme's attacks) and reads its JSON. The
-bound on beta's latency is far from what was measured (see the README's *Security
-model*) and far below the stalls the findings describe (41 s, 101 s, minutes): it
+bound on beta's latency is far from what was measured (see docs/security.md, *A noisy
+neighbour, measured*) and far below the stalls the findings describe (41 s, 101 s, minutes): it
 catches a stall of the service, not a slow CI machine.
 """
 
