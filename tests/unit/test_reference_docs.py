@@ -25,6 +25,7 @@ from trilha.reference_docs.markdown import cell, code
 from trilha.reference_docs.schema_reference import (
     COMMON_NODE_TYPES,
     flow_schema_page,
+    markdown_text,
     node_types_page,
 )
 
@@ -309,3 +310,36 @@ def test_api_page_renders_a_body_and_groups_by_tag() -> None:
     assert "`application/json`: [Thing](#schema-thing)" in route
     assert "| `size` | integer | yes | How \\| big. |" in route
     assert "| `204` | Stored. |  |" in route
+
+
+def test_docstring_markup_reads_as_markdown() -> None:
+    """Descriptions made from docstrings keep no reStructuredText: double backticks and
+    Sphinx roles become code spans."""
+    assert markdown_text("See :mod:`trilha.core.answers` and ``id``.") == (
+        "See `trilha.core.answers` and `id`."
+    )
+
+
+def test_every_link_between_the_pages_has_its_target(generated: dict[str, str]) -> None:
+    """Each ``#anchor`` a generated page links to is a heading's id, on that page or on
+    the generated page it names."""
+    ids = {
+        path: set(re.findall(r"\{#([a-z0-9-]+)\}\s*$", text, re.M))
+        for path, text in generated.items()
+        if path.endswith(".md")
+    }
+    checked = 0
+    for path, text in generated.items():
+        if not path.endswith(".md"):
+            continue
+        folder = path.rsplit("/", 1)[0]
+        for target, fragment in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", text):
+            if not target:
+                page = path
+            elif target.startswith("../"):  # every generated page is one folder deep
+                page = target.removeprefix("../")
+            else:
+                page = f"{folder}/{target}"
+            assert fragment in ids[page], (path, target, fragment)
+            checked += 1
+    assert checked > 100

@@ -13,6 +13,7 @@ from typing import Any
 
 from trilha.reference_docs.markdown import anchor, cell, code, paragraphs, table
 from trilha.reference_docs.schema_reference import (
+    NODES,
     markdown_text,
     properties_table,
     resolve,
@@ -54,6 +55,8 @@ def schema_anchor(name: str) -> str:
 
 
 def _link(name: str) -> str:
+    if name == NODES:  # a flow's nodes: the flow schema's reference lists the types
+        return "../reference/flow-schema.md#node-types"
     return f"#{schema_anchor(name)}"
 
 

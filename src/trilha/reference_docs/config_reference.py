@@ -32,6 +32,7 @@ class Section:
     path: str  # "dependencies.NAME", "" for the top level
     model: type[BaseModel]
     description: str | None
+    depth: int = 0  # 0 the top level, 1 its tables, 2 theirs...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ def sections(root: type[BaseModel]) -> Iterator[Section]:
             if kind == "named":
                 path += ".NAME"
             header = f"[[{path}]]" if kind == "array" else f"[{path}]"
-            yield from visit(Section(header, path, model, field.description))
+            yield from visit(Section(header, path, model, field.description, section.depth + 1))
 
     yield from visit(Section("", "", root, None))
 
@@ -139,6 +140,11 @@ def _bounds(field: FieldInfo) -> list[str]:
             said.append(f"length ≥ {item.min_length}")
         elif isinstance(item, annotated_types.MaxLen):
             said.append(f"length ≤ {item.max_length}")
+    low = next((s for s in said if s.startswith("length ≥")), None)
+    high = next((s for s in said if s.startswith("length ≤")), None)
+    if low and high:  # one phrase for both ends
+        said = [s for s in said if s not in (low, high)]
+        said.append(f"length {low.split()[-1]} to {high.split()[-1]}")
     return said
 
 
@@ -203,5 +209,5 @@ def config_page(root: type[BaseModel]) -> str:
     """The whole page: the top-level keys, then each table under its own heading."""
     out = [_INTRO]
     for section in sections(root):
-        out.append(_section_text(section, 2 if section.path.count(".") == 0 else 3))
+        out.append(_section_text(section, 2 if section.depth <= 1 else 3))
     return "".join(out).rstrip("\n") + "\n"

@@ -10,6 +10,7 @@ than failing: the schema is the one place they are written.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +25,21 @@ COMMON_NODE_TYPES = ("message", "question", "condition", "set", "http", "handoff
 SCHEMA_FILE = "schema/flow.schema.json"
 
 Link = Callable[[str], str]
-"""A ``$defs`` name to the URL of its section (a page's own anchor, or another page's)."""
+"""A ``$defs`` name to the URL of its section (a page's own anchor, or another page's);
+:data:`NODES` to the list of node types."""
+
+#: what a :data:`Link` is given for "any node type" (the ``nodes`` union)
+NODES = ""
+
+
+#: a Sphinx cross-reference in a docstring-made description: :mod:`trilha.x`
+_ROLE = re.compile(r":(?:mod|class|func|data|meth|attr|obj):`~?([^`]+)`")
 
 
 def markdown_text(value: Any) -> str:
-    """A description as Markdown: reStructuredText's double backticks become single."""
-    return str(value).replace("``", "`") if value else ""
+    """A description as Markdown: reStructuredText's double backticks become single,
+    a Sphinx role its plain code span."""
+    return _ROLE.sub(r"`\1`", str(value).replace("``", "`")) if value else ""
 
 
 def _ref_name(ref: str) -> str:
@@ -99,7 +109,7 @@ def type_text(schema: dict[str, Any], fragment: dict[str, Any], link: Link) -> s
     options = fragment.get("oneOf") or fragment.get("anyOf")
     if options:
         if "discriminator" in fragment:
-            return "node"
+            return f"[node]({link(NODES)})"
         words = [type_text(schema, o, link) for o in options if o.get("type") != "null"]
         return " or ".join(dict.fromkeys(w for w in words if w)) or "null"
     kind = fragment.get("type")
@@ -200,6 +210,8 @@ def flow_schema_page(schema: dict[str, Any]) -> str:
     by_definition = {n.definition: n.name for n in nodes if n.definition}
 
     def link(name: str) -> str:
+        if name == NODES:
+            return "#node-types"
         if name in by_definition:
             return f"#{node_anchor(by_definition[name])}"
         return f"#{def_anchor(name)}"
@@ -239,6 +251,8 @@ def node_types_page(schema: dict[str, Any]) -> str:
     by_definition = {n.definition: n.name for n in nodes if n.definition}
 
     def link(name: str) -> str:
+        if name == NODES:
+            return "#node-types"
         if name in by_definition:
             return f"#{anchor(by_definition[name])}"
         return f"../reference/flow-schema.md#{def_anchor(name)}"
