@@ -203,7 +203,11 @@ def _tiny_schema(with_help: bool) -> dict[str, Any]:
         node["description"] = "Send a | message."
         node["examples"] = [{"id": "hi", "type": "message", "text": "hi"}]
     other = {"type": "object", "properties": {"type": {"const": "zeta"}}}
+    top: dict[str, Any] = {}
+    if with_help:
+        top = {"$id": "https://example.com/flow.json", "examples": [{"id": "tiny"}]}
     return {
+        **top,
         "type": "object",
         "properties": {
             "nodes": {
@@ -236,15 +240,20 @@ def test_node_types_show_their_description_example_and_properties() -> None:
     assert '| `text` | string | no | Say it. | `"hi"` |' in message
     assert "list of [Button](../reference/flow-schema.md#def-button)" in message
     assert "[`message`](#message) | Send a \\| message. |" in page
-    assert "### `Button` {#def-button}" in flow_schema_page(schema)
+    flow_page = flow_schema_page(schema)
+    assert "### `Button` {#def-button}" in flow_page
+    assert "Its `$id` is `https://example.com/flow.json`." in flow_page
+    assert '```json\n{\n  "id": "tiny"\n}\n```' in _section(flow_page, "The flow")
 
 
 def test_missing_descriptions_render_nothing() -> None:
     """A schema without descriptions or examples still renders: empty cells, no JSON
     block, no example column."""
-    page = node_types_page(_tiny_schema(with_help=False))
+    schema = _tiny_schema(with_help=False)
+    page = node_types_page(schema)
     message = _section(page, "`message`")
     assert "```json" not in message
+    assert "```json" not in flow_schema_page(schema)
     assert "| Property | Type | Required | Description |\n" in message
     assert "| `text` | string | no |  |" in message
 

@@ -178,13 +178,18 @@ def properties_table(schema: dict[str, Any], obj: dict[str, Any], link: Link) ->
     return table(headers, rows)
 
 
-def node_example(node: NodeType) -> str:
-    """The node type's first example, a complete node, as a JSON block; or nothing."""
-    examples = node.schema.get("examples")
+def _example_block(fragment: dict[str, Any]) -> str:
+    """A schema's first example as a JSON block; or nothing."""
+    examples = fragment.get("examples")
     if not (isinstance(examples, list) and examples):
         return ""
     text = json.dumps(examples[0], indent=2, ensure_ascii=False)
     return f"```json\n{text}\n```\n\n"
+
+
+def node_example(node: NodeType) -> str:
+    """The node type's first example, a complete node, as a JSON block; or nothing."""
+    return _example_block(node.schema)
 
 
 def _definitions(schema: dict[str, Any], nodes: list[NodeType]) -> Iterator[tuple[str, Any]]:
@@ -223,8 +228,10 @@ def flow_schema_page(schema: dict[str, Any]) -> str:
         f" schema itself is [{SCHEMA_FILE.rsplit('/', 1)[-1]}](../{SCHEMA_FILE}), for"
         " editors and CI. [Node types](../flows/node-types.md) shows each type with an"
         " example.\n\n",
+        paragraphs(f"Its `$id` is `{schema['$id']}`." if schema.get("$id") else ""),
         "## The flow {#the-flow}\n\n",
         paragraphs(markdown_text(schema.get("description"))),
+        _example_block(schema),
         properties_table(schema, schema, link),
         "\n## Node types {#node-types}\n\n",
         "Every node has an `id` and a `type`; the type decides the rest.\n\n",
