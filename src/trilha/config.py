@@ -66,58 +66,193 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class EngineConfig(WireModel):
-    lease_seconds: float = Field(default=30.0, gt=0.1, le=3_600, allow_inf_nan=False)
-    batch_size: int = Field(default=64, ge=1, le=1_000)
-    poll_interval_seconds: float = Field(default=0.2, gt=0, le=60)
-    #: how often a running worker tells the store it is alive; a worker silent for
-    #: three of these is taken for dead and its executions are claimed by others
-    heartbeat_seconds: float = Field(default=0.5, gt=0, le=60, allow_inf_nan=False)
-    max_steps_per_turn: int = Field(default=1_000, ge=1, le=100_000)
-    #: steps one execution may take in its whole life, and steps in a row without any
-    #: reply from the contact (a loop through a delay): past either it ends ``failed``
-    max_steps_per_execution: int = Field(default=10_000, ge=1, le=100_000_000)
-    max_steps_without_input: int = Field(default=1_000, ge=1, le=100_000_000)
-    #: a reply longer than this (characters) takes the question's invalid-answer path
-    #: before any check runs; 4,096 is WhatsApp's own limit for a text message
-    max_input_chars: int = Field(default=4_096, ge=1, le=1_048_576)
-    #: the largest value a node may assign to one variable, measured as its JSON
-    max_value_bytes: int = Field(default=65_536, ge=64, le=64 * 2**20)
-    #: the largest an execution's variables may grow, measured as their JSON
-    max_state_bytes: int = Field(default=262_144, ge=256, le=256 * 2**20)
-    #: how many sub-flows may run nested inside one another (``subflow`` nodes); a call
-    #: past it fails the calling node with kind ``limit``
-    max_call_depth: int = Field(default=8, ge=1, le=100)
-    #: signals an execution may hold that no ``wait_event`` node has taken yet; one more
-    #: is refused (a sender cannot pile up signals nothing waits for)
-    max_pending_signals: int = Field(default=100, ge=1, le=100_000)
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0.1,
+        le=3_600,
+        allow_inf_nan=False,
+        description=(
+            "How long a worker holds an execution it claimed; a lease not renewed "
+            "is free after this, whatever the heartbeat (renewed during `http` and "
+            "`ai` calls)."
+        ),
+    )
+    batch_size: int = Field(
+        default=64,
+        ge=1,
+        le=1_000,
+        description=(
+            "Executions a worker claims per round (they commit together): its executions in flight."
+        ),
+    )
+    poll_interval_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        le=60,
+        description=(
+            "How often an idle worker looks for due work when no notification woke "
+            "it; timers wake at their time regardless."
+        ),
+    )
+    heartbeat_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description=(
+            "How often a running worker tells the store it is alive; a worker "
+            "silent for three of these is taken for dead and its executions are "
+            "claimed by others."
+        ),
+    )
+    max_steps_per_turn: int = Field(
+        default=1_000,
+        ge=1,
+        le=100_000,
+        description=(
+            "Steps one turn may take without waiting for the contact: a flow "
+            "looping without waiting ends `failed`."
+        ),
+    )
+    max_steps_per_execution: int = Field(
+        default=10_000,
+        ge=1,
+        le=100_000_000,
+        description=(
+            "Steps one execution may take in its whole life: past it the execution ends `failed`."
+        ),
+    )
+    max_steps_without_input: int = Field(
+        default=1_000,
+        ge=1,
+        le=100_000_000,
+        description=(
+            "Steps in a row an execution may take without any reply from the "
+            "contact (a loop through a delay): past it the execution ends `failed`."
+        ),
+    )
+    max_input_chars: int = Field(
+        default=4_096,
+        ge=1,
+        le=1_048_576,
+        description=(
+            "A reply longer than this (characters) takes the question's "
+            "invalid-answer path before any check runs; 4,096 is WhatsApp's own "
+            "limit for a text message."
+        ),
+    )
+    max_value_bytes: int = Field(
+        default=65_536,
+        ge=64,
+        le=64 * 2**20,
+        description="The largest value a node may assign to one variable, measured as its JSON.",
+    )
+    max_state_bytes: int = Field(
+        default=262_144,
+        ge=256,
+        le=256 * 2**20,
+        description="The largest an execution's variables may grow, measured as their JSON.",
+    )
+    max_call_depth: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description=(
+            "How many sub-flows may run nested inside one another (`subflow` "
+            "nodes); a call past it fails the calling node with kind `limit`."
+        ),
+    )
+    max_pending_signals: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description=(
+            "Signals an execution may hold that no `wait_event` node has taken yet; "
+            "one more is refused (a sender cannot pile up signals nothing waits "
+            "for)."
+        ),
+    )
 
 
 class HttpConfig(WireModel):
-    #: hosts (names or IP addresses) the http node may reach even though they are private
-    allow_private: list[str] = Field(default_factory=list)
-    default_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
-    max_response_bytes: int = Field(default=1_048_576, ge=1)
+    allow_private: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Hosts (names or IP addresses) the http node may reach even though they are private."
+        ),
+    )
+    default_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description=(
+            "How long an `http` node's call waits for its answer when neither the "
+            "node nor its dependency sets a timeout."
+        ),
+    )
+    max_response_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description=(
+            "The largest answer an `http` node reads, counted after decompression; "
+            "past it the call stops with error kind `limit`."
+        ),
+    )
 
 
 class BreakerConfig(WireModel):
     """A dependency's circuit breaker (see :mod:`trilha.resilience.breaker`)."""
 
-    #: the share of failures, among the last ``window`` calls, that opens it
-    failure_rate: float = Field(default=DEFAULT_FAILURE_RATE, gt=0, le=1, allow_inf_nan=False)
-    #: how many of the latest calls the failure rate is measured over
-    window: int = Field(default=DEFAULT_WINDOW, ge=1, le=1_000)
-    #: the fewest calls in the window before the rate may open it
-    min_calls: int = Field(default=DEFAULT_MIN_CALLS, ge=1, le=1_000)
-    #: how long an open breaker fails calls fast before it lets probes through
-    open_seconds: float = Field(default=30.0, gt=0, le=86_400, allow_inf_nan=False)
-    #: calls let through while half-open; once all are answered it closes when their
-    #: failure rate is below ``failure_rate``, else opens again
-    half_open_probes: int = Field(default=3, ge=1, le=1_000)
-    #: consecutive failures that open it whatever the rate; off unless set
-    failure_threshold: int | None = Field(default=None, ge=1, le=10_000)
-    #: what counts as the dependency failing: timeout, connect, 4xx, 5xx or a status;
-    #: any other failure is the request's own (retried, then its fallback)
-    count: list[str] = Field(default_factory=lambda: list(DEFAULT_COUNT), max_length=200)
+    failure_rate: float = Field(
+        default=DEFAULT_FAILURE_RATE,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="The share of failures, among the last `window` calls, that opens it.",
+    )
+    window: int = Field(
+        default=DEFAULT_WINDOW,
+        ge=1,
+        le=1_000,
+        description="How many of the latest calls the failure rate is measured over.",
+    )
+    min_calls: int = Field(
+        default=DEFAULT_MIN_CALLS,
+        ge=1,
+        le=1_000,
+        description="The fewest calls in the window before the rate may open it.",
+    )
+    open_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="How long an open breaker fails calls fast before it lets probes through.",
+    )
+    half_open_probes: int = Field(
+        default=3,
+        ge=1,
+        le=1_000,
+        description=(
+            "Calls let through while half-open; once all are answered it closes "
+            "when their failure rate is below `failure_rate`, else opens again."
+        ),
+    )
+    failure_threshold: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Consecutive failures that open it whatever the rate; off unless set.",
+    )
+    count: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_COUNT),
+        max_length=200,
+        description=(
+            "What counts as the dependency failing: timeout, connect, 4xx, 5xx or a "
+            "status; any other failure is the request's own (retried, then its "
+            "fallback)."
+        ),
+    )
 
     @field_validator("count")
     @classmethod
@@ -152,35 +287,106 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 class DependencyConfig(WireModel):
     """A service flows may call by name (``http`` and ``ai`` nodes): the CRM, the NLP..."""
 
-    base_url: str
-    headers: dict[str, str] = Field(default_factory=dict)
-    #: Standard Webhooks secrets signing what trilha POSTs to it as a webhook (the
-    #: ``handoff`` desk's notices); see :class:`ChannelConfig`
-    signing_secrets: list[str] = Field(default_factory=list, max_length=2)
-    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
-    #: GET it to tell whether the dependency is back (2xx); a path relative to
-    #: ``base_url`` or an absolute URL on the same host
-    health_url: str | None = Field(default=None, min_length=1, max_length=2_000)
-    #: the retry policy of nodes calling this dependency that do not set their own
-    retry: RetryPolicy | None = None
-    #: rounds of a node's attempts (``max_attempts`` each) while its calls fail in ways
-    #: that count against this dependency (``breaker.count``): a round spent so leaves
-    #: the execution ``recovering`` for a pause, then the next round begins; ``1``: off
-    retry_rounds: int = Field(default=3, ge=1, le=10)
-    #: the pause before round 2 (0.5 to 1 times this, jittered), doubling per round
-    retry_round_seconds: float = Field(default=1.0, gt=0, le=3_600, allow_inf_nan=False)
-    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
-    #: the shortest pause between two probes while an execution waits for the dependency
-    wait_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3_600, allow_inf_nan=False)
-    #: who may call it: institution ids, or ``["*"]`` for every institution; without
-    #: it only the shared flows (``--flows DIR``) may (see :mod:`trilha.core.tenancy`)
-    institutions: list[Annotated[str, Field(pattern=INSTITUTION_PATTERN)]] | None = None
-    #: the header carrying an ``http`` node's idempotency key (the same on every attempt
-    #: of a step); ``""`` sends none, for a service that refuses unknown headers
-    idempotency_header: str = Field(default="Idempotency-Key", max_length=100)
-    #: the service applies a request at most once per idempotency key, so a ``POST`` or
-    #: ``PATCH`` whose answer was lost may be sent again (see :mod:`trilha.core.policies`)
-    idempotent: bool = False
+    base_url: str = Field(
+        description=(
+            "The service's http(s) URL; a node's `url` is a path relative to it (or "
+            "an absolute URL on the same host: a request never leaves the "
+            "dependency's host)."
+        )
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Sent with every call; `${NAME}` reads an environment variable (a "
+            "missing one fails the node with an error naming it)."
+        ),
+    )
+    signing_secrets: list[str] = Field(
+        default_factory=list,
+        max_length=2,
+        description=(
+            "Standard Webhooks secrets signing what trilha POSTs to it as a webhook "
+            "(the `handoff` desk's notices): the current one, and during a rotation "
+            "the one it replaces."
+        ),
+    )
+    timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="How long a call waits for its answer, unless the node sets `timeoutSeconds`.",
+    )
+    health_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2_000,
+        description=(
+            "GET it to tell whether the dependency is back (2xx); a path relative "
+            "to `base_url` or an absolute URL on the same host."
+        ),
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="The retry policy of nodes calling this dependency that do not set their own.",
+    )
+    retry_rounds: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description=(
+            "Rounds of a node's attempts (`max_attempts` each) while its calls fail "
+            "in ways that count against this dependency (`breaker.count`): a round "
+            "spent so leaves the execution `recovering` for a pause, then the next "
+            "round begins; `1`: off."
+        ),
+    )
+    retry_round_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=3_600,
+        allow_inf_nan=False,
+        description="The pause before round 2 (0.5 to 1 times this, jittered), doubling per round.",
+    )
+    breaker: BreakerConfig = Field(
+        default_factory=BreakerConfig,
+        description=(
+            "The dependency's circuit breaker: after enough failures calls fail "
+            "fast, and executions wait for the service to come back instead of "
+            "spending their retries."
+        ),
+    )
+    wait_probe_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3_600,
+        allow_inf_nan=False,
+        description=(
+            "The shortest pause between two probes while an execution waits for the dependency."
+        ),
+    )
+    institutions: list[Annotated[str, Field(pattern=INSTITUTION_PATTERN)]] | None = Field(
+        default=None,
+        description=(
+            'Who may call it: institution ids, or `["*"]` for every institution; '
+            "without it only the shared flows (`--flows DIR`) may."
+        ),
+    )
+    idempotency_header: str = Field(
+        default="Idempotency-Key",
+        max_length=100,
+        description=(
+            "The header carrying an `http` node's idempotency key (the same on "
+            'every attempt of a step); `""` sends none, for a service that refuses '
+            "unknown headers."
+        ),
+    )
+    idempotent: bool = Field(
+        default=False,
+        description=(
+            "The service applies a request at most once per idempotency key, so a "
+            "`POST` or `PATCH` whose answer was lost may be sent again."
+        ),
+    )
 
     @field_validator("idempotency_header")
     @classmethod
@@ -219,9 +425,12 @@ class CalendarConfig(CalendarDefinition):
     :mod:`trilha.core.calendars`), for the institutions it names. An institution's own
     calendar of the same name (``PUT /v1/calendars/NAME``) takes its place for it."""
 
-    #: whose calendar it is: institution ids, or ``["*"]``; every institution when absent
     institutions: list[Annotated[str, Field(pattern=INSTITUTION_PATTERN)]] | None = Field(
-        default=None, max_length=10_000
+        default=None,
+        max_length=10_000,
+        description=(
+            'Whose calendar it is: institution ids, or `["*"]`; every institution when absent.'
+        ),
     )
 
     def serves(self, institution_id: str) -> bool:
@@ -240,32 +449,77 @@ GRAPH_API_BASE_URL = "https://graph.facebook.com/v21.0"
 class WhatsAppNumber(WireModel):
     """One WhatsApp business number and the institution whose flows answer on it."""
 
-    #: the number's id in Meta's WhatsApp Manager (not the phone number itself)
-    phone_number_id: str = Field(pattern=r"^[0-9]{1,32}$")
-    institution: str = Field(min_length=1, max_length=200, pattern=FLOW_ID_PATTERN)
-    #: this number's own token (``${NAME}``), for an institution with its own business
-    #: account: no other institution's number is ever sent with it
-    access_token: str | None = Field(default=None, min_length=1, max_length=4_096)
+    phone_number_id: str = Field(
+        pattern=r"^[0-9]{1,32}$",
+        description="The number's id in Meta's WhatsApp Manager (not the phone number itself).",
+    )
+    institution: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=FLOW_ID_PATTERN,
+        description=("The institution whose flows answer the contacts who write to this number."),
+    )
+    access_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4_096,
+        description=(
+            "This number's own token (`${NAME}`), for an institution with its own "
+            "business account: no other institution's number is ever sent with it."
+        ),
+    )
 
 
 class WhatsAppConfig(WireModel):
     """``[channel.whatsapp]``: Meta's WhatsApp Cloud API (:mod:`trilha.channels.whatsapp`)."""
 
-    #: the system user's token (``${NAME}``) that sends messages and reads media
-    access_token: str = Field(min_length=1, max_length=4_096)
-    #: the Meta app's secret (``${NAME}``): ``X-Hub-Signature-256`` is checked with it
-    app_secret: str = Field(min_length=1, max_length=4_096)
-    #: what Meta's subscription check must send as ``hub.verify_token``
-    verify_token: str = Field(min_length=1, max_length=4_096)
-    #: the Graph API's address and version; tests point it at a stand-in
-    api_base_url: str = Field(default=GRAPH_API_BASE_URL, min_length=1, max_length=2_000)
-    #: sends per second per number, shared by every worker of the process (Meta's default
-    #: throughput is 80)
-    messages_per_second: float = Field(default=80.0, gt=0, le=1_000, allow_inf_nan=False)
-    #: mark the contact's messages read (blue ticks) when the bot answers them
-    mark_read: bool = False
-    timeout_seconds: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
-    numbers: list[WhatsAppNumber] = Field(min_length=1, max_length=10_000)
+    access_token: str = Field(
+        min_length=1,
+        max_length=4_096,
+        description="The system user's token (`${NAME}`) that sends messages and reads media.",
+    )
+    app_secret: str = Field(
+        min_length=1,
+        max_length=4_096,
+        description="The Meta app's secret (`${NAME}`): `X-Hub-Signature-256` is checked with it.",
+    )
+    verify_token: str = Field(
+        min_length=1,
+        max_length=4_096,
+        description="What Meta's subscription check must send as `hub.verify_token`.",
+    )
+    api_base_url: str = Field(
+        default=GRAPH_API_BASE_URL,
+        min_length=1,
+        max_length=2_000,
+        description="The Graph API's address and version; tests point it at a stand-in.",
+    )
+    messages_per_second: float = Field(
+        default=80.0,
+        gt=0,
+        le=1_000,
+        allow_inf_nan=False,
+        description=(
+            "Sends per second per number, shared by every worker of the process "
+            "(Meta's default throughput is 80)."
+        ),
+    )
+    mark_read: bool = Field(
+        default=False,
+        description="Mark the contact's messages read (blue ticks) when the bot answers them.",
+    )
+    timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="How long one call to the Graph API waits for its answer.",
+    )
+    numbers: list[WhatsAppNumber] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="The business numbers trilha answers on, each with the institution it serves.",
+    )
 
     @field_validator("api_base_url")
     @classmethod
@@ -291,26 +545,75 @@ class WhatsAppConfig(WireModel):
 
 
 class ChannelConfig(WireModel):
-    kind: Literal["terminal", "webhook", "memory", "whatsapp"] = "terminal"
-    #: ``kind = "whatsapp"``: the Cloud API's settings and numbers
-    whatsapp: WhatsAppConfig | None = None
-    url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    #: Standard Webhooks secrets (``whsec_<base64>``, or ``${NAME}``) that sign what trilha
-    #: POSTs here: the current one, and during a rotation the one it replaces
-    signing_secrets: list[str] = Field(default_factory=list, max_length=2)
-    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
-    #: attempts per message before it is given up (``dead``: kept, listed, redriven)
-    max_attempts: int = Field(default=10, ge=1, le=1_000)
-    #: the pause after a message's first failed attempt (with jitter: half to all of it);
-    #: it doubles with each attempt up to ``max_backoff_seconds``
-    backoff_seconds: float = Field(default=0.5, gt=0, le=3_600, allow_inf_nan=False)
-    max_backoff_seconds: float = Field(default=300.0, gt=0, le=86_400, allow_inf_nan=False)
-    #: what the platform behind the webhook shows besides text: any of ``buttons``,
-    #: ``list``, ``media``, ``location`` (all by default); the rest is degraded (buttons
-    #: to a list, a list to numbered text, media to caption and link, a place to its
-    #: address and a map link) and the trail says so
-    renders: list[Renderable] = Field(default_factory=lambda: list(get_args(Renderable)))
+    kind: Literal["terminal", "webhook", "memory", "whatsapp"] = Field(
+        default="terminal",
+        description=(
+            "Which channel carries the bot's messages: `terminal` (printed), "
+            "`webhook` (POSTed to `url`), `memory` (kept, for tests) or `whatsapp` "
+            "(Meta's Cloud API, `[channel.whatsapp]`)."
+        ),
+    )
+    whatsapp: WhatsAppConfig | None = Field(
+        default=None, description='`kind = "whatsapp"`: the Cloud API\'s settings and numbers.'
+    )
+    url: str | None = Field(
+        default=None, description='`kind = "webhook"`: where each of the bot\'s messages is POSTed.'
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            '`kind = "webhook"`: headers sent with every POST; `${NAME}` reads an '
+            "environment variable."
+        ),
+    )
+    signing_secrets: list[str] = Field(
+        default_factory=list,
+        max_length=2,
+        description=(
+            "Standard Webhooks secrets (`whsec_<base64>`, or `${NAME}`) that sign "
+            "what trilha POSTs here: the current one, and during a rotation the one "
+            "it replaces."
+        ),
+    )
+    timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="How long one delivery attempt waits for the channel's answer.",
+    )
+    max_attempts: int = Field(
+        default=10,
+        ge=1,
+        le=1_000,
+        description="Attempts per message before it is given up (`dead`: kept, listed, redriven).",
+    )
+    backoff_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=3_600,
+        allow_inf_nan=False,
+        description=(
+            "The pause after a message's first failed attempt (with jitter: half to "
+            "all of it); it doubles with each attempt up to `max_backoff_seconds`."
+        ),
+    )
+    max_backoff_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="The longest pause between two attempts to deliver a message.",
+    )
+    renders: list[Renderable] = Field(
+        default_factory=lambda: list(get_args(Renderable)),
+        description=(
+            "What the platform behind the webhook shows besides text: any of "
+            "`buttons`, `list`, `media`, `location` (all by default); the rest is "
+            "degraded (buttons to a list, a list to numbered text, media to caption "
+            "and link, a place to its address and a map link) and the trail says "
+            "so."
+        ),
+    )
 
     @model_validator(mode="after")
     def _whatsapp_settings(self) -> Self:
@@ -326,14 +629,31 @@ class MetricsConfig(WireModel):
     admin key only; or, with ``listen``, on that separate address without a key (for a
     scraper on a private network) and not on the API's address at all."""
 
-    #: institutions beyond the first N seen share the ``other`` label (bounded cardinality)
-    top_institutions: int = Field(default=50, ge=1, le=10_000)
-    #: flows beyond the first N seen share the ``other`` label, as institutions do
-    top_flows: int = Field(default=50, ge=1, le=10_000)
-    #: serve ``/metrics`` on this separate ``HOST:PORT`` (``[::1]:9464`` for IPv6)
-    #: without a key, instead of on the API's address behind an admin key; also where
-    #: ``trilha metrics-server`` listens when not told ``--host``/``--port``
-    listen: str | None = Field(default=None, min_length=1, max_length=300)
+    top_institutions: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description=(
+            "Institutions beyond the first N seen share the `other` label (bounded cardinality)."
+        ),
+    )
+    top_flows: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Flows beyond the first N seen share the `other` label, as institutions do.",
+    )
+    listen: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        description=(
+            "Serve `/metrics` on this separate `HOST:PORT` (`[::1]:9464` for IPv6) "
+            "without a key, instead of on the API's address behind an admin key; "
+            "also where `trilha metrics-server` listens when not told "
+            "`--host`/`--port`."
+        ),
+    )
 
     @field_validator("listen")
     @classmethod
@@ -373,22 +693,49 @@ def _level(value: object) -> object:
 class LoggingConfig(WireModel):
     """Process logs (stdout, a rotating file) and the stored trail (DESIGN §5)."""
 
-    #: the least severe line printed to stdout and the file; OFF prints nothing
-    level: LogLevel = "INFO"
-    #: per-institution levels, overriding ``level`` for that institution's executions
-    institutions: dict[str, LogLevel] = Field(default_factory=dict)
-    #: ``auto``: a readable console form when stdout is a terminal, else JSON lines
-    format: Literal["auto", "json", "console"] = "auto"
-    #: also write JSON lines to this file, rotated at ``file_max_bytes``
-    file: str | None = Field(default=None, min_length=1)
-    file_max_bytes: int = Field(default=50 * 2**20, ge=1_024)
-    file_backups: int = Field(default=5, ge=0, le=1_000)
-    #: the least severe line kept in the store's trail; DEBUG (node entry and exit,
-    #: the default) is what makes an execution's trail complete
-    store_level: LogLevel = "DEBUG"
-    #: the trail of an execution that ended longer ago than this is deleted by the
-    #: sweeper; 0 keeps trails forever
-    retention_days: float = Field(default=30.0, ge=0, le=36_500, allow_inf_nan=False)
+    level: LogLevel = Field(
+        default="INFO",
+        description="The least severe line printed to stdout and the file; OFF prints nothing.",
+    )
+    institutions: dict[str, LogLevel] = Field(
+        default_factory=dict,
+        description="Per-institution levels, overriding `level` for that institution's executions.",
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description=(
+            "`auto`: a readable console form when stdout is a terminal, else JSON "
+            "lines; `json`: always JSON lines; `console`: always the readable form."
+        ),
+    )
+    file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Also write JSON lines to this file, rotated at `file_max_bytes`.",
+    )
+    file_max_bytes: int = Field(
+        default=50 * 2**20, ge=1_024, description="The size at which `file` is rotated."
+    )
+    file_backups: int = Field(
+        default=5, ge=0, le=1_000, description="How many rotated files are kept besides `file`."
+    )
+    store_level: LogLevel = Field(
+        default="DEBUG",
+        description=(
+            "The least severe line kept in the store's trail; DEBUG (node entry and "
+            "exit, the default) is what makes an execution's trail complete."
+        ),
+    )
+    retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description=(
+            "The trail of an execution that ended longer ago than this is deleted "
+            "by the sweeper; 0 keeps trails forever."
+        ),
+    )
 
     @field_validator("level", "store_level", mode="before")
     @classmethod
@@ -406,22 +753,86 @@ class LoggingConfig(WireModel):
 class AlertRuleConfig(WireModel):
     """Changes to one of the default alert rules (:data:`trilha.core.alerts.DEFAULT_RULES`)."""
 
-    enabled: bool = True
-    threshold: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    window_seconds: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
-    for_seconds: float | None = Field(default=None, ge=0, le=86_400, allow_inf_nan=False)
-    severity: Literal["critical", "warning"] | None = None
-    min_events: int | None = Field(default=None, ge=0)
+    enabled: bool = Field(
+        default=True,
+        description="`false` turns the rule off; a disabled rule that was firing resolves.",
+    )
+    threshold: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description=(
+            "The value the rule fires above: a fraction for `error_rate` and "
+            "`memory` (0.05 is 5 %), seconds for `slow_turn`, executions for "
+            "`queue_backlog`, messages for `dead_messages`. Unset: the rule's "
+            "default."
+        ),
+    )
+    window_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description=("How far back `error_rate` and `slow_turn` look. Unset: the rule's default."),
+    )
+    for_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description=(
+            "How long a breach must last before a pending alert fires. Unset: the rule's default."
+        ),
+    )
+    severity: Literal["critical", "warning"] | None = Field(
+        default=None,
+        description=(
+            "What the notification says the alert is: `critical` or `warning`. "
+            "Unset: the rule's default."
+        ),
+    )
+    min_events: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "`error_rate`: with fewer node executions than this in the window the "
+            "rule does not judge. Unset: the rule's default."
+        ),
+    )
 
 
 class AlertWebhookConfig(WireModel):
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
-    #: Standard Webhooks secrets (``whsec_<base64>``, or ``${NAME}``) that sign what trilha
-    #: POSTs here: the current one, and during a rotation the one it replaces
-    signing_secrets: list[str] = Field(default_factory=list, max_length=2)
-    timeout_seconds: float = Field(default=5.0, gt=0, le=600)
-    max_attempts: int = Field(default=5, ge=1, le=100)
+    url: str = Field(
+        description="Where each alert that fires or resolves is POSTed (an http(s) URL)."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sent with every notification; `${NAME}` reads an environment variable.",
+    )
+    signing_secrets: list[str] = Field(
+        default_factory=list,
+        max_length=2,
+        description=(
+            "Standard Webhooks secrets (`whsec_<base64>`, or `${NAME}`) that sign "
+            "what trilha POSTs here: the current one, and during a rotation the one "
+            "it replaces."
+        ),
+    )
+    timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="How long one notification attempt waits for the answer.",
+    )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description=(
+            "Attempts per notification before it is given up; a timeout, a refused "
+            "connection, 429 and 5xx are retried, another status is not."
+        ),
+    )
 
     @field_validator("url")
     @classmethod
@@ -433,11 +844,29 @@ class AlertWebhookConfig(WireModel):
 
 
 class AlertsConfig(WireModel):
-    enabled: bool = True
-    evaluation_interval_seconds: float = Field(default=15.0, gt=0, le=3_600)
-    #: keys: error_rate, slow_turn, queue_backlog, memory, dead_messages
-    rules: dict[str, AlertRuleConfig] = Field(default_factory=dict)
-    webhook: AlertWebhookConfig | None = None
+    enabled: bool = Field(
+        default=True, description="`false`: the workers evaluate no rule and nothing is notified."
+    )
+    evaluation_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3_600,
+        description="How often each running process evaluates the rules.",
+    )
+    rules: dict[str, AlertRuleConfig] = Field(
+        default_factory=dict,
+        description=(
+            "Changes to the default alert rules, by rule: `error_rate`, `slow_turn`, "
+            "`queue_backlog`, `memory`, `dead_messages`; every key is optional."
+        ),
+    )
+    webhook: AlertWebhookConfig | None = Field(
+        default=None,
+        description=(
+            "Optional: where firing and resolved alerts are POSTed (signed as "
+            "Standard Webhooks say)."
+        ),
+    )
 
     @field_validator("rules")
     @classmethod
@@ -475,56 +904,156 @@ class AlertsConfig(WireModel):
 class ApiConfig(WireModel):
     """``trilha serve``: limits that keep one tenant or one burst from hurting the rest."""
 
-    #: requests per second each API key may make, on average...
-    rate_limit_per_second: float = Field(default=50.0, gt=0, le=100_000, allow_inf_nan=False)
-    #: ...and in a burst
-    rate_limit_burst: int = Field(default=100, ge=1, le=1_000_000)
-    #: request bodies above this answer 413
-    max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=100 * 2**20)
-    #: with more executions due and unclaimed than this, starting new ones answers 503
-    #: (replies to existing conversations are still accepted)
-    max_queue_due: int = Field(default=10_000, ge=1)
-    #: how long an Idempotency-Key's response is kept for replay
-    idempotency_hours: float = Field(default=24.0, gt=0, le=24 * 365, allow_inf_nan=False)
-    #: how long a live event stream waits for news before it sends a keep-alive
-    sse_ping_seconds: float = Field(default=15.0, gt=0, le=600, allow_inf_nan=False)
-    #: live event streams one API key may hold open at once, and the whole process
-    #: (each is a connection and a file descriptor); beyond them a new one answers 429.
-    #: A debugger tab holds one or two; the process's bound is also kept below half
-    #: its file descriptors (``ulimit -n``), whatever it is set to
-    max_streams_per_key: int = Field(default=8, ge=1, le=10_000)
-    max_streams: int = Field(default=256, ge=1, le=100_000)
-    #: the longest a flow's drawing (GET /v1/executions/{id}/graph) may take to compute,
-    #: waiting for a free slot included; past it the request answers 503 (kind limit).
-    #: The largest flows validation accepts take about a second
-    graph_seconds: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
-    #: drawings computed at once in the process, each in a thread; requests for other
-    #: flows wait for a slot. Threads share the interpreter's lock, so more than one
-    #: adds no speed, only contention with the event loop
-    graph_concurrency: int = Field(default=1, ge=1, le=64)
-    #: bytes of computed drawings kept, per flow version, least recently used out first
-    #: (the largest flow's is about 7 MB); 0 keeps none
-    graph_cache_bytes: int = Field(default=64 * 2**20, ge=0, le=2**34)
-    #: a connection must send a request's complete headers within this many seconds of
-    #: opening (between requests, of its first byte; an idle one is keep_alive_seconds');
-    #: past it the connection is closed (with a 408 when part of a request had arrived).
-    #: Bounds slow-header ("slowloris") clients
-    header_timeout_seconds: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
-    #: a request's body must arrive complete within this many seconds of its headers;
-    #: past it the request answers 408 and the connection is closed
-    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600, allow_inf_nan=False)
-    #: an idle keep-alive connection is closed after this many seconds
-    keep_alive_seconds: int = Field(default=5, ge=1, le=600)
-    #: open connections the process serves at once (live event streams included); a
-    #: connection beyond them is answered 503 with Retry-After and closed
-    max_connections: int = Field(default=1_000, ge=1, le=100_000)
-    #: calendars one institution may keep through ``PUT /v1/calendars/{name}`` (those of
-    #: trilha.toml are not counted)
-    max_calendars: int = Field(default=100, ge=1, le=10_000)
-    #: where the handoff desk reaches this API (``https://trilha.example.com``): the
-    #: desk's notices carry the handback and agent-messages URLs on it; without it they
-    #: carry the paths alone (``/v1/conversations/.../handback``)
-    public_url: str | None = Field(default=None, max_length=2_000)
+    rate_limit_per_second: float = Field(
+        default=50.0,
+        gt=0,
+        le=100_000,
+        allow_inf_nan=False,
+        description="Requests per second each API key may make, on average.",
+    )
+    rate_limit_burst: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="Requests each API key may make at once, in a burst, above its average rate.",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1_024,
+        le=100 * 2**20,
+        description="Request bodies above this answer 413.",
+    )
+    max_queue_due: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "With more executions due and unclaimed than this, starting new ones "
+            "answers 503 (replies to existing conversations are still accepted)."
+        ),
+    )
+    idempotency_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 365,
+        allow_inf_nan=False,
+        description="How long an Idempotency-Key's response is kept for replay.",
+    )
+    sse_ping_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description="How long a live event stream waits for news before it sends a keep-alive.",
+    )
+    max_streams_per_key: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description=(
+            "Live event streams one API key may hold open at once (each is a "
+            "connection and a file descriptor); beyond them a new one answers 429. "
+            "A debugger tab holds one or two."
+        ),
+    )
+    max_streams: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description=(
+            "Live event streams the whole process may hold open at once; beyond "
+            "them a new one answers 429. It is also kept below half the process's "
+            "file descriptors (`ulimit -n`), whatever it is set to."
+        ),
+    )
+    graph_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description=(
+            "The longest a flow's drawing (GET /v1/executions/{id}/graph) may take "
+            "to compute, waiting for a free slot included; past it the request "
+            "answers 503 (kind limit). The largest flows validation accepts take "
+            "about a second."
+        ),
+    )
+    graph_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Drawings computed at once in the process, each in a thread; requests "
+            "for other flows wait for a slot. Threads share the interpreter's lock, "
+            "so more than one adds no speed, only contention with the event loop."
+        ),
+    )
+    graph_cache_bytes: int = Field(
+        default=64 * 2**20,
+        ge=0,
+        le=2**34,
+        description=(
+            "Bytes of computed drawings kept, per flow version, least recently used "
+            "out first (the largest flow's is about 7 MB); 0 keeps none."
+        ),
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        allow_inf_nan=False,
+        description=(
+            "A connection must send a request's complete headers within this many "
+            "seconds of opening (between requests, of its first byte; an idle one "
+            "is keep_alive_seconds'); past it the connection is closed (with a 408 "
+            'when part of a request had arrived). Bounds slow-header ("slowloris") '
+            "clients."
+        ),
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3_600,
+        allow_inf_nan=False,
+        description=(
+            "A request's body must arrive complete within this many seconds of its "
+            "headers; past it the request answers 408 and the connection is closed."
+        ),
+    )
+    keep_alive_seconds: int = Field(
+        default=5,
+        ge=1,
+        le=600,
+        description="An idle keep-alive connection is closed after this many seconds.",
+    )
+    max_connections: int = Field(
+        default=1_000,
+        ge=1,
+        le=100_000,
+        description=(
+            "Open connections the process serves at once (live event streams "
+            "included); a connection beyond them is answered 503 with Retry-After "
+            "and closed."
+        ),
+    )
+    max_calendars: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description=(
+            "Calendars one institution may keep through `PUT /v1/calendars/{name}` "
+            "(those of trilha.toml are not counted)."
+        ),
+    )
+    public_url: str | None = Field(
+        default=None,
+        max_length=2_000,
+        description=(
+            "Where the handoff desk reaches this API "
+            "(`https://trilha.example.com`): the desk's notices carry the handback "
+            "and agent-messages URLs on it; without it they carry the paths alone "
+            "(`/v1/conversations/.../handback`)."
+        ),
+    )
 
     @field_validator("public_url")
     @classmethod
@@ -542,7 +1071,12 @@ class TriggerConfig(Trigger):
     They are that institution's triggers until it sets its own with ``PUT
     /v1/triggers``, which replace them (``DELETE /v1/triggers`` returns to these)."""
 
-    institution: str = Field(min_length=1, max_length=200, pattern=FLOW_ID_PATTERN)
+    institution: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=FLOW_ID_PATTERN,
+        description="The institution this trigger belongs to.",
+    )
 
 
 #: every ``[[triggers]]`` entry, all institutions together
@@ -550,16 +1084,69 @@ MAX_CONFIG_TRIGGERS = 10_000
 
 
 class Config(WireModel):
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-    http: HttpConfig = Field(default_factory=HttpConfig)
-    dependencies: dict[str, DependencyConfig] = Field(default_factory=dict)
-    calendars: dict[str, CalendarConfig] = Field(default_factory=dict)
-    channel: ChannelConfig = Field(default_factory=ChannelConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
-    api: ApiConfig = Field(default_factory=ApiConfig)
-    triggers: list[TriggerConfig] = Field(default_factory=list, max_length=MAX_CONFIG_TRIGGERS)
+    engine: EngineConfig = Field(
+        default_factory=EngineConfig,
+        description=(
+            "How workers claim and run executions, and the limits every execution keeps to."
+        ),
+    )
+    http: HttpConfig = Field(
+        default_factory=HttpConfig,
+        description="What the `http` node may reach and how long it waits.",
+    )
+    dependencies: dict[str, DependencyConfig] = Field(
+        default_factory=dict,
+        description=(
+            "The services flows call by name (`http` and `ai` nodes): the CRM, the "
+            "NLP, the human desk. Each has its address, headers, timeout, retries, "
+            "circuit breaker and who may call it."
+        ),
+    )
+    calendars: dict[str, CalendarConfig] = Field(
+        default_factory=dict,
+        description=(
+            "Business hours flows read by name (`wait_until_open` nodes, `isOpen()` "
+            "in conditions), for the institutions each names."
+        ),
+    )
+    channel: ChannelConfig = Field(
+        default_factory=ChannelConfig,
+        description=(
+            "Where the bot's messages go: the terminal, a webhook, memory (tests) "
+            "or WhatsApp; and how their delivery is retried."
+        ),
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="What `/metrics` shows, and where it is served."
+    )
+    logging: LoggingConfig = Field(
+        default_factory=LoggingConfig,
+        description=(
+            "Process logs (stdout, a rotating file) and the trail each execution "
+            "keeps in the store."
+        ),
+    )
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig,
+        description=(
+            "The alert rules every running process evaluates, and the webhook that "
+            "is told when one fires or resolves."
+        ),
+    )
+    api: ApiConfig = Field(
+        default_factory=ApiConfig,
+        description=(
+            "`trilha serve`'s limits, which keep one tenant or one burst from hurting the rest."
+        ),
+    )
+    triggers: list[TriggerConfig] = Field(
+        default_factory=list,
+        max_length=MAX_CONFIG_TRIGGERS,
+        description=(
+            "Which flow a contact's message starts, per institution, until the "
+            "institution sets its own with `PUT /v1/triggers`."
+        ),
+    )
 
     @field_validator("triggers")
     @classmethod

@@ -142,13 +142,30 @@ Intervals = Annotated[list[Interval], Field(max_length=MAX_INTERVALS), AfterVali
 class WeeklyHours(WireModel):
     """Opening hours by day of the week; a day left out is closed."""
 
-    mon: Intervals = Field(default_factory=list)
-    tue: Intervals = Field(default_factory=list)
-    wed: Intervals = Field(default_factory=list)
-    thu: Intervals = Field(default_factory=list)
-    fri: Intervals = Field(default_factory=list)
-    sat: Intervals = Field(default_factory=list)
-    sun: Intervals = Field(default_factory=list)
+    mon: Intervals = Field(
+        default_factory=list,
+        description=(
+            'Monday\'s opening intervals, `["HH:MM", "HH:MM"]` each, in order; none: closed.'
+        ),
+    )
+    tue: Intervals = Field(
+        default_factory=list, description="Tuesday's opening intervals; none: closed."
+    )
+    wed: Intervals = Field(
+        default_factory=list, description="Wednesday's opening intervals; none: closed."
+    )
+    thu: Intervals = Field(
+        default_factory=list, description="Thursday's opening intervals; none: closed."
+    )
+    fri: Intervals = Field(
+        default_factory=list, description="Friday's opening intervals; none: closed."
+    )
+    sat: Intervals = Field(
+        default_factory=list, description="Saturday's opening intervals; none: closed."
+    )
+    sun: Intervals = Field(
+        default_factory=list, description="Sunday's opening intervals; none: closed."
+    )
 
 
 def _holiday_date(value: str) -> str:
@@ -162,10 +179,15 @@ def _holiday_date(value: str) -> str:
 class Holiday(WireModel):
     """A date that does not follow the weekly hours: closed, or open at its own ``hours``."""
 
-    date: Annotated[str, Field(max_length=10, pattern=_DATE.pattern), AfterValidator(_holiday_date)]
-    name: str | None = Field(default=None, max_length=100)
-    #: the day's hours; absent: closed all day
-    hours: Intervals | None = None
+    date: Annotated[
+        str, Field(max_length=10, pattern=_DATE.pattern), AfterValidator(_holiday_date)
+    ] = Field(description="The date, `YYYY-MM-DD`, in the calendar's time zone.")
+    name: str | None = Field(
+        default=None, max_length=100, description="What the date is (a note: `Christmas`)."
+    )
+    hours: Intervals | None = Field(
+        default=None, description="The day's hours; absent: closed all day."
+    )
 
 
 def _shorthand(value: Any) -> Any:

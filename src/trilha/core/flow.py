@@ -106,12 +106,31 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 class RetryPolicy(WireModel):
     """How a failing node is retried (used by the recovery layer)."""
 
-    max_attempts: int = Field(default=3, ge=1, le=100)
-    initial_interval_seconds: float = Field(default=1.0, ge=0, le=86_400)
-    backoff_coefficient: float = Field(default=2.0, ge=1, le=100)
-    max_interval_seconds: float = Field(default=60.0, ge=0, le=86_400)
-    jitter: bool = True
-    non_retryable: list[str] = Field(default_factory=list)
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Attempts in all, the first included; `1` never retries.",
+    )
+    initial_interval_seconds: float = Field(
+        default=1.0, ge=0, le=86_400, description="The pause before the first retry."
+    )
+    backoff_coefficient: float = Field(
+        default=2.0, ge=1, le=100, description="What each pause is multiplied by for the next one."
+    )
+    max_interval_seconds: float = Field(
+        default=60.0, ge=0, le=86_400, description="The longest pause between two attempts."
+    )
+    jitter: bool = Field(
+        default=True,
+        description=(
+            "Randomise each pause (so many executions failing together do not retry together)."
+        ),
+    )
+    non_retryable: list[str] = Field(
+        default_factory=list,
+        description="Error kinds never retried, although transient (`timeout`, `rate_limited`...).",
+    )
 
 
 class FallbackSettings(WireModel):
