@@ -26,6 +26,7 @@ from trilha.core.flow import (
     Flow,
     NodeTypes,
     flow_json_schema,
+    load_flow,
     parse_flow,
 )
 
@@ -189,6 +190,7 @@ def test_a_flow_file_may_name_its_schema_and_trilha_ignores_it() -> None:
     parsed, problems = parse_flow(flow)
     assert parsed is not None and problems == []
     assert "$schema" not in parsed.wire()
+    assert parsed == load_flow({k: v for k, v in flow.items() if k != "$schema"})
     assert parsed.wire() == parse_flow({k: v for k, v in flow.items() if k != "$schema"})[0].wire()  # type: ignore[union-attr]
     # only that key: the flow model still refuses what it does not know
     parsed, problems = parse_flow({**flow, "$comment": "x"})

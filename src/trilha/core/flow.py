@@ -1114,6 +1114,13 @@ class HandoffNode(ContentFields, NodeBase):
     )
 
     type: Literal["handoff"] = _node_type("handoff")
+    next: NodeId | None = Field(
+        default=None,
+        description="`wait` only: where the conversation goes on when a person hands it"
+        " back (unless the handback names a node); a `wait` handoff without one is warned"
+        " about when the flow is published.",
+        examples=["menu"],
+    )
     queue: str = Field(
         min_length=1,
         max_length=200,
@@ -1506,9 +1513,10 @@ class Flow(WireModel):
     """A validated flow. Nodes are typed per their ``type`` (see :func:`parse_flow`)."""
 
     model_config = described(
-        "A trilha flow: a conversation as a graph of nodes, run from `start`. Publish it"
-        " with `trilha validate`, `trilha run` or `PUT /v1/flows/{id}`; every problem is"
-        " reported with its path, such as `nodes[3].next`.",
+        "A trilha flow: a conversation as a graph of nodes, run from `start`. `trilha"
+        " validate` checks it, reporting every problem with its path (such as"
+        " `nodes[3].next`), including those this schema cannot express; `trilha run` or"
+        " `PUT /v1/flows/{id}` publishes it.",
         {
             "$schema": FLOW_SCHEMA_ID,
             "id": "hello",
@@ -1610,6 +1618,12 @@ class Flow(WireModel):
             ]
         ],
     )
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_is_for_editors(cls, value: str | None) -> None:
+        """Checked as a string, then dropped: two flows that differ only in the schema
+        their files name are the same flow (one version, equal models)."""
 
     def node(self, node_id: str) -> NodeBase | None:
         return self._index().get(node_id)
