@@ -117,7 +117,8 @@ class TemplateCurrency(_Meta):
     )
     amount_1000: int | Raw = Field(
         description="The amount times 1,000 (150.00 is 150000): an integer, or a template"
-        " giving one (`{{ price * 1000 }}`); at most 2,147,483,647 either way.",
+        " giving one (`{{ price * 1000 }}`); a literal one from -2,147,483,647 to"
+        " 2,147,483,647.",
         examples=[150000, "{{ price * 1000 }}"],
     )
 
