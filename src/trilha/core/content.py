@@ -31,6 +31,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, WithJsonSchema, field_validator
 
+from trilha.core.schema_help import described
 from trilha.core.template_messages import TemplateMessage, template_problems, template_strings
 from trilha.core.wire import WireModel
 
@@ -138,127 +139,250 @@ class _Option(WireModel):
     synonyms: list[Annotated[str, Field(max_length=200)]] = Field(
         default_factory=list,
         max_length=50,
-        description="Other words a typed reply may use to pick this option.",
+        description="Other words a typed reply may use to pick this option (compared"
+        " ignoring case and accents): at most 50, each at most 200 characters.",
+        examples=[["yes", "sure"], ["tomorrow morning"]],
     )
 
 
 class Button(_Option):
     """One reply button; a reply matches its ``id``, then its ``title`` and ``synonyms``."""
 
+    model_config = described(
+        "One reply button under the text. A reply matches the button's `id`, its `title`"
+        " or its `synonyms`; a channel that cannot show buttons shows them as a list, or as"
+        " numbered options the contact answers by number.",
+        {"id": "yes", "title": "Yes, confirm"},
+        {"id": "no", "title": {"pt-BR": "Não", "en": "No"}, "synonyms": ["nope"]},
+        title="Button",
+    )
+
     id: str = Field(
         min_length=1,
         max_length=MAX_URL,
         description="What a press of the button carries back, and what a `choice` question"
-        " saves: at most 256 characters (a template).",
+        " saves: at most 256 characters (a template); unique among the node's buttons.",
+        examples=["yes", "slot-{{slot.id}}"],
     )
     title: Localized = Field(
         description="What the button shows: at most 20 characters (a template, or a map of"
-        " languages)."
+        " languages). A literal title past 20 is refused when the flow is published; a"
+        " rendered one is cut with an ellipsis.",
+        examples=["Yes, confirm", {"pt-BR": "Sim", "en": "Yes"}],
     )
 
 
 class Row(_Option):
     """One row of a list message."""
 
+    model_config = described(
+        "One option of a list message: a title and an optional second line. A reply"
+        " matches its `id`, its `title` or its `synonyms`.",
+        {"id": "cardio", "title": "Cardiology", "description": "Dr. Ana, Mondays"},
+        {"id": "derma", "title": {"pt-BR": "Dermatologia", "en": "Dermatology"}},
+        title="List row",
+    )
+
     id: str = Field(
         min_length=1,
         max_length=MAX_URL,
         description="What picking the row carries back, and what a `choice` question saves:"
         " at most 200 characters, unique in the list (a template).",
+        examples=["cardio", "{{doctor.id}}"],
     )
-    title: Localized = Field(description="What the row shows: at most 24 characters.")
+    title: Localized = Field(
+        description="What the row shows: at most 24 characters (a template, or a map of"
+        " languages); a rendered one past it is cut with an ellipsis.",
+        examples=["Cardiology", {"pt-BR": "Cardiologia", "en": "Cardiology"}],
+    )
     description: Localized | None = Field(
-        default=None, description="A second line under the title: at most 72 characters."
+        default=None,
+        description="A second line under the title: at most 72 characters.",
+        examples=["Dr. Ana, Mondays and Thursdays"],
     )
 
 
 class RowsFrom(WireModel):
     """Rows built from a list variable: one per item, ``this`` being the item."""
 
+    model_config = described(
+        "Rows built from a list variable while the flow runs: one row per item (the first"
+        " 10), `this` being the item. A missing or empty list leaves the section out.",
+        {"items": "slots", "id": "{{this.id}}", "title": "{{this.label}}"},
+        {
+            "items": "doctors",
+            "id": "{{this.id}}",
+            "title": "{{this.name}}",
+            "description": "{{this.specialty}}",
+        },
+        title="Rows from a variable",
+    )
+
     items: str = Field(
         min_length=1,
         max_length=2_000,
-        description="An expression giving the list, such as `slots` or `slots.morning`.",
+        description="An expression giving the list, such as `slots` or `slots.morning`;"
+        " checked when the flow is published.",
+        examples=["slots", "slots.morning"],
     )
     id: str = Field(
         min_length=1,
         max_length=MAX_URL,
         description="Each row's id, a template such as `{{this.id}}` (`this` is the item,"
         " `@index` counts from 0, `@number` from 1).",
+        examples=["{{this.id}}", "slot-{{@number}}"],
     )
     title: Localized = Field(
-        description="Each row's title, such as `{{this.label}}`: cut to 24 characters."
+        description="Each row's title, such as `{{this.label}}`: cut to 24 characters.",
+        examples=["{{this.label}}", {"pt-BR": "{{this.rotulo}}", "en": "{{this.label}}"}],
     )
     description: Localized | None = Field(
-        default=None, description="Each row's description: cut to 72 characters."
+        default=None,
+        description="Each row's description: cut to 72 characters.",
+        examples=["{{this.doctor}}"],
     )
 
 
 class Section(WireModel):
     """A titled group of rows; its rows are listed, or built from a variable."""
 
+    model_config = described(
+        "A group of rows under an optional heading: its rows written out (`rows`), or"
+        " built from a list variable (`rowsFrom`), not both.",
+        {"title": "Specialties", "rows": [{"id": "cardio", "title": "Cardiology"}]},
+        {"rowsFrom": {"items": "slots", "id": "{{this.id}}", "title": "{{this.label}}"}},
+        title="List section",
+    )
+
     title: Localized | None = Field(
         default=None,
         description="The section's heading: at most 24 characters; needed when the list has"
         " several sections.",
+        examples=["Morning", {"pt-BR": "Manhã", "en": "Morning"}],
     )
     rows: list[Row] = Field(
         default_factory=list,
         max_length=100,
         description="The section's rows (at most 10 rows in the whole list).",
+        examples=[
+            [{"id": "cardio", "title": "Cardiology"}, {"id": "derma", "title": "Dermatology"}]
+        ],
     )
     rows_from: RowsFrom | None = Field(
         default=None,
         description="Build the rows from a list variable instead (one row per item; only"
         " the first 10 of the list are shown).",
+        examples=[{"items": "slots", "id": "{{this.id}}", "title": "{{this.label}}"}],
     )
 
 
 class ListSpec(WireModel):
     """A list message: a button that opens sections of rows (at most 10 rows in all)."""
 
+    model_config = described(
+        "A list message: a button that opens sections of rows, at most 10 rows in all."
+        " A channel that cannot show lists shows numbered options instead.",
+        {
+            "button": "See specialties",
+            "sections": [{"rows": [{"id": "cardio", "title": "Cardiology"}]}],
+        },
+        {
+            "button": "Pick a time",
+            "sections": [
+                {
+                    "title": "Available",
+                    "rowsFrom": {"items": "slots", "id": "{{this.id}}", "title": "{{this.label}}"},
+                }
+            ],
+        },
+        title="List",
+    )
+
     button: Localized = Field(
-        description="The label of the button opening the list: at most 20 characters."
+        description="The label of the button opening the list: at most 20 characters.",
+        examples=["See options", {"pt-BR": "Ver opções", "en": "See options"}],
     )
     sections: list[Section] = Field(
         min_length=1,
         max_length=100,
-        description="Groups of rows: at most 10 sections, 10 rows in all.",
+        description="Groups of rows: at most 10 sections, 10 rows in all; with several,"
+        " each needs a `title`.",
+        examples=[[{"rows": [{"id": "cardio", "title": "Cardiology"}]}]],
     )
 
 
 class Media(WireModel):
     """An image, video, audio, document or sticker, sent by link."""
 
+    model_config = described(
+        "An image, video, audio, document or sticker, sent by link. A channel that cannot"
+        " show media sends its caption and link as text.",
+        {"kind": "image", "url": "https://example.com/map.png", "caption": "How to find us"},
+        {"kind": "document", "url": "{{invoice.url}}", "filename": "invoice.pdf"},
+        title="Media",
+    )
+
     kind: Literal["image", "video", "audio", "document", "sticker"] = Field(
-        description="What the link is: `image`, `video`, `audio`, `document` or `sticker`."
+        description="What the link is: `image`, `video`, `audio`, `document` or `sticker`.",
+        examples=["image", "document"],
     )
     url: str = Field(
         min_length=1,
         max_length=MAX_URL,
-        description="Where the platform fetches it: an http(s) URL (a template).",
+        description="Where the platform fetches it: an http(s) URL (a template), at most"
+        " 2,000 characters.",
+        examples=["https://example.com/map.png", "{{invoice.url}}"],
     )
     caption: Localized | None = Field(
-        default=None, description="Text shown with the media: at most 1,024 characters."
+        default=None,
+        description="Text shown with the media: at most 1,024 characters.",
+        examples=["How to find us", {"pt-BR": "Como chegar", "en": "How to find us"}],
     )
     filename: str | None = Field(
         default=None,
         max_length=MAX_FILENAME,
-        description="The file name a `document` is shown with (a template).",
+        description="The file name a `document` is shown with (a template), at most 240"
+        " characters.",
+        examples=["invoice.pdf", "receipt-{{order.id}}.pdf"],
     )
 
 
 class Location(WireModel):
     """A place on the map."""
 
+    model_config = described(
+        "A place on the map. A channel that cannot show locations sends its name, address"
+        " and a map link as text.",
+        {
+            "latitude": -23.5614,
+            "longitude": -46.6559,
+            "name": "Clinic",
+            "address": "Av. Paulista, 1000",
+        },
+        {"latitude": "{{place.lat}}", "longitude": "{{place.lng}}", "name": "{{place.name}}"},
+        title="Location",
+    )
+
     latitude: float | str = Field(
-        description="-90 to 90, or a template giving the number (`{{place.lat}}`)."
+        description="Degrees, -90 to 90, or a template giving the number (`{{place.lat}}`);"
+        " a rendered value that is not a latitude shows 0.",
+        examples=[-23.5614, "{{place.lat}}"],
     )
     longitude: float | str = Field(
-        description="-180 to 180, or a template giving the number (`{{place.lng}}`)."
+        description="Degrees, -180 to 180, or a template giving the number (`{{place.lng}}`);"
+        " a rendered value that is not a longitude shows 0.",
+        examples=[-46.6559, "{{place.lng}}"],
     )
-    name: Localized | None = Field(default=None, description="The place's name.")
-    address: Localized | None = Field(default=None, description="The place's address.")
+    name: Localized | None = Field(
+        default=None,
+        description="The place's name (a template, or a map of languages).",
+        examples=["Clinic", "{{place.name}}"],
+    )
+    address: Localized | None = Field(
+        default=None,
+        description="The place's address (a template, or a map of languages).",
+        examples=["Av. Paulista, 1000 - São Paulo"],
+    )
 
     @field_validator("latitude", "longitude")
     @classmethod
@@ -279,28 +403,42 @@ class ContentFields(WireModel):
     header: Localized | None = Field(
         default=None,
         description="A title above the text, with buttons or a list only: at most 60 characters.",
+        examples=["Appointments", {"pt-BR": "Consultas", "en": "Appointments"}],
     )
     footer: Localized | None = Field(
         default=None,
         description="A line below the text, with buttons or a list only: at most 60 characters.",
+        examples=["Reply STOP to leave"],
     )
     buttons: list[Button] | None = Field(
         default=None,
         max_length=100,
         description="1 to 3 reply buttons; a `choice` question takes its options from them."
-        " One of buttons, list, media, location per message.",
+        " One of buttons, list, media, location per message. More than 3 (up to 10) are"
+        " shown as a list.",
+        examples=[[{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}]],
     )
     list_: ListSpec | None = Field(
         default=None,
         alias="list",
         description="Options behind a button, in sections (at most 10 rows); a `choice`"
         " question takes its options from its rows.",
+        examples=[
+            {
+                "button": "See specialties",
+                "sections": [{"rows": [{"id": "cardio", "title": "Cardiology"}]}],
+            }
+        ],
     )
     media: Media | None = Field(
-        default=None, description="An image, video, audio, document or sticker, by link."
+        default=None,
+        description="An image, video, audio, document or sticker, by link.",
+        examples=[{"kind": "image", "url": "https://example.com/map.png", "caption": "Our map"}],
     )
     location: Location | None = Field(
-        default=None, description="A place on the map, with its name and address."
+        default=None,
+        description="A place on the map, with its name and address.",
+        examples=[{"latitude": -23.5614, "longitude": -46.6559, "name": "Clinic"}],
     )
     template: TemplateMessage | None = Field(
         default=None,
@@ -309,6 +447,15 @@ class ContentFields(WireModel):
         " the node fails there with error kind `outside_window`. Inside the window the"
         " message is sent as usual, the template kept beside it for a channel Meta tells"
         " the window has closed.",
+        examples=[
+            {
+                "name": "appointment_reminder",
+                "language": "pt_BR",
+                "components": [
+                    {"type": "body", "parameters": [{"type": "text", "text": "{{contact.name}}"}]}
+                ],
+            }
+        ],
     )
 
     def expressions(self) -> Iterator[tuple[str, str]]:

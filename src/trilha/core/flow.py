@@ -26,6 +26,7 @@ from pydantic import (
     create_model,
     field_validator,
 )
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 
 from trilha.core.calendars import CALENDAR_NAME_PATTERN, valid_name
 from trilha.core.content import (
@@ -41,6 +42,7 @@ from trilha.core.expressions import calendar_names, compile_expression
 from trilha.core.keywords import MAX_KEYWORDS, Keyword, KeywordHit, KeywordIndex, repeated_keywords
 from trilha.core.paths import READ_ONLY, is_valid_path, read_only
 from trilha.core.patterns import compile_pattern
+from trilha.core.schema_help import described
 from trilha.core.signals import EventName
 from trilha.core.templates import lint_template, template_expressions, template_paths
 from trilha.core.tenancy import reference_denial, split_id
@@ -58,6 +60,9 @@ MAX_REMINDERS = 10
 MAX_DEBOUNCE_MS = 60_000
 #: a flow's ``interrupts``
 MAX_INTERRUPTS = 50
+#: where the flow schema is published: editors fetch it by this id, and files name it
+#: in their ``$schema`` (``docs/schema/flow.schema.json`` keeps a copy)
+FLOW_SCHEMA_ID: Final = "https://trilha.dev/schema/flow.schema.json"
 
 #: a flow's own name; stored ids may carry an owner in front ("INSTITUTION/NAME")
 FLOW_ID_PATTERN = r"^[A-Za-z0-9_.\-]+$"
@@ -106,70 +111,191 @@ def format_loc(loc: tuple[int | str, ...]) -> str:
 class RetryPolicy(WireModel):
     """How a failing node is retried (used by the recovery layer)."""
 
+    model_config = described(
+        "How a node is retried after a transient failure (a timeout, a connection error,"
+        " HTTP 429 or 5xx): attempts with pauses growing exponentially. Once the attempts"
+        " are spent the node's `fallback` runs.",
+        {"maxAttempts": 3, "initialIntervalSeconds": 1, "backoffCoefficient": 2},
+        {
+            "maxAttempts": 5,
+            "initialIntervalSeconds": 0.5,
+            "maxIntervalSeconds": 30,
+            "nonRetryable": ["rate_limited"],
+        },
+        title="Retry policy",
+    )
+
     max_attempts: int = Field(
         default=3,
         ge=1,
         le=100,
-        description="Attempts in all, the first included; `1` never retries.",
+        description="Attempts in all, the first one included: 1 to 100 (default 3). A"
+        " flow's `settings.retry` is capped at `settings.fallback.maxRetries` + 1.",
+        examples=[3, 5],
     )
     initial_interval_seconds: float = Field(
-        default=1.0, ge=0, le=86_400, description="The pause before the first retry."
+        default=1.0,
+        ge=0,
+        le=86_400,
+        description="Seconds before the first retry: 0 to 86,400 (default 1); each later"
+        " pause is `backoffCoefficient` times the one before.",
+        examples=[1, 0.5],
     )
     backoff_coefficient: float = Field(
-        default=2.0, ge=1, le=100, description="What each pause is multiplied by for the next one."
+        default=2.0,
+        ge=1,
+        le=100,
+        description="What each pause is multiplied by for the next: 1 (always the same"
+        " pause) to 100 (default 2).",
+        examples=[2, 1.5],
     )
     max_interval_seconds: float = Field(
-        default=60.0, ge=0, le=86_400, description="The longest pause between two attempts."
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="The longest pause between two attempts, in seconds: 0 to 86,400"
+        " (default 60). An HTTP `Retry-After` may ask for longer.",
+        examples=[60, 10],
     )
     jitter: bool = Field(
         default=True,
-        description=(
-            "Randomise each pause (so many executions failing together do not retry together)."
-        ),
+        description="Whether each pause is a random time up to its length (the default),"
+        " so executions failing together do not all retry at the same moment.",
+        examples=[True, False],
     )
     non_retryable: list[str] = Field(
         default_factory=list,
-        description="Error kinds never retried, although transient (`timeout`, `rate_limited`...).",
+        description="Error kinds never retried (the fallback runs at once): `timeout`,"
+        " `connection`, `rate_limited`, `server`, `client`, `validation`, `blocked`,"
+        " `limit`, `forbidden`, `configuration`, `internal`.",
+        examples=[["rate_limited"], ["timeout", "server"]],
     )
 
 
 class FallbackSettings(WireModel):
     """The flow's global recovery settings (DESIGN §2, §4)."""
 
-    enabled: bool = True
-    max_retries: int = Field(default=3, ge=0, le=100)
-    timeout_seconds: float = Field(default=300.0, gt=0, le=86_400)
-    fallback_flow_id: str | None = Field(
-        default=None, min_length=1, max_length=200, pattern=FLOW_REFERENCE_PATTERN
+    model_config = described(
+        "What happens when a node fails for good and has no `fallback` of its own: the"
+        " fallback flow runs, else a person takes over (with `escalateToHuman`), else the"
+        " execution ends `failed` with a message to the contact.",
+        {"fallbackFlowId": "support", "escalateToHuman": True},
+        {"maxRetries": 2, "timeoutSeconds": 120},
+        title="Fallback settings",
     )
-    escalate_to_human: bool = False
+
+    enabled: bool = Field(
+        default=True,
+        description="Whether the fallback flow and the escalation run at all (default true);"
+        " when false a node failing with no `fallback` ends the execution `failed`.",
+        examples=[True, False],
+    )
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="The most retries `settings.retry` may make (its attempts are capped at"
+        " this + 1): 0 to 100, default 3. A node's own `retry` is not capped.",
+        examples=[3, 0],
+    )
+    timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="The longest turn, in seconds: from the moment the execution wakes"
+        " (a reply, a timer) until it waits or ends, retries and their pauses included."
+        " Past it the execution ends with `settings.timeoutMessage`. More than 0, at most"
+        " 86,400; default 300.",
+        examples=[300, 60],
+    )
+    fallback_flow_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=FLOW_REFERENCE_PATTERN,
+        description="The flow run when a node fails with no `fallback` of its own (the"
+        " failure is in its variable `error`): a flow's name (the institution's own, else a"
+        " shared one) or `INSTITUTION/NAME`, at most 200 characters.",
+        examples=["support", "recovery"],
+    )
+    escalate_to_human: bool = Field(
+        default=False,
+        description="When no fallback flow is set, or it failed too: hand the conversation"
+        " to a person (queue `escalation`; outcome `escalated`) instead of ending `failed`.",
+        examples=[True, False],
+    )
 
 
 class FlowSettings(WireModel):
-    fallback: FallbackSettings = Field(default_factory=FallbackSettings)
-    input_timeout_seconds: float = Field(default=86_400.0, gt=0, le=MAX_WAIT_SECONDS)
+    model_config = described(
+        "Settings for the whole flow: how long to wait for the contact, what to say when"
+        " the wait or a turn runs out, retries and recovery. Every setting has a default.",
+        {"inputTimeoutSeconds": 3600, "timeoutMessage": "We did not hear back from you."},
+        {
+            "sessionTimeoutSeconds": 604800,
+            "expiryMessage": "This conversation has expired. Write again to start over.",
+            "retry": {"maxAttempts": 3},
+            "fallback": {"escalateToHuman": True},
+        },
+        title="Flow settings",
+    )
+
+    fallback: FallbackSettings = Field(
+        default_factory=FallbackSettings,
+        description="What happens when a node fails for good and has no `fallback` of its"
+        " own: a fallback flow, a person, or the end.",
+        examples=[{"fallbackFlowId": "support", "escalateToHuman": True}],
+    )
+    input_timeout_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        description="How long a question or a `wait_event` waits, in seconds, unless the"
+        " node sets its own: more than 0, at most 2,592,000 (30 days); default 86,400 (a"
+        " day). Then the node's `onTimeout`, else the end (outcome `timeout`) after"
+        " `timeoutMessage`.",
+        examples=[86400, 3600],
+    )
     timeout_message: Localized = Field(
         default="Sorry, this is taking too long. We will get back to you.",
         description="Said when the contact does not answer in time (or a turn runs too"
         " long): a text, or a map of language tags to texts.",
+        examples=[
+            "We did not hear back from you. Write again any time.",
+            {"pt-BR": "Não tivemos resposta.", "en": "We did not hear back from you."},
+        ],
     )
     session_timeout_seconds: float | None = Field(
         default=None,
         gt=0,
         le=MAX_WAIT_SECONDS,
-        description="End an execution whose contact has been silent this long (since their"
-        " last message, the start, or an operator's resume) with outcome `expired`, wherever"
-        " it waits; not while paused.",
+        description="End an execution whose contact has been silent this long, in seconds"
+        " (since their last message, the start, or an operator's resume), with outcome"
+        " `expired`, wherever it waits; not while paused. More than 0, at most 2,592,000"
+        " (30 days); none by default.",
+        examples=[604800, 86400],
     )
     expiry_message: Localized | None = Field(
         default=None,
         description="Said when the session expires (a text, or a map of language tags to"
         " texts); nothing is said without one.",
+        examples=["This conversation has expired. Write again to start over."],
     )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        description="How nodes are retried after a transient failure, unless the node or"
+        " its dependency has a policy of its own.",
+        examples=[{"maxAttempts": 3, "initialIntervalSeconds": 1, "backoffCoefficient": 2}],
+    )
     #: a corrupted execution with no valid checkpoint: start the flow again with its
     #: start variables, or end it with a message to the contact
-    on_corruption: Literal["restart", "end"] = "restart"
+    on_corruption: Literal["restart", "end"] = Field(
+        default="restart",
+        description="An execution whose stored state is damaged and has no valid"
+        " checkpoint to go back to: `restart` runs the flow again from `start` with its"
+        " start variables (the default); `end` ends it with a message to the contact.",
+        examples=["restart", "end"],
+    )
     debounce_ms: int = Field(
         default=0,
         ge=0,
@@ -177,12 +303,23 @@ class FlowSettings(WireModel):
         description="Contacts type in bursts: messages that arrive within this many"
         " milliseconds of each other are taken as one reply (their texts joined with a"
         " newline). The reply is taken once this long has passed after the last one;"
-        " 0 (the default) takes each message as it comes.",
+        " 0 (the default) takes each message as it comes. At most 60,000.",
+        examples=[0, 1500],
     )
 
 
 class NodeFallback(WireModel):
-    next: NodeId
+    model_config = described(
+        "Where a node goes when it fails for good: an error that is not retried, or its"
+        " retries spent. The failure is in the variable `error` (`flowId`, `nodeId`,"
+        " `reason`, `type`, `message`, `kind`).",
+        {"next": "sorry"},
+        title="Node fallback",
+    )
+
+    next: NodeId = Field(
+        description="The `id` of the node to go to when this one fails.", examples=["sorry"]
+    )
 
 
 class Interrupt(WireModel):
@@ -190,12 +327,26 @@ class Interrupt(WireModel):
     for a reply (``atendente``, ``menu``): checked before the question reads the reply,
     which the interrupt then consumes (see :mod:`trilha.core.keywords`)."""
 
+    model_config = described(
+        "Words that take the contact to a node of the flow from wherever a question waits"
+        " for a reply, such as `atendente` or `menu`. They are looked for before the"
+        " question reads the reply, which the interrupt then uses up.",
+        {"keywords": ["atendente", "falar com humano"], "goTo": "human"},
+        {"keywords": ["menu"], "goTo": "main_menu"},
+        title="Interrupt",
+    )
+
     keywords: list[Keyword] = Field(
         min_length=1,
         max_length=MAX_KEYWORDS,
-        description="Whole words, matched case- and accent-insensitively.",
+        description="Whole words or phrases, matched ignoring case and accents: 1 to 50,"
+        " each at most 100 characters. When a reply holds several, the keyword with the"
+        " most words wins, then the first listed.",
+        examples=[["atendente", "falar com humano"], ["menu"]],
     )
-    go_to: NodeId = Field(description="The node of this flow the contact is taken to.")
+    go_to: NodeId = Field(
+        description="The node of this flow the contact is taken to.", examples=["human"]
+    )
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -209,13 +360,46 @@ class NodeBase(WireModel):
     #: whether the node may end a path without a ``next`` (end, handoff, jump)
     terminal: ClassVar[bool] = False
 
-    id: NodeId
+    id: NodeId = Field(
+        description="The node's name, unique in the flow: what `start`, `next` and every"
+        " other target name. Letters, digits and `_ . : -`, at most 100 characters.",
+        examples=["ask_name", "welcome"],
+    )
     type: str
-    label: str | None = Field(default=None, max_length=200)
-    next: NodeId | None = None
-    fallback: NodeFallback | None = None
-    timeout_seconds: float | None = Field(default=None, gt=0, le=3_600)
-    retry: RetryPolicy | None = None
+    label: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A short name shown for the node in the debugger's graph instead of its"
+        " `id`; never said to the contact. At most 200 characters.",
+        examples=["Ask for the name"],
+    )
+    next: NodeId | None = Field(
+        default=None,
+        description="The `id` of the node to go to after this one. Without one the"
+        " execution completes after this node.",
+        examples=["confirm"],
+    )
+    fallback: NodeFallback | None = Field(
+        default=None,
+        description="Where to go when this node fails for good (an error not retried, or"
+        " its retries spent). Without one the flow's `settings.fallback` decides.",
+        examples=[{"next": "sorry"}],
+    )
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=3_600,
+        description="The longest one attempt of this node may take, in seconds: more than 0,"
+        " at most 3,600. A slower attempt is cancelled and counts as a `timeout` failure"
+        " (retried). Unset: a call's dependency's own timeout applies.",
+        examples=[10, 2.5],
+    )
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="How this node is retried after a transient failure; wins over its"
+        " dependency's policy and the flow's `settings.retry`.",
+        examples=[{"maxAttempts": 5, "initialIntervalSeconds": 0.5}],
+    )
 
     def targets(self) -> Iterator[tuple[str, str]]:
         """Yield ``(wire path relative to the node, target node id)`` for every edge."""
@@ -242,6 +426,14 @@ class NodeBase(WireModel):
             yield from _said_templates(self)
 
 
+def _node_type(name: str) -> Any:
+    """The ``type`` field of a node model: its help names the type."""
+    return Field(
+        description=f"What kind of node this is: `{name}`, which decides its other properties.",
+        examples=[name],
+    )
+
+
 def to_wire(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p.title() for p in rest)
@@ -250,23 +442,83 @@ def to_wire(name: str) -> str:
 class MessageNode(ContentFields, NodeBase):
     """Send a message and move on: a text, buttons, a list, media or a location."""
 
-    type: Literal["message"]
+    model_config = described(
+        "Sends a message and goes on to `next`: a text (a template, or a map of languages),"
+        " with buttons, a list, media or a location if wanted.",
+        {
+            "id": "welcome",
+            "type": "message",
+            "text": "Hi {{contact.name}}! Welcome.",
+            "next": "ask_name",
+        },
+        {
+            "id": "menu",
+            "type": "message",
+            "text": {"pt-BR": "Como podemos ajudar?", "en": "How can we help?"},
+            "buttons": [{"id": "book", "title": "Book"}, {"id": "talk", "title": "Talk to us"}],
+            "next": "ask_choice",
+        },
+        {
+            "id": "map",
+            "type": "message",
+            "media": {"kind": "image", "url": "https://example.com/map.png", "caption": "Our map"},
+            "next": "bye",
+        },
+        title="Message",
+    )
+
+    type: Literal["message"] = _node_type("message")
     text: Localized | None = Field(
         default=None,
-        description="What to say (a template, or a map of language tags to templates);"
-        " optional with media or a location.",
+        description="What to say (a template, or a map of language tags to templates), at"
+        " most 4,096 characters; optional with media or a location.",
+        examples=["Hi {{contact.name}}! Welcome.", {"pt-BR": "Olá!", "en": "Hello!"}],
     )
 
 
 class ChoiceOption(WireModel):
-    value: str = Field(min_length=1, max_length=200)
-    label: str | None = Field(default=None, max_length=200)
+    model_config = described(
+        "One option of a `choice` answer. A reply picks it by its `value`, its `label`, one"
+        " of its `synonyms` or its number in the list (1, 2, ...), ignoring case and"
+        " accents; its `value` is what is saved.",
+        {"value": "yes", "label": "Yes", "synonyms": ["sim", "y"]},
+        {"value": "morning"},
+        title="Choice option",
+    )
+
+    value: str = Field(
+        min_length=1,
+        max_length=200,
+        description="What is saved when this option is picked: at most 200 characters.",
+        examples=["yes", "morning"],
+    )
+    label: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The option's words as the contact reads them; a reply may use them"
+        " too. At most 200 characters.",
+        examples=["Yes, please"],
+    )
     #: extra words the contact may type to pick this option
-    synonyms: list[str] = Field(default_factory=list)
+    synonyms: list[str] = Field(
+        default_factory=list,
+        description="Other words a reply may use to pick this option.",
+        examples=[["sim", "y"]],
+    )
 
 
 class AnswerRule(WireModel):
     """How a question's answer is validated (see :mod:`trilha.core.answers`)."""
+
+    model_config = described(
+        "How a question's reply is checked before it is saved. A reply that fails is"
+        " invalid: the question is asked again with its `invalidText`.",
+        {"kind": "number", "min": 1, "max": 10},
+        {"kind": "choice", "options": ["yes", "no"]},
+        {"kind": "regex", "pattern": "[0-9]{5}-?[0-9]{3}"},
+        {"kind": "media", "accept": ["image/*", "application/pdf"]},
+        title="Answer check",
+    )
 
     kind: Literal["text", "number", "email", "phone", "regex", "choice", "media", "location"] = (
         Field(
@@ -274,20 +526,52 @@ class AnswerRule(WireModel):
             description="What a valid answer is. `choice` takes its options from `options`, or"
             " from the question's buttons or list rows; `media` and `location` want a reply of"
             " that type.",
+            examples=["text", "number", "choice"],
         )
     )
-    pattern: str | None = Field(default=None, max_length=1_000)
-    options: list[ChoiceOption | str] = Field(default_factory=list)
+    pattern: str | None = Field(
+        default=None,
+        max_length=1_000,
+        description="For `regex`: the pattern the whole reply must match (RE2 syntax: no"
+        " back-references or look-arounds), at most 1,000 characters.",
+        examples=["[0-9]{5}-?[0-9]{3}", "[A-Z]{3}[0-9]{4}"],
+    )
+    options: list[ChoiceOption | str] = Field(
+        default_factory=list,
+        description="For `choice`: the options, each a value or `{value, label, synonyms}`."
+        " Empty: the question's buttons or list rows are the options.",
+        examples=[["yes", "no"], [{"value": "am", "label": "Morning"}, "afternoon"]],
+    )
     accept: list[Annotated[str, Field(pattern=MIME_PATTERN, max_length=255)]] = Field(
         default_factory=list,
         max_length=50,
         description="For `media`: the MIME types accepted, such as `image/*` or"
-        " `application/pdf` (any when empty).",
+        " `application/pdf` (any when empty); at most 50.",
+        examples=[["image/*", "application/pdf"]],
     )
-    min: float | None = None
-    max: float | None = None
-    min_length: int | None = Field(default=None, ge=0)
-    max_length: int | None = Field(default=None, ge=1, le=MAX_TEXT)
+    min: float | None = Field(
+        default=None,
+        description="For `number`: the smallest number accepted.",
+        examples=[1, 0.5],
+    )
+    max: float | None = Field(
+        default=None,
+        description="For `number`: the largest number accepted.",
+        examples=[10, 120],
+    )
+    min_length: int | None = Field(
+        default=None,
+        ge=0,
+        description="The fewest characters a typed reply may have (spaces around it not counted).",
+        examples=[2],
+    )
+    max_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TEXT,
+        description="The most characters a typed reply may have: 1 to 4,096.",
+        examples=[100],
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -304,17 +588,32 @@ class Reminder(ContentFields):
     """Said once while a question waits, ``afterSeconds`` after it asked (or after the
     contact's last reply to it), if no reply came: a text and content like a message's."""
 
+    model_config = described(
+        "Said once while a question waits, `afterSeconds` after it asked (or after the"
+        " contact's last reply to it), if no reply came. It may carry buttons, a list,"
+        " media or a location like a message.",
+        {"afterSeconds": 3600, "text": "Are you still there?"},
+        {
+            "afterSeconds": 82800,
+            "text": "Your booking is kept until tomorrow. Confirm?",
+            "buttons": [{"id": "yes", "title": "Confirm"}],
+        },
+        title="Reminder",
+    )
+
     after_seconds: float = Field(
         gt=0,
         le=MAX_WAIT_SECONDS,
         allow_inf_nan=False,
         description="Seconds after the question (or the contact's last reply to it); each"
         " reminder later than the one before and earlier than the input timeout.",
+        examples=[3600, 82800],
     )
     text: Localized | None = Field(
         default=None,
         description="What to say (a template, or a map of language tags to templates);"
         " optional with media or a location.",
+        examples=["Are you still there?", {"pt-BR": "Ainda está aí?", "en": "Still there?"}],
     )
 
 
@@ -323,28 +622,92 @@ class QuestionNode(ContentFields, NodeBase):
 
     target_fields = ("next", "on_invalid", "on_timeout")
 
-    type: Literal["question"]
-    text: Localized = Field(description="The question (a template, or a map of languages).")
-    variable: VariableName
-    validate_: AnswerRule = Field(default_factory=AnswerRule, alias="validate")
-    invalid_text: Localized | None = Field(
-        default=None, description="Said instead of the question after an invalid answer."
+    model_config = described(
+        "Asks, waits for the reply, checks it (`validate`) and saves it in `variable`, then"
+        " goes to `next`. An invalid reply is asked again with `invalidText`, up to"
+        " `maxInvalid` times, then `onInvalid` (else the end, outcome `invalid_input`). With"
+        " no reply within the input timeout: `onTimeout` (else the end, outcome `timeout`).",
+        {
+            "id": "ask_day",
+            "type": "question",
+            "text": "Which day suits you?",
+            "variable": "day",
+            "buttons": [{"id": "today", "title": "Today"}, {"id": "tomorrow", "title": "Tomorrow"}],
+            "validate": {"kind": "choice"},
+            "invalidText": "Please pick one of the buttons.",
+            "maxInvalid": 2,
+            "onInvalid": "human",
+            "onTimeout": "bye",
+            "next": "confirm",
+        },
+        {
+            "id": "ask_age",
+            "type": "question",
+            "text": "How old are you?",
+            "variable": "age",
+            "validate": {"kind": "number", "min": 0, "max": 120},
+            "reminders": [{"afterSeconds": 3600, "text": "Are you still there?"}],
+            "next": "route",
+        },
+        title="Question",
     )
-    max_invalid: int = Field(default=2, ge=0, le=100)
-    on_invalid: NodeId | None = None
-    on_timeout: NodeId | None = None
+
+    type: Literal["question"] = _node_type("question")
+    text: Localized = Field(
+        description="The question (a template, or a map of languages), at most 4,096 characters.",
+        examples=["What is your name?", {"pt-BR": "Qual é o seu nome?", "en": "Your name?"}],
+    )
+    variable: VariableName = Field(
+        description="Where the valid reply is saved: a variable path such as `name` or"
+        " `patient.name`, at most 200 characters.",
+        examples=["name", "patient.birthDate"],
+    )
+    validate_: AnswerRule = Field(
+        default_factory=AnswerRule,
+        alias="validate",
+        description="How the reply is checked; by default any text is valid.",
+        examples=[{"kind": "number", "min": 1, "max": 10}, {"kind": "email"}],
+    )
+    invalid_text: Localized | None = Field(
+        default=None,
+        description="Said instead of the question after an invalid answer.",
+        examples=["Please answer with a number from 1 to 10."],
+    )
+    max_invalid: int = Field(
+        default=2,
+        ge=0,
+        le=100,
+        description="How many invalid replies are asked again before giving up: 0 to 100"
+        " (default 2). Then `onInvalid`, else the end (outcome `invalid_input`).",
+        examples=[2, 0],
+    )
+    on_invalid: NodeId | None = Field(
+        default=None,
+        description="Where to go after too many invalid replies (`maxInvalid`); without it"
+        " the execution ends with outcome `invalid_input`.",
+        examples=["human"],
+    )
+    on_timeout: NodeId | None = Field(
+        default=None,
+        description="Where to go when no reply came in time; without it the execution ends"
+        " with outcome `timeout` after `settings.timeoutMessage`.",
+        examples=["bye"],
+    )
     input_timeout_seconds: float | None = Field(
         default=None,
         gt=0,
         le=MAX_WAIT_SECONDS,
         allow_inf_nan=False,
-        description="How long to wait for the reply; overrides `settings.inputTimeoutSeconds`.",
+        description="How long to wait for the reply, in seconds (more than 0, at most 30"
+        " days); overrides `settings.inputTimeoutSeconds`.",
+        examples=[3600, 600],
     )
     reminders: list[Reminder] = Field(
         default_factory=list,
         max_length=MAX_REMINDERS,
         description="Nudges said while no reply came, each once at its time; then the"
-        " input timeout takes `onTimeout`.",
+        " input timeout takes `onTimeout`. At most 10.",
+        examples=[[{"afterSeconds": 3600, "text": "Are you still there?"}]],
     )
 
     def expressions(self) -> Iterator[tuple[str, str]]:
@@ -390,16 +753,49 @@ def _value_templates(path: str, value: Any) -> Iterator[tuple[str, str, bool]]:
 
 
 class Branch(WireModel):
-    when: str = Field(min_length=1, max_length=2_000)
-    next: NodeId
+    model_config = described(
+        "One way out of a `condition` node: taken when its `when` holds.",
+        {"when": "age >= 18", "next": "adult"},
+        {"when": "intent.intent == 'billing' and contact.vip == true", "next": "vip_billing"},
+        title="Branch",
+    )
+
+    when: str = Field(
+        min_length=1,
+        max_length=2_000,
+        description="An expression on the variables, such as `age >= 18 and contact.vip =="
+        " true`: at most 2,000 characters, checked when the flow is published.",
+        examples=["age >= 18", "day == 'today'"],
+    )
+    next: NodeId = Field(description="The node to go to when `when` holds.", examples=["adult"])
 
 
 class ConditionNode(NodeBase):
     target_fields = ("default",)
 
-    type: Literal["condition"]
-    branches: list[Branch] = Field(min_length=1, max_length=200)
-    default: NodeId | None = None
+    model_config = described(
+        "Goes to the `next` of the first branch whose `when` holds, else to `default`.",
+        {
+            "id": "route",
+            "type": "condition",
+            "branches": [{"when": "age >= 18", "next": "adult"}],
+            "default": "minor",
+        },
+        title="Condition",
+    )
+
+    type: Literal["condition"] = _node_type("condition")
+    branches: list[Branch] = Field(
+        min_length=1,
+        max_length=200,
+        description="The branches, tried in order: 1 to 200.",
+        examples=[[{"when": "age >= 18", "next": "adult"}, {"when": "age >= 13", "next": "teen"}]],
+    )
+    default: NodeId | None = Field(
+        default=None,
+        description="Where to go when no branch holds; without it the execution completes.",
+        examples=["minor"],
+    )
 
     def targets(self) -> Iterator[tuple[str, str]]:
         yield from super().targets()
@@ -415,9 +811,33 @@ class SetNode(NodeBase):
     """Assign variables: ``variables`` are literals (strings rendered as templates),
     ``expressions`` are evaluated by the safe evaluator."""
 
-    type: Literal["set"]
-    variables: dict[VariableName, Any] = Field(default_factory=dict)
-    expressions_: dict[VariableName, str] = Field(default_factory=dict, alias="expressions")
+    model_config = described(
+        "Sets variables, then goes to `next`: `variables` to values as written (strings are"
+        " templates), `expressions` to what an expression gives.",
+        {
+            "id": "init",
+            "type": "set",
+            "variables": {"attempts": 0, "greeting": "Hi {{contact.name}}"},
+            "expressions": {"total": "price * qty"},
+            "next": "ask_name",
+        },
+        title="Set variables",
+    )
+
+    type: Literal["set"] = _node_type("set")
+    variables: dict[VariableName, Any] = Field(
+        default_factory=dict,
+        description="Variables set to values as written, by variable path: a string is a"
+        ' template (`"{{x}}"` alone keeps x\'s type); other JSON values are kept as they are.',
+        examples=[{"attempts": 0, "greeting": "Hi {{contact.name}}", "contact.language": "en"}],
+    )
+    expressions_: dict[VariableName, str] = Field(
+        default_factory=dict,
+        alias="expressions",
+        description="Variables set to the value of an expression, by variable path, such as"
+        " `price * qty`; checked when the flow is published.",
+        examples=[{"total": "price * qty", "adult": "age >= 18"}],
+    )
 
     def expressions(self) -> Iterator[tuple[str, str]]:
         for name, source in self.expressions_.items():
@@ -429,20 +849,43 @@ class SetNode(NodeBase):
 
 
 class DelayNode(NodeBase):
-    type: Literal["delay"]
-    seconds: float = Field(ge=0, le=30 * 86_400)
+    model_config = described(
+        "Waits `seconds` on a durable timer, then goes to `next`: the execution sleeps in"
+        " the store, so a restart does not lose it. Replies that come meanwhile wait for the"
+        " next question.",
+        {"id": "pause", "type": "delay", "seconds": 3600, "next": "follow_up"},
+        title="Delay",
+    )
+
+    type: Literal["delay"] = _node_type("delay")
+    seconds: float = Field(
+        ge=0,
+        le=30 * 86_400,
+        description="How long to wait, in seconds: 0 to 2,592,000 (30 days).",
+        examples=[3600, 30],
+    )
 
 
 class WaitUntilOpenNode(NodeBase):
     """Wait until the institution's ``calendar`` is open (``waiting_delay``, a durable
     timer), then follow ``next``; at once when it is open already."""
 
-    type: Literal["wait_until_open"]
+    model_config = described(
+        "Waits until the institution's `calendar` next opens (at once when it is open), then"
+        " goes to `next`. A calendar the institution lacks, or one that does not open within"
+        " 366 days, fails the node (its `fallback`).",
+        {"id": "wait_office", "type": "wait_until_open", "calendar": "clinic", "next": "human"},
+        title="Wait until open",
+    )
+
+    type: Literal["wait_until_open"] = _node_type("wait_until_open")
     calendar: str = Field(
         min_length=1,
         max_length=64,
         description="The calendar's name (`PUT /v1/calendars/{name}`, or `[calendars.NAME]`"
-        " in trilha.toml); the running institution's.",
+        " in trilha.toml); the running institution's. Letters, digits, `-` and `_`, at most"
+        " 64 characters.",
+        examples=["clinic", "support-hours"],
         json_schema_extra={"pattern": CALENDAR_NAME_PATTERN},
     )
 
@@ -464,22 +907,48 @@ class WaitEventNode(NodeBase):
 
     target_fields = ("next", "on_timeout")
 
-    type: Literal["wait_event"]
-    event: EventName = Field(description="The event's name, e.g. `payment.confirmed`.")
+    model_config = described(
+        "Waits for an event from outside the conversation (a payment confirmed, an approval)"
+        " sent as a signal: `POST /v1/executions/{id}/signals/{event}` or `trilha signal`."
+        " Its payload goes to `saveAs`, then `next`. A signal sent before the execution got"
+        " here is taken at once.",
+        {
+            "id": "wait_payment",
+            "type": "wait_event",
+            "event": "payment.confirmed",
+            "saveAs": "payment",
+            "inputTimeoutSeconds": 3600,
+            "onTimeout": "remind",
+            "next": "thanks",
+        },
+        title="Wait for an event",
+    )
+
+    type: Literal["wait_event"] = _node_type("wait_event")
+    event: EventName = Field(
+        description="The event's name, e.g. `payment.confirmed`: letters, digits and"
+        " `_ . : -`, at most 100 characters.",
+        examples=["payment.confirmed", "refund:approved"],
+    )
     save_as: VariableName | None = Field(
-        default=None, description="Where the signal's payload goes (any JSON)."
+        default=None,
+        description="Where the signal's payload goes (any JSON): a variable path.",
+        examples=["payment"],
     )
     input_timeout_seconds: float | None = Field(
         default=None,
         gt=0,
         le=30 * 86_400,
         allow_inf_nan=False,
-        description="How long to wait (default: the flow's `settings.inputTimeoutSeconds`).",
+        description="How long to wait, in seconds (more than 0, at most 30 days; default:"
+        " the flow's `settings.inputTimeoutSeconds`).",
+        examples=[3600, 86400],
     )
     on_timeout: NodeId | None = Field(
         default=None,
         description="Where to go when no signal came in time; without it the execution"
         " ends with outcome `timeout` (after `settings.timeoutMessage`), as a question's does.",
+        examples=["remind"],
     )
 
     @field_validator("save_as")
@@ -493,10 +962,41 @@ class WaitEventNode(NodeBase):
 class JumpNode(NodeBase):
     terminal = True
 
-    type: Literal["jump"]
-    flow_id: str = Field(min_length=1, max_length=200, pattern=FLOW_REFERENCE_PATTERN)
-    version: int | None = Field(default=None, ge=1)
-    node_id: NodeId | None = None
+    model_config = described(
+        "Goes on in another flow, in the same execution, at its `start` or at `nodeId`; it"
+        " does not come back (a `subflow` does). The institution's own flow of that name is"
+        " used, else a shared one.",
+        {"id": "to_support", "type": "jump", "flowId": "support"},
+        {
+            "id": "to_billing",
+            "type": "jump",
+            "flowId": "support",
+            "version": 3,
+            "nodeId": "billing",
+        },
+        title="Jump to another flow",
+    )
+
+    type: Literal["jump"] = _node_type("jump")
+    flow_id: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=FLOW_REFERENCE_PATTERN,
+        description="The flow to go on in: its name (the institution's own, else a shared"
+        " one) or `INSTITUTION/NAME` of the running institution, at most 200 characters.",
+        examples=["support"],
+    )
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Which version of that flow (1 or more); its latest when left out.",
+        examples=[3],
+    )
+    node_id: NodeId | None = Field(
+        default=None,
+        description="The node of that flow to begin at; its `start` when left out.",
+        examples=["billing"],
+    )
 
     def flow_references(self) -> Iterator[tuple[str, str]]:
         yield "flowId", self.flow_id
@@ -514,26 +1014,60 @@ class SubflowNode(NodeBase):
     ends its ``output`` variables are handed back and the caller goes on at the branch
     for how it ended (see :mod:`trilha.core.frames`)."""
 
-    type: Literal["subflow"]
-    flow_id: str = Field(min_length=1, max_length=200, pattern=FLOW_REFERENCE_PATTERN)
+    model_config = described(
+        "Runs another flow in the same execution and comes back. The called flow sees only"
+        " `input` as its variables; when it ends, `output` hands values back and the caller"
+        " goes on at the branch for how it ended (`branches`), else at `next`.",
+        {
+            "id": "get_address",
+            "type": "subflow",
+            "flowId": "address",
+            "input": {"name": "{{contact.name}}"},
+            "output": {"address": "result"},
+            "branches": {"failed": "human"},
+            "next": "confirm",
+        },
+        title="Sub-flow",
+    )
+
+    type: Literal["subflow"] = _node_type("subflow")
+    flow_id: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=FLOW_REFERENCE_PATTERN,
+        description="The flow to call: its name (the institution's own, else a shared one)"
+        " or `INSTITUTION/NAME` of the running institution, at most 200 characters.",
+        examples=["address"],
+    )
     #: the called flow's version; its latest at the time of the call by default
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="Which version of that flow (1 or more); its latest when the call is"
+        " made, by default.",
+        examples=[2],
+    )
     input: dict[VariableName, Any] = Field(
         default_factory=dict,
         max_length=100,
         description="The called flow's variables (it sees no others): templates rendered"
-        " with the caller's variables.",
+        " with the caller's variables. At most 100.",
+        examples=[{"name": "{{contact.name}}", "attempts": 0}],
     )
     output: dict[VariableName, VariableName] = Field(
         default_factory=lambda: {SUBFLOW_RESULT: SUBFLOW_RESULT},
         max_length=100,
         description="Caller variable -> the called flow's variable handed back into it"
-        " (null when the called flow did not set it). Default: `result` into `result`.",
+        " (null when the called flow did not set it). Default: `result` into `result`. At"
+        " most 100.",
+        examples=[{"address": "result"}, {"zip": "address.zip", "city": "address.city"}],
     )
     branches: dict[SubflowOutcome, NodeId] = Field(
         default_factory=dict,
         description="Where the caller goes on, by how the called flow ended. A missing"
-        " branch falls to `next`, except `timeout`: the whole execution times out.",
+        " branch falls to `next`, except `timeout`: the whole execution times out. Outcomes:"
+        " `completed`, `escalated`, `failed`, `timeout`, `invalid_input`.",
+        examples=[{"failed": "human", "timeout": "bye"}],
     )
 
     def targets(self) -> Iterator[tuple[str, str]]:
@@ -556,15 +1090,62 @@ class HandoffNode(ContentFields, NodeBase):
     terminal = True
     target_fields = ("next", "on_return_timeout")
 
-    type: Literal["handoff"]
-    queue: str = Field(min_length=1, max_length=200)
-    text: Localized | None = Field(default=None, description="Said to the contact first.")
-    reason: str | None = Field(default=None, max_length=1_000)
+    model_config = described(
+        "Hands the conversation to a person's `queue`, saying `text` first. `mode: end` (the"
+        " default) ends the execution (outcome `escalated`); `mode: wait` pauses it while a"
+        " person holds the conversation, and goes on at `next` when it is handed back.",
+        {
+            "id": "human",
+            "type": "handoff",
+            "queue": "support",
+            "text": "A person will answer you shortly.",
+            "reason": "Asked for a person",
+        },
+        {
+            "id": "desk",
+            "type": "handoff",
+            "queue": "billing",
+            "mode": "wait",
+            "returnAfterSeconds": 1800,
+            "onReturnTimeout": "menu",
+            "next": "menu",
+        },
+        title="Handoff to a person",
+    )
+
+    type: Literal["handoff"] = _node_type("handoff")
+    next: NodeId | None = Field(
+        default=None,
+        description="`wait` only: where the conversation goes on when a person hands it"
+        " back (unless the handback names a node); a `wait` handoff without one is warned"
+        " about when the flow is published.",
+        examples=["menu"],
+    )
+    queue: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The people's queue the conversation goes to, as the handoff desk knows"
+        " it: at most 200 characters.",
+        examples=["support", "sales"],
+    )
+    text: Localized | None = Field(
+        default=None,
+        description="Said to the contact first (a template, or a map of languages).",
+        examples=["A person will answer you shortly."],
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=1_000,
+        description="Why the conversation is handed over, for the person taking it (a"
+        " template): at most 1,000 characters.",
+        examples=["Asked for a person", "Problem: {{problem}}"],
+    )
     mode: Literal["end", "wait"] = Field(
         default="end",
         description="`end`: the execution ends (outcome `escalated`). `wait`: it is paused"
         " (`waitingFor: human`) while a person holds the conversation, and goes on at"
         " `next` (or the node the handback names) when it is handed back.",
+        examples=["end", "wait"],
     )
     return_after_seconds: float | None = Field(
         default=None,
@@ -572,12 +1153,15 @@ class HandoffNode(ContentFields, NodeBase):
         le=30 * 86_400,
         allow_inf_nan=False,
         description="`wait` only: with no agent message in this time, the bot takes the"
-        " conversation back by itself, at `onReturnTimeout` (else `next`).",
+        " conversation back by itself, at `onReturnTimeout` (else `next`). In seconds: more"
+        " than 0, at most 30 days.",
+        examples=[1800],
     )
     on_return_timeout: NodeId | None = Field(
         default=None,
         description="`wait` only: where the bot takes the conversation back when no"
         " person answered within `returnAfterSeconds` (default: `next`).",
+        examples=["menu"],
     )
 
     def templates(self) -> Iterator[tuple[str, str, bool]]:
@@ -591,8 +1175,19 @@ class EndNode(ContentFields, NodeBase):
 
     terminal = True
 
-    type: Literal["end"]
-    text: Localized | None = Field(default=None, description="Said to the contact last.")
+    model_config = described(
+        "Completes the execution, saying `text` last if it has one.",
+        {"id": "bye", "type": "end", "text": "Thanks, see you soon!"},
+        {"id": "done", "type": "end"},
+        title="End",
+    )
+
+    type: Literal["end"] = _node_type("end")
+    text: Localized | None = Field(
+        default=None,
+        description="Said to the contact last (a template, or a map of languages).",
+        examples=["Thanks, see you soon!", {"pt-BR": "Até logo!", "en": "See you!"}],
+    )
 
 
 class WaitForDependency(WireModel):
@@ -600,7 +1195,23 @@ class WaitForDependency(WireModel):
     waits for it durably (``recovering``, probing) instead of falling back at once;
     after ``maxWaitSeconds`` the node falls back."""
 
-    max_wait_seconds: float = Field(default=300.0, gt=0, le=86_400, allow_inf_nan=False)
+    model_config = described(
+        "While the node's dependency is unavailable (its circuit breaker open), wait for it"
+        " to come back instead of failing at once; past `maxWaitSeconds` the node fails"
+        " (its `fallback`).",
+        {"maxWaitSeconds": 600},
+        title="Wait for the dependency",
+    )
+
+    max_wait_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        allow_inf_nan=False,
+        description="The longest wait, in seconds: more than 0, at most 86,400 (a day);"
+        " default 300.",
+        examples=[600, 300],
+    )
 
 
 def _wait_needs_dependency(
@@ -612,18 +1223,90 @@ def _wait_needs_dependency(
 
 
 class HttpNode(NodeBase):
-    type: Literal["http"]
-    dependency: str | None = Field(default=None, max_length=200)
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    url: str = Field(min_length=1, max_length=2_000)
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: Any = None
-    save_as: VariableName | None = None
-    wait_for_dependency: WaitForDependency | None = None
+    model_config = described(
+        "Calls a declared `dependency` (`url` is then a path under its base URL) or a public"
+        " URL, saves the JSON reply in `saveAs` and goes to `next`. Transient failures (a"
+        " timeout, a connection error, HTTP 429 or 5xx) are retried; a failure for good goes"
+        " to `fallback`.",
+        {
+            "id": "book",
+            "type": "http",
+            "dependency": "agenda",
+            "method": "POST",
+            "url": "/bookings",
+            "headers": {"Accept": "application/json"},
+            "body": {"slot": "{{slot}}", "name": "{{name}}"},
+            "saveAs": "booking",
+            "timeoutSeconds": 10,
+            "waitForDependency": {"maxWaitSeconds": 600},
+            "fallback": {"next": "sorry"},
+            "next": "confirm",
+        },
+        {
+            "id": "slots",
+            "type": "http",
+            "dependency": "agenda",
+            "url": "/slots?day={{day}}",
+            "saveAs": "slots",
+            "next": "pick_slot",
+        },
+        title="HTTP call",
+    )
+
+    type: Literal["http"] = _node_type("http")
+    dependency: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A dependency declared in trilha.toml (`[dependencies.NAME]`): `url` is"
+        " then a path under its base URL, and its timeout, retries and circuit breaker"
+        " apply. Without one `url` is a full public URL.",
+        examples=["agenda"],
+    )
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
+        default="GET",
+        description="The HTTP method: `GET` (the default), `POST`, `PUT`, `PATCH` or `DELETE`.",
+        examples=["GET", "POST"],
+    )
+    url: str = Field(
+        min_length=1,
+        max_length=2_000,
+        description="Where the request goes (a template, at most 2,000 characters): a path"
+        " under the dependency's base URL, or a full URL. Values filled in are"
+        " percent-encoded.",
+        examples=["/slots?day={{day}}", "https://api.example.com/v1/orders"],
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Request headers; their values are templates.",
+        examples=[{"Accept": "application/json", "X-Order": "{{order.id}}"}],
+    )
+    body: Any = Field(
+        default=None,
+        description="The JSON body sent (every string inside is a template); none when left out.",
+        examples=[{"slot": "{{slot}}", "name": "{{name}}"}],
+    )
+    save_as: VariableName | None = Field(
+        default=None,
+        description="Where the JSON reply is saved: a variable path.",
+        examples=["booking"],
+    )
+    wait_for_dependency: WaitForDependency | None = Field(
+        default=None,
+        description="While the dependency is unavailable (its circuit breaker open), wait"
+        " for it durably, up to `maxWaitSeconds`, instead of failing at once. Needs a"
+        " `dependency`.",
+        examples=[{"maxWaitSeconds": 600}],
+    )
     #: a ``POST`` or ``PATCH`` whose answer was lost (a timeout, a connection cut after
     #: the request went out) is sent again although its dependency does not declare
     #: ``idempotent = true``: the author knows a repeat does no harm
-    retry_unsafe: bool = False
+    retry_unsafe: bool = Field(
+        default=False,
+        description="`POST` and `PATCH` only: send the request again when its answer was"
+        " lost after it went out (a timeout, a cut connection) although its dependency is"
+        " not declared idempotent. Set it when a repeat does no harm; default false.",
+        examples=[True, False],
+    )
 
     _check_wait = field_validator("wait_for_dependency")(_wait_needs_dependency)
 
@@ -649,11 +1332,34 @@ class Intent(WireModel):
     """One intent an ``ai`` node tells apart, with the keywords that mean it when the
     NLP service cannot answer (a trailing ``*`` matches any word ending)."""
 
-    name: str = Field(min_length=1, max_length=100)
-    keywords: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
-        default_factory=list, max_length=500
+    model_config = described(
+        "One intent an `ai` node tells apart, with the keywords that mean it when the NLP"
+        " service cannot answer.",
+        {"name": "billing", "keywords": ["boleto", "segunda via", "invoice*"], "next": "billing"},
+        {"name": "cancel", "keywords": ["cancel*"]},
+        title="Intent",
     )
-    next: NodeId | None = None
+
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        description="The intent's name, as the NLP service answers it: unique in the node, at"
+        " most 100 characters.",
+        examples=["billing", "cancel"],
+    )
+    keywords: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=500,
+        description="Words or phrases that mean this intent, matched ignoring case and"
+        " accents; a trailing `*` matches any ending (`cancel*` matches `cancelamento`). At"
+        " most 500, each at most 200 characters.",
+        examples=[["boleto", "segunda via", "invoice*"]],
+    )
+    next: NodeId | None = Field(
+        default=None,
+        description="Where to go when this intent is matched; the node's `next` when left out.",
+        examples=["billing"],
+    )
 
     @field_validator("keywords")
     @classmethod
@@ -671,20 +1377,87 @@ class AiNode(NodeBase):
 
     target_fields = ("next", "default")
 
-    type: Literal["ai"]
+    model_config = described(
+        "Sorts the contact's text into one of `intents` through the NLP `dependency`, each"
+        " intent's keywords deciding when the service cannot answer. Goes to the matched"
+        " intent's `next` (else the node's `next`), or to `default` when none matched.",
+        {
+            "id": "triage",
+            "type": "ai",
+            "dependency": "nlp",
+            "text": "{{problem}}",
+            "intents": [
+                {"name": "billing", "keywords": ["boleto", "invoice*"], "next": "billing"},
+                {"name": "cancel", "keywords": ["cancel*"]},
+            ],
+            "minConfidence": 0.6,
+            "saveAs": "intent",
+            "default": "human",
+            "next": "support",
+        },
+        title="Intent classification",
+    )
+
+    type: Literal["ai"] = _node_type("ai")
     #: the NLP service; without one only the keywords are used
-    dependency: str | None = Field(default=None, max_length=200)
+    dependency: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The NLP service, a dependency declared in trilha.toml; without one only"
+        " the intents' keywords are used.",
+        examples=["nlp"],
+    )
     #: path on the dependency (a template) receiving ``POST {text, intents}``
-    url: str = Field(default="/classify", min_length=1, max_length=2_000)
+    url: str = Field(
+        default="/classify",
+        min_length=1,
+        max_length=2_000,
+        description="The path on the dependency that classifies (a template; default"
+        ' `/classify`): it gets `POST {"text", "intents"}` and answers'
+        ' `{"intent", "confidence"}`.',
+        examples=["/classify", "/v2/intents"],
+    )
     #: what to classify, a template such as ``"{{problem}}"``
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-    intents: list[Intent] = Field(min_length=1, max_length=100)
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT,
+        description="What to classify, a template such as `{{problem}}`: at most 4,096 characters.",
+        examples=["{{problem}}"],
+    )
+    intents: list[Intent] = Field(
+        min_length=1,
+        max_length=100,
+        description="The intents told apart: 1 to 100, each name once.",
+        examples=[[{"name": "billing", "keywords": ["boleto"]}, {"name": "cancel"}]],
+    )
     #: receives ``{intent, source: "nlp"|"keywords", confidence}``
-    save_as: VariableName = "intent"
-    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    save_as: VariableName = Field(
+        default="intent",
+        description="Where the result goes (default `intent`): `{intent, source,"
+        " confidence}`, `source` being `nlp` or `keywords`.",
+        examples=["intent", "triage.result"],
+    )
+    min_confidence: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Below this confidence (0 to 1; default 0.5) the NLP's answer is no"
+        " match, and the keywords decide.",
+        examples=[0.6],
+    )
     #: where to go when no intent matched (else ``next``)
-    default: NodeId | None = None
-    wait_for_dependency: WaitForDependency | None = None
+    default: NodeId | None = Field(
+        default=None,
+        description="Where to go when no intent matched; the node's `next` when left out.",
+        examples=["human"],
+    )
+    wait_for_dependency: WaitForDependency | None = Field(
+        default=None,
+        description="While the NLP service is unavailable (its circuit breaker open), wait"
+        " for it durably, up to `maxWaitSeconds`, instead of using the keywords at once."
+        " Needs a `dependency`.",
+        examples=[{"maxWaitSeconds": 600}],
+    )
 
     _check_wait = field_validator("wait_for_dependency")(_wait_needs_dependency)
 
@@ -739,26 +1512,118 @@ BUILTIN_NODE_TYPES: dict[str, type[NodeBase]] = {
 class Flow(WireModel):
     """A validated flow. Nodes are typed per their ``type`` (see :func:`parse_flow`)."""
 
+    model_config = described(
+        "A trilha flow: a conversation as a graph of nodes, run from `start`. `trilha"
+        " validate` checks it, reporting every problem with its path (such as"
+        " `nodes[3].next`), including those this schema cannot express; `trilha run` or"
+        " `PUT /v1/flows/{id}` publishes it.",
+        {
+            "$schema": FLOW_SCHEMA_ID,
+            "id": "hello",
+            "name": "Hello",
+            "start": "ask_name",
+            "nodes": [
+                {
+                    "id": "ask_name",
+                    "type": "question",
+                    "text": "Your name?",
+                    "variable": "name",
+                    "next": "bye",
+                },
+                {"id": "bye", "type": "end", "text": "Nice to meet you, {{name}}!"},
+            ],
+        },
+        title="trilha flow",
+    )
+
+    #: editors read it (completion, hover help); trilha ignores it and never stores it
+    schema_: str | None = Field(
+        default=None,
+        alias="$schema",
+        title="$schema",
+        max_length=2_000,
+        exclude=True,
+        description="The JSON Schema this file follows, for editors (completion and hover"
+        " help): its URL, or a path relative to the file. Ignored by trilha.",
+        examples=[FLOW_SCHEMA_ID, "../docs/schema/flow.schema.json"],
+    )
     #: a flow published through the API by an institution is stored as "INSTITUTION/ID"
-    id: str = Field(min_length=1, max_length=200, pattern=FLOW_REFERENCE_PATTERN)
-    version: int = Field(default=1, ge=1)
-    name: str | None = Field(default=None, max_length=200)
-    description: str | None = Field(default=None, max_length=4_000)
-    start: NodeId
-    settings: FlowSettings = Field(default_factory=FlowSettings)
+    id: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=FLOW_REFERENCE_PATTERN,
+        description="The flow's name: letters, digits and `_ . -`, at most 200 characters;"
+        " what `jump` and `subflow` nodes name. A flow an institution publishes is stored"
+        " as `INSTITUTION/NAME`.",
+        examples=["clinic", "checkout"],
+    )
+    version: int = Field(
+        default=1,
+        ge=1,
+        description="The version to publish as (1 or more; default 1). A changed definition"
+        " is stored as this version or the one after the latest, whichever is higher; an"
+        " unchanged one keeps its version. Executions keep the version they started on.",
+        examples=[1, 2],
+    )
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A name for people, shown in the debugger and in listings: at most 200"
+        " characters.",
+        examples=["Clinic scheduling"],
+    )
+    description: str | None = Field(
+        default=None,
+        max_length=4_000,
+        description="What the flow is for, for the people who keep it: at most 4,000"
+        " characters. Never said to the contact.",
+        examples=["Books an appointment at the clinic and confirms it."],
+    )
+    start: NodeId = Field(
+        description="The `id` of the node every execution starts at.", examples=["welcome"]
+    )
+    settings: FlowSettings = Field(
+        default_factory=FlowSettings,
+        description="Timeouts, retries and recovery for the whole flow; each has a default.",
+        examples=[{"inputTimeoutSeconds": 3600, "timeoutMessage": "We did not hear back."}],
+    )
     default_language: LanguageTag | None = Field(
         default=None,
         description="The language of texts written as a map of languages when the"
-        " contact's (`sys.language`) has none.",
+        " contact's (`sys.language`) has none: a language tag such as `pt-BR` or `en`.",
+        examples=["pt-BR", "en"],
     )
-    on_missing_node: NodeId | None = None
+    on_missing_node: NodeId | None = Field(
+        default=None,
+        description="Where to go when the execution's current node does not exist (a jump"
+        " to a node that is gone), when the node before it has no `fallback`.",
+        examples=["menu"],
+    )
     interrupts: list[Interrupt] = Field(
         default_factory=list,
         max_length=MAX_INTERRUPTS,
         description="Keywords that work anywhere in the flow: a reply holding one goes to"
-        " its `goTo` node instead of to the question waiting for it.",
+        " its `goTo` node instead of to the question waiting for it. At most 50.",
+        examples=[[{"keywords": ["atendente", "human"], "goTo": "human"}]],
     )
-    nodes: list[Any] = Field(min_length=1, max_length=MAX_NODES)
+    nodes: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_NODES,
+        description="The flow's steps: 1 to 5,000 nodes, each with an `id` unique in the"
+        " flow and a `type` that decides its other properties.",
+        examples=[
+            [
+                {"id": "hello", "type": "message", "text": "Hi!", "next": "bye"},
+                {"id": "bye", "type": "end"},
+            ]
+        ],
+    )
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_is_for_editors(cls, value: str | None) -> None:
+        """Checked as a string, then dropped: two flows that differ only in the schema
+        their files name are the same flow (one version, equal models)."""
 
     def node(self, node_id: str) -> NodeBase | None:
         return self._index().get(node_id)
@@ -1307,15 +2172,52 @@ def flow_json_schema(node_types: NodeTypes | None = None) -> dict[str, Any]:
     node_union: Any = Annotated[
         models[0] if len(models) == 1 else _union(models), Field(discriminator="type")
     ]
+    nodes = Flow.model_fields["nodes"]
     schema_model = create_model(
         "Flow",
         __base__=Flow,
-        nodes=(list[node_union], Field(min_length=1, max_length=MAX_NODES)),
+        nodes=(
+            list[node_union],
+            Field(
+                min_length=1,
+                max_length=MAX_NODES,
+                description=nodes.description,
+                examples=nodes.examples,
+            ),
+        ),
     )
-    schema: dict[str, Any] = TypeAdapter(schema_model).json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "trilha flow"
+    body: dict[str, Any] = TypeAdapter(schema_model).json_schema(
+        by_alias=True, schema_generator=_AsWritten
+    )
+    # the ids first: what an editor or a reader looks for at the top
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": FLOW_SCHEMA_ID,
+        "title": "trilha flow",
+    }
+    schema.update((k, v) for k, v in body.items() if k not in schema)
     return schema
+
+
+class _AsWritten(GenerateJsonSchema):
+    """Pydantic's schema with its keys sorted, except inside ``examples`` (and, as
+    pydantic does, ``properties`` and ``default``): an example reads as its author wrote
+    it, ``id`` and ``type`` first, when an editor shows or inserts it."""
+
+    def sort(self, value: JsonSchemaValue, parent_key: str | None = None) -> JsonSchemaValue:
+        ordered: JsonSchemaValue = _sorted(value, parent_key)
+        return ordered
+
+
+def _sorted(value: Any, parent_key: str | None) -> Any:
+    if parent_key == "examples":
+        return value
+    if isinstance(value, dict):
+        keys = value if parent_key in ("properties", "default") else sorted(value)
+        return {key: _sorted(value[key], key) for key in keys}
+    if isinstance(value, list):
+        return [_sorted(item, parent_key) for item in value]
+    return value
 
 
 def _union(models: tuple[type[NodeBase], ...]) -> Any:

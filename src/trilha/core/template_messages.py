@@ -27,6 +27,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trilha.core.schema_help import described
 from trilha.errors import ExpressionError
 
 __all__ = [
@@ -97,15 +98,28 @@ class _Meta(BaseModel):
 class TemplateCurrency(_Meta):
     """An amount of money, shown as ``fallback_value``."""
 
+    model_config = described(
+        "An amount of money for a `currency` parameter.",
+        {"fallback_value": "R$ 150,00", "code": "BRL", "amount_1000": 150000},
+        {"fallback_value": "{{price_text}}", "code": "BRL", "amount_1000": "{{ price * 1000 }}"},
+        title="Template currency",
+    )
+
     fallback_value: Raw = Field(
-        min_length=1, description="The amount as the contact reads it, such as `R$ 150,00`."
+        min_length=1,
+        description="The amount as the contact reads it, such as `R$ 150,00` (a template).",
+        examples=["R$ 150,00", "{{price_text}}"],
     )
     code: Raw = Field(
-        min_length=1, description="The ISO 4217 currency code, such as `BRL` (a template)."
+        min_length=1,
+        description="The ISO 4217 currency code, such as `BRL` (a template).",
+        examples=["BRL", "USD"],
     )
     amount_1000: int | Raw = Field(
         description="The amount times 1,000 (150.00 is 150000): an integer, or a template"
-        " giving one (`{{ price * 1000 }}`)."
+        " giving one (`{{ price * 1000 }}`); a literal one from -2,147,483,647 to"
+        " 2,147,483,647.",
+        examples=[150000, "{{ price * 1000 }}"],
     )
 
     @field_validator("amount_1000")
@@ -123,17 +137,39 @@ class TemplateCurrency(_Meta):
 class TemplateDateTime(_Meta):
     """A date and time, shown as ``fallback_value`` (what the Cloud API sends)."""
 
+    model_config = described(
+        "A date and time for a `date_time` parameter, sent as the text the contact reads.",
+        {"fallback_value": "12/03 às 14:30"},
+        {"fallback_value": "{{ booking.when }}"},
+        title="Template date and time",
+    )
+
     fallback_value: Raw = Field(
-        min_length=1, description="The date as the contact reads it, such as `12/03 às 14:30`."
+        min_length=1,
+        description="The date as the contact reads it, such as `12/03 às 14:30` (a template).",
+        examples=["12/03 às 14:30", "{{ booking.when }}"],
     )
 
 
 class TemplateMedia(_Meta):
     """A header's image, video or document, by link."""
 
-    link: Raw = Field(min_length=1, description="An http(s) URL Meta fetches it from (a template).")
+    model_config = described(
+        "A header's image, video or document, by link.",
+        {"link": "https://example.com/invoice.pdf", "filename": "invoice.pdf"},
+        {"link": "{{photo_url}}"},
+        title="Template media",
+    )
+
+    link: Raw = Field(
+        min_length=1,
+        description="An http(s) URL Meta fetches it from (a template).",
+        examples=["https://example.com/invoice.pdf", "{{photo_url}}"],
+    )
     filename: Raw | None = Field(
-        default=None, description="A document's file name, as the contact sees it."
+        default=None,
+        description="A document's file name, as the contact sees it (a template).",
+        examples=["invoice.pdf"],
     )
 
 
@@ -141,9 +177,19 @@ class TemplateParameter(_Meta):
     """One value the template Meta approved is filled with; ``type`` names the key that
     holds it (``{"type": "text", "text": "Ana"}``)."""
 
+    model_config = described(
+        "One value the approved template is filled with: `type` names the property that"
+        " holds it, as in Meta's Cloud API.",
+        {"type": "text", "text": "{{contact.name}}"},
+        {"type": "text", "parameter_name": "first_name", "text": "Ana"},
+        {"type": "payload", "payload": "confirm-{{booking.id}}"},
+        title="Template parameter",
+    )
+
     type: ParameterType = Field(
         description="`text`, `currency`, `date_time`, `image`, `video`, `document` (header"
-        " and body), `payload` (a quick-reply button), `coupon_code` (a copy-code button)."
+        " and body), `payload` (a quick-reply button), `coupon_code` (a copy-code button).",
+        examples=["text", "payload"],
     )
     parameter_name: str | None = Field(
         default=None,
@@ -151,26 +197,49 @@ class TemplateParameter(_Meta):
         description="The variable's name, for a template approved with named parameters"
         " (`{{first_name}}`); all of a template's header and body parameters are named, or"
         " none.",
+        examples=["first_name"],
     )
     text: Raw | None = Field(
         default=None,
         description="For `text`: at most 60 characters in a header, 1,024 in a body (32,768"
         " when the body is the only component); a `url` button's URL suffix.",
+        examples=["{{contact.name}}", "Ana"],
     )
-    currency: TemplateCurrency | None = Field(default=None, description="For `currency`.")
-    date_time: TemplateDateTime | None = Field(default=None, description="For `date_time`.")
-    image: TemplateMedia | None = Field(default=None, description="For `image`, by link.")
-    video: TemplateMedia | None = Field(default=None, description="For `video`, by link.")
+    currency: TemplateCurrency | None = Field(
+        default=None,
+        description="For `currency`: an amount of money.",
+        examples=[{"fallback_value": "R$ 150,00", "code": "BRL", "amount_1000": 150000}],
+    )
+    date_time: TemplateDateTime | None = Field(
+        default=None,
+        description="For `date_time`: a date as the contact reads it.",
+        examples=[{"fallback_value": "12/03 às 14:30"}],
+    )
+    image: TemplateMedia | None = Field(
+        default=None,
+        description="For `image`, by link.",
+        examples=[{"link": "https://example.com/banner.png"}],
+    )
+    video: TemplateMedia | None = Field(
+        default=None,
+        description="For `video`, by link.",
+        examples=[{"link": "https://example.com/welcome.mp4"}],
+    )
     document: TemplateMedia | None = Field(
-        default=None, description="For `document`, by link, with its `filename`."
+        default=None,
+        description="For `document`, by link, with its `filename`.",
+        examples=[{"link": "https://example.com/invoice.pdf", "filename": "invoice.pdf"}],
     )
     payload: Raw | None = Field(
         default=None,
         description="For `payload`: what a press of the quick-reply button carries back (at"
         " most 256 characters).",
+        examples=["confirm-{{booking.id}}"],
     )
     coupon_code: Raw | None = Field(
-        default=None, description="For `coupon_code`: the code copied (at most 15 characters)."
+        default=None,
+        description="For `coupon_code`: the code copied (at most 15 characters).",
+        examples=["WELCOME10"],
     )
 
 
@@ -178,36 +247,68 @@ class TemplateComponent(_Meta):
     """A part of the template with values to fill in: its header, its body, or one of
     its buttons."""
 
+    model_config = described(
+        "A part of the approved template with values to fill in: its header, its body, or"
+        " one of its buttons.",
+        {"type": "body", "parameters": [{"type": "text", "text": "{{contact.name}}"}]},
+        {
+            "type": "button",
+            "sub_type": "quick_reply",
+            "index": 0,
+            "parameters": [{"type": "payload", "payload": "confirm"}],
+        },
+        title="Template component",
+    )
+
     type: Literal["header", "body", "button"] = Field(
-        description="`header`, `body` or `button` (one component per button with values)."
+        description="`header`, `body` or `button` (one component per button with values).",
+        examples=["body", "button"],
     )
     sub_type: Literal["quick_reply", "url", "copy_code"] | None = Field(
         default=None,
         description="A button's kind: `quick_reply` (a `payload`), `url` (a `text`: the URL's"
         " suffix) or `copy_code` (a `coupon_code`).",
+        examples=["quick_reply", "url"],
     )
     index: int | None = Field(
         default=None,
         ge=0,
         le=MAX_BUTTONS - 1,
         description="A button's position among the template's buttons, 0 to 9.",
+        examples=[0, 1],
     )
     parameters: list[TemplateParameter] = Field(
         default_factory=list,
         max_length=MAX_BODY_PARAMETERS,
         description="The values, in the order of the template's variables: at most 1 in a"
         " header or a button.",
+        examples=[[{"type": "text", "text": "{{contact.name}}"}]],
     )
 
 
 class TemplateMessage(_Meta):
     """A template Meta approved, with the values to fill it with."""
 
+    model_config = described(
+        "A WhatsApp template approved by Meta, with the values to fill it with, in the"
+        " shape of Meta's Cloud API (its keys are snake_case, as Meta writes them).",
+        {
+            "name": "appointment_reminder",
+            "language": "pt_BR",
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": "{{contact.name}}"}]}
+            ],
+        },
+        {"name": "welcome_back", "language": "en"},
+        title="WhatsApp template",
+    )
+
     name: str = Field(
         min_length=1,
         max_length=MAX_NAME,
         description="The template's name as approved in WhatsApp Manager: lowercase letters,"
         " digits and underscores, at most 512 characters.",
+        examples=["appointment_reminder"],
         json_schema_extra={"pattern": NAME_PATTERN},
     )
     language: str = Field(
@@ -215,6 +316,7 @@ class TemplateMessage(_Meta):
         max_length=15,
         description="The language and locale the template was approved in, as Meta writes"
         " it: `pt_BR`, `en`, `en_US`, `es_AR`.",
+        examples=["pt_BR", "en"],
         json_schema_extra={"pattern": LANGUAGE_PATTERN},
     )
     components: list[TemplateComponent] = Field(
@@ -223,6 +325,7 @@ class TemplateMessage(_Meta):
         description="The values of the template's variables, in Meta's shape: a `header`, a"
         " `body` and `button`s, each with its `parameters`. Every string is a template,"
         " rendered like the node's text. Empty for a template without variables.",
+        examples=[[{"type": "body", "parameters": [{"type": "text", "text": "{{contact.name}}"}]}]],
     )
 
     @field_validator("name")
