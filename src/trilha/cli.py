@@ -785,6 +785,7 @@ def demo(
         list[str] | None,
         typer.Option(
             "--down",
+            metavar="NAME",
             help="Start this stand-in down, answering 503, to see the flows' fallbacks"
             " (agenda or booking; repeatable).",
         ),
