@@ -26,7 +26,7 @@ from rich.table import Table
 from trilha import __version__ as trilha_version
 from trilha.channels.memory import MemoryChannel
 from trilha.channels.terminal import TerminalChannel
-from trilha.config import EngineConfig, LoggingConfig, load_config
+from trilha.config import Config, EngineConfig, LoggingConfig, load_config
 from trilha.core.execution import Execution, iso
 from trilha.core.flow import Flow, flow_json_schema
 from trilha.core.signals import waited_event
@@ -635,12 +635,27 @@ def serve(
     log_level: LogLevelOpt = None,
 ) -> None:
     """Serve the HTTP API, with workers and the outbox dispatcher, in one process."""
+    _serve(host, port, store, config, flows, workers, log_level, load_config(config))
+
+
+def _serve(
+    host: str,
+    port: int,
+    store: str | None,
+    config: Path | None,
+    flows: Path | None,
+    workers: int,
+    log_level: str | None,
+    cfg: Config,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """What ``serve`` runs, with ``cfg`` (``demo``'s is built, not read); ``announce``
+    gets the API's URL once the first-start key exists, to say more than serve does."""
     import uvicorn
 
     from trilha.api.app import ServeOptions, create_app
     from trilha.api.connections import protocol
 
-    cfg = load_config(config)
     configure_logging(_with_level(cfg.logging, log_level) if log_level else cfg.logging)
     _run(_bootstrap_key(store))
     options = ServeOptions(store, config, flows, workers)
@@ -664,6 +679,8 @@ def serve(
         )
     )
     err.print(f"[dim]trilha {trilha_version} serving on http://{host}:{port} (docs at /docs)[/dim]")
+    if announce is not None:
+        announce(f"http://{host}:{port}")
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again
     # under the handlers it found: make those quiet so a clean stop exits 0
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -752,6 +769,55 @@ def _write_secret(path: Path, secret: str) -> Path:
             " (or create one first: trilha keys create --institution local --role admin)"
         ) from exc
     return path
+
+
+# ------------------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="The API's port.")] = 8000,
+    db: Annotated[Path, typer.Option("--db", help="The SQLite store's file.")] = Path("trilha.db"),
+    flows: Annotated[
+        Path, typer.Option("--flows", help="Folder of flows to publish, with its trilha.toml.")
+    ] = Path("examples"),
+    down: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--down",
+            metavar="NAME",
+            help="Start this stand-in down, answering 503, to see the flows' fallbacks"
+            " (agenda or booking; repeatable).",
+        ),
+    ] = None,
+    log_level: LogLevelOpt = None,
+) -> None:
+    """Serve the examples with stand-ins for the services they call: try trilha at once.
+
+    Runs what `serve --flows examples` runs (the API, a worker, the debugger, on
+    127.0.0.1) and beside it, on 127.0.0.1, a stand-in for each service the flows call
+    that trilha ships one for: `agenda` (examples/scheduling.json) and `booking`
+    (examples/clinic.json), declared as the dependencies of the folder's trilha.toml.
+    POST /down and /up on a stand-in take it down and up while it runs. Run it from the
+    repository's root (where examples/ is), or give --flows. Ctrl-C stops it all."""
+    from trilha.demo.run import demo_config, start_demo
+
+    if not flows.is_dir():
+        raise ConfigError(
+            f"--flows {flows}: no such folder; run trilha demo from the repository's root"
+            " (where examples/ is), or give --flows DIR"
+        )
+    folder = load_folder(flows, Processors.from_entry_points())
+    store = f"sqlite:///{db.absolute()}"
+    with start_demo(folder, demo_config(flows), set(down or ())) as running:
+
+        def announce(url: str) -> None:
+            key_file = db.absolute().with_name(db.name + KEY_FILE_SUFFIX)
+            lines = running.lines(url, key_file if key_file.exists() else None, flows)
+            for line in lines:
+                err.print(line, markup=False)
+
+        _serve("127.0.0.1", port, store, None, flows, 1, log_level, running.config, announce)
 
 
 # ------------------------------------------------------------------------------------- keys
