@@ -371,7 +371,7 @@ def _level(value: object) -> object:
 
 
 class LoggingConfig(WireModel):
-    """Process logs (stdout, a rotating file) and the stored trail (DESIGN §5)."""
+    """Process logs (stdout, a rotating file) and the stored trail of each execution."""
 
     #: the least severe line printed to stdout and the file; OFF prints nothing
     level: LogLevel = "INFO"
