@@ -385,7 +385,8 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
         summary="Durable, self-healing execution of conversational flows.",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by trilha.api.routes.apidocs, with no CDN
+        swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
     )
     app.state.options = options
