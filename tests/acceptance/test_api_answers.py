@@ -107,6 +107,12 @@ def test_malformed_json_is_answered_with_where_and_why(api: Api) -> None:
             acme.post("/v1/executions", content=truncated, headers=json_type), truncated
         )
         assert (error["line"], error["column"]) == (1, len(truncated) + 1)
+        # a body that says no content-type at all is read as JSON, and judged the same
+        untyped = acme.post("/v1/executions", content=truncated.encode())
+        assert "content-type" not in untyped.request.headers
+        malformed(untyped, truncated)
+        published = acme.put("/v1/flows/mine", content=json.dumps(FLOW).encode())
+        assert published.status_code in (200, 201), published.text
         accents = '{"text": "olá",}'  # columns count characters, not bytes
         error = malformed(
             acme.post(
