@@ -308,8 +308,9 @@ class ProblemDocument(BaseModel):
 
 _PROBLEM_TEXT = {
     400: "The body is not valid JSON (`detail` says where: line, column and character).",
-    401: "No API key, or one that is not valid or was revoked (asked first, before the"
-    " request's body is looked at).",
+    401: "No API key, one not sent as `Authorization: Bearer KEY` (`detail` says how to send"
+    " it), or one that is not valid or was revoked (asked first, before the request's body"
+    " is looked at).",
     408: "The body did not arrive within `api.body_timeout_seconds`.",
     403: "A viewer key asked to change something.",
     404: "No such thing, or it belongs to another institution.",
