@@ -21,7 +21,7 @@ import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from trilha import __version__ as trilha_version
 from trilha.channels.memory import MemoryChannel
@@ -39,7 +39,7 @@ from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
 from trilha.inbound import InboundContent, language_tag, with_language
 from trilha.observability.logging import configure as configure_logging
 from trilha.observability.metrics import Listener
-from trilha.observability.terminal import SafeConsole, field, json_text
+from trilha.observability.terminal import SafeConsole, field, json_text, timestamp_column
 from trilha.processors.registry import Processors
 from trilha.runtime import Runtime, load_folder, publish_all, runtime
 from trilha.store import open_store
@@ -892,7 +892,14 @@ def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
-    table = Table("key", "institution", "role", "name", "created", "revoked")
+    table = Table(
+        "key",
+        "institution",
+        "role",
+        "name",
+        timestamp_column("created", (r["createdAt"] for r in rows)),
+        timestamp_column("revoked", (r["revokedAt"] for r in rows)),
+    )
     for r in rows:
         table.add_row(*(field(str(r[k] or "-")) for k in r))
     out.print(table)
@@ -983,7 +990,10 @@ def _print_execution(data: dict[str, Any]) -> None:
         note = contact_note(line.get("content")) if line["from"] == "contact" else None
         extra = f" [dim]{field(note)}[/dim]" if note else ""
         out.print(f"  {who} {field(line['text'])}{extra}")
-    table = Table("at", "from", "to", "reason", "by", title="state history", title_justify="left")
+    at = timestamp_column("at", (h["at"] for h in data["history"]))
+    # the other columns give way to the times: what does not fit folds onto the next line
+    rest = [Column(name, overflow="fold") for name in ("from", "to", "reason", "by")]
+    table = Table(at, *rest, title="state history", title_justify="left")
     for h in data["history"]:
         table.add_row(h["at"], h["from"] or "-", h["to"], field(h["reason"]), field(h["actor"]))
     out.print(table)
@@ -1010,7 +1020,12 @@ def logs(
         typer.Option("--level", help="Minimum level: DEBUG, INFO, WARN, ERROR or CRITICAL."),
     ] = "DEBUG",
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON lines (the DESIGN §5 wire objects).")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print JSON lines: one object per trail line (timestamp, level, executionId,"
+            " nodeId, nodeType, message, context), as the API's logs route answers them.",
+        ),
     ] = False,
 ) -> None:
     """Print an execution's stored log trail, oldest first; --follow waits for new lines."""
@@ -1128,8 +1143,10 @@ def check(
     ] = 60.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check every execution in the store against the invariants (DESIGN §7): print each
-    violation with the execution's id and what is wrong. Exit 3 if any was found. Only
+    """Check every execution in the store against what trilha promises of it (its state,
+    its state history, its checkpoints, its outbox, the contact's messages and its
+    signals agree with one another, and nothing is left overdue): print each
+    violation with the execution's id, the rule and what is wrong. Exit 3 if any was found. Only
     reads the store."""
     import time
 
@@ -1201,7 +1218,6 @@ def alerts(
 ) -> None:
     """Show every alert rule's state (inactive, pending, firing, resolved) from the store.
     Exits 3 when an alert is firing, so scripts can tell."""
-    from rich.table import Column
 
     from trilha.core.alerts import AlertState, AlertStatus
     from trilha.engine.clock import SystemClock
@@ -1261,8 +1277,9 @@ def alerts(
         )
     out.print(table)
     if history:
+        at = timestamp_column("at", (iso(c.updated_at) for c in changes))
         changes_table = Table(
-            "at", "rule", "instance", "state", "value", title="changes", title_justify="left"
+            at, "rule", "instance", "state", "value", title="changes", title_justify="left"
         )
         for c in changes:
             changes_table.add_row(
@@ -1583,10 +1600,19 @@ def outbox(
     if as_json:
         sys.stdout.write(json_text({"messages": [item_view(i) for i in listed]}) + "\n")
         return
-    table = Table("id", "institution", "execution", "contact", "attempts", "last error", "text")
-    table.add_column("next try" if wanted == "pending" else "queued")
-    for item in listed:
-        view = item_view(item)
+    views = [item_view(item) for item in listed]
+    when = [(v["nextAttemptAt"] if wanted == "pending" else v["createdAt"]) for v in views]
+    table = Table(
+        "id",
+        "institution",
+        "execution",
+        "contact",
+        "attempts",
+        "last error",
+        "text",
+        timestamp_column("next try" if wanted == "pending" else "queued", when),
+    )
+    for item, view, at in zip(listed, views, when, strict=True):
         table.add_row(
             str(item.id),
             field(item.institution_id),
@@ -1595,7 +1621,7 @@ def outbox(
             str(item.attempts),
             field(view["lastError"] or "-"),
             field(_shortened(item.text)),
-            (view["nextAttemptAt"] if wanted == "pending" else view["createdAt"]) or "-",
+            at or "-",
         )
     out.print(table)
     if not listed:

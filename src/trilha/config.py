@@ -691,7 +691,7 @@ def _level(value: object) -> object:
 
 
 class LoggingConfig(WireModel):
-    """Process logs (stdout, a rotating file) and the stored trail (DESIGN §5)."""
+    """Process logs (stdout, a rotating file) and the stored trail of each execution."""
 
     level: LogLevel = Field(
         default="INFO",

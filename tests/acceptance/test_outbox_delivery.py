@@ -240,6 +240,14 @@ def test_trilha_outbox_lists_escaped_and_redrives(
     (mine,) = json.loads(listed.stdout)["messages"]
     assert mine["executionId"] == eid and mine["text"] == f"bye {hostile}"
     assert "\x1b" not in listed.stdout  # JSON-escaped, the same text once decoded
+    queued = [
+        m["createdAt"] for m in json.loads(cli("outbox", *store, "--json").stdout)["messages"]
+    ]
+    for columns in ("80", "60"):  # on a narrow terminal, the other columns give way
+        narrow = cli("outbox", *store, env={"COLUMNS": columns})
+        assert narrow.returncode == 0, narrow.stderr
+        assert len(queued) == 2 and all(at in narrow.stdout for at in queued), narrow.stdout
+        assert "…" not in "".join(re.findall(r"\d{4}-\d\d-\d\dT\S*", narrow.stdout))
 
     unknown = cli("outbox", *store, "--redrive", "999999")
     assert unknown.returncode == 2 and "not in the outbox" in unknown.stderr

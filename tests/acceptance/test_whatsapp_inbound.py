@@ -197,7 +197,8 @@ def test_verification_and_signatures(served: Api) -> None:
     long_header = {"X-Hub-Signature-256": "sha256=" + "0" * 5_000}
     problem(httpx.post(url, content=body, headers=long_header), 401)  # not a 422
     assert stored(served) == []
-    problem(post(served, b"{not json"), 400)
+    unparsed = problem(post(served, b"{not json"), 400)["detail"]
+    assert unparsed.endswith("double quotes at line 1, column 2 (char 1)"), unparsed
     problem(post(served, b"[" * 100_000 + b"]" * 100_000), 400)  # past the parser's depth
     many = [wa.text(f"wamid.{i}", "x") for i in range(1_001)]
     too_many = problem(post(served, says(*many)), 413)

@@ -124,6 +124,9 @@ def _keyed(path: str, metrics_here: bool) -> bool:
     return path == "/v1" or path.startswith("/v1/") or (metrics_here and path == "/metrics")
 
 
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
 class Guard:
     """The outer edge of every request, in this order: 401 for a ``/v1`` request without
     a valid key (before anything of the request is read: a caller without a key learns
@@ -180,6 +183,9 @@ class Guard:
             if body and not _json_or_absent(headers):
                 await self._not_json(scope, receive, send, headers)
                 return
+            if body and b"content-type" not in headers:  # read as JSON, as said above; the
+                # framework parses only a body that says it is (keys are no cookies: no CSRF)
+                scope = {**scope, "headers": [*scope["headers"], _JSON_TYPE]}
             receive = _replay(body, receive)
         started = False
 
@@ -385,7 +391,8 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
         summary="Durable, self-healing execution of conversational flows.",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by trilha.api.routes.apidocs, with no CDN
+        swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
     )
     app.state.options = options

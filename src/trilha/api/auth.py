@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -158,13 +159,35 @@ def presented_key(request: Request) -> str | None:
     """``Authorization: Bearer KEY``, or ``X-API-Key: KEY``."""
     header = request.headers.get("authorization")
     if header:
-        scheme, _, value = header.partition(" ")
+        scheme, _, value = header.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
     return request.headers.get("x-api-key") or None
 
 
 _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="trilha"'}
+#: how the key is sent, said in every answer about a key that was not found
+_SEND_IT = "send it as Authorization: Bearer KEY (or X-API-Key: KEY)"
+#: a scheme's name is echoed only when it reads as one (``Basic``, ``Token``): what
+#: stands before the space may as well be a key, which an answer never repeats
+_SCHEME_NAME = re.compile(r"[A-Za-z][A-Za-z-]{0,19}")
+
+
+def missing_key(request: Request) -> str:
+    """Why no key was found, said so the caller can fix it: most often a key sent in
+    ``Authorization`` without its ``Bearer`` scheme. Never quotes what was sent but a
+    scheme's name: the header's value may be the key itself."""
+    header = (request.headers.get("authorization") or "").strip()
+    if not header:
+        return "an API key is required: Authorization: Bearer KEY (trilha keys create)"
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return f"the Authorization header says Bearer but no key follows it: {_SEND_IT}"
+    if not value.strip():
+        return f"the Authorization header has a key without its Bearer scheme: {_SEND_IT}"
+    if _SCHEME_NAME.fullmatch(scheme):
+        return f"the Authorization scheme {scheme!r} is not accepted: {_SEND_IT}"
+    return f"the Authorization header is not Bearer followed by a key: {_SEND_IT}"
 
 
 async def identify(request: Request) -> Principal:
@@ -177,7 +200,7 @@ async def identify(request: Request) -> Principal:
     if presented is None:
         raise Problem(
             401,
-            "an API key is required: Authorization: Bearer KEY (trilha keys create)",
+            missing_key(request),
             kind="unauthorized",
             headers=_UNAUTHORIZED,
         )

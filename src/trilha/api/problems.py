@@ -181,8 +181,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = validation_errors(exc)
-        if any(err.get("type") == "json_invalid" for err in exc.errors()):
-            return Problem(400, "the body is not valid JSON", kind="malformed_json").response()
+        for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                return _unparsed(err, exc.body).response()
         return Problem(
             422, "the request does not have the expected shape", kind="invalid", errors=errors
         ).response()
@@ -191,8 +192,54 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 405:
             return _not_allowed(request)
+        if exc.status_code == 400 and isinstance(
+            exc.__cause__, UnicodeDecodeError | RecursionError
+        ):
+            return _undecoded(exc.__cause__).response()
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
         return Problem(exc.status_code, detail, headers=exc.headers).response()
+
+
+def malformed_json(reason: str, document: str, position: int) -> Problem:
+    """400 for a body that is not JSON, saying where the parser stopped and why, as
+    Python's parser words it: ``body is not valid JSON: Expecting ',' delimiter at line
+    3, column 5 (char 42)``. Lines and columns count from 1, ``char`` from 0, over the
+    body's text."""
+    position = max(0, min(position, len(document)))
+    line = document.count("\n", 0, position) + 1
+    column = position - document.rfind("\n", 0, position)
+    where = f"{reason} at line {line}, column {column} (char {position})"
+    return Problem(
+        400,
+        f"body is not valid JSON: {where}",
+        kind="malformed_json",
+        errors=[
+            {"field": "body", "message": where, "line": line, "column": column, "char": position}
+        ],
+    )
+
+
+def _unparsed(err: Mapping[str, Any], body: Any) -> Problem:
+    """The framework's ``json_invalid`` error: the parser's reason in ``ctx.error``, the
+    character offset last in ``loc``, the text parsed in the exception's ``body``."""
+    loc = tuple(err.get("loc", ()))
+    position = loc[-1] if loc and isinstance(loc[-1], int) else 0
+    reason = str((err.get("ctx") or {}).get("error") or "cannot be parsed")
+    return malformed_json(reason, body if isinstance(body, str) else "", position)
+
+
+def _undecoded(cause: UnicodeDecodeError | RecursionError) -> Problem:
+    """A body the parser could not even read as text, or nested past its depth."""
+    if isinstance(cause, RecursionError):
+        why = "it is nested too deeply"
+    else:
+        why = f"it is not UTF-8 text (byte 0x{cause.object[cause.start]:02x} at byte {cause.start})"
+    return Problem(
+        400,
+        f"body is not valid JSON: {why}",
+        kind="malformed_json",
+        errors=[{"field": "body", "message": why}],
+    )
 
 
 #: the methods a path is asked about for its ``Allow`` header
@@ -229,6 +276,16 @@ def _not_allowed(request: Request) -> JSONResponse:
 class FieldProblem(BaseModel):
     field: str = Field(description="Where: a dotted path such as `body.variables.cpf`.")
     message: str
+    line: int | None = Field(
+        default=None, description="On a body that is not valid JSON: the line (from 1)."
+    )
+    column: int | None = Field(
+        default=None, description="On a body that is not valid JSON: the column (from 1)."
+    )
+    char: int | None = Field(
+        default=None,
+        description="On a body that is not valid JSON: the character offset (from 0).",
+    )
 
 
 class ProblemDocument(BaseModel):
@@ -250,9 +307,10 @@ class ProblemDocument(BaseModel):
 
 
 _PROBLEM_TEXT = {
-    400: "The body is not valid JSON.",
-    401: "No API key, or one that is not valid or was revoked (asked first, before the"
-    " request's body is looked at).",
+    400: "The body is not valid JSON (`detail` says where: line, column and character).",
+    401: "No API key, one not sent as `Authorization: Bearer KEY` (`detail` says how to send"
+    " it), or one that is not valid or was revoked (asked first, before the request's body"
+    " is looked at).",
     408: "The body did not arrive within `api.body_timeout_seconds`.",
     403: "A viewer key asked to change something.",
     404: "No such thing, or it belongs to another institution.",

@@ -14,7 +14,7 @@ from trilha.errors import IllegalTransition
 
 
 class ExecutionStatus(StrEnum):
-    """The eleven states of DESIGN §3."""
+    """The eleven states an execution can be in."""
 
     RUNNING = "running"
     WAITING_INPUT = "waiting_input"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from trilha.api.routes import (
+    apidocs,
     calendars,
     debugger,
     dependencies,
@@ -41,5 +42,6 @@ ROUTERS: list[APIRouter] = [
     outbox.router,
     events.router,
     debugger.router,
+    apidocs.router,
     whatsapp.router,
 ]

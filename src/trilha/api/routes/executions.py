@@ -376,7 +376,8 @@ class StepsOut(WireModel):
 
 
 class LogLineOut(BaseModel):
-    """One trail line (DESIGN §5)."""
+    """One line of the execution's trail: what happened, when, at which node, and its
+    context (institution, conversation, contact, duration, error, metadata)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -953,7 +954,7 @@ async def get_steps(
 
 @router.get(
     "/{executionId}/logs",
-    summary="The execution's trail: one DESIGN §5 log object per line, oldest first",
+    summary="The execution's trail: one log object per line, oldest first",
     responses={200: {"model": LogsOut}, **problems(404, 422)},
 )
 async def get_logs(

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from trilha.api.app import state_of
-from trilha.api.problems import Problem, problems
+from trilha.api.problems import Problem, malformed_json, problems
 from trilha.channels.whatsapp.inbound import (
     WEBHOOK_CHANNEL,
     WebhookRefused,
@@ -145,6 +145,8 @@ async def receive(
         if exc.too_large:
             raise Problem(413, f"{exc}: nothing was stored", kind="too_large") from None
         raise Problem(422, f"{exc}: nothing was stored", kind="invalid") from None
+    except json.JSONDecodeError as exc:
+        raise malformed_json(exc.msg, exc.doc, exc.pos) from None
     except (ValueError, RecursionError):  # nested past the parser's depth: not ours
         raise Problem(400, "the body is not valid JSON", kind="malformed_json") from None
     state = state_of(request.app)
