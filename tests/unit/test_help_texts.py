@@ -18,6 +18,8 @@ import typer.main
 from trilha.api.app import ServeOptions, create_app
 from trilha.cli import app as cli_app
 from trilha.config import Config
+from trilha.core.flow import flow_json_schema
+from trilha.processors.registry import Processors
 
 #: a citation of a document outside the repository, or of a section of one
 CITATION = re.compile(r"DESIGN|§")
@@ -69,5 +71,14 @@ def test_the_api_document_cites_no_document_outside_the_repository() -> None:
     strings = dict(_strings(document, ""))
     assert len(strings) > 500  # the whole document, schemas and all, is walked
     assert any(path.endswith("/summary") for path in strings)
+    cited = {path: text for path, text in strings.items() if CITATION.search(text)}
+    assert cited == {}, json.dumps(cited, indent=1)
+
+
+def test_the_flow_schema_cites_no_document_outside_the_repository() -> None:
+    """An editor shows the schema's descriptions on hover: they are help texts too."""
+    document = flow_json_schema(Processors.from_entry_points().node_types)
+    strings = dict(_strings(document, ""))
+    assert any(path.endswith("/description") for path in strings)
     cited = {path: text for path, text in strings.items() if CITATION.search(text)}
     assert cited == {}, json.dumps(cited, indent=1)
