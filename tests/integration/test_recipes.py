@@ -425,7 +425,7 @@ async def test_booking_a_slot_taken_meanwhile_is_offered_again(
     ex = await h.start(flow.id, variables={"contact": {"name": "Maria Silva"}})
     ex = await drive_to_rest(h)(ex.id)
     assert ex.current_node_id == "ask_slot"
-    status, _ = booking.state.book({"slotId": SLOTS[1]["id"], "name": "Outra Pessoa"}, None)
+    status, _ = booking.state.book({"slotId": SLOTS[1]["id"], "name": "Outra Pessoa"})
     assert status == 201
     ex = await write(h, ex.id, "2")
     assert ex.current_node_id == "ask_slot" and ex.variables["offered_again"] is True
