@@ -1,7 +1,7 @@
 """The flow graph at *Fit*, measured in the drawn page: the examples and a 50-node flow
 (tests/flows/telecom_support.json: menus, http calls with fallbacks, loops back to
 menus, handoffs, ends) in one ``trilha serve``, each opened in the debugger at a
-1440x900 window and checked from the SVG the browser laid out: every node box inside
+1280x900 window and checked from the SVG the browser laid out: every node box inside
 the visible width of the graph's box (a tall flow scrolls down), node text at least
 READABLE_PX on screen, no edge segment through a node it does not join, back edges up
 a lane right of every node. The 50-node flow's card is saved as
@@ -105,7 +105,7 @@ def crosses(a: list[float], b: list[float], box: list[float], margin: float) -> 
 def test_every_flow_is_readable_at_fit(
     graphs: Any, open_page: Callable[..., Page], tmp_path: Path
 ) -> None:
-    page = open_page(width=1440, height=900)
+    page = open_page(width=1280, height=900)
     login(page, graphs.url, graphs.keys["acme_operator"])
     for name in FLOWS:
         with graphs.client("acme_operator") as client:

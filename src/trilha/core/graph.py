@@ -27,7 +27,7 @@ past every node, up the lane, left in the gap above its target and into its top;
 loops whose runs do not meet, or that close into the same node, share a lane.
 
 Why these sizes: the debugger's *Fit* shows the whole width of the drawing without
-letting its smallest text (13 px in the drawing) fall under 10 px on screen, so the
+letting its smallest text (14 px in the drawing) fall under 10 px on screen, so the
 drawing must stay narrow: nodes 160 wide, waypoints a few pixels, shared lanes.
 The 50-node flow of ``tests/flows/telecom_support.json`` is under 1,700 wide.
 
@@ -69,7 +69,7 @@ from trilha.core.flow import AiNode, ConditionNode, Flow, JumpNode, NodeBase
 from trilha.errors import LimitExceeded
 
 NODE_WIDTH = 160.0
-NODE_HEIGHT = 60.0
+NODE_HEIGHT = 64.0
 #: the width a waypoint of a long edge takes in its layer (the edge runs down its middle)
 WAYPOINT_WIDTH = 6.0
 #: between two nodes of a layer; :data:`WAYPOINT_GAP` between a waypoint and anything

@@ -27,12 +27,12 @@ import { h, svg } from "./dom.js";
 
 const PAD = 12;
 const LABEL_CHARS = 24;
-const LABEL_CHAR_PX = 7.2; // 13 px sans, roughly
+const LABEL_CHAR_PX = 7.7; // 14 px sans, roughly
 const ZOOM_STEP = 1.25;
 const ZOOM_MIN = 0.2;
 const ZOOM_MAX = 3;
 /** the smallest text in the drawing (style.css: node ids, types, edge labels), in its units */
-export const MIN_FONT = 13;
+export const MIN_FONT = 14;
 /** the smallest text size on screen that Fit allows, in CSS px */
 export const READABLE_PX = 10;
 /** Fit's smallest scale: below it the smallest text is under READABLE_PX */
@@ -82,7 +82,7 @@ export class FlowGraph {
         const text = edge.label.length > LABEL_CHARS ? edge.label.slice(0, LABEL_CHARS - 1) + "…" : edge.label;
         const width = text.length * LABEL_CHAR_PX + 6;
         const [x, y] = placeLabel(points, width, placed);
-        const label = svg("text", { x, y: y + 4.5, class: "edge-label", "text-anchor": "middle" });
+        const label = svg("text", { x, y: y + 5, class: "edge-label", "text-anchor": "middle" });
         const labelTitle = svg("title", { text: edgeTitle(edge, edge.label) });
         label.append(labelTitle, document.createTextNode(text));
         labelLayer.append(label);
@@ -107,13 +107,13 @@ export class FlowGraph {
       const base = node.height / 2;
       const lines = labelled
         ? [
-            svg("text", { x: middle, y: base - 10, "text-anchor": "middle", class: "node-title", text: clip(node.label, node.width, 8) }),
-            svg("text", { x: middle, y: base + 6, "text-anchor": "middle", class: "node-label node-id", text: clip(node.id, node.width, 7.9) }),
-            svg("text", { x: middle, y: base + 22, "text-anchor": "middle", class: "node-type", text: node.type }),
+            svg("text", { x: middle, y: base - 11, "text-anchor": "middle", class: "node-title", text: clip(node.label, node.width, 8.2) }),
+            svg("text", { x: middle, y: base + 6, "text-anchor": "middle", class: "node-label node-id", text: clip(node.id, node.width, 8.4) }),
+            svg("text", { x: middle, y: base + 23, "text-anchor": "middle", class: "node-type", text: node.type }),
           ]
         : [
-            svg("text", { x: middle, y: base - 2, "text-anchor": "middle", class: "node-label", text: clip(node.id, node.width, 8.6) }),
-            svg("text", { x: middle, y: base + 16, "text-anchor": "middle", class: "node-type", text: node.type }),
+            svg("text", { x: middle, y: base - 2, "text-anchor": "middle", class: "node-label", text: clip(node.id, node.width, 9) }),
+            svg("text", { x: middle, y: base + 17, "text-anchor": "middle", class: "node-type", text: node.type }),
           ];
       group.append(
         svg("title", { text: `${node.id} (${node.type})${labelled ? `: ${node.label}` : ""}` }),
@@ -333,7 +333,7 @@ function placeLabel(points, width, placed) {
     const last = points[points.length - 1];
     return [last[0], last[1]];
   };
-  const height = 21; // a 13 px line with its ascent and descent, as the browser boxes it
+  const height = 22; // a 14 px line with its ascent and descent, as the browser boxes it
   let best = null;
   // on the route first; then beside it (a label whose route is crowded sits next to
   // it, where it still reads as that edge's, rather than on another label)
