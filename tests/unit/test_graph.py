@@ -4,6 +4,7 @@ top, whose loops are drawn as back edges, and which is the same every time."""
 
 from __future__ import annotations
 
+import bisect
 import copy
 import itertools
 import json
@@ -150,12 +151,21 @@ def crosses(a: tuple[float, float], b: tuple[float, float], p: PlacedNode, margi
 
 def check_clear(drawn: Layout, margin: float = CLEARANCE) -> None:
     """No segment of an edge passes within ``margin`` of a node that is not one of its
-    ends (its own ends it leaves and enters through their sides)."""
+    ends (its own ends it leaves and enters through their sides). Each segment is
+    checked against the nodes of the layers its heights reach (found by bisection),
+    not all of them: a large flow has thousands of each."""
+    rows: dict[float, list[PlacedNode]] = {}
+    for p in drawn.nodes:
+        rows.setdefault(p.y, []).append(p)
+    tops = sorted(rows)
     for d in drawn.edges:
         for a, b in itertools.pairwise(d.points):
-            for p in drawn.nodes:
-                if p.id not in (d.edge.source, d.edge.target):
-                    assert not crosses(a, b, p, margin), (d.edge, a, b, p.id)
+            low = bisect.bisect_left(tops, min(a[1], b[1]) - NODE_HEIGHT - margin)
+            high = bisect.bisect_right(tops, max(a[1], b[1]) + margin)
+            for top in tops[low:high]:
+                for p in rows[top]:
+                    if p.id not in (d.edge.source, d.edge.target):
+                        assert not crosses(a, b, p, margin), (d.edge, a, b, p.id)
 
 
 def inside(x: float, y: float, p: PlacedNode) -> bool:
