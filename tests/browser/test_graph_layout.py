@@ -4,8 +4,8 @@ menus, handoffs, ends) in one ``trilha serve``, each opened in the debugger at a
 1280x900 window and checked from the SVG the browser laid out: every node box inside
 the visible width of the graph's box (a tall flow scrolls down), node text at least
 READABLE_PX on screen, no edge segment through a node it does not join, back edges up
-a lane right of every node. The 50-node flow's card is saved as
-docs/img/graph-50-nodes.png (with TRILHA_DOCS_SCREENSHOTS=1).
+a lane right of every node. The 50-node flow's card, let down to the drawing's whole
+height, is saved as docs/img/graph-50-nodes.png (with TRILHA_DOCS_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -150,6 +150,11 @@ def test_every_flow_is_readable_at_fit(
                 assert max(x for x, _ in edge["points"]) > rightmost, (name, edge["title"])
         if name == "telecom_support":
             assert sum(e["back"] for e in drawn["edges"]) >= 5
+            # the whole drawing, at Fit's scale: the card let down to its full height, in
+            # a window tall enough for it (nothing of the page floats over it)
+            page.locator(".graph-scroll").evaluate("(box) => { box.style.maxHeight = 'none'; }")
+            page.set_viewport_size({"width": 1280, "height": 2000})
+            page.evaluate("() => window.scrollTo(0, 0)")
             shot = tmp_path / "graph-50-nodes.png"
             page.locator(".graph-card").screenshot(path=str(shot))
             assert shot.stat().st_size > 0
