@@ -9,17 +9,27 @@ every client. It is the classic layered (Sugiyama) scheme, kept small:
 2. each node's layer is its longest distance from a root, so every forward edge
    points down;
 3. an edge spanning several layers gets a waypoint per layer crossed, which then
-   takes part in the ordering like a small node (edges go around nodes, not
-   through them), shortest edges first, up to :data:`MAX_WAYPOINTS` in the whole
-   drawing; an edge beyond that runs down a lane left of the drawing instead;
+   takes part in the ordering like a narrow node, so that edges pass beside nodes,
+   not through them; the edges into one node share their waypoints (they merge as
+   they near it: a flow's many ways into one handoff take one slot per layer). At
+   most :data:`MAX_WAYPOINTS` layers crossed are routed so in the whole drawing,
+   shortest edges first; an edge beyond that runs down a lane left of the drawing;
 4. nodes within a layer are ordered by the barycentre of their neighbours, in
    sweeps down and up, keeping the order with the fewest crossings;
-5. x positions are pulled towards the neighbours' centre and then pushed apart
-   to the minimum gap, left to right.
+5. x positions are pulled towards the neighbours' centre and pushed apart to the
+   minimum gaps, and every layer is then kept within the width of the widest.
 
-Loop-closing ("back") edges are drawn up the right-hand side of the drawing, one
-lane each; in a large flow (:data:`SHARED_LANES_FROM` nodes) loops whose spans do
-not overlap, or that close into the same node, share a lane.
+Edges are drawn so that none passes through a node it does not join: a forward
+edge runs straight down through each layer it crosses, in its waypoint's slot, and
+slants only in the gaps between layers, :data:`STUB` clear of them. A loop-closing
+("back") edge leaves its source's bottom, runs right in the gap below it to a lane
+past every node, up the lane, left in the gap above its target and into its top;
+loops whose runs do not meet, or that close into the same node, share a lane.
+
+Why these sizes: the debugger's *Fit* shows the whole width of the drawing without
+letting its smallest text (14 px in the drawing) fall under 10 px on screen, so the
+drawing must stay narrow: nodes 160 wide, waypoints a few pixels, shared lanes.
+The 50-node flow of ``tests/flows/telecom_support.json`` is under 1,700 wide.
 
 Flows are untrusted and may be as large as validation allows (5,000 nodes, 1 MiB:
 tens of thousands of edges), so every step is linear or ``n log n`` in nodes, edges
@@ -31,11 +41,17 @@ by these bounds: it stays far below them. A caller with a time budget passes
 ``stop``, polled all along; when it answers true the layout ends with
 :class:`~trilha.errors.LimitExceeded`.
 
-Why not a layout library: Graphviz's ``dot`` is a program to run and ship, not a
-package, and bounding its time on an untrusted graph takes tuning of its own
-(``nslimit``, ``mclimit``, a process to kill); ELK runs on the JVM or in
-JavaScript; grandalf, the pure Python Sugiyama, makes a dummy node per layer
-crossed too. Ours is small, tested, and now bounded.
+Why not a layout library (measured for issue 20): ELK (elkjs 0.12.1, the layered
+algorithm in JavaScript, run in the page) lays the 50-node flow out in 0.26 s warm
+(0.8 s cold) to a drawing about as wide as this one (2,552 px for 176-px nodes), but
+on the 5,000-node chain and loop shapes of ``tests/graph_shapes.py`` it fails with
+"Maximum call stack size exceeded" in V8 (Chromium's engine), and it is 1.6 MB to
+ship with the page; bounding it would mean a Web Worker killed at a deadline and a
+second layout to test. Graphviz's ``dot`` is a program to install and ship beside
+a pip package, not a package, and bounding its time on an untrusted graph takes
+tuning of its own (``nslimit``, ``mclimit``, a process to kill). grandalf, the pure
+Python Sugiyama, makes a dummy node per layer crossed. Ours is small, tested
+against the drawn geometry, bounded, and keeps the public answer's shape.
 """
 
 from __future__ import annotations
@@ -52,24 +68,30 @@ import orjson
 from trilha.core.flow import AiNode, ConditionNode, Flow, JumpNode, NodeBase
 from trilha.errors import LimitExceeded
 
-NODE_WIDTH = 176.0
-NODE_HEIGHT = 52.0
-#: the width a waypoint of a long edge takes in its layer
-WAYPOINT_WIDTH = 24.0
-GAP_X = 32.0
+NODE_WIDTH = 160.0
+NODE_HEIGHT = 64.0
+#: the width a waypoint of a long edge takes in its layer (the edge runs down its middle)
+WAYPOINT_WIDTH = 6.0
+#: between two nodes of a layer; :data:`WAYPOINT_GAP` between a waypoint and anything
+GAP_X = 24.0
+WAYPOINT_GAP = 8.0
 GAP_Y = 56.0
+#: a forward edge runs straight down this far out of a layer and into the next: it
+#: crosses between slots only in the gap, clear of the nodes' corners
+STUB = 8.0
 MARGIN = 24.0
 #: the width of a lane: back edges run up lanes right of the nodes, edges without
 #: waypoints down lanes left of them
-LANE = 18.0
+LANE = 14.0
 SWEEPS = 6
 LABEL_LIMIT = 40
 #: waypoints one drawing makes at most (each is an item of the ordering, like a node:
 #: twice the largest flow's nodes); the examples need tens
 MAX_WAYPOINTS = 10_000
-#: from this many nodes on, back edges share lanes (thousands of loops would otherwise
-#: widen the drawing by 18 px each)
-SHARED_LANES_FROM = 300
+#: from this many nodes on, back edges share lanes (every flow: each lane widens the
+#: drawing, and a narrower drawing is read at a larger scale; a lane per loop is kept
+#: for callers that pass a larger figure)
+SHARED_LANES_FROM = 0
 #: units of work between two polls of ``stop``
 POLL_EVERY = 1_024
 #: nodes or edges encoded per call to orjson
@@ -238,15 +260,18 @@ class _Graph:
     #: per layer, its members left to right
     order: list[list[int]]
     layer: list[int] = field(default_factory=list)
-    #: half of each member's width
+    #: half of each member's width, plus half the gap it keeps from its neighbours
     half: list[float] = field(default_factory=list)
+    #: that half gap
+    pad: list[float] = field(default_factory=list)
     down: list[list[int]] = field(default_factory=list)
     up: list[list[int]] = field(default_factory=list)
     x: list[float] = field(default_factory=list)
 
-    def add(self, rank: int, width: float) -> int:
+    def add(self, rank: int, width: float, gap: float) -> int:
         self.layer.append(rank)
-        self.half.append(width / 2)
+        self.half.append((width + gap) / 2)
+        self.pad.append(gap / 2)
         self.down.append([])
         self.up.append([])
         self.x.append(0.0)
@@ -410,7 +435,7 @@ def _place_x(g: _Graph, budget: _Budget) -> None:
         left = 0.0
         for n in nodes:
             x[n] = left + half[n]
-            left += 2 * half[n] + GAP_X
+            left += 2 * half[n]
     at = x.__getitem__
     for sweep in range(SWEEPS + 1):
         downward = sweep % 2 == 0
@@ -423,7 +448,16 @@ def _place_x(g: _Graph, budget: _Budget) -> None:
                 if around:
                     x[n] = sum(map(at, around)) / len(around)
             _separate(x, half, nodes)
-    lowest = min(x[n] - half[n] for n in range(len(x)))
+    # no layer wider than the widest needs to be: each is kept within the span the
+    # layer of the most room takes (a layer pulled sideways by its neighbours would
+    # widen the drawing, and a narrower drawing is read at a larger scale)
+    widest = max(g.order, key=lambda nodes: sum(half[n] for n in nodes))
+    if widest:
+        lo, hi = x[widest[0]] - half[widest[0]], x[widest[-1]] + half[widest[-1]]
+        for nodes in g.order:
+            budget.spend(1 + len(nodes))
+            _clamp(x, half, nodes, lo, hi)
+    lowest = min(x[n] - half[n] + g.pad[n] for n in range(len(x)))
     for n in range(len(x)):
         x[n] += MARGIN - lowest
 
@@ -431,16 +465,29 @@ def _place_x(g: _Graph, budget: _Budget) -> None:
 def _separate(x: list[float], half: list[float], nodes: list[int]) -> None:
     rightward = [x[n] for n in nodes]
     for i in range(1, len(nodes)):
-        least = rightward[i - 1] + half[nodes[i - 1]] + half[nodes[i]] + GAP_X
+        least = rightward[i - 1] + half[nodes[i - 1]] + half[nodes[i]]
         if rightward[i] < least:
             rightward[i] = least
     leftward = [x[n] for n in nodes]
     for i in range(len(nodes) - 2, -1, -1):
-        most = leftward[i + 1] - half[nodes[i]] - half[nodes[i + 1]] - GAP_X
+        most = leftward[i + 1] - half[nodes[i]] - half[nodes[i + 1]]
         if leftward[i] > most:
             leftward[i] = most
     for n, a, b in zip(nodes, rightward, leftward, strict=True):
         x[n] = (a + b) / 2
+
+
+def _clamp(x: list[float], half: list[float], nodes: list[int], lo: float, hi: float) -> None:
+    """Move a separated layer within ``[lo, hi]`` (wide enough for it), keeping its
+    gaps: pushed right off ``lo``, then left off ``hi``."""
+    least = lo
+    for n in nodes:
+        x[n] = max(x[n], least + half[n])
+        least = x[n] + half[n]
+    most = hi
+    for n in reversed(nodes):
+        x[n] = min(x[n], most - half[n])
+        most = x[n] - half[n]
 
 
 def _shared_lanes(spans: Iterable[tuple[int, int, int]]) -> dict[int, int]:
@@ -497,22 +544,34 @@ def layout(
     g = _Graph(order=[[] for _ in range(max(layer, default=0) + 1)])
     for n in range(count):
         budget.spend()
-        g.add(layer[n], NODE_WIDTH)
+        g.add(layer[n], NODE_WIDTH, GAP_X)
     routed = [f for f in forward if f is not None]
     spans = [layer[b] - layer[a] - 1 for a, b in routed]
     chosen = iter(_with_waypoints(spans, max_waypoints, budget))
     # the chain of nodes each edge passes through; None: a loop on one node, or an
-    # edge without waypoints, which runs down a lane instead
+    # edge without waypoints, which runs down a lane instead. The edges into one node
+    # share their waypoints in each layer they cross (they merge as they near it): a
+    # flow's many ways to one handoff or menu take one slot in a layer, not one each
     routes: list[list[int] | None] = []
+    waypoint: dict[tuple[int, int], int] = {}
+    linked: set[tuple[int, int]] = set()
     for f in forward:
         if f is None or not next(chosen):
             routes.append(None)
             continue
         a, b = f
-        chain = [a, *(g.add(rank, WAYPOINT_WIDTH) for rank in range(layer[a] + 1, layer[b])), b]
+        chain = [a]
+        for rank in range(layer[a] + 1, layer[b]):
+            w = waypoint.get((b, rank))
+            if w is None:
+                w = waypoint[b, rank] = g.add(rank, WAYPOINT_WIDTH, WAYPOINT_GAP)
+            chain.append(w)
+        chain.append(b)
         budget.spend(len(chain))
         for u, v in itertools.pairwise(chain):
-            g.link(u, v)
+            if (u, v) not in linked:
+                linked.add((u, v))
+                g.link(u, v)
         routes.append(chain)
     _order(g, budget)
     _place_x(g, budget)
@@ -530,21 +589,33 @@ def layout(
         shift = (left_lanes + 1) * LANE
         for n in range(len(x)):
             x[n] += shift
-    # back edges run up lanes right of the nodes: one each, or in a large flow shared
+    # back edges run up lanes right of the nodes, shared where their runs (from the gap
+    # above the target to the gap below the source) do not meet
     shared = (
         _shared_lanes(
             _groups(
-                (layer[b], layer[a], b) for i, (a, b) in enumerate(ends) if i in back and a != b
+                (layer[b], layer[a] + 1, b) for i, (a, b) in enumerate(ends) if i in back and a != b
             )
         )
         if count >= shared_lanes_from
         else None
     )
 
+    last = max(layer, default=0)
+
     def top(rank: int) -> float:
         return MARGIN + rank * (NODE_HEIGHT + GAP_Y)
 
-    right = max(x[n] + g.half[n] for n in range(len(x)))
+    def under(rank: int, step: float) -> float:
+        """A height in the gap below layer ``rank`` (the bottom margin's middle below
+        the last), ``step`` off its middle: in a gap, a line crosses no node."""
+        bottom = top(rank) + NODE_HEIGHT
+        return bottom + MARGIN / 2 if rank == last else bottom + GAP_Y / 2 + step
+
+    def over(rank: int, step: float) -> float:
+        return top(rank) - MARGIN / 2 if rank == 0 else top(rank) - GAP_Y / 2 + step
+
+    right = max(x[n] + g.half[n] - g.pad[n] for n in range(len(x)))
     placed = [
         PlacedNode(node.id, node.type, node_label(node), x[n] - NODE_WIDTH / 2, top(layer[n]))
         for n, node in enumerate(flow.nodes)
@@ -555,20 +626,28 @@ def layout(
     drop = GAP_Y / 3
     for i, (e, (a, b), route) in enumerate(zip(all_edges, ends, routes, strict=True)):
         budget.spend()
-        if a == b:  # a node that sends back to itself (re-ask): a loop
+        if a == b:  # a node that sends back to itself (re-ask): a loop beside it
             side, y = x[a] + NODE_WIDTH / 2, top(layer[a])
-            loop = ((side, y + 14), (side + 22, y + 8), (side + 22, y + 44), (side, y + 38))
+            high, low = y + NODE_HEIGHT / 4, y + NODE_HEIGHT * 3 / 4
+            loop = ((side, high), (side + 14, high - 6), (side + 14, low + 6), (side, low))
             drawn.append(PlacedEdge(e, loop, True))
         elif i in back:
+            # out of the source's bottom into the gap below it, right to a lane past
+            # every node, up it, left in the gap above the target, into the target's
+            # top: around the side, never across a node. The ends sit right of the
+            # middle, where forward edges meet the node, so the two do not merge
             lane = shared[b] + 1 if shared is not None else lane + 1
             out_x = right + lane * LANE
-            src_y = top(layer[a]) + NODE_HEIGHT / 2
-            dst_y = top(layer[b]) + NODE_HEIGHT / 2
+            step = ((lane % 3) - 1) * 6.0
+            below, above = under(layer[a], step), over(layer[b], step)
+            src_x, dst_x = x[a] + NODE_WIDTH / 4, x[b] + NODE_WIDTH / 4
             up = (
-                (x[a] + NODE_WIDTH / 2, src_y),
-                (out_x, src_y),
-                (out_x, dst_y),
-                (x[b] + NODE_WIDTH / 2, dst_y),
+                (src_x, top(layer[a]) + NODE_HEIGHT),
+                (src_x, below),
+                (out_x, below),
+                (out_x, above),
+                (dst_x, above),
+                (dst_x, top(layer[b])),
             )
             drawn.append(PlacedEdge(e, up, True))
         elif route is None:  # down its lane on the left, turning in the gaps between layers
@@ -584,10 +663,31 @@ def layout(
             )
             drawn.append(PlacedEdge(e, down, False))
         else:
-            middle = [(x[w], top(g.layer[w]) + NODE_HEIGHT / 2) for w in route[1:-1]]
-            bends = ((x[a], top(layer[a]) + NODE_HEIGHT), *middle, (x[b], top(layer[b])))
-            drawn.append(PlacedEdge(e, bends, False))
+            drawn.append(PlacedEdge(e, _through(route, x, g.layer, top), False))
     lanes = max(shared.values(), default=-1) + 1 if shared is not None else lane
-    height = top(max(layer, default=0)) + NODE_HEIGHT + MARGIN
+    height = top(last) + NODE_HEIGHT + MARGIN
     width = right + MARGIN + lanes * LANE + (LANE if lanes else 0)
     return Layout(placed, drawn, width, height)
+
+
+def _through(
+    route: list[int], x: list[float], layers: list[int], top: Callable[[int], float]
+) -> tuple[tuple[float, float], ...]:
+    """A forward edge's points: straight down through each layer it crosses, in its
+    waypoint's slot, and across to the next slot only in the gap between two layers,
+    :data:`STUB` clear of both (where there is no node to cross, nor graze); straight
+    down out of its source and into its target. Points in a straight vertical run are
+    left out."""
+    a, b = route[0], route[-1]
+    points = [(x[a], top(layers[a]) + NODE_HEIGHT), (x[a], top(layers[a]) + NODE_HEIGHT + STUB)]
+    for w in route[1:-1]:
+        points.append((x[w], top(layers[w]) - STUB))
+        points.append((x[w], top(layers[w]) + NODE_HEIGHT + STUB))
+    points.append((x[b], top(layers[b]) - STUB))
+    points.append((x[b], top(layers[b])))
+    kept = [points[0]]
+    for k in range(1, len(points) - 1):
+        if not (kept[-1][0] == points[k][0] == points[k + 1][0]):
+            kept.append(points[k])
+    kept.append(points[-1])
+    return tuple(kept)

@@ -13,23 +13,30 @@
 //   first spot along its route that overlaps no label already placed and no
 //   node, so the branches of one condition do not stack on each other.
 // - Zoom: −, +, Fit (buttons, so the keyboard reaches them; + - 0 also work
-//   while the scrolling drawing has the focus). Fit is the width of the card;
-//   a flow too big to read at that width (scheduling.json's 21 nodes in a
-//   laptop's card) opens at READABLE instead, scrolled to the current node.
+//   while the scrolling drawing has the focus). Fit shows the drawing's whole
+//   width in the card, never larger than its own size and never so small that
+//   its smallest text (MIN_FONT) falls under READABLE_PX on screen: a tall flow
+//   scrolls down instead, and one wider than the floor allows scrolls sideways
+//   too. A drawing that cannot be read at the side of the execution's details
+//   widens its card to the page's width (the card's class "wide"). Fit follows
+//   the card's size as the window changes.
 // - The path taken includes moves that follow no edge (an operator's advance to
 //   another node): drawn as dashed arcs between the two steps' nodes.
 
 import { h, svg } from "./dom.js";
 
 const PAD = 12;
-const LABEL_CHARS = 30;
-const LABEL_CHAR_PX = 5.7; // 10 px sans, roughly
+const LABEL_CHARS = 24;
+const LABEL_CHAR_PX = 7.7; // 14 px sans, roughly
 const ZOOM_STEP = 1.25;
 const ZOOM_MIN = 0.2;
 const ZOOM_MAX = 3;
-/** below this, fitting the width makes node text too small to read */
-const FIT_MIN = 0.7;
-const READABLE = 0.9;
+/** the smallest text in the drawing (style.css: node ids, types, edge labels), in its units */
+export const MIN_FONT = 14;
+/** the smallest text size on screen that Fit allows, in CSS px */
+export const READABLE_PX = 10;
+/** Fit's smallest scale: below it the smallest text is under READABLE_PX */
+export const FIT_FLOOR = READABLE_PX / MIN_FONT;
 
 export class FlowGraph {
   /** layout: the /graph answer; onPick(nodeId): a node was clicked */
@@ -45,7 +52,7 @@ export class FlowGraph {
     this.width = (layout.width || 0) + PAD * 2;
     this.height = (layout.height || 0) + PAD * 2;
     this.svg = svg("svg", {
-      class: "flow-graph fit",
+      class: "flow-graph",
       viewBox: `${-PAD} ${-PAD} ${this.width} ${this.height}`,
       width: this.width,
       height: this.height,
@@ -60,7 +67,8 @@ export class FlowGraph {
     this.svg.append(edgeLayer, this.jumpLayer, nodeLayer, labelLayer);
 
     for (const node of layout.nodes || []) this.boxes.set(node.id, { x: node.x, y: node.y, width: node.width, height: node.height });
-    const placed = [...this.boxes.values()].map((b) => inflate(b, 2));
+    const placed = new Boxes();
+    for (const b of this.boxes.values()) placed.add(inflate(b, 2));
 
     for (const edge of layout.edges || []) {
       const points = edge.points || [];
@@ -74,7 +82,7 @@ export class FlowGraph {
         const text = edge.label.length > LABEL_CHARS ? edge.label.slice(0, LABEL_CHARS - 1) + "…" : edge.label;
         const width = text.length * LABEL_CHAR_PX + 6;
         const [x, y] = placeLabel(points, width, placed);
-        const label = svg("text", { x, y: y + 3.5, class: "edge-label", "text-anchor": "middle" });
+        const label = svg("text", { x, y: y + 5, class: "edge-label", "text-anchor": "middle" });
         const labelTitle = svg("title", { text: edgeTitle(edge, edge.label) });
         label.append(labelTitle, document.createTextNode(text));
         labelLayer.append(label);
@@ -96,15 +104,16 @@ export class FlowGraph {
       });
       const labelled = node.label && node.label !== node.id;
       const middle = node.width / 2;
+      const base = node.height / 2;
       const lines = labelled
         ? [
-            svg("text", { x: middle, y: 17, "text-anchor": "middle", class: "node-title", text: clip(node.label, node.width, 6.6) }),
-            svg("text", { x: middle, y: 31, "text-anchor": "middle", class: "node-label node-id", text: clip(node.id, node.width, 6.3) }),
-            svg("text", { x: middle, y: 44, "text-anchor": "middle", class: "node-type", text: node.type }),
+            svg("text", { x: middle, y: base - 11, "text-anchor": "middle", class: "node-title", text: clip(node.label, node.width, 8.2) }),
+            svg("text", { x: middle, y: base + 6, "text-anchor": "middle", class: "node-label node-id", text: clip(node.id, node.width, 8.4) }),
+            svg("text", { x: middle, y: base + 23, "text-anchor": "middle", class: "node-type", text: node.type }),
           ]
         : [
-            svg("text", { x: middle, y: node.height / 2 - 3, "text-anchor": "middle", class: "node-label", text: clip(node.id, node.width, 7) }),
-            svg("text", { x: middle, y: node.height / 2 + 11, "text-anchor": "middle", class: "node-type", text: node.type }),
+            svg("text", { x: middle, y: base - 2, "text-anchor": "middle", class: "node-label", text: clip(node.id, node.width, 9) }),
+            svg("text", { x: middle, y: base + 17, "text-anchor": "middle", class: "node-type", text: node.type }),
           ];
       group.append(
         svg("title", { text: `${node.id} (${node.type})${labelled ? `: ${node.label}` : ""}` }),
@@ -129,7 +138,7 @@ export class FlowGraph {
       { role: "toolbar", "aria-label": "Zoom the flow graph" },
       button("−", "Zoom out", () => this.zoomBy(1 / ZOOM_STEP)),
       button("+", "Zoom in", () => this.zoomBy(ZOOM_STEP)),
-      button("Fit", "Fit the flow to the card's width", () => this.setZoom(null)),
+      button("Fit", "Fit the flow to the card's width, text kept readable", () => this.setZoom(null)),
       this.level,
     );
     this.el.addEventListener("keydown", (event) => {
@@ -146,19 +155,35 @@ export class FlowGraph {
     return (this.layout.nodes || []).map((n) => ({ id: n.id, type: n.type, label: n.label }));
   }
 
-  /** Once on the page: a flow too big to read when fitted opens at a readable scale. */
+  /**
+   * Once on the page: a drawing that Fit cannot show readably beside the details
+   * widens its card; Fit is applied, and again whenever the card changes size.
+   */
   shown() {
-    const room = this.el.clientWidth;
-    if (room && room / this.width < FIT_MIN) this.setZoom(READABLE);
+    const card = this.el.closest(".graph-card");
+    if (card && this.el.clientWidth && this.width * FIT_FLOOR > this.el.clientWidth) card.classList.add("wide");
+    this.setZoom(this.zoom);
+    if (typeof ResizeObserver === "function" && !this.resizing) {
+      let room = this.el.clientWidth;
+      this.resizing = new ResizeObserver(() => {
+        if (this.zoom !== null || this.el.clientWidth === room) return;
+        room = this.el.clientWidth;
+        this.setZoom(null);
+      });
+      this.resizing.observe(this.el);
+    }
   }
 
-  /** Scroll so node `id` is in the middle of the view (when zoomed). */
+  /** Scroll so node `id` is in the middle of the view, if it is not in view already. */
   centre(id) {
     const box = this.boxes.get(id);
-    if (!box || this.zoom === null) return;
-    const scale = this.zoom;
-    this.el.scrollLeft = (box.x + box.width / 2 + PAD) * scale - this.el.clientWidth / 2;
-    this.el.scrollTop = (box.y + box.height / 2 + PAD) * scale - this.el.clientHeight / 2;
+    if (!box) return;
+    const scale = this.scale();
+    const el = this.el;
+    const [left, top] = [(box.x + PAD) * scale, (box.y + PAD) * scale];
+    const [right, bottom] = [left + box.width * scale, top + box.height * scale];
+    if (left < el.scrollLeft || right > el.scrollLeft + el.clientWidth) el.scrollLeft = (left + right) / 2 - el.clientWidth / 2;
+    if (top < el.scrollTop || bottom > el.scrollTop + el.clientHeight) el.scrollTop = (top + bottom) / 2 - el.clientHeight / 2;
   }
 
   /** The flow's definition (GET /v1/flows/{id}): edge titles get their whole condition. */
@@ -170,11 +195,11 @@ export class FlowGraph {
     }
   }
 
-  /** The scale the drawing is shown at now (fit: what the card's width allows, at most 1). */
+  /** The scale the drawing is shown at now (fit: what the card's width allows, at most 1, at least FIT_FLOOR). */
   scale() {
     if (this.zoom !== null) return this.zoom;
     const room = this.el.clientWidth || this.width;
-    return Math.min(1, room / this.width);
+    return Math.max(FIT_FLOOR, Math.min(1, room / this.width));
   }
 
   zoomBy(factor) {
@@ -188,11 +213,11 @@ export class FlowGraph {
     const cx = (box.scrollLeft + box.clientWidth / 2) / before;
     const cy = (box.scrollTop + box.clientHeight / 2) / before;
     this.zoom = zoom;
-    this.svg.classList.toggle("fit", zoom === null);
-    const scale = zoom === null ? 1 : zoom;
-    this.svg.setAttribute("width", String(Math.round(this.width * scale)));
-    this.svg.setAttribute("height", String(Math.round(this.height * scale)));
-    this.level.textContent = zoom === null ? "fit" : `${Math.round(zoom * 100)}%`;
+    const scale = this.scale();
+    // whole pixels, rounded down: a fitted drawing never overflows its box by a fraction
+    this.svg.setAttribute("width", String(Math.floor(this.width * scale)));
+    this.svg.setAttribute("height", String(Math.floor(this.height * scale)));
+    this.level.textContent = zoom === null ? `fit ${Math.round(scale * 100)}%` : `${Math.round(zoom * 100)}%`;
     if (zoom !== null) {
       box.scrollLeft = cx * zoom - box.clientWidth / 2;
       box.scrollTop = cy * zoom - box.clientHeight / 2;
@@ -241,7 +266,7 @@ export class FlowGraph {
         group.querySelector("path").setAttribute("marker-end", on ? "url(#arrow-on)" : "url(#arrow)");
       }
     }
-    if (!this.centred && current && this.zoom !== null) {
+    if (!this.centred && current) {
       this.centred = true;
       this.centre(current);
     }
@@ -308,21 +333,56 @@ function placeLabel(points, width, placed) {
     const last = points[points.length - 1];
     return [last[0], last[1]];
   };
-  const height = 16; // a 10 px line with its ascent and descent
+  const height = 22; // a 14 px line with its ascent and descent, as the browser boxes it
   let best = null;
-  for (let back = 24; back <= total - 8; back += 9) {
-    const [x, y] = at(total - back);
-    const box = { x: x - width / 2, y: y - height / 2, width, height };
-    const hits = placed.filter((other) => overlaps(box, other)).length;
-    if (!best || hits < best.hits) best = { x, y, box, hits };
-    if (!hits) break;
+  // on the route first; then beside it (a label whose route is crowded sits next to
+  // it, where it still reads as that edge's, rather than on another label)
+  const beside = [[0, 0]];
+  for (const dy of [0, height, -height, 2 * height, -2 * height]) {
+    for (const dx of [0, width / 2 + 4, -width / 2 - 4, width + 8, -width - 8]) if (dx || dy) beside.push([dx, dy]);
+  }
+  search: for (const [dx, dy] of beside) {
+    for (let back = 24; back <= total - 8; back += 9) {
+      const [px, py] = at(total - back);
+      const [x, y] = [px + dx, py + dy];
+      const box = { x: x - width / 2, y: y - height / 2, width, height };
+      const hits = placed.hits(box);
+      if (!best || hits < best.hits) best = { x, y, box, hits };
+      if (!hits) break search;
+    }
   }
   if (!best) {
     const [x, y] = at(total / 2);
     best = { x, y, box: { x: x - width / 2, y: y - height / 2, width, height } };
   }
-  placed.push(best.box);
+  placed.add(best.box);
   return [Math.round(best.x * 10) / 10, Math.round(best.y * 10) / 10];
+}
+
+/** Boxes taken, found by a grid of CELL-sized squares: a spot is checked against the
+ * boxes near it, not all of them (a large flow has thousands of labels). */
+const CELL = 128;
+class Boxes {
+  constructor() {
+    this.cells = new Map();
+  }
+  *cellsOf(box) {
+    for (let i = Math.floor(box.x / CELL); i <= Math.floor((box.x + box.width) / CELL); i++) {
+      for (let j = Math.floor(box.y / CELL); j <= Math.floor((box.y + box.height) / CELL); j++) yield `${i},${j}`;
+    }
+  }
+  add(box) {
+    for (const key of this.cellsOf(box)) {
+      if (!this.cells.has(key)) this.cells.set(key, []);
+      this.cells.get(key).push(box);
+    }
+  }
+  /** how many boxes taken `box` overlaps */
+  hits(box) {
+    const seen = new Set();
+    for (const key of this.cellsOf(box)) for (const other of this.cells.get(key) || []) if (overlaps(box, other)) seen.add(other);
+    return seen.size;
+  }
 }
 
 function overlaps(a, b) {
