@@ -586,6 +586,50 @@ async def stored_flow_id(store: Store, institution: str | None, flow_id: str) ->
     return found.flow_id if found is not None else flow_id
 
 
+async def execution_filter(
+    store: Store,
+    institution: str | None,
+    *,
+    now: float,
+    stuck_grace: float,
+    status: str | None = None,
+    outcome: str | None = None,
+    flow_id: str | None = None,
+    conversation_id: str | None = None,
+    contact_id: str | None = None,
+    stuck: bool = False,
+    with_errors: bool = False,
+    error_node: str | None = None,
+    error_kind: str | None = None,
+    error_status: int | None = None,
+    error_dependency: str | None = None,
+    since: str | None = None,
+) -> ExecutionFilter:
+    """The store's filter the listing's filters mean for ``institution`` (``None``: every
+    one, for an admin key): one construction for the listing's query parameters and for
+    the routes that act on what a listing shows (:mod:`trilha.api.execution_filters`)."""
+    failed: StepErrorMatch | None = None
+    if (error_node, error_kind, error_status, error_dependency, since) != (None,) * 5:
+        failed = StepErrorMatch(
+            since=parse_since(since, now) if since is not None else None,
+            node_id=error_node,
+            kind=error_kind,
+            status=error_status,
+            dependency=error_dependency,
+        )
+    return ExecutionFilter(
+        institution_id=institution,
+        status=status,
+        outcome=outcome,
+        flow_id=await stored_flow_id(store, institution, flow_id) if flow_id else None,
+        conversation_id=conversation_id,
+        contact_id=contact_id,
+        stuck_before=now - stuck_grace if stuck else None,
+        with_errors=with_errors,
+        failed_step=failed,
+    )
+
+
 def _execution_position(values: Any) -> tuple[float, str]:
     """The (created_at, id) a listing's cursor holds."""
     created_at, execution_id = values
@@ -834,26 +878,25 @@ async def list_executions(
     store = state.runtime.store
     institution = read_scope(principal, institution_id)
     now = state.runtime.engine.clock.now()
-    failed: StepErrorMatch | None = None
-    if (error_node, error_kind, error_status, error_dependency, since) != (None,) * 5:
-        failed = StepErrorMatch(
-            since=parse_since(since, now) if since is not None else None,
-            node_id=error_node,
-            kind=error_kind,
-            status=error_status,
-            dependency=error_dependency,
-        )
-    where = ExecutionFilter(
-        institution_id=institution,
+    where = await execution_filter(
+        store,
+        institution,
+        now=now,
+        stuck_grace=state.runtime.worker.sweeper.grace_seconds,
         status=status,
         outcome=outcome,
-        flow_id=await stored_flow_id(store, institution, flow_id) if flow_id else None,
+        flow_id=flow_id,
         conversation_id=conversation_id,
         contact_id=contact_id,
-        stuck_before=now - state.runtime.worker.sweeper.grace_seconds if stuck else None,
+        stuck=stuck,
         with_errors=with_errors,
-        failed_step=failed,
+        error_node=error_node,
+        error_kind=error_kind,
+        error_status=error_status,
+        error_dependency=error_dependency,
+        since=since,
     )
+    failed = where.failed_step
     before = decode_cursor(cursor, _execution_position) if cursor is not None else None
     found_page = await store.list_executions(limit=limit + 1, where=where, before=before)
     page = found_page[:limit]
