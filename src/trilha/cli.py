@@ -39,7 +39,7 @@ from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
 from trilha.inbound import InboundContent, language_tag, with_language
 from trilha.observability.logging import configure as configure_logging
 from trilha.observability.metrics import Listener
-from trilha.observability.terminal import SafeConsole, field, json_text, timestamp_column
+from trilha.observability.terminal import SafeConsole, field, json_text, whole_column
 from trilha.processors.registry import Processors
 from trilha.runtime import Runtime, load_folder, publish_all, runtime
 from trilha.store import open_store
@@ -77,7 +77,7 @@ LogLevelOpt = Annotated[
         "--log-level",
         envvar="TRILHA_LOG_LEVEL",
         help="Process log level on stdout: DEBUG, INFO, WARN, ERROR, CRITICAL or OFF"
-        " (default [logging] level, INFO).",
+        " (default \\[logging] level, INFO).",
     ),
 ]
 
@@ -893,12 +893,12 @@ def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
     table = Table(
-        "key",
-        "institution",
-        "role",
-        "name",
-        timestamp_column("created", (r["createdAt"] for r in rows)),
-        timestamp_column("revoked", (r["revokedAt"] for r in rows)),
+        whole_column("key", (r["keyId"] for r in rows)),
+        Column("institution", overflow="fold"),
+        Column("role", overflow="fold"),
+        Column("name", overflow="fold"),
+        whole_column("created", (r["createdAt"] for r in rows)),
+        whole_column("revoked", (r["revokedAt"] for r in rows)),
     )
     for r in rows:
         table.add_row(*(field(str(r[k] or "-")) for k in r))
@@ -990,7 +990,7 @@ def _print_execution(data: dict[str, Any]) -> None:
         note = contact_note(line.get("content")) if line["from"] == "contact" else None
         extra = f" [dim]{field(note)}[/dim]" if note else ""
         out.print(f"  {who} {field(line['text'])}{extra}")
-    at = timestamp_column("at", (h["at"] for h in data["history"]))
+    at = whole_column("at", (h["at"] for h in data["history"]))
     # the other columns give way to the times: what does not fit folds onto the next line
     rest = [Column(name, overflow="fold") for name in ("from", "to", "reason", "by")]
     table = Table(at, *rest, title="state history", title_justify="left")
@@ -1277,7 +1277,7 @@ def alerts(
         )
     out.print(table)
     if history:
-        at = timestamp_column("at", (iso(c.updated_at) for c in changes))
+        at = whole_column("at", (iso(c.updated_at) for c in changes))
         changes_table = Table(
             at, "rule", "instance", "state", "value", title="changes", title_justify="left"
         )
@@ -1610,7 +1610,7 @@ def outbox(
         "attempts",
         "last error",
         "text",
-        timestamp_column("next try" if wanted == "pending" else "queued", when),
+        whole_column("next try" if wanted == "pending" else "queued", when),
     )
     for item, view, at in zip(listed, views, when, strict=True):
         table.add_row(

@@ -99,7 +99,10 @@ def test_keys_list_prints_creation_and_revocation_times_whole(
     keys = json.loads(invoke("keys", "list", "--store", made.store, "--json"))
     times = [k["createdAt"] for k in keys] + [k["revokedAt"] for k in keys if k["revokedAt"]]
     assert len(times) == 3  # two created, one of them revoked
-    assert_whole(times, at_width(monkeypatch, width, "keys", "list", "--store", made.store))
+    text = at_width(monkeypatch, width, "keys", "list", "--store", made.store)
+    assert_whole(times, text)
+    for key in keys:  # the id `trilha keys revoke` takes, whole on one line
+        assert key["keyId"] in text, (key["keyId"], text)
 
 
 @pytest.mark.parametrize("width", WIDTHS)

@@ -44,7 +44,7 @@ from rich.style import Style
 from rich.table import Column
 from rich.text import Text
 
-__all__ = ["SafeConsole", "field", "json_text", "timestamp_column", "visible"]
+__all__ = ["SafeConsole", "field", "json_text", "visible", "whole_column"]
 
 #: the characters a terminal may obey or that disguise text, besides C0 (below 0x20):
 #: DEL, C1, the Arabic letter mark, LRM/RLM, line and paragraph separators, the bidi
@@ -103,12 +103,13 @@ def escaped_json(encoded: str) -> str:
     return encoded.translate(_JSON)
 
 
-def timestamp_column(header: str, values: Iterable[str | None]) -> Column:
-    """A table column of times (``2026-12-07T22:01:09.234Z``), never wrapped nor cut
-    however narrow the terminal: a time read in two halves, or with an ellipsis for its
-    seconds, is a time misread. At least as wide as its longest value, so the table's
-    other columns give way (they wrap) instead; on a terminal narrower than the times
-    and the other columns' narrowest, the line runs past its edge whole."""
+def whole_column(header: str, values: Iterable[str | None]) -> Column:
+    """A table column whose values are never wrapped nor cut however narrow the
+    terminal: times (``2026-12-07T22:01:09.234Z``: a time read in two halves, or with an
+    ellipsis for its seconds, is a time misread) and ids a command takes back (a key's
+    id for ``keys revoke``). At least as wide as its longest value, so the table's other
+    columns give way (they wrap) instead; on a terminal narrower than these columns and
+    the others' narrowest, the line runs past its edge whole."""
     widest = max((len(v) for v in values if v), default=0)
     return Column(header, no_wrap=True, min_width=max(widest, len(header)))
 
