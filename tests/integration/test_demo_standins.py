@@ -18,7 +18,7 @@ import pytest
 from trilha.config import Config
 from trilha.demo.agenda import Agenda, make_slots
 from trilha.demo.run import demo_config, start_demo
-from trilha.demo.standin import StandIn, make_server
+from trilha.demo.standin import MAX_ANSWERS, StandIn, make_server
 from trilha.errors import ConfigError
 from trilha.processors.registry import Processors
 from trilha.runtime import load_folder
@@ -119,6 +119,25 @@ def test_down_and_up_while_it_runs() -> None:
         assert agenda.get("/health").json() == {"status": "ok", "down": True}
         assert agenda.post("/up").json() == {"down": False}
         assert agenda.get("/slots", params={"service": "vacina"}).status_code == 200
+
+
+def test_a_body_is_bounded_whatever_its_length_says() -> None:
+    """A negative or non-numeric content-length is 400 (``-1`` would read until the
+    client hangs up), one past the bound 413; a stand-in keeps a bounded number of
+    answers by idempotency key."""
+    with serving(Agenda(FRIDAY)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for length, status in (("-1", b" 400 "), ("lots", b" 400 "), ("70000", b" 413 ")):
+            with socket.create_connection((host, int(port)), timeout=5) as raw:
+                raw.sendall(
+                    f"POST /bookings HTTP/1.1\r\nhost: x\r\ncontent-length: {length}\r\n"
+                    "connection: close\r\n\r\n{}".encode()
+                )
+                assert status in raw.recv(200).split(b"\r\n")[0] + b" ", length
+    state = Agenda(FRIDAY)
+    for n in range(MAX_ANSWERS + 5):
+        state.once(f"k{n}", lambda: (409, {}))
+    assert len(state.answers) == MAX_ANSWERS and "k0" not in state.answers
 
 
 def test_the_example_wrapper_runs_the_standin() -> None:

@@ -26,6 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 
 #: a body larger than this is refused (413): a stand-in, but not an unbounded one
 MAX_BODY = 64 * 1024
+#: answers kept by idempotency key, at most: the oldest is forgotten past it
+MAX_ANSWERS = 10_000
 
 #: what a request gets: its status and its JSON body
 Answer = tuple[int, Any]
@@ -58,6 +60,8 @@ class StandIn:
                 return self.answers[key]
             answer = apply()
             if key is not None and answer[0] < 500:
+                if len(self.answers) >= MAX_ANSWERS:  # the oldest goes: a long demo stays small
+                    del self.answers[next(iter(self.answers))]
                 self.answers[key] = answer
             return answer
 
@@ -70,6 +74,8 @@ def make_server(
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"{state.name}-standin/1"
+        #: seconds a client may take to send its request: a silent one never holds a thread
+        timeout = 10
 
         def _send(self, status: int, body: Any) -> None:
             payload = json.dumps(body, ensure_ascii=False).encode()
@@ -89,7 +95,10 @@ def make_server(
                 return 200, {"down": state.down}
             if state.down:
                 return 503, {"error": f"the {state.name} service is down (POST /up brings it back)"}
-            length = int(self.headers.get("content-length") or 0)
+            declared = self.headers.get("content-length") or "0"
+            if not declared.isdigit():  # "-1" would read until the client hangs up
+                return 400, {"error": "content-length must be a number of bytes"}
+            length = int(declared)
             if length > MAX_BODY:
                 return 413, {"error": f"the body is larger than {MAX_BODY} bytes"}
             try:
