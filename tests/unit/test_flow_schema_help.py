@@ -198,6 +198,10 @@ def test_a_flow_file_may_name_its_schema_and_trilha_ignores_it() -> None:
     assert [str(p) for p in problems] == ["$comment: unknown field"]
     parsed, problems = parse_flow({**flow, "$schema": 42})
     assert parsed is None and [p.path for p in problems] == ["$schema"]
+    # nor under its Python name, which a model would otherwise take as well
+    parsed, problems = parse_flow({**flow, "schema_": "x"})
+    assert parsed is None and problems, problems
+    assert "did you mean $schema" in str(problems[0])
 
 
 def test_docs_keep_the_schema_trilha_schema_prints() -> None:

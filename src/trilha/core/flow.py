@@ -25,8 +25,10 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import PydanticCustomError
 
 from trilha.core.calendars import CALENDAR_NAME_PATTERN, valid_name
 from trilha.core.content import (
@@ -1518,7 +1520,7 @@ class Flow(WireModel):
         " `nodes[3].next`), including those this schema cannot express; `trilha run` or"
         " `PUT /v1/flows/{id}` publishes it.",
         {
-            "$schema": FLOW_SCHEMA_ID,
+            "$schema": "../docs/schema/flow.schema.json",
             "id": "hello",
             "name": "Hello",
             "start": "ask_name",
@@ -1545,7 +1547,7 @@ class Flow(WireModel):
         exclude=True,
         description="The JSON Schema this file follows, for editors (completion and hover"
         " help): its URL, or a path relative to the file. Ignored by trilha.",
-        examples=[FLOW_SCHEMA_ID, "../docs/schema/flow.schema.json"],
+        examples=["../docs/schema/flow.schema.json", "./flow.schema.json"],
     )
     #: a flow published through the API by an institution is stored as "INSTITUTION/ID"
     id: str = Field(
@@ -1618,6 +1620,17 @@ class Flow(WireModel):
             ]
         ],
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_only_by_its_name(cls, data: Any) -> Any:
+        """``$schema`` is the key; its Python name is not a key of the format (models
+        accept field names too, which would let ``schema_`` through unnoticed)."""
+        if isinstance(data, dict) and "schema_" in data:
+            raise PydanticCustomError(
+                "unknown_field", "schema_: unknown field (did you mean $schema?)"
+            )
+        return data
 
     @field_validator("schema_")
     @classmethod
