@@ -220,6 +220,7 @@ export function mountExecution(container, executionId, { me }) {
       if (gone) return;
       // a call or a return moved it meanwhile: the newer flow's drawing is on its way
       if (drawn !== `${layout.flowId}@${layout.flowVersion}`) return;
+      if (graph) graph.dispose();
       graph = new FlowGraph(layout, { onPick: (id) => controls.pick(id) });
       clear(graphWrap).append(graph.el);
       clear(zoomSlot).append(graph.toolbar);

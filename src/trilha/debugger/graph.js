@@ -161,7 +161,11 @@ export class FlowGraph {
    */
   shown() {
     const card = this.el.closest(".graph-card");
-    if (card && this.el.clientWidth && this.width * FIT_FLOOR > this.el.clientWidth) card.classList.add("wide");
+    if (card) {
+      // measured at the card's usual width: a small flow after a big one narrows it again
+      card.classList.remove("wide");
+      if (this.el.clientWidth && this.width * FIT_FLOOR > this.el.clientWidth) card.classList.add("wide");
+    }
     this.setZoom(this.zoom);
     if (typeof ResizeObserver === "function" && !this.resizing) {
       let room = this.el.clientWidth;
@@ -172,6 +176,12 @@ export class FlowGraph {
       });
       this.resizing.observe(this.el);
     }
+  }
+
+  /** Off the page for good (another flow's drawing replaces it): stop following its size. */
+  dispose() {
+    if (this.resizing) this.resizing.disconnect();
+    this.resizing = null;
   }
 
   /** Scroll so node `id` is in the middle of the view, if it is not in view already. */
