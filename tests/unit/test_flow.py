@@ -138,6 +138,34 @@ def test_unreachable_node_is_a_warning() -> None:
     ]
 
 
+def test_a_condition_reading_a_variable_no_node_sets_is_a_warning() -> None:
+    """A typo in a ``when`` (``sise`` for ``size``) would quietly take ``default`` on every
+    run: it is flagged as templates are, once per name, and a name a node sets is not."""
+    data = {
+        "id": "pizza",
+        "start": "ask",
+        "nodes": [
+            {"id": "ask", "type": "question", "text": "Size?", "variable": "size", "next": "route"},
+            {
+                "id": "route",
+                "type": "condition",
+                "branches": [
+                    {"when": "sise == 'large'", "next": "bye"},
+                    {"when": "size == 'small' and sise != ''", "next": "bye"},
+                ],
+                "default": "bye",
+            },
+            {"id": "bye", "type": "end"},
+        ],
+    }
+    flow, problems = parse_flow(data)
+    assert flow is not None
+    assert [str(p) for p in problems] == [
+        "nodes[1].branches[0].when: warning: reads 'sise', which no node of the flow sets"
+        " (a variable given at the start?)"
+    ]
+
+
 def test_field_errors_name_the_field() -> None:
     """Shape errors name the wire path of the field and the reason."""
     data = checkout()

@@ -2085,29 +2085,39 @@ _GIVEN: Final = frozenset({"sys", "contact"})
 
 def _template_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iterator[Problem]:
     """Every template lints (an unclosed ``{{``, a block left open, an expression that
-    does not parse or calls an unknown function: errors), and one reading a variable no
-    node sets is flagged (a warning: it may be a start variable)."""
+    does not parse or calls an unknown function: errors), and a template or an
+    expression (a condition's ``when``, a ``set``) reading a variable no node sets is
+    flagged (a warning: it may be a start variable, or a typo that would quietly take
+    a condition's ``default``)."""
     written = {name for node in nodes for _, name in _variables_written(node)}
     roots = {name.split(".", 1)[0] for name in written} | _GIVEN
     warned: set[str] = set()
     for node in nodes:
         i = positions.get(node.id, 0)
+        reads: list[tuple[str, str]] = []
         for path, template, in_loop in node.templates():
             if "{{" not in template:
                 continue
             for issue in lint_template(template, in_loop=in_loop):
                 yield Problem(f"nodes[{i}].{path}", issue.message, issue.severity)
-            for read in template_paths(template, in_loop=in_loop):
-                root = read.split(".", 1)[0]
-                if root in roots or root in warned:
-                    continue
-                warned.add(root)
-                yield Problem(
-                    f"nodes[{i}].{path}",
-                    f"reads '{root}', which no node of the flow sets"
-                    " (a variable given at the start?)",
-                    "warning",
-                )
+            reads += [(path, read) for read in template_paths(template, in_loop=in_loop)]
+        for path, source in node.expressions():
+            try:
+                expression = compile_expression(source)
+            except ExpressionError:
+                continue  # reported as an error where expressions are checked
+            reads += [(path, read) for read in expression.ordered_paths()]
+        for path, read in reads:
+            root = read.split(".", 1)[0]
+            if root in roots or root in warned:
+                continue
+            warned.add(root)
+            yield Problem(
+                f"nodes[{i}].{path}",
+                f"reads '{root}', which no node of the flow sets"
+                " (a variable given at the start?)",
+                "warning",
+            )
 
 
 def _language_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iterator[Problem]:
