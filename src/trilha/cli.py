@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import inspect
 import json
 import os
 import signal
@@ -1800,6 +1801,21 @@ def sweep(
 
 
 # ------------------------------------------------------------------------------------- main
+
+
+def _one_line_summaries(*apps: typer.Typer) -> None:
+    """``trilha --help`` lists each command with its docstring's first paragraph, whose
+    line breaks (docstrings wrap at 90 columns) it kept as they were: each summary is
+    made one line, which the list then wraps to the terminal's width."""
+    for each in apps:
+        for info in each.registered_commands:
+            text = info.help or inspect.getdoc(info.callback) or ""
+            first = text.split("\n\n", 1)[0]
+            if info.short_help is None and "\n" in first:
+                info.short_help = " ".join(first.split())
+
+
+_one_line_summaries(app, keys_app)
 
 
 def main() -> None:

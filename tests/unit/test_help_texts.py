@@ -82,3 +82,12 @@ def test_the_flow_schema_cites_no_document_outside_the_repository() -> None:
     assert any(path.endswith("/description") for path in strings)
     cited = {path: text for path, text in strings.items() if CITATION.search(text)}
     assert cited == {}, json.dumps(cited, indent=1)
+
+
+def test_the_command_list_shows_each_summary_as_one_paragraph() -> None:
+    """``trilha --help`` wraps each command's summary to the terminal; a hard line break
+    kept from a docstring left ragged half-lines in the list."""
+    group = typer.main.get_command(cli_app)
+    for name, command in getattr(group, "commands", {}).items():
+        summary = command.short_help or (command.help or "").split("\n\n", 1)[0]
+        assert summary and "\n" not in summary, (name, summary)
