@@ -2114,8 +2114,7 @@ def _template_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iter
             warned.add(root)
             yield Problem(
                 f"nodes[{i}].{path}",
-                f"reads '{root}', which no node of the flow sets"
-                " (a variable given at the start?)",
+                f"reads '{root}', which no node of the flow sets (a variable given at the start?)",
                 "warning",
             )
 
