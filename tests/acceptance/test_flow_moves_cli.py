@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from test_operator_cli import FLOW, ok, show, waiting_execution
+from test_operator_cli import FLOW, ok, waiting_execution
 
 #: the survey's question renamed, and its thanks changed
 FLOW_V2 = (
@@ -33,12 +33,10 @@ def test_migrate_executions_moves_a_waiting_one(cli: Any, tmp_path: Path) -> Non
     assert dry["nodes"] == [
         {"nodeId": "name", "count": 1, "counterpart": "who", "missingVariables": []}
     ]
-    assert show(cli, eid, store)["flowVersion"] == 1
 
     moved = cli(*command, "--map", "name=who", "--actor", "ana", "--reason", "renamed")
     assert moved.returncode == 0, moved.stderr
     assert "1 of 1 execution(s) moved from v1 to v2; 0 skipped" in moved.stderr
     assert "moving" in moved.stderr  # the progress bar's task
-    data = show(cli, eid, store)
-    assert (data["flowVersion"], data["currentNodeId"]) == (2, "who")
+    # the reply is read by v2's question and answered by v2's thanks: it moved
     assert "bot> v2 thanks Ana" in ok(cli("send", eid, "Ana", "--store", store))

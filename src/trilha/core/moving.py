@@ -35,12 +35,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from trilha.core.execution import Execution
-from trilha.core.expressions import ExpressionError, compile_expression
+from trilha.core.expressions import compile_expression
 from trilha.core.flow import Flow, NodeBase, _variables_written
 from trilha.core.frames import frames
 from trilha.core.hold import held
 from trilha.core.states import ExecutionStatus
 from trilha.core.templates import template_paths
+from trilha.errors import ExpressionError
 
 __all__ = [
     "MAX_NODE_MAP",
