@@ -81,6 +81,8 @@ def test_moving_executions_over_http_with_tenancy(api: Api) -> None:
             ({**body, "nodeMap": {"name": "nowhere"}}, "body.nodeMap.name"),
             ({**body, "filter": {"status": "sleeping"}}, "filter"),
             ({**body, "cursor": "not-ours"}, "body.cursor"),
+            ({**body, "nodeMap": {f"n{i}": "who" for i in range(1_001)}}, "body.nodeMap"),
+            ({**body, "filter": {"flowId": "other"}}, "body.filter.flowId"),
         ):
             errors = problem(acme.post(MIGRATIONS, json=bad), 422)["errors"]
             assert any(field in e["field"] for e in errors), (field, errors)

@@ -106,6 +106,12 @@ async def test_moved_executions_go_on_in_the_new_version_and_the_others_stay(
         "skippedTotal": 0,
     }
     assert {(await h.get(x.id)).flow_version for x in (moved, pinned)} == {1}
+    first = await mover.run(old, new, {"name": "who"}, everyone, dry_run=True, actor="t", limit=1)
+    assert first.total == 1 and first.next_position is not None
+    rest = await mover.run(
+        old, new, {"name": "who"}, everyone, dry_run=True, actor="t", after=first.next_position
+    )
+    assert rest.total == 1 and rest.next_position is None  # one page each, none twice
 
     one = ExecutionFilter(institution_id="inst-1", conversation_id="conv-1")
     done = await mover.run(

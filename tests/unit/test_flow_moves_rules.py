@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from trilha.core.execution import Execution
 from trilha.core.flow import Flow, load_flow
 from trilha.core.moving import counterpart, move, move_refusal
@@ -15,7 +17,9 @@ NOW = 1_800_000_000.0
 
 
 def _flow(version: int, *nodes: dict[str, Any]) -> Flow:
-    return load_flow({"id": "care", "version": version, "start": nodes[0]["id"], "nodes": list(nodes)})
+    return load_flow(
+        {"id": "care", "version": version, "start": nodes[0]["id"], "nodes": list(nodes)}
+    )
 
 
 OLD = _flow(
@@ -95,3 +99,16 @@ def test_a_caller_frame_of_the_same_flow_needs_a_counterpart_and_moves_with_it()
     assert move_refusal(outer, OLD, NEW, MAP, now=NOW) is None
     assert move(outer, NEW, MAP) == ("ask", "ask2")
     assert (outer.flow_version, outer.current_node_id, outer.stack) == (2, "ask2", [other])
+
+
+def test_the_cursor_reads_back_what_the_route_gave_out() -> None:
+    """``nextCursor`` holds the state walked and the last execution examined."""
+    from trilha.api.cursors import encode_cursor
+    from trilha.api.problems import Problem
+    from trilha.api.routes.migrations import _position
+
+    assert _position(encode_cursor(2, NOW, "ex-9")) == (2, NOW, "ex-9")
+    for bad in (encode_cursor(99, NOW, "x"), encode_cursor("a", NOW, "x"), "%%%"):
+        with pytest.raises(Problem) as refused:
+            _position(bad)
+        assert refused.value.status == 422
