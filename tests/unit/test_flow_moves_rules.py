@@ -112,3 +112,14 @@ def test_the_cursor_reads_back_what_the_route_gave_out() -> None:
         with pytest.raises(Problem) as refused:
             _position(bad)
         assert refused.value.status == 422
+
+
+def test_a_wait_for_an_event_needs_the_same_event() -> None:
+    """The signal an execution waits for would never come to a node awaiting another."""
+    wait = {"id": "pay", "type": "wait_event", "event": "paid", "next": "end"}
+    end = {"id": "end", "type": "end"}
+    old = _flow(1, wait, end)
+    same, other = _flow(2, wait, end), _flow(2, {**wait, "event": "refunded"}, end)
+    waiting = _ex(S.WAITING_INPUT, "pay", waiting_for="event:paid")
+    assert move_refusal(waiting, old, same, {}, now=NOW) is None
+    assert "waits for 'refunded'" in str(move_refusal(waiting, old, other, {}, now=NOW))

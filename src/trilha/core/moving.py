@@ -16,7 +16,8 @@ the CLI and the tests agree on it:
 * the counterpart must be a node of the *same type*: the node's scratch (a
   question's re-ask count, a delay's due time, a hold's queue) and what the execution
   waits for keep their meaning only then. A question whose counterpart is a message
-  is skipped with that reason;
+  is skipped with that reason, and so is a ``wait_event`` whose counterpart waits for
+  another event;
 * an execution inside a sub-flow moves with its running frame (the sub-flow is the
   flow moved). A caller frame on its stack that runs the same flow at the old
   version (a flow calling itself) moves too: its ``subflow`` node needs a ``subflow``
@@ -36,7 +37,7 @@ from typing import Any, Final
 
 from trilha.core.execution import Execution
 from trilha.core.expressions import compile_expression
-from trilha.core.flow import Flow, NodeBase, _variables_written
+from trilha.core.flow import Flow, NodeBase, WaitEventNode, _variables_written
 from trilha.core.frames import frames
 from trilha.core.hold import held
 from trilha.core.states import ExecutionStatus
@@ -134,6 +135,15 @@ def _node_problem(
         return (
             f"{where} node '{node_id}' (a {node_type(here)}), whose counterpart"
             f" '{there_id}' is a {node_type(there)}: the wait would not make sense there"
+        )
+    if (
+        isinstance(here, WaitEventNode)
+        and isinstance(there, WaitEventNode)
+        and here.event != there.event
+    ):
+        return (
+            f"{where} node '{node_id}' for event '{here.event}', whose counterpart"
+            f" '{there_id}' waits for '{there.event}': the signal it waits for would never come"
         )
     return None
 
