@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from trilha.api.app import state_of
-from trilha.api.auth import Writer
+from trilha.api.auth import Writer, charge
 from trilha.api.cursors import encode_cursor
 from trilha.api.execution_filters import ExecutionFilterBody, filter_of
 from trilha.api.problems import Problem, not_found, problems
@@ -36,6 +36,9 @@ from trilha.engine.moving import ACTIVE_ORDER, MAX_LIMIT, Mover
 
 router = APIRouter(prefix="/v1/flows", tags=["flows"])
 
+#: a call costs one request of its key's rate limit more per this many executions its
+#: ``limit`` lets it examine
+EXAMINED_PER_REQUEST = 2_000
 _NODE_ID = r"^[A-Za-z0-9_.:\-]+$"
 NodeId = Annotated[str, Field(pattern=_NODE_ID, min_length=1, max_length=100)]
 
@@ -184,6 +187,9 @@ async def migrate(
         now=engine.clock.now(),
         stuck_grace=state.runtime.worker.sweeper.grace_seconds,
     )
+    # a call may examine thousands of executions: it spends the key's rate limit in
+    # proportion to how many it may examine (the default limit: 5 requests' worth more)
+    charge(request, principal, body.limit / EXAMINED_PER_REQUEST)
     result = await Mover(store, engine).run(
         old,
         new,
