@@ -1805,8 +1805,10 @@ def migrate_executions(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Move a flow's waiting executions from one version to another (as POST
-    /v1/flows/{flowId}/migrations does), with a progress bar; --dry-run only counts."""
+    """Move a flow's waiting executions to another of its versions, with a progress bar.
+
+    As POST /v1/flows/{flowId}/migrations does, on the store directly; --dry-run only
+    counts and checks."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from trilha.api.routes.flows import resolve
