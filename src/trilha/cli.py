@@ -1779,6 +1779,138 @@ def handback(
     _operate(store, call, run=not no_run, config=config)
 
 
+@app.command("migrate-executions")
+def migrate_executions(
+    flow_id: Annotated[str, typer.Argument(help="The flow, by its name.", metavar="FLOW_ID")],
+    from_version: Annotated[int, typer.Option("--from", min=1, help="The version they run.")],
+    to_version: Annotated[int, typer.Option("--to", min=1, help="The version to move to.")],
+    node_map: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="old=new: a renamed node's counterpart (repeatable)."),
+    ] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only this state.")] = None,
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", help="Only this conversation's.")
+    ] = None,
+    contact: Annotated[str | None, typer.Option("--contact", help="Only this contact's.")] = None,
+    institution: Annotated[
+        str | None,
+        typer.Option("--institution", help="Only this institution's executions (and flows)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count and check; move nothing.")
+    ] = False,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move a flow's waiting executions to another of its versions, with a progress bar.
+
+    As POST /v1/flows/{flowId}/migrations does, on the store directly; --dry-run only
+    counts and checks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from trilha.api.routes.flows import resolve
+    from trilha.engine.moving import Migration, Mover
+    from trilha.store.base import ExecutionFilter
+
+    mapping = _parse_node_map(node_map or [])
+    if status is not None and status not in {s.value for s in ExecutionStatus}:
+        raise ConfigError(f"--status {status!r}: not a state")
+    if from_version == to_version:
+        raise ConfigError("--to must differ from --from")
+
+    async def main(bar: Progress) -> Migration:
+        async with runtime(store, config, channel=MemoryChannel(), must_exist=True) as rt:
+            latest = await resolve(rt.store, institution, flow_id)
+            if latest is None:
+                raise ConfigError(f"no flow '{flow_id}'")
+            old = await rt.engine.flow(latest.flow_id, from_version)
+            new = await rt.engine.flow(latest.flow_id, to_version)
+            for old_id, new_id in mapping.items():
+                if old.node(old_id) is None or new.node(new_id) is None:
+                    raise ConfigError(
+                        f"--map {old_id}={new_id}: v{from_version} has no node '{old_id}'"
+                        if old.node(old_id) is None
+                        else f"--map {old_id}={new_id}: v{to_version} has no node '{new_id}'"
+                    )
+            where = ExecutionFilter(
+                institution_id=institution,
+                status=status,
+                conversation_id=conversation,
+                contact_id=contact,
+            )
+            mover = Mover(rt.store, rt.engine)
+            counting = bar.add_task("counting", total=None)
+            plan = await mover.run_all(
+                old,
+                new,
+                mapping,
+                where,
+                dry_run=True,
+                actor=_actor(actor),
+                progress=lambda seen, _: bar.update(counting, completed=seen),
+            )
+            bar.update(counting, total=plan.total, completed=plan.total)
+            if dry_run:
+                return plan
+            moving = bar.add_task("moving", total=plan.total)
+            return await mover.run_all(
+                old,
+                new,
+                mapping,
+                where,
+                dry_run=False,
+                actor=_actor(actor),
+                reason=reason,
+                progress=lambda seen, _: bar.update(moving, completed=seen),
+            )
+
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        disable=as_json,
+    ) as bar:
+        result = _run(main(bar))
+    data = {"flowId": flow_id, **result.wire()}
+    if as_json:
+        out.print_json(data=data, ensure_ascii=True)
+        return
+    for node in data["nodes"]:
+        missing = ", ".join(node["missingVariables"]) or "-"
+        out.print(
+            f"{field(node['nodeId'])}  {node['count']}  -> {field(node['counterpart'] or '(none)')}"
+            f"  missing: {field(missing)}"
+        )
+    for skipped in data["skipped"]:
+        out.print(f"skipped {skipped['executionId']}: {field(skipped['reason'])}")
+    done = "would move" if dry_run else "moved"
+    count = data["movable"] if dry_run else data["moved"]
+    err.print(
+        f"{count} of {data['total']} execution(s) {done} from v{from_version} to"
+        f" v{to_version}; {data['skippedTotal']} skipped"
+    )
+
+
+def _parse_node_map(pairs: list[str]) -> dict[str, str]:
+    """``--map old=new`` flags as a node map (at most :data:`MAX_NODE_MAP`)."""
+    from trilha.core.moving import MAX_NODE_MAP
+
+    if len(pairs) > MAX_NODE_MAP:
+        raise ConfigError(f"--map: at most {MAX_NODE_MAP} entries, not {len(pairs)}")
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old or not new:
+            raise ConfigError(f"--map {pair!r}: expected old=new")
+        mapping[old] = new
+    return mapping
+
+
 @app.command()
 def sweep(
     store: StoreOpt = None,

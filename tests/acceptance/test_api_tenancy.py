@@ -59,6 +59,7 @@ BODIES: dict[tuple[str, str], Any] = {
         "payload": {"paid": True},
     },
     ("patch", "/v1/executions/{executionId}/variables"): {"set": {"code": "stolen"}},
+    ("post", "/v1/flows/{flowId}/migrations"): {"fromVersion": 1, "toVersion": 2},
 }
 #: publishing under a name creates the caller's own flow: it cannot touch acme's (the
 #: walk checks acme's flow is unchanged afterwards)

@@ -17,6 +17,7 @@ from trilha.api.routes import (
     health,
     insight,
     messages,
+    migrations,
     operator,
     outbox,
     signals,
@@ -28,6 +29,7 @@ from trilha.api.routes import (
 ROUTERS: list[APIRouter] = [
     health.router,
     flows.router,
+    migrations.router,
     insight.router,  # before executions: /v1/executions/counts is not an id
     errors.router,
     dependencies.router,
