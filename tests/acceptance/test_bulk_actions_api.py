@@ -125,6 +125,12 @@ def test_dry_run_then_a_job_to_completion_for_its_tenant_only(server: Api) -> No
         for eid in ids:
             assert acme.get(f"/v1/executions/{eid}").json()["status"] == "paused"
         problem(acme.get(f"/v1/executions/bulk/{own.json()['jobId']}"), 404)
+        # each lists its own jobs only
+        listed = viewer.get("/v1/executions/bulk").json()["jobs"]
+        assert [j["jobId"] for j in listed] == [job["jobId"]]
+        assert [j["jobId"] for j in beta.get("/v1/executions/bulk").json()["jobs"]] == [
+            own.json()["jobId"]
+        ]
 
 
 def test_bad_requests_are_refused_naming_the_field(server: Api) -> None:

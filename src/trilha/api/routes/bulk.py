@@ -9,7 +9,9 @@ many executions match, storing nothing; a real run stores a job and answers 202 
 it: the server acts on the executions in the background, in batches, each through the
 operator control of that name (fenced, audited with the key as the actor and the
 reason, which names the job), and ``GET /v1/executions/bulk/{jobId}`` shows how far it
-is. An execution the action does not apply to is skipped with its reason, not failed.
+is; ``GET /v1/executions/bulk`` lists the institution's jobs, newest first (an admin
+key's every institution's, or ``?institutionId=``'s). An execution the action does not
+apply to is skipped with its reason, not failed.
 
 An operator key starts one (a viewer 403), any key of the institution reads it (404
 for another institution's). Past ``[api] max_bulk_jobs`` running jobs of the
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -30,7 +32,12 @@ from trilha.api.auth import Viewer, Writer
 from trilha.api.execution_filters import ExecutionFilterBody, filter_of
 from trilha.api.idempotency import IdempotencyKey, idempotent
 from trilha.api.problems import Problem, not_found, problems
-from trilha.api.routes.executions import actor_of, institution_for
+from trilha.api.routes.executions import (
+    InstitutionQuery,
+    actor_of,
+    institution_for,
+    read_scope,
+)
 from trilha.api.wire import Text
 from trilha.core.flow import FLOW_ID_PATTERN
 from trilha.core.wire import WireModel
@@ -39,6 +46,8 @@ from trilha.errors import LimitExceeded
 
 router = APIRouter(prefix="/v1/executions/bulk", tags=["operator"])
 
+#: the most jobs one listing answers
+MAX_JOBS = 100
 #: seconds a start past ``max_bulk_jobs`` is asked to wait
 BUSY_RETRY_AFTER = 5
 
@@ -175,6 +184,31 @@ async def start_bulk(
 def _limit(exc: LimitExceeded, status: int) -> Problem:
     headers = {"Retry-After": str(BUSY_RETRY_AFTER)} if status == 429 else None
     return Problem(status, str(exc), kind="limit", headers=headers)
+
+
+class BulkJobPage(WireModel):
+    jobs: list[BulkJobOut]
+
+
+@router.get(
+    "",
+    summary="Bulk actions, newest first",
+    responses={200: {"model": BulkJobPage}, **problems(404)},
+)
+async def list_bulk(
+    request: Request,
+    principal: Viewer,
+    status: Annotated[
+        Literal["running", "completed", "failed"] | None, Query(description="Only these.")
+    ] = None,
+    institution_id: InstitutionQuery = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_JOBS)] = 20,
+) -> JSONResponse:
+    store = state_of(request.app).runtime.store
+    jobs = await store.bulk_jobs(
+        institution_id=read_scope(principal, institution_id), status=status, limit=limit
+    )
+    return JSONResponse({"jobs": [job_view(job) for job in jobs]})
 
 
 @router.get(
