@@ -6,6 +6,7 @@ execution twice."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from trilha.config import Config, DependencyConfig
@@ -167,3 +168,42 @@ async def test_a_stopped_job_is_taken_over_and_acts_on_nothing_twice(harness: An
         pauses = [r for r in await h.store.logs(eid) if r.message == "operator.pause"]
         assert len(pauses) == 1, eid
         assert (await h.get(eid)).status is S.PAUSED
+
+
+async def test_the_serve_loop_takes_over_a_job_a_dead_process_left(harness: Any) -> None:
+    """A job held by a process that died (its lease no longer renewed) is taken over by
+    ``run_forever`` (``trilha serve``'s loop) once the lease runs out, and finished; the
+    loop stops when told, declaring its owner stopped."""
+    h = harness
+    await h.publish(ASK)
+    ids = [(await h.start("ask", f"c{n}")).id for n in range(3)]
+    await h.settle()
+    started = await runner(h).start(
+        institution_id="inst-1",
+        actor="key:abc",
+        action="cancel",
+        given={},
+        selection=ExecutionFilter(institution_id="inst-1"),
+        reason="INC-1",
+    )
+    dead = await h.store.claim_bulk_job("dead-process", now=h.clock.now(), lease_seconds=30)
+    assert dead is not None and dead.id == started.id
+    server = runner(h)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(server.run_forever(stop))
+    for _ in range(5):  # the loop looks, and leaves the job alone: its lease holds
+        await asyncio.sleep(0)
+    assert (await h.store.get_bulk_job(started.id)).done == 0  # type: ignore[union-attr]
+    h.clock.advance(31)
+    server.wake()
+    for _ in range(500):
+        job = await h.store.get_bulk_job(started.id)
+        assert job is not None
+        if job.status != "running":
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(loop, 10)
+    assert (job.status, job.succeeded, job.total) == ("completed", 3, 3)
+    for eid in ids:
+        assert (await h.get(eid)).status is S.CANCELLED

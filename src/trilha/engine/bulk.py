@@ -237,6 +237,8 @@ class BulkRunner:
             )
             if job is None:
                 return
+            if job.id in self._jobs:  # ours already: our heartbeat looked late, the lease
+                return  # is renewed by the claim, and one task goes on with it
             log.info("bulk.claimed", jobId=job.id, done=job.done, total=job.total)
             task = asyncio.create_task(self._guarded(job))
             self._jobs[job.id] = task
