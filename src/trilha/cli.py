@@ -1912,6 +1912,119 @@ def _parse_node_map(pairs: list[str]) -> dict[str, str]:
 
 
 @app.command()
+def bulk(
+    action: Annotated[
+        str, typer.Argument(help="cancel, pause, resume or retry.", metavar="ACTION")
+    ],
+    status: Annotated[str | None, typer.Option("--status", help="Only this state.")] = None,
+    flow: Annotated[
+        str | None, typer.Option("--flow", help="Only this flow (its name or stored id).")
+    ] = None,
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", help="Only this conversation's.")
+    ] = None,
+    contact: Annotated[str | None, typer.Option("--contact", help="Only this contact's.")] = None,
+    with_errors: Annotated[
+        bool, typer.Option("--with-errors", help="Only those with an error or a failed step.")
+    ] = False,
+    stuck: Annotated[
+        bool, typer.Option("--stuck", help="Only those nothing is moving on.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count them; change nothing.")
+    ] = False,
+    institution: Annotated[str, typer.Option("--institution", help="Whose executions.")] = "local",
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pause, resume, cancel or retry every execution of an institution the filters match,
+    with a progress bar; each is audited as one done by hand, and those the action does
+    not apply to are skipped with the reason. Interrupted, the job is left for a running
+    `trilha serve` to finish."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    # the routers before the filters: execution_filters imports a router, whose package
+    # imports every router, this one's (api.routes.bulk) among them
+    import trilha.api.routes  # noqa: F401
+    from trilha.api.execution_filters import ExecutionFilterBody, filter_of
+    from trilha.engine.bulk import ACTIONS, BulkRunner, job_view
+
+    if action not in ACTIONS:
+        raise typer.BadParameter(f"must be one of {', '.join(ACTIONS)}", param_hint="ACTION")
+    try:
+        given = ExecutionFilterBody(
+            status=status,
+            flow_id=flow,
+            conversation_id=conversation,
+            contact_id=contact,
+            with_errors=with_errors,
+            stuck=stuck,
+        )
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        name = {"flowId": "flow", "conversationId": "conversation", "contactId": "contact"}
+        where = str(problem["loc"][0]) if problem["loc"] else "filter"
+        raise typer.BadParameter(problem["msg"], param_hint=f"--{name.get(where, where)}") from None
+
+    async def main() -> dict[str, Any]:
+        async with runtime(store, config, channel=MemoryChannel(), must_exist=True) as rt:
+            runner = BulkRunner.from_config(rt.store, rt.operator, rt.config)
+            selection = await filter_of(
+                given,
+                store=rt.store,
+                institution=institution,
+                now=rt.engine.clock.now(),
+                stuck_grace=rt.worker.sweeper.grace_seconds,
+            )
+            if dry_run:
+                return {"dryRun": True, "action": action, "total": await runner.count(selection)}
+            job = await runner.start(
+                institution_id=institution,
+                actor=_actor(actor),
+                action=action,  # narrowed by the check against ACTIONS above
+                given=given.model_dump(by_alias=True, exclude_defaults=True),
+                selection=selection,
+                reason=reason,
+            )
+            with Progress(
+                TextColumn(f"{action:<8}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=err,
+                disable=as_json,
+            ) as bar:
+                task = bar.add_task(action, total=job.total)
+                final = await runner.run(job.id, lambda j: bar.update(task, completed=j.done))
+                while final is None or final.status == "running":  # a server took it over
+                    await asyncio.sleep(0.5)
+                    final = await rt.store.get_bulk_job(job.id)
+                    if final is not None:
+                        bar.update(task, completed=final.done)
+            return job_view(final)
+
+    result = _run(main())
+    if as_json:
+        out.print_json(data=result, ensure_ascii=True)
+        return
+    if result["dryRun"]:
+        done = {"cancel": "cancelled", "pause": "paused", "resume": "resumed", "retry": "retried"}
+        out.print(
+            f"{result['total']} executions would be {done[action]} (dry run: nothing changed)"
+        )
+        return
+    out.print(
+        f"{action}: {result['succeeded']} done, {result['skipped']} skipped, {result['failed']}"
+        f" failed of {result['total']} (job {result['jobId']}, {result['status']})"
+    )
+    for kind, notes in (("skipped", result["skips"]), ("failed", result["errors"])):
+        for shown in notes:
+            out.print(f"  {kind} {field(str(shown['executionId']))}: {field(shown['reason'])}")
+
+
+@app.command()
 def sweep(
     store: StoreOpt = None,
     grace_seconds: Annotated[

@@ -1044,6 +1044,40 @@ class ApiConfig(WireModel):
             "(those of trilha.toml are not counted)."
         ),
     )
+    max_bulk_jobs: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description=(
+            "Bulk actions (`POST /v1/executions/bulk`, `trilha bulk`) one institution "
+            "may have running at once; one more answers 429."
+        ),
+    )
+    max_bulk_executions: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "The most executions one bulk action acts on; a filter that matches more "
+            "answers 422 (narrow it, or run several)."
+        ),
+    )
+    bulk_batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Executions a bulk action reads and acts on between two pauses.",
+    )
+    bulk_pause_seconds: float = Field(
+        default=0.1,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description=(
+            "The pause between two batches of a bulk action, so the engine's own work "
+            "(and other institutions' actions) goes on meanwhile."
+        ),
+    )
     public_url: str | None = Field(
         default=None,
         max_length=2_000,

@@ -399,6 +399,22 @@ def test_a_foreign_key_finds_nothing_on_every_route(api: Api) -> None:
         for action in ("pause", "resume", "cancel", "advance", "retry"):
             problem(beta.post(f"/v1/executions/{eid}/{action}"), 404)
         problem(beta.patch(f"/v1/executions/{eid}/variables", json={"set": {"x": 1}}), 404)
+        # a bulk action: acme's job is absent to beta, and beta's acts on beta's alone
+        bulk = {"action": "cancel", "filter": {"conversationId": "conv-t"}}
+        acme_job = acme.post("/v1/executions/bulk", json={**bulk, "action": "pause"})
+        assert acme_job.status_code == 202, acme_job.text
+        problem(beta.get(f"/v1/executions/bulk/{acme_job.json()['jobId']}"), 404)
+        beta_job = beta.post("/v1/executions/bulk", json=bulk)
+        assert beta_job.status_code == 202 and beta_job.json()["total"] == 0, beta_job.text
+        until(
+            lambda: (
+                acme.get(f"/v1/executions/bulk/{acme_job.json()['jobId']}").json()["status"]
+                == "completed"
+            ),
+            what="acme's job",
+        )
+        assert status_of(acme, eid) == "paused"  # acme's own job paused it
+        assert acme.post(f"/v1/executions/{eid}/resume").status_code == 200
         message = {"messageId": "t-1", "contactId": "c", "text": "hi"}
         problem(beta.post("/v1/conversations/conv-t/messages", json=message), 404)
         assert beta.get("/v1/executions", params={"conversationId": "conv-t"}).json() == {

@@ -60,6 +60,12 @@ BODIES: dict[tuple[str, str], Any] = {
     },
     ("patch", "/v1/executions/{executionId}/variables"): {"set": {"code": "stolen"}},
     ("post", "/v1/flows/{flowId}/migrations"): {"fromVersion": 1, "toVersion": 2},
+    # a dry run over acme's conversation: beta's own executions only, so none
+    ("post", "/v1/executions/bulk"): {
+        "action": "cancel",
+        "filter": {"conversationId": "acme-conv"},
+        "dryRun": True,
+    },
 }
 #: publishing under a name creates the caller's own flow: it cannot touch acme's (the
 #: walk checks acme's flow is unchanged afterwards)
@@ -84,6 +90,8 @@ LISTINGS = {
     ("get", "/v1/outbox"),
     ("get", "/v1/triggers"),
     ("get", "/v1/calendars"),
+    ("post", "/v1/executions/bulk"),
+    ("get", "/v1/executions/bulk"),
 }
 #: acme's calendar: beta finds it nowhere
 SECRET_CALENDAR = {"timeZone": "America/Sao_Paulo", "hours": {"mon": [["08:00", "12:00"]]}}
@@ -98,6 +106,9 @@ def _acme_world(api: Api) -> dict[str, str]:
         assert started.status_code == 201, started.text
         execution_id = started.json()["executionId"]
         _until_waiting(acme, execution_id)  # the worker asks the question
+        bulk = {"action": "pause", "filter": {"conversationId": "nobody"}}
+        job = acme.post("/v1/executions/bulk", json=bulk)  # acme's job: it acts on none
+        assert job.status_code == 202, job.text
     return {
         "executionId": execution_id,
         "flowId": "secret-flow",
@@ -105,6 +116,7 @@ def _acme_world(api: Api) -> dict[str, str]:
         "id": str(_message_id(api, execution_id)),  # /v1/outbox/{id}: acme's question
         "event": "payment.confirmed",  # /v1/executions/{executionId}/signals/{event}
         "name": "secret-hours",  # /v1/calendars/{name}
+        "jobId": job.json()["jobId"],  # /v1/executions/bulk/{jobId}
     }
 
 
@@ -155,6 +167,7 @@ GHOSTS = {
     "id": "987654321",
     "event": "payment.confirmed",
     "name": "no-such-calendar",
+    "jobId": "bulk-" + "0" * 32,
 }
 
 
@@ -229,6 +242,10 @@ def test_a_foreign_key_finds_nothing_of_another_tenant(api: Api) -> None:
                     assert "secret-hours" not in text, key
                     if template == "/v1/executions/counts":  # beta's own, not acme's
                         assert answer.json()["total"] == 1, answer.text
+                    if key == ("post", "/v1/executions/bulk"):  # none of acme's counted
+                        assert answer.json()["total"] == 0, answer.text
+                    if key == ("get", "/v1/executions/bulk"):  # beta has started none
+                        assert answer.json()["jobs"] == [], answer.text
                 else:
                     assert answer.status_code == 404, (key, answer.status_code, answer.text)
                     # indistinguishable from an id that exists nowhere

@@ -34,6 +34,7 @@ from trilha.api.events import EventHub, StreamGate, on_exit_signal, stream_budge
 from trilha.api.problems import Problem
 from trilha.channels.memory import MemoryChannel
 from trilha.config import AlertsConfig, Config, load_config
+from trilha.engine.bulk import BulkRunner
 from trilha.engine.engine import Engine
 from trilha.engine.worker import Worker
 from trilha.errors import ConfigError, TrilhaError
@@ -355,6 +356,9 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
             state.tasks.append(asyncio.create_task(_store_gauges(state)))
             if inbound is not None:  # Meta's webhook bodies, processed in the background
                 state.tasks.append(asyncio.create_task(inbound.processor.run_forever(state.stop)))
+            # bulk actions: those started here, and those a process that died left running
+            app.state.bulk = bulk = BulkRunner.from_config(rt.store, rt.operator, cfg)
+            state.tasks.append(asyncio.create_task(bulk.run_forever(state.stop)))
             log.info(
                 "api.started",
                 workers=options.workers,

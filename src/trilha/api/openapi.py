@@ -64,6 +64,12 @@ LINKS: list[Link] = [
     ),
     Link(("get", "/v1/outbox", "200"), ("post", "/v1/outbox/{id}/redrive"), "id", "/messages/0/id"),
     Link(
+        ("post", "/v1/executions/bulk", "202"),
+        ("get", "/v1/executions/bulk/{jobId}"),
+        "jobId",
+        "/jobId",
+    ),
+    Link(
         ("get", "/v1/outbox", "200"),
         ("get", _EXECUTION),
         "executionId",

@@ -384,6 +384,45 @@ class ExecutionFilter:
     failed_step: StepErrorMatch | None = None
 
 
+#: what a bulk job does to each execution it selects (the operator control of that name)
+BulkAction = Literal["cancel", "pause", "resume", "retry"]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkJob:
+    """A bulk action (:mod:`trilha.engine.bulk`): an operator control applied to every
+    execution ``selection`` matches, newest first, one at a time; ``cursor`` is the
+    (created_at, id) of the last one handled, where a resumed job goes on. Counts are
+    absolute: ``done = succeeded + skipped + failed``."""
+
+    id: str
+    institution_id: str
+    actor: str
+    action: BulkAction
+    #: the filter as the caller gave it (wire JSON), shown back
+    filter: dict[str, Any]
+    #: the store's filter it meant at the start; its ``institution_id`` is the job's
+    selection: ExecutionFilter
+    reason: str | None
+    total: int
+    created_at: float
+    updated_at: float
+    #: ``running``, ``completed`` or ``failed`` (the job itself broke: ``errors`` says why)
+    status: str = "running"
+    done: int = 0
+    succeeded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    #: the first few executions that failed: ``{"executionId", "reason"}``
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    #: the first few executions skipped (the action does not apply to them), likewise
+    skips: list[dict[str, Any]] = field(default_factory=list)
+    cursor: tuple[float, str] | None = None
+    finished_at: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class TrailEvent:
     """One stored trail line with its global id (the SSE event id) and its execution's
@@ -972,6 +1011,45 @@ class Store(Protocol):
         """Newest first (by ``created_at``, then id); ``before`` is the (created_at, id)
         of the last execution of the previous page (keyset pagination: stable while
         new executions arrive)."""
+
+    async def count_executions(
+        self,
+        *,
+        where: ExecutionFilter | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int,
+    ) -> int:
+        """How many executions :meth:`list_executions` would list (from ``before`` on),
+        counting at most ``limit`` (a bound on the read: ``limit`` means "that many or
+        more")."""
+
+    # bulk actions -------------------------------------------------------------------
+    async def create_bulk_job(self, job: BulkJob, *, max_running: int) -> BulkJob:
+        """Store a new ``running`` job, unleased; :class:`~trilha.errors.LimitExceeded`
+        when its institution has ``max_running`` running already (checked atomically
+        with the insert: concurrent starts cannot both pass it)."""
+
+    async def get_bulk_job(self, job_id: str) -> BulkJob | None: ...
+
+    async def claim_bulk_job(
+        self, owner: str, *, now: float, lease_seconds: float, job_id: str | None = None
+    ) -> BulkJob | None:
+        """Lease the oldest ``running`` job (``job_id`` only, when given) under no live
+        lease (expired, or its owner stopped its heartbeat): one process runs a job at a
+        time, and one left by a process that died is taken over. ``None``: none free."""
+
+    async def save_bulk_progress(
+        self, job: BulkJob, *, owner: str, now: float, lease_until: float
+    ) -> bool:
+        """Write ``job``'s counts, notes, cursor and status (``completed`` or ``failed``
+        end it and give the lease up; ``running`` extends it to ``lease_until``), only
+        while ``owner`` holds the lease of a ``running`` job; False (nothing written)
+        otherwise: another process took it over."""
+
+    async def bulk_jobs(
+        self, *, institution_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[BulkJob]:
+        """Jobs, newest first (of ``institution_id``, in ``status``, when given)."""
 
     async def flow_versions(self, flow_id: str) -> list[StoredFlow]:
         """Every stored version of a flow, oldest first (empty when there is none)."""

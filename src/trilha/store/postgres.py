@@ -77,10 +77,11 @@ from trilha.errors import (
 )
 from trilha.observability.logging import get_logger
 from trilha.observability.masking import mask_text, masked_record
-from trilha.store import holds_postgres, migrations, webhooks_postgres
+from trilha.store import bulk_postgres, holds_postgres, migrations, webhooks_postgres
 from trilha.store.base import (
     AgentMessageResult,
     ApiKey,
+    BulkJob,
     ChannelWebhook,
     Claimed,
     Delivery,
@@ -2219,6 +2220,70 @@ class PostgresStore:
                 last = Row(rows[-1])
                 cursor = (last["created_at"], last["id"])
             return found
+
+        return await self._read(run)
+
+    async def count_executions(
+        self,
+        *,
+        where: ExecutionFilter | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int,
+    ) -> int:
+        async def run(conn: Connection) -> int:
+            params = _Params()
+            terms = _execution_terms(where, params)
+            if before is not None:
+                terms.append(
+                    f"(created_at, id) < ({params.add(before[0])}, {params.add(before[1])})"
+                )
+            sql = "SELECT 1 FROM executions"
+            if terms:
+                sql += " WHERE " + " AND ".join(terms)
+            sql = f"SELECT count(*) FROM ({sql} LIMIT {params.add(limit)}) AS matched"
+            return int(await conn.fetchval(sql, *params.values))
+
+        return await self._read(run)
+
+    # bulk actions --------------------------------------------------------------------------
+
+    async def create_bulk_job(self, job: BulkJob, *, max_running: int) -> BulkJob:
+        async def run(conn: Connection) -> BulkJob:
+            return await bulk_postgres.create(conn, job, max_running)
+
+        return await self._write(run)
+
+    async def get_bulk_job(self, job_id: str) -> BulkJob | None:
+        async def run(conn: Connection) -> BulkJob | None:
+            return await bulk_postgres.get(conn, job_id)
+
+        return await self._read(run)
+
+    async def claim_bulk_job(
+        self, owner: str, *, now: float, lease_seconds: float, job_id: str | None = None
+    ) -> BulkJob | None:
+        async def run(conn: Connection) -> BulkJob | None:
+            return await bulk_postgres.claim(
+                conn, owner, now=now, lease_seconds=lease_seconds, job_id=job_id
+            )
+
+        return await self._write(run)
+
+    async def save_bulk_progress(
+        self, job: BulkJob, *, owner: str, now: float, lease_until: float
+    ) -> bool:
+        async def run(conn: Connection) -> bool:
+            return await bulk_postgres.save(
+                conn, job, owner=owner, now=now, lease_until=lease_until
+            )
+
+        return await self._write(run)
+
+    async def bulk_jobs(
+        self, *, institution_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[BulkJob]:
+        async def run(conn: Connection) -> list[BulkJob]:
+            return await bulk_postgres.listed(conn, institution_id, status, limit)
 
         return await self._read(run)
 

@@ -56,10 +56,11 @@ from trilha.errors import (
     StoreUnavailable,
 )
 from trilha.observability.masking import mask_text, masked_record
-from trilha.store import holds_sqlite, migrations, webhooks_sqlite
+from trilha.store import bulk_sqlite, holds_sqlite, migrations, webhooks_sqlite
 from trilha.store.base import (
     AgentMessageResult,
     ApiKey,
+    BulkJob,
     ChannelWebhook,
     Claimed,
     Delivery,
@@ -2000,6 +2001,66 @@ class SQLiteStore:
                 last = Row(rows[-1])
                 cursor = (last["created_at"], last["id"])
             return found
+
+        return await self._read(run)
+
+    async def count_executions(
+        self,
+        *,
+        where: ExecutionFilter | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int,
+    ) -> int:
+        source, terms, params = _execution_filter(where)
+        if before is not None:
+            terms, params = [*terms, "(created_at, id) < (?, ?)"], [*params, *before]
+        sql = f"SELECT 1 FROM {source}" + (" WHERE " + " AND ".join(terms) if terms else "")
+
+        def run(conn: sqlite3.Connection) -> int:
+            (found,) = conn.execute(
+                f"SELECT count(*) FROM ({sql} LIMIT ?)", (*params, limit)
+            ).fetchone()
+            return int(found)
+
+        return await self._read(run)
+
+    # bulk actions --------------------------------------------------------------------------
+
+    async def create_bulk_job(self, job: BulkJob, *, max_running: int) -> BulkJob:
+        def run(conn: sqlite3.Connection) -> BulkJob:
+            return bulk_sqlite.create(conn, job, max_running)
+
+        return await self._write(run)
+
+    async def get_bulk_job(self, job_id: str) -> BulkJob | None:
+        def run(conn: sqlite3.Connection) -> BulkJob | None:
+            return bulk_sqlite.get(conn, job_id)
+
+        return await self._read(run)
+
+    async def claim_bulk_job(
+        self, owner: str, *, now: float, lease_seconds: float, job_id: str | None = None
+    ) -> BulkJob | None:
+        def run(conn: sqlite3.Connection) -> BulkJob | None:
+            return bulk_sqlite.claim(
+                conn, owner, now=now, lease_seconds=lease_seconds, job_id=job_id
+            )
+
+        return await self._write(run)
+
+    async def save_bulk_progress(
+        self, job: BulkJob, *, owner: str, now: float, lease_until: float
+    ) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return bulk_sqlite.save(conn, job, owner=owner, now=now, lease_until=lease_until)
+
+        return await self._write(run)
+
+    async def bulk_jobs(
+        self, *, institution_id: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[BulkJob]:
+        def run(conn: sqlite3.Connection) -> list[BulkJob]:
+            return bulk_sqlite.listed(conn, institution_id, status, limit)
 
         return await self._read(run)
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from trilha.api.routes import (
     apidocs,
+    bulk,
     calendars,
     debugger,
     dependencies,
@@ -31,6 +32,7 @@ ROUTERS: list[APIRouter] = [
     flows.router,
     migrations.router,
     insight.router,  # before executions: /v1/executions/counts is not an id
+    bulk.router,  # likewise /v1/executions/bulk
     errors.router,
     dependencies.router,
     calendars.router,
