@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from trilha.api.routes import (
     apidocs,
     calendars,
+    contacts,
     debugger,
     dependencies,
     errors,
@@ -35,6 +36,7 @@ ROUTERS: list[APIRouter] = [
     executions.router,
     messages.router,
     triggers.router,
+    contacts.router,
     handback.router,
     statuses.router,
     operator.router,
