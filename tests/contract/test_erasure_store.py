@@ -21,6 +21,7 @@ from trilha.store.base import Store, StoredResponse
 from trilha.store.erasure import ErasureRecord
 
 from .conftest import LEASE, T0, Backend, Make, PostgresBackend, SQLiteBackend
+from .test_error_store import fail, http_error
 
 S = ExecutionStatus
 
@@ -201,10 +202,15 @@ async def _found(backend: Backend, needle: str) -> list[str]:
 async def test_nothing_of_an_erased_contact_is_left_in_the_store(
     backend: Backend, store: Store, make: Make
 ) -> None:
-    await _world(store, make, PHONE, SAID, BOT)
+    erased = await _world(store, make, PHONE, SAID, BOT)
     await _world(store, make, OTHER, OTHER_SAID, "Ola Bruno")
+    # a failed CRM lookup of the CPF: its step error keeps the request and the input
+    ex = await store.get_execution(erased)
+    await fail(store, make, ex, http_error("12345678909"), at=T0 + 3_601, step_input={"cpf": CPF})
     assert await _found(backend, CPF), "the search finds what is there"
-    await store.forget_contact("acme", PHONE, record=_record())
+    assert await _found(backend, "customers/12345678909")
+    result = await store.forget_contact("acme", PHONE, record=_record())
+    assert result.removed["stepErrors"] == 1  # redacted: the row stays for the counts
     for needle in (PHONE, CPF, "12345678909", EMAIL, SAID, BOT):
         assert await _found(backend, needle) == [], needle
     # the other contact's data is still there (the search itself works)
