@@ -1,28 +1,34 @@
-"""Erasing a contact through a real ``trilha serve`` on SQLite (issue 21, section 3).
+"""Erasing a contact through a real ``trilha serve``, on SQLite and on PostgreSQL
+(issue 21, section 3).
 
-A contact (``5511987654321``) goes through a flow that asks its CPF and e-mail, calls
-a declared dependency with an idempotency key, and hands the conversation to a person;
+A contact (``5511987654321``) goes through a flow that asks its CPF and e-mail, calls a
+declared dependency with an idempotency key, and hands the conversation to a person;
 its messages and the start are sent with ``Idempotency-Key``. ``DELETE
-/v1/contacts/{id}`` answers the receipt; afterwards the raw bytes of the SQLite file
-and its WAL hold none of the contact's id, CPF (formatted and digits), e-mail or
-message texts, and the process log file none of its lines; another contact of the
-same institution is untouched. Only an admin key erases, for the institution it names
-(or its own); beta's contact of the same id is left alone."""
+/v1/contacts/{id}`` answers the receipt; afterwards the store holds none of the
+contact's id, CPF (formatted and digits), e-mail or message texts (SQLite: the raw
+bytes of the file and its WAL; PostgreSQL: every table's rows as text, byte columns as
+bytes), and the process log file none of its lines; another contact of the same
+institution is untouched. Only an admin key erases, for the institution it names (or
+its own); beta's contact of the same id is left alone until erased there."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
-from conftest import Api, module_api
+from conftest import Api, Cli, clean_env, start_api
 from outbound_servers import RawServer, raw_server
+from pgcluster import run_sync
+from trilha.store.postgres import PostgresStore
 
 PHONE = "5511987654321"
 CPF = "123.456.789-09"
@@ -87,17 +93,45 @@ def crm() -> Iterator[RawServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, crm: RawServer) -> Iterator[Api]:
-    log_file = tmp_path_factory.mktemp("forget-logs") / "trilha.log"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, crm: RawServer
+) -> Iterator[Api]:
+    """One ``trilha serve`` per backend for the module, writing a process log file."""
+    folder = tmp_path_factory.mktemp(f"forget-{request.param}")
+    log_file = folder / "trilha.log"
     config = (
         '[channel]\nkind = "memory"\n\n'
         f'[logging]\nfile = "{log_file}"\nlevel = "DEBUG"\nformat = "json"\n\n'
         f'[dependencies.crm]\nbase_url = "{crm.url}"\ninstitutions = ["*"]\nidempotent = true\n'
     )
-    with module_api(tmp_path_factory, "forget", config=config) as api:
+    store, database, cluster = None, None, None
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("postgres_cluster")
+        database = f"forget_{uuid.uuid4().hex[:12]}"
+        cluster.create_database(database)
+        store = cluster.url(database)
+        run_sync(_migrate(store))
+    runner = Cli(folder, clean_env())
+    try:
+        api = start_api(runner, folder, config=config, store=store)
         api.log_file = log_file  # type: ignore[attr-defined]
         yield api
+    finally:
+        for process in runner.spawned:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=10)
+        if cluster is not None and database is not None:
+            cluster.drop_database(database)
+
+
+async def _migrate(url: str) -> None:
+    store = PostgresStore(url, auto_migrate=False)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
@@ -152,35 +186,79 @@ def _converse(api: Api, institution: str, contact: str, replies: list[str]) -> s
     return execution_id
 
 
+def _query(api: Api, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows read from the server's store itself (``?`` placeholders, on either backend)."""
+    if api.store.startswith("sqlite:///"):
+        with sqlite3.connect(f"file:{_db(api)}?mode=ro", uri=True) as conn:
+            return [tuple(r) for r in conn.execute(sql, params)]
+    parts = sql.split("?")
+    numbered = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+
+    async def read() -> list[tuple[Any, ...]]:
+        conn = await asyncpg.connect(api.store)
+        try:
+            return [tuple(r) for r in await conn.fetch(numbered, *params)]
+        finally:
+            await conn.close()
+
+    return run_sync(read())
+
+
 def _db(api: Api) -> Path:
     return Path(api.store.removeprefix("sqlite:///"))
 
 
 def _sent(api: Api, execution_id: str) -> int:
-    """The bot's messages of the execution so far (read from the file itself)."""
-    with sqlite3.connect(f"file:{_db(api)}?mode=ro", uri=True) as conn:
-        row = conn.execute(
-            "SELECT COUNT(*) FROM outbox WHERE execution_id = ?", (execution_id,)
-        ).fetchone()
-    return int(row[0])
+    """The bot's messages of the execution so far."""
+    return int(
+        _query(api, "SELECT COUNT(*) FROM outbox WHERE execution_id = ?", execution_id)[0][0]
+    )
 
 
 def _delivered(api: Api, execution_id: str) -> bool:
-    with sqlite3.connect(f"file:{_db(api)}?mode=ro", uri=True) as conn:
-        row = conn.execute(
-            "SELECT COUNT(*), SUM(status = 'pending') FROM outbox WHERE execution_id = ?",
-            (execution_id,),
-        ).fetchone()
-    return int(row[0]) >= 3 and not row[1]
+    (total, pending), *_ = _query(
+        api,
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'pending') FROM outbox"
+        " WHERE execution_id = ?",
+        execution_id,
+    )
+    return int(total) >= 3 and not pending
 
 
-def _raw(api: Api) -> bytes:
-    db = _db(api)
-    wal = Path(f"{db}-wal")
-    return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+def _stored(api: Api, needle: str) -> list[str]:
+    """Where ``needle`` is in the store: SQLite's raw file and WAL bytes (deleted rows
+    included, whatever page they were on); PostgreSQL's tables, every row as text and
+    every byte column as bytes."""
+    if api.store.startswith("sqlite:///"):
+        db = _db(api)
+        files = [db, Path(f"{db}-wal")]
+        return [f.name for f in files if f.exists() and needle.encode() in f.read_bytes()]
+    found = []
+    tables = _query(
+        api,
+        "SELECT table_name FROM information_schema.tables"
+        " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    for (table,) in tables:
+        sql = f'SELECT COUNT(*) FROM "{table}" t WHERE strpos(t::text, ?) > 0'  # noqa: S608
+        if _query(api, sql, needle)[0][0]:
+            found.append(table)
+    binary = _query(
+        api,
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND data_type = 'bytea'",
+    )
+    for table, column in binary:
+        sql = (
+            f'SELECT COUNT(*) FROM "{table}"'  # noqa: S608 - the catalogue's names
+            f" WHERE position(convert_to(?, 'UTF8') IN \"{column}\") > 0"
+        )
+        if _query(api, sql, needle)[0][0]:
+            found.append(f"{table}.{column}")
+    return found
 
 
-def test_an_erased_contact_is_nowhere_in_the_sqlite_file(served: Api) -> None:
+def test_an_erased_contact_is_nowhere_in_the_store(served: Api) -> None:
     api = served.tenant()
     acme, beta = api.institutions["acme"], api.institutions["beta"]
     for key in ("acme_operator", "beta_operator"):
@@ -191,8 +269,7 @@ def test_an_erased_contact_is_nowhere_in_the_sqlite_file(served: Api) -> None:
     kept = _converse(api, acme, OTHER, [OTHER_SAID, "b@x.org"])
     twin = _converse(api, beta, PHONE, [SAID_CPF, SAID_EMAIL])  # beta's contact, same id
     needles = [PHONE, CPF, CPF_DIGITS, EMAIL, SAID_CPF, SAID_EMAIL, f"anotei {SAID_CPF}"]
-    raw = _raw(api)
-    assert [n for n in needles if n.encode() not in raw] == [], "stored first"
+    assert [n for n in needles if not _stored(api, n)] == [], "stored first"
     log_file: Path = served.log_file  # type: ignore[attr-defined]
     assert erased in log_file.read_text(encoding="utf-8")
 
@@ -214,24 +291,21 @@ def test_an_erased_contact_is_nowhere_in_the_sqlite_file(served: Api) -> None:
         again = admin.delete(f"/v1/contacts/{PHONE}", params={"institutionId": acme}).json()
         assert set(again["removed"].values()) == {0}
 
-    raw = _raw(api)
-    # beta's twin keeps its own copy: only what acme's contact alone said is checked here
-    beta_free = [n for n in needles if n.encode() in raw]
-    assert beta_free, "beta's contact of the same id is still stored"
+    # beta's contact of the same id keeps its copy of the same words
+    assert _stored(api, SAID_CPF), "beta's contact of the same id is still stored"
     with api.client("beta_operator") as client:
         assert _status(client, twin) == "completed"
     with api.client("admin") as admin:
         gone = admin.delete(f"/v1/contacts/{PHONE}", params={"institutionId": beta}).json()
         assert gone["removed"]["executions"] == 1
-    raw = _raw(api)
     for needle in needles:
-        assert needle.encode() not in raw, needle
+        assert _stored(api, needle) == [], needle
     with api.client("acme_operator") as client:
         assert client.get(f"/v1/executions/{erased}").status_code == 404
         assert _status(client, kept) == "completed"
         transcript = client.get(f"/v1/executions/{kept}/transcript").text
         assert OTHER_SAID in transcript
-    assert OTHER_SAID.encode() in raw
+    assert _stored(api, OTHER_SAID)
     lines = log_file.read_text(encoding="utf-8").splitlines()
     assert not [line for line in lines if erased in line or twin in line]
     assert [line for line in lines if kept in line], "the other contact's lines stay"
