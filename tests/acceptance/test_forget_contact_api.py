@@ -233,29 +233,35 @@ def _stored(api: Api, needle: str) -> list[str]:
         db = _db(api)
         files = [db, Path(f"{db}-wal")]
         return [f.name for f in files if f.exists() and needle.encode() in f.read_bytes()]
-    found = []
-    tables = _query(
-        api,
-        "SELECT table_name FROM information_schema.tables"
-        " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
-    )
-    for (table,) in tables:
-        sql = f'SELECT COUNT(*) FROM "{table}" t WHERE strpos(t::text, ?) > 0'  # noqa: S608
-        if _query(api, sql, needle)[0][0]:
-            found.append(table)
-    binary = _query(
-        api,
-        "SELECT table_name, column_name FROM information_schema.columns"
-        " WHERE table_schema = 'public' AND data_type = 'bytea'",
-    )
-    for table, column in binary:
-        sql = (
-            f'SELECT COUNT(*) FROM "{table}"'  # noqa: S608 - the catalogue's names
-            f" WHERE position(convert_to(?, 'UTF8') IN \"{column}\") > 0"
+    return run_sync(_pg_stored(api.store, needle))
+
+
+async def _pg_stored(url: str, needle: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        found = []
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
         )
-        if _query(api, sql, needle)[0][0]:
-            found.append(f"{table}.{column}")
-    return found
+        for (table,) in tables:
+            sql = f'SELECT COUNT(*) FROM "{table}" t WHERE strpos(t::text, $1) > 0'  # noqa: S608
+            if await conn.fetchval(sql, needle):
+                found.append(table)
+        binary = await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND data_type = 'bytea'"
+        )
+        for table, column in binary:
+            sql = (
+                f'SELECT COUNT(*) FROM "{table}"'  # noqa: S608 - the catalogue's names
+                f" WHERE position(convert_to($1, 'UTF8') IN \"{column}\") > 0"
+            )
+            if await conn.fetchval(sql, needle):
+                found.append(f"{table}.{column}")
+        return found
+    finally:
+        await conn.close()
 
 
 def test_an_erased_contact_is_nowhere_in_the_store(served: Api) -> None:
