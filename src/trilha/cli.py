@@ -2045,6 +2045,61 @@ def sweep(
     err.print(f"[dim]{len(moved)} stuck execution{'s' * (len(moved) != 1)} moved on[/dim]")
 
 
+@app.command()
+def forget(
+    contact: Annotated[
+        str | None, typer.Option("--contact", help="The contact's id (WhatsApp: its wa_id).")
+    ] = None,
+    institution: Annotated[
+        str | None, typer.Option("--institution", help="The institution to erase it in.")
+    ] = None,
+    retention: Annotated[
+        bool,
+        typer.Option("--retention", help="Instead: erase what [retention] says is past its days."),
+    ] = False,
+    actor: ActorOpt = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Erase a contact (LGPD): cancel its executions, delete its data from the store and
+    the log file, and print the receipt. Or, with --retention, apply [retention] once."""
+    from trilha.engine.erasure import Eraser  # the command's own: not every run needs it
+
+    if retention == (contact is not None):
+        raise typer.BadParameter("give --contact (with --institution) or --retention")
+    if contact is not None and not institution:
+        raise typer.BadParameter("--institution is required with --contact")
+
+    async def main() -> dict[str, Any]:
+        async with runtime(store, config, channel=MemoryChannel(), must_exist=True) as rt:
+            eraser = Eraser(rt.store, rt.operator, rt.config, rt.engine.clock)
+            if contact is not None and institution:
+                receipt = await eraser.forget_contact(institution, contact, actor=_actor(actor))
+                return receipt.wire()
+            ran = await eraser.apply_retention(actor=_actor(actor))
+            if ran is None:
+                raise ConfigError("retention is off: set [retention] days (or per institution)")
+            return {"erasures": ran[0], "removed": ran[1]}
+
+    answer = _run(main())
+    if as_json:
+        out.print_json(data=answer)
+        return
+    removed = {k: v for k, v in answer["removed"].items() if v}
+    if contact is not None:
+        out.print(
+            f"erased contact {field(contact)} of {field(answer['institutionId'])}"
+            f" (erasure {answer['erasureId']}, {answer['cancelled']} cancelled)"
+        )
+    else:
+        out.print(f"retention: {answer['erasures']} erasure(s)")
+    for kind, count in removed.items():
+        out.print(f"  {kind:<18} {count}")
+    if not removed:
+        out.print("  nothing stored")
+
+
 # ------------------------------------------------------------------------------------- main
 
 

@@ -750,6 +750,59 @@ class LoggingConfig(WireModel):
         return value
 
 
+class InstitutionRetention(WireModel):
+    """One institution's retention, overriding ``[retention] days``."""
+
+    days: float | None = Field(
+        default=None,
+        gt=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description=(
+            "Executions of this institution that ended longer ago than this are erased"
+            " (as `trilha forget` erases them); unset keeps them for ever."
+        ),
+    )
+
+
+class RetentionConfig(WireModel):
+    """How long ended executions are kept, per institution, before they are erased with
+    everything stored through them (the erasure page of the docs)."""
+
+    days: float | None = Field(
+        default=None,
+        gt=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description=(
+            "Executions that ended longer ago than this are erased, for every institution"
+            " without its own `[retention.institutions.ID]`; unset (the default) keeps them."
+        ),
+    )
+    institutions: dict[str, InstitutionRetention] = Field(
+        default_factory=dict,
+        description="Per-institution retention, by institution id, overriding `days`.",
+    )
+    interval_seconds: float = Field(
+        default=3_600.0,
+        ge=1,
+        le=86_400,
+        allow_inf_nan=False,
+        description="How often `trilha serve` looks for executions past their retention.",
+    )
+    batch: int = Field(
+        default=200,
+        ge=1,
+        le=1_000,
+        description=(
+            "Executions erased per transaction: what one retention step holds the store for."
+        ),
+    )
+
+    def enabled(self) -> bool:
+        return self.days is not None or any(r.days is not None for r in self.institutions.values())
+
+
 class AlertRuleConfig(WireModel):
     """Changes to one of the default alert rules (:data:`trilha.core.alerts.DEFAULT_RULES`)."""
 
@@ -1158,6 +1211,13 @@ class Config(WireModel):
         description=(
             "Process logs (stdout, a rotating file) and the trail each execution "
             "keeps in the store."
+        ),
+    )
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig,
+        description=(
+            "How long ended executions are kept before they are erased, per institution"
+            " (off by default)."
         ),
     )
     alerts: AlertsConfig = Field(

@@ -354,6 +354,11 @@ def create_app(options: ServeOptions, *, config: Config | None = None) -> FastAP
                 state.workers.append(worker)
                 state.tasks.append(asyncio.create_task(worker.run_forever(state.stop)))
             state.tasks.append(asyncio.create_task(_store_gauges(state)))
+            if cfg.retention.enabled():  # [retention]: ended executions erased past their days
+                from trilha.engine.erasure import Eraser
+
+                eraser = Eraser(rt.store, rt.operator, cfg, rt.engine.clock)
+                state.tasks.append(asyncio.create_task(eraser.run_forever(state.stop)))
             if inbound is not None:  # Meta's webhook bodies, processed in the background
                 state.tasks.append(asyncio.create_task(inbound.processor.run_forever(state.stop)))
             # bulk actions: those started here, and those a process that died left running

@@ -375,6 +375,12 @@ def _detach() -> None:
         _sinks = None
 
 
+def file_handlers() -> list[logging.Handler]:
+    """The handlers writing this process's log files (``[logging] file``), for an erasure
+    to rewrite a file under the handler's own lock (:mod:`trilha.observability.log_erasure`)."""
+    return list(_sinks._files) if _sinks is not None else []
+
+
 def _file_handler(config: LoggingConfig) -> logging.Handler:
     path = Path(str(config.file))
     try:

@@ -50,6 +50,7 @@ from trilha.core.execution import (
 from trilha.core.signals import Signal
 from trilha.core.states import ExecutionStatus
 from trilha.errors import LimitExceeded
+from trilha.store.erasure import Erased, ErasureRecord
 
 
 def replaced_lines(
@@ -1129,6 +1130,36 @@ class Store(Protocol):
         """Delete up to ``limit`` trail lines of executions that ended before
         ``ended_before`` (log retention); a live execution keeps its whole trail.
         Returns how many lines went."""
+
+    # erasure (LGPD) and retention: trilha.store.erasure --------------------------------
+    async def forget_contact(
+        self, institution_id: str, contact_id: str, *, record: ErasureRecord
+    ) -> Erased:
+        """Delete (or redact, where a count must stay) everything stored of the contact
+        in the institution, in one transaction, auditing it as ``record`` (which names
+        no one). An execution still active is deleted too: its row going fences any
+        worker holding it. An unknown contact erases nothing (zeros)."""
+
+    async def forget_executions(
+        self, institution_id: str, execution_ids: Sequence[str], *, record: ErasureRecord
+    ) -> Erased:
+        """The same erasure for the named executions of the institution (retention), at
+        most :data:`~trilha.store.erasure.MAX_EXECUTIONS` at once."""
+
+    async def expired_executions(
+        self,
+        ended_before: float,
+        *,
+        institution_id: str | None = None,
+        exclude: Sequence[str] = (),
+        limit: int = 500,
+    ) -> list[tuple[str, str]]:
+        """``(institution, execution id)`` of executions that ended before
+        ``ended_before``, oldest first: of ``institution_id``, else of every institution
+        not in ``exclude``."""
+
+    async def erasures(self, institution_id: str, *, limit: int = 100) -> list[ErasureRecord]:
+        """The institution's erasure records, newest first."""
 
     async def save_alert(self, state: AlertState, *, expected: AlertState | None) -> bool:
         """Store an alert's new state only if the stored one is still ``expected``

@@ -77,7 +77,13 @@ from trilha.errors import (
 )
 from trilha.observability.logging import get_logger
 from trilha.observability.masking import mask_text, masked_record
-from trilha.store import bulk_postgres, holds_postgres, migrations, webhooks_postgres
+from trilha.store import (
+    bulk_postgres,
+    erasure_postgres,
+    holds_postgres,
+    migrations,
+    webhooks_postgres,
+)
 from trilha.store.base import (
     AgentMessageResult,
     ApiKey,
@@ -115,6 +121,7 @@ from trilha.store.base import (
     replaced_lines,
     too_many_calendars,
 )
+from trilha.store.erasure import Erased, ErasureRecord
 from trilha.store.receipts import (
     DELIVERY_COLUMNS,
     RESEND_COLUMNS,
@@ -2112,6 +2119,49 @@ class PostgresStore:
             return _count(status)
 
         return await self._write(run)
+
+    # erasure and retention (trilha.store.erasure) ----------------------------------------
+
+    async def forget_contact(
+        self, institution_id: str, contact_id: str, *, record: ErasureRecord
+    ) -> Erased:
+        async def run(conn: Connection) -> Erased:
+            return await erasure_postgres.forget(
+                conn, institution_id, contact_id=contact_id, record=record
+            )
+
+        return await self._write(run)
+
+    async def forget_executions(
+        self, institution_id: str, execution_ids: Sequence[str], *, record: ErasureRecord
+    ) -> Erased:
+        async def run(conn: Connection) -> Erased:
+            return await erasure_postgres.forget(
+                conn, institution_id, contact_id=None, execution_ids=execution_ids, record=record
+            )
+
+        return await self._write(run)
+
+    async def expired_executions(
+        self,
+        ended_before: float,
+        *,
+        institution_id: str | None = None,
+        exclude: Sequence[str] = (),
+        limit: int = 500,
+    ) -> list[tuple[str, str]]:
+        async def run(conn: Connection) -> list[tuple[str, str]]:
+            return await erasure_postgres.expired(
+                conn, ended_before, institution_id=institution_id, exclude=exclude, limit=limit
+            )
+
+        return await self._read(run)
+
+    async def erasures(self, institution_id: str, *, limit: int = 100) -> list[ErasureRecord]:
+        async def run(conn: Connection) -> list[ErasureRecord]:
+            return await erasure_postgres.listed(conn, institution_id, limit)
+
+        return await self._read(run)
 
     async def save_alert(self, state: AlertState, *, expected: AlertState | None) -> bool:
         async def run(conn: Connection) -> bool:

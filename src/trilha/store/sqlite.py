@@ -56,7 +56,13 @@ from trilha.errors import (
     StoreUnavailable,
 )
 from trilha.observability.masking import mask_text, masked_record
-from trilha.store import bulk_sqlite, holds_sqlite, migrations, webhooks_sqlite
+from trilha.store import (
+    bulk_sqlite,
+    erasure_sqlite,
+    holds_sqlite,
+    migrations,
+    webhooks_sqlite,
+)
 from trilha.store.base import (
     AgentMessageResult,
     ApiKey,
@@ -94,6 +100,7 @@ from trilha.store.base import (
     replaced_lines,
     too_many_calendars,
 )
+from trilha.store.erasure import Erased, ErasureRecord
 from trilha.store.receipts import (
     DELIVERY_COLUMNS,
     RESEND_COLUMNS,
@@ -155,6 +162,8 @@ T = TypeVar("T")
 
 _SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
 _MAX_GROUP = 256
+#: ``PRAGMA secure_delete``'s values as read (0, 1, 2) and as set again
+_SECURE_DELETE = {0: "OFF", 1: "ON", 2: "FAST"}
 
 
 @contextmanager
@@ -255,6 +264,11 @@ class SQLiteStore:
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.execute("PRAGMA cache_size = -16000")
+                # a row's old bytes are zeroed when it is rewritten or deleted, at no
+                # extra I/O (FAST), unless the build already zeroes freed pages too (ON):
+                # a contact's erased data must not linger in the file (trilha forget)
+                if conn.execute("PRAGMA secure_delete").fetchone()[0] == 0:
+                    conn.execute("PRAGMA secure_delete = FAST")
                 self._migrate(conn, may_migrate=self.auto_migrate, where=str(self.path))
         except BaseException:
             conn.close()
@@ -1891,6 +1905,71 @@ class SQLiteStore:
             return int(purged)
 
         return await self._write(run)
+
+    # erasure and retention (trilha.store.erasure) ----------------------------------------
+
+    async def forget_contact(
+        self, institution_id: str, contact_id: str, *, record: ErasureRecord
+    ) -> Erased:
+        return await self._erase(
+            lambda conn: erasure_sqlite.forget(
+                conn, institution_id, contact_id=contact_id, record=record
+            )
+        )
+
+    async def forget_executions(
+        self, institution_id: str, execution_ids: Sequence[str], *, record: ErasureRecord
+    ) -> Erased:
+        return await self._erase(
+            lambda conn: erasure_sqlite.forget(
+                conn, institution_id, contact_id=None, execution_ids=execution_ids, record=record
+            )
+        )
+
+    async def _erase(self, fn: Callable[[sqlite3.Connection], Erased]) -> Erased:
+        """One erasure transaction with ``secure_delete`` on (the bytes of every row it
+        deletes or rewrites are zeroed, freed pages too), then a WAL checkpoint that
+        empties the WAL, where older copies of the pages would still be."""
+
+        def run(conn: sqlite3.Connection) -> Erased:
+            with _mapped_errors():
+                before = int(conn.execute("PRAGMA secure_delete").fetchone()[0])
+                conn.execute("PRAGMA secure_delete = ON")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(conn)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                finally:
+                    conn.execute(f"PRAGMA secure_delete = {_SECURE_DELETE[before]}")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                return result
+
+        return await self._call(run)
+
+    async def expired_executions(
+        self,
+        ended_before: float,
+        *,
+        institution_id: str | None = None,
+        exclude: Sequence[str] = (),
+        limit: int = 500,
+    ) -> list[tuple[str, str]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return erasure_sqlite.expired(
+                conn, ended_before, institution_id=institution_id, exclude=exclude, limit=limit
+            )
+
+        return await self._read(run)
+
+    async def erasures(self, institution_id: str, *, limit: int = 100) -> list[ErasureRecord]:
+        def run(conn: sqlite3.Connection) -> list[ErasureRecord]:
+            return erasure_sqlite.listed(conn, institution_id, limit)
+
+        return await self._read(run)
 
     async def save_alert(self, state: AlertState, *, expected: AlertState | None) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
