@@ -1946,9 +1946,6 @@ def bulk(
     `trilha serve` to finish."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    # the routers before the filters: execution_filters imports a router, whose package
-    # imports every router, this one's (api.routes.bulk) among them
-    import trilha.api.routes  # noqa: F401
     from trilha.api.execution_filters import ExecutionFilterBody, filter_of
     from trilha.engine.bulk import ACTIONS, BulkRunner, job_view
 

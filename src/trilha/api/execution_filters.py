@@ -14,16 +14,15 @@ from typing import Annotated
 
 from pydantic import Field
 
-from trilha.api.routes.executions import (
+from trilha.api.listing import (
     DEPENDENCY_PATTERN,
-    EXTERNAL_ID_PATTERN,
     NODE_ID_PATTERN,
     STORED_FLOW_ID_PATTERN,
     ErrorKindName,
     OutcomeName,
     StatusName,
-    execution_filter,
 )
+from trilha.api.wire import PRINTABLE_ID_PATTERN
 from trilha.core.wire import WireModel
 from trilha.store.base import ExecutionFilter, Store
 
@@ -39,10 +38,10 @@ class ExecutionFilterBody(WireModel):
     flow_id: Annotated[str, Field(pattern=STORED_FLOW_ID_PATTERN, max_length=200)] | None = Field(
         default=None, description="Only this flow: its name, or its stored id."
     )
-    conversation_id: Annotated[str, Field(pattern=EXTERNAL_ID_PATTERN, max_length=200)] | None = (
+    conversation_id: Annotated[str, Field(pattern=PRINTABLE_ID_PATTERN, max_length=200)] | None = (
         Field(default=None, description="Only this conversation's executions.")
     )
-    contact_id: Annotated[str, Field(pattern=EXTERNAL_ID_PATTERN, max_length=200)] | None = Field(
+    contact_id: Annotated[str, Field(pattern=PRINTABLE_ID_PATTERN, max_length=200)] | None = Field(
         default=None, description="Only this contact's executions."
     )
     stuck: bool = Field(
@@ -82,6 +81,9 @@ async def filter_of(
     """The store's filter ``body`` means for ``institution`` (``None``: every one, for an
     admin key), built as the listing builds its own; ``since`` that is not a time is 422
     naming it."""
+    # the listing's route builds it; imported here, when the routers are all loaded
+    from trilha.api.routes.executions import execution_filter
+
     return await execution_filter(
         store,
         institution,

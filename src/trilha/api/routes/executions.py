@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -33,16 +33,20 @@ from trilha.api.app import state_of
 from trilha.api.auth import Principal, Viewer, Writer
 from trilha.api.cursors import decode_cursor, encode_cursor
 from trilha.api.idempotency import IdempotencyKey, idempotent, request_key
+from trilha.api.listing import DEPENDENCY_PATTERN as DEPENDENCY_PATTERN
+from trilha.api.listing import NODE_ID_PATTERN as NODE_ID_PATTERN
+from trilha.api.listing import STORED_FLOW_ID_PATTERN as STORED_FLOW_ID_PATTERN
+from trilha.api.listing import ErrorKindName as ErrorKindName
+from trilha.api.listing import OutcomeName as OutcomeName
+from trilha.api.listing import StatusName as StatusName
 from trilha.api.problems import Problem, not_found, problems
 from trilha.api.routes.flows import owner_for, resolve
 from trilha.api.wire import PRINTABLE_ID_PATTERN, JsonObject
 from trilha.channels.whatsapp.channel import start_problem
 from trilha.config import Config
 from trilha.core.execution import Execution, iso, verified_state
-from trilha.core.flow import FLOW_ID_PATTERN, FLOW_REFERENCE_PATTERN
+from trilha.core.flow import FLOW_ID_PATTERN
 from trilha.core.frames import step_flows
-from trilha.core.policies import ErrorKind
-from trilha.core.states import Outcome
 from trilha.core.wire import WireModel
 from trilha.errors import (
     ConversationBusy,
@@ -74,19 +78,6 @@ BACKPRESSURE_RETRY_AFTER = 5
 QUEUE_CHECK_SECONDS = 0.25
 MAX_PAGE = 500
 
-StatusName = Literal[
-    "running",
-    "waiting_input",
-    "waiting_delay",
-    "recovering",
-    "paused",
-    "fallback",
-    "degraded",
-    "completed",
-    "failed",
-    "cancelled",
-    "timeout",
-]
 LevelName = Literal[
     "DEBUG",
     "INFO",
@@ -101,36 +92,6 @@ LevelName = Literal[
     "error",
     "critical",
 ]
-OutcomeName = Literal[
-    "completed", "escalated", "failed", "cancelled", "timeout", "invalid_input", "expired"
-]
-if set(get_args(OutcomeName)) != {o.value for o in Outcome}:
-    raise RuntimeError("the outcomes changed: update OutcomeName")
-ErrorKindName = Literal[
-    "timeout",
-    "connection",
-    "rate_limited",
-    "server",
-    "client",
-    "validation",
-    "blocked",
-    "dependency_unavailable",
-    "configuration",
-    "limit",
-    "forbidden",
-    "outside_window",
-    "ambiguous",
-    "internal",
-]
-if set(get_args(ErrorKindName)) != {k.value for k in ErrorKind}:
-    raise RuntimeError("the error kinds changed: update ErrorKindName")
-#: a flow as the store names it: ``NAME`` (shared, or resolved for the key's
-#: institution) or ``INSTITUTION/NAME``
-STORED_FLOW_ID_PATTERN = FLOW_REFERENCE_PATTERN
-#: a node id, as flows write them
-NODE_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-#: a dependency's name, as ``[dependencies.NAME]`` declares it
-DEPENDENCY_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 #: how far ahead of the server's clock ``since`` may be (a client's clock runs ahead)
 SINCE_AHEAD_SECONDS = 86_400
 
