@@ -9,6 +9,7 @@ Retention finds ended executions by age and institution and erases them the same
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from trilha.core.states import ExecutionStatus
 from trilha.errors import ExecutionNotFound, StaleLease
-from trilha.store.base import Store, StoredResponse
+from trilha.store.base import BulkJob, ExecutionFilter, Store, StoredResponse
 from trilha.store.erasure import ErasureRecord
 
 from .conftest import LEASE, T0, Backend, Make, PostgresBackend, SQLiteBackend
@@ -197,6 +198,40 @@ async def _found(backend: Backend, needle: str) -> list[str]:
         return found
     finally:
         await conn.close()
+
+
+async def test_a_bulk_job_naming_the_contact_keeps_its_row_not_the_name(
+    store: Store, make: Make
+) -> None:
+    """A job's filter and reason may name the contact: the name becomes ``[erased]``
+    (the job is the operators' record), another institution's job is left as it was."""
+    await _world(store, make, PHONE, SAID, BOT)
+    base = ExecutionFilter(institution_id="acme", contact_id=PHONE)
+    for institution in ("acme", "beta"):
+        await store.create_bulk_job(
+            BulkJob(
+                id=f"bulk-{institution}",
+                institution_id=institution,
+                actor="key:abc",
+                action="pause",
+                filter={"contactId": PHONE},
+                selection=dataclasses.replace(base, institution_id=institution),
+                reason=f"asked by {PHONE}",
+                total=1,
+                created_at=T0,
+                updated_at=T0,
+            ),
+            max_running=3,
+        )
+
+    result = await store.forget_contact("acme", PHONE, record=_record())
+
+    assert result.removed["bulkJobs"] == 1
+    mine, theirs = await store.get_bulk_job("bulk-acme"), await store.get_bulk_job("bulk-beta")
+    assert mine is not None and theirs is not None
+    assert mine.filter == {"contactId": "[erased]"} and mine.reason == "asked by [erased]"
+    assert mine.selection.contact_id == "[erased]"
+    assert theirs.filter == {"contactId": PHONE} and theirs.selection.contact_id == PHONE
 
 
 async def test_nothing_of_an_erased_contact_is_left_in_the_store(

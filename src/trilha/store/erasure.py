@@ -25,6 +25,10 @@ idempotency                 a stored answer naming the contact, an execution    
                             of E or a conversation of C (the institution's own)
 channel_webhooks (+ keys)   a processed body naming the contact (WhatsApp:       deleted
                             ``wa_id``), by its keys or its bytes
+bulk_jobs                   the institution's jobs whose filter or reason names  redacted
+                            the contact or a conversation of C (the name is
+                            replaced by ``[erased]``, so the job matches nothing
+                            of it)
 turns                       nothing personal (durations by flow): kept           kept
 ==========================  ===================================================  =========
 
@@ -63,8 +67,20 @@ KINDS: Final = (
     "stepErrors",
     "idempotency",
     "webhooks",
+    "bulkJobs",
     "logFileLines",
 )
+
+#: what an erased name becomes where a row must stay (a bulk job's filter)
+ERASED: Final = "[erased]"
+
+
+def erased_names(contact_id: str | None, conversation_ids: Iterable[str]) -> list[str]:
+    """The texts to replace in stored JSON and free text: each name as written and as
+    JSON writes it inside a string (quotes, backslashes, non-ASCII escaped)."""
+    names = [n for n in (contact_id, *conversation_ids) if n]
+    return list(dict.fromkeys([*names, *(json.dumps(n)[1:-1] for n in names)]))
+
 
 Kind = Literal["contact", "retention"]
 

@@ -1,4 +1,4 @@
--- trilha schema, version 17 (PostgreSQL): SQLite's version 22. Bulk actions
+-- trilha schema, version 16 (PostgreSQL): SQLite's version 21. Bulk actions
 -- (`POST /v1/executions/bulk`, `trilha bulk`). A job pauses, resumes, cancels or
 -- retries the executions a listing's filter matches, one at a time through the
 -- operator controls, in the listing's order (newest first); `cursor_*` is the last

@@ -1,4 +1,4 @@
--- trilha schema, version 18: the record of each erasure (a contact forgotten on request,
+-- trilha schema, version 17: the record of each erasure (a contact forgotten on request,
 -- or the executions a retention run removed). It names no one: the erasure's own id
 -- (given to the caller in its receipt), the institution, who asked, when, and how much
 -- of each kind went (JSON). A contact's id is not kept, not even hashed: a phone

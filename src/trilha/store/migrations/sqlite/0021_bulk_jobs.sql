@@ -1,4 +1,4 @@
--- trilha schema, version 22: bulk actions (`POST /v1/executions/bulk`, `trilha bulk`).
+-- trilha schema, version 21: bulk actions (`POST /v1/executions/bulk`, `trilha bulk`).
 -- A job pauses, resumes, cancels or retries the executions a listing's filter matches,
 -- one at a time through the operator controls, in the listing's order (newest first);
 -- `cursor_*` is the last execution handled, so a job resumed by another process (the
