@@ -35,6 +35,7 @@ thread of their own: a collector that is slow or away never slows or fails a tur
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -185,9 +186,11 @@ def current_traceparent() -> str | None:
 # attributes -------------------------------------------------------------------------------
 
 
-def _text(value: object) -> str:
-    """An attribute's value, masked as the logs are (an id may be a phone number)."""
-    return mask_text(str(value))
+@functools.lru_cache(maxsize=4_096)
+def _text(value: str) -> str:
+    """An id as an attribute, masked as the logs mask it (an id may be a phone number);
+    remembered, as the same institution, flow and node ids come back at every step."""
+    return mask_text(value)
 
 
 def _execution(ex: Execution) -> dict[str, Any]:
@@ -349,7 +352,7 @@ def begin_server(method: str, path: str, scheme: str, headers: Mapping[str, str]
     parent = _propagator.extract(headers)
     attributes = {
         "http.request.method": method,
-        "url.path": _text(path),
+        "url.path": mask_text(path),
         "url.scheme": scheme,
     }
     span = _tracer.start_span(
