@@ -174,3 +174,36 @@ def test_a_served_request_joins_the_callers_trace_and_its_turn_links_to_it(
     assert {line["span_id"] for line in in_request} == {server.span_id.hex()}
     in_turn = [line for line in lines if line.get("trace_id") == turn.trace_id.hex()]
     assert "execution.state_changed" in [line["message"] for line in in_turn]
+
+
+#: a ``sitecustomize`` that makes the ``otel`` extra's packages not importable, as in an
+#: installation without it (FastAPI brings the OpenTelemetry API, not the SDK)
+WITHOUT_EXTRA = """
+import sys
+
+class _Without:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith(("opentelemetry.sdk", "opentelemetry.exporter")):
+            raise ModuleNotFoundError(name)
+
+sys.meta_path.insert(0, _Without())
+"""
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_an_endpoint_without_the_extra_stops_the_start(
+    cli: Cli, tmp_path: Path, command: str
+) -> None:
+    """``[tracing] endpoint`` set and the SDK not installed: the process does not start,
+    and says which setting needs which extra."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(WITHOUT_EXTRA, encoding="utf-8")
+    (tmp_path / "trilha.toml").write_text(
+        '[tracing]\nendpoint = "http://127.0.0.1:4318/v1/traces"\n', encoding="utf-8"
+    )
+    args = ["serve", "--port", "0"] if command == "serve" else ["worker", "--until-idle"]
+    done = cli(*args, "--store", f"sqlite:///{tmp_path / 't.db'}", env={"PYTHONPATH": str(site)})
+    assert done.returncode == 1, done.stderr
+    assert "tracing.endpoint" in done.stderr
+    assert "pip install 'trilha[otel]'" in done.stderr
