@@ -273,3 +273,27 @@ assert not any(m.startswith(extra) for m in sys.modules), "imported"
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "completed"
+
+
+def test_an_api_request_joins_its_callers_trace_with_its_path_masked(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A SERVER span under the caller's span, named by its route; a phone number in the
+    path is masked; a 4xx is the caller's error, a 5xx the server's."""
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    for status in (404, 503):
+        traced = tracing.begin_server(
+            "DELETE", "/v1/contacts/+5511987654321", "http", {"traceparent": caller}
+        )
+        tracing.end_server(traced, "DELETE", "/v1/contacts/{contactId}", status)
+    found, failed = spans.get_finished_spans()
+    for span in (found, failed):
+        assert span.kind is SpanKind.SERVER
+        assert span.name == "DELETE /v1/contacts/{contactId}"
+        assert f"{span.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
+        assert span.parent is not None and f"{span.parent.span_id:016x}" == "00f067aa0ba902b7"
+        assert span.attributes is not None
+        assert "98765" not in str(span.attributes["url.path"])
+        assert span.attributes["http.route"] == "/v1/contacts/{contactId}"
+    assert found.status.status_code is StatusCode.UNSET
+    assert failed.status.status_code is StatusCode.ERROR
