@@ -38,6 +38,7 @@ from trilha.engine.sweeper import Sweeper
 from trilha.errors import ConfigError, ExecutionNotFound, FlowError, TrilhaError
 from trilha.flowfiles import check_flow_file, flow_files, load_flow_file
 from trilha.inbound import InboundContent, language_tag, with_language
+from trilha.observability import tracing
 from trilha.observability.logging import configure as configure_logging
 from trilha.observability.metrics import Listener
 from trilha.observability.terminal import SafeConsole, field, json_text, whole_column
@@ -549,6 +550,13 @@ def _work(
         if log_level is not None:
             logging_cfg = _with_level(logging_cfg, log_level)
         configure_logging(logging_cfg)
+        tracing.start(cfg.tracing)  # refuses a set endpoint without the otel extra
+        try:
+            await _working(cfg)
+        finally:
+            tracing.shutdown()  # what is still queued goes to the collector
+
+    async def _working(cfg: Config) -> None:
         if lease_seconds is not None:
             try:
                 engine_cfg = EngineConfig.model_validate(
@@ -652,12 +660,29 @@ def _serve(
 ) -> None:
     """What ``serve`` runs, with ``cfg`` (``demo``'s is built, not read); ``announce``
     gets the API's URL once the first-start key exists, to say more than serve does."""
+    configure_logging(_with_level(cfg.logging, log_level) if log_level else cfg.logging)
+    tracing.start(cfg.tracing)  # refuses a set endpoint without the otel extra
+    try:
+        _serving(host, port, store, config, flows, workers, cfg, announce)
+    finally:
+        tracing.shutdown()  # what is still queued goes to the collector
+
+
+def _serving(
+    host: str,
+    port: int,
+    store: str | None,
+    config: Path | None,
+    flows: Path | None,
+    workers: int,
+    cfg: Config,
+    announce: Callable[[str], None] | None,
+) -> None:
     import uvicorn
 
     from trilha.api.app import ServeOptions, create_app
     from trilha.api.connections import protocol
 
-    configure_logging(_with_level(cfg.logging, log_level) if log_level else cfg.logging)
     _run(_bootstrap_key(store))
     options = ServeOptions(store, config, flows, workers)
     api = create_app(options, config=cfg)

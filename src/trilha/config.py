@@ -679,6 +679,76 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class TracingConfig(WireModel):
+    """OpenTelemetry traces over OTLP/HTTP (the ``otel`` extra): a span per turn and per
+    node, the API's requests and the ``http`` node's calls (:mod:`trilha.observability.tracing`)."""
+
+    endpoint: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2_000,
+        description=(
+            "The collector's OTLP/HTTP traces URL (`http://127.0.0.1:4318/v1/traces`); "
+            "unset (the default): no tracing at all. Needs `pip install 'trilha[otel]'`."
+        ),
+    )
+    service_name: str = Field(
+        default="trilha",
+        min_length=1,
+        max_length=200,
+        description="The `service.name` every span of this process carries.",
+    )
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description=(
+            "The share of new traces kept, from 0 to 1; a request that arrives with a "
+            "`traceparent` follows its caller's decision."
+        ),
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=50,
+        description=(
+            "Sent with every export (a collector's API key); `${NAME}` reads an "
+            "environment variable."
+        ),
+    )
+    timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description=(
+            "How long one export (its retries included) may take; exports run in the "
+            "background and never hold up a turn."
+        ),
+    )
+    max_queue_spans: int = Field(
+        default=2_048,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Spans waiting for export beyond this are dropped (a collector that is "
+            "away costs no more memory than this)."
+        ),
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"must be an http(s) URL with a host, not {value!r}")
+        return value
+
+    def resolved_headers(self) -> dict[str, str]:
+        """The headers with ``${NAME}`` expanded (a missing variable is a ConfigError)."""
+        return {k: expand_env(v, f"tracing.headers.{k}") for k, v in self.headers.items()}
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "OFF"]
 
 
@@ -1205,6 +1275,13 @@ class Config(WireModel):
     )
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig, description="What `/metrics` shows, and where it is served."
+    )
+    tracing: TracingConfig = Field(
+        default_factory=TracingConfig,
+        description=(
+            "OpenTelemetry traces of turns, nodes, API requests and `http` calls, "
+            "exported over OTLP/HTTP (the `otel` extra)."
+        ),
     )
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig,

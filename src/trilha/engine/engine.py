@@ -84,6 +84,7 @@ from trilha.errors import (
     StaleLease,
     StoreError,
 )
+from trilha.observability import tracing
 from trilha.observability.logging import echo_trail, get_logger
 from trilha.observability.metrics import Metrics, error_kind
 from trilha.observability.trail import level_rank
@@ -357,6 +358,8 @@ class Engine(Recovery, Silence, HumanHold):
         check_entry(institution_id, flow.id)
         now = self.clock.now()
         start_vars = dict(variables or {})
+        if tracing.active and (traceparent := tracing.current_traceparent()) is not None:
+            meta = {**meta, tracing.TRACE_META: traceparent}
         execution = Execution(
             id=execution_id or new_id(),
             institution_id=institution_id,
@@ -466,12 +469,16 @@ class Engine(Recovery, Silence, HumanHold):
                 None,
                 {"previousOwner": claimed.taken_from, "workerId": self.worker_id},
             )
+        # the turn's span (tracing.active: the one check when tracing is off)
+        traced = tracing.begin_turn(ex) if tracing.active else None
+        failure: str | None = None
         try:
             if claimed.corruption is not None:
                 await self._restore(ex, turn, claimed.corruption)
             else:
                 await self._advance(ex, turn)
         except StaleLease as exc:
+            failure = "lease_lost"
             # another worker (or an operator) took it: it resumes from the last checkpoint.
             # Said, so a late step the fence refused is visible, not silently dropped
             log.warning(
@@ -484,9 +491,17 @@ class Engine(Recovery, Silence, HumanHold):
             )
             return
         except StoreError:
+            failure = "store"
             raise  # the worker loop backs off and retries; the lease protects the row
         except Exception as exc:  # a bug must not wedge the execution or kill the worker
+            failure = "internal"
             await self._fail_internal(ex.id, ex.fencing_token, exc)
+        except BaseException:
+            failure = "cancelled"
+            raise
+        finally:
+            if traced is not None:
+                tracing.end_turn(traced, ex, failure)
 
     async def _advance(self, ex: Execution, turn: _Turn) -> None:
         now = self.clock.now()
@@ -659,6 +674,9 @@ class Engine(Recovery, Silence, HumanHold):
             # every step in a timer task would cost a fifth of the throughput
             bounds = [b for b in (node_bound, turn_left if processor.effectful else None) if b]
             bound = min(bounds) if bounds else None
+            # the node's span, current while it runs (its http call is a child)
+            traced = tracing.begin_node(ex, flow, node, attempt) if tracing.active else None
+            cut: BaseException | None = None
             try:
                 try:
                     work = processor.run(node, ctx)
@@ -671,11 +689,13 @@ class Engine(Recovery, Silence, HumanHold):
                 finally:
                     if processor.effectful:  # the attempt ended here, not in a crash
                         ex.node_state = call_ended(ex.node_state)
-            except StaleLease:
+            except StaleLease as lost:
+                cut = lost
                 raise
             except Exception as exc:  # a failing node must not take the worker down
                 if isinstance(exc, TimeoutError):
                     if turn_left is not None and bound == turn_left:
+                        cut = exc
                         self._turn_timeout(ex, flow, turn, node.id)
                         return
                     exc = NodeTimeout(
@@ -684,12 +704,18 @@ class Engine(Recovery, Silence, HumanHold):
                     )
                 error = describe_error(exc)
                 result = self._node_failed(ex, flow, node, turn, exc, error)
+            except BaseException as stopped:  # cancelled: the span still ends, said so
+                cut = stopped
+                raise
             else:
                 try:
                     self._within_budget(ex, result)
                 except LimitExceeded as exc:
                     error = describe_error(exc)
                     result = self._node_failed(ex, flow, node, turn, exc, error)
+            finally:
+                if traced is not None:
+                    tracing.end_node(traced, error, cut)
             duration = self.clock.now() - started
             flow, done = await self._step_done(
                 ex,

@@ -50,6 +50,7 @@ from structlog.types import EventDict, WrappedLogger
 from trilha.config import LoggingConfig
 from trilha.core.execution import LogRecord, iso
 from trilha.errors import ConfigError
+from trilha.observability import tracing
 from trilha.observability.masking import mask_text, mask_value, masked_record
 from trilha.observability.terminal import escaped_json, visible
 from trilha.observability.trail import IDENTITY_KEYS, Identity, console_line, level_rank, wire
@@ -194,8 +195,18 @@ def _shape(logger: WrappedLogger, method_name: str, event: EventDict) -> EventDi
     ready = event.pop(_WIRE_KEY, None)
     if ready is not None:
         shaped: dict[str, Any] = ready
-        return shaped
-    return to_wire(event, _level_of(method_name), getattr(logger, "name", None))
+        return _traced(shaped)
+    return _traced(to_wire(event, _level_of(method_name), getattr(logger, "name", None)))
+
+
+def _traced(line: dict[str, Any]) -> dict[str, Any]:
+    """The line with ``trace_id`` and ``span_id`` (OpenTelemetry's names for them in a
+    log record) when a span is current, so a log store and a trace store meet on them."""
+    if tracing.active:
+        ids = tracing.current_ids()
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
+    return line
 
 
 def _finish(_: WrappedLogger, __: str, event: EventDict) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -300,7 +311,7 @@ class _Bridge(logging.Handler):
             event: dict[str, Any] = {"event": record.getMessage()}
             if record.exc_info:
                 event["exc_info"] = record.exc_info
-            self._sinks.write(to_wire(event, _level_of(record.levelname), record.name))
+            self._sinks.write(_traced(to_wire(event, _level_of(record.levelname), record.name)))
         except Exception:  # logging must never raise into the caller
             self.handleError(record)
 

@@ -67,6 +67,7 @@ from trilha.errors import (
     TrilhaError,
 )
 from trilha.netguard import check_url, guarded_client, pinned
+from trilha.observability import tracing
 from trilha.resilience.breaker import BreakerRegistry, CircuitBreaker, call_of
 
 if TYPE_CHECKING:
@@ -311,6 +312,12 @@ class DependencyClient:
         if idempotency_key is not None and target.idempotency_header:
             merged[target.idempotency_header] = idempotency_key
         merged.update(headers or {})
+        # the request's CLIENT span; its traceparent goes out in ``merged``
+        span = (
+            tracing.begin_client(method, target.url, target.dependency, merged)
+            if tracing.active
+            else None
+        )
         progress = _Progress()
         began = time.perf_counter()
         try:
@@ -333,12 +340,18 @@ class DependencyClient:
         except (NodeError, LimitExceeded) as exc:
             exc.details.setdefault("request", what)
             _record(target, epoch, exc.details, str(exc), time.perf_counter() - began)
+            if span is not None:
+                tracing.end_client(span, None, exc)
             raise
-        except BaseException:  # cancelled: no verdict on the dependency
+        except BaseException as exc:  # cancelled: no verdict on the dependency
             if breaker is not None:
                 breaker.release(epoch)
+            if span is not None:
+                tracing.end_client(span, None, exc)
             raise
         status = reply.status_code
+        if span is not None:
+            tracing.end_client(span, status)
         failure = None
         if status >= 400:
             failure = NodeError(
