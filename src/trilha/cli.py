@@ -2077,7 +2077,9 @@ def forget(
     ] = None,
     retention: Annotated[
         bool,
-        typer.Option("--retention", help="Instead: erase what [retention] says is past its days."),
+        typer.Option(
+            "--retention", help="Instead: erase what \\[retention] says is past its days."
+        ),
     ] = False,
     actor: ActorOpt = None,
     store: StoreOpt = None,
@@ -2085,7 +2087,7 @@ def forget(
     as_json: JsonOpt = False,
 ) -> None:
     """Erase a contact (LGPD): cancel its executions, delete its data from the store and
-    the log file, and print the receipt. Or, with --retention, apply [retention] once."""
+    the log file, and print the receipt. Or, with --retention, apply \\[retention] once."""
     from trilha.engine.erasure import Eraser  # the command's own: not every run needs it
 
     if retention == (contact is not None):

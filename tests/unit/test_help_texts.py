@@ -91,3 +91,14 @@ def test_the_command_list_shows_each_summary_as_one_paragraph() -> None:
     for name, command in getattr(group, "commands", {}).items():
         summary = command.short_help or (command.help or "").split("\n\n", 1)[0]
         assert summary and "\n" not in summary, (name, summary)
+
+
+#: ``[logging]`` in a help text: rich reads it as a style tag and prints nothing of it
+SWALLOWED = re.compile(r"(?<!\\)\[[a-z_]+(?:\.[a-zA-Z_]+)*\]")
+
+
+def test_no_help_text_has_a_section_name_rich_would_swallow() -> None:
+    """A configuration section named in help (``[retention]``) is escaped
+    (``\\[retention]``), else ``--help`` shows a blank where it was."""
+    swallowed = {where: text for where, text in _help_texts() if SWALLOWED.search(text)}
+    assert swallowed == {}

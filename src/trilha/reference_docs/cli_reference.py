@@ -87,8 +87,14 @@ def _default(param: Any) -> str:
     return code(str(value))
 
 
+def plain(text: str) -> str:
+    """Help as the terminal shows it: ``\\[logging]`` is rich's escape of a bracket,
+    which a page has no use for."""
+    return text.replace("\\[", "[")
+
+
 def _help(param: Any) -> str:
-    text = str(getattr(param, "help", None) or "")
+    text = plain(str(getattr(param, "help", None) or ""))
     envvar = param.envvar
     if envvar:
         names = [envvar] if isinstance(envvar, str) else list(envvar)
@@ -126,14 +132,14 @@ def _section(entry: CommandEntry, level: int) -> str:
     parts.append(f"```\n{usage}\n```\n\n")
     if command.deprecated:
         parts.append('!!! warning "Deprecated"\n\n    This command is deprecated.\n\n')
-    parts.append(paragraphs(inspect.cleandoc(command.help or "")))
+    parts.append(paragraphs(plain(inspect.cleandoc(command.help or ""))))
     parts.append(params_table(command, entry.context))
     subs = subcommands(command, entry.context)
     if subs:
         rows = [
             [
                 f"[`{name}`](#{anchor(entry.path, name)})",
-                cell(sub.get_short_help_str(limit=200)),
+                cell(plain(sub.get_short_help_str(limit=200))),
             ]
             for name, sub in subs
         ]
