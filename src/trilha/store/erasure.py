@@ -45,6 +45,7 @@ contacts too, whose messages are already in the inbox by then.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -75,11 +76,37 @@ KINDS: Final = (
 ERASED: Final = "[erased]"
 
 
-def erased_names(contact_id: str | None, conversation_ids: Iterable[str]) -> list[str]:
-    """The texts to replace in stored JSON and free text: each name as written and as
-    JSON writes it inside a string (quotes, backslashes, non-ASCII escaped)."""
-    names = [n for n in (contact_id, *conversation_ids) if n]
-    return list(dict.fromkeys([*names, *(json.dumps(n)[1:-1] for n in names)]))
+def redacted_job(
+    filter_text: str, selection_text: str, reason: str | None, names: Sequence[str]
+) -> tuple[str, str, str | None] | None:
+    """A bulk job's filter (wire JSON), store filter (JSON) and reason with each of
+    ``names`` (the contact's id, their conversations') made ``[erased]``: in the filters
+    only where a contact or conversation field equals one, in the reason only as a whole
+    word (contact ``1`` leaves ``retry 10 nodes`` alone); ``None`` when nothing names
+    them. Parsed, never replaced as text: a short id would otherwise rewrite numbers,
+    keys and other people's words."""
+    wanted = {n for n in names if n}
+    if not wanted:
+        return None
+    changed = False
+    documents: list[str] = []
+    for text, fields in (
+        (filter_text, ("contactId", "conversationId")),
+        (selection_text, ("contact_id", "conversation_id")),
+    ):
+        document = json.loads(text)
+        for name in fields:
+            if isinstance(document, dict) and document.get(name) in wanted:
+                document[name] = ERASED
+                changed = True
+        documents.append(json.dumps(document, separators=(",", ":")))
+    if reason:
+        words = re.compile(
+            r"(?<![\w.:-])(?:" + "|".join(map(re.escape, sorted(wanted))) + r")(?![\w.:-])"
+        )
+        reason, count = words.subn(ERASED, reason)
+        changed = changed or count > 0
+    return (documents[0], documents[1], reason) if changed else None
 
 
 Kind = Literal["contact", "retention"]

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, TypeAlias
 import asyncpg
 
 from trilha.store.erasure import (
-    ERASED,
     Erased,
     ErasureRecord,
     checked_ids,
-    erased_names,
     needles,
+    redacted_job,
     removed_json,
     removed_of,
     scoped_to,
@@ -124,7 +123,9 @@ async def forget(
     n["idempotency"] = await _idempotency(conn, institution_id, contact_id, ids, conversations)
     if contact_id is not None:
         n["webhooks"] = await _webhooks(conn, contact_id, conversations)
-    n["bulkJobs"] = await _bulk_jobs(conn, institution_id, erased_names(contact_id, conversations))
+    n["bulkJobs"] = await _bulk_jobs(
+        conn, institution_id, [c for c in (contact_id, *conversations) if c]
+    )
     await conn.execute("DELETE FROM executions WHERE id = ANY($1::text[])", ids)
     await conn.execute(
         "INSERT INTO erasures (id, institution_id, kind, actor, at, removed)"
@@ -161,29 +162,25 @@ async def _idempotency(
 
 
 async def _bulk_jobs(conn: Connection, institution_id: str, names: Sequence[str]) -> int:
-    """The institution's bulk jobs naming the contact or a conversation of theirs in
-    their filter or reason: each name becomes ``[erased]`` (the rows stay: a job's
-    progress is the operators' record)."""
-    jobs: set[str] = set()
-    for name in names:
-        found = await conn.fetch(
-            "SELECT id FROM bulk_jobs WHERE institution_id = $1 AND (strpos(filter, $2) > 0"
-            " OR strpos(selection, $2) > 0 OR strpos(coalesce(reason, ''), $2) > 0)",
-            institution_id,
-            name,
-        )
-        if not found:
+    """The institution's bulk jobs whose filter or reason names the contact or one of
+    their conversations: the row stays (a job's progress is the operators' record), the
+    name becomes ``[erased]`` (:func:`~trilha.store.erasure.redacted_job`)."""
+    rows = await conn.fetch(
+        "SELECT id, filter, selection, reason FROM bulk_jobs WHERE institution_id = $1",
+        institution_id,
+    )
+    changed = 0
+    for row in rows:
+        redacted = redacted_job(row[1], row[2], row[3], names)
+        if redacted is None:
             continue
-        jobs.update(str(r[0]) for r in found)
         await conn.execute(
-            "UPDATE bulk_jobs SET filter = replace(filter, $2, $3),"
-            " selection = replace(selection, $2, $3), reason = replace(reason, $2, $3)"
-            " WHERE institution_id = $1",
-            institution_id,
-            name,
-            ERASED,
+            "UPDATE bulk_jobs SET filter = $1, selection = $2, reason = $3 WHERE id = $4",
+            *redacted,
+            row[0],
         )
-    return len(jobs)
+        changed += 1
+    return changed
 
 
 async def _webhooks(conn: Connection, contact_id: str, conversation_ids: Sequence[str]) -> int:

@@ -12,12 +12,11 @@ import sqlite3
 from collections.abc import Sequence
 
 from trilha.store.erasure import (
-    ERASED,
     Erased,
     ErasureRecord,
     checked_ids,
-    erased_names,
     needles,
+    redacted_job,
     removed_json,
     removed_of,
     scoped_to,
@@ -117,7 +116,7 @@ def forget(
     n["idempotency"] = _idempotency(conn, institution_id, contact_id, ids, conversations)
     if contact_id is not None:
         n["webhooks"] = _webhooks(conn, contact_id, conversations)
-    n["bulkJobs"] = _bulk_jobs(conn, institution_id, erased_names(contact_id, conversations))
+    n["bulkJobs"] = _bulk_jobs(conn, institution_id, [c for c in (contact_id, *conversations) if c])
     _run(conn, f"DELETE FROM executions WHERE id {_IN_E}", (e,))
     conn.execute(
         "INSERT INTO erasures (id, institution_id, kind, actor, at, removed)"
@@ -167,26 +166,24 @@ def _idempotency(
 
 
 def _bulk_jobs(conn: sqlite3.Connection, institution_id: str, names: Sequence[str]) -> int:
-    """The institution's bulk jobs naming the contact or a conversation of theirs in
-    their filter or reason: each name becomes ``[erased]`` (the rows stay: a job's
-    progress is the operators' record)."""
-    jobs: set[str] = set()
-    for name in names:
-        found = conn.execute(
-            "SELECT id FROM bulk_jobs WHERE institution_id = ? AND (instr(filter, ?) > 0"
-            " OR instr(selection, ?) > 0 OR instr(coalesce(reason, ''), ?) > 0)",
-            (institution_id, name, name, name),
-        ).fetchall()
-        if not found:
+    """The institution's bulk jobs whose filter or reason names the contact or one of
+    their conversations: the row stays (a job's progress is the operators' record), the
+    name becomes ``[erased]`` (:func:`~trilha.store.erasure.redacted_job`)."""
+    rows = conn.execute(
+        "SELECT id, filter, selection, reason FROM bulk_jobs WHERE institution_id = ?",
+        (institution_id,),
+    ).fetchall()
+    changed = 0
+    for job_id, filter_text, selection_text, reason in rows:
+        redacted = redacted_job(filter_text, selection_text, reason, names)
+        if redacted is None:
             continue
-        jobs.update(r[0] for r in found)
         conn.execute(
-            "UPDATE bulk_jobs SET filter = replace(filter, ?1, ?2),"
-            " selection = replace(selection, ?1, ?2), reason = replace(reason, ?1, ?2)"
-            " WHERE institution_id = ?3",
-            (name, ERASED, institution_id),
+            "UPDATE bulk_jobs SET filter = ?, selection = ?, reason = ? WHERE id = ?",
+            (*redacted, job_id),
         )
-    return len(jobs)
+        changed += 1
+    return changed
 
 
 def _webhooks(conn: sqlite3.Connection, contact_id: str, conversation_ids: Sequence[str]) -> int:
