@@ -23,8 +23,9 @@ quarantine                  ``execution_id`` in E (the rejected row)            
 step_errors                 ``execution_id`` in E                                redacted
 idempotency                 a stored answer naming the contact, an execution     deleted
                             of E or a conversation of C (the institution's own)
-channel_webhooks (+ keys)   a processed body naming the contact (WhatsApp:       deleted
-                            ``wa_id``), by its keys or its bytes
+channel_webhooks (+ keys)   a processed body of a conversation of C (by the      deleted
+                            keys kept with it: its bytes would also name the
+                            number in other institutions' conversations)
 bulk_jobs                   the institution's jobs whose filter or reason names  redacted
                             the contact or a conversation of C (the name is
                             replaced by ``[erased]``, so the job matches nothing
@@ -38,8 +39,10 @@ triggers, API keys, alerts and workers hold no contact's data.
 
 A webhook body still pending (not processed yet) is left alone: it is a message that
 arrived during the erasure, processed after it as a new message (the contact spoke
-again). Processed bodies naming the contact are deleted whole: a body may name other
-contacts too, whose messages are already in the inbox by then.
+again). Processed bodies of the contact's conversations are deleted whole: a body may
+name other contacts too, whose messages are already in the inbox by then. A body whose
+messages reached no execution (no trigger took them) is not found this way: such
+bodies go with `purge_channel_webhooks`, as every processed body does in time.
 """
 
 from __future__ import annotations
@@ -144,12 +147,18 @@ def zeros() -> dict[str, int]:
 def needles(
     contact_id: str | None, execution_ids: Iterable[str], conversation_ids: Iterable[str]
 ) -> list[str]:
-    """The JSON strings (quoted, as they appear in a stored JSON answer) whose presence
-    makes an idempotency record the contact's: quoted, so a short id never matches
-    inside an unrelated number or word. Each also as it reads inside a JSON string (the
-    API keeps an answer's body as the JSON text it sent: ``\\"id\\"``)."""
-    values = [*([contact_id] if contact_id else []), *execution_ids, *conversation_ids]
-    quoted = {json.dumps(v, ensure_ascii=False) for v in values if v}
+    """The texts whose presence makes a stored API answer (an idempotency record) the
+    contact's: an execution's id quoted (random, so it never matches by chance), and the
+    contact's and conversations' ids only as the value of their own field
+    (``"contactId":"1"``: a short id quoted alone would match any answer with that string
+    in it, and erase another contact's record). Each also as it reads inside a JSON
+    string (the API keeps an answer's body as the JSON text it sent: ``\\"id\\"``)."""
+    quoted = {json.dumps(v, ensure_ascii=False) for v in execution_ids if v}
+    named = [("contactId", contact_id), *(("conversationId", c) for c in conversation_ids)]
+    for name, value in named:
+        if value:
+            text = json.dumps(value, ensure_ascii=False)
+            quoted |= {f'"{name}":{text}', f'"{name}": {text}'}
     return sorted(quoted | {json.dumps(q, ensure_ascii=False)[1:-1] for q in quoted})
 
 
@@ -171,11 +180,6 @@ def webhook_keys(conversation_ids: Iterable[str]) -> list[str]:
     """The channel-webhook keys (``phone_number_id:wa_id``) of WhatsApp conversations
     (``wa:phone_number_id:wa_id``) among ``conversation_ids``."""
     return sorted({c[3:] for c in conversation_ids if c.startswith("wa:")})
-
-
-def webhook_needle(contact_id: str) -> bytes:
-    """The bytes a raw webhook body holds where it names the contact (its JSON string)."""
-    return json.dumps(contact_id, ensure_ascii=False).encode()
 
 
 def checked_ids(execution_ids: Sequence[str]) -> list[str]:

@@ -23,7 +23,6 @@ from trilha.store.erasure import (
     removed_of,
     scoped_to,
     webhook_keys,
-    webhook_needle,
     zeros,
 )
 
@@ -121,8 +120,7 @@ async def forget(
         )
     )
     n["idempotency"] = await _idempotency(conn, institution_id, contact_id, ids, conversations)
-    if contact_id is not None:
-        n["webhooks"] = await _webhooks(conn, contact_id, conversations)
+    n["webhooks"] = await _webhooks(conn, conversations)
     n["bulkJobs"] = await _bulk_jobs(
         conn, institution_id, [c for c in (contact_id, *conversations) if c]
     )
@@ -183,13 +181,14 @@ async def _bulk_jobs(conn: Connection, institution_id: str, names: Sequence[str]
     return changed
 
 
-async def _webhooks(conn: Connection, contact_id: str, conversation_ids: Sequence[str]) -> int:
+async def _webhooks(conn: Connection, conversation_ids: Sequence[str]) -> int:
+    """Processed channel webhook bodies of the contact's conversations (by the keys kept
+    with each body: a body's own bytes would name the number in other institutions'
+    conversations too)."""
     found = await conn.fetch(
-        "SELECT id FROM channel_webhooks WHERE status <> 'pending' AND (id IN"
-        " (SELECT webhook_id FROM channel_webhook_keys WHERE conversation_key = ANY($1::text[]))"
-        " OR position($2::bytea IN body) > 0)",
+        "SELECT id FROM channel_webhooks WHERE status <> 'pending' AND id IN"
+        " (SELECT webhook_id FROM channel_webhook_keys WHERE conversation_key = ANY($1::text[]))",
         webhook_keys(conversation_ids),
-        webhook_needle(contact_id),
     )
     ids = [int(r[0]) for r in found]
     await conn.execute("DELETE FROM channel_webhook_keys WHERE webhook_id = ANY($1::bigint[])", ids)

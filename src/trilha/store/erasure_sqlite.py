@@ -21,7 +21,6 @@ from trilha.store.erasure import (
     removed_of,
     scoped_to,
     webhook_keys,
-    webhook_needle,
     zeros,
 )
 from trilha.store.rows import TRAIL_MARK
@@ -114,8 +113,7 @@ def forget(
     )
     n["trail"] = _trail(conn, e)
     n["idempotency"] = _idempotency(conn, institution_id, contact_id, ids, conversations)
-    if contact_id is not None:
-        n["webhooks"] = _webhooks(conn, contact_id, conversations)
+    n["webhooks"] = _webhooks(conn, conversations)
     n["bulkJobs"] = _bulk_jobs(conn, institution_id, [c for c in (contact_id, *conversations) if c])
     _run(conn, f"DELETE FROM executions WHERE id {_IN_E}", (e,))
     conn.execute(
@@ -186,13 +184,14 @@ def _bulk_jobs(conn: sqlite3.Connection, institution_id: str, names: Sequence[st
     return changed
 
 
-def _webhooks(conn: sqlite3.Connection, contact_id: str, conversation_ids: Sequence[str]) -> int:
-    """Processed channel webhook bodies naming the contact, by their keys or their bytes."""
+def _webhooks(conn: sqlite3.Connection, conversation_ids: Sequence[str]) -> int:
+    """Processed channel webhook bodies of the contact's conversations (by the keys kept
+    with each body: a body's own bytes would name the number in other institutions'
+    conversations too)."""
     found = conn.execute(
-        "SELECT id FROM channel_webhooks WHERE status <> 'pending' AND (id IN"
-        " (SELECT webhook_id FROM channel_webhook_keys WHERE conversation_key"
-        f" {_IN_E}) OR instr(body, ?) > 0)",
-        (json.dumps(webhook_keys(conversation_ids)), webhook_needle(contact_id)),
+        "SELECT id FROM channel_webhooks WHERE status <> 'pending' AND id IN"
+        f" (SELECT webhook_id FROM channel_webhook_keys WHERE conversation_key {_IN_E})",
+        (json.dumps(webhook_keys(conversation_ids)),),
     ).fetchall()
     ids = json.dumps([r[0] for r in found])
     _run(conn, f"DELETE FROM channel_webhook_keys WHERE webhook_id {_IN_E}", (ids,))
