@@ -6,6 +6,7 @@ ended executions past their institution's days and leaves the rest."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from trilha.config import Config, LoggingConfig, RetentionConfig
 from trilha.engine.erasure import Eraser
 from trilha.engine.operator import Operator
 from trilha.errors import ExecutionNotFound
-from trilha.observability.log_erasure import erase_lines
+from trilha.observability.log_erasure import Marks, erase_lines
 from trilha.observability.logging import configure, get_logger
 
 CHAT = {
@@ -79,13 +80,32 @@ async def test_a_contact_is_cancelled_erased_and_cut_from_the_log_file(
     assert len(audit) == 1 and "ana-42" not in audit[0] and receipt.erasure_id in audit[0]
 
 
-def test_erase_lines_counts_and_keeps_the_rest(tmp_path: Path) -> None:
+def test_erase_lines_goes_by_the_fields_of_each_line(tmp_path: Path) -> None:
+    """A line is the contact's by its own fields: the erased execution, one of their
+    conversations, or the contact in the erasure's institution. The same id elsewhere
+    (another institution's contact "1", a message id "1", a number) keeps its line."""
+
+    def line(execution: str | None, **context: str) -> str:
+        return json.dumps({"executionId": execution, "message": "m", "context": context})
+
+    lines = [
+        line("e1"),  # the erased execution
+        line(None, conversationId="c1", institutionId="acme"),  # their conversation
+        line(None, contactId="1", institutionId="acme"),  # the contact, in acme
+        line(None, contactId="1", institutionId="beta"),  # beta's contact "1"
+        line("e2", contactId="2", institutionId="acme", messageId="1"),  # "1" as another id
+        line("e10"),  # e10 is not e1
+        'not json, naming "1" and e1',
+    ]
     path = tmp_path / "p.log"
-    path.write_text('{"a":"x1"}\n{"a":"x2"}\n{"a":"x10"}\n', encoding="utf-8")
-    assert erase_lines(path, 3, [b'"x1"']) == 1
-    assert path.read_text() == '{"a":"x2"}\n{"a":"x10"}\n'  # a quoted id: x10 is not x1
-    assert erase_lines(path, 3, [b'"nobody"']) == 0
-    assert erase_lines(tmp_path / "absent.log", 3, [b'"x2"']) == 0
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "p.log.1").write_text(line("e1") + "\n" + line("e3") + "\n", encoding="utf-8")
+    marks = Marks.of("acme", "1", ["e1"], ["c1"])
+    assert erase_lines(path, 3, marks) == 4
+    assert path.read_text().splitlines() == lines[3:]
+    assert (tmp_path / "p.log.1").read_text().splitlines() == [line("e3")]
+    assert erase_lines(path, 3, Marks.of("acme", "nobody", [], [])) == 0
+    assert erase_lines(tmp_path / "absent.log", 3, marks) == 0
 
 
 async def test_retention_erases_what_ended_before_its_days(

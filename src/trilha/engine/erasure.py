@@ -43,7 +43,7 @@ from trilha.core.states import TERMINAL
 from trilha.engine.clock import Clock
 from trilha.engine.operator import Operator
 from trilha.errors import ExecutionNotFound, IllegalTransition, StaleLease, TrilhaError
-from trilha.observability.log_erasure import erase_lines, needles
+from trilha.observability.log_erasure import Marks, erase_lines
 from trilha.observability.logging import get_logger
 from trilha.store.base import ExecutionFilter, Store
 from trilha.store.erasure import KINDS, Erased, ErasureRecord, zeros
@@ -99,7 +99,7 @@ class Eraser:
         removed = dict(erased.removed)
         warnings: tuple[str, ...] = ()
         try:
-            removed["logFileLines"] = await self._log_files(contact_id, erased)
+            removed["logFileLines"] = await self._log_files(institution_id, contact_id, erased)
         except OSError as exc:  # the store is erased: say what is left, do not fail
             file = self.config.logging.file
             log.error("erasure.log_file_failed", erasureId=record.id, file=file, error=str(exc))
@@ -137,11 +137,11 @@ class Eraser:
                 cancelled += 1
         return cancelled
 
-    async def _log_files(self, contact_id: str | None, erased: Erased) -> int:
+    async def _log_files(self, institution_id: str, contact_id: str | None, erased: Erased) -> int:
         cfg = self.config.logging
         if not cfg.file:
             return 0
-        marks = needles(contact_id, [*erased.execution_ids, *erased.conversation_ids])
+        marks = Marks.of(institution_id, contact_id, erased.execution_ids, erased.conversation_ids)
         return await asyncio.to_thread(erase_lines, cfg.file, cfg.file_backups, marks)
 
     async def apply_retention(
