@@ -16,10 +16,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import logging
 import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -164,6 +166,24 @@ _SYNC_MODES = {"OFF", "NORMAL", "FULL", "EXTRA"}
 _MAX_GROUP = 256
 #: ``PRAGMA secure_delete``'s values as read (0, 1, 2) and as set again
 _SECURE_DELETE = {0: "OFF", 1: "ON", 2: "FAST"}
+#: tries of the checkpoint that empties the WAL after an erasure, 20 ms apart
+_WAL_TRIES = 25
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the database and empty it, so an erased contact's old pages
+    are gone from the ``-wal`` file too. A reader on an older snapshot (a stream, a
+    listing) makes the checkpoint answer busy: it is tried again for half a second, then
+    left to the next checkpoint, with a WARN line saying so."""
+    for _ in range(_WAL_TRIES):
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if not busy:
+            return
+        time.sleep(0.02)
+    logging.getLogger("trilha.store").warning(
+        "store.erasure_wal_busy: readers kept the WAL from being emptied after an erasure;"
+        " its old pages go at the next checkpoint"
+    )
 
 
 @contextmanager
@@ -1945,7 +1965,7 @@ class SQLiteStore:
                     conn.execute("COMMIT")
                 finally:
                     conn.execute(f"PRAGMA secure_delete = {_SECURE_DELETE[before]}")
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                _truncate_wal(conn)
                 return result
 
         return await self._call(run)
