@@ -1663,6 +1663,12 @@ def _shortened(text: str, width: int = 60) -> str:
 IdArg = Annotated[str, typer.Argument(help="The execution's id.")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why; kept in the state history.")]
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who does it (default: cli:$USER).")]
+#: the executions listing's filters, as the commands acting on many executions take them
+StatusFilterOpt = Annotated[str | None, typer.Option("--status", help="Only this state.")]
+ConversationFilterOpt = Annotated[
+    str | None, typer.Option("--conversation", help="Only this conversation's.")
+]
+ContactFilterOpt = Annotated[str | None, typer.Option("--contact", help="Only this contact's.")]
 
 
 def _actor(actor: str | None) -> str:
@@ -1813,11 +1819,9 @@ def migrate_executions(
         list[str] | None,
         typer.Option("--map", help="old=new: a renamed node's counterpart (repeatable)."),
     ] = None,
-    status: Annotated[str | None, typer.Option("--status", help="Only this state.")] = None,
-    conversation: Annotated[
-        str | None, typer.Option("--conversation", help="Only this conversation's.")
-    ] = None,
-    contact: Annotated[str | None, typer.Option("--contact", help="Only this contact's.")] = None,
+    status: StatusFilterOpt = None,
+    conversation: ConversationFilterOpt = None,
+    contact: ContactFilterOpt = None,
     institution: Annotated[
         str | None,
         typer.Option("--institution", help="Only this institution's executions (and flows)."),
@@ -1941,14 +1945,12 @@ def bulk(
     action: Annotated[
         str, typer.Argument(help="cancel, pause, resume or retry.", metavar="ACTION")
     ],
-    status: Annotated[str | None, typer.Option("--status", help="Only this state.")] = None,
+    status: StatusFilterOpt = None,
     flow: Annotated[
         str | None, typer.Option("--flow", help="Only this flow (its name or stored id).")
     ] = None,
-    conversation: Annotated[
-        str | None, typer.Option("--conversation", help="Only this conversation's.")
-    ] = None,
-    contact: Annotated[str | None, typer.Option("--contact", help="Only this contact's.")] = None,
+    conversation: ConversationFilterOpt = None,
+    contact: ContactFilterOpt = None,
     with_errors: Annotated[
         bool, typer.Option("--with-errors", help="Only those with an error or a failed step.")
     ] = False,
