@@ -1838,7 +1838,7 @@ def _graph_problems(
             yield from _handoff_problems(i, node)
         if isinstance(node, ContentFields):
             yield from _said_problems(i, node)
-        for rel, name in _variables_written(node):
+        for rel, name in variables_written(node):
             if read_only(name):
                 yield Problem(f"nodes[{i}].{rel}", READ_ONLY)
         if isinstance(node, SetNode):
@@ -2061,7 +2061,7 @@ def _said_problems(i: int, node: ContentFields) -> Iterator[Problem]:
             yield Problem(f"nodes[{i}].{rel}", "every language's text is empty")
 
 
-def _variables_written(node: NodeBase) -> Iterator[tuple[str, str]]:
+def variables_written(node: NodeBase) -> Iterator[tuple[str, str]]:
     """``(wire path, variable)`` for every variable the node assigns."""
     if isinstance(node, QuestionNode):
         yield "variable", node.variable
@@ -2083,31 +2083,40 @@ def _variables_written(node: NodeBase) -> Iterator[tuple[str, str]]:
 _GIVEN: Final = frozenset({"sys", "contact"})
 
 
+def node_reads(node: NodeBase) -> Iterator[tuple[str, str]]:
+    """``(wire path, variable path)`` for every variable ``node``'s templates and then its
+    expressions read, in order: what validation warns about when no node sets it, and
+    what moving executions to a new version checks they hold. An expression that does
+    not parse reads nothing here (it is refused where expressions are checked)."""
+    for path, template, in_loop in node.templates():
+        if "{{" in template:
+            for read in template_paths(template, in_loop=in_loop):
+                yield path, read
+    for path, source in node.expressions():
+        try:
+            expression = compile_expression(source)
+        except ExpressionError:
+            continue
+        for read in expression.ordered_paths():
+            yield path, read
+
+
 def _template_problems(nodes: list[NodeBase], positions: dict[str, int]) -> Iterator[Problem]:
     """Every template lints (an unclosed ``{{``, a block left open, an expression that
     does not parse or calls an unknown function: errors), and a template or an
     expression (a condition's ``when``, a ``set``) reading a variable no node sets is
     flagged (a warning: it may be a start variable, or a typo that would quietly take
     a condition's ``default``)."""
-    written = {name for node in nodes for _, name in _variables_written(node)}
+    written = {name for node in nodes for _, name in variables_written(node)}
     roots = {name.split(".", 1)[0] for name in written} | _GIVEN
     warned: set[str] = set()
     for node in nodes:
         i = positions.get(node.id, 0)
-        reads: list[tuple[str, str]] = []
         for path, template, in_loop in node.templates():
-            if "{{" not in template:
-                continue
-            for issue in lint_template(template, in_loop=in_loop):
-                yield Problem(f"nodes[{i}].{path}", issue.message, issue.severity)
-            reads += [(path, read) for read in template_paths(template, in_loop=in_loop)]
-        for path, source in node.expressions():
-            try:
-                expression = compile_expression(source)
-            except ExpressionError:
-                continue  # reported as an error where expressions are checked
-            reads += [(path, read) for read in expression.ordered_paths()]
-        for path, read in reads:
+            if "{{" in template:
+                for issue in lint_template(template, in_loop=in_loop):
+                    yield Problem(f"nodes[{i}].{path}", issue.message, issue.severity)
+        for path, read in node_reads(node):
             root = read.split(".", 1)[0]
             if root in roots or root in warned:
                 continue

@@ -36,13 +36,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from trilha.core.execution import Execution
-from trilha.core.expressions import compile_expression
-from trilha.core.flow import Flow, NodeBase, WaitEventNode, _variables_written
+from trilha.core.flow import Flow, NodeBase, WaitEventNode, node_reads, variables_written
 from trilha.core.frames import frames
 from trilha.core.hold import held
 from trilha.core.states import ExecutionStatus
-from trilha.core.templates import template_paths
-from trilha.errors import ExpressionError
 
 __all__ = [
     "MAX_NODE_MAP",
@@ -180,15 +177,9 @@ def reads_from(flow: Flow, start: str) -> list[str]:
         if node is None or node.id in seen:
             continue
         seen.add(node.id)
-        for _, name in _variables_written(node):
+        for _, name in variables_written(node):
             written.add(name.split(".", 1)[0])
-        for _, template, in_loop in node.templates():
-            read.update(_roots(template_paths(template, in_loop=in_loop)))
-        for _, source in node.expressions():
-            try:
-                read.update(_roots(compile_expression(source).paths()))
-            except ExpressionError:
-                continue  # a published flow's expressions parse; nothing to read otherwise
+        read.update(_roots(path for _, path in node_reads(node)))
         todo.extend(target for _, target in node.targets())
     return sorted(read - written)
 
